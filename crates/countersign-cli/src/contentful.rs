@@ -1,0 +1,208 @@
+//! `countersign contentful sign|verify`.
+
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand};
+use countersign_core::contentful::{
+    Context, RequestToSign, SIGNABLE_METHODS, SigningSecret, Verifier, sign,
+};
+use http::Method;
+
+use crate::common::{
+    BodyArgs, Failure, Outcome, header_map, parse_header, parse_time, print_line, time_or_now,
+    unix_ms,
+};
+
+/// The environment variable that can hold the signing secret(s) instead of `--secret`.
+const SECRET_ENV: &str = "COUNTERSIGN_CONTENTFUL_SECRET";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Sign a request as @contentful/node-apps-toolkit's signRequest does; prints the headers to
+    /// add as one JSON object.
+    #[command(
+        after_help = "Example:\n  countersign contentful sign --secret \"$SECRET\" --method POST \\\n      \
+        --path '/hooks?x=1' -H 'Content-Type: application/json' --body '{}' --space-id my-space\n\n\
+        The secret can come from COUNTERSIGN_CONTENTFUL_SECRET instead of --secret."
+    )]
+    Sign(SignArgs),
+    /// Verify a signed request; exit 0 verified, 1 rejected, 2 bad input.
+    #[command(
+        after_help = "Example:\n  countersign contentful verify --secret \"$OLD\" --secret \"$NEW\" --method POST \\\n      \
+        --path /hooks -H 'x-contentful-signature: ...' -H 'x-contentful-signed-headers: ...' \\\n      \
+        -H 'x-contentful-timestamp: 1700000000000' --body-file body.json --ttl 30\n\n\
+        The secrets can come from COUNTERSIGN_CONTENTFUL_SECRET (comma-separated) instead of --secret."
+    )]
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The app's signing secret (64 characters).
+    #[arg(long, env = SECRET_ENV, hide_env_values = true)]
+    secret: String,
+    /// The HTTP method: GET, PATCH, HEAD, POST, DELETE, OPTIONS or PUT.
+    #[arg(long)]
+    method: String,
+    /// The request target: path and query, starting with '/'.
+    #[arg(long)]
+    path: String,
+    /// A header to sign, 'Name: value'; may repeat.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// The signing time (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    timestamp: Option<SystemTime>,
+    /// Context: x-contentful-space-id.
+    #[arg(long, value_name = "ID")]
+    space_id: Option<String>,
+    /// Context: x-contentful-environment-id.
+    #[arg(long, value_name = "ID")]
+    environment_id: Option<String>,
+    /// Context: x-contentful-app-id.
+    #[arg(long, value_name = "ID")]
+    app_id: Option<String>,
+    /// Context: x-contentful-user-id.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// Context: x-contentful-crn.
+    #[arg(long, value_name = "CRN")]
+    crn: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// A signing secret to accept; repeat for a rotation.
+    #[arg(long = "secret", required = true, env = SECRET_ENV, hide_env_values = true, value_delimiter = ',')]
+    secrets: Vec<String>,
+    /// The HTTP method as received.
+    #[arg(long)]
+    method: String,
+    /// The raw request target as received: path and query.
+    #[arg(long)]
+    path: String,
+    /// A received header, 'Name: value'; may repeat.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// How many seconds a signature stays valid; 0 turns the check off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    ttl: u64,
+    /// How many seconds ahead of the clock a timestamp may be.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    future_skew: u64,
+    /// A path prefix a proxy stripped before the request reached the backend.
+    #[arg(long, value_name = "PREFIX")]
+    path_prefix: Option<String>,
+    /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<SystemTime>,
+}
+
+pub(crate) fn run(command: Command) -> Outcome {
+    match command {
+        Command::Sign(args) => run_sign(&args),
+        Command::Verify(args) => run_verify(&args),
+    }
+}
+
+fn signing_secret(text: &str) -> Result<SigningSecret, Failure> {
+    SigningSecret::new(text.trim()).map_err(|e| Failure::input(format!("invalid secret: {e}")))
+}
+
+fn method(text: &str) -> Result<Method, Failure> {
+    let upper = text.to_ascii_uppercase();
+    if !SIGNABLE_METHODS.contains(&upper.as_str()) {
+        return Err(Failure::input(format!(
+            "{text:?} is not a method Contentful signs ({})",
+            SIGNABLE_METHODS.join(", ")
+        )));
+    }
+    Method::from_bytes(upper.as_bytes())
+        .map_err(|_| Failure::input(format!("{text:?} is not a method")))
+}
+
+fn check_path(path: &str) -> Result<(), Failure> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(Failure::input(format!(
+            "the path must start with '/': {path:?}"
+        )))
+    }
+}
+
+fn run_sign(args: &SignArgs) -> Outcome {
+    let secret = signing_secret(&args.secret)?;
+    let method = method(&args.method)?;
+    check_path(&args.path)?;
+    let body = args.body.read()?;
+    let mut request = RequestToSign::new(method, &args.path).body(&body);
+    for (name, value) in &args.headers {
+        request = request.header(name, value);
+    }
+    let context = Context {
+        space_id: args.space_id.clone(),
+        environment_id: args.environment_id.clone(),
+        app_id: args.app_id.clone(),
+        user_id: args.user_id.clone(),
+        crn: args.crn.clone(),
+    };
+    let signed = sign(&secret, &request, time_or_now(args.timestamp), &context);
+    // A JSON object in the order signRequest returns the headers.
+    let fields: Vec<String> = signed
+        .iter()
+        .map(|(name, value)| format!("{}:{}", json_string(name), json_string(value)))
+        .collect();
+    print_line(&format!("{{{}}}", fields.join(",")))
+}
+
+fn run_verify(args: &VerifyArgs) -> Outcome {
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| signing_secret(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut verifier = Verifier::with_secrets(secrets)
+        .map_err(Failure::input)?
+        .with_ttl(Duration::from_secs(args.ttl))
+        .with_future_skew(Duration::from_secs(args.future_skew));
+    if let Some(prefix) = &args.path_prefix {
+        verifier = verifier.with_path_prefix(prefix).map_err(Failure::input)?;
+    }
+    let method = Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| Failure::input(format!("{:?} is not a method", args.method)))?;
+    let headers = header_map(&args.headers)?;
+    let body = args.body.read()?;
+    let now = time_or_now(args.now);
+
+    let verified = verifier
+        .verify(&method, &args.path, &headers, &body, now)
+        .map_err(|e| Failure::Rejected {
+            code: e.kind().code(),
+            message: e.message().to_owned(),
+        })?;
+
+    let mut report = serde_json::Map::new();
+    report.insert("verified".into(), true.into());
+    report.insert("secret_index".into(), verified.secret_index().into());
+    report.insert("timestamp".into(), verified.timestamp_ms().into());
+    let age_ms = i128::from(unix_ms(now)) - i128::from(verified.timestamp_ms());
+    report.insert(
+        "age_ms".into(),
+        serde_json::Value::from(i64::try_from(age_ms).unwrap_or(i64::MAX)),
+    );
+    let signed: serde_json::Map<String, serde_json::Value> = verified
+        .signed_headers()
+        .map(|(name, value)| (name.as_str().to_owned(), value.into()))
+        .collect();
+    report.insert("signed_headers".into(), signed.into());
+    print_line(&serde_json::Value::Object(report).to_string())
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}

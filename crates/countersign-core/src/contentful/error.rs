@@ -1,0 +1,96 @@
+//! Why a Contentful request was rejected.
+
+use std::fmt;
+
+/// A Contentful request failed verification.
+///
+/// [`kind`](Error::kind) is stable and machine-readable; the message says what was wrong for a
+/// person and never holds a secret, a signature or the body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Why a Contentful request was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No `x-contentful-signature` header.
+    MissingSignature,
+    /// `x-contentful-signature` is not 64 lower-case hex characters.
+    MalformedSignature,
+    /// No `x-contentful-timestamp` header.
+    MissingTimestamp,
+    /// `x-contentful-timestamp` is not a decimal count of milliseconds after 2020-01-01.
+    MalformedTimestamp,
+    /// No `x-contentful-signed-headers` header, or it lists fewer than two names.
+    MissingSignedHeaders,
+    /// The timestamp is at least the time-to-live old.
+    Expired,
+    /// The timestamp is further ahead of the clock than the allowed skew.
+    TimestampInFuture,
+    /// The signature matches none of the configured secrets.
+    SignatureMismatch,
+}
+
+impl ErrorKind {
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::MissingSignature => "signature_missing",
+            Self::MalformedSignature => "signature_malformed",
+            Self::MissingTimestamp => "timestamp_missing",
+            Self::MalformedTimestamp => "timestamp_malformed",
+            Self::MissingSignedHeaders => "signed_headers_missing",
+            Self::Expired => "timestamp_expired",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::SignatureMismatch => "signature_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Error {
+    pub(super) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Why the request was rejected.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What was wrong, for a person.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("contentful::Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,466 @@
+//! `verifyRequest`: what an app backend does when a signed request arrives.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, Method};
+
+use super::canonical::{Canonical, CanonicalHeaders, canonical_path};
+use super::sign::unix_millis;
+use super::{
+    APP_ID, CRN, Context, ENVIRONMENT_ID, Error, ErrorKind, IDEMPOTENCY_KEY, SIGNATURE,
+    SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
+};
+use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
+use crate::{ConfigError, ConfigErrorKind, js};
+
+/// The toolkit's default time-to-live of a signature: 30 seconds.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// How far ahead of our clock a timestamp may be by default: 60 seconds.
+pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(60);
+
+/// The toolkit refuses timestamps at or before 2020-01-01T00:00:00Z.
+const EARLIEST_TIMESTAMP_MS: u64 = 1_577_836_800_000;
+
+/// Verifies signed Contentful requests against one or more signing secrets.
+///
+/// Defaults: a time-to-live of [`DEFAULT_TTL`], a future skew of [`DEFAULT_FUTURE_SKEW`], no
+/// path prefix. Cheap to clone and to share between threads.
+#[derive(Clone)]
+pub struct Verifier {
+    secrets: Vec<SigningSecret>,
+    ttl: Duration,
+    future_skew: Duration,
+    path_prefix: Option<String>,
+}
+
+impl Verifier {
+    /// A verifier for requests signed with `secret`.
+    #[must_use]
+    pub fn new(secret: SigningSecret) -> Self {
+        Self {
+            secrets: vec![secret],
+            ttl: DEFAULT_TTL,
+            future_skew: DEFAULT_FUTURE_SKEW,
+            path_prefix: None,
+        }
+    }
+
+    /// A verifier that accepts a request signed with any of `secrets`.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::NoSecrets`] when `secrets` is empty.
+    pub fn with_secrets(
+        secrets: impl IntoIterator<Item = SigningSecret>,
+    ) -> Result<Self, ConfigError> {
+        let mut secrets = secrets.into_iter();
+        let first = secrets.next().ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::NoSecrets,
+                "a Contentful verifier needs at least one signing secret",
+            )
+        })?;
+        Ok(secrets.fold(Self::new(first), Self::with_secret))
+    }
+
+    /// Accepts requests signed with `secret` too, for a rotation: verify with the old and the
+    /// next secret, switch Contentful over, then drop the old one.
+    /// [`VerifiedRequest::secret_index`] tells which one matched, in the order added.
+    #[must_use]
+    pub fn with_secret(mut self, secret: SigningSecret) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// How long a signature stays valid after its timestamp; a request exactly `ttl` old is
+    /// expired. [`Duration::ZERO`] turns the check off, as `0` does in the toolkit.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How far ahead of this machine's clock a timestamp may be (clocks differ). The toolkit
+    /// accepts any future timestamp; we do not.
+    #[must_use]
+    pub fn with_future_skew(mut self, skew: Duration) -> Self {
+        self.future_skew = skew;
+        self
+    }
+
+    /// The path prefix a reverse proxy strips before the request reaches this backend: the
+    /// signature covers the path Contentful called, so the prefix is put back before verifying.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidPathPrefix`] unless `prefix` starts with `/`, does not end with
+    /// `/`, and holds no `?` or `#`.
+    pub fn with_path_prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
+        self.path_prefix = Some(validate_path_prefix(prefix)?.to_owned());
+        Ok(self)
+    }
+
+    /// How many secrets this verifier accepts.
+    #[must_use]
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// Verifies a request as it arrived.
+    ///
+    /// `target` is the raw request target: path and query exactly as received. `body` is the raw
+    /// body; an absent body is an empty one. `now` is the current time.
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why the request is rejected.
+    pub fn verify(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<VerifiedRequest, Error> {
+        self.verify_with_prefix(method, target, headers, body, now, None)
+    }
+
+    /// [`verify`](Self::verify), with a path prefix learned from this request (for instance
+    /// from `X-Forwarded-Prefix` sent by a trusted proxy). It replaces the configured prefix.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify); a prefix that is not of the form `/segment[/segment...]` is
+    /// ignored.
+    pub fn verify_with_prefix(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+        prefix: Option<&str>,
+    ) -> Result<VerifiedRequest, Error> {
+        let expected = parse_signature(headers)?;
+        let timestamp_ms = parse_timestamp(headers)?;
+        let signed_names = parse_signed_headers(headers)?;
+        self.check_freshness(timestamp_ms, unix_millis(now))?;
+
+        let picked = pick_headers(headers, &signed_names);
+        let canonical_headers = CanonicalHeaders::new(
+            picked
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+                .collect(),
+            timestamp_ms,
+        );
+        let prefix = prefix
+            .and_then(|p| validate_path_prefix(p).ok())
+            .or(self.path_prefix.as_deref())
+            .unwrap_or_default();
+        let path: Cow<'_, str> = if prefix.is_empty() {
+            Cow::Borrowed(target)
+        } else {
+            Cow::Owned(format!("{prefix}{target}"))
+        };
+        let canonical = Canonical {
+            method: method.as_str(),
+            path: canonical_path(&path),
+            headers: &canonical_headers,
+            body,
+        };
+
+        let secret_index = self
+            .secrets
+            .iter()
+            .position(|secret| constant_time_eq(&canonical.mac(secret.key()), &expected))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::SignatureMismatch,
+                    format!(
+                        "the signature matches none of the {} configured secret(s) for this method, path, \
+                         signed headers and body",
+                        self.secrets.len()
+                    ),
+                )
+            })?;
+
+        let signed = picked
+            .into_iter()
+            .filter(|(name, _)| name != SIGNATURE && name != SIGNED_HEADERS && name != TIMESTAMP)
+            .collect();
+        Ok(VerifiedRequest {
+            secret_index,
+            timestamp_ms,
+            signed,
+        })
+    }
+
+    /// [`verify`](Self::verify) for an [`http::Request`] whose body is already buffered.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub fn verify_request<B: AsRef<[u8]>>(
+        &self,
+        request: &http::Request<B>,
+        now: SystemTime,
+    ) -> Result<VerifiedRequest, Error> {
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        self.verify(
+            request.method(),
+            target,
+            request.headers(),
+            request.body().as_ref(),
+            now,
+        )
+    }
+
+    fn check_freshness(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), Error> {
+        let age_ms = i128::from(now_ms) - i128::from(timestamp_ms);
+        let ttl_ms = i128::try_from(self.ttl.as_millis()).unwrap_or(i128::MAX);
+        if ttl_ms > 0 && age_ms >= ttl_ms {
+            return Err(Error::new(
+                ErrorKind::Expired,
+                format!(
+                    "signed {} s ago; signatures are accepted for {} s (is this machine's clock right?)",
+                    seconds(age_ms),
+                    seconds(ttl_ms)
+                ),
+            ));
+        }
+        let skew_ms = i128::try_from(self.future_skew.as_millis()).unwrap_or(i128::MAX);
+        if -age_ms > skew_ms {
+            return Err(Error::new(
+                ErrorKind::TimestampInFuture,
+                format!(
+                    "signed {} s in the future; at most {} s of clock skew is accepted",
+                    seconds(-age_ms),
+                    seconds(skew_ms)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("ttl", &self.ttl)
+            .field("future_skew", &self.future_skew)
+            .field("path_prefix", &self.path_prefix)
+            .finish()
+    }
+}
+
+/// A request whose signature verified: what it proved.
+///
+/// Only signed headers appear here; an unsigned `x-contentful-space-id` is not evidence of
+/// anything and is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRequest {
+    secret_index: usize,
+    timestamp_ms: u64,
+    signed: Vec<(HeaderName, String)>,
+}
+
+impl VerifiedRequest {
+    /// Which configured secret matched, counting from 0 in the order they were added.
+    #[must_use]
+    pub fn secret_index(&self) -> usize {
+        self.secret_index
+    }
+
+    /// When the request was signed.
+    #[must_use]
+    pub fn timestamp(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(self.timestamp_ms)
+    }
+
+    /// When the request was signed, in Unix milliseconds, as sent.
+    #[must_use]
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The value of a signed header, by lower-case name (trimmed; repeated headers joined by
+    /// `", "`).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.signed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every signed header but the signature, the list and the timestamp.
+    pub fn signed_headers(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
+        self.signed.iter().map(|(n, v)| (n, v.as_str()))
+    }
+
+    /// The signed space id.
+    #[must_use]
+    pub fn space_id(&self) -> Option<&str> {
+        self.header(SPACE_ID)
+    }
+
+    /// The signed environment id.
+    #[must_use]
+    pub fn environment_id(&self) -> Option<&str> {
+        self.header(ENVIRONMENT_ID)
+    }
+
+    /// The signed user id (present on frontend-signed requests).
+    #[must_use]
+    pub fn user_id(&self) -> Option<&str> {
+        self.header(USER_ID)
+    }
+
+    /// The signed app id.
+    #[must_use]
+    pub fn app_id(&self) -> Option<&str> {
+        self.header(APP_ID)
+    }
+
+    /// The signed CRN of the request.
+    #[must_use]
+    pub fn crn(&self) -> Option<&str> {
+        self.header(CRN)
+    }
+
+    /// The signed topic of a webhook or app event, e.g. `ContentManagement.Entry.publish`.
+    #[must_use]
+    pub fn topic(&self) -> Option<&str> {
+        self.header(TOPIC)
+    }
+
+    /// The signed idempotency key of a webhook delivery (the same for each retry).
+    #[must_use]
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.header(IDEMPOTENCY_KEY)
+    }
+
+    /// The signed context headers.
+    #[must_use]
+    pub fn context(&self) -> Context {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Context {
+            space_id: owned(self.space_id()),
+            environment_id: owned(self.environment_id()),
+            app_id: owned(self.app_id()),
+            user_id: owned(self.user_id()),
+            crn: owned(self.crn()),
+        }
+    }
+}
+
+/// The text of a header as Node.js hands it to the toolkit: repeated values joined by `", "`,
+/// then trimmed.
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let joined = values
+        .map(|v| js::header_text(v.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(js::trim(&joined).to_owned())
+}
+
+fn parse_signature(headers: &HeaderMap) -> Result<[u8; HMAC_SHA256_LEN], Error> {
+    let text = header_value(headers, SIGNATURE).ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingSignature,
+            "the request has no x-contentful-signature header",
+        )
+    })?;
+    let mut signature = [0u8; HMAC_SHA256_LEN];
+    let well_formed = text.len() == 2 * HMAC_SHA256_LEN
+        && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && hex::decode_to_slice(&text, &mut signature).is_ok();
+    if !well_formed {
+        return Err(Error::new(
+            ErrorKind::MalformedSignature,
+            format!(
+                "x-contentful-signature must be 64 lower-case hex characters; it has {} characters",
+                text.chars().count()
+            ),
+        ));
+    }
+    Ok(signature)
+}
+
+fn parse_timestamp(headers: &HeaderMap) -> Result<u64, Error> {
+    let text = header_value(headers, TIMESTAMP).ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingTimestamp,
+            "the request has no x-contentful-timestamp header",
+        )
+    })?;
+    let malformed = |why: &str| {
+        Error::new(
+            ErrorKind::MalformedTimestamp,
+            format!("x-contentful-timestamp must be Unix milliseconds after 2020-01-01; {why}"),
+        )
+    };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed("it is not a decimal number"));
+    }
+    let ms: u64 = text.parse().map_err(|_| malformed("it is too large"))?;
+    if ms <= EARLIEST_TIMESTAMP_MS {
+        return Err(malformed(
+            "it is earlier (seconds instead of milliseconds?)",
+        ));
+    }
+    Ok(ms)
+}
+
+fn parse_signed_headers(headers: &HeaderMap) -> Result<Vec<String>, Error> {
+    let text = header_value(headers, SIGNED_HEADERS).ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingSignedHeaders,
+            "the request has no x-contentful-signed-headers header",
+        )
+    })?;
+    let names: Vec<String> = text.split(',').map(str::to_owned).collect();
+    if names.len() < 2 {
+        return Err(Error::new(
+            ErrorKind::MissingSignedHeaders,
+            "x-contentful-signed-headers must list at least itself and x-contentful-timestamp",
+        ));
+    }
+    Ok(names)
+}
+
+/// The request headers whose names are in the signed list, exactly as listed (a listed name in
+/// another case, or with spaces, matches nothing), with their normalized values.
+fn pick_headers(headers: &HeaderMap, signed_names: &[String]) -> Vec<(HeaderName, String)> {
+    headers
+        .keys()
+        .filter(|name| signed_names.iter().any(|listed| listed == name.as_str()))
+        .filter_map(|name| header_value(headers, name.as_str()).map(|value| (name.clone(), value)))
+        .collect()
+}
+
+fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {
+    let valid = prefix.starts_with('/')
+        && prefix.len() > 1
+        && !prefix.ends_with('/')
+        && !prefix.contains(['?', '#'])
+        && !prefix.chars().any(char::is_control);
+    if valid {
+        Ok(prefix)
+    } else {
+        Err(ConfigError::new(
+            ConfigErrorKind::InvalidPathPrefix,
+            "a path prefix starts with `/`, does not end with `/`, and holds no `?`, `#` or control character",
+        ))
+    }
+}
+
+/// Milliseconds as seconds with one decimal, for messages.
+fn seconds(ms: i128) -> String {
+    format!("{}.{}", ms / 1000, (ms % 1000).abs() / 100)
+}

@@ -1,0 +1,66 @@
+//! Wire formats and cryptography of the request signatures that Contentstack and Contentful
+//! put on the requests they send to your backend.
+//!
+//! This crate is pure: it takes `http` types, bytes and the current time, and returns a typed
+//! verdict. It has no async runtime and no web framework; the `countersign` crate wraps it in
+//! Tower layers and axum extractors, and the `countersign` command line uses it to sign,
+//! verify and diagnose requests. Every rule of a wire format lives here, once.
+//!
+//! # Contentful
+//!
+//! [`contentful`] signs and verifies requests exactly as `@contentful/node-apps-toolkit`
+//! does (app events, app actions, webhooks and frontend-signed requests):
+//!
+//! ```
+//! use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+//! use http::{HeaderMap, Method};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = SigningSecret::new("a".repeat(64))?;
+//! let sent_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+//!
+//! // What Contentful does before it sends a request:
+//! let request = RequestToSign::new(Method::POST, "/hooks?source=contentful").body(b"{}");
+//! let signed = contentful::sign(&secret, &request, sent_at, &Context::default());
+//! let headers: HeaderMap = signed.to_header_map()?;
+//!
+//! // What your backend does when it arrives (the raw request target and the raw body):
+//! let verifier = Verifier::new(secret);
+//! let now = sent_at + Duration::from_secs(2);
+//! let verified = verifier.verify(&Method::POST, "/hooks?source=contentful", &headers, b"{}", now)?;
+//! assert_eq!(verified.secret_index(), 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crypto backends
+//!
+//! The `aws-lc` feature (the default) uses aws-lc-rs. The `rust-crypto` feature uses the
+//! pure-Rust RustCrypto crates, for targets without a C toolchain. Features are additive: with
+//! both enabled, aws-lc is used. [`backend`] says which one this build uses.
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod contentful;
+mod crypto;
+mod error;
+mod js;
+
+pub use error::{ConfigError, ConfigErrorKind};
+
+/// The cryptographic library a build of this crate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// aws-lc-rs, the default (`aws-lc` feature).
+    AwsLc,
+    /// The pure-Rust RustCrypto crates (`rust-crypto` feature, without `aws-lc`).
+    RustCrypto,
+}
+
+/// The crypto backend this build uses: aws-lc when its feature is on, RustCrypto otherwise.
+#[must_use]
+pub const fn backend() -> Backend {
+    crypto::BACKEND
+}

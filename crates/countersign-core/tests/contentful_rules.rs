@@ -1,0 +1,530 @@
+//! One test per rule of `shared/spec/contentful.md`, "Verifying" and "Headers".
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use countersign_core::ConfigErrorKind;
+use countersign_core::contentful::{
+    Context, ErrorKind, RequestToSign, SignedHeaders, SigningSecret, Verifier, sign,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn secret(c: char) -> SigningSecret {
+    SigningSecret::new(c.to_string().repeat(64)).unwrap()
+}
+
+/// Headers as they arrive: the request's own plus the signed ones.
+fn arrived(own: &[(&str, &str)], signed: &SignedHeaders) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    let mut add = |name: &str, value: &str| {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    };
+    for (name, value) in own {
+        add(name, value);
+    }
+    for (name, value) in signed.iter() {
+        add(name, value);
+    }
+    map
+}
+
+fn signed_post(path: &str, own: &[(&str, &str)], body: &[u8], context: &Context) -> HeaderMap {
+    let mut request = RequestToSign::new(Method::POST, path).body(body);
+    for (name, value) in own {
+        request = request.header(name, value);
+    }
+    arrived(own, &sign(&secret('a'), &request, at(T0), context))
+}
+
+fn verify(
+    headers: &HeaderMap,
+) -> Result<countersign_core::contentful::VerifiedRequest, countersign_core::contentful::Error> {
+    Verifier::new(secret('a')).verify(&Method::POST, "/hook", headers, b"{}", at(T0 + 1_000))
+}
+
+fn kind(headers: &HeaderMap) -> ErrorKind {
+    verify(headers).unwrap_err().kind()
+}
+
+fn good() -> HeaderMap {
+    signed_post("/hook", &[], b"{}", &Context::default())
+}
+
+#[test]
+fn a_correctly_signed_request_verifies() {
+    assert!(verify(&good()).is_ok());
+}
+
+#[test]
+fn missing_signature_is_its_own_error() {
+    let mut headers = good();
+    headers.remove("x-contentful-signature");
+    assert_eq!(kind(&headers), ErrorKind::MissingSignature);
+}
+
+#[test]
+fn signature_must_be_64_characters() {
+    let mut headers = good();
+    let short = &headers["x-contentful-signature"].to_str().unwrap()[..63].to_owned();
+    headers.insert(
+        "x-contentful-signature",
+        HeaderValue::from_str(short).unwrap(),
+    );
+    assert_eq!(kind(&headers), ErrorKind::MalformedSignature);
+}
+
+#[test]
+fn signature_must_be_lower_case_hex() {
+    let mut headers = good();
+    let upper = headers["x-contentful-signature"]
+        .to_str()
+        .unwrap()
+        .to_uppercase();
+    headers.insert(
+        "x-contentful-signature",
+        HeaderValue::from_str(&upper).unwrap(),
+    );
+    assert_eq!(kind(&headers), ErrorKind::MalformedSignature);
+}
+
+#[test]
+fn missing_timestamp_is_its_own_error() {
+    let mut headers = good();
+    headers.remove("x-contentful-timestamp");
+    assert_eq!(kind(&headers), ErrorKind::MissingTimestamp);
+}
+
+#[test]
+fn timestamp_is_integer_milliseconds() {
+    for bad in [
+        "1700000000",
+        "1700000000000.5",
+        "-1700000000000",
+        "17e11",
+        "1700000000000abc",
+        "",
+    ] {
+        let mut headers = good();
+        headers.insert(
+            "x-contentful-timestamp",
+            HeaderValue::from_str(bad).unwrap(),
+        );
+        assert_eq!(kind(&headers), ErrorKind::MalformedTimestamp, "{bad:?}");
+    }
+}
+
+#[test]
+fn missing_signed_headers_is_its_own_error() {
+    let mut headers = good();
+    headers.remove("x-contentful-signed-headers");
+    assert_eq!(kind(&headers), ErrorKind::MissingSignedHeaders);
+    headers.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_static("x-contentful-timestamp"),
+    );
+    assert_eq!(kind(&headers), ErrorKind::MissingSignedHeaders);
+}
+
+#[test]
+fn request_exactly_ttl_old_is_expired() {
+    let verifier = Verifier::new(secret('a')).with_ttl(Duration::from_secs(30));
+    let headers = good();
+    let just_in_time = verifier.verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999));
+    assert!(just_in_time.is_ok());
+    let err = verifier
+        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired);
+    assert_eq!(err.kind().code(), "timestamp_expired");
+}
+
+#[test]
+fn default_ttl_is_30_seconds() {
+    let verifier = Verifier::new(secret('a'));
+    let headers = good();
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999))
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
+            .is_err()
+    );
+}
+
+#[test]
+fn ttl_zero_disables_the_age_check() {
+    let verifier = Verifier::new(secret('a')).with_ttl(Duration::ZERO);
+    let year_later = at(T0 + 365 * 24 * 3600 * 1000);
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &good(), b"{}", year_later)
+            .is_ok()
+    );
+}
+
+#[test]
+fn future_timestamps_are_bounded_by_the_skew() {
+    let verifier = Verifier::new(secret('a')).with_future_skew(Duration::from_secs(60));
+    let headers = good();
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
+            .is_ok()
+    );
+    let err = verifier
+        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimestampInFuture);
+}
+
+#[test]
+fn default_future_skew_is_60_seconds() {
+    let verifier = Verifier::new(secret('a'));
+    let headers = good();
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_listed_header_missing_from_the_request_fails() {
+    let mut headers = signed_post(
+        "/hook",
+        &[("x-contentful-topic", "Entry.publish")],
+        b"{}",
+        &Context::default(),
+    );
+    headers.remove("x-contentful-topic");
+    assert_eq!(kind(&headers), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn only_the_set_of_listed_names_matters() {
+    let mut headers = signed_post(
+        "/hook",
+        &[("x-contentful-topic", "Entry.publish")],
+        b"{}",
+        &Context::default(),
+    );
+    headers.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_static(
+            "x-contentful-topic,x-contentful-timestamp,x-contentful-signed-headers",
+        ),
+    );
+    assert!(verify(&headers).is_ok());
+}
+
+#[test]
+fn listed_names_match_exactly() {
+    let mut headers = signed_post(
+        "/hook",
+        &[("x-contentful-topic", "Entry.publish")],
+        b"{}",
+        &Context::default(),
+    );
+    headers.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_static(
+            "X-Contentful-Topic,x-contentful-signed-headers,x-contentful-timestamp",
+        ),
+    );
+    assert_eq!(kind(&headers), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn unlisted_headers_are_not_covered() {
+    let mut headers = good();
+    headers.insert("x-contentful-topic", HeaderValue::from_static("anything"));
+    headers.insert(
+        "x-contentful-space-id",
+        HeaderValue::from_static("forged-space"),
+    );
+    let verified = verify(&headers).unwrap();
+    assert_eq!(verified.topic(), None, "an unsigned header is not evidence");
+    assert_eq!(verified.space_id(), None);
+}
+
+#[test]
+fn a_changed_signed_header_fails() {
+    let mut headers = signed_post(
+        "/hook",
+        &[("x-contentful-topic", "Entry.publish")],
+        b"{}",
+        &Context::default(),
+    );
+    headers.insert(
+        "x-contentful-topic",
+        HeaderValue::from_static("Entry.delete"),
+    );
+    assert_eq!(kind(&headers), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn header_values_are_trimmed() {
+    let mut headers = signed_post(
+        "/hook",
+        &[("x-contentful-topic", "Entry.publish")],
+        b"{}",
+        &Context::default(),
+    );
+    headers.insert(
+        "x-contentful-topic",
+        HeaderValue::from_static(" \tEntry.publish  "),
+    );
+    assert_eq!(verify(&headers).unwrap().topic(), Some("Entry.publish"));
+}
+
+#[test]
+fn context_is_signed_and_reported() {
+    let context = Context {
+        space_id: Some("space".into()),
+        environment_id: Some("master".into()),
+        app_id: Some("app".into()),
+        user_id: Some("user".into()),
+        crn: Some("crn:contentful:::x".into()),
+    };
+    let headers = signed_post("/hook", &[], b"{}", &context);
+    let verified = verify(&headers).unwrap();
+    assert_eq!(verified.context(), context);
+    let mut forged = headers.clone();
+    forged.insert(
+        "x-contentful-space-id",
+        HeaderValue::from_static("other-space"),
+    );
+    assert_eq!(kind(&forged), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn context_overrides_a_request_header_of_the_same_name() {
+    let context = Context {
+        space_id: Some("from-context".into()),
+        ..Context::default()
+    };
+    let request =
+        RequestToSign::new(Method::GET, "/").header("X-Contentful-Space-Id", "from-request");
+    let signed = sign(&secret('a'), &request, at(T0), &context);
+    assert_eq!(signed.get("x-contentful-space-id"), Some("from-context"));
+    let headers = arrived(&[], &signed);
+    let verified = Verifier::new(secret('a'))
+        .verify(&Method::GET, "/", &headers, b"", at(T0))
+        .unwrap();
+    assert_eq!(verified.space_id(), Some("from-context"));
+}
+
+#[test]
+fn absent_body_signs_as_empty_body() {
+    let request = RequestToSign::new(Method::POST, "/x");
+    let absent = sign(&secret('a'), &request, at(T0), &Context::default());
+    let empty = sign(
+        &secret('a'),
+        &request.clone().body(b""),
+        at(T0),
+        &Context::default(),
+    );
+    assert_eq!(absent, empty);
+}
+
+#[test]
+fn body_is_covered_byte_for_byte() {
+    let headers = good();
+    let verifier = Verifier::new(secret('a'));
+    let err = verifier
+        .verify(&Method::POST, "/hook", &headers, b"{ }", at(T0))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn method_is_covered() {
+    let headers = good();
+    let err = Verifier::new(secret('a'))
+        .verify(&Method::PUT, "/hook", &headers, b"{}", at(T0))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn query_is_covered_and_order_matters() {
+    let headers = signed_post("/hook?a=1&b=2", &[], b"{}", &Context::default());
+    let verifier = Verifier::new(secret('a'));
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook?a=1&b=2", &headers, b"{}", at(T0))
+            .is_ok()
+    );
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook?b=2&a=1", &headers, b"{}", at(T0))
+            .is_err()
+    );
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+            .is_err()
+    );
+}
+
+#[test]
+fn the_secrets_utf8_bytes_are_the_key() {
+    // A hex-looking secret is used as text, not decoded: a verifier with another secret of the
+    // same bytes decoded would not match.
+    let hex_secret = SigningSecret::new("0123456789abcdef".repeat(4)).unwrap();
+    let request = RequestToSign::new(Method::GET, "/");
+    let signed = sign(&hex_secret, &request, at(T0), &Context::default());
+    let canonical = countersign_core::contentful::canonical_string("GET", "/", &[], b"", T0);
+    assert_eq!(
+        signed.signature(),
+        reference_hmac_hex(
+            b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            &canonical
+        )
+    );
+}
+
+#[test]
+fn rotation_accepts_any_secret_and_says_which() {
+    let verifier = Verifier::with_secrets([secret('a'), secret('b')]).unwrap();
+    let request = RequestToSign::new(Method::POST, "/hook").body(b"{}");
+    for (index, c) in ['a', 'b'].into_iter().enumerate() {
+        let headers = arrived(
+            &[],
+            &sign(&secret(c), &request, at(T0), &Context::default()),
+        );
+        let verified = verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+            .unwrap();
+        assert_eq!(verified.secret_index(), index);
+    }
+    let headers = arrived(
+        &[],
+        &sign(&secret('c'), &request, at(T0), &Context::default()),
+    );
+    let err = verifier
+        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+}
+
+#[test]
+fn a_verifier_needs_a_secret() {
+    let err = Verifier::with_secrets(Vec::new()).unwrap_err();
+    assert_eq!(err.kind(), ConfigErrorKind::NoSecrets);
+}
+
+#[test]
+fn path_prefix_is_put_back_before_verifying() {
+    let headers = signed_post("/api/hook?x=1", &[], b"{}", &Context::default());
+    let plain = Verifier::new(secret('a'));
+    assert!(
+        plain
+            .verify(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
+            .is_err()
+    );
+    let behind_proxy = plain.clone().with_path_prefix("/api").unwrap();
+    assert!(
+        behind_proxy
+            .verify(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
+            .is_ok()
+    );
+    let per_request = plain.verify_with_prefix(
+        &Method::POST,
+        "/hook?x=1",
+        &headers,
+        b"{}",
+        at(T0),
+        Some("/api"),
+    );
+    assert!(per_request.is_ok());
+}
+
+#[test]
+fn invalid_path_prefixes_are_configuration_errors() {
+    for bad in ["api", "/api/", "/", "/a?b", "/a#b", ""] {
+        let err = Verifier::new(secret('a'))
+            .with_path_prefix(bad)
+            .unwrap_err();
+        assert_eq!(err.kind(), ConfigErrorKind::InvalidPathPrefix, "{bad:?}");
+    }
+}
+
+#[test]
+fn repeated_headers_are_joined_as_node_joins_them() {
+    let request = RequestToSign::new(Method::POST, "/hook")
+        .header("x-custom", "a, b")
+        .body(b"{}");
+    let signed = sign(&secret('a'), &request, at(T0), &Context::default());
+    let headers = arrived(&[("x-custom", "a"), ("x-custom", "b")], &signed);
+    let verified = verify(&headers).unwrap();
+    assert_eq!(verified.header("x-custom"), Some("a, b"));
+}
+
+#[test]
+fn non_utf8_header_bytes_are_read_as_latin1() {
+    let request = RequestToSign::new(Method::POST, "/hook")
+        .header("x-name", "café")
+        .body(b"{}");
+    let signed = sign(&secret('a'), &request, at(T0), &Context::default());
+    let mut headers = arrived(&[], &signed);
+    headers.insert("x-name", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+    assert_eq!(verify(&headers).unwrap().header("x-name"), Some("café"));
+}
+
+#[test]
+fn errors_never_show_the_signature() {
+    let headers = good();
+    let signature = headers["x-contentful-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let err = Verifier::new(secret('b'))
+        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(&signature));
+    assert!(!shown.contains(&"b".repeat(64)));
+    assert!(!format!("{:?}", Verifier::new(secret('b'))).contains(&"b".repeat(64)));
+}
+
+#[test]
+fn verify_request_uses_the_raw_target() {
+    let headers = signed_post("/hook?a=%20b", &[], b"{}", &Context::default());
+    let mut request = http::Request::builder()
+        .method(Method::POST)
+        .uri("https://example.com/hook?a=%20b");
+    *request.headers_mut().unwrap() = headers;
+    let request = request.body(b"{}".to_vec()).unwrap();
+    assert!(
+        Verifier::new(secret('a'))
+            .verify_request(&request, at(T0))
+            .is_ok()
+    );
+}
+
+/// HMAC-SHA256 from the RustCrypto crates, independent of the backend under test.
+fn reference_hmac_hex(key: &[u8], message: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
