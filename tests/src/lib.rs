@@ -96,13 +96,13 @@ impl Rng {
     }
 
     /// One of `items`.
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
     }
 
     /// A string of up to `max` characters drawn from `alphabet`.
     pub fn string(&mut self, alphabet: &[&str], max: usize) -> String {
         let len = self.below(max + 1);
-        (0..len).map(|_| *self.pick(alphabet)).collect()
+        (0..len).map(|_| self.pick(alphabet)).collect()
     }
 }

@@ -40,7 +40,7 @@ const BODY_CHARS: &[&str] = &[
 const SECRET_CHARS: &[&str] = &["a", "b", "Z", "Q", "0", "9", "+", "/", "=", "_", "-"];
 
 fn generate(rng: &mut Rng) -> Case {
-    let secret: String = (0..64).map(|_| *rng.pick(SECRET_CHARS)).collect();
+    let secret: String = (0..64).map(|_| rng.pick(SECRET_CHARS)).collect();
     let mut headers = Vec::new();
     for _ in 0..rng.below(5) {
         let name = format!("X-Case-{}", rng.below(6));

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod common;
 mod contentful;
+mod contentstack;
 
 /// Sign, verify, send and diagnose requests from Contentstack and Contentful.
 #[derive(Debug, Parser)]
@@ -32,12 +33,16 @@ enum Command {
     /// Contentful request signing (app events, app actions, webhooks, signed requests).
     #[command(subcommand)]
     Contentful(contentful::Command),
+    /// Contentstack webhook signatures (RSA and HMAC) and app-tokens.
+    #[command(subcommand)]
+    Contentstack(contentstack::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Contentful(command) => contentful::run(command),
+        Command::Contentstack(command) => contentstack::run(command),
     };
     common::finish(outcome)
 }

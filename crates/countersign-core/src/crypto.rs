@@ -102,6 +102,202 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), getrandom::Error> {
     getrandom::fill(buf)
 }
 
+/// SHA-256 of `data`.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    #[cfg(feature = "aws-lc")]
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref());
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    out.copy_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(data));
+    out
+}
+
+/// An RSA-PSS salt length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PssSalt {
+    /// The digest length: 32 bytes for SHA-256.
+    Digest,
+    /// The maximum the key allows: `emLen - hLen - 2` (222 for RSA-2048).
+    Max,
+}
+
+#[cfg(feature = "aws-lc")]
+mod aws_lc_rsa {
+    use aws_lc_rs::signature::{self, RsaParameters, RsaPssSaltLength, RsaSignatureEncoding};
+
+    pub(super) static PSS_DIGEST: RsaParameters = signature::RSA_PSS_2048_8192_SHA256;
+    pub(super) static PSS_MAX: RsaParameters =
+        signature::RSA_PSS_2048_8192_SHA256.with_pss_salt_length(RsaPssSaltLength::Max);
+    pub(super) static SIGN_PSS_DIGEST: RsaSignatureEncoding = signature::RSA_PSS_SHA256;
+    pub(super) static SIGN_PSS_MAX: RsaSignatureEncoding =
+        signature::RSA_PSS_SHA256.with_pss_salt_length(RsaPssSaltLength::Max);
+}
+
+/// Smallest and largest RSA modulus accepted, in bits (both backends agree on this range).
+pub(crate) const RSA_MIN_BITS: usize = 2048;
+pub(crate) const RSA_MAX_BITS: usize = 4096;
+
+/// A parsed RSA public key, ready to verify RSA-PSS/SHA-256 signatures.
+#[derive(Clone)]
+pub(crate) struct RsaPublicKey {
+    #[cfg(feature = "aws-lc")]
+    pss_digest: aws_lc_rs::signature::ParsedPublicKey,
+    #[cfg(feature = "aws-lc")]
+    pss_max: aws_lc_rs::signature::ParsedPublicKey,
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    key: rsa::RsaPublicKey,
+}
+
+impl RsaPublicKey {
+    /// Parses a DER `RSAPublicKey` (PKCS#1). The caller has checked the modulus size.
+    pub(crate) fn from_pkcs1_der(der: &[u8]) -> Result<Self, String> {
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::signature::ParsedPublicKey;
+            let parse = |alg: &'static aws_lc_rs::signature::RsaParameters| {
+                ParsedPublicKey::new(alg, der)
+                    .map_err(|e| format!("not a usable RSA public key: {e}"))
+            };
+            Ok(Self {
+                pss_digest: parse(&aws_lc_rsa::PSS_DIGEST)?,
+                pss_max: parse(&aws_lc_rsa::PSS_MAX)?,
+            })
+        }
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        {
+            use rsa::pkcs1::DecodeRsaPublicKey as _;
+            let key = rsa::RsaPublicKey::from_pkcs1_der(der)
+                .map_err(|e| format!("not a usable RSA public key: {e}"))?;
+            Ok(Self { key })
+        }
+    }
+
+    /// Verifies an RSASSA-PSS signature with SHA-256 and MGF1-SHA-256 over `message`.
+    pub(crate) fn verify_pss_sha256(
+        &self,
+        message: &[u8],
+        signature: &[u8],
+        salt: PssSalt,
+    ) -> bool {
+        #[cfg(feature = "aws-lc")]
+        {
+            let key = match salt {
+                PssSalt::Digest => &self.pss_digest,
+                PssSalt::Max => &self.pss_max,
+            };
+            key.verify_sig(message, signature).is_ok()
+        }
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        {
+            use rsa::traits::PublicKeyParts as _;
+            let hashed = sha256(message);
+            let salt_len = match salt {
+                PssSalt::Digest => 32,
+                PssSalt::Max => pss_max_salt(self.key.n().bits()),
+            };
+            let scheme = rsa::Pss::new_with_salt::<sha2::Sha256>(salt_len);
+            self.key.verify(scheme, &hashed, signature).is_ok()
+        }
+    }
+}
+
+/// `emLen - hLen - 2` for SHA-256.
+#[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+fn pss_max_salt(modulus_bits: usize) -> usize {
+    (modulus_bits - 1).div_ceil(8) - 32 - 2
+}
+
+/// An RSA private key, for signing as Contentstack does (tests, the command line, dev mode).
+pub(crate) struct RsaPrivateKey {
+    #[cfg(feature = "aws-lc")]
+    key: aws_lc_rs::signature::RsaKeyPair,
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    key: rsa::RsaPrivateKey,
+}
+
+impl RsaPrivateKey {
+    /// Parses a DER `RSAPrivateKey` (PKCS#1).
+    pub(crate) fn from_pkcs1_der(der: &[u8]) -> Result<Self, String> {
+        #[cfg(feature = "aws-lc")]
+        {
+            let key = aws_lc_rs::signature::RsaKeyPair::from_der(der)
+                .map_err(|e| format!("not a usable RSA private key: {e}"))?;
+            Ok(Self { key })
+        }
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        {
+            use rsa::pkcs1::DecodeRsaPrivateKey as _;
+            let key = rsa::RsaPrivateKey::from_pkcs1_der(der)
+                .map_err(|e| format!("not a usable RSA private key: {e}"))?;
+            Ok(Self { key })
+        }
+    }
+
+    /// The public half, as DER `RSAPublicKey` (PKCS#1).
+    pub(crate) fn public_key_pkcs1_der(&self) -> Result<Vec<u8>, String> {
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::signature::KeyPair as _;
+            Ok(self.key.public_key().as_ref().to_vec())
+        }
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        {
+            use rsa::pkcs1::EncodeRsaPublicKey as _;
+            self.key
+                .to_public_key()
+                .to_pkcs1_der()
+                .map(|doc| doc.as_bytes().to_vec())
+                .map_err(|e| format!("cannot encode the public key: {e}"))
+        }
+    }
+
+    /// Signs `message` with RSASSA-PSS, SHA-256, MGF1-SHA-256 and a random salt.
+    pub(crate) fn sign_pss_sha256(&self, message: &[u8], salt: PssSalt) -> Result<Vec<u8>, String> {
+        #[cfg(feature = "aws-lc")]
+        {
+            let encoding = match salt {
+                PssSalt::Digest => &aws_lc_rsa::SIGN_PSS_DIGEST,
+                PssSalt::Max => &aws_lc_rsa::SIGN_PSS_MAX,
+            };
+            let mut signature = vec![0u8; self.key.public_modulus_len()];
+            self.key
+                .sign(
+                    encoding,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(|_| "RSA signing failed".to_owned())?;
+            Ok(signature)
+        }
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        {
+            use rsa::traits::PublicKeyParts as _;
+            let salt_len = match salt {
+                PssSalt::Digest => 32,
+                PssSalt::Max => pss_max_salt(self.key.n().bits()),
+            };
+            let scheme = rsa::Pss::new_with_salt::<sha2::Sha256>(salt_len);
+            self.key
+                .sign_with_rng(&mut rand_core::OsRng, scheme, &sha256(message))
+                .map_err(|e| format!("RSA signing failed: {e}"))
+        }
+    }
+}
+
+/// Makes sure jsonwebtoken has a crypto provider. It picks one from its features, and panics
+/// when both are on (as with `--all-features`) unless one was installed: install ours then.
+pub(crate) fn ensure_jwt_provider() {
+    #[cfg(all(feature = "aws-lc", feature = "rust-crypto"))]
+    {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            // An application may have installed its own already; that one stays.
+            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

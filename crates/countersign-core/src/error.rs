@@ -22,12 +22,19 @@ pub enum ConfigErrorKind {
     NoSecrets,
     /// A path prefix is not of the form `/segment[/segment...]`.
     InvalidPathPrefix,
+    /// A key is not in a supported form (PEM, DER, `public-keys.json`) or not a usable RSA key.
+    InvalidKey,
+    /// A region name or base URL is not one we know or can use.
+    InvalidRegion,
+    /// A setting is out of its range.
+    InvalidSetting,
     /// The operating system's random source failed.
     RandomSource,
 }
 
 impl ConfigError {
-    pub(crate) fn new(kind: ConfigErrorKind, message: impl Into<String>) -> Self {
+    /// A configuration error of `kind`; `message` names what to fix and must not hold a secret.
+    pub fn new(kind: ConfigErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),

@@ -43,6 +43,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod contentful;
+pub mod contentstack;
 mod crypto;
 mod error;
 mod js;

@@ -1,13 +1,19 @@
 //! Tower middleware and axum extractors that prove a request really came from Contentstack or
 //! Contentful before any handler sees it.
 //!
-//! The layers are being built; today this crate re-exports [`countersign_core`], where the wire
-//! formats live: [`contentful`] signs and verifies Contentful requests bit-exactly as
-//! `@contentful/node-apps-toolkit` does.
+//! The layers are being built. Today this crate re-exports the wire formats of
+//! [`countersign_core`] ([`contentful`] and [`contentstack`]) and adds what needs a runtime:
+//! [`well_known`], Contentstack's public key fetched from the region's endpoint, cached and
+//! refreshed (feature `well-known`, on by default).
 
-pub use countersign_core::{Backend, ConfigError, ConfigErrorKind, backend, contentful};
+pub use countersign_core::{
+    Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack,
+};
+
+#[cfg(feature = "well-known")]
+pub mod well_known;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "well-known"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;

@@ -1,4 +1,6 @@
-//! What JavaScript does to strings, where the reference implementations depend on it.
+//! What JavaScript does to strings and JSON, where the reference implementations depend on it.
+
+pub(crate) mod json;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

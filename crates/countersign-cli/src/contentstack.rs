@@ -1,0 +1,326 @@
+//! `countersign contentstack ...`: webhook signatures (RSA and HMAC) and app-tokens.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand, ValueEnum};
+use countersign_core::contentstack::{
+    AppTokenVerifier, HmacSecret, KeySet, SaltLength, SigningKey, VerifiedBy, VerifiedWebhook,
+    WebhookVerifier, mint_app_token,
+};
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::common::{BodyArgs, Failure, Outcome, parse_time, print_line, time_or_now};
+
+/// The environment variable that can hold HMAC secret(s) instead of `--secret`.
+const HMAC_SECRET_ENV: &str = "COUNTERSIGN_CONTENTSTACK_HMAC_SECRET";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Sign a webhook body as Contentstack does (RSA-PSS); prints the
+    /// X-Contentstack-Request-Signature value.
+    #[command(
+        after_help = "Example:\n  countersign contentstack sign --private-key dev/private.pem --body-file webhook.json"
+    )]
+    Sign(SignArgs),
+    /// Verify an RSA-signed webhook: signature, then triggered_at; exit 0 verified, 1 rejected.
+    #[command(
+        after_help = "Example:\n  countersign contentstack verify --public-key public-keys.json \\\n      \
+        --signature \"v1=...\" --body-file webhook.json --tolerance 300"
+    )]
+    Verify(VerifyArgs),
+    /// Sign a webhook body with the HMAC method; prints the x-contentstack-hmac-signature value.
+    #[command(
+        after_help = "Example:\n  countersign contentstack hmac-sign --secret \"$SECRET\" --body-file webhook.json\n\n\
+        The secret can come from COUNTERSIGN_CONTENTSTACK_HMAC_SECRET instead of --secret."
+    )]
+    HmacSign(HmacSignArgs),
+    /// Verify an HMAC-signed webhook; exit 0 verified, 1 rejected.
+    #[command(
+        after_help = "Example:\n  countersign contentstack hmac-verify --secret \"$OLD\" --secret \"$NEW\" \\\n      \
+        --signature \"t=1721897326,v1=...\" --body-file webhook.json\n\n\
+        The secrets can come from COUNTERSIGN_CONTENTSTACK_HMAC_SECRET (comma-separated) instead of --secret."
+    )]
+    HmacVerify(HmacVerifyArgs),
+    /// Mint and verify app-tokens of signed UI locations.
+    #[command(subcommand)]
+    AppToken(AppTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppTokenCommand {
+    /// Mint an RS256 app-token as Contentstack does; prints the JWT.
+    #[command(
+        after_help = "Example:\n  countersign contentstack app-token mint --private-key dev/private.pem \\\n      \
+        --claims '{\"app_uid\":\"a\",\"installation_uid\":\"i\",\"organization_uid\":\"o\",\"user_uid\":\"u\",\"stack_api_key\":\"blt1\"}'"
+    )]
+    Mint(MintArgs),
+    /// Verify an app-token; prints its claims as one JSON object.
+    #[command(
+        after_help = "Example:\n  countersign contentstack app-token verify --public-key public-keys.json --token \"$JWT\""
+    )]
+    Verify(AppTokenVerifyArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Salt {
+    /// 32 bytes, what Contentstack's docs say today.
+    Digest,
+    /// The maximum (222 for RSA-2048), Node's default when signing.
+    Max,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The private key, a PEM file (PKCS#1 or PKCS#8).
+    #[arg(long, value_name = "PEM")]
+    private_key: PathBuf,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// The RSA-PSS salt length.
+    #[arg(long, value_enum, default_value_t = Salt::Digest)]
+    salt_length: Salt,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The public key: PKCS#1 PEM, SPKI PEM or a public-keys.json.
+    #[arg(long, value_name = "FILE")]
+    public_key: PathBuf,
+    /// The X-Contentstack-Request-Signature value.
+    #[arg(long, value_name = "VALUE")]
+    signature: String,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// How many seconds old triggered_at may be.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    tolerance: u64,
+    /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<SystemTime>,
+    /// When the raw body fails, verify its JSON re-serialization (JSON.stringify(JSON.parse(body))).
+    #[arg(long)]
+    json_fallback: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HmacSignArgs {
+    /// The HMAC secret.
+    #[arg(long, env = HMAC_SECRET_ENV, hide_env_values = true)]
+    secret: String,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// The signing time, Unix seconds (or RFC 3339); the clock's when absent.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timestamp: Option<SystemTime>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HmacVerifyArgs {
+    /// An HMAC secret to accept; repeat for a rotation.
+    #[arg(long = "secret", required = true, env = HMAC_SECRET_ENV, hide_env_values = true, value_delimiter = ',')]
+    secrets: Vec<String>,
+    /// The x-contentstack-hmac-signature value.
+    #[arg(long, value_name = "VALUE")]
+    signature: String,
+    #[command(flatten)]
+    body: BodyArgs,
+    /// How many seconds old t may be.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    tolerance: u64,
+    /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<SystemTime>,
+    /// When the raw body fails, verify its JSON re-serialization.
+    #[arg(long)]
+    json_fallback: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MintArgs {
+    /// The private key, a PEM file (PKCS#1 or PKCS#8).
+    #[arg(long, value_name = "PEM")]
+    private_key: PathBuf,
+    /// The claims, a JSON object (app_uid, installation_uid, organization_uid, user_uid,
+    /// stack_api_key, ...); exp and iat are added unless given.
+    #[arg(long, value_name = "JSON")]
+    claims: String,
+    /// Seconds until the token expires.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    expires_in: u64,
+    /// The minting time (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<SystemTime>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AppTokenVerifyArgs {
+    /// The public key: PKCS#1 PEM, SPKI PEM or a public-keys.json.
+    #[arg(long, value_name = "FILE")]
+    public_key: PathBuf,
+    /// The app-token.
+    #[arg(long, value_name = "JWT")]
+    token: String,
+    /// Seconds of clock difference exp and nbf tolerate.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    leeway: u64,
+    /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<SystemTime>,
+}
+
+pub(crate) fn run(command: Command) -> Outcome {
+    match command {
+        Command::Sign(args) => sign(&args),
+        Command::Verify(args) => verify(&args),
+        Command::HmacSign(args) => hmac_sign(&args),
+        Command::HmacVerify(args) => hmac_verify(&args),
+        Command::AppToken(AppTokenCommand::Mint(args)) => mint(&args),
+        Command::AppToken(AppTokenCommand::Verify(args)) => app_token_verify(&args),
+    }
+}
+
+/// Unix seconds, or an RFC 3339 timestamp.
+fn parse_seconds(text: &str) -> Result<SystemTime, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = text.parse().map_err(|_| format!("{text} is too large"))?;
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+    }
+    parse_time(text)
+}
+
+fn signing_key(path: &PathBuf) -> Result<SigningKey, Failure> {
+    SigningKey::from_file(path).map_err(Failure::input)
+}
+
+fn public_keys(path: &PathBuf) -> Result<KeySet, Failure> {
+    KeySet::from_file(path).map_err(Failure::input)
+}
+
+fn one_header(name: &'static str, value: &str) -> Result<HeaderMap, Failure> {
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        Failure::input(format!(
+            "the signature is not a valid header value for {name}"
+        ))
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert(name, value);
+    Ok(headers)
+}
+
+fn rejected(code: &'static str, message: &str) -> Failure {
+    Failure::Rejected {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn sign(args: &SignArgs) -> Outcome {
+    let key = signing_key(&args.private_key)?;
+    let salt = match args.salt_length {
+        Salt::Digest => SaltLength::Digest,
+        Salt::Max => SaltLength::Max,
+    };
+    let value = key
+        .sign_webhook(&args.body.read()?, salt)
+        .map_err(Failure::input)?;
+    print_line(&value)
+}
+
+fn verify(args: &VerifyArgs) -> Outcome {
+    let keys = public_keys(&args.public_key)?;
+    let body = args.body.read()?;
+    let headers = one_header("x-contentstack-request-signature", &args.signature)?;
+    let verifier = WebhookVerifier::new()
+        .with_tolerance(Duration::from_secs(args.tolerance))
+        .with_json_fallback(args.json_fallback);
+    let verified = verifier
+        .verify_rsa(&headers, &body, &keys, time_or_now(args.now))
+        .map_err(|e| rejected(e.kind().code(), e.message()))?;
+    print_line(&report(&verified).to_string())
+}
+
+fn hmac_sign(args: &HmacSignArgs) -> Outcome {
+    let secret = HmacSecret::new(&args.secret).map_err(Failure::input)?;
+    print_line(&secret.sign(&args.body.read()?, time_or_now(args.timestamp)))
+}
+
+fn hmac_verify(args: &HmacVerifyArgs) -> Outcome {
+    let mut verifier = WebhookVerifier::new()
+        .with_rsa(false)
+        .with_tolerance(Duration::from_secs(args.tolerance))
+        .with_json_fallback(args.json_fallback);
+    for secret in &args.secrets {
+        verifier = verifier.with_hmac_secret(HmacSecret::new(secret).map_err(Failure::input)?);
+    }
+    let headers = one_header("x-contentstack-hmac-signature", &args.signature)?;
+    let verified = verifier
+        .verify_hmac(&headers, &args.body.read()?, time_or_now(args.now))
+        .map_err(|e| rejected(e.kind().code(), e.message()))?;
+    print_line(&report(&verified).to_string())
+}
+
+fn report(verified: &VerifiedWebhook) -> Value {
+    let mut out = json!({ "verified": true });
+    match verified.verified_by() {
+        VerifiedBy::Rsa {
+            key_index,
+            key_fingerprint,
+            element,
+            salt,
+        } => {
+            out["method"] = "rsa".into();
+            out["key_index"] = (*key_index).into();
+            out["key_fingerprint"] = key_fingerprint.as_str().into();
+            out["element"] = (*element).into();
+            out["salt_length"] = salt.name().into();
+        }
+        VerifiedBy::Hmac {
+            secret_index,
+            element,
+        } => {
+            out["method"] = "hmac".into();
+            out["secret_index"] = (*secret_index).into();
+            out["element"] = (*element).into();
+        }
+        _ => {}
+    }
+    out["reencoded"] = verified.reencoded().into();
+    for (name, value) in [
+        ("triggered_at", verified.triggered_at()),
+        ("module", verified.module()),
+        ("event", verified.event()),
+        ("api_key", verified.api_key()),
+    ] {
+        if let Some(value) = value {
+            out[name] = value.into();
+        }
+    }
+    out
+}
+
+fn mint(args: &MintArgs) -> Outcome {
+    let key = signing_key(&args.private_key)?;
+    let claims: Value = serde_json::from_str(&args.claims)
+        .map_err(|e| Failure::input(format!("--claims is not JSON: {e}")))?;
+    let token = mint_app_token(
+        &key,
+        &claims,
+        time_or_now(args.now),
+        Duration::from_secs(args.expires_in),
+    )
+    .map_err(Failure::input)?;
+    print_line(&token)
+}
+
+fn app_token_verify(args: &AppTokenVerifyArgs) -> Outcome {
+    let keys = public_keys(&args.public_key)?;
+    let claims = AppTokenVerifier::new()
+        .with_leeway(Duration::from_secs(args.leeway))
+        .verify(args.token.trim(), &keys, time_or_now(args.now))
+        .map_err(|e| rejected(e.kind().code(), e.message()))?;
+    let claims = serde_json::to_value(&claims)
+        .map_err(|e| Failure::input(format!("cannot print the claims: {e}")))?;
+    print_line(&claims.to_string())
+}

@@ -1,0 +1,97 @@
+//! Why a Contentstack webhook was rejected.
+
+use std::fmt;
+
+/// A Contentstack webhook failed verification.
+///
+/// [`kind`](Error::kind) is stable and machine-readable; the message says what was wrong for a
+/// person and never holds a key, a secret, a signature or the body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Why a Contentstack webhook was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No signature header of an accepted method.
+    MissingSignature,
+    /// The signature header cannot be read: no `v1` element, bad base64 or hex, too long.
+    MalformedSignature,
+    /// No signature matches any accepted key or secret.
+    SignatureMismatch,
+    /// No verification key is available yet (the key endpoint has not answered). Not the
+    /// sender's fault: answer so that it retries (HTTP 503).
+    KeyUnavailable,
+    /// The signed time is missing: no `triggered_at` in the body, or no `t` in the HMAC header.
+    MissingTimestamp,
+    /// The signed time cannot be read (not RFC 3339, not a number, the body is not JSON).
+    MalformedTimestamp,
+    /// The signed time is older than the tolerance.
+    Expired,
+    /// The signed time is further ahead of the clock than the allowed skew.
+    TimestampInFuture,
+}
+
+impl ErrorKind {
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::MissingSignature => "signature_missing",
+            Self::MalformedSignature => "signature_malformed",
+            Self::SignatureMismatch => "signature_mismatch",
+            Self::KeyUnavailable => "key_unavailable",
+            Self::MissingTimestamp => "timestamp_missing",
+            Self::MalformedTimestamp => "timestamp_malformed",
+            Self::Expired => "timestamp_expired",
+            Self::TimestampInFuture => "timestamp_in_future",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Why the webhook was rejected.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What was wrong, for a person.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("contentstack::Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

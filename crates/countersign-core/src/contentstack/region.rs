@@ -1,0 +1,143 @@
+//! Contentstack's regions, and where each publishes its signing key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{ConfigError, ConfigErrorKind};
+
+/// The path of the signing key document on a region's app host.
+pub const PUBLIC_KEYS_PATH: &str = "/.well-known/public-keys.json";
+
+/// A Contentstack region, or a custom base URL (a proxy, a mock endpoint in tests).
+///
+/// Parsed case-insensitively from its name or an alias (`"us"`, `"aws-eu"`, `"AZURE_NA"`, ...),
+/// or from an `http(s)://` base URL:
+///
+/// ```
+/// use countersign_core::contentstack::Region;
+/// let eu: Region = "AWS-EU".parse().unwrap();
+/// assert_eq!(eu, Region::Eu);
+/// assert_eq!(eu.public_keys_url(), "https://eu-app.contentstack.com/.well-known/public-keys.json");
+/// let local: Region = "http://127.0.0.1:8080".parse().unwrap();
+/// assert_eq!(local.public_keys_url(), "http://127.0.0.1:8080/.well-known/public-keys.json");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Region {
+    /// AWS North America: `app.contentstack.com` (aliases `na`, `us`, `aws-na`).
+    Na,
+    /// AWS Europe: `eu-app.contentstack.com` (aliases `eu`, `aws-eu`).
+    Eu,
+    /// AWS Australia: `au-app.contentstack.com` (aliases `au`, `aws-au`).
+    Au,
+    /// Azure North America: `azure-na-app.contentstack.com`.
+    AzureNa,
+    /// Azure Europe: `azure-eu-app.contentstack.com`.
+    AzureEu,
+    /// GCP North America: `gcp-na-app.contentstack.com`.
+    GcpNa,
+    /// GCP Europe: `gcp-eu-app.contentstack.com`.
+    GcpEu,
+    /// Any other base URL (scheme, host and optional port, no trailing slash).
+    Custom(String),
+}
+
+impl Region {
+    /// The seven regions Contentstack runs.
+    pub const ALL: [Region; 7] = [
+        Region::Na,
+        Region::Eu,
+        Region::Au,
+        Region::AzureNa,
+        Region::AzureEu,
+        Region::GcpNa,
+        Region::GcpEu,
+    ];
+
+    /// The region's id in Contentstack's registry (`na`, `eu`, ..., or the custom base URL).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Na => "na",
+            Self::Eu => "eu",
+            Self::Au => "au",
+            Self::AzureNa => "azure-na",
+            Self::AzureEu => "azure-eu",
+            Self::GcpNa => "gcp-na",
+            Self::GcpEu => "gcp-eu",
+            Self::Custom(base) => base,
+        }
+    }
+
+    /// The names the region is known by (its id first), as in Contentstack's registry, lower
+    /// case.
+    #[must_use]
+    pub fn aliases(&self) -> &'static [&'static str] {
+        match self {
+            Self::Na => &["na", "us", "aws-na", "aws_na"],
+            Self::Eu => &["eu", "aws-eu", "aws_eu"],
+            Self::Au => &["au", "aws-au", "aws_au"],
+            Self::AzureNa => &["azure-na", "azure_na"],
+            Self::AzureEu => &["azure-eu", "azure_eu"],
+            Self::GcpNa => &["gcp-na", "gcp_na"],
+            Self::GcpEu => &["gcp-eu", "gcp_eu"],
+            Self::Custom(_) => &[],
+        }
+    }
+
+    /// The app host's base URL, e.g. `https://eu-app.contentstack.com`.
+    #[must_use]
+    pub fn app_base_url(&self) -> String {
+        match self {
+            Self::Na => "https://app.contentstack.com".to_owned(),
+            Self::Custom(base) => base.clone(),
+            other => format!("https://{}-app.contentstack.com", other.id()),
+        }
+    }
+
+    /// Where the region publishes its webhook and app-token signing key.
+    #[must_use]
+    pub fn public_keys_url(&self) -> String {
+        format!("{}{PUBLIC_KEYS_PATH}", self.app_base_url())
+    }
+}
+
+impl FromStr for Region {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            let base = text.trim_end_matches('/');
+            let host = base.split_once("://").map_or("", |(_, rest)| rest);
+            if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidRegion,
+                    format!(
+                        "a custom region is a base URL such as https://host:port, not {text:?}"
+                    ),
+                ));
+            }
+            return Ok(Self::Custom(base.to_owned()));
+        }
+        let lower = text.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|region| region.aliases().contains(&lower.as_str()))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    ConfigErrorKind::InvalidRegion,
+                    format!(
+                        "unknown Contentstack region {text:?}; known: na (us), eu, au, azure-na, azure-eu, gcp-na, gcp-eu, \
+                         or a base URL"
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}

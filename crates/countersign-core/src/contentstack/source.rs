@@ -1,0 +1,137 @@
+//! Where verification keys come from.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::KeySet;
+
+/// A source of Contentstack verification keys: static keys from configuration, or the
+/// region's well-known endpoint (`countersign::WellKnownKeys`, which caches and refreshes).
+///
+/// Verifiers ask for [`keys`](KeySource::keys) on every request, so an implementation must be
+/// cheap when it has keys. When a signature fails against the keys it gave,
+/// [`refresh`](KeySource::refresh) gives it the chance to look for a rotated key.
+pub trait KeySource: Send + Sync + 'static {
+    /// The keys to verify with now.
+    ///
+    /// # Errors
+    /// [`KeyUnavailable`] when there is no key at all (never fetched yet, endpoint down). The
+    /// request is then not rejected as forged: the sender should retry.
+    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send;
+
+    /// A signature failed against `stale`: if the source can find newer keys (rate-limited), it
+    /// returns them, and the signature is checked once more. Static sources return `None`.
+    fn refresh(&self, stale: &Arc<KeySet>) -> impl Future<Output = Option<Arc<KeySet>>> + Send {
+        let _ = stale;
+        std::future::ready(None)
+    }
+}
+
+impl<S: KeySource> KeySource for Arc<S> {
+    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send {
+        (**self).keys()
+    }
+
+    fn refresh(&self, stale: &Arc<KeySet>) -> impl Future<Output = Option<Arc<KeySet>>> + Send {
+        (**self).refresh(stale)
+    }
+}
+
+/// No verification key is available: the request cannot be judged now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUnavailable {
+    message: String,
+}
+
+impl KeyUnavailable {
+    /// Says why there is no key.
+    #[must_use]
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// Why there is no key.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for KeyUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no Contentstack verification key is available: {}",
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for KeyUnavailable {}
+
+/// Keys fixed at configuration: from a file, an environment variable or a string.
+///
+/// ```
+/// # fn main() -> Result<(), countersign_core::ConfigError> {
+/// use countersign_core::contentstack::StaticKeys;
+/// # let dir = std::env::temp_dir().join("countersign-doc-static-keys");
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let path = dir.join("public.pem");
+/// # std::fs::write(&path, include_str!("../../tests/data/keys/contentstack-a.public.pem")).unwrap();
+/// let keys = StaticKeys::from_file(&path)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StaticKeys {
+    keys: Arc<KeySet>,
+}
+
+impl StaticKeys {
+    /// These keys.
+    #[must_use]
+    pub fn new(keys: KeySet) -> Self {
+        Self {
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// Keys from a file: PEM (PKCS#1 or SPKI, one or more) or a `public-keys.json` document.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no usable key.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, crate::ConfigError> {
+        KeySet::from_file(path).map(Self::new)
+    }
+
+    /// Keys from an environment variable holding PEM text or a `public-keys.json` document.
+    ///
+    /// # Errors
+    /// When the variable is unset or holds no usable key.
+    pub fn from_env(name: &str) -> Result<Self, crate::ConfigError> {
+        KeySet::from_env(name).map(Self::new)
+    }
+
+    /// Keys from PEM text or a `public-keys.json` document.
+    ///
+    /// # Errors
+    /// When the text holds no usable key.
+    pub fn parse(text: &str) -> Result<Self, crate::ConfigError> {
+        KeySet::parse(text).map(Self::new)
+    }
+
+    /// The keys.
+    #[must_use]
+    pub fn key_set(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+}
+
+impl KeySource for StaticKeys {
+    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send {
+        std::future::ready(Ok(Arc::clone(&self.keys)))
+    }
+}

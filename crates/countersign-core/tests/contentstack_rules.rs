@@ -1,0 +1,782 @@
+//! One test per rule of `shared/spec/contentstack.md`: keys, regions, both webhook methods,
+//! freshness and app-tokens.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use countersign_core::ConfigErrorKind;
+use countersign_core::contentstack::{
+    AppTokenAlgorithm, AppTokenErrorKind, AppTokenVerifier, ErrorKind, HmacSecret, KeySet,
+    PublicKey, Region, SaltLength, SigningKey, VerifiedBy, WebhookVerifier, mint_app_token,
+};
+use http::{HeaderMap, HeaderValue};
+use serde_json::json;
+
+const KEY_A: &str = include_str!("data/keys/contentstack-a.private.pem");
+const KEY_A_PKCS1: &str = include_str!("data/keys/contentstack-a.pkcs1-private.pem");
+const KEY_B: &str = include_str!("data/keys/contentstack-b.private.pem");
+const PUBLIC_A: &str = include_str!("data/keys/contentstack-a.public.pem");
+const SPKI_A: &str = include_str!("data/keys/contentstack-a.spki.pem");
+const JSON_A: &str = include_str!("data/keys/contentstack-a.public-keys.json");
+const PUBLIC_B: &str = include_str!("data/keys/contentstack-b.public.pem");
+
+/// 2024-07-25T08:48:46.861Z
+const TRIGGERED_MS: u64 = 1_721_897_326_861;
+
+fn at_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn soon() -> SystemTime {
+    at_ms(TRIGGERED_MS + 2_000)
+}
+
+fn signer(pem: &str) -> SigningKey {
+    SigningKey::from_pem(pem).unwrap()
+}
+
+fn keys_a() -> KeySet {
+    KeySet::parse(PUBLIC_A).unwrap()
+}
+
+fn body_with(triggered_at: &str) -> Vec<u8> {
+    format!(r#"{{"triggered_at":"{triggered_at}","module":"entry","api_key":"blt1","event":"create","data":{{"x":1}}}}"#)
+        .into_bytes()
+}
+
+fn body() -> Vec<u8> {
+    body_with("2024-07-25T08:48:46.861Z")
+}
+
+fn rsa_headers(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-contentstack-request-signature",
+        HeaderValue::from_str(value).unwrap(),
+    );
+    headers
+}
+
+fn signed(body: &[u8], salt: SaltLength) -> HeaderMap {
+    rsa_headers(&signer(KEY_A).sign_webhook(body, salt).unwrap())
+}
+
+fn rsa_error(headers: &HeaderMap, body: &[u8], now: SystemTime) -> ErrorKind {
+    WebhookVerifier::new()
+        .verify(headers, body, Some(&keys_a()), now)
+        .unwrap_err()
+        .kind()
+}
+
+// Keys
+
+#[test]
+fn pkcs1_spki_and_public_keys_json_are_the_same_key() {
+    let pkcs1 = PublicKey::from_pem(PUBLIC_A).unwrap();
+    let spki = PublicKey::from_pem(SPKI_A).unwrap();
+    let json = KeySet::from_public_keys_json(JSON_A.as_bytes()).unwrap();
+    assert_eq!(pkcs1, spki);
+    assert_eq!(json.iter().next(), Some(&pkcs1));
+    assert_eq!(pkcs1.bits(), 2048);
+    assert_eq!(pkcs1.fingerprint().len(), 16);
+}
+
+#[test]
+fn a_key_set_parses_from_any_accepted_form() {
+    for text in [PUBLIC_A, SPKI_A, JSON_A] {
+        assert_eq!(KeySet::parse(text).unwrap().len(), 1);
+    }
+    let both = KeySet::parse(&format!("{PUBLIC_A}\n{SPKI_A}\n{PUBLIC_B}")).unwrap();
+    assert_eq!(both.len(), 3);
+}
+
+#[test]
+fn pkcs8_and_pkcs1_private_keys_give_the_same_public_key() {
+    let from_pkcs8 = signer(KEY_A);
+    let from_pkcs1 = signer(KEY_A_PKCS1);
+    assert_eq!(from_pkcs8.public_key(), from_pkcs1.public_key());
+    assert_eq!(
+        from_pkcs8.public_key(),
+        &PublicKey::from_pem(PUBLIC_A).unwrap()
+    );
+    // What keygen writes parses back to the same key.
+    assert_eq!(
+        PublicKey::from_pem(&from_pkcs8.public_key().to_pkcs1_pem()).unwrap(),
+        from_pkcs8.public_key().clone()
+    );
+    assert_eq!(
+        SigningKey::from_pem(&from_pkcs8.to_pkcs1_pem())
+            .unwrap()
+            .public_key(),
+        from_pkcs8.public_key()
+    );
+    let json = from_pkcs8.public_key().to_public_keys_json();
+    assert_eq!(
+        KeySet::parse(&json).unwrap(),
+        KeySet::from(from_pkcs8.public_key().clone())
+    );
+}
+
+#[test]
+fn unusable_keys_are_configuration_errors() {
+    let cases = [
+        include_str!("data/keys/weak-1024.public.pem"),
+        include_str!("data/keys/ec-p256.spki.pem"),
+        KEY_A, // a private key where a public one belongs
+        "not a key",
+        "{\"other\":\"x\"}",
+        "{\"signing-key\":42}",
+        "",
+    ];
+    for text in cases {
+        let err = KeySet::parse(text).unwrap_err();
+        assert_eq!(err.kind(), ConfigErrorKind::InvalidKey, "{text:.40}");
+    }
+    assert!(SigningKey::from_pem(PUBLIC_A).is_err());
+}
+
+#[test]
+fn keys_come_from_files_and_environment_variables() {
+    let dir = std::env::temp_dir().join(format!("countersign-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("public-keys.json");
+    std::fs::write(&path, JSON_A).unwrap();
+    assert_eq!(KeySet::from_file(&path).unwrap(), keys_a());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(KeySet::from_file(dir.join("missing.pem")).is_err());
+
+    // A PEM in an environment variable often has literal `\n`.
+    read_in_child_process(
+        "COUNTERSIGN_TEST_KEYS_FROM_ENV",
+        &PUBLIC_A.replace('\n', "\\n"),
+    );
+    assert!(KeySet::from_env("COUNTERSIGN_TEST_UNSET_VARIABLE").is_err());
+}
+
+/// `std::env::set_var` is `unsafe` in edition 2024, and this crate has none: the variable is
+/// set for a child process (this test binary, running `env_probe`), which reads the keys.
+fn read_in_child_process(name: &str, value: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let output = std::process::Command::new(exe)
+        .args(["--exact", "env_probe", "--ignored", "--nocapture"])
+        .env(name, value)
+        .env("COUNTERSIGN_ENV_PROBE", name)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("probe: 1 key"));
+}
+
+#[test]
+#[ignore = "run in a child process by keys_come_from_files_and_environment_variables"]
+fn env_probe() {
+    let name = std::env::var("COUNTERSIGN_ENV_PROBE").unwrap();
+    let keys = KeySet::from_env(&name).unwrap();
+    println!("probe: {} key", keys.len());
+}
+
+#[test]
+fn debug_never_shows_key_material() {
+    let key = signer(KEY_A);
+    let shown = format!("{key:?} {:?}", key.public_key());
+    assert!(shown.contains(key.public_key().fingerprint()));
+    assert!(!shown.contains("MII"));
+    let secret = HmacSecret::new("super-secret-value").unwrap();
+    assert!(!format!("{secret:?}").contains("super-secret"));
+    let verifier = WebhookVerifier::new().with_hmac_secret(secret);
+    assert!(!format!("{verifier:?}").contains("super-secret"));
+}
+
+// Regions
+
+#[test]
+fn all_seven_regions_have_their_app_host() {
+    let hosts = [
+        ("na", "https://app.contentstack.com"),
+        ("eu", "https://eu-app.contentstack.com"),
+        ("au", "https://au-app.contentstack.com"),
+        ("azure-na", "https://azure-na-app.contentstack.com"),
+        ("azure-eu", "https://azure-eu-app.contentstack.com"),
+        ("gcp-na", "https://gcp-na-app.contentstack.com"),
+        ("gcp-eu", "https://gcp-eu-app.contentstack.com"),
+    ];
+    assert_eq!(Region::ALL.len(), hosts.len());
+    for (region, (id, host)) in Region::ALL.iter().zip(hosts) {
+        assert_eq!(region.id(), id);
+        assert_eq!(region.app_base_url(), host);
+        assert_eq!(
+            region.public_keys_url(),
+            format!("{host}/.well-known/public-keys.json")
+        );
+        assert_eq!(id.parse::<Region>().unwrap(), *region);
+    }
+}
+
+#[test]
+fn region_aliases_are_case_insensitive() {
+    for (alias, region) in [
+        ("US", Region::Na),
+        ("aws-na", Region::Na),
+        ("AWS_EU", Region::Eu),
+        ("aws-au", Region::Au),
+        ("Azure_NA", Region::AzureNa),
+        ("GCP-EU", Region::GcpEu),
+    ] {
+        assert_eq!(alias.parse::<Region>().unwrap(), region, "{alias}");
+    }
+    let err = "mars".parse::<Region>().unwrap_err();
+    assert_eq!(err.kind(), ConfigErrorKind::InvalidRegion);
+}
+
+#[test]
+fn a_custom_base_url_is_a_region() {
+    let region: Region = "http://127.0.0.1:9000/".parse().unwrap();
+    assert_eq!(
+        region.public_keys_url(),
+        "http://127.0.0.1:9000/.well-known/public-keys.json"
+    );
+    assert!("https://".parse::<Region>().is_err());
+    assert!("https://host/path".parse::<Region>().is_err());
+}
+
+// RSA method
+
+#[test]
+fn salt_length_32_is_accepted_and_reported() {
+    let body = body();
+    let verified = WebhookVerifier::new()
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap();
+    assert!(matches!(
+        verified.verified_by(),
+        VerifiedBy::Rsa {
+            salt: SaltLength::Digest,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn salt_length_max_is_accepted_and_reported() {
+    let body = body();
+    let verified = WebhookVerifier::new()
+        .verify(
+            &signed(&body, SaltLength::Max),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap();
+    assert!(matches!(
+        verified.verified_by(),
+        VerifiedBy::Rsa {
+            salt: SaltLength::Max,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn the_raw_body_is_what_is_signed() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    let mut changed = body.clone();
+    changed.push(b' ');
+    assert_eq!(
+        rsa_error(&headers, &changed, soon()),
+        ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
+fn no_signature_header_is_missing_signature() {
+    assert_eq!(
+        rsa_error(&HeaderMap::new(), &body(), soon()),
+        ErrorKind::MissingSignature
+    );
+}
+
+#[test]
+fn the_legacy_signature_header_is_never_trusted() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-contentstack-signature",
+        HeaderValue::from_static("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+    );
+    assert_eq!(
+        rsa_error(&headers, &body(), soon()),
+        ErrorKind::MissingSignature
+    );
+}
+
+#[test]
+fn no_v1_element_is_a_rejection() {
+    assert_eq!(
+        rsa_error(&rsa_headers("v2=abc,sig=def"), &body(), soon()),
+        ErrorKind::MalformedSignature
+    );
+    assert_eq!(
+        rsa_error(&rsa_headers("v1=%%%not-base64"), &body(), soon()),
+        ErrorKind::MalformedSignature
+    );
+}
+
+#[test]
+fn only_the_first_four_v1_elements_are_tried() {
+    let body = body();
+    let good = signer(KEY_A)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let bad = signer(KEY_B)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let fourth = [bad.as_str(), &bad, &bad, &good].join(",");
+    assert!(
+        WebhookVerifier::new()
+            .verify(&rsa_headers(&fourth), &body, Some(&keys_a()), soon())
+            .is_ok()
+    );
+    let fifth = [bad.as_str(), &bad, &bad, &bad, &good].join(",");
+    assert_eq!(
+        rsa_error(&rsa_headers(&fifth), &body, soon()),
+        ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
+fn a_signature_header_of_a_thousand_elements_is_refused_unread() {
+    let huge = vec!["v1=AAAA"; 1000].join(",");
+    assert_eq!(
+        rsa_error(&rsa_headers(&huge), &body(), soon()),
+        ErrorKind::MalformedSignature
+    );
+}
+
+#[test]
+fn no_key_is_key_unavailable_not_a_forgery() {
+    let body = body();
+    let err = WebhookVerifier::new()
+        .verify(&signed(&body, SaltLength::Digest), &body, None, soon())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyUnavailable);
+    assert_eq!(err.kind().code(), "key_unavailable");
+}
+
+#[test]
+fn a_key_set_accepts_any_of_its_keys_and_says_which() {
+    let body = body();
+    let rotating = KeySet::parse(&format!("{PUBLIC_B}{PUBLIC_A}")).unwrap();
+    let verified = WebhookVerifier::new()
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&rotating),
+            soon(),
+        )
+        .unwrap();
+    let VerifiedBy::Rsa {
+        key_index,
+        key_fingerprint,
+        ..
+    } = verified.verified_by()
+    else {
+        panic!()
+    };
+    assert_eq!(*key_index, 1);
+    assert_eq!(
+        key_fingerprint,
+        keys_a().iter().next().unwrap().fingerprint()
+    );
+}
+
+#[test]
+fn the_envelope_is_parsed_from_the_verified_bytes() {
+    let body = body();
+    let verified = WebhookVerifier::new()
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap();
+    assert_eq!(verified.module(), Some("entry"));
+    assert_eq!(verified.event(), Some("create"));
+    assert_eq!(verified.api_key(), Some("blt1"));
+    assert_eq!(verified.signed_at(), at_ms(TRIGGERED_MS));
+}
+
+// Freshness
+
+#[test]
+fn triggered_at_older_than_the_tolerance_is_expired() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
+    assert!(
+        verifier
+            .verify(
+                &headers,
+                &body,
+                Some(&keys_a()),
+                at_ms(TRIGGERED_MS + 300_000)
+            )
+            .is_ok()
+    );
+    let err = verifier
+        .verify(
+            &headers,
+            &body,
+            Some(&keys_a()),
+            at_ms(TRIGGERED_MS + 300_001),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired);
+}
+
+#[test]
+fn default_tolerance_is_five_minutes() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    assert!(
+        WebhookVerifier::new()
+            .verify(
+                &headers,
+                &body,
+                Some(&keys_a()),
+                at_ms(TRIGGERED_MS + 299_000)
+            )
+            .is_ok()
+    );
+    assert_eq!(
+        rsa_error(&headers, &body, at_ms(TRIGGERED_MS + 301_000)),
+        ErrorKind::Expired
+    );
+}
+
+#[test]
+fn triggered_at_in_the_future_is_bounded_by_the_skew() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    assert!(
+        WebhookVerifier::new()
+            .verify(
+                &headers,
+                &body,
+                Some(&keys_a()),
+                at_ms(TRIGGERED_MS - 60_000)
+            )
+            .is_ok()
+    );
+    assert_eq!(
+        rsa_error(&headers, &body, at_ms(TRIGGERED_MS - 61_000)),
+        ErrorKind::TimestampInFuture
+    );
+}
+
+#[test]
+fn missing_triggered_at_is_its_own_rejection() {
+    let body = br#"{"module":"entry","event":"create"}"#;
+    assert_eq!(
+        rsa_error(&signed(body, SaltLength::Digest), body, soon()),
+        ErrorKind::MissingTimestamp
+    );
+}
+
+#[test]
+fn triggered_at_is_parsed_as_rfc_3339_not_subtracted_as_a_string() {
+    for bad in ["2024-07-25 08:48:46", "yesterday", "1721897326861"] {
+        let body = body_with(bad);
+        assert_eq!(
+            rsa_error(&signed(&body, SaltLength::Digest), &body, soon()),
+            ErrorKind::MalformedTimestamp,
+            "{bad}"
+        );
+    }
+    let numeric = br#"{"triggered_at":1721897326861}"#;
+    assert_eq!(
+        rsa_error(&signed(numeric, SaltLength::Digest), numeric, soon()),
+        ErrorKind::MalformedTimestamp
+    );
+    let offset = body_with("2024-07-25T10:48:46.861+02:00");
+    assert!(
+        WebhookVerifier::new()
+            .verify(
+                &signed(&offset, SaltLength::Digest),
+                &offset,
+                Some(&keys_a()),
+                soon()
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_signed_body_that_is_not_json_has_no_triggered_at() {
+    let body = b"not json";
+    assert_eq!(
+        rsa_error(&signed(body, SaltLength::Digest), body, soon()),
+        ErrorKind::MalformedTimestamp
+    );
+}
+
+// JSON fallback
+
+#[test]
+fn json_fallback_is_off_by_default_and_hands_on_canonical_bytes_when_on() {
+    let canonical = body();
+    // What a framework that re-serializes with indentation hands over.
+    let text = String::from_utf8(canonical.clone()).unwrap();
+    let pretty = text
+        .replace("\":", "\": ")
+        .replace(",\"", ",\n  \"")
+        .into_bytes();
+    assert_ne!(pretty, canonical);
+    let headers = signed(&canonical, SaltLength::Digest);
+    assert_eq!(
+        rsa_error(&headers, &pretty, soon()),
+        ErrorKind::SignatureMismatch
+    );
+    let verified = WebhookVerifier::new()
+        .with_json_fallback(true)
+        .verify(&headers, &pretty, Some(&keys_a()), soon())
+        .unwrap();
+    assert!(verified.reencoded());
+    assert_eq!(verified.verified_body(&pretty), canonical.as_slice());
+}
+
+#[test]
+fn json_fallback_does_not_rescue_a_different_document() {
+    let headers = signed(&body(), SaltLength::Digest);
+    let other = body_with("2024-07-25T08:48:46.862Z");
+    let err = WebhookVerifier::new()
+        .with_json_fallback(true)
+        .verify(&headers, &other, Some(&keys_a()), soon())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+}
+
+// HMAC method
+
+fn hmac_headers(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-contentstack-hmac-signature",
+        HeaderValue::from_str(value).unwrap(),
+    );
+    headers
+}
+
+fn hmac_verifier() -> WebhookVerifier {
+    WebhookVerifier::hmac_only(HmacSecret::new("secret-one").unwrap())
+}
+
+#[test]
+fn hmac_covers_t_dot_body() {
+    let body = body();
+    let value = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    assert!(value.starts_with("t=1721897326,v1="));
+    let verified = hmac_verifier()
+        .verify(&hmac_headers(&value), &body, None, soon())
+        .unwrap();
+    assert_eq!(
+        verified.verified_by(),
+        &VerifiedBy::Hmac {
+            secret_index: 0,
+            element: 0
+        }
+    );
+    assert_eq!(verified.signed_at(), at_ms(1_721_897_326_000));
+}
+
+#[test]
+fn hmac_t_older_than_the_tolerance_is_expired() {
+    let body = body();
+    let value = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    let late = at_ms(TRIGGERED_MS + 400_000);
+    let err = hmac_verifier()
+        .verify(&hmac_headers(&value), &body, None, late)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired);
+}
+
+#[test]
+fn hmac_t_must_be_unix_seconds() {
+    let err = hmac_verifier()
+        .verify(&hmac_headers("t=17e8,v1=00"), &body(), None, soon())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MalformedTimestamp);
+}
+
+#[test]
+fn hmac_elements_beyond_four_are_not_tried() {
+    let body = body();
+    let good = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    let (t, v1) = good.split_once(',').unwrap();
+    let bad = format!("v1={}", "0".repeat(64));
+    let fourth = format!("{t},{bad},{bad},{bad},{v1}");
+    assert!(
+        hmac_verifier()
+            .verify(&hmac_headers(&fourth), &body, None, soon())
+            .is_ok()
+    );
+    let fifth = format!("{t},{bad},{bad},{bad},{bad},{v1}");
+    assert_eq!(
+        hmac_verifier()
+            .verify(&hmac_headers(&fifth), &body, None, soon())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
+fn an_hmac_only_verifier_ignores_rsa_signatures() {
+    let body = body();
+    let err = hmac_verifier()
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingSignature);
+}
+
+#[test]
+fn hmac_is_used_when_configured_and_present() {
+    let body = body();
+    let mut headers = signed(&body, SaltLength::Digest);
+    let value = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    headers.insert(
+        "x-contentstack-hmac-signature",
+        HeaderValue::from_str(&value).unwrap(),
+    );
+    let both = WebhookVerifier::new().with_hmac_secret(HmacSecret::new("secret-one").unwrap());
+    let verified = both.verify(&headers, &body, None, soon()).unwrap();
+    assert!(matches!(verified.verified_by(), VerifiedBy::Hmac { .. }));
+}
+
+#[test]
+fn an_empty_hmac_secret_is_a_configuration_error() {
+    assert_eq!(
+        HmacSecret::new(" ").unwrap_err().kind(),
+        ConfigErrorKind::InvalidSecret
+    );
+}
+
+// App-tokens
+
+fn claims() -> serde_json::Value {
+    json!({
+        "app_uid": "app", "installation_uid": "inst", "organization_uid": "org",
+        "user_uid": "user", "stack_api_key": "blt1", "custom": {"x": 1}
+    })
+}
+
+#[test]
+fn a_minted_app_token_verifies_with_its_claims() {
+    let now = at_ms(TRIGGERED_MS);
+    let token = mint_app_token(&signer(KEY_A), &claims(), now, Duration::from_secs(300)).unwrap();
+    let verified = AppTokenVerifier::new()
+        .verify(&token, &keys_a(), now)
+        .unwrap();
+    assert_eq!(verified.organization_uid, "org");
+    assert_eq!(verified.stack_api_key.as_deref(), Some("blt1"));
+    assert_eq!(verified.other["custom"], json!({"x": 1}));
+    assert_eq!(verified.exp, TRIGGERED_MS / 1000 + 300);
+}
+
+#[test]
+fn app_token_leeway_is_configurable() {
+    let minted = at_ms(TRIGGERED_MS);
+    let token = mint_app_token(&signer(KEY_A), &claims(), minted, Duration::from_secs(10)).unwrap();
+    let later = at_ms(TRIGGERED_MS + 40_000);
+    assert!(
+        AppTokenVerifier::new()
+            .verify(&token, &keys_a(), later)
+            .is_ok()
+    );
+    let strict = AppTokenVerifier::new().with_leeway(Duration::ZERO);
+    assert_eq!(
+        strict.verify(&token, &keys_a(), later).unwrap_err().kind(),
+        AppTokenErrorKind::Expired
+    );
+}
+
+#[test]
+fn app_token_algorithm_is_pinned_but_configurable() {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("data/contentstack-vectors.json")).unwrap();
+    let rs512 = v["app_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rs512")
+        .unwrap();
+    let token = rs512["token"].as_str().unwrap();
+    let now = at_ms(v["now_ms"].as_u64().unwrap());
+    assert_eq!(
+        AppTokenVerifier::new()
+            .verify(token, &keys_a(), now)
+            .unwrap_err()
+            .kind(),
+        AppTokenErrorKind::WrongAlgorithm
+    );
+    let rs512_ok = AppTokenVerifier::new()
+        .with_algorithms([AppTokenAlgorithm::Rs512])
+        .unwrap();
+    assert!(rs512_ok.verify(token, &keys_a(), now).is_ok());
+    assert!(AppTokenVerifier::new().with_algorithms([]).is_err());
+}
+
+#[test]
+fn app_token_with_a_rotating_key_set() {
+    let now = at_ms(TRIGGERED_MS);
+    let token = mint_app_token(&signer(KEY_A), &claims(), now, Duration::from_secs(300)).unwrap();
+    let rotating = KeySet::parse(&format!("{PUBLIC_B}{PUBLIC_A}")).unwrap();
+    assert!(
+        AppTokenVerifier::new()
+            .verify(&token, &rotating, now)
+            .is_ok()
+    );
+    let other_only = KeySet::parse(PUBLIC_B).unwrap();
+    assert_eq!(
+        AppTokenVerifier::new()
+            .verify(&token, &other_only, now)
+            .unwrap_err()
+            .kind(),
+        AppTokenErrorKind::BadSignature
+    );
+}
+
+#[test]
+fn app_token_errors_never_show_the_token() {
+    let now = at_ms(TRIGGERED_MS);
+    let token = mint_app_token(&signer(KEY_A), &claims(), now, Duration::from_secs(1)).unwrap();
+    let err = AppTokenVerifier::new()
+        .with_leeway(Duration::ZERO)
+        .verify(&token, &keys_a(), at_ms(TRIGGERED_MS + 5_000))
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(&token[..20]));
+}
