@@ -44,8 +44,10 @@
 
 pub mod contentful;
 pub mod contentstack;
+pub mod credentials;
 mod crypto;
 mod error;
+pub mod ip;
 mod js;
 
 pub use error::{ConfigError, ConfigErrorKind};

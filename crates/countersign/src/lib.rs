@@ -1,17 +1,122 @@
 //! Tower middleware and axum extractors that prove a request really came from Contentstack or
 //! Contentful before any handler sees it.
 //!
-//! The layers are being built. Today this crate re-exports the wire formats of
-//! [`countersign_core`] ([`contentful`] and [`contentstack`]) and adds what needs a runtime:
-//! [`well_known`], Contentstack's public key fetched from the region's endpoint, cached and
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{Json, Router, routing::post};
+//! use countersign::contentful::{SigningSecret, Verifier};
+//! use countersign::contentstack::{StaticKeys, WebhookVerifier};
+//! use countersign::{ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct EntryEvent { entry: serde_json::Value }
+//!
+//! async fn contentstack(webhook: ContentstackWebhook<EntryEvent>) -> &'static str {
+//!     println!("{:?} {:?} on {:?}: {}", webhook.module(), webhook.event(), webhook.api_key(), webhook.data.entry);
+//!     "accepted"
+//! }
+//!
+//! async fn contentful(request: ContentfulRequest, Json(body): Json<serde_json::Value>) -> String {
+//!     format!("{:?} in space {:?}: {body}", request.topic(), request.space_id())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
+//! // In production: WellKnownKeys::for_region(&"eu".parse()?) fetches and caches the key.
+//! let contentstack_keys = StaticKeys::parse(pem)?;
+//! let contentful_verifier = Verifier::new(SigningSecret::new(std::env::var("CONTENTFUL_SIGNING_SECRET")?)?);
+//!
+//! let app = Router::new()
+//!     .route(
+//!         "/webhooks/contentstack",
+//!         post(contentstack).layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), contentstack_keys)),
+//!     )
+//!     .route("/contentful/events", post(contentful).layer(ContentfulLayer::new(contentful_verifier)));
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layers
+//!
+//! | layer | checks | rejects with |
+//! |---|---|---|
+//! | [`IpAllowlistLayer`] | the client address (behind trusted proxies) | 403 |
+//! | [`BasicAuthLayer`] | `Authorization: Basic`, several pairs for rotation | 401 + `WWW-Authenticate` |
+//! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
+//! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at` | 401, 503 without a key |
+//! | [`ContentfulLayer`] | Contentful's request signature, TTL | 401 |
+//!
+//! The two signature layers read the body first: 413 when `Content-Length` or the streamed body
+//! passes the limit (2 MiB by default; nothing beyond it is buffered), 408 when reading takes
+//! longer than the bound (10 s by default). The bytes are put back, so `Json<T>`, `Bytes`,
+//! `String` and `Form` work downstream; a second layer on the route finds them already read.
+//!
+//! Cheap checks belong before expensive ones. `Router::layer` and `ServiceBuilder` differ in
+//! which layer runs first (the last `Router::layer` call runs first; the first
+//! `ServiceBuilder::layer` call runs first); order them so that the request meets, in turn:
+//! the IP allowlist and the header checks, then the declared size, then the body read, then
+//! the cryptography.
+//!
+//! # Answers
+//!
+//! Every rejection is a [`Rejection`] with a stable status and snake_case code, answered as
+//! `application/problem+json`:
+//!
+//! ```json
+//! {"type":"urn:countersign:problem:signature_mismatch","title":"Signature mismatch","status":401,"code":"signature_mismatch"}
+//! ```
+//!
+//! | status | codes |
+//! |---|---|
+//! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
+//! | 403 | `ip_not_allowed` |
+//! | 400 | `body_unreadable` |
+//! | 408 | `body_timeout` |
+//! | 413 | `payload_too_large` |
+//! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
+//! | 500 | `layer_missing`, `connect_info_missing` (misconfiguration) |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries) |
+//!
+//! The answer never holds a secret, a key, a signature or the body; the detail goes to
+//! `tracing` (target `countersign`, with the reason and the client address), and the
+//! [`Rejection`] is in the answer's extensions for outer layers. Each layer's `on_rejection`
+//! replaces the answer. Signature and credential headers are marked sensitive, so tracing
+//! layers that print headers redact them.
+//!
+//! # Crates
+//!
+//! The wire formats live in [`countersign_core`], re-exported here as [`contentful`],
+//! [`contentstack`], [`credentials`] and [`ip`]; this crate only buffers, plumbs and answers.
+//! [`well_known`] fetches Contentstack's public key from the region's endpoint, cached and
 //! refreshed (feature `well-known`, on by default).
 
-pub use countersign_core::{
-    Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack,
-};
+mod body;
+mod extract;
+mod guard;
+mod problem;
 
+pub mod basic_auth;
+pub mod ip_allowlist;
+pub mod verify_contentful;
+pub mod verify_contentstack;
 #[cfg(feature = "well-known")]
 pub mod well_known;
+
+pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
+pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+pub use countersign_core::{
+    Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack, credentials, ip,
+};
+pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, VerifiedBody};
+pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody};
+pub use ip_allowlist::IpAllowlistLayer;
+pub use problem::Rejection;
+pub use verify_contentful::ContentfulLayer;
+pub use verify_contentstack::{ContentstackWebhookLayer, NoKeys};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "well-known"))]

@@ -135,3 +135,9 @@ impl KeySource for StaticKeys {
         std::future::ready(Ok(Arc::clone(&self.keys)))
     }
 }
+
+impl From<KeyUnavailable> for super::Error {
+    fn from(unavailable: KeyUnavailable) -> Self {
+        Self::new(super::ErrorKind::KeyUnavailable, unavailable.to_string())
+    }
+}

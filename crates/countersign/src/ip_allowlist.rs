@@ -1,0 +1,96 @@
+//! [`IpAllowlistLayer`]: only addresses in an allowlist get through (403 otherwise).
+//!
+//! The client is the socket peer (`ConnectInfo<SocketAddr>`: serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`), unless the peer is a trusted proxy:
+//! then the forwarding header is walked from the right past trusted proxies. A forwarding
+//! header from an untrusted peer is ignored. The resolved address reaches handlers as
+//! [`ClientIp`].
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use countersign::ip::{ForwardedHeader, IpAllowlist};
+//! use countersign::IpAllowlistLayer;
+//!
+//! # fn main() -> Result<(), countersign::ConfigError> {
+//! let app: Router = Router::new()
+//!     .route("/webhooks/contentstack", post(|| async { "ok" }))
+//!     .layer(
+//!         IpAllowlistLayer::new(IpAllowlist::new(["203.0.113.0/24", "2001:db8::/32"])?)
+//!             .trusted_proxies(IpAllowlist::new(["10.0.0.0/8"])?, ForwardedHeader::XForwardedFor),
+//!     );
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`IpAllowlist::contentstack_documented`](countersign_core::ip::IpAllowlist::contentstack_documented)
+//! holds the addresses Contentstack documents, which it says are subject to change: an opt-in
+//! preset, never a replacement for signatures.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
+use http::{Request, StatusCode};
+
+use crate::guard::{Guard, GuardLayer};
+use crate::{ClientIp, Rejection};
+
+/// Lets only allowlisted client addresses through. See the [module docs](self).
+pub type IpAllowlistLayer = GuardLayer<IpGuard>;
+
+/// The check [`IpAllowlistLayer`] runs.
+#[derive(Clone, Debug)]
+pub struct IpGuard {
+    allowed: Arc<IpAllowlist>,
+    proxies: Arc<IpAllowlist>,
+    header: ForwardedHeader,
+}
+
+impl IpAllowlistLayer {
+    /// Allows the networks of `allowed`; trusts no proxy.
+    #[must_use]
+    pub fn new(allowed: IpAllowlist) -> Self {
+        Self::from_guard(IpGuard {
+            allowed: Arc::new(allowed),
+            proxies: Arc::new(IpAllowlist::default()),
+            header: ForwardedHeader::default(),
+        })
+    }
+
+    /// Trusts `proxies` to state the client address in `header`.
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: IpAllowlist, header: ForwardedHeader) -> Self {
+        self.guard_mut().proxies = Arc::new(proxies);
+        self.guard_mut().header = header;
+        self
+    }
+}
+
+impl Guard for IpGuard {
+    async fn check(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
+        let Some(ConnectInfo(peer)) = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+        else {
+            return Err(Rejection::misconfigured(
+                "connect_info_missing",
+                "IpAllowlistLayer needs the peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
+            ));
+        };
+        let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header);
+        request.extensions_mut().insert(ClientIp(client));
+        if self.allowed.contains(client) {
+            Ok(request)
+        } else {
+            Err(Rejection::new(
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                "Address not allowed",
+                format!("{client} is not in the allowlist"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Rejections: a stable status and reason code per failure, answered as `application/problem+json`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use countersign_core::contentstack::{AppTokenError, AppTokenErrorKind};
+use countersign_core::credentials::CredentialError;
+use countersign_core::{contentful, contentstack};
+use http::{HeaderValue, StatusCode, header};
+
+/// Why a layer or an extractor refused a request.
+///
+/// The answer's body is `application/problem+json` with `type`, `title`, `status` and a stable
+/// snake_case `code`; it never holds a secret, a key, a signature or the request body. The
+/// [`message`](Rejection::message) has the detail for logs (`tracing`, target `countersign`),
+/// and the rejection itself is attached to the answer's extensions for outer layers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    message: String,
+    challenge: Option<&'static str>,
+}
+
+impl Rejection {
+    /// A rejection with this status, code, title and detail.
+    #[must_use]
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            message: message.into(),
+            challenge: None,
+        }
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable reason code: `signature_mismatch`, `timestamp_expired`, `ip_not_allowed`, ...
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// A short title for people.
+    #[must_use]
+    pub fn title(&self) -> &'static str {
+        self.title
+    }
+
+    /// The detail, for logs (never sent to the client by the default answer).
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn body_timeout(after: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "Request timeout",
+            format!("the body did not arrive within {} ms", after.as_millis()),
+        )
+    }
+
+    pub(crate) fn body_unreadable(detail: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            "Body unreadable",
+            format!("reading the body failed: {detail}"),
+        )
+    }
+
+    pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            "Server misconfigured",
+            message,
+        )
+    }
+
+    /// The default answer: the status, `application/problem+json`, and for Basic auth a
+    /// `WWW-Authenticate` challenge.
+    #[must_use]
+    pub fn to_response(&self) -> Response {
+        let body = serde_json::json!({
+            "type": format!("urn:countersign:problem:{}", self.code),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "code": self.code,
+        });
+        let mut response = Response::new(Body::from(body.to_string()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+
+    /// Records the rejection as a `tracing` event (target `countersign`).
+    pub(crate) fn log(&self, client: Option<IpAddr>) {
+        let client = client.map(|ip| ip.to_string());
+        let client = client.as_deref().unwrap_or("unknown");
+        let (code, status, message) = (self.code, self.status.as_u16(), self.message.as_str());
+        if self.status.is_server_error() {
+            tracing::error!(target: "countersign", code, status, client, "request rejected: {message}");
+        } else if matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            tracing::warn!(target: "countersign", code, status, client, "request rejected: {message}");
+        } else {
+            tracing::info!(target: "countersign", code, status, client, "request rejected: {message}");
+        }
+    }
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("status", &self.status.as_u16())
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Extractor rejections answer with the default response and are logged.
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.log(None);
+        let mut response = self.to_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A title per signature-related reason code.
+fn signature_title(code: &str) -> &'static str {
+    match code {
+        "signature_missing" => "Signature missing",
+        "signature_malformed" => "Signature malformed",
+        "signature_mismatch" => "Signature mismatch",
+        "signed_headers_missing" => "Signed headers missing",
+        "timestamp_missing" => "Timestamp missing",
+        "timestamp_malformed" => "Timestamp malformed",
+        "timestamp_expired" => "Timestamp expired",
+        "timestamp_in_future" => "Timestamp in the future",
+        "key_unavailable" => "Verification key unavailable",
+        _ => "Request not verified",
+    }
+}
+
+impl From<contentful::Error> for Rejection {
+    fn from(error: contentful::Error) -> Self {
+        let code = error.kind().code();
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            code,
+            signature_title(code),
+            error.message(),
+        )
+    }
+}
+
+impl From<contentstack::Error> for Rejection {
+    fn from(error: contentstack::Error) -> Self {
+        let code = error.kind().code();
+        let status = if error.kind() == contentstack::ErrorKind::KeyUnavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        Self::new(status, code, signature_title(code), error.message())
+    }
+}
+
+impl From<AppTokenError> for Rejection {
+    fn from(error: AppTokenError) -> Self {
+        let status = if error.kind() == AppTokenErrorKind::KeyUnavailable {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        Self::new(
+            status,
+            error.kind().code(),
+            "App-token not verified",
+            error.message(),
+        )
+    }
+}
+
+impl From<CredentialError> for Rejection {
+    fn from(error: CredentialError) -> Self {
+        let title = match error {
+            CredentialError::BasicAuthMissing
+            | CredentialError::BasicAuthMalformed
+            | CredentialError::BasicAuthMismatch => "Bad credentials",
+            _ => "Required header missing or wrong",
+        };
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            error.code(),
+            title,
+            format!("{error}"),
+        )
+    }
+}
+
+/// Turns a rejection into the answer: the user's closure, or [`Rejection::to_response`].
+pub(crate) type RespondFn = Arc<dyn Fn(&Rejection) -> Response + Send + Sync>;
+
+/// How a layer answers a rejection.
+#[derive(Clone, Default)]
+pub(crate) struct Respond(Option<RespondFn>);
+
+impl fmt::Debug for Respond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Respond(custom)"
+        } else {
+            "Respond(problem+json)"
+        })
+    }
+}
+
+impl Respond {
+    pub(crate) fn custom(f: impl Fn(&Rejection) -> Response + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    pub(crate) fn respond(&self, rejection: Rejection, client: Option<IpAddr>) -> Response {
+        rejection.log(client);
+        let mut response = match &self.0 {
+            Some(custom) => custom(&rejection),
+            None => rejection.to_response(),
+        };
+        response.extensions_mut().insert(rejection);
+        response
+    }
+}

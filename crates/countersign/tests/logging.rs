@@ -1,0 +1,93 @@
+//! Rejections are logged with their reason and the client address, never with a secret; the
+//! headers that carry secrets are marked sensitive for tracing layers that print headers.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use countersign::BasicAuthLayer;
+use countersign::credentials::BasicAuth;
+use http::{HeaderMap, Request};
+use tower::ServiceExt as _;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn request(authorization: &str) -> Request<Body> {
+    let mut request = Request::get("/")
+        .header("authorization", authorization)
+        .body(Body::empty())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([198, 51, 100, 23], 4711))));
+    request
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_rejection_is_logged_with_reason_and_client_but_no_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(BasicAuthLayer::new(
+            BasicAuth::new(["hook:right-password"]).unwrap(),
+        ));
+    // base64("hook:wrong-password")
+    let response = app
+        .oneshot(request("Basic aG9vazp3cm9uZy1wYXNzd29yZA=="))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("countersign"), "{log}");
+    assert!(log.contains("basic_auth_mismatch"), "{log}");
+    assert!(log.contains("198.51.100.23"), "{log}");
+    assert!(log.contains("WARN"), "{log}");
+    assert!(
+        !log.contains("aG9vazp3cm9uZy1wYXNzd29yZA") && !log.contains("password"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn secret_headers_reach_the_handler_marked_sensitive() {
+    let app =
+        Router::new()
+            .route(
+                "/",
+                get(|headers: HeaderMap| async move {
+                    headers["authorization"].is_sensitive().to_string()
+                }),
+            )
+            .layer(BasicAuthLayer::new(BasicAuth::new(["u:p"]).unwrap()));
+    let response = app.oneshot(request("Basic dTpw")).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(body, "true");
+}
