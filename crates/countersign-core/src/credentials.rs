@@ -11,7 +11,7 @@ use base64::Engine as _;
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 
-use crate::crypto::{constant_time_eq, sha256};
+use crate::crypto::sha256;
 use crate::{ConfigError, ConfigErrorKind};
 
 /// Why a credential check failed.
@@ -53,6 +53,12 @@ impl fmt::Display for CredentialError {
 impl std::error::Error for CredentialError {}
 
 type Digest = [u8; 32];
+
+/// Compares two byte strings in constant time (for equal lengths; unequal lengths differ).
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    crate::crypto::constant_time_eq(a, b)
+}
 
 fn any_matches(accepted: &[Digest], candidate: &[u8]) -> bool {
     let candidate = sha256(candidate);

@@ -49,6 +49,7 @@ mod crypto;
 mod error;
 pub mod ip;
 mod js;
+pub mod session;
 
 pub use error::{ConfigError, ConfigErrorKind};
 

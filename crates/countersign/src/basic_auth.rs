@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use countersign_core::credentials::{BasicAuth, RequiredHeaders};
-use http::{Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode, header};
 
 use crate::Rejection;
 use crate::guard::{Guard, GuardLayer};
@@ -44,7 +44,10 @@ impl BasicAuthLayer {
 impl Guard for BasicAuthGuard {
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
         self.0.check(request.headers()).map_err(|e| {
-            Rejection::from(e).with_challenge(r#"Basic realm="countersign", charset="UTF-8""#)
+            Rejection::from(e).with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="countersign", charset="UTF-8""#),
+            )
         })?;
         Ok(request)
     }

@@ -177,15 +177,26 @@ where
         let client = client_address(&request);
         Box::pin(async move {
             match guard.check(request).await {
-                Ok(request) => inner
-                    .call(request)
-                    .await
-                    .map(|response| response.map(Body::new)),
+                Ok(mut request) => {
+                    let extra = request.extensions_mut().remove::<ResponseHeaders>();
+                    let mut response = inner.call(request).await?.map(Body::new);
+                    for (name, value) in extra
+                        .map(|ResponseHeaders(extra)| extra)
+                        .unwrap_or_default()
+                    {
+                        response.headers_mut().append(name, value);
+                    }
+                    Ok(response)
+                }
                 Err(rejection) => Ok(respond.respond(rejection, client)),
             }
         })
     }
 }
+
+/// Headers a guard wants on the answer of a request it let through.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ResponseHeaders(pub(crate) Vec<(http::HeaderName, http::HeaderValue)>);
 
 /// The client as resolved by an allowlist layer, or else the socket peer.
 fn client_address(request: &Request<Body>) -> Option<IpAddr> {

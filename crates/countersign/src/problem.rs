@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use countersign_core::contentstack::{AppTokenError, AppTokenErrorKind};
 use countersign_core::credentials::CredentialError;
 use countersign_core::{contentful, contentstack};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 
 /// Why a layer or an extractor refused a request.
 ///
@@ -23,7 +23,7 @@ pub struct Rejection {
     code: &'static str,
     title: &'static str,
     message: String,
-    challenge: Option<&'static str>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Rejection {
@@ -40,7 +40,7 @@ impl Rejection {
             code,
             title,
             message: message.into(),
-            challenge: None,
+            headers: Vec::new(),
         }
     }
 
@@ -68,8 +68,11 @@ impl Rejection {
         &self.message
     }
 
-    pub(crate) fn with_challenge(mut self, challenge: &'static str) -> Self {
-        self.challenge = Some(challenge);
+    /// Adds a header to the answer (kept with a custom answer too), such as a
+    /// `WWW-Authenticate` challenge or `Cache-Control: no-store`.
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -109,8 +112,7 @@ impl Rejection {
         )
     }
 
-    /// The default answer: the status, `application/problem+json`, and for Basic auth a
-    /// `WWW-Authenticate` challenge.
+    /// The default answer: the status, `application/problem+json`, and the rejection's headers.
     #[must_use]
     pub fn to_response(&self) -> Response {
         let body = serde_json::json!({
@@ -127,13 +129,14 @@ impl Rejection {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(challenge) = self.challenge {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-        }
+        self.add_headers(&mut response);
         response
+    }
+
+    fn add_headers(&self, response: &mut Response) {
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
     }
 
     /// Records the rejection as a `tracing` event (target `countersign`).
@@ -289,6 +292,7 @@ impl Respond {
             Some(custom) => custom(&rejection),
             None => rejection.to_response(),
         };
+        rejection.add_headers(&mut response);
         response.extensions_mut().insert(rejection);
         response
     }

@@ -74,6 +74,54 @@ async fn a_rejection_is_logged_with_reason_and_client_but_no_secret() {
     );
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn an_app_token_never_reaches_the_log() {
+    use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
+    use countersign::session::{AppTokenLayer, SessionKey, Sessions};
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let keys_b = include_str!("../../countersign-core/tests/data/keys/contentstack-b.public.pem");
+    let signer = SigningKey::from_pem(include_str!(
+        "../../countersign-core/tests/data/keys/contentstack-a.private.pem"
+    ))
+    .unwrap();
+    let claims = serde_json::json!({"app_uid": "a", "installation_uid": "i", "organization_uid": "o", "user_uid": "u"});
+    let token = mint_app_token(
+        &signer,
+        &claims,
+        std::time::SystemTime::now(),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    let sessions = Sessions::new([SessionKey::new([7u8; 32]).unwrap()]);
+    let app = Router::new()
+        .route("/ui", get(|| async { "page" }))
+        .layer(AppTokenLayer::new(
+            AppTokenVerifier::new(),
+            StaticKeys::parse(keys_b).unwrap(),
+            sessions,
+        ));
+    let request = Request::get(format!("/ui?app-token={token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("app_token_signature_mismatch"), "{log}");
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !log.contains(signature) && !log.contains(&token[..30]),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn secret_headers_reach_the_handler_marked_sensitive() {
     let app =

@@ -1,0 +1,581 @@
+//! The app's own session for signed UI locations, built from a verified app-token.
+//!
+//! Contentstack's docs: verify the `app-token` on the first page load, "do not use the JWT
+//! app-token as session for further API calls", "use the payload to build your own user
+//! session", and answer only with data of the current organization and stack. [`Sessions`]
+//! mints that session from the token's claims and verifies it on later calls.
+//!
+//! The session token is an HS256 JWT signed with the app's own key. HS256 because only this
+//! backend ever signs or verifies it: a shared secret is all that needs, it is the fastest
+//! JWT algorithm, and rotation is a list of keys (the first signs; each token names its key
+//! with `kid`, so verifying takes one HMAC). An asymmetric algorithm (EdDSA) would only pay
+//! off if another party had to verify sessions without being able to mint them.
+//!
+//! A raw Contentstack app-token is never accepted as a session: it is RS256, has no `kid` of
+//! ours and no `aud` of ours.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use countersign_core::contentstack::AppTokenClaims;
+//! use countersign_core::session::{SessionKey, Sessions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sessions = Sessions::new([SessionKey::new(b"a session secret of at least 32 bytes!")?])
+//!     .with_ttl(Duration::from_secs(3600));
+//! # let claims: AppTokenClaims = serde_json::from_value(serde_json::json!({
+//! #     "app_uid": "a", "installation_uid": "i", "organization_uid": "o", "user_uid": "u",
+//! #     "stack_api_key": "blt1", "exp": 4102444800u64 }))?;
+//! let now = SystemTime::now();
+//! let (token, session) = sessions.mint(&claims, now)?;
+//! assert_eq!(sessions.verify(&token, now)?.tenant_key(), session.tenant_key());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::contentstack::AppTokenClaims;
+use crate::crypto::{ensure_jwt_provider, fill_random, sha256};
+use crate::{ConfigError, ConfigErrorKind};
+
+/// The `aud` of every session token: nothing else is ever accepted as one.
+pub const AUDIENCE: &str = "countersign-session";
+/// How long a session lasts by default: one hour.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// The shortest session key accepted, in bytes.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// One key the app signs sessions with. `Debug` never shows it.
+#[derive(Clone)]
+pub struct SessionKey {
+    id: String,
+    encoding: jsonwebtoken::EncodingKey,
+    decoding: jsonwebtoken::DecodingKey,
+}
+
+impl SessionKey {
+    /// A key from secret bytes (at least [`MIN_KEY_LEN`]).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidSecret`] when it is shorter.
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let secret = secret.as_ref();
+        if secret.len() < MIN_KEY_LEN {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidSecret,
+                format!(
+                    "a session key has at least {MIN_KEY_LEN} bytes; this one has {}",
+                    secret.len()
+                ),
+            ));
+        }
+        Ok(Self {
+            // The key id names the key without revealing it.
+            id: hex::encode(&sha256(secret)[..6]),
+            encoding: jsonwebtoken::EncodingKey::from_secret(secret),
+            decoding: jsonwebtoken::DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// A new random 32-byte key, from the operating system's cryptographic random source, and
+    /// its bytes (to store).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::RandomSource`] when the random source fails.
+    pub fn generate() -> Result<(Self, [u8; 32]), ConfigError> {
+        let mut secret = [0u8; 32];
+        fill_random(&mut secret).map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::RandomSource,
+                format!("the random source failed: {e}"),
+            )
+        })?;
+        Ok((Self::new(secret)?, secret))
+    }
+
+    /// The key's id, the `kid` of the tokens it signs.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Claims {
+    aud: String,
+    sid: String,
+    csrf: String,
+    app_uid: String,
+    installation_uid: String,
+    organization_uid: String,
+    user_uid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stack_api_key: Option<String>,
+    iat: u64,
+    exp: u64,
+}
+
+/// Mints and verifies the app's sessions. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    keys: Vec<SessionKey>,
+    ttl: Duration,
+}
+
+impl Sessions {
+    /// Sessions signed with the first of `keys` and verified with any of them (rotation: put
+    /// the new key first, keep the old one until its sessions have expired).
+    ///
+    /// # Panics
+    /// Never; an empty list is refused by [`try_new`](Self::try_new).
+    #[must_use]
+    pub fn new(keys: impl IntoIterator<Item = SessionKey>) -> Self {
+        Self {
+            keys: keys.into_iter().collect(),
+            ttl: DEFAULT_TTL,
+        }
+    }
+
+    /// As [`new`](Self::new), refusing an empty list.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidSecret`] when `keys` is empty.
+    pub fn try_new(keys: impl IntoIterator<Item = SessionKey>) -> Result<Self, ConfigError> {
+        let sessions = Self::new(keys);
+        if sessions.keys.is_empty() {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidSecret,
+                "sessions need at least one key",
+            ));
+        }
+        Ok(sessions)
+    }
+
+    /// How long a session lasts (default one hour).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Mints a session from a verified app-token's claims, at `now`.
+    ///
+    /// # Errors
+    /// [`SessionErrorKind::NoKey`] without keys; the random source failing.
+    pub fn mint(
+        &self,
+        app_token: &AppTokenClaims,
+        now: SystemTime,
+    ) -> Result<(String, AppSession), SessionError> {
+        let key = self.keys.first().ok_or_else(|| {
+            SessionError::new(SessionErrorKind::NoKey, "no session key is configured")
+        })?;
+        let iat = unix_secs(now);
+        let claims = Claims {
+            aud: AUDIENCE.to_owned(),
+            sid: random_id()?,
+            csrf: random_id()?,
+            app_uid: app_token.app_uid.clone(),
+            installation_uid: app_token.installation_uid.clone(),
+            organization_uid: app_token.organization_uid.clone(),
+            user_uid: app_token.user_uid.clone(),
+            stack_api_key: app_token.stack_api_key.clone(),
+            iat,
+            exp: iat.saturating_add(self.ttl.as_secs()),
+        };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some(key.id.clone());
+        ensure_jwt_provider();
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| {
+            SessionError::new(
+                SessionErrorKind::NoKey,
+                format!("cannot sign the session: {e}"),
+            )
+        })?;
+        Ok((token, AppSession::from(claims)))
+    }
+
+    /// Verifies a session token at `now`.
+    ///
+    /// # Errors
+    /// A [`SessionError`]: malformed, unknown key (including a raw app-token), tampered,
+    /// expired.
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<AppSession, SessionError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            SessionError::new(SessionErrorKind::Malformed, "the session is not a JWT")
+        })?;
+        if header.alg != jsonwebtoken::Algorithm::HS256 {
+            return Err(SessionError::new(
+                SessionErrorKind::UnknownKey,
+                "the token is not one of this app's sessions (a Contentstack app-token is not a session)",
+            ));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|key| key.id == kid))
+            .ok_or_else(|| {
+                SessionError::new(
+                    SessionErrorKind::UnknownKey,
+                    "the session is signed with an unknown key",
+                )
+            })?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims.clear();
+        ensure_jwt_provider();
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::new(
+                    SessionErrorKind::Tampered,
+                    "the session's signature does not match",
+                ),
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => SessionError::new(
+                    SessionErrorKind::UnknownKey,
+                    "the token is not one of this app's sessions",
+                ),
+                _ => SessionError::new(
+                    SessionErrorKind::Malformed,
+                    "the session's claims are not as minted",
+                ),
+            })?
+            .claims;
+        if unix_secs(now) >= claims.exp {
+            return Err(SessionError::new(
+                SessionErrorKind::Expired,
+                "the session has expired",
+            ));
+        }
+        Ok(AppSession::from(claims))
+    }
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn random_id() -> Result<String, SessionError> {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes).map_err(|e| {
+        SessionError::new(
+            SessionErrorKind::NoKey,
+            format!("the random source failed: {e}"),
+        )
+    })?;
+    Ok(hex::encode(bytes))
+}
+
+/// A verified session: who, in which organization and stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSession {
+    claims: Claims,
+}
+
+impl From<Claims> for AppSession {
+    fn from(claims: Claims) -> Self {
+        Self { claims }
+    }
+}
+
+impl AppSession {
+    /// The organization.
+    #[must_use]
+    pub fn organization_uid(&self) -> &str {
+        &self.claims.organization_uid
+    }
+
+    /// The stack; `None` for organization apps.
+    #[must_use]
+    pub fn stack_api_key(&self) -> Option<&str> {
+        self.claims.stack_api_key.as_deref()
+    }
+
+    /// The app's installation.
+    #[must_use]
+    pub fn installation_uid(&self) -> &str {
+        &self.claims.installation_uid
+    }
+
+    /// The user.
+    #[must_use]
+    pub fn user_uid(&self) -> &str {
+        &self.claims.user_uid
+    }
+
+    /// The app.
+    #[must_use]
+    pub fn app_uid(&self) -> &str {
+        &self.claims.app_uid
+    }
+
+    /// This session's random id.
+    #[must_use]
+    pub fn session_id(&self) -> &str {
+        &self.claims.sid
+    }
+
+    /// The token a page sends in `X-CSRF-Token` on state-changing calls in cookie mode.
+    #[must_use]
+    pub fn csrf_token(&self) -> &str {
+        &self.claims.csrf
+    }
+
+    /// When the session expires.
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(self.claims.exp)
+    }
+
+    /// The tenant every read and write of this session must be scoped to.
+    #[must_use]
+    pub fn tenant_key(&self) -> TenantKey {
+        TenantKey {
+            organization_uid: self.claims.organization_uid.clone(),
+            installation_uid: self.claims.installation_uid.clone(),
+            stack_api_key: self.claims.stack_api_key.clone(),
+        }
+    }
+
+    /// Whether this session belongs to `stack_api_key`'s stack.
+    #[must_use]
+    pub fn is_stack(&self, stack_api_key: &str) -> bool {
+        self.claims.stack_api_key.as_deref() == Some(stack_api_key)
+    }
+}
+
+/// Whose data a session may touch: its organization, installation and stack. `Display` gives a
+/// stable string to prefix storage keys with: `org:<uid>/inst:<uid>/stack:<api key>` (or
+/// `.../stack:-` for organization apps).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantKey {
+    /// The organization.
+    pub organization_uid: String,
+    /// The installation.
+    pub installation_uid: String,
+    /// The stack, for stack apps.
+    pub stack_api_key: Option<String>,
+}
+
+impl fmt::Display for TenantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "org:{}/inst:{}/stack:{}",
+            self.organization_uid,
+            self.installation_uid,
+            self.stack_api_key.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// Why a session was refused.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionError {
+    kind: SessionErrorKind,
+    message: String,
+}
+
+/// Why a session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionErrorKind {
+    /// No session was presented.
+    Missing,
+    /// Not a JWT, or not the claims a session has.
+    Malformed,
+    /// Signed with a key this app does not have, or not a session at all (an app-token).
+    UnknownKey,
+    /// The signature does not match: the token was changed.
+    Tampered,
+    /// The session has expired.
+    Expired,
+    /// A state-changing call authenticated by cookie lacks the right `X-CSRF-Token`.
+    CsrfMismatch,
+    /// Sessions cannot be minted: no key.
+    NoKey,
+}
+
+impl SessionErrorKind {
+    /// A stable snake_case code.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "session_missing",
+            Self::Malformed => "session_malformed",
+            Self::UnknownKey => "session_unknown_key",
+            Self::Tampered => "session_tampered",
+            Self::Expired => "session_expired",
+            Self::CsrfMismatch => "csrf_token_mismatch",
+            Self::NoKey => "session_key_missing",
+        }
+    }
+}
+
+impl SessionError {
+    /// An error of `kind`.
+    #[must_use]
+    pub fn new(kind: SessionErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Why.
+    #[must_use]
+    pub fn kind(&self) -> SessionErrorKind {
+        self.kind
+    }
+
+    /// The detail, for logs.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(stack: Option<&str>) -> AppTokenClaims {
+        serde_json::from_value(serde_json::json!({
+            "app_uid": "app", "installation_uid": "inst", "organization_uid": "org", "user_uid": "user",
+            "stack_api_key": stack, "exp": 4_102_444_800u64
+        }))
+        .unwrap()
+    }
+
+    fn key(fill: u8) -> SessionKey {
+        SessionKey::new([fill; 32]).unwrap()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_minted_session_verifies_with_its_tenant() {
+        let sessions = Sessions::new([key(1)]);
+        let (token, minted) = sessions.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        let verified = sessions.verify(&token, at(NOW + 10)).unwrap();
+        assert_eq!(verified, minted);
+        assert_eq!(
+            verified.tenant_key().to_string(),
+            "org:org/inst:inst/stack:blt1"
+        );
+        assert!(verified.is_stack("blt1") && !verified.is_stack("blt2"));
+        assert_eq!(verified.session_id().len(), 32);
+        assert_eq!(verified.expires_at(), at(NOW + 3600));
+    }
+
+    #[test]
+    fn organization_apps_have_no_stack() {
+        let sessions = Sessions::new([key(1)]);
+        let (token, _) = sessions.mint(&claims(None), at(NOW)).unwrap();
+        let session = sessions.verify(&token, at(NOW)).unwrap();
+        assert_eq!(session.stack_api_key(), None);
+        assert_eq!(
+            session.tenant_key().to_string(),
+            "org:org/inst:inst/stack:-"
+        );
+    }
+
+    #[test]
+    fn a_session_expires_after_its_ttl() {
+        let sessions = Sessions::new([key(1)]).with_ttl(Duration::from_secs(60));
+        let (token, _) = sessions.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        assert!(sessions.verify(&token, at(NOW + 59)).is_ok());
+        assert_eq!(
+            sessions.verify(&token, at(NOW + 60)).unwrap_err().kind(),
+            SessionErrorKind::Expired
+        );
+    }
+
+    #[test]
+    fn rotation_verifies_old_sessions_and_signs_with_the_first_key() {
+        let old = Sessions::new([key(1)]);
+        let (old_token, _) = old.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        let rotated = Sessions::new([key(2), key(1)]);
+        assert!(rotated.verify(&old_token, at(NOW)).is_ok());
+        let (new_token, _) = rotated.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        assert_eq!(
+            old.verify(&new_token, at(NOW)).unwrap_err().kind(),
+            SessionErrorKind::UnknownKey
+        );
+        let retired = Sessions::new([key(2)]);
+        assert_eq!(
+            retired.verify(&old_token, at(NOW)).unwrap_err().kind(),
+            SessionErrorKind::UnknownKey
+        );
+    }
+
+    #[test]
+    fn a_tampered_session_is_refused() {
+        let sessions = Sessions::new([key(1)]);
+        let (token, _) = sessions.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = String::from_utf8(engine.decode(&parts[1]).unwrap())
+            .unwrap()
+            .replace("blt1", "blt2");
+        parts[1] = engine.encode(payload);
+        let forged = parts.join(".");
+        assert_eq!(
+            sessions.verify(&forged, at(NOW)).unwrap_err().kind(),
+            SessionErrorKind::Tampered
+        );
+        assert_eq!(
+            sessions.verify("garbage", at(NOW)).unwrap_err().kind(),
+            SessionErrorKind::Malformed
+        );
+    }
+
+    #[test]
+    fn short_keys_are_refused_and_never_shown() {
+        assert_eq!(
+            SessionKey::new([0u8; 31]).unwrap_err().kind(),
+            ConfigErrorKind::InvalidSecret
+        );
+        let key = SessionKey::new(b"0123456789abcdef0123456789abcdef-secret").unwrap();
+        assert!(!format!("{key:?}").contains("secret"));
+        assert!(Sessions::try_new([]).is_err());
+        let (generated, bytes) = SessionKey::generate().unwrap();
+        assert_eq!(generated.id(), SessionKey::new(bytes).unwrap().id());
+    }
+}
