@@ -49,6 +49,7 @@ mod crypto;
 mod error;
 pub mod ip;
 mod js;
+pub mod replay;
 pub mod session;
 
 pub use error::{ConfigError, ConfigErrorKind};
@@ -67,4 +68,20 @@ pub enum Backend {
 #[must_use]
 pub const fn backend() -> Backend {
     crypto::BACKEND
+}
+
+/// `bytes` random bytes from the operating system's cryptographic random source, in lower-case
+/// hex: for session ids, claim owners, dev secrets.
+///
+/// # Errors
+/// [`ConfigErrorKind::RandomSource`] when the random source fails.
+pub fn random_hex(bytes: usize) -> Result<String, ConfigError> {
+    let mut buf = vec![0u8; bytes];
+    crypto::fill_random(&mut buf).map_err(|e| {
+        ConfigError::new(
+            ConfigErrorKind::RandomSource,
+            format!("the random source failed: {e}"),
+        )
+    })?;
+    Ok(hex::encode(buf))
 }

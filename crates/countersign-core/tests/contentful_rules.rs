@@ -528,3 +528,40 @@ fn reference_hmac_hex(key: &[u8], message: &[u8]) -> String {
     mac.update(message);
     hex::encode(mac.finalize().into_bytes())
 }
+
+#[test]
+fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key() {
+    let verifier = Verifier::new(secret('a'));
+    let attempt = |ts: u64, key: &str| {
+        let request = RequestToSign::new(Method::POST, "/hook")
+            .header("x-contentful-idempotency-key", key)
+            .body(b"{}");
+        let headers = arrived(
+            &[("x-contentful-idempotency-key", key)],
+            &sign(&secret('a'), &request, at(ts), &Context::default()),
+        );
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at(ts))
+            .unwrap()
+            .replay_key()
+    };
+    assert_eq!(attempt(T0, "delivery-1"), attempt(T0 + 5_000, "delivery-1"));
+    assert_ne!(attempt(T0, "delivery-1"), attempt(T0, "delivery-2"));
+    // Without one, each signature is its own delivery.
+    let plain = |ts: u64| {
+        verifier
+            .verify(&Method::POST, "/hook", &signed_post_at(ts), b"{}", at(ts))
+            .unwrap()
+            .replay_key()
+    };
+    assert_eq!(plain(T0), plain(T0));
+    assert_ne!(plain(T0), plain(T0 + 1));
+}
+
+fn signed_post_at(ts: u64) -> HeaderMap {
+    let request = RequestToSign::new(Method::POST, "/hook").body(b"{}");
+    arrived(
+        &[],
+        &sign(&secret('a'), &request, at(ts), &Context::default()),
+    )
+}

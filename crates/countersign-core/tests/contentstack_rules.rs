@@ -780,3 +780,64 @@ fn app_token_errors_never_show_the_token() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(&token[..20]));
 }
+
+#[test]
+fn the_replay_key_is_the_digest_of_the_verified_signature() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    let verifier = WebhookVerifier::new();
+    let first = verifier
+        .verify(&headers, &body, Some(&keys_a()), soon())
+        .unwrap()
+        .replay_key();
+    let again = verifier
+        .verify(&headers, &body, Some(&keys_a()), soon())
+        .unwrap()
+        .replay_key();
+    assert_eq!(
+        first, again,
+        "a replay of the same request has the same key"
+    );
+    // RSA-PSS is randomized: a fresh signature of the same body is another delivery.
+    let resigned = verifier
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap();
+    assert_ne!(resigned.replay_key(), first);
+    // An unmatched element in front does not change the key.
+    let good = headers["x-contentstack-request-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bad = signer(KEY_B)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let with_bad_first = rsa_headers(&format!("{bad},{good}"));
+    assert_eq!(
+        verifier
+            .verify(&with_bad_first, &body, Some(&keys_a()), soon())
+            .unwrap()
+            .replay_key(),
+        first
+    );
+
+    let value = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    let hmac_key = hmac_verifier()
+        .verify(&hmac_headers(&value), &body, None, soon())
+        .unwrap()
+        .replay_key();
+    assert_eq!(
+        hmac_verifier()
+            .verify(&hmac_headers(&value), &body, None, soon())
+            .unwrap()
+            .replay_key(),
+        hmac_key
+    );
+    assert_ne!(hmac_key, first);
+}

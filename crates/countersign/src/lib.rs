@@ -101,6 +101,7 @@ mod problem;
 
 pub mod basic_auth;
 pub mod ip_allowlist;
+pub mod replay;
 pub mod session;
 pub mod verify_contentful;
 pub mod verify_contentstack;

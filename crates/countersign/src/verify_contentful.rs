@@ -36,6 +36,7 @@ use http::Request;
 
 use crate::body::{BodyLimits, buffer};
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody};
+use crate::replay::ReplayIdentity;
 use crate::{ContentfulRequest, Rejection, VerifiedBody};
 
 /// Verifies Contentful request signatures. See the [module docs](self).
@@ -104,6 +105,10 @@ impl Guard for ContentfulGuard {
             self.clock.now(),
             self.forwarded_prefix(&request),
         )?;
+        request.extensions_mut().insert(ReplayIdentity {
+            key: verified.replay_key(),
+            window: self.verifier.acceptance_window(),
+        });
         request
             .extensions_mut()
             .insert(ContentfulRequest(Arc::new(verified)));

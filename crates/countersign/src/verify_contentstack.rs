@@ -40,6 +40,7 @@ use http::{HeaderMap, Request};
 
 use crate::body::{BodyLimits, buffer, replace_body};
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody};
+use crate::replay::ReplayIdentity;
 use crate::{Rejection, VerifiedBody};
 
 /// Verifies Contentstack webhook signatures. See the [module docs](self).
@@ -127,6 +128,10 @@ impl<K: KeySource + Clone> Guard for ContentstackGuard<K> {
             body = Bytes::copy_from_slice(canonical);
             replace_body(&mut request, body.clone());
         }
+        request.extensions_mut().insert(ReplayIdentity {
+            key: verified.replay_key(),
+            window: Some(self.verifier.acceptance_window()),
+        });
         request.extensions_mut().insert(Arc::new(verified));
         request.extensions_mut().insert(VerifiedBody(body));
         Ok(request)

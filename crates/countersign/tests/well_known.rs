@@ -152,13 +152,13 @@ async fn a_failed_signature_refetches_at_most_once_per_interval() {
     let (endpoint, url) = endpoint(Mode::Serve(KEY_A)).await;
     let keys = WellKnownKeys::from_url(url)
         .unwrap()
-        .with_min_refetch_interval(Duration::from_millis(300));
+        .with_min_refetch_interval(Duration::from_secs(1));
     let first = keys.keys().await.unwrap();
     endpoint.set(Mode::Serve(KEY_B));
     // Right after the first fetch: no refetch yet.
     assert!(keys.refresh(&first).await.is_none());
     assert_eq!(endpoint.hits(), 1);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let rotated = keys.refresh(&first).await.unwrap();
     assert_eq!(*rotated, key_set(KEY_B));
     assert_eq!(endpoint.hits(), 2);

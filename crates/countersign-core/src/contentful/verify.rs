@@ -13,6 +13,7 @@ use super::{
     SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
 };
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
+use crate::replay::ReplayKey;
 use crate::{ConfigError, ConfigErrorKind, js};
 
 /// The toolkit's default time-to-live of a signature: 30 seconds.
@@ -101,6 +102,14 @@ impl Verifier {
         Ok(self)
     }
 
+    /// How long after its timestamp a signature stays acceptable: the TTL plus the future
+    /// skew. `None` when the TTL is off (signatures never expire). A replay store must
+    /// remember a request at least this long.
+    #[must_use]
+    pub fn acceptance_window(&self) -> Option<Duration> {
+        (!self.ttl.is_zero()).then(|| self.ttl + self.future_skew)
+    }
+
     /// How many secrets this verifier accepts.
     #[must_use]
     pub fn secret_count(&self) -> usize {
@@ -184,14 +193,25 @@ impl Verifier {
                 )
             })?;
 
-        let signed = picked
+        let signed: Vec<(HeaderName, String)> = picked
             .into_iter()
             .filter(|(name, _)| name != SIGNATURE && name != SIGNED_HEADERS && name != TIMESTAMP)
             .collect();
+        // Every attempt of a webhook delivery is signed afresh, but carries the same signed
+        // idempotency key: that identifies the delivery. Otherwise the signature does.
+        let idempotency_key = signed
+            .iter()
+            .find(|(n, _)| n == IDEMPOTENCY_KEY)
+            .map(|(_, v)| v.as_str());
+        let replay_key = match idempotency_key {
+            Some(key) => ReplayKey::derive("contentful-idempotency-key", &[key.as_bytes()]),
+            None => ReplayKey::derive("contentful-signature", &[&expected]),
+        };
         Ok(VerifiedRequest {
             secret_index,
             timestamp_ms,
             signed,
+            replay_key,
         })
     }
 
@@ -265,6 +285,7 @@ pub struct VerifiedRequest {
     secret_index: usize,
     timestamp_ms: u64,
     signed: Vec<(HeaderName, String)>,
+    replay_key: ReplayKey,
 }
 
 impl VerifiedRequest {
@@ -341,6 +362,13 @@ impl VerifiedRequest {
     #[must_use]
     pub fn idempotency_key(&self) -> Option<&str> {
         self.header(IDEMPOTENCY_KEY)
+    }
+
+    /// What identifies this delivery for replay protection: the signed idempotency key when
+    /// there is one (the same for every retry), else the signature.
+    #[must_use]
+    pub fn replay_key(&self) -> ReplayKey {
+        self.replay_key
     }
 
     /// The signed context headers.

@@ -9,6 +9,7 @@ use http::HeaderMap;
 use super::{Error, ErrorKind, HmacSecret, KeySet, SaltLength};
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
 use crate::js;
+use crate::replay::ReplayKey;
 
 /// `X-Contentstack-Request-Signature`: `v1=<base64 RSA-PSS signature>[,v1=...]`.
 pub const RSA_SIGNATURE_HEADER: &str = "x-contentstack-request-signature";
@@ -162,6 +163,13 @@ impl WebhookVerifier {
         self.tolerance
     }
 
+    /// How long a signature stays acceptable: the tolerance plus the future skew. A replay
+    /// store must remember a delivery at least this long.
+    #[must_use]
+    pub fn acceptance_window(&self) -> Duration {
+        self.tolerance + self.future_skew
+    }
+
     /// Whether the JSON fallback is on.
     #[must_use]
     pub fn json_fallback(&self) -> bool {
@@ -242,6 +250,7 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
         let (verified_by, canonical) = self.check_rsa_signature(headers, body, keys)?;
+        let replay_key = replay_key_rsa(headers, &verified_by);
         let signed = canonical.as_deref().unwrap_or(body);
         let envelope = Envelope::parse(signed)?;
         let triggered_at = envelope.triggered_at()?;
@@ -251,6 +260,7 @@ impl WebhookVerifier {
             canonical_body: canonical,
             signed_at: triggered_at,
             envelope,
+            replay_key,
         })
     }
 
@@ -291,12 +301,19 @@ impl WebhookVerifier {
         let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(header.t);
         let (verified_by, canonical) = self.check_hmac_signature(&header, body)?;
         self.check_freshness(signed_at, now, "t")?;
+        let element = match &verified_by {
+            VerifiedBy::Hmac { element, .. } => *element,
+            VerifiedBy::Rsa { .. } => 0,
+        };
+        let mac = header.v1.get(element).map_or(&[][..], |mac| &mac[..]);
+        let replay_key = ReplayKey::derive("contentstack-hmac", &[header.t_text.as_bytes(), mac]);
         let envelope = Envelope::parse(canonical.as_deref().unwrap_or(body)).unwrap_or_default();
         Ok(VerifiedWebhook {
             verified_by,
             canonical_body: canonical,
             signed_at,
             envelope,
+            replay_key,
         })
     }
 
@@ -470,6 +487,21 @@ fn rsa_signatures(headers: &HeaderMap) -> Result<Vec<Vec<u8>>, Error> {
         ));
     }
     Ok(decoded)
+}
+
+/// The replay key of an RSA-verified delivery: the digest of the signature that matched.
+fn replay_key_rsa(headers: &HeaderMap, verified_by: &VerifiedBy) -> ReplayKey {
+    let element = match verified_by {
+        VerifiedBy::Rsa { element, .. } => *element,
+        VerifiedBy::Hmac { .. } => 0,
+    };
+    let signature = rsa_signatures(headers)
+        .ok()
+        .and_then(|mut signatures| {
+            (element < signatures.len()).then(|| signatures.swap_remove(element))
+        })
+        .unwrap_or_default();
+    ReplayKey::derive("contentstack-rsa", &[&signature])
 }
 
 /// The first (key, element, salt) under which a signature verifies `message`.
@@ -646,6 +678,7 @@ pub struct VerifiedWebhook {
     canonical_body: Option<Vec<u8>>,
     signed_at: SystemTime,
     envelope: Envelope,
+    replay_key: ReplayKey,
 }
 
 impl VerifiedWebhook {
@@ -653,6 +686,13 @@ impl VerifiedWebhook {
     #[must_use]
     pub fn verified_by(&self) -> &VerifiedBy {
         &self.verified_by
+    }
+
+    /// What identifies this delivery for replay protection: the digest of the signature that
+    /// matched.
+    #[must_use]
+    pub fn replay_key(&self) -> ReplayKey {
+        self.replay_key
     }
 
     /// When the delivery was signed: `triggered_at` (RSA) or `t` (HMAC).
