@@ -121,6 +121,6 @@ pub use verify_contentful::ContentfulLayer;
 pub use verify_contentstack::{ContentstackWebhookLayer, NoKeys};
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "well-known"))]
+#[cfg(all(doctest, feature = "well-known", feature = "redis"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
