@@ -34,6 +34,12 @@ pub(crate) enum Command {
         The secrets can come from COUNTERSIGN_CONTENTFUL_SECRET (comma-separated) instead of --secret."
     )]
     Verify(VerifyArgs),
+    /// Print a new signing secret that Contentful accepts (64 characters of [0-9a-zA-Z_-]
+    /// from the operating system's random source).
+    #[command(
+        after_help = "Example:\n  NEXT=$(countersign contentful secret)\n\n        Rotation: generate the next secret, deploy the backend verifying with both the old and the\n        next one, submit the next secret to Contentful, then drop the old one."
+    )]
+    Secret,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +112,7 @@ pub(crate) fn run(command: Command) -> Outcome {
     match command {
         Command::Sign(args) => run_sign(&args),
         Command::Verify(args) => run_verify(&args),
+        Command::Secret => crate::keygen::contentful_secret(),
     }
 }
 

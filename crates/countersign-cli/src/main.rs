@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand};
 mod common;
 mod contentful;
 mod contentstack;
+mod inspect;
+mod keygen;
+mod send;
 
 /// Sign, verify, send and diagnose requests from Contentstack and Contentful.
 #[derive(Debug, Parser)]
@@ -36,6 +39,19 @@ enum Command {
     /// Contentstack webhook signatures (RSA and HMAC) and app-tokens.
     #[command(subcommand)]
     Contentstack(contentstack::Command),
+    /// Write an RSA-2048 dev key pair: private.pem, public.pem (PKCS#1) and public-keys.json.
+    #[command(
+        after_help = "Example:\n  countersign keygen --out dev-keys\n\n        Serve dev-keys/public-keys.json as a mock well-known endpoint, or point the backend at it."
+    )]
+    Keygen(keygen::KeygenArgs),
+    /// Send a fresh, realistic, correctly signed request to a URL; exit 1 on a non-2xx answer.
+    #[command(subcommand)]
+    Send(send::Command),
+    /// Run every check on a captured raw HTTP/1.1 request and name the likely cause of a failure.
+    #[command(
+        after_help = "Example:\n  countersign inspect --request-file failed.http --contentful-secret \"$SECRET\"\n          countersign inspect --request-file webhook.http --contentstack-key public-keys.json --json\n\n        Secrets can come from COUNTERSIGN_CONTENTFUL_SECRET and COUNTERSIGN_CONTENTSTACK_HMAC_SECRET."
+    )]
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +59,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Contentful(command) => contentful::run(command),
         Command::Contentstack(command) => contentstack::run(command),
+        Command::Keygen(args) => keygen::keygen(&args),
+        Command::Send(command) => send::run(command),
+        Command::Inspect(args) => inspect::run(&args),
     };
     common::finish(outcome)
 }

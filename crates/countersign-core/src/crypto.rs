@@ -285,6 +285,32 @@ impl RsaPrivateKey {
     }
 }
 
+/// Generates an RSA-2048 private key; returns its DER `RSAPrivateKey` (PKCS#1).
+pub(crate) fn generate_rsa_2048_pkcs1() -> Result<Vec<u8>, String> {
+    #[cfg(feature = "aws-lc")]
+    {
+        use aws_lc_rs::encoding::AsDer as _;
+        use pkcs8::der::Decode as _;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| "RSA key generation failed".to_owned())?;
+        let pkcs8 = key
+            .as_der()
+            .map_err(|_| "cannot encode the new key".to_owned())?;
+        let info = pkcs8::PrivateKeyInfo::from_der(pkcs8.as_ref())
+            .map_err(|e| format!("cannot read the new key: {e}"))?;
+        Ok(info.private_key.to_vec())
+    }
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+    {
+        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+            .map_err(|e| format!("RSA key generation failed: {e}"))?;
+        key.to_pkcs1_der()
+            .map(|doc| doc.as_bytes().to_vec())
+            .map_err(|e| format!("cannot encode the new key: {e}"))
+    }
+}
+
 /// Makes sure jsonwebtoken has a crypto provider. It picks one from its features, and panics
 /// when both are on (as with `--all-features`) unless one was installed: install ours then.
 pub(crate) fn ensure_jwt_provider() {

@@ -50,7 +50,8 @@ impl SigningSecret {
     }
 
     /// A new random secret that Contentful accepts, from the operating system's cryptographic
-    /// random source: 64 characters of `[0-9a-zA-Z_-]` (384 bits).
+    /// random source: 64 characters of `[0-9a-zA-Z_-]` (about 384 bits), starting with a
+    /// letter or digit so that command lines never mistake it for an option.
     ///
     /// # Errors
     /// [`ConfigErrorKind::RandomSource`] when the operating system's random source fails.
@@ -58,12 +59,18 @@ impl SigningSecret {
         const ALPHABET: &[u8; 64] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut bytes = [0u8; LEN];
-        crypto::fill_random(&mut bytes).map_err(|e| {
-            ConfigError::new(
-                ConfigErrorKind::RandomSource,
-                format!("the operating system's random source failed: {e}"),
-            )
-        })?;
+        // Draw again while the first symbol would be `-` or `_` (indices 62 and 63).
+        loop {
+            crypto::fill_random(&mut bytes).map_err(|e| {
+                ConfigError::new(
+                    ConfigErrorKind::RandomSource,
+                    format!("the operating system's random source failed: {e}"),
+                )
+            })?;
+            if bytes[0] & 0x3f < 62 {
+                break;
+            }
+        }
         // 64 symbols: each byte's low six bits pick one without bias.
         let text = bytes
             .iter()
@@ -138,6 +145,7 @@ mod tests {
         let a = SigningSecret::generate().unwrap();
         let b = SigningSecret::generate().unwrap();
         assert_eq!(a.expose().len(), 64);
+        assert!(a.expose().starts_with(|c: char| c.is_ascii_alphanumeric()));
         assert!(a.expose().chars().all(is_secret_char));
         assert_ne!(a, b);
     }

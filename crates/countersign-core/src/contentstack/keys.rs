@@ -327,6 +327,16 @@ impl SigningKey {
         }
     }
 
+    /// A new RSA-2048 key from the operating system's random source: a dev key pair for local
+    /// testing (`countersign keygen`).
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when generation fails.
+    pub fn generate() -> Result<Self, ConfigError> {
+        let der = crypto::generate_rsa_2048_pkcs1().map_err(invalid_key)?;
+        Self::from_pkcs1_der(&der)
+    }
+
     /// Reads a PEM private key from a file.
     ///
     /// # Errors

@@ -1,0 +1,274 @@
+//! `countersign send contentstack|contentful URL`: fresh, realistic, correctly signed requests.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use countersign_core::contentful::{Context, RequestToSign, SigningSecret, sign};
+use countersign_core::contentstack::{HmacSecret, SaltLength, SigningKey};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::common::{BodyArgs, Failure, Outcome, parse_header, print_line};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Post a webhook signed as Contentstack signs it (triggered_at of now, a real envelope).
+    #[command(
+        after_help = "Example:\n  countersign send contentstack http://127.0.0.1:3000/webhooks/contentstack \\\n      \
+        --private-key data/dev-keys/private.pem --event publish --module entry \\\n      \
+        --body '{\"entry\":{\"uid\":\"blt1\",\"title\":\"Hello\"}}'"
+    )]
+    Contentstack(ContentstackArgs),
+    /// Send a request signed as Contentful signs it.
+    #[command(
+        after_help = "Example:\n  countersign send contentful http://127.0.0.1:3001/contentful/webhooks --secret \"$SECRET\" \\\n      \
+        --body '{\"sys\":{\"id\":\"e1\"}}' --space-id my-space --topic ContentManagement.Entry.publish\n\n\
+        The secret can come from COUNTERSIGN_CONTENTFUL_SECRET instead of --secret."
+    )]
+    Contentful(ContentfulArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContentstackArgs {
+    /// Where to post.
+    url: String,
+    /// The private key to sign with (PEM); the backend must trust its public half.
+    #[arg(long, value_name = "PEM", required_unless_present = "hmac_secret")]
+    private_key: Option<PathBuf>,
+    /// Sign with the HMAC method and this secret instead of RSA.
+    #[arg(
+        long,
+        value_name = "S",
+        env = "COUNTERSIGN_CONTENTSTACK_HMAC_SECRET",
+        hide_env_values = true
+    )]
+    hmac_secret: Option<String>,
+    /// The envelope's event.
+    #[arg(long, default_value = "publish")]
+    event: String,
+    /// The envelope's module.
+    #[arg(long, default_value = "entry")]
+    module: String,
+    /// The envelope's api_key (the stack).
+    #[arg(long, default_value = "blt0000000000000000")]
+    api_key: String,
+    /// The RSA-PSS salt length.
+    #[arg(long, value_enum, default_value = "digest")]
+    salt_length: crate::contentstack::Salt,
+    /// Basic auth configured on the webhook, USER:PASS.
+    #[arg(long, value_name = "USER:PASS")]
+    basic_auth: Option<String>,
+    /// A header to add, 'Name: value' (custom headers of the webhook); may repeat.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// The envelope's data, JSON (a sample entry when absent).
+    #[command(flatten)]
+    body: BodyArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContentfulArgs {
+    /// Where to send it.
+    url: String,
+    /// The signing secret.
+    #[arg(long, env = "COUNTERSIGN_CONTENTFUL_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The HTTP method.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// A header to add and sign, 'Name: value'; may repeat.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// The x-contentful-topic to send and sign.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Context: x-contentful-space-id.
+    #[arg(long, value_name = "ID")]
+    space_id: Option<String>,
+    /// Context: x-contentful-environment-id.
+    #[arg(long, value_name = "ID")]
+    environment_id: Option<String>,
+    /// Context: x-contentful-user-id.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// Context: x-contentful-app-id.
+    #[arg(long, value_name = "ID")]
+    app_id: Option<String>,
+    #[command(flatten)]
+    body: BodyArgs,
+}
+
+pub(crate) fn run(command: Command) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::input(format!("cannot start the runtime: {e}")))?;
+    let request = match command {
+        Command::Contentstack(args) => contentstack_request(&args)?,
+        Command::Contentful(args) => contentful_request(&args)?,
+    };
+    runtime.block_on(send(request))
+}
+
+/// A request ready to send.
+struct Outgoing {
+    method: Method,
+    url: reqwest::Url,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, Failure> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Failure::input(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Failure::input(format!("{url:?} is not an http(s) URL")));
+    }
+    Ok(parsed)
+}
+
+fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
+    let url = parse_url(&args.url)?;
+    let data: Value = match args.body.read()? {
+        bytes if bytes.is_empty() => {
+            json!({"entry": {"uid": "blt0000000000000001", "title": "Hello from countersign", "locale": "en-us"}})
+        }
+        bytes => serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::input(format!("the body (the envelope's data) is not JSON: {e}"))
+        })?,
+    };
+    let triggered_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Failure::input(format!("cannot format the time: {e}")))?;
+    // As Contentstack builds it: JSON.stringify of an object with triggered_at first.
+    let envelope = json!({
+        "triggered_at": triggered_at,
+        "module": args.module,
+        "api_key": args.api_key,
+        "event": args.event,
+        "data": data,
+    });
+    let body = envelope.to_string().into_bytes();
+    let mut headers = vec![(
+        "content-type".to_owned(),
+        "application/json; charset=utf-8".to_owned(),
+    )];
+    if let Some(secret) = &args.hmac_secret {
+        let secret = HmacSecret::new(secret).map_err(Failure::input)?;
+        headers.push((
+            "x-contentstack-hmac-signature".to_owned(),
+            secret.sign(&body, SystemTime::now()),
+        ));
+    } else if let Some(path) = &args.private_key {
+        let key = SigningKey::from_file(path).map_err(Failure::input)?;
+        let salt = match args.salt_length {
+            crate::contentstack::Salt::Digest => SaltLength::Digest,
+            crate::contentstack::Salt::Max => SaltLength::Max,
+        };
+        headers.push((
+            "x-contentstack-request-signature".to_owned(),
+            key.sign_webhook(&body, salt).map_err(Failure::input)?,
+        ));
+    }
+    if let Some(pair) = &args.basic_auth {
+        use base64::Engine as _;
+        headers.push((
+            "authorization".to_owned(),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ),
+        ));
+    }
+    headers.extend(args.headers.iter().cloned());
+    Ok(Outgoing {
+        method: Method::POST,
+        url,
+        headers,
+        body,
+    })
+}
+
+fn contentful_request(args: &ContentfulArgs) -> Result<Outgoing, Failure> {
+    let url = parse_url(&args.url)?;
+    let secret = SigningSecret::new(args.secret.trim())
+        .map_err(|e| Failure::input(format!("invalid secret: {e}")))?;
+    let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| Failure::input(format!("{:?} is not a method", args.method)))?;
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let body = args.body.read()?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if !body.is_empty() {
+        headers.push((
+            "content-type".to_owned(),
+            "application/vnd.contentful.management.v1+json".to_owned(),
+        ));
+    }
+    if let Some(topic) = &args.topic {
+        headers.push(("x-contentful-topic".to_owned(), topic.clone()));
+    }
+    headers.extend(args.headers.iter().cloned());
+    let mut request = RequestToSign::new(method.clone(), &target).body(&body);
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let context = Context {
+        space_id: args.space_id.clone(),
+        environment_id: args.environment_id.clone(),
+        app_id: args.app_id.clone(),
+        user_id: args.user_id.clone(),
+        crn: None,
+    };
+    let signed = sign(&secret, &request, SystemTime::now(), &context);
+    headers.extend(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
+    Ok(Outgoing {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
+async fn send(outgoing: Outgoing) -> Outcome {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| Failure::input(format!("cannot build the HTTP client: {e}")))?;
+    let mut request = client.request(outgoing.method, outgoing.url.clone());
+    for (name, value) in &outgoing.headers {
+        request = request.header(name.trim(), value.trim());
+    }
+    let response = request
+        .body(outgoing.body)
+        .send()
+        .await
+        .map_err(|e| Failure::input(format!("cannot reach {}: {e}", outgoing.url)))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    print_line(&format!("HTTP {status}"))?;
+    for name in [
+        "content-type",
+        "x-countersign-replay",
+        "retry-after",
+        "www-authenticate",
+    ] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            print_line(&format!("{name}: {value}"))?;
+        }
+    }
+    print_line("")?;
+    print_line(&text)?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(Failure::Rejected {
+            code: "request_refused",
+            message: format!("{} answered {status}", outgoing.url),
+        })
+    }
+}
