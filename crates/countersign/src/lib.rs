@@ -112,6 +112,7 @@ pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
 pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 pub use countersign_core::{
     Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack, credentials, ip,
+    random_hex,
 };
 pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, VerifiedBody};
 pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody};

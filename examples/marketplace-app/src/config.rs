@@ -1,0 +1,172 @@
+//! Configuration from environment variables, and dev mode.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use countersign::contentstack::{HmacSecret, Region, SigningKey, StaticKeys, mint_app_token};
+use countersign::credentials::BasicAuth;
+use countersign::ip::IpAllowlist;
+use countersign::session::SessionKey;
+use countersign::well_known::WellKnownKeys;
+
+/// Where the Contentstack public key comes from.
+pub(crate) enum KeySource {
+    /// `CONTENTSTACK_PUBLIC_KEY`: a PEM or public-keys.json file; or the dev key pair.
+    Static(StaticKeys),
+    /// `CONTENTSTACK_KEYS_URL` or `CONTENTSTACK_REGION`: the well-known endpoint, cached.
+    WellKnown(WellKnownKeys),
+}
+
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) keys: KeySource,
+    pub(crate) hmac_secrets: Vec<HmacSecret>,
+    pub(crate) tolerance: Duration,
+    pub(crate) basic_auth: Option<BasicAuth>,
+    pub(crate) allowed_ips: Option<IpAllowlist>,
+    pub(crate) trusted_proxies: Option<IpAllowlist>,
+    pub(crate) body_limit: Option<usize>,
+    pub(crate) session_key: SessionKey,
+    pub(crate) redis_url: Option<String>,
+    /// Set in dev mode: the key that signs like Contentstack, to print how to try the app.
+    pub(crate) dev_key: Option<(SigningKey, PathBuf)>,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn list(name: &str) -> Option<Vec<String>> {
+    var(name).map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+impl Config {
+    pub(crate) fn from_env() -> Result<Self, Error> {
+        let listen = var("LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:3000".into())
+            .parse()?;
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        std::fs::create_dir_all(&data_dir)?;
+
+        let mut dev_key = None;
+        let keys = if let Some(path) = var("CONTENTSTACK_PUBLIC_KEY") {
+            KeySource::Static(StaticKeys::from_file(path)?)
+        } else if let Some(url) = var("CONTENTSTACK_KEYS_URL") {
+            KeySource::WellKnown(WellKnownKeys::from_url(url)?)
+        } else if let Some(region) = var("CONTENTSTACK_REGION") {
+            KeySource::WellKnown(WellKnownKeys::for_region(&region.parse::<Region>()?))
+        } else {
+            // Dev mode changes where the key comes from, nothing else: every request is still
+            // verified, against a dev key pair only this machine holds.
+            let dir = data_dir.join("dev-keys");
+            let key = dev_key_pair(&dir)?;
+            let keys = StaticKeys::parse(&key.public_key().to_pkcs1_pem())?;
+            dev_key = Some((key, dir));
+            KeySource::Static(keys)
+        };
+
+        let hmac_secrets = list("CONTENTSTACK_HMAC_SECRETS")
+            .unwrap_or_default()
+            .iter()
+            .map(HmacSecret::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let tolerance =
+            Duration::from_secs(var("WEBHOOK_TOLERANCE_SECS").map_or(Ok(300), |v| v.parse())?);
+        let basic_auth = list("WEBHOOK_BASIC_AUTH").map(BasicAuth::new).transpose()?;
+        let allowed_ips = list("WEBHOOK_ALLOWED_IPS")
+            .map(IpAllowlist::new)
+            .transpose()?;
+        let trusted_proxies = list("TRUSTED_PROXIES").map(IpAllowlist::new).transpose()?;
+        let body_limit = var("WEBHOOK_BODY_LIMIT").map(|v| v.parse()).transpose()?;
+        let session_key = match var("SESSION_SECRET") {
+            Some(secret) => SessionKey::new(secret)?,
+            None => stored_session_key(&data_dir)?,
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            keys,
+            hmac_secrets,
+            tolerance,
+            basic_auth,
+            allowed_ips,
+            trusted_proxies,
+            body_limit,
+            session_key,
+            redis_url: var("REDIS_URL"),
+            dev_key,
+        })
+    }
+
+    /// What to print in dev mode: how to try the app.
+    pub(crate) fn dev_instructions(&self) -> Option<String> {
+        let (key, dir) = self.dev_key.as_ref()?;
+        let base = format!("http://{}", self.listen);
+        let claims = serde_json::json!({
+            "app_uid": "dev-app", "installation_uid": "dev-installation", "organization_uid": "dev-org",
+            "user_uid": "dev-user", "stack_api_key": "blt_dev_stack",
+        });
+        let token =
+            mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).ok()?;
+        let private = dir.join("private.pem");
+        Some(format!(
+            "dev mode: no Contentstack key is configured, so requests are verified against the dev key pair in {dir}\n\n\
+             Send a signed webhook (accepted; the UI below shows it):\n  countersign send contentstack {base}/webhooks/contentstack --private-key {private} --api-key blt_dev_stack\n\n\
+             Send a forged one (refused with 401):\n  countersign keygen --out /tmp/forger && \
+             countersign send contentstack {base}/webhooks/contentstack --private-key /tmp/forger/private.pem\n\n\
+             Open a UI location (the app-token is valid for 5 minutes):\n  {base}/ui/sidebar?app-token={token}\n",
+            dir = dir.display(),
+            private = private.display(),
+        ))
+    }
+}
+
+/// The dev key pair under `dir`, made on the first start and reused after.
+fn dev_key_pair(dir: &Path) -> Result<SigningKey, Error> {
+    let private = dir.join("private.pem");
+    if private.exists() {
+        return Ok(SigningKey::from_file(&private)?);
+    }
+    std::fs::create_dir_all(dir)?;
+    let key = SigningKey::generate()?;
+    write_private(&private, &key.to_pkcs1_pem())?;
+    std::fs::write(dir.join("public.pem"), key.public_key().to_pkcs1_pem())?;
+    std::fs::write(
+        dir.join("public-keys.json"),
+        key.public_key().to_public_keys_json(),
+    )?;
+    Ok(key)
+}
+
+/// The session key stored under `data_dir`, made on the first start.
+fn stored_session_key(data_dir: &Path) -> Result<SessionKey, Error> {
+    let path = data_dir.join("session-secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(SessionKey::new(text.trim())?);
+    }
+    let text = countersign::random_hex(32)?;
+    write_private(&path, &text)?;
+    Ok(SessionKey::new(text)?)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! A Contentstack Marketplace App backend built with countersign.
+//!
+//! - `POST /webhooks/contentstack`: verified webhooks (signature, freshness, replay, and the
+//!   optional Basic auth and IP allowlist), recorded durably in SQLite.
+//! - `GET /ui/{location}?app-token=...`: a UI location page; the app-token is verified and
+//!   exchanged for the app's own session, which the page sends as a bearer token.
+//! - `GET|PUT /api/settings`, `GET /api/events`: the session's installation and stack only.
+//! - `GET /healthz`.
+//!
+//! Configuration is by environment variable; see the README. Without a Contentstack key it
+//! runs in dev mode: a dev key pair under `DATA_DIR`, and it prints how to try it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign::contentstack::{
+    AppTokenVerifier, KeySet, KeySource, KeyUnavailable, WebhookVerifier,
+};
+use countersign::ip::ForwardedHeader;
+use countersign::replay::{MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
+use countersign::{
+    BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer, Rejection,
+};
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+
+mod config;
+mod store;
+mod ui;
+
+use config::Config;
+use store::Store;
+
+/// The Contentstack key, from configuration or the well-known endpoint.
+#[derive(Clone)]
+enum Keys {
+    Static(countersign::contentstack::StaticKeys),
+    WellKnown(countersign::well_known::WellKnownKeys),
+}
+
+impl KeySource for Keys {
+    async fn keys(&self) -> Result<Arc<KeySet>, KeyUnavailable> {
+        match self {
+            Self::Static(keys) => keys.keys().await,
+            Self::WellKnown(keys) => keys.keys().await,
+        }
+    }
+
+    async fn refresh(&self, stale: &Arc<KeySet>) -> Option<Arc<KeySet>> {
+        match self {
+            Self::Static(keys) => keys.refresh(stale).await,
+            Self::WellKnown(keys) => keys.refresh(stale).await,
+        }
+    }
+}
+
+type AppResult<T> = Result<T, Response>;
+
+fn internal(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "storage failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"status": "error"})),
+    )
+        .into_response()
+}
+
+async fn webhook(
+    State(store): State<Store>,
+    webhook: ContentstackWebhook,
+) -> AppResult<Json<Value>> {
+    store
+        .record(
+            webhook.module().unwrap_or("unknown").to_owned(),
+            webhook.event().unwrap_or("unknown").to_owned(),
+            webhook.api_key().unwrap_or("").to_owned(),
+            webhook.triggered_at().map(str::to_owned),
+            webhook.data.clone(),
+        )
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({"status": "accepted"})))
+}
+
+async fn page(Path(location): Path<String>, session: AppSession, token: SessionToken) -> Response {
+    match ui::page(&location, &session, &token.token) {
+        Some(html) => Html(html).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such UI location").into_response(),
+    }
+}
+
+fn stack_of(session: &AppSession) -> Result<String, Rejection> {
+    session.stack_api_key().map(str::to_owned).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::FORBIDDEN,
+            "stack_required",
+            "Stack app only",
+            "this session has no stack",
+        )
+    })
+}
+
+async fn get_settings(State(store): State<Store>, session: AppSession) -> AppResult<Json<Value>> {
+    let settings = store
+        .settings(session.tenant_key().to_string())
+        .await
+        .map_err(internal)?;
+    let installation = match session.stack_api_key() {
+        Some(stack) => store
+            .installation(stack.to_owned())
+            .await
+            .map_err(internal)?,
+        None => None,
+    };
+    Ok(Json(json!({
+        "settings": settings,
+        "organization_uid": session.organization_uid(),
+        "stack_api_key": session.stack_api_key(),
+        "installation": installation,
+    })))
+}
+
+async fn put_settings(
+    State(store): State<Store>,
+    session: AppSession,
+    Json(settings): Json<Value>,
+) -> AppResult<Json<Value>> {
+    if !settings.is_object() {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"status": "settings must be a JSON object"})),
+        )
+            .into_response());
+    }
+    store
+        .save_settings(session.tenant_key().to_string(), settings.clone())
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({ "settings": settings })))
+}
+
+async fn events(State(store): State<Store>, session: AppSession) -> AppResult<Json<Value>> {
+    let stack = stack_of(&session).map_err(IntoResponse::into_response)?;
+    let events = store.events(stack, 50).await.map_err(internal)?;
+    Ok(Json(json!({ "events": events })))
+}
+
+fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store: Store) -> Router {
+    let mut verifier = WebhookVerifier::new().with_tolerance(config.tolerance);
+    for secret in &config.hmac_secrets {
+        verifier = verifier.with_hmac_secret(secret.clone());
+    }
+    let mut verification = ContentstackWebhookLayer::new(verifier, keys);
+    if let Some(limit) = config.body_limit {
+        verification = verification.body_limit(limit);
+    }
+    let ip_allowlist = config.allowed_ips.as_ref().map(|allowed| {
+        let layer = IpAllowlistLayer::new(allowed.clone());
+        match &config.trusted_proxies {
+            Some(proxies) => layer.trusted_proxies(proxies.clone(), ForwardedHeader::XForwardedFor),
+            None => layer,
+        }
+    });
+    // In this order: the address, Basic auth, the body and signature, replay protection.
+    let layers = ServiceBuilder::new()
+        .option_layer(ip_allowlist)
+        .option_layer(config.basic_auth.clone().map(BasicAuthLayer::new))
+        .layer(verification)
+        .layer(ReplayGuardLayer::new(replay));
+    Router::new()
+        .route("/webhooks/contentstack", post(webhook).layer(layers))
+        .with_state(store)
+}
+
+fn app(config: &Config, keys: Keys, webhooks: Router, store: Store) -> Router {
+    let sessions = Sessions::new([config.session_key.clone()]);
+    let ui = AppTokenLayer::new(AppTokenVerifier::new(), keys, sessions.clone());
+    let api = Router::new()
+        .route("/api/settings", get(get_settings).put(put_settings))
+        .route("/api/events", get(events))
+        .route_layer(SessionLayer::new(sessions));
+    Router::new()
+        .route("/ui/{location}", get(page).layer(ui))
+        .merge(api)
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(store)
+        .merge(webhooks)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::from_env()?;
+    let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let keys = match &config.keys {
+        config::KeySource::Static(keys) => Keys::Static(keys.clone()),
+        config::KeySource::WellKnown(keys) => {
+            if let Err(error) = keys.prefetch().await {
+                // Not fatal: webhooks answer 503 (Contentstack retries) until the key arrives.
+                tracing::warn!(%error, "the Contentstack key is not available yet");
+            }
+            Keys::WellKnown(keys.clone())
+        }
+    };
+    let webhooks = match &config.redis_url {
+        Some(url) => webhook_route(&config, keys.clone(), RedisStore::new(url)?, store.clone()),
+        None => webhook_route(
+            &config,
+            keys.clone(),
+            MemoryStore::new(100_000),
+            store.clone(),
+        ),
+    };
+    let router = app(&config, keys, webhooks, store);
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    tracing::info!("marketplace-app listening on http://{address}");
+    if let Some(instructions) = config.dev_instructions() {
+        println!("{instructions}");
+    }
+    println!("listening on http://{address}");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The UI location page: it embeds the app's session and calls the API with it.
+
+use countersign::session::AppSession;
+
+/// The UI locations this app serves.
+const LOCATIONS: [&str; 8] = [
+    "config",
+    "sidebar",
+    "dashboard",
+    "custom-field",
+    "asset-sidebar",
+    "full-page",
+    "field-modifier",
+    "rte",
+];
+
+/// The page of `location`, or `None` for an unknown location.
+pub(crate) fn page(location: &str, session: &AppSession, token: &str) -> Option<String> {
+    let location = LOCATIONS.iter().find(|l| **l == location)?;
+    let stack = session.stack_api_key().unwrap_or("(organization app)");
+    // The token is a JWT (base64url and dots) and the location a fixed name: nothing to escape.
+    Some(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="app-session" content="{token}">
+<title>Marketplace App: {location}</title>
+<style>body {{ font-family: system-ui, sans-serif; margin: 1.5rem; }} pre {{ background: #f4f4f4; padding: .5rem; }}</style>
+</head>
+<body>
+<h1>Marketplace App: {location}</h1>
+<p>Stack <code>{stack}</code></p>
+<p id="status">loading</p>
+<h2>Settings</h2>
+<pre id="settings"></pre>
+<h2>Recent events</h2>
+<ul id="events"></ul>
+<script>
+const session = document.querySelector('meta[name="app-session"]').content;
+async function api(path, init = {{}}) {{
+  const response = await fetch(path, {{ ...init, headers: {{ ...(init.headers || {{}}), authorization: `Bearer ${{session}}` }} }});
+  if (!response.ok) throw new Error(`${{path}} answered ${{response.status}}`);
+  return response.json();
+}}
+Promise.all([api('/api/settings'), api('/api/events')]).then(([settings, events]) => {{
+  document.getElementById('settings').textContent = JSON.stringify(settings.settings);
+  const list = document.getElementById('events');
+  for (const e of events.events) {{
+    const item = document.createElement('li');
+    item.textContent = `${{e.triggered_at}} ${{e.module}} ${{e.event}}`;
+    list.appendChild(item);
+  }}
+  document.getElementById('status').textContent = `loaded ${{events.events.length}} event(s)`;
+}}).catch((error) => {{
+  document.getElementById('status').textContent = `error: ${{error.message}}`;
+}});
+</script>
+</body>
+</html>
+"#
+    ))
+}

@@ -1,0 +1,567 @@
+//! The example backends as processes, driven over real HTTP: what a newcomer runs first.
+//!
+//! `cargo test --workspace` builds their binaries before any test runs; these tests find them
+//! next to the test binary.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use countersign_core::contentful::{Context, RequestToSign, SigningSecret, sign};
+use countersign_core::contentstack::{SaltLength, SigningKey, mint_app_token};
+use serde_json::{Value, json};
+
+/// A running example server, stopped when dropped.
+struct App {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is built by `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("countersign-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start(name: &str, data_dir: &Path, env: &[(&str, &str)]) -> App {
+    let port = free_port();
+    let mut command = Command::new(binary(name));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let app = App {
+        child: command.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        data_dir: data_dir.to_owned(),
+    };
+    for _ in 0..150 {
+        let health = client().get(format!("{}/healthz", app.base)).send().await;
+        if health.is_ok_and(|response| response.status() == 200) {
+            return app;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not start");
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn dev_key(app: &App) -> SigningKey {
+    SigningKey::from_file(app.data_dir.join("dev-keys/private.pem")).unwrap()
+}
+
+fn webhook_body(age: Duration, event: &str, stack: &str, extra: &str) -> String {
+    let at = time::OffsetDateTime::from(SystemTime::now() - age);
+    let triggered_at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!(
+        r#"{{"triggered_at":"{triggered_at}","module":"entry","api_key":"{stack}","event":"{event}","data":{{"entry":{{"uid":"blt1"}}{extra}}}}}"#
+    )
+}
+
+async fn deliver(app: &App, key: &SigningKey, body: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/webhooks/contentstack", app.base))
+        .header("content-type", "application/json")
+        .header(
+            "x-contentstack-request-signature",
+            key.sign_webhook(body.as_bytes(), SaltLength::Digest)
+                .unwrap(),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn app_token(key: &SigningKey, stack: &str) -> String {
+    let claims = json!({
+        "app_uid": "app", "installation_uid": format!("inst-{stack}"), "organization_uid": "org", "user_uid": "user",
+        "stack_api_key": stack,
+    });
+    mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap()
+}
+
+/// Opens the UI location with an app-token; returns the session the page embeds.
+async fn bootstrap(app: &App, token: &str) -> String {
+    let response = client()
+        .get(format!("{}/ui/sidebar?app-token={token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let html = response.text().await.unwrap();
+    let marker = r#"<meta name="app-session" content=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+async fn api(app: &App, session: &str, path: &str) -> Value {
+    let response = client()
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
+    let dir = temp_dir("webhooks");
+    let app = start("marketplace-app", &dir, &[("WEBHOOK_BODY_LIMIT", "4096")]).await;
+    let key = dev_key(&app);
+
+    let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
+    let (good, replayed) = deliver_twice(&app, &key, &body).await;
+    assert_eq!(good, (200, json!({"status": "accepted"})));
+    assert_eq!(replayed, (200, json!({"status": "duplicate"})));
+
+    let forged = deliver(
+        &app,
+        &SigningKey::generate().unwrap(),
+        &webhook_body(Duration::from_secs(1), "publish", "bltA", ""),
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        forged.json::<Value>().await.unwrap()["code"],
+        "signature_mismatch"
+    );
+
+    let stale = deliver(
+        &app,
+        &key,
+        &webhook_body(Duration::from_secs(600), "publish", "bltA", ""),
+    )
+    .await;
+    assert_eq!(stale.status(), 401);
+    assert_eq!(
+        stale.json::<Value>().await.unwrap()["code"],
+        "timestamp_expired"
+    );
+
+    let big = webhook_body(
+        Duration::from_secs(1),
+        "publish",
+        "bltA",
+        &format!(r#","blob":"{}""#, "x".repeat(8000)),
+    );
+    let oversized = deliver(&app, &key, &big).await;
+    assert_eq!(oversized.status(), 413);
+
+    // Only the good delivery was recorded.
+    let session = bootstrap(&app, &app_token(&key, "bltA")).await;
+    let events = api(&app, &session, "/api/events").await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1);
+}
+
+/// Sends one signed request, then exactly the same again (a replay); returns both answers.
+async fn deliver_twice(app: &App, key: &SigningKey, body: &str) -> ((u16, Value), (u16, Value)) {
+    let signature = key
+        .sign_webhook(body.as_bytes(), SaltLength::Digest)
+        .unwrap();
+    let send = || async {
+        let response = client()
+            .post(format!("{}/webhooks/contentstack", app.base))
+            .header("x-contentstack-request-signature", signature.clone())
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    let first = send().await;
+    (first, send().await)
+}
+
+#[tokio::test]
+async fn marketplace_app_ui_bootstrap_then_the_api_scoped_to_the_stack() {
+    let dir = temp_dir("ui");
+    let app = start("marketplace-app", &dir, &[]).await;
+    let key = dev_key(&app);
+    for (event, stack) in [("create", "bltA"), ("publish", "bltA"), ("delete", "bltB")] {
+        assert_eq!(
+            deliver(
+                &app,
+                &key,
+                &webhook_body(Duration::from_secs(1), event, stack, "")
+            )
+            .await
+            .status(),
+            200
+        );
+    }
+    let session_a = bootstrap(&app, &app_token(&key, "bltA")).await;
+    let session_b = bootstrap(&app, &app_token(&key, "bltB")).await;
+
+    let events_a = api(&app, &session_a, "/api/events").await;
+    let names: Vec<&str> = events_a["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["publish", "create"], "newest first, stack A only");
+    assert_eq!(events_a["events"][0]["module"], "entry");
+    assert!(events_a["events"][0]["triggered_at"].is_string());
+
+    let saved = client()
+        .put(format!("{}/api/settings", app.base))
+        .bearer_auth(&session_a)
+        .json(&json!({"theme": "dark"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    assert_eq!(
+        api(&app, &session_a, "/api/settings").await["settings"],
+        json!({"theme": "dark"})
+    );
+    // Tenant isolation: stack B sees neither A's settings nor A's events.
+    assert_eq!(
+        api(&app, &session_b, "/api/settings").await["settings"],
+        json!({})
+    );
+    let events_b = api(&app, &session_b, "/api/events").await;
+    assert_eq!(events_b["events"].as_array().unwrap().len(), 1);
+    assert_eq!(events_b["events"][0]["event"], "delete");
+
+    // No session, a raw app-token, or no app-token: refused.
+    assert_eq!(
+        client()
+            .get(format!("{}/api/events", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let raw = app_token(&key, "bltA");
+    assert_eq!(
+        client()
+            .get(format!("{}/api/events", app.base))
+            .bearer_auth(&raw)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client()
+            .get(format!("{}/ui/sidebar", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let not_object = client()
+        .put(format!("{}/api/settings", app.base))
+        .bearer_auth(&session_a)
+        .json(&json!([1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_object.status(), 422);
+}
+
+#[tokio::test]
+async fn marketplace_app_data_and_sessions_survive_a_restart() {
+    let dir = temp_dir("restart");
+    let app = start("marketplace-app", &dir, &[]).await;
+    let key = dev_key(&app);
+    assert_eq!(
+        deliver(
+            &app,
+            &key,
+            &webhook_body(Duration::from_secs(1), "publish", "bltA", "")
+        )
+        .await
+        .status(),
+        200
+    );
+    let session = bootstrap(&app, &app_token(&key, "bltA")).await;
+    let saved = client()
+        .put(format!("{}/api/settings", app.base))
+        .bearer_auth(&session)
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    drop(app);
+
+    let app = start("marketplace-app", &dir, &[]).await;
+    assert_eq!(
+        dev_key(&app).public_key(),
+        key.public_key(),
+        "the dev key pair is reused"
+    );
+    assert_eq!(
+        api(&app, &session, "/api/events").await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        api(&app, &session, "/api/settings").await["settings"],
+        json!({"n": 1})
+    );
+}
+
+#[tokio::test]
+async fn marketplace_app_basic_auth_and_hmac_from_the_environment() {
+    let dir = temp_dir("config");
+    let app = start(
+        "marketplace-app",
+        &dir,
+        &[
+            ("WEBHOOK_BASIC_AUTH", "hook:s3cret"),
+            ("CONTENTSTACK_HMAC_SECRETS", "old-hmac,new-hmac"),
+        ],
+    )
+    .await;
+    let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
+    let hmac = countersign_core::contentstack::HmacSecret::new("new-hmac")
+        .unwrap()
+        .sign(body.as_bytes(), SystemTime::now());
+    let send = |auth: Option<&'static str>| {
+        let mut request = client()
+            .post(format!("{}/webhooks/contentstack", app.base))
+            .header("x-contentstack-hmac-signature", hmac.clone());
+        if let Some(auth) = auth {
+            request = request.basic_auth("hook", Some(auth));
+        }
+        request.body(body.clone()).send()
+    };
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    assert_eq!(send(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(send(Some("s3cret")).await.unwrap().status(), 200);
+}
+
+const SECRET: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+async fn contentful_send(
+    app: &App,
+    path: &str,
+    body: &str,
+    context: &Context,
+    idempotency: Option<&str>,
+) -> reqwest::Response {
+    let mut request = RequestToSign::new(http::Method::POST, path).body(body.as_bytes());
+    let mut extra = vec![("content-type", "application/json".to_owned())];
+    if let Some(key) = idempotency {
+        extra.push(("x-contentful-idempotency-key", key.to_owned()));
+    }
+    for (name, value) in &extra {
+        request = request.header(name, value);
+    }
+    let signed = sign(
+        &SigningSecret::new(SECRET).unwrap(),
+        &request,
+        SystemTime::now(),
+        context,
+    );
+    let mut http = client().post(format!("{}{path}", app.base));
+    for (name, value) in extra
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .chain(signed.iter())
+    {
+        http = http.header(name, value);
+    }
+    http.body(body.to_owned()).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn contentful_app_webhooks_events_and_actions() {
+    let dir = temp_dir("contentful");
+    let app = start(
+        "contentful-app",
+        &dir,
+        &[("CONTENTFUL_SIGNING_SECRETS", SECRET)],
+    )
+    .await;
+    for path in ["/contentful/webhooks", "/contentful/app-events"] {
+        let response = contentful_send(
+            &app,
+            path,
+            r#"{"sys":{"id":"e1"}}"#,
+            &Context::default(),
+            Some(path),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"status": "accepted"})
+        );
+        // A retry with a fresh signature and the same idempotency key is acknowledged.
+        let retry = contentful_send(
+            &app,
+            path,
+            r#"{"sys":{"id":"e1"}}"#,
+            &Context::default(),
+            Some(path),
+        )
+        .await;
+        assert_eq!(
+            retry.json::<Value>().await.unwrap(),
+            json!({"status": "duplicate"})
+        );
+    }
+    let forged = client()
+        .post(format!("{}/contentful/webhooks", app.base))
+        .header("x-contentful-signature", "0".repeat(64))
+        .header(
+            "x-contentful-signed-headers",
+            "x-contentful-signed-headers,x-contentful-timestamp",
+        )
+        .header("x-contentful-timestamp", "1700000000000")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let context = Context {
+        space_id: Some("space-1".into()),
+        environment_id: Some("master".into()),
+        user_id: Some("user-7".into()),
+        app_id: Some("app-3".into()),
+        crn: None,
+    };
+    let action = contentful_send(&app, "/contentful/actions/sync", "{}", &context, None).await;
+    assert_eq!(action.status(), 200);
+    assert_eq!(
+        action.json::<Value>().await.unwrap(),
+        json!({"action": "sync", "space_id": "space-1", "environment_id": "master", "user_id": "user-7", "app_id": "app-3"})
+    );
+    let no_user = Context {
+        user_id: None,
+        ..context
+    };
+    let refused = contentful_send(&app, "/contentful/actions/sync", "{}", &no_user, None).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["code"],
+        "user_id_missing"
+    );
+}
+
+#[tokio::test]
+async fn contentful_app_dev_mode_generates_and_keeps_a_secret() {
+    let dir = temp_dir("contentful-dev");
+    let app = start("contentful-app", &dir, &[]).await;
+    let secret = std::fs::read_to_string(dir.join("contentful-secret")).unwrap();
+    assert!(SigningSecret::new(secret.trim()).is_ok());
+    drop(app);
+    let _again = start("contentful-app", &dir, &[]).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("contentful-secret")).unwrap(),
+        secret
+    );
+}
+
+#[tokio::test]
+async fn in_headless_chromium_a_framed_ui_location_calls_the_api_with_its_session() {
+    let dir = temp_dir("browser");
+    let app = start("marketplace-app", &dir, &[]).await;
+    let key = dev_key(&app);
+    assert_eq!(
+        deliver(
+            &app,
+            &key,
+            &webhook_body(Duration::from_secs(1), "publish", "bltA", "")
+        )
+        .await
+        .status(),
+        200
+    );
+    // The UI on origin http://localhost:<port>, the host page on http://127.0.0.1:<other port>.
+    let ui = format!(
+        "{}/ui/sidebar?app-token={}",
+        app.base.replace("127.0.0.1", "localhost"),
+        app_token(&key, "bltA")
+    );
+    let host_page = format!(
+        r#"<!doctype html><title>host</title><iframe src="{ui}" width="800" height="600"></iframe>"#
+    );
+    let host = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(host_page) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, host).await.unwrap() });
+
+    let input = json!({"host_url": format!("http://{host_addr}/"), "frame_path": "/ui/sidebar"});
+    let report =
+        tokio::task::spawn_blocking(move || countersign_tests::run_node("browser.mjs", &input))
+            .await
+            .unwrap();
+    assert_eq!(report["status"], "loaded 1 event(s)", "{report}");
+    assert_eq!(report["settings"], "{}");
+    assert!(
+        report["events"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("entry publish"),
+        "{report}"
+    );
+    assert_ne!(
+        report["origin"].as_str().unwrap(),
+        format!("http://{host_addr}"),
+        "framed from another origin"
+    );
+}
