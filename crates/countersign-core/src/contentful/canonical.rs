@@ -62,19 +62,22 @@ pub fn canonical_path(target: &str) -> String {
     out
 }
 
+/// A header name or value, borrowed from the request where possible.
+pub(super) type Text<'a> = Cow<'a, str>;
+
 /// The signed headers of a request, normalized, completed and sorted.
-pub(super) struct CanonicalHeaders {
+pub(super) struct CanonicalHeaders<'a> {
     /// `(name, value)`, sorted by name; includes the list and the timestamp.
-    entries: Vec<(String, String)>,
+    entries: Vec<(Text<'a>, Text<'a>)>,
     /// The value of `x-contentful-signed-headers`.
     list: String,
 }
 
-impl CanonicalHeaders {
+impl<'a> CanonicalHeaders<'a> {
     /// Builds the HEADERS part from normalized `(name, value)` pairs in the order given (a later
     /// pair replaces an earlier one of the same name, as in a JavaScript object). The
     /// signed-headers list and the timestamp are added, replacing any given values.
-    pub(super) fn new(pairs: Vec<(String, String)>, timestamp_ms: u64) -> Self {
+    pub(super) fn new(pairs: Vec<(Text<'a>, Text<'a>)>, timestamp_ms: u64) -> Self {
         let mut entries = pairs;
         entries.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
         // A stable sort keeps equal names in input order, so the last of a run wins.
@@ -83,13 +86,13 @@ impl CanonicalHeaders {
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
         entries.reverse();
 
-        let names = entries.iter().map(|(name, _)| name.as_str());
+        let names = entries.iter().map(|(name, _)| name.as_ref());
         let mut list: Vec<&str> = names.chain([SIGNED_HEADERS, TIMESTAMP]).collect();
         list.sort_by(|a, b| js::cmp_utf16(a, b));
         let list = list.join(",");
 
-        entries.push((SIGNED_HEADERS.to_owned(), list.clone()));
-        entries.push((TIMESTAMP.to_owned(), timestamp_ms.to_string()));
+        entries.push((Cow::Borrowed(SIGNED_HEADERS), Cow::Owned(list.clone())));
+        entries.push((Cow::Borrowed(TIMESTAMP), Cow::Owned(timestamp_ms.to_string())));
         entries.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
         Self { entries, list }
     }
@@ -115,18 +118,22 @@ impl CanonicalHeaders {
 pub(super) struct Canonical<'a> {
     pub(super) method: &'a str,
     pub(super) path: String,
-    pub(super) headers: &'a CanonicalHeaders,
+    pub(super) headers: &'a CanonicalHeaders<'a>,
     pub(super) body: &'a [u8],
 }
 
 impl Canonical<'_> {
-    fn write(&self, sink: &mut impl FnMut(&[u8])) {
+    fn write_head(&self, sink: &mut impl FnMut(&[u8])) {
         sink(self.method.as_bytes());
         sink(b"\n");
         sink(self.path.as_bytes());
         sink(b"\n");
         self.headers.write(sink);
         sink(b"\n");
+    }
+
+    fn write(&self, sink: &mut impl FnMut(&[u8])) {
+        self.write_head(sink);
         sink(self.body);
     }
 
@@ -137,8 +144,12 @@ impl Canonical<'_> {
     }
 
     pub(super) fn mac(&self, key: &HmacSha256Key) -> [u8; HMAC_SHA256_LEN] {
+        // Everything before the body in one update: many small updates cost more than a copy.
+        let mut head = Vec::with_capacity(self.path.len() + 512);
+        self.write_head(&mut |part| head.extend_from_slice(part));
         let mut mac = key.start();
-        self.write(&mut |part| mac.update(part));
+        mac.update(&head);
+        mac.update(self.body);
         mac.finish()
     }
 }
@@ -169,7 +180,10 @@ pub fn canonical_string(
 ) -> Vec<u8> {
     let pairs = headers
         .iter()
-        .map(|(name, value)| normalize_header(name, value))
+        .map(|(name, value)| {
+            let (name, value) = normalize_header(name, value);
+            (Cow::Owned(name), Cow::Owned(value))
+        })
         .collect();
     let headers = CanonicalHeaders::new(pairs, timestamp_ms);
     Canonical {
@@ -268,7 +282,7 @@ mod tests {
             ],
             1,
         );
-        assert_eq!(headers.entries[0], ("a".to_owned(), "2".to_owned()));
+        assert_eq!(headers.entries[0], (Cow::Borrowed("a"), Cow::Borrowed("2")));
         assert_eq!(
             headers.list(),
             "a,b,x-contentful-signed-headers,x-contentful-timestamp"

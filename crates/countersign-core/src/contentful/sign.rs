@@ -1,5 +1,6 @@
 //! `signRequest`: what Contentful does before it sends a request.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use http::header::{HeaderName, HeaderValue};
@@ -156,8 +157,12 @@ pub fn sign(
     context: &Context,
 ) -> SignedHeaders {
     let timestamp_ms = unix_millis(timestamp);
-    let mut pairs = request.headers.clone();
-    pairs.extend(context.headers().map(|(n, v)| (n.to_owned(), v.to_owned())));
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = request
+        .headers
+        .iter()
+        .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
+        .collect();
+    pairs.extend(context.headers().map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))));
     let headers = CanonicalHeaders::new(pairs, timestamp_ms);
     let mac = Canonical {
         method: request.method.as_str(),

@@ -151,14 +151,20 @@ impl Verifier {
     ) -> Result<VerifiedRequest, Error> {
         let expected = parse_signature(headers)?;
         let timestamp_ms = parse_timestamp(headers)?;
-        let signed_names = parse_signed_headers(headers)?;
+        let list = header_value(headers, SIGNED_HEADERS).ok_or_else(|| {
+            Error::new(
+                ErrorKind::MissingSignedHeaders,
+                "the request has no x-contentful-signed-headers header",
+            )
+        })?;
+        let signed_names = parse_signed_headers(&list)?;
         self.check_freshness(timestamp_ms, unix_millis(now))?;
 
         let picked = pick_headers(headers, &signed_names);
         let canonical_headers = CanonicalHeaders::new(
             picked
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+                .map(|(n, v)| (Cow::Borrowed(n.as_str()), v.clone()))
                 .collect(),
             timestamp_ms,
         );
@@ -195,23 +201,14 @@ impl Verifier {
 
         let signed: Vec<(HeaderName, String)> = picked
             .into_iter()
-            .filter(|(name, _)| name != SIGNATURE && name != SIGNED_HEADERS && name != TIMESTAMP)
+            .filter(|(name, _)| *name != SIGNATURE && *name != SIGNED_HEADERS && *name != TIMESTAMP)
+            .map(|(name, value)| (name.clone(), value.into_owned()))
             .collect();
-        // Every attempt of a webhook delivery is signed afresh, but carries the same signed
-        // idempotency key: that identifies the delivery. Otherwise the signature does.
-        let idempotency_key = signed
-            .iter()
-            .find(|(n, _)| n == IDEMPOTENCY_KEY)
-            .map(|(_, v)| v.as_str());
-        let replay_key = match idempotency_key {
-            Some(key) => ReplayKey::derive("contentful-idempotency-key", &[key.as_bytes()]),
-            None => ReplayKey::derive("contentful-signature", &[&expected]),
-        };
         Ok(VerifiedRequest {
             secret_index,
             timestamp_ms,
             signed,
-            replay_key,
+            signature: expected,
         })
     }
 
@@ -285,7 +282,7 @@ pub struct VerifiedRequest {
     secret_index: usize,
     timestamp_ms: u64,
     signed: Vec<(HeaderName, String)>,
-    replay_key: ReplayKey,
+    signature: [u8; HMAC_SHA256_LEN],
 }
 
 impl VerifiedRequest {
@@ -368,7 +365,12 @@ impl VerifiedRequest {
     /// there is one (the same for every retry), else the signature.
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
-        self.replay_key
+        // Every attempt of a webhook delivery is signed afresh, but carries the same signed
+        // idempotency key: that identifies the delivery. Otherwise the signature does.
+        match self.idempotency_key() {
+            Some(key) => ReplayKey::derive("contentful-idempotency-key", &[key.as_bytes()]),
+            None => ReplayKey::derive("contentful-signature", &[&self.signature]),
+        }
     }
 
     /// The signed context headers.
@@ -386,15 +388,23 @@ impl VerifiedRequest {
 }
 
 /// The text of a header as Node.js hands it to the toolkit: repeated values joined by `", "`,
-/// then trimmed.
-fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut values = headers.get_all(name).iter().peekable();
-    values.peek()?;
-    let joined = values
+/// then trimmed. Borrowed from the request in the usual case of one UTF-8 value.
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(match js::header_text(first.as_bytes()) {
+            Cow::Borrowed(text) => Cow::Borrowed(js::trim(text)),
+            Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
+        });
+    };
+    let joined = [first, second]
+        .into_iter()
+        .chain(values)
         .map(|v| js::header_text(v.as_bytes()))
         .collect::<Vec<_>>()
         .join(", ");
-    Some(js::trim(&joined).to_owned())
+    Some(Cow::Owned(js::trim(&joined).to_owned()))
 }
 
 fn parse_signature(headers: &HeaderMap) -> Result<[u8; HMAC_SHA256_LEN], Error> {
@@ -407,7 +417,7 @@ fn parse_signature(headers: &HeaderMap) -> Result<[u8; HMAC_SHA256_LEN], Error> 
     let mut signature = [0u8; HMAC_SHA256_LEN];
     let well_formed = text.len() == 2 * HMAC_SHA256_LEN
         && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && hex::decode_to_slice(&text, &mut signature).is_ok();
+        && hex::decode_to_slice(text.as_bytes(), &mut signature).is_ok();
     if !well_formed {
         return Err(Error::new(
             ErrorKind::MalformedSignature,
@@ -445,14 +455,8 @@ fn parse_timestamp(headers: &HeaderMap) -> Result<u64, Error> {
     Ok(ms)
 }
 
-fn parse_signed_headers(headers: &HeaderMap) -> Result<Vec<String>, Error> {
-    let text = header_value(headers, SIGNED_HEADERS).ok_or_else(|| {
-        Error::new(
-            ErrorKind::MissingSignedHeaders,
-            "the request has no x-contentful-signed-headers header",
-        )
-    })?;
-    let names: Vec<String> = text.split(',').map(str::to_owned).collect();
+fn parse_signed_headers(list: &str) -> Result<Vec<&str>, Error> {
+    let names: Vec<&str> = list.split(',').collect();
     if names.len() < 2 {
         return Err(Error::new(
             ErrorKind::MissingSignedHeaders,
@@ -464,11 +468,11 @@ fn parse_signed_headers(headers: &HeaderMap) -> Result<Vec<String>, Error> {
 
 /// The request headers whose names are in the signed list, exactly as listed (a listed name in
 /// another case, or with spaces, matches nothing), with their normalized values.
-fn pick_headers(headers: &HeaderMap, signed_names: &[String]) -> Vec<(HeaderName, String)> {
+fn pick_headers<'a>(headers: &'a HeaderMap, signed_names: &[&str]) -> Vec<(&'a HeaderName, Cow<'a, str>)> {
     headers
         .keys()
-        .filter(|name| signed_names.iter().any(|listed| listed == name.as_str()))
-        .filter_map(|name| header_value(headers, name.as_str()).map(|value| (name.clone(), value)))
+        .filter(|name| signed_names.contains(&name.as_str()))
+        .filter_map(|name| header_value(headers, name.as_str()).map(|value| (name, value)))
         .collect()
 }
 
