@@ -14,7 +14,8 @@ use countersign::contentful::{SigningSecret, Verifier};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::{ContentfulLayer, ContentstackWebhookLayer};
 
-const PUBLIC: &str = include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
+const PUBLIC: &str =
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
 const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 async fn handler(body: Bytes) -> String {
@@ -30,7 +31,9 @@ async fn main() {
         "bare" => Router::new().route("/webhook", route),
         "contentful" => Router::new().route(
             "/webhook",
-            route.layer(ContentfulLayer::new(Verifier::new(SigningSecret::new(SECRET).unwrap()))),
+            route.layer(ContentfulLayer::new(Verifier::new(
+                SigningSecret::new(SECRET).unwrap(),
+            ))),
         ),
         "contentstack" => Router::new().route(
             "/webhook",

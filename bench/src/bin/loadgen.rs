@@ -16,13 +16,18 @@ use countersign::contentstack::{SaltLength, SigningKey};
 use http::Method;
 use serde_json::json;
 
-const PRIVATE: &str = include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
+const PRIVATE: &str =
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
 const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 fn body(n: usize) -> String {
-    let triggered_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let triggered_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let filler = "x".repeat(900);
-    format!(r#"{{"triggered_at":"{triggered_at}","event":"publish","data":{{"n":{n},"text":"{filler}"}}}}"#)
+    format!(
+        r#"{{"triggered_at":"{triggered_at}","event":"publish","data":{{"n":{n},"text":"{filler}"}}}}"#
+    )
 }
 
 fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(String, String)>) {
@@ -30,28 +35,50 @@ fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(Str
         "contentful" => {
             let body = body(n);
             let secret = SigningSecret::new(SECRET).unwrap();
-            let to_sign = RequestToSign::new(Method::POST, "/webhook").header("content-type", "application/json").body(body.as_bytes());
-            let signed = contentful::sign(&secret, &to_sign, SystemTime::now(), &Context::default());
+            let to_sign = RequestToSign::new(Method::POST, "/webhook")
+                .header("content-type", "application/json")
+                .body(body.as_bytes());
+            let signed =
+                contentful::sign(&secret, &to_sign, SystemTime::now(), &Context::default());
             let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
             headers.extend(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
             (body, headers)
         }
         "contentstack" => {
             let (body, signature) = &pool[n % pool.len()];
-            (body.clone(), vec![("x-contentstack-request-signature".to_owned(), signature.clone())])
+            (
+                body.clone(),
+                vec![(
+                    "x-contentstack-request-signature".to_owned(),
+                    signature.clone(),
+                )],
+            )
         }
-        _ => (body(n), vec![("content-type".to_owned(), "application/json".to_owned())]),
+        _ => (
+            body(n),
+            vec![("content-type".to_owned(), "application/json".to_owned())],
+        ),
     }
 }
 
 async fn uploads(url: &str, count: usize, bytes: usize) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let payload = Arc::new(vec![b'x'; bytes]);
     let start = Instant::now();
     let tasks: Vec<_> = (0..count)
         .map(|_| {
             let (client, payload, url) = (client.clone(), payload.clone(), url.to_owned());
-            tokio::spawn(async move { client.post(url).body(payload.to_vec()).send().await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .body(payload.to_vec())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
         })
         .collect();
     let mut statuses = std::collections::BTreeMap::new();
@@ -59,7 +86,10 @@ async fn uploads(url: &str, count: usize, bytes: usize) {
         let status = task.await.unwrap().map_or(0, |s| s);
         *statuses.entry(status).or_insert(0) += 1;
     }
-    println!("{}", json!({"uploads": count, "bytes": bytes, "seconds": start.elapsed().as_secs_f64(), "statuses": statuses}));
+    println!(
+        "{}",
+        json!({"uploads": count, "bytes": bytes, "seconds": start.elapsed().as_secs_f64(), "statuses": statuses})
+    );
 }
 
 #[tokio::main]
@@ -77,7 +107,9 @@ async fn main() {
         (0..512)
             .map(|n| {
                 let body = body(n);
-                let signature = key.sign_webhook(body.as_bytes(), SaltLength::Digest).unwrap();
+                let signature = key
+                    .sign_webhook(body.as_bytes(), SaltLength::Digest)
+                    .unwrap();
                 (body, signature)
             })
             .collect()
@@ -88,7 +120,8 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (client, url, mode, pool) = (client.clone(), url.clone(), mode.clone(), pool.clone());
+            let (client, url, mode, pool) =
+                (client.clone(), url.clone(), mode.clone(), pool.clone());
             tokio::spawn(async move {
                 let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, worker * 1_000_000);
                 while Instant::now() < deadline {
@@ -118,7 +151,12 @@ async fn main() {
         errors += e;
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "{}",
         json!({

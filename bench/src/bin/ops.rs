@@ -9,17 +9,23 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use countersign::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
-use countersign::contentstack::{AppTokenVerifier, KeySet, SaltLength, SigningKey, WebhookVerifier, mint_app_token};
+use countersign::contentstack::{
+    AppTokenVerifier, KeySet, SaltLength, SigningKey, WebhookVerifier, mint_app_token,
+};
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::json;
 
-const PRIVATE: &str = include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
-const PUBLIC: &str = include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
+const PRIVATE: &str =
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
+const PUBLIC: &str =
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
 const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 fn body(len: usize) -> String {
     let filler = "x".repeat(len.saturating_sub(80));
-    format!(r#"{{"triggered_at":"2030-01-01T00:00:00.000Z","event":"publish","data":{{"text":"{filler}"}}}}"#)
+    format!(
+        r#"{{"triggered_at":"2030-01-01T00:00:00.000Z","event":"publish","data":{{"text":"{filler}"}}}}"#
+    )
 }
 
 /// Runs `op` for `seconds`; returns operations per second.
@@ -51,13 +57,20 @@ fn main() {
     let mut contentful_inputs = serde_json::Map::new();
     for (name, size) in [("1k", 1024), ("64k", 64 * 1024)] {
         let body = body(size);
-        let request = RequestToSign::new(Method::POST, "/webhook").header("content-type", "application/json").body(body.as_bytes());
+        let request = RequestToSign::new(Method::POST, "/webhook")
+            .header("content-type", "application/json")
+            .body(body.as_bytes());
         let signed = contentful::sign(&secret, &request, now, &Context::default());
         let mut headers = signed.to_header_map().unwrap();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let header_json: serde_json::Map<String, serde_json::Value> =
-            headers.iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().into())).collect();
-        contentful_inputs.insert(name.to_owned(), json!({"path": "/webhook", "body": body, "headers": header_json}));
+        let header_json: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().into()))
+            .collect();
+        contentful_inputs.insert(
+            name.to_owned(),
+            json!({"path": "/webhook", "body": body, "headers": header_json}),
+        );
         contentful_cases.push((name, body, headers));
     }
 
@@ -65,9 +78,14 @@ fn main() {
     let key = SigningKey::from_pem(PRIVATE).unwrap();
     let keys = KeySet::parse(PUBLIC).unwrap();
     let cs_body = body(1024);
-    let signature = key.sign_webhook(cs_body.as_bytes(), SaltLength::Digest).unwrap();
+    let signature = key
+        .sign_webhook(cs_body.as_bytes(), SaltLength::Digest)
+        .unwrap();
     let mut cs_headers = HeaderMap::new();
-    cs_headers.insert("x-contentstack-request-signature", HeaderValue::from_str(&signature).unwrap());
+    cs_headers.insert(
+        "x-contentstack-request-signature",
+        HeaderValue::from_str(&signature).unwrap(),
+    );
     let claims = json!({"app_uid": "a", "installation_uid": "i", "organization_uid": "o", "user_uid": "u", "stack_api_key": "blt1"});
     let token = mint_app_token(&key, &claims, now, Duration::from_secs(3600)).unwrap();
 
@@ -82,13 +100,23 @@ fn main() {
     let mut results = serde_json::Map::new();
     for (name, body, headers) in &contentful_cases {
         let ops = rate(seconds, || {
-            verifier.verify(&Method::POST, "/webhook", headers, black_box(body.as_bytes()), now).unwrap();
+            verifier
+                .verify(
+                    &Method::POST,
+                    "/webhook",
+                    headers,
+                    black_box(body.as_bytes()),
+                    now,
+                )
+                .unwrap();
         });
         results.insert(format!("contentful_verify_{name}"), ops.into());
     }
     let webhook_verifier = WebhookVerifier::new();
     let ops = rate(seconds, || {
-        webhook_verifier.check_rsa_signature(&cs_headers, black_box(cs_body.as_bytes()), &keys).unwrap();
+        webhook_verifier
+            .check_rsa_signature(&cs_headers, black_box(cs_body.as_bytes()), &keys)
+            .unwrap();
     });
     results.insert("contentstack_rsa_verify".into(), ops.into());
     let app_tokens = AppTokenVerifier::new();
@@ -96,6 +124,9 @@ fn main() {
         app_tokens.verify(black_box(&token), &keys, now).unwrap();
     });
     results.insert("app_token_verify".into(), ops.into());
-    results.insert("backend".into(), format!("{:?}", countersign::backend()).into());
+    results.insert(
+        "backend".into(),
+        format!("{:?}", countersign::backend()).into(),
+    );
     println!("{}", serde_json::Value::Object(results));
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
 use countersign_core::contentstack::{
-    AppTokenVerifier, HmacSecret, KeySet, SaltLength, SigningKey, WebhookVerifier, json_reencode, mint_app_token,
+    AppTokenVerifier, HmacSecret, KeySet, SaltLength, SigningKey, WebhookVerifier, json_reencode,
+    mint_app_token,
 };
 use countersign_core::ip::IpAllowlist;
 use countersign_core::session::{SessionKey, Sessions};
@@ -24,12 +25,18 @@ fn json_body(len: usize) -> String {
     let mut size = 0;
     let mut i = 0;
     while size < len {
-        let entry = format!(r#"{{"uid":"blt{i:016x}","title":"Entry number {i} with ünïcödé","n":{}.5,"tags":["a","b"]}}"#, i * 7);
+        let entry = format!(
+            r#"{{"uid":"blt{i:016x}","title":"Entry number {i} with ünïcödé","n":{}.5,"tags":["a","b"]}}"#,
+            i * 7
+        );
         size += entry.len() + 1;
         entries.push(entry);
         i += 1;
     }
-    format!(r#"{{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","api_key":"blt1","event":"publish","data":{{"entries":[{}]}}}}"#, entries.join(","))
+    format!(
+        r#"{{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","api_key":"blt1","event":"publish","data":{{"entries":[{}]}}}}"#,
+        entries.join(",")
+    )
 }
 
 fn contentful(c: &mut Criterion) {
@@ -43,15 +50,32 @@ fn contentful(c: &mut Criterion) {
             .header("content-type", "application/json")
             .header("x-contentful-topic", "ContentManagement.Entry.publish")
             .body(body.as_bytes());
-        let signed = contentful::sign(&secret, &request, now, &Context { space_id: Some("space".into()), ..Context::default() });
+        let signed = contentful::sign(
+            &secret,
+            &request,
+            now,
+            &Context {
+                space_id: Some("space".into()),
+                ..Context::default()
+            },
+        );
         let mut headers = signed.to_header_map().unwrap();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
-        headers.insert("x-contentful-topic", HeaderValue::from_static("ContentManagement.Entry.publish"));
+        headers.insert(
+            "x-contentful-topic",
+            HeaderValue::from_static("ContentManagement.Entry.publish"),
+        );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
             b.iter(|| {
                 verifier
-                    .verify(&Method::POST, "/contentful/webhooks?source=bench", &headers, black_box(body.as_bytes()), now)
+                    .verify(
+                        &Method::POST,
+                        "/contentful/webhooks?source=bench",
+                        &headers,
+                        black_box(body.as_bytes()),
+                        now,
+                    )
                     .unwrap()
             });
         });
@@ -61,7 +85,10 @@ fn contentful(c: &mut Criterion) {
 
 fn rsa_headers(value: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert("x-contentstack-request-signature", HeaderValue::from_str(value).unwrap());
+    headers.insert(
+        "x-contentstack-request-signature",
+        HeaderValue::from_str(value).unwrap(),
+    );
     headers
 }
 
@@ -75,7 +102,11 @@ fn contentstack(c: &mut Criterion) {
     for salt in [SaltLength::Digest, SaltLength::Max] {
         let headers = rsa_headers(&key.sign_webhook(body.as_bytes(), salt).unwrap());
         group.bench_function(salt.name(), |b| {
-            b.iter(|| verifier.verify(&headers, black_box(body.as_bytes()), Some(&keys), now).unwrap());
+            b.iter(|| {
+                verifier
+                    .verify(&headers, black_box(body.as_bytes()), Some(&keys), now)
+                    .unwrap()
+            });
         });
     }
     group.finish();
@@ -88,14 +119,19 @@ fn contentstack(c: &mut Criterion) {
         HeaderValue::from_str(&secret.sign(body.as_bytes(), now)).unwrap(),
     );
     c.bench_function("contentstack_hmac_verify_1k", |b| {
-        b.iter(|| hmac.verify(&headers, black_box(body.as_bytes()), None, now).unwrap());
+        b.iter(|| {
+            hmac.verify(&headers, black_box(body.as_bytes()), None, now)
+                .unwrap()
+        });
     });
 
     let big = json_body(64 * 1024);
     let pretty = big.replace(",\"", ",\n  \"");
     let mut group = c.benchmark_group("json_fallback");
     group.throughput(Throughput::Bytes(pretty.len() as u64));
-    group.bench_function("canonicalize_64k", |b| b.iter(|| json_reencode(black_box(pretty.as_bytes())).unwrap()));
+    group.bench_function("canonicalize_64k", |b| {
+        b.iter(|| json_reencode(black_box(pretty.as_bytes())).unwrap())
+    });
     group.finish();
 }
 
@@ -108,25 +144,34 @@ fn tokens(c: &mut Criterion) {
     });
     let token = mint_app_token(&key, &claims, now, Duration::from_secs(300)).unwrap();
     let verifier = AppTokenVerifier::new();
-    c.bench_function("app_token_verify", |b| b.iter(|| verifier.verify(black_box(&token), &keys, now).unwrap()));
+    c.bench_function("app_token_verify", |b| {
+        b.iter(|| verifier.verify(black_box(&token), &keys, now).unwrap())
+    });
 
     let sessions = Sessions::new([SessionKey::new([7u8; 32]).unwrap()]);
     let app_claims = verifier.verify(&token, &keys, now).unwrap();
-    c.bench_function("session_mint", |b| b.iter(|| sessions.mint(black_box(&app_claims), now).unwrap()));
+    c.bench_function("session_mint", |b| {
+        b.iter(|| sessions.mint(black_box(&app_claims), now).unwrap())
+    });
     let (session, _) = sessions.mint(&app_claims, now).unwrap();
-    c.bench_function("session_verify", |b| b.iter(|| sessions.verify(black_box(&session), now).unwrap()));
+    c.bench_function("session_verify", |b| {
+        b.iter(|| sessions.verify(black_box(&session), now).unwrap())
+    });
 }
 
 fn ip(c: &mut Criterion) {
     let mut group = c.benchmark_group("ip_allowlist_lookup");
     for count in [10u32, 10_000] {
         // Every other /24, so that no two networks merge into one range.
-        let networks: Vec<String> =
-            (0..count).map(|i| format!("10.{}.{}.0/24", (i >> 7) & 0xff, (i << 1) & 0xff)).collect();
+        let networks: Vec<String> = (0..count)
+            .map(|i| format!("10.{}.{}.0/24", (i >> 7) & 0xff, (i << 1) & 0xff))
+            .collect();
         let list = IpAllowlist::new(&networks).unwrap();
         let probe: std::net::IpAddr = "10.0.6.77".parse().unwrap();
         assert!(list.contains(probe));
-        group.bench_with_input(BenchmarkId::from_parameter(count), &list, |b, list| b.iter(|| list.contains(black_box(probe))));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &list, |b, list| {
+            b.iter(|| list.contains(black_box(probe)))
+        });
     }
     group.finish();
 }

@@ -64,3 +64,61 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A kind of rejection with a stable, machine-readable snake_case code.
+pub trait ReasonCode: Copy + fmt::Debug + Send + Sync + 'static {
+    /// The code: `signature_mismatch`, `timestamp_expired`, ...
+    fn code(self) -> &'static str;
+}
+
+/// Why a request, a token or a session was refused: a [`ReasonCode`] kind and a message for
+/// people that never holds a secret, a key, a signature or a body.
+///
+/// The verifiers name it per module: [`contentful::Error`](crate::contentful::Error),
+/// [`contentstack::Error`](crate::contentstack::Error),
+/// [`AppTokenError`](crate::contentstack::AppTokenError),
+/// [`SessionError`](crate::session::SessionError).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rejected<K> {
+    kind: K,
+    message: String,
+}
+
+impl<K: ReasonCode> Rejected<K> {
+    /// A rejection of `kind`; `message` says what was wrong and must not hold a secret.
+    pub fn new(kind: K, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Why.
+    #[must_use]
+    pub fn kind(&self) -> K {
+        self.kind
+    }
+
+    /// What was wrong, for a person.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<K: ReasonCode> fmt::Debug for Rejected<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl<K: ReasonCode> fmt::Display for Rejected<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl<K: ReasonCode> std::error::Error for Rejected<K> {}

@@ -52,7 +52,7 @@ mod js;
 pub mod replay;
 pub mod session;
 
-pub use error::{ConfigError, ConfigErrorKind};
+pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
 
 /// The cryptographic library a build of this crate uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

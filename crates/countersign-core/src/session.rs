@@ -384,11 +384,7 @@ impl fmt::Display for TenantKey {
 }
 
 /// Why a session was refused.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionError {
-    kind: SessionErrorKind,
-    message: String,
-}
+pub type SessionError = crate::Rejected<SessionErrorKind>;
 
 /// Why a session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -426,45 +422,11 @@ impl SessionErrorKind {
     }
 }
 
-impl SessionError {
-    /// An error of `kind`.
-    #[must_use]
-    pub fn new(kind: SessionErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// Why.
-    #[must_use]
-    pub fn kind(&self) -> SessionErrorKind {
-        self.kind
-    }
-
-    /// The detail, for logs.
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.message
+impl crate::ReasonCode for SessionErrorKind {
+    fn code(self) -> &'static str {
+        self.code()
     }
 }
-
-impl fmt::Debug for SessionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionError")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .finish()
-    }
-}
-
-impl fmt::Display for SessionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.message)
-    }
-}
-
-impl std::error::Error for SessionError {}
 
 #[cfg(test)]
 mod tests {

@@ -92,7 +92,10 @@ impl<'a> CanonicalHeaders<'a> {
         let list = list.join(",");
 
         entries.push((Cow::Borrowed(SIGNED_HEADERS), Cow::Owned(list.clone())));
-        entries.push((Cow::Borrowed(TIMESTAMP), Cow::Owned(timestamp_ms.to_string())));
+        entries.push((
+            Cow::Borrowed(TIMESTAMP),
+            Cow::Owned(timestamp_ms.to_string()),
+        ));
         entries.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
         Self { entries, list }
     }

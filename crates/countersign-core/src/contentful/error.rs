@@ -2,15 +2,10 @@
 
 use std::fmt;
 
-/// A Contentful request failed verification.
-///
-/// [`kind`](Error::kind) is stable and machine-readable; the message says what was wrong for a
-/// person and never holds a secret, a signature or the body.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-}
+/// A Contentful request failed verification: [`kind`](crate::Rejected::kind) is stable and
+/// machine-readable; the message says what was wrong for a person and never holds a secret, a
+/// signature or the body.
+pub type Error = crate::Rejected<ErrorKind>;
 
 /// Why a Contentful request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +27,12 @@ pub enum ErrorKind {
     TimestampInFuture,
     /// The signature matches none of the configured secrets.
     SignatureMismatch,
+}
+
+impl crate::ReasonCode for ErrorKind {
+    fn code(self) -> &'static str {
+        self.code()
+    }
 }
 
 impl ErrorKind {
@@ -56,41 +57,3 @@ impl fmt::Display for ErrorKind {
         f.write_str(self.code())
     }
 }
-
-impl Error {
-    pub(super) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// Why the request was rejected.
-    #[must_use]
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// What was wrong, for a person.
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("contentful::Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.message)
-    }
-}
-
-impl std::error::Error for Error {}

@@ -162,7 +162,11 @@ pub fn sign(
         .iter()
         .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
         .collect();
-    pairs.extend(context.headers().map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))));
+    pairs.extend(
+        context
+            .headers()
+            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))),
+    );
     let headers = CanonicalHeaders::new(pairs, timestamp_ms);
     let mac = Canonical {
         method: request.method.as_str(),

@@ -468,7 +468,10 @@ fn parse_signed_headers(list: &str) -> Result<Vec<&str>, Error> {
 
 /// The request headers whose names are in the signed list, exactly as listed (a listed name in
 /// another case, or with spaces, matches nothing), with their normalized values.
-fn pick_headers<'a>(headers: &'a HeaderMap, signed_names: &[&str]) -> Vec<(&'a HeaderName, Cow<'a, str>)> {
+fn pick_headers<'a>(
+    headers: &'a HeaderMap,
+    signed_names: &[&str],
+) -> Vec<(&'a HeaderName, Cow<'a, str>)> {
     headers
         .keys()
         .filter(|name| signed_names.contains(&name.as_str()))

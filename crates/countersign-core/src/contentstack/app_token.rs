@@ -89,11 +89,7 @@ pub struct AppTokenClaims {
 }
 
 /// Why an app-token was rejected.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppTokenError {
-    kind: AppTokenErrorKind,
-    message: String,
-}
+pub type AppTokenError = crate::Rejected<AppTokenErrorKind>;
 
 /// Why an app-token was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,49 +130,19 @@ impl fmt::Display for AppTokenErrorKind {
     }
 }
 
-impl AppTokenError {
-    fn new(kind: AppTokenErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+impl crate::ReasonCode for AppTokenErrorKind {
+    fn code(self) -> &'static str {
+        self.code()
     }
+}
 
+impl AppTokenError {
     /// The error for a request that came while no key was available.
     #[must_use]
     pub fn key_unavailable(message: impl Into<String>) -> Self {
         Self::new(AppTokenErrorKind::KeyUnavailable, message)
     }
-
-    /// Why the token was rejected.
-    #[must_use]
-    pub fn kind(&self) -> AppTokenErrorKind {
-        self.kind
-    }
-
-    /// What was wrong, for a person (never the token).
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.message
-    }
 }
-
-impl fmt::Debug for AppTokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppTokenError")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .finish()
-    }
-}
-
-impl fmt::Display for AppTokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.message)
-    }
-}
-
-impl std::error::Error for AppTokenError {}
 
 /// Verifies app-tokens: the signature with the same keys as webhooks, the algorithm pinned
 /// (the token's header never picks it), `exp` required, `nbf` honoured, a small leeway. No
@@ -256,7 +222,7 @@ impl AppTokenVerifier {
                 Ok(data) => return self.check_claims(data.claims, now),
                 Err(e) => {
                     let error = classify(&e);
-                    if error.kind != AppTokenErrorKind::BadSignature {
+                    if error.kind() != AppTokenErrorKind::BadSignature {
                         return Err(error);
                     }
                     last_error = Some(error);

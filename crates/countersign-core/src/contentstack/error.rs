@@ -2,15 +2,10 @@
 
 use std::fmt;
 
-/// A Contentstack webhook failed verification.
-///
-/// [`kind`](Error::kind) is stable and machine-readable; the message says what was wrong for a
-/// person and never holds a key, a secret, a signature or the body.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Error {
-    kind: ErrorKind,
-    message: String,
-}
+/// A Contentstack webhook failed verification: [`kind`](crate::Rejected::kind) is stable and
+/// machine-readable; the message says what was wrong for a person and never holds a key, a
+/// secret, a signature or the body.
+pub type Error = crate::Rejected<ErrorKind>;
 
 /// Why a Contentstack webhook was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +30,12 @@ pub enum ErrorKind {
     TimestampInFuture,
 }
 
+impl crate::ReasonCode for ErrorKind {
+    fn code(self) -> &'static str {
+        self.code()
+    }
+}
+
 impl ErrorKind {
     /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
@@ -57,41 +58,3 @@ impl fmt::Display for ErrorKind {
         f.write_str(self.code())
     }
 }
-
-impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// Why the webhook was rejected.
-    #[must_use]
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// What was wrong, for a person.
-    #[must_use]
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("contentstack::Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message)
-            .finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.code(), self.message)
-    }
-}
-
-impl std::error::Error for Error {}
