@@ -110,6 +110,27 @@ impl RedisStore {
     fn key(&self, key: &ReplayKey) -> String {
         format!("{}{}", self.prefix, key.to_hex())
     }
+
+    /// Runs a compare-and-set `script` on `owner`'s claim of `key`.
+    fn settle(
+        &self,
+        script: &redis::Script,
+        key: &ReplayKey,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut connection = self.connection.clone();
+        let script = script.clone();
+        let (key, value) = (self.key(key), in_flight_value(owner));
+        async move {
+            let _: i64 = script
+                .key(key)
+                .arg(value)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            Ok(())
+        }
+    }
 }
 
 trait KindStr {
@@ -177,18 +198,7 @@ impl ReplayStore for RedisStore {
         key: &ReplayKey,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut connection = self.connection.clone();
-        let script = self.complete.clone();
-        let (key, value) = (self.key(key), in_flight_value(owner));
-        async move {
-            let _: i64 = script
-                .key(key)
-                .arg(value)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            Ok(())
-        }
+        self.settle(&self.complete, key, owner)
     }
 
     fn release(
@@ -196,18 +206,7 @@ impl ReplayStore for RedisStore {
         key: &ReplayKey,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut connection = self.connection.clone();
-        let script = self.release.clone();
-        let (key, value) = (self.key(key), in_flight_value(owner));
-        async move {
-            let _: i64 = script
-                .key(key)
-                .arg(value)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            Ok(())
-        }
+        self.settle(&self.release, key, owner)
     }
 
     fn fail_open(&self) -> bool {
