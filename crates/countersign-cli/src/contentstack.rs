@@ -71,6 +71,15 @@ pub(crate) enum Salt {
     Max,
 }
 
+impl From<Salt> for SaltLength {
+    fn from(salt: Salt) -> Self {
+        match salt {
+            Salt::Digest => SaltLength::Digest,
+            Salt::Max => SaltLength::Max,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SignArgs {
     /// The private key, a PEM file (PKCS#1 or PKCS#8).
@@ -218,10 +227,7 @@ fn rejected(code: &'static str, message: &str) -> Failure {
 
 fn sign(args: &SignArgs) -> Outcome {
     let key = signing_key(&args.private_key)?;
-    let salt = match args.salt_length {
-        Salt::Digest => SaltLength::Digest,
-        Salt::Max => SaltLength::Max,
-    };
+    let salt = SaltLength::from(args.salt_length);
     let value = key
         .sign_webhook(&args.body.read()?, salt)
         .map_err(Failure::input)?;

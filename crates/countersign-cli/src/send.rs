@@ -162,10 +162,7 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
         ));
     } else if let Some(path) = &args.private_key {
         let key = SigningKey::from_file(path).map_err(Failure::input)?;
-        let salt = match args.salt_length {
-            crate::contentstack::Salt::Digest => SaltLength::Digest,
-            crate::contentstack::Salt::Max => SaltLength::Max,
-        };
+        let salt = SaltLength::from(args.salt_length);
         headers.push((
             "x-contentstack-request-signature".to_owned(),
             key.sign_webhook(&body, salt).map_err(Failure::input)?,

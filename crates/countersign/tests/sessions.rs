@@ -89,6 +89,16 @@ fn meta(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
+/// A GET of `url` (with a bearer session, if given) that is refused: its status and code.
+async fn refusal(url: String, session: Option<&String>) -> (u16, String) {
+    let mut request = client().get(url);
+    if let Some(session) = session {
+        request = request.bearer_auth(session);
+    }
+    let (status, body) = problem(request.send().await.unwrap()).await;
+    (status, body["code"].as_str().unwrap().to_owned())
+}
+
 /// Opens a UI location with `token`; returns the page.
 async fn bootstrap(base: &str, token: &str) -> String {
     let response = client()
@@ -156,42 +166,18 @@ async fn the_page_answer_keeps_the_token_out_of_referrers_and_caches() {
 #[tokio::test]
 async fn a_missing_or_invalid_app_token_on_a_ui_route_is_401() {
     let base = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
-    let (status, p) = problem(
-        client()
-            .get(format!("{base}/ui/config"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("app_token_missing"))
+        refusal(format!("{base}/ui/config"), None).await,
+        (401, "app_token_missing".to_owned())
     );
-    let (status, p) = problem(
-        client()
-            .get(format!("{base}/ui/config?app-token=not.a.jwt"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("app_token_malformed"))
+        refusal(format!("{base}/ui/config?app-token=not.a.jwt"), None).await,
+        (401, "app_token_malformed".to_owned())
     );
     let other_key = app_token(Some("bltA"), PRIVATE_B);
-    let (status, p) = problem(
-        client()
-            .get(format!("{base}/ui/config?app-token={other_key}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("app_token_signature_mismatch"))
+        refusal(format!("{base}/ui/config?app-token={other_key}"), None).await,
+        (401, "app_token_signature_mismatch".to_owned())
     );
 }
 
@@ -223,18 +209,9 @@ async fn a_session_from_stack_a_is_refused_on_data_of_stack_b() {
 async fn an_app_token_replayed_as_a_session_is_refused() {
     let base = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
     let token = app_token(Some("bltA"), PRIVATE_A);
-    let (status, p) = problem(
-        client()
-            .get(format!("{base}/api/whoami"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("session_unknown_key"))
+        refusal(format!("{base}/api/whoami"), Some(&token)).await,
+        (401, "session_unknown_key".to_owned())
     );
 }
 
@@ -264,18 +241,9 @@ async fn missing_tampered_expired_and_unknown_key_sessions_are_401() {
     let (signed_part, signature) = session.rsplit_once('.').unwrap();
     let first = if signature.starts_with('A') { 'B' } else { 'A' };
     let tampered = format!("{signed_part}.{first}{}", &signature[1..]);
-    let (status, p) = problem(
-        client()
-            .get(format!("{base}/api/whoami"))
-            .bearer_auth(&tampered)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("session_tampered"))
+        refusal(format!("{base}/api/whoami"), Some(&tampered)).await,
+        (401, "session_tampered".to_owned())
     );
 
     let (status, p) = problem(
@@ -290,18 +258,9 @@ async fn missing_tampered_expired_and_unknown_key_sessions_are_401() {
     assert_eq!((status, p["code"].as_str()), (401, Some("session_expired")));
 
     let other_app = server(ui_layer(sessions(2)), SessionLayer::new(sessions(2))).await;
-    let (status, p) = problem(
-        client()
-            .get(format!("{other_app}/api/whoami"))
-            .bearer_auth(&session)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
     assert_eq!(
-        (status, p["code"].as_str()),
-        (401, Some("session_unknown_key"))
+        refusal(format!("{other_app}/api/whoami"), Some(&session)).await,
+        (401, "session_unknown_key".to_owned())
     );
 }
 
