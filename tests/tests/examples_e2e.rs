@@ -176,7 +176,7 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
     let stale = deliver(
         &app,
         &key,
-        &webhook_body(Duration::from_secs(600), "publish", "bltA", ""),
+        &webhook_body(Duration::from_secs(2000), "publish", "bltA", ""),
     )
     .await;
     assert_eq!(stale.status(), 401);

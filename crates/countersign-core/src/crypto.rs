@@ -172,10 +172,13 @@ impl RsaPublicKey {
         }
     }
 
-    /// Verifies an RSASSA-PSS signature with SHA-256 and MGF1-SHA-256 over `message`.
+    /// Verifies an RSASSA-PSS signature with SHA-256 and MGF1-SHA-256 over the message whose
+    /// SHA-256 is `digest`, so that a message is hashed once whatever the number of keys,
+    /// signatures and salt lengths tried. The caller has checked that the signature, read as
+    /// a big-endian integer, is below the modulus (RFC 8017 RSAVP1).
     pub(crate) fn verify_pss_sha256(
         &self,
-        message: &[u8],
+        digest: &[u8; 32],
         signature: &[u8],
         salt: PssSalt,
     ) -> bool {
@@ -185,18 +188,18 @@ impl RsaPublicKey {
                 PssSalt::Digest => &self.pss_digest,
                 PssSalt::Max => &self.pss_max,
             };
-            key.verify_sig(message, signature).is_ok()
+            aws_lc_rs::digest::Digest::import_less_safe(digest, &aws_lc_rs::digest::SHA256)
+                .is_ok_and(|digest| key.verify_digest_sig(&digest, signature).is_ok())
         }
         #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
         {
             use rsa::traits::PublicKeyParts as _;
-            let hashed = sha256(message);
             let salt_len = match salt {
                 PssSalt::Digest => 32,
                 PssSalt::Max => pss_max_salt(self.key.n().bits()),
             };
             let scheme = rsa::Pss::new_with_salt::<sha2::Sha256>(salt_len);
-            self.key.verify(scheme, &hashed, signature).is_ok()
+            self.key.verify(scheme, digest, signature).is_ok()
         }
     }
 }

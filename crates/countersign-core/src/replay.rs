@@ -1,14 +1,41 @@
-//! What identifies a verified request for replay protection.
+//! What identifies a delivery: the key of replay protection, and the id a handler makes its own
+//! writes idempotent with.
+//!
+//! A provider may send one delivery several times, and each time in another form. The key is
+//! derived from what the signature proves about the delivery, never from the bytes of the
+//! signature itself, so that every form of one delivery maps to one key:
+//!
+//! | provider | the key is the digest of | forms that share it |
+//! |---|---|---|
+//! | Contentstack (RSA and HMAC) | the verified body: the raw bytes, or the canonical bytes when the JSON fallback verified | re-signed (RSA-PSS is randomized), the other salt length, more, fewer or reordered `v1` elements, padded or unpadded base64, RSA or HMAC, a fresh HMAC `t` |
+//! | Contentful, with a signed `x-contentful-idempotency-key` | that key | every retry, each signed afresh |
+//! | Contentful, without one | the verified HMAC, which is a function of the signed message | the same signed message whatever its unsigned headers, header order, list order or case |
+//!
+//! Why these:
+//!
+//! - Contentstack's body holds `triggered_at` (milliseconds) and the event's data, and is built
+//!   once per event: two deliveries with the same body are one event. The signature is not an
+//!   identity: RSA-PSS gives new bytes at every signing, and an HMAC header may carry one or two
+//!   `v1` values during a rotation.
+//! - Contentful retries a webhook or an app event with a fresh timestamp and signature, but the
+//!   same idempotency key; where that key is signed, it is the delivery. Where no idempotency
+//!   key is signed (app actions, frontend-signed requests), nothing says that two requests
+//!   signed at different milliseconds are one delivery: two identical calls a user made twice
+//!   are two calls. What is certain is that a request is the message its signature covers
+//!   (method, normalized target, the signed headers with the timestamp, the body), and the
+//!   HMAC is a deterministic function of that message under the secret: every copy of the
+//!   message carries the same HMAC, and nobody without the secret can make another.
+//!
+//! Keys are derived only from verified input, so an attacker cannot choose one, and every key
+//! is put under a domain of its own so that keys of different kinds never meet.
 
 use std::fmt;
 
 use crate::crypto::sha256;
 
-/// A digest that identifies one verified delivery: of the verified signature, or of the
-/// signed idempotency key where the provider sends one (the same for every retry).
-///
-/// Derived only from verified input, so an attacker cannot choose it; a store keyed by it never
-/// sees unverified data.
+/// A digest that identifies one verified delivery; see the [module docs](self) for what it
+/// is derived from. Its hex form ([`Display`](fmt::Display)) is the delivery's id: stable
+/// across retries, instances and restarts.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplayKey([u8; 32]);
 
@@ -25,6 +52,22 @@ impl ReplayKey {
         Self(sha256(&input))
     }
 
+    /// A Contentstack delivery, from the SHA-256 of its verified body (the same digest the
+    /// signature check used, so the body is hashed once).
+    pub(crate) fn contentstack_delivery(body_sha256: &[u8; 32]) -> Self {
+        Self::derive("contentstack-delivery", &[body_sha256])
+    }
+
+    /// A Contentful delivery that carries a signed idempotency key.
+    pub(crate) fn contentful_idempotency_key(key: &str) -> Self {
+        Self::derive("contentful-idempotency-key", &[key.as_bytes()])
+    }
+
+    /// A Contentful request without a signed idempotency key: its verified HMAC.
+    pub(crate) fn contentful_message(mac: &[u8]) -> Self {
+        Self::derive("contentful-message", &[mac])
+    }
+
     /// A key from a digest computed elsewhere (a custom verification, tests).
     #[must_use]
     pub fn from_bytes(digest: [u8; 32]) -> Self {
@@ -37,7 +80,7 @@ impl ReplayKey {
         &self.0
     }
 
-    /// The digest in lower-case hex (64 characters), for store keys.
+    /// The digest in lower-case hex (64 characters): the delivery's id, and the store's key.
     #[must_use]
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)

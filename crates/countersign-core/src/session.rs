@@ -132,6 +132,7 @@ struct Claims {
 pub struct Sessions {
     keys: Vec<SessionKey>,
     ttl: Duration,
+    app_uid: Option<String>,
 }
 
 impl Sessions {
@@ -145,6 +146,7 @@ impl Sessions {
         Self {
             keys: keys.into_iter().collect(),
             ttl: DEFAULT_TTL,
+            app_uid: None,
         }
     }
 
@@ -170,15 +172,42 @@ impl Sessions {
         self
     }
 
+    /// Binds the sessions to this app: a session is minted only from an app-token of
+    /// `app_uid`, and only sessions of `app_uid` verify, even where several apps share a
+    /// session key.
+    #[must_use]
+    pub fn with_app_uid(mut self, app_uid: impl Into<String>) -> Self {
+        self.app_uid = Some(app_uid.into());
+        self
+    }
+
+    /// The app uid the sessions are bound to, if any.
+    #[must_use]
+    pub fn app_uid(&self) -> Option<&str> {
+        self.app_uid.as_deref()
+    }
+
+    fn check_app(&self, app_uid: &str) -> Result<(), SessionError> {
+        match self.app_uid.as_deref() {
+            Some(ours) if ours != app_uid => Err(SessionError::new(
+                SessionErrorKind::AppMismatch,
+                "the session or app-token belongs to another app",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Mints a session from a verified app-token's claims, at `now`.
     ///
     /// # Errors
-    /// [`SessionErrorKind::NoKey`] without keys; the random source failing.
+    /// [`SessionErrorKind::AppMismatch`] for a token of another app when the sessions are
+    /// bound to one; [`SessionErrorKind::NoKey`] without keys; the random source failing.
     pub fn mint(
         &self,
         app_token: &AppTokenClaims,
         now: SystemTime,
     ) -> Result<(String, AppSession), SessionError> {
+        self.check_app(&app_token.app_uid)?;
         let key = self.keys.first().ok_or_else(|| {
             SessionError::new(SessionErrorKind::NoKey, "no session key is configured")
         })?;
@@ -260,6 +289,7 @@ impl Sessions {
                 "the session has expired",
             ));
         }
+        self.check_app(&claims.app_uid)?;
         Ok(AppSession::from(claims))
     }
 }
@@ -346,6 +376,7 @@ impl AppSession {
     pub fn tenant_key(&self) -> TenantKey {
         TenantKey {
             organization_uid: self.claims.organization_uid.clone(),
+            app_uid: self.claims.app_uid.clone(),
             installation_uid: self.claims.installation_uid.clone(),
             stack_api_key: self.claims.stack_api_key.clone(),
         }
@@ -358,13 +389,15 @@ impl AppSession {
     }
 }
 
-/// Whose data a session may touch: its organization, installation and stack. `Display` gives a
-/// stable string to prefix storage keys with: `org:<uid>/inst:<uid>/stack:<api key>` (or
-/// `.../stack:-` for organization apps).
+/// Whose data a session may touch: its organization, app, installation and stack. `Display`
+/// gives a stable string to prefix storage keys with:
+/// `org:<uid>/app:<uid>/inst:<uid>/stack:<api key>` (or `.../stack:-` for organization apps).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantKey {
     /// The organization.
     pub organization_uid: String,
+    /// The app.
+    pub app_uid: String,
     /// The installation.
     pub installation_uid: String,
     /// The stack, for stack apps.
@@ -375,8 +408,9 @@ impl fmt::Display for TenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "org:{}/inst:{}/stack:{}",
+            "org:{}/app:{}/inst:{}/stack:{}",
             self.organization_uid,
+            self.app_uid,
             self.installation_uid,
             self.stack_api_key.as_deref().unwrap_or("-")
         )
@@ -404,6 +438,8 @@ pub enum SessionErrorKind {
     CsrfMismatch,
     /// Sessions cannot be minted: no key.
     NoKey,
+    /// The session, or the app-token it would be minted from, belongs to another app.
+    AppMismatch,
 }
 
 impl SessionErrorKind {
@@ -418,6 +454,7 @@ impl SessionErrorKind {
             Self::Expired => "session_expired",
             Self::CsrfMismatch => "csrf_token_mismatch",
             Self::NoKey => "session_key_missing",
+            Self::AppMismatch => "session_app_mismatch",
         }
     }
 }
@@ -451,6 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn sessions_bound_to_an_app_neither_mint_nor_accept_another_apps() {
+        let ours = Sessions::new([key(1)]).with_app_uid("app");
+        let theirs = Sessions::new([key(1)]).with_app_uid("other-app");
+        let (token, _) = ours.mint(&claims(Some("blt1")), at(NOW)).unwrap();
+        assert!(ours.verify(&token, at(NOW)).is_ok());
+        let refused = |r: Result<AppSession, SessionError>| r.unwrap_err().kind();
+        assert_eq!(
+            refused(theirs.verify(&token, at(NOW))),
+            SessionErrorKind::AppMismatch,
+            "a session of another app signed with a shared key"
+        );
+        assert_eq!(
+            theirs
+                .mint(&claims(Some("blt1")), at(NOW))
+                .unwrap_err()
+                .kind(),
+            SessionErrorKind::AppMismatch,
+            "an app-token of another app"
+        );
+    }
+
+    #[test]
     fn a_minted_session_verifies_with_its_tenant() {
         let sessions = Sessions::new([key(1)]);
         let (token, minted) = sessions.mint(&claims(Some("blt1")), at(NOW)).unwrap();
@@ -458,7 +517,7 @@ mod tests {
         assert_eq!(verified, minted);
         assert_eq!(
             verified.tenant_key().to_string(),
-            "org:org/inst:inst/stack:blt1"
+            "org:org/app:app/inst:inst/stack:blt1"
         );
         assert!(verified.is_stack("blt1") && !verified.is_stack("blt2"));
         assert_eq!(verified.session_id().len(), 32);
@@ -473,7 +532,7 @@ mod tests {
         assert_eq!(session.stack_api_key(), None);
         assert_eq!(
             session.tenant_key().to_string(),
-            "org:org/inst:inst/stack:-"
+            "org:org/app:app/inst:inst/stack:-"
         );
     }
 

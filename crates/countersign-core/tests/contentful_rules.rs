@@ -558,6 +558,33 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
     assert_ne!(plain(T0), plain(T0 + 1));
 }
 
+#[test]
+fn without_an_idempotency_key_every_form_of_one_signed_message_is_one_delivery() {
+    let verifier = Verifier::new(secret('b')).with_secret(secret('a'));
+    let key_of = |headers: &HeaderMap| {
+        verifier
+            .verify(&Method::POST, "/hook", headers, b"{}", at(T0))
+            .unwrap()
+            .replay_key()
+    };
+    let sent = signed_post_at(T0);
+    let key = key_of(&sent);
+    // Unsigned headers added, the signed-headers list reordered.
+    let mut reworded = sent.clone();
+    reworded.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let list = sent["x-contentful-signed-headers"].to_str().unwrap();
+    let reversed: Vec<&str> = list.split(',').rev().collect();
+    reworded.insert(
+        "x-contentful-signed-headers",
+        reversed.join(",").parse().unwrap(),
+    );
+    assert_eq!(key_of(&reworded), key);
+    // An unsigned idempotency key is not evidence and changes nothing.
+    let mut unsigned = sent.clone();
+    unsigned.insert("x-contentful-idempotency-key", "chosen".parse().unwrap());
+    assert_eq!(key_of(&unsigned), key);
+}
+
 fn signed_post_at(ts: u64) -> HeaderMap {
     let request = RequestToSign::new(Method::POST, "/hook").body(b"{}");
     arrived(

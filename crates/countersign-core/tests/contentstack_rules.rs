@@ -7,9 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
 use countersign_core::contentstack::{
-    AppTokenAlgorithm, AppTokenErrorKind, AppTokenVerifier, ErrorKind, HmacSecret, KeySet,
-    PublicKey, Region, SaltLength, SigningKey, VerifiedBy, WebhookVerifier, mint_app_token,
+    ATTEMPT_TIMEOUT, AppTokenAlgorithm, AppTokenErrorKind, AppTokenVerifier, DEFAULT_TOLERANCE,
+    ErrorKind, HmacSecret, KeySet, LAST_RETRY_AFTER, PublicKey, RETRY_SCHEDULE, Region, SaltLength,
+    SigningKey, StackAllowlist, StackCheck, Tenancy, TenantUnavailable, VerifiedBy,
+    VerifiedWebhook, WebhookVerifier, mint_app_token, stack_check_fn,
 };
+use countersign_core::replay::ReplayKey;
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 
@@ -445,22 +448,63 @@ fn triggered_at_older_than_the_tolerance_is_expired() {
 }
 
 #[test]
-fn default_tolerance_is_five_minutes() {
+fn default_tolerance_is_thirty_minutes() {
     let body = body();
     let headers = signed(&body, SaltLength::Digest);
+    assert_eq!(DEFAULT_TOLERANCE, Duration::from_secs(1800));
     assert!(
         WebhookVerifier::new()
             .verify(
                 &headers,
                 &body,
                 Some(&keys_a()),
-                at_ms(TRIGGERED_MS + 299_000)
+                at_ms(TRIGGERED_MS + 1_799_000)
             )
             .is_ok()
     );
     assert_eq!(
-        rsa_error(&headers, &body, at_ms(TRIGGERED_MS + 301_000)),
+        rsa_error(&headers, &body, at_ms(TRIGGERED_MS + 1_801_000)),
         ErrorKind::Expired
+    );
+}
+
+#[test]
+fn no_automatic_retry_of_an_unrefreshed_delivery_is_refused_as_stale_by_default() {
+    // Contentstack's schedule: an attempt, then retries 5, 25, 125 and 625 s after each
+    // failure, each attempt waiting up to 30 s for an answer.
+    let worst: u64 =
+        RETRY_SCHEDULE.iter().map(Duration::as_secs).sum::<u64>() + 5 * ATTEMPT_TIMEOUT.as_secs();
+    assert_eq!(Duration::from_secs(worst), LAST_RETRY_AFTER);
+    assert_eq!(worst, 930);
+    let body = body();
+    let mut elapsed = 0;
+    for (attempt, pause) in std::iter::once(0)
+        .chain(RETRY_SCHEDULE.iter().map(Duration::as_secs))
+        .enumerate()
+    {
+        elapsed += pause + ATTEMPT_TIMEOUT.as_secs();
+        // Each attempt re-signed, with the triggered_at of the event.
+        let headers = signed(&body, SaltLength::Digest);
+        let at = at_ms(TRIGGERED_MS + elapsed * 1000);
+        assert!(
+            WebhookVerifier::new()
+                .verify(&headers, &body, Some(&keys_a()), at)
+                .is_ok(),
+            "attempt {attempt} at {elapsed} s"
+        );
+        let hmac = HmacSecret::new("secret-one")
+            .unwrap()
+            .sign(&body, at_ms(TRIGGERED_MS));
+        assert!(
+            hmac_verifier()
+                .verify(&hmac_headers(&hmac), &body, None, at)
+                .is_ok()
+        );
+    }
+    assert_eq!(elapsed, worst);
+    assert!(
+        DEFAULT_TOLERANCE >= LAST_RETRY_AFTER + LAST_RETRY_AFTER / 2,
+        "with a margin"
     );
 }
 
@@ -607,7 +651,7 @@ fn hmac_t_older_than_the_tolerance_is_expired() {
     let value = HmacSecret::new("secret-one")
         .unwrap()
         .sign(&body, at_ms(TRIGGERED_MS));
-    let late = at_ms(TRIGGERED_MS + 400_000);
+    let late = at_ms(TRIGGERED_MS + 1_801_000);
     let err = hmac_verifier()
         .verify(&hmac_headers(&value), &body, None, late)
         .unwrap_err();
@@ -781,63 +825,299 @@ fn app_token_errors_never_show_the_token() {
     assert!(!shown.contains(&token[..20]));
 }
 
+// Delivery identity (spec section 7)
+
+fn rsa_key(headers: &HeaderMap, body: &[u8]) -> ReplayKey {
+    WebhookVerifier::new()
+        .verify(headers, body, Some(&keys_a()), soon())
+        .unwrap()
+        .replay_key()
+}
+
+fn hmac_key(value: &str, body: &[u8], verifier: &WebhookVerifier) -> ReplayKey {
+    verifier
+        .verify(&hmac_headers(value), body, None, soon())
+        .unwrap()
+        .replay_key()
+}
+
+fn first_element(headers: &HeaderMap) -> String {
+    headers["x-contentstack-request-signature"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
-fn the_replay_key_is_the_digest_of_the_verified_signature() {
+fn a_delivery_re_signed_is_the_same_delivery() {
+    let body = body();
+    let first = rsa_key(&signed(&body, SaltLength::Digest), &body);
+    let resigned = signed(&body, SaltLength::Digest);
+    assert_ne!(
+        first_element(&resigned),
+        first_element(&signed(&body, SaltLength::Digest)),
+        "RSA-PSS is randomized"
+    );
+    assert_eq!(rsa_key(&resigned, &body), first);
+    assert_eq!(
+        rsa_key(&signed(&body, SaltLength::Max), &body),
+        first,
+        "the other salt length"
+    );
+    let other = body_with("2024-07-25T08:48:46.862Z");
+    assert_ne!(
+        rsa_key(&signed(&other, SaltLength::Digest), &other),
+        first,
+        "another triggered_at is another delivery"
+    );
+}
+
+#[test]
+fn more_fewer_or_reordered_elements_are_the_same_delivery() {
+    let body = body();
+    let good = first_element(&signed(&body, SaltLength::Digest));
+    let other_good = first_element(&signed(&body, SaltLength::Max));
+    let foreign = signer(KEY_B)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let key = rsa_key(&rsa_headers(&good), &body);
+    for value in [
+        format!("{foreign},{good}"),
+        format!("{good},{foreign}"),
+        format!("{other_good}, {good}"),
+        format!("v0=abc,{good}"),
+    ] {
+        assert_eq!(rsa_key(&rsa_headers(&value), &body), key, "{value:.12}");
+    }
+}
+
+#[test]
+fn padded_and_unpadded_base64_are_the_same_delivery() {
+    let body = body();
+    let padded = first_element(&signed(&body, SaltLength::Digest));
+    assert!(padded.ends_with('='), "RSA-2048 base64 ends in padding");
+    let unpadded = padded.trim_end_matches('=');
+    assert_eq!(
+        rsa_key(&rsa_headers(unpadded), &body),
+        rsa_key(&rsa_headers(&padded), &body)
+    );
+}
+
+#[test]
+fn hmac_rotation_elements_and_a_fresh_t_are_the_same_delivery_as_rsa() {
+    let body = body();
+    let (one, two) = (
+        HmacSecret::new("secret-one").unwrap(),
+        HmacSecret::new("secret-two").unwrap(),
+    );
+    let verifier = hmac_verifier().with_hmac_secret(two.clone());
+    let at = at_ms(TRIGGERED_MS);
+    let old = one.sign(&body, at);
+    let new = two.sign(&body, at);
+    let (t, old_v1) = old.split_once(',').unwrap();
+    let new_v1 = new.split_once(',').unwrap().1;
+    let key = hmac_key(&old, &body, &verifier);
+    assert_eq!(
+        hmac_key(&format!("{t},{old_v1},{new_v1}"), &body, &verifier),
+        key
+    );
+    assert_eq!(
+        hmac_key(&format!("{t},{new_v1},{old_v1}"), &body, &verifier),
+        key
+    );
+    assert_eq!(hmac_key(&new, &body, &verifier), key, "one element dropped");
+    let resent = one.sign(&body, at_ms(TRIGGERED_MS + 5_000));
+    assert_eq!(hmac_key(&resent, &body, &verifier), key, "a fresh t");
+    assert_eq!(
+        rsa_key(&signed(&body, SaltLength::Digest), &body),
+        key,
+        "the same body, signed by the other method"
+    );
+}
+
+#[test]
+fn the_json_fallback_identifies_the_delivery_by_its_canonical_bytes() {
     let body = body();
     let headers = signed(&body, SaltLength::Digest);
-    let verifier = WebhookVerifier::new();
-    let first = verifier
-        .verify(&headers, &body, Some(&keys_a()), soon())
+    // What a platform that re-encodes JSON hands over: the same value, other bytes.
+    let pretty = String::from_utf8(body.clone())
         .unwrap()
-        .replay_key();
-    let again = verifier
-        .verify(&headers, &body, Some(&keys_a()), soon())
-        .unwrap()
-        .replay_key();
-    assert_eq!(
-        first, again,
-        "a replay of the same request has the same key"
+        .replace(",\"", ",\n  \"")
+        .into_bytes();
+    let reencoded = WebhookVerifier::new()
+        .with_json_fallback(true)
+        .verify(&headers, &pretty, Some(&keys_a()), soon())
+        .unwrap();
+    assert!(reencoded.reencoded());
+    assert_eq!(reencoded.replay_key(), rsa_key(&headers, &body));
+    assert_eq!(reencoded.delivery_id(), reencoded.replay_key().to_hex());
+    assert_eq!(reencoded.delivery_id().len(), 64);
+}
+
+/// `a + b` of two big-endian numbers of one length; `None` when the sum needs another byte.
+fn add_be(a: &[u8], b: &[u8]) -> Option<Vec<u8>> {
+    let mut sum = vec![0u8; a.len()];
+    let mut carry = 0u16;
+    for i in (0..a.len()).rev() {
+        let s = u16::from(a[i]) + u16::from(b[i]) + carry;
+        sum[i] = (s & 0xff) as u8;
+        carry = s >> 8;
+    }
+    (carry == 0).then_some(sum)
+}
+
+fn modulus_a() -> Vec<u8> {
+    use pkcs1::der::Decode as _;
+    let block = pem::parse(PUBLIC_A.trim()).unwrap();
+    let key = pkcs1::RsaPublicKey::from_der(block.contents()).unwrap();
+    let modulus = key.modulus.as_bytes();
+    modulus[modulus.iter().take_while(|b| **b == 0).count()..].to_vec()
+}
+
+#[test]
+fn a_signature_value_at_or_above_the_modulus_is_refused() {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let n = modulus_a();
+    assert_eq!(n.len(), 256);
+    let body = body();
+    // s + n fits in 256 bytes for some signings s (when s < 2^2048 - n): sign until one does.
+    let (s, s_plus_n) = (0..200)
+        .find_map(|_| {
+            let s = engine
+                .decode(first_element(&signed(&body, SaltLength::Digest)).trim_start_matches("v1="))
+                .unwrap();
+            add_be(&s, &n).map(|sum| (s, sum))
+        })
+        .expect("s + n fits the modulus length for about a third of signings");
+    assert!(
+        rsa_key(&rsa_headers(&format!("v1={}", engine.encode(&s))), &body)
+            != ReplayKey::from_bytes([0; 32])
     );
-    // RSA-PSS is randomized: a fresh signature of the same body is another delivery.
-    let resigned = verifier
+    for value in [s_plus_n, n.clone()] {
+        let header = rsa_headers(&format!("v1={}", engine.encode(&value)));
+        assert_eq!(
+            rsa_error(&header, &body, soon()),
+            ErrorKind::SignatureMismatch,
+            "on the {:?} backend",
+            countersign_core::backend()
+        );
+    }
+}
+
+// Binding to this app and its tenants (spec section 8)
+
+fn installation(app_uid: &str, event: &str, stack: &str) -> Vec<u8> {
+    format!(
+        r#"{{"triggered_at":"2024-07-25T08:48:46.861Z","module":"app_installation","event":"{event}","api_key":"{stack}","data":{{"app_installation":{{"app_uid":"{app_uid}","app_version":1,"organization_uid":"bltorg","installation_uid":"inst","target":{{"type":"stack","uid":"{stack}"}}}}}}}}"#
+    )
+    .into_bytes()
+}
+
+fn verified(body: &[u8]) -> VerifiedWebhook {
+    WebhookVerifier::new()
         .verify(
-            &signed(&body, SaltLength::Digest),
-            &body,
+            &signed(body, SaltLength::Digest),
+            body,
             Some(&keys_a()),
             soon(),
         )
-        .unwrap();
-    assert_ne!(resigned.replay_key(), first);
-    // An unmatched element in front does not change the key.
-    let good = headers["x-contentstack-request-signature"]
-        .to_str()
         .unwrap()
-        .to_owned();
-    let bad = signer(KEY_B)
-        .sign_webhook(&body, SaltLength::Digest)
-        .unwrap();
-    let with_bad_first = rsa_headers(&format!("{bad},{good}"));
-    assert_eq!(
-        verifier
-            .verify(&with_bad_first, &body, Some(&keys_a()), soon())
-            .unwrap()
-            .replay_key(),
-        first
-    );
+}
 
-    let value = HmacSecret::new("secret-one")
-        .unwrap()
-        .sign(&body, at_ms(TRIGGERED_MS));
-    let hmac_key = hmac_verifier()
-        .verify(&hmac_headers(&value), &body, None, soon())
-        .unwrap()
-        .replay_key();
+/// Polls a future that is ready at once.
+fn now_or_never<F: std::future::Future>(future: F) -> F::Output {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the check was not ready"),
+    }
+}
+
+fn tenancy_error<S: StackCheck>(tenancy: &Tenancy<S>, body: &[u8]) -> Option<ErrorKind> {
+    now_or_never(tenancy.check(&verified(body)))
+        .err()
+        .map(|e| e.kind())
+}
+
+#[test]
+fn installation_events_are_accepted_only_for_this_app() {
+    let tenancy = Tenancy::new()
+        .with_app_uid("app-ours")
+        .with_stacks(StackAllowlist::new(["blt-known"]));
+    for event in ["install", "upgrade", "update", "uninstall"] {
+        let ours = installation("app-ours", event, "blt-new");
+        assert_eq!(verified(&ours).installation_app_uid(), Some("app-ours"));
+        assert_eq!(
+            tenancy_error(&tenancy, &ours),
+            None,
+            "{event}: a stack becomes ours by its install"
+        );
+        assert_eq!(
+            tenancy_error(&tenancy, &installation("app-theirs", event, "blt-known")),
+            Some(ErrorKind::AppMismatch),
+            "{event}"
+        );
+    }
+    let no_app = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"app_installation","event":"install","api_key":"blt-known","data":[1,2]}"#;
     assert_eq!(
-        hmac_verifier()
-            .verify(&hmac_headers(&value), &body, None, soon())
-            .unwrap()
-            .replay_key(),
-        hmac_key
+        tenancy_error(&tenancy, no_app),
+        Some(ErrorKind::AppMismatch)
     );
-    assert_ne!(hmac_key, first);
+}
+
+#[test]
+fn other_deliveries_are_accepted_only_from_our_stacks() {
+    let tenancy = Tenancy::new()
+        .with_app_uid("app-ours")
+        .with_stacks(StackAllowlist::new(["blt1"]));
+    assert_eq!(tenancy_error(&tenancy, &body()), None);
+    let foreign = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","api_key":"blt-other","event":"publish","data":{}}"#;
+    assert_eq!(
+        tenancy_error(&tenancy, foreign),
+        Some(ErrorKind::StackNotAllowed)
+    );
+    let no_stack = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","event":"publish","data":{}}"#;
+    assert_eq!(
+        tenancy_error(&tenancy, no_stack),
+        Some(ErrorKind::StackNotAllowed)
+    );
+}
+
+#[test]
+fn an_async_stack_check_can_answer_or_fail() {
+    let tenancy = Tenancy::new().with_stacks(stack_check_fn(|api_key: &str| {
+        let answer = match api_key {
+            "blt1" => Ok(true),
+            "blt-down" => Err(TenantUnavailable::new("the database is down")),
+            _ => Ok(false),
+        };
+        std::future::ready(answer)
+    }));
+    assert_eq!(tenancy_error(&tenancy, &body()), None);
+    let down = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","api_key":"blt-down","event":"publish","data":{}}"#;
+    assert_eq!(
+        tenancy_error(&tenancy, down),
+        Some(ErrorKind::TenantCheckUnavailable)
+    );
+    assert_eq!(
+        ErrorKind::TenantCheckUnavailable.code(),
+        "tenant_check_unavailable"
+    );
+    assert_eq!(ErrorKind::StackNotAllowed.code(), "stack_not_allowed");
+    assert_eq!(ErrorKind::AppMismatch.code(), "app_uid_mismatch");
+}
+
+#[test]
+fn an_app_token_of_another_app_is_refused_when_the_app_uid_is_required() {
+    let now = at_ms(TRIGGERED_MS);
+    let token = mint_app_token(&signer(KEY_A), &claims(), now, Duration::from_secs(300)).unwrap();
+    let ours = AppTokenVerifier::new().with_app_uid("app");
+    assert_eq!(ours.verify(&token, &keys_a(), now).unwrap().app_uid, "app");
+    let err = AppTokenVerifier::new()
+        .with_app_uid("another-app")
+        .verify(&token, &keys_a(), now)
+        .unwrap_err();
+    assert_eq!(err.kind(), AppTokenErrorKind::AppMismatch);
+    assert_eq!(err.kind().code(), "app_token_app_mismatch");
 }

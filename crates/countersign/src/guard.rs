@@ -53,6 +53,15 @@ impl<G> GuardLayer<G> {
         &mut self.guard
     }
 
+    /// The same layer around another guard made from this one (a builder step that changes
+    /// the guard's type).
+    pub(crate) fn map_guard<H>(self, f: impl FnOnce(G) -> H) -> GuardLayer<H> {
+        GuardLayer {
+            guard: f(self.guard),
+            respond: self.respond,
+        }
+    }
+
     /// Answers rejections with `respond` instead of the default problem+json. The rejection is
     /// logged and attached to the answer's extensions either way.
     #[must_use]

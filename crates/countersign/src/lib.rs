@@ -47,11 +47,11 @@
 //! | [`IpAllowlistLayer`] | the client address (behind trusted proxies) | 403 |
 //! | [`BasicAuthLayer`] | `Authorization: Basic`, several pairs for rotation | 401 + `WWW-Authenticate` |
 //! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
-//! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at` | 401, 503 without a key |
+//! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at`; with a [`Tenancy`](contentstack::Tenancy), this app's uid and stacks | 401, 403 not ours, 503 without a key |
 //! | [`ContentfulLayer`] | Contentful's request signature, TTL | 401 |
 //! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key |
 //! | [`session::SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
-//! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis) | 200 duplicate, 409, 503 |
+//! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis); holds a renewed lease while the handler runs | 200 duplicate, 409, 503 |
 //!
 //! The two signature layers read the body first: 413 when `Content-Length` or the streamed body
 //! passes the limit (2 MiB by default; nothing beyond it is buffered), 408 when reading takes
@@ -78,6 +78,7 @@
 //! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
 //! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
+//! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch` |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
 //! | 400 | `body_unreadable` |
 //! | 408 | `body_timeout` |
@@ -85,7 +86,7 @@
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
 //! | 500 | `layer_missing`, `connect_info_missing` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer) |
-//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `replay_store_full`, `replay_store_unavailable` |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_store_unavailable` |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to
 //! `tracing` (target `countersign`, with the reason and the client address), and the
@@ -124,6 +125,7 @@ pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, VerifiedBody
 pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody};
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
+pub use replay::DeliveryId;
 pub use verify_contentful::ContentfulLayer;
 pub use verify_contentstack::{ContentstackWebhookLayer, NoKeys};
 

@@ -203,6 +203,9 @@ fn signature_title(code: &str) -> &'static str {
         "timestamp_expired" => "Timestamp expired",
         "timestamp_in_future" => "Timestamp in the future",
         "key_unavailable" => "Verification key unavailable",
+        "app_uid_mismatch" => "Not for this app",
+        "stack_not_allowed" => "Not one of this app's stacks",
+        "tenant_check_unavailable" => "Tenant check unavailable",
         _ => "Request not verified",
     }
 }
@@ -221,22 +224,31 @@ impl From<contentful::Error> for Rejection {
 
 impl From<contentstack::Error> for Rejection {
     fn from(error: contentstack::Error) -> Self {
+        use contentstack::ErrorKind;
         let code = error.kind().code();
-        let status = if error.kind() == contentstack::ErrorKind::KeyUnavailable {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNAUTHORIZED
+        let status = match error.kind() {
+            ErrorKind::KeyUnavailable | ErrorKind::TenantCheckUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // Authentic, but not for this app: the sender proved who it is.
+            ErrorKind::AppMismatch | ErrorKind::StackNotAllowed => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
         };
-        Self::new(status, code, signature_title(code), error.message())
+        let rejection = Self::new(status, code, signature_title(code), error.message());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            rejection.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        } else {
+            rejection
+        }
     }
 }
 
 impl From<AppTokenError> for Rejection {
     fn from(error: AppTokenError) -> Self {
-        let status = if error.kind() == AppTokenErrorKind::KeyUnavailable {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNAUTHORIZED
+        let status = match error.kind() {
+            AppTokenErrorKind::KeyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppTokenErrorKind::AppMismatch => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
         };
         Self::new(
             status,

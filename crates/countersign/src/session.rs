@@ -14,6 +14,15 @@
 //!   installation, user, app, and [`tenant_key`](countersign_core::session::AppSession::tenant_key)
 //!   to scope every read and write.
 //!
+//! # Only this app's tokens
+//!
+//! Contentstack signs the app-tokens of every app with one key per region: a token of another
+//! app verifies as well as yours. Require your app's uid on the verifier
+//! ([`AppTokenVerifier::with_app_uid`]) and on the sessions ([`Sessions::with_app_uid`]): a
+//! token of another app is then refused (403 `app_token_app_mismatch`), and so is a session of
+//! another app signed with a shared key (403 `session_app_mismatch`). The tenant key includes
+//! the app.
+//!
 //! # Delivery: bearer (default) or cookie
 //!
 //! The app runs in an iframe inside Contentstack, a third-party context where browsers block
@@ -36,7 +45,8 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
-//! let sessions = Sessions::new([SessionKey::new(b"load this from SESSION_SECRET, 32+ bytes")?]);
+//! let sessions = Sessions::new([SessionKey::new(b"load this from SESSION_SECRET, 32+ bytes")?])
+//!     .with_app_uid("6650f7c8e2b0a10012345678"); // this app's uid, from Developer Hub
 //! let keys = StaticKeys::parse(pem)?; // or WellKnownKeys::for_region(&region)
 //!
 //! async fn page(session: AppSession, SessionToken { token, .. }: SessionToken) -> String {
@@ -49,7 +59,11 @@
 //! }
 //!
 //! let app: Router = Router::new()
-//!     .route("/ui/{location}", get(page).layer(AppTokenLayer::new(AppTokenVerifier::new(), keys, sessions.clone())))
+//!     .route("/ui/{location}", get(page).layer(AppTokenLayer::new(
+//!         AppTokenVerifier::new().with_app_uid("6650f7c8e2b0a10012345678"),
+//!         keys,
+//!         sessions.clone(),
+//!     )))
 //!     .route("/api/settings", get(settings).layer(SessionLayer::new(sessions)));
 //! # Ok(())
 //! # }
@@ -161,7 +175,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
 impl From<SessionError> for Rejection {
     fn from(error: SessionError) -> Self {
         let status = match error.kind() {
-            SessionErrorKind::CsrfMismatch => StatusCode::FORBIDDEN,
+            SessionErrorKind::CsrfMismatch | SessionErrorKind::AppMismatch => StatusCode::FORBIDDEN,
             SessionErrorKind::NoKey => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         };
@@ -190,9 +204,15 @@ pub struct AppTokenGuard<K> {
 
 impl<K: KeySource + Clone> AppTokenLayer<K> {
     /// Verifies app-tokens with `verifier` and keys from `keys`; mints sessions with
-    /// `sessions`, delivered as bearer tokens.
+    /// `sessions`, delivered as bearer tokens. When `verifier` requires an app uid
+    /// ([`AppTokenVerifier::with_app_uid`]) and `sessions` are bound to none, they are bound to
+    /// it; bind the `Sessions` of the [`SessionLayer`] too ([`Sessions::with_app_uid`]).
     #[must_use]
     pub fn new(verifier: AppTokenVerifier, keys: K, sessions: Sessions) -> Self {
+        let sessions = match (verifier.app_uid(), sessions.app_uid()) {
+            (Some(app_uid), None) => sessions.with_app_uid(app_uid),
+            _ => sessions,
+        };
         Self::from_guard(AppTokenGuard {
             verifier: Arc::new(verifier),
             keys,

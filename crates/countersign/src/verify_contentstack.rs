@@ -11,6 +11,28 @@
 //! (rate-limited by the source); with no key at all, the answer is 503 so that Contentstack
 //! retries.
 //!
+//! # Only this app's deliveries
+//!
+//! One Contentstack key per region signs every customer's webhooks, so a valid signature does
+//! not say the delivery is for you: anyone can point a webhook of their own stack at your
+//! backend. [`tenancy`](GuardLayer::tenancy) adds the check that it is
+//! ([`Tenancy`]): installation events only of your `app_uid`, every other delivery only from
+//! your stacks (a static [`StackAllowlist`](countersign_core::contentstack::StackAllowlist), or
+//! an async look-up in your own installation records). A delivery that is not yours is answered
+//! 403 (`app_uid_mismatch`, `stack_not_allowed`) and never reaches the replay store or the
+//! handler; a look-up that fails is answered 503 (`tenant_check_unavailable`), so that
+//! Contentstack retries.
+//!
+//! # Freshness and replays
+//!
+//! The default tolerance (30 minutes,
+//! [`DEFAULT_TOLERANCE`](countersign_core::contentstack::DEFAULT_TOLERANCE)) covers
+//! Contentstack's last automatic retry should it not refresh `triggered_at`. With a
+//! [`ReplayGuardLayer`](crate::replay::ReplayGuardLayer) after this layer, a long tolerance is
+//! safe: every delivery is remembered for the whole window, and a replay is answered as a
+//! duplicate. Without one, a captured delivery can be replayed for as long as the tolerance:
+//! shorten it, or add the guard.
+//!
 //! ```
 //! use axum::{Router, routing::post};
 //! use countersign::contentstack::{StaticKeys, WebhookVerifier};
@@ -34,7 +56,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use countersign_core::contentstack::{
-    ErrorKind, KeySet, KeySource, KeyUnavailable, SignatureMethod, VerifiedWebhook, WebhookVerifier,
+    AnyStack, ErrorKind, KeySet, KeySource, KeyUnavailable, SignatureMethod, StackCheck, Tenancy,
+    VerifiedWebhook, WebhookVerifier,
 };
 use http::{HeaderMap, Request};
 
@@ -43,16 +66,30 @@ use crate::guard::{Clock, Guard, GuardLayer, ReadsBody};
 use crate::replay::ReplayIdentity;
 use crate::{Rejection, VerifiedBody};
 
-/// Verifies Contentstack webhook signatures. See the [module docs](self).
-pub type ContentstackWebhookLayer<K> = GuardLayer<ContentstackGuard<K>>;
+/// Verifies Contentstack webhook signatures, and optionally that the delivery is for this app
+/// and its stacks. See the [module docs](self).
+pub type ContentstackWebhookLayer<K, S = AnyStack> = GuardLayer<ContentstackGuard<K, S>>;
 
 /// The check [`ContentstackWebhookLayer`] runs.
-#[derive(Clone, Debug)]
-pub struct ContentstackGuard<K> {
+#[derive(Debug)]
+pub struct ContentstackGuard<K, S = AnyStack> {
     verifier: Arc<WebhookVerifier>,
     keys: K,
+    tenancy: Option<Arc<Tenancy<S>>>,
     limits: BodyLimits,
     clock: Clock,
+}
+
+impl<K: Clone, S> Clone for ContentstackGuard<K, S> {
+    fn clone(&self) -> Self {
+        Self {
+            verifier: Arc::clone(&self.verifier),
+            keys: self.keys.clone(),
+            tenancy: self.tenancy.clone(),
+            limits: self.limits,
+            clock: self.clock.clone(),
+        }
+    }
 }
 
 /// A key source with no key: for a layer that verifies HMAC-signed deliveries only.
@@ -75,8 +112,24 @@ impl<K: KeySource + Clone> ContentstackWebhookLayer<K> {
         Self::from_guard(ContentstackGuard {
             verifier: Arc::new(verifier),
             keys,
+            tenancy: None,
             limits: BodyLimits::default(),
             clock: Clock::system(),
+        })
+    }
+}
+
+impl<K: KeySource + Clone, S> ContentstackWebhookLayer<K, S> {
+    /// Accepts only deliveries for this app and its stacks (see the [module docs](self)):
+    /// others are answered 403 before the replay guard and the handler.
+    #[must_use]
+    pub fn tenancy<T: StackCheck>(self, tenancy: Tenancy<T>) -> ContentstackWebhookLayer<K, T> {
+        self.map_guard(|guard| ContentstackGuard {
+            verifier: guard.verifier,
+            keys: guard.keys,
+            tenancy: Some(Arc::new(tenancy)),
+            limits: guard.limits,
+            clock: guard.clock,
         })
     }
 }
@@ -89,7 +142,7 @@ impl ContentstackWebhookLayer<NoKeys> {
     }
 }
 
-impl<K> ReadsBody for ContentstackGuard<K> {
+impl<K, S> ReadsBody for ContentstackGuard<K, S> {
     fn body_limits(&mut self) -> &mut BodyLimits {
         &mut self.limits
     }
@@ -99,7 +152,7 @@ impl<K> ReadsBody for ContentstackGuard<K> {
     }
 }
 
-impl<K: KeySource + Clone> ContentstackGuard<K> {
+impl<K: KeySource + Clone, S> ContentstackGuard<K, S> {
     async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<VerifiedWebhook, Rejection> {
         let now = self.clock.now();
         if self.verifier.method(headers) != Some(SignatureMethod::Rsa) {
@@ -120,10 +173,13 @@ impl<K: KeySource + Clone> ContentstackGuard<K> {
     }
 }
 
-impl<K: KeySource + Clone> Guard for ContentstackGuard<K> {
+impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
         let (mut request, mut body) = buffer(request, self.limits).await?;
         let verified = self.verify(request.headers(), &body).await?;
+        if let Some(tenancy) = &self.tenancy {
+            tenancy.check(&verified).await?;
+        }
         if let Some(canonical) = verified.canonical_body() {
             body = Bytes::copy_from_slice(canonical);
             replace_body(&mut request, body.clone());

@@ -118,7 +118,7 @@ async fn a_forged_or_stale_delivery_is_401() {
         (401, Some("signature_mismatch"))
     );
 
-    let stale = webhook_body(Duration::from_secs(600), DATA);
+    let stale = webhook_body(Duration::from_secs(2000), DATA);
     let signature = rsa_signature(PRIVATE_A, &stale);
     let (status, p) = problem(
         deliver(

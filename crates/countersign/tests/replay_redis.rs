@@ -295,29 +295,58 @@ async fn fail_open_passes_requests_on_while_redis_is_down() {
 }
 
 #[tokio::test]
-async fn entries_expire_with_their_ttl_and_only_the_owner_settles_a_claim() {
+async fn claims_are_leases_and_only_the_owner_renews_or_settles_one() {
     let redis = RedisServer::start().await;
     let store = RedisStore::new(&redis.url()).unwrap().with_prefix("test:");
     let key = ReplayKey::from_bytes([7u8; 32]);
     let (mine, theirs) = (Owner::from_token("mine"), Owner::from_token("theirs"));
-    let ttl = Duration::from_millis(400);
-    assert_eq!(store.claim(&key, &mine, ttl).await.unwrap(), Claim::Claimed);
+    let lease = Duration::from_millis(400);
     assert_eq!(
-        store.claim(&key, &theirs, ttl).await.unwrap(),
+        store.claim(&key, &mine, lease).await.unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        store.claim(&key, &mine, lease).await.unwrap(),
+        Claim::Claimed,
+        "a claim is idempotent for its owner"
+    );
+    assert_eq!(
+        store.claim(&key, &theirs, lease).await.unwrap(),
         Claim::InFlight
     );
+    assert!(!store.renew(&key, &theirs, lease).await.unwrap());
     store.release(&key, &theirs).await.unwrap();
-    store.complete(&key, &theirs).await.unwrap();
+    store.complete(&key, &theirs, lease).await.unwrap();
     assert_eq!(
-        store.claim(&key, &theirs, ttl).await.unwrap(),
+        store.claim(&key, &theirs, lease).await.unwrap(),
         Claim::InFlight,
-        "not theirs to settle"
+        "not theirs to renew or settle"
     );
-    store.complete(&key, &mine).await.unwrap();
-    assert_eq!(store.claim(&key, &theirs, ttl).await.unwrap(), Claim::Done);
+    // Renewed, the lease outlives its first end; unrenewed, it lapses.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.renew(&key, &mine, lease).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        store.claim(&key, &theirs, lease).await.unwrap(),
+        Claim::InFlight
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.claim(&key, &theirs, lease).await.unwrap(),
+        Claim::Claimed,
+        "the lease lapsed"
+    );
+    assert!(
+        !store.renew(&key, &mine, lease).await.unwrap(),
+        "and mine is gone"
+    );
+
+    // Done entries live for their TTL.
+    store.complete(&key, &theirs, lease).await.unwrap();
+    assert_eq!(store.claim(&key, &mine, lease).await.unwrap(), Claim::Done);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        store.claim(&key, &theirs, ttl).await.unwrap(),
+        store.claim(&key, &mine, lease).await.unwrap(),
         Claim::Claimed,
         "expired with its TTL"
     );

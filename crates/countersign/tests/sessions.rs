@@ -114,7 +114,10 @@ async fn bootstrap(base: &str, token: &str) -> String {
 async fn bootstrap_then_an_api_call_with_the_session() {
     let base = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
     let html = bootstrap(&base, &app_token(Some("bltA"), PRIVATE_A)).await;
-    assert!(html.contains("org:org1/inst:inst1/stack:bltA"), "{html}");
+    assert!(
+        html.contains("org:org1/app:app1/inst:inst1/stack:bltA"),
+        "{html}"
+    );
     let session = meta(&html, "app-session");
 
     let response = client()
@@ -127,7 +130,7 @@ async fn bootstrap_then_an_api_call_with_the_session() {
     let me: Value = response.json().await.unwrap();
     assert_eq!(
         me,
-        json!({"organization": "org1", "stack": "bltA", "user": "user1", "tenant": "org:org1/inst:inst1/stack:bltA"})
+        json!({"organization": "org1", "stack": "bltA", "user": "user1", "tenant": "org:org1/app:app1/inst:inst1/stack:bltA"})
     );
 }
 
@@ -324,7 +327,7 @@ async fn organization_apps_have_no_stack() {
         .await
         .unwrap();
     assert_eq!(me["stack"], Value::Null);
-    assert_eq!(me["tenant"], "org:org1/inst:inst1/stack:-");
+    assert_eq!(me["tenant"], "org:org1/app:app1/inst:inst1/stack:-");
 }
 
 #[tokio::test]

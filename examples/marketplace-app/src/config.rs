@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use countersign::contentstack::{HmacSecret, Region, SigningKey, StaticKeys, mint_app_token};
+use countersign::contentstack::{
+    DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys, mint_app_token,
+};
 use countersign::credentials::BasicAuth;
 use countersign::ip::IpAllowlist;
 use countersign::session::SessionKey;
@@ -82,8 +84,10 @@ impl Config {
             .iter()
             .map(HmacSecret::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let tolerance =
-            Duration::from_secs(var("WEBHOOK_TOLERANCE_SECS").map_or(Ok(300), |v| v.parse())?);
+        let tolerance = var("WEBHOOK_TOLERANCE_SECS")
+            .map(|v| v.parse().map(Duration::from_secs))
+            .transpose()?
+            .unwrap_or(DEFAULT_TOLERANCE);
         let basic_auth = list("WEBHOOK_BASIC_AUTH").map(BasicAuth::new).transpose()?;
         let allowed_ips = list("WEBHOOK_ALLOWED_IPS")
             .map(IpAllowlist::new)

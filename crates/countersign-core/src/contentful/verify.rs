@@ -361,15 +361,14 @@ impl VerifiedRequest {
         self.header(IDEMPOTENCY_KEY)
     }
 
-    /// What identifies this delivery for replay protection: the signed idempotency key when
-    /// there is one (the same for every retry), else the signature.
+    /// What identifies this delivery (replay protection, idempotent writes): the signed
+    /// idempotency key when there is one (the same for every retry), else the verified HMAC,
+    /// a function of the signed message. The rules are in [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
-        // Every attempt of a webhook delivery is signed afresh, but carries the same signed
-        // idempotency key: that identifies the delivery. Otherwise the signature does.
         match self.idempotency_key() {
-            Some(key) => ReplayKey::derive("contentful-idempotency-key", &[key.as_bytes()]),
-            None => ReplayKey::derive("contentful-signature", &[&self.signature]),
+            Some(key) => ReplayKey::contentful_idempotency_key(key),
+            None => ReplayKey::contentful_message(&self.signature),
         }
     }
 

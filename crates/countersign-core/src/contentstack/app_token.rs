@@ -107,6 +107,8 @@ pub enum AppTokenErrorKind {
     NotYetValid,
     /// No verification key is available yet.
     KeyUnavailable,
+    /// An authentic token of another app: its `app_uid` is not the one required.
+    AppMismatch,
 }
 
 impl AppTokenErrorKind {
@@ -120,6 +122,7 @@ impl AppTokenErrorKind {
             Self::Expired => "app_token_expired",
             Self::NotYetValid => "app_token_not_yet_valid",
             Self::KeyUnavailable => "key_unavailable",
+            Self::AppMismatch => "app_token_app_mismatch",
         }
     }
 }
@@ -150,10 +153,15 @@ impl AppTokenError {
 ///
 /// Verify the token on the page load that carries it, then build the app's own session from
 /// its claims: the token itself must never serve as a session.
+///
+/// Contentstack signs the app-tokens of every app with one key per region, so a valid token
+/// proves only that Contentstack issued it, to some app. Require yours with
+/// [`with_app_uid`](Self::with_app_uid).
 #[derive(Debug, Clone)]
 pub struct AppTokenVerifier {
     algorithms: Vec<AppTokenAlgorithm>,
     leeway: Duration,
+    app_uid: Option<String>,
 }
 
 impl Default for AppTokenVerifier {
@@ -169,7 +177,22 @@ impl AppTokenVerifier {
         Self {
             algorithms: vec![AppTokenAlgorithm::Rs256],
             leeway: DEFAULT_LEEWAY,
+            app_uid: None,
         }
+    }
+
+    /// Accepts only tokens whose `app_uid` is `app_uid`, this app's: a token Contentstack
+    /// issued to another app is refused ([`AppTokenErrorKind::AppMismatch`]).
+    #[must_use]
+    pub fn with_app_uid(mut self, app_uid: impl Into<String>) -> Self {
+        self.app_uid = Some(app_uid.into());
+        self
+    }
+
+    /// The app uid required, if any.
+    #[must_use]
+    pub fn app_uid(&self) -> Option<&str> {
+        self.app_uid.as_deref()
     }
 
     /// Accepts these algorithms instead of RS256 alone.
@@ -295,6 +318,14 @@ impl AppTokenVerifier {
                 format!("the token's claims are of the wrong type: {e}"),
             )
         })?;
+        if let Some(ours) = self.app_uid.as_deref()
+            && claims.app_uid != ours
+        {
+            return Err(AppTokenError::new(
+                AppTokenErrorKind::AppMismatch,
+                "the token was issued to another app (app_uid)",
+            ));
+        }
         let now_secs = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -28,6 +28,13 @@ pub enum ErrorKind {
     Expired,
     /// The signed time is further ahead of the clock than the allowed skew.
     TimestampInFuture,
+    /// An authentic installation event of another app (`data.app_installation.app_uid`).
+    AppMismatch,
+    /// An authentic delivery of a stack that is not one of this app's tenants.
+    StackNotAllowed,
+    /// Whether the stack is ours cannot be told now (the app's records are unreachable). Not
+    /// the sender's fault: answer so that it retries (HTTP 503).
+    TenantCheckUnavailable,
 }
 
 impl crate::ReasonCode for ErrorKind {
@@ -49,6 +56,9 @@ impl ErrorKind {
             Self::MalformedTimestamp => "timestamp_malformed",
             Self::Expired => "timestamp_expired",
             Self::TimestampInFuture => "timestamp_in_future",
+            Self::AppMismatch => "app_uid_mismatch",
+            Self::StackNotAllowed => "stack_not_allowed",
+            Self::TenantCheckUnavailable => "tenant_check_unavailable",
         }
     }
 }

@@ -54,6 +54,8 @@ impl fmt::Display for SaltLength {
 #[derive(Clone)]
 pub struct PublicKey {
     pkcs1_der: Vec<u8>,
+    /// The modulus, big-endian, without leading zeros: as long as a signature.
+    modulus: Vec<u8>,
     rsa: RsaPublicKey,
     jwt: jsonwebtoken::DecodingKey,
     fingerprint: String,
@@ -122,9 +124,11 @@ impl PublicKey {
             parsed.public_exponent.as_bytes(),
         );
         let rsa = RsaPublicKey::from_pkcs1_der(der).map_err(invalid_key)?;
+        let modulus = modulus[modulus.iter().take_while(|b| **b == 0).count()..].to_vec();
         Ok(Self {
             fingerprint: hex::encode(&crypto::sha256(der)[..8]),
             pkcs1_der: der.to_vec(),
+            modulus,
             rsa,
             jwt,
             bits,
@@ -156,13 +160,19 @@ impl PublicKey {
         serde_json::json!({ "signing-key": self.to_pkcs1_pem() }).to_string()
     }
 
-    pub(crate) fn verify_pss(&self, message: &[u8], signature: &[u8], salt: SaltLength) -> bool {
-        self.rsa
-            .verify_pss_sha256(message, signature, salt.to_pss())
+    /// Verifies a PSS signature over the message whose SHA-256 is `digest`. A signature of
+    /// another length, or whose value is not below the modulus, is refused before any
+    /// arithmetic: RFC 8017 (RSAVP1) requires `0 <= s < n`, and without that check `s + n`
+    /// would verify as `s` on a backend that reduces modulo `n`.
+    pub(crate) fn verify_pss(&self, digest: &[u8; 32], signature: &[u8], salt: SaltLength) -> bool {
+        self.is_signature_representative(signature)
+            && self.rsa.verify_pss_sha256(digest, signature, salt.to_pss())
     }
 
-    pub(crate) fn signature_len(&self) -> usize {
-        self.bits.div_ceil(8)
+    /// Whether `signature` has the modulus' length and, as a big-endian integer, is below it.
+    /// Equal lengths make the byte-wise comparison a numeric one.
+    pub(crate) fn is_signature_representative(&self, signature: &[u8]) -> bool {
+        signature.len() == self.modulus.len() && signature < self.modulus.as_slice()
     }
 
     pub(crate) fn jwt_key(&self) -> &jsonwebtoken::DecodingKey {

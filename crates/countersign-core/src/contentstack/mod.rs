@@ -13,7 +13,9 @@
 //!   HMAC-SHA256 of `"<t>.<raw body>"` with a shared secret.
 //!
 //! The signed time is `triggered_at` in the body (RSA) or `t` (HMAC); a delivery older than the
-//! tolerance (5 minutes by default) is refused. [`WebhookVerifier`] does all of this and returns
+//! tolerance is refused. The default, 30 minutes, is long enough for Contentstack's last
+//! automatic retry of a delivery whose `triggered_at` was not refreshed ([`LAST_RETRY_AFTER`]):
+//! pair the verifier with a replay guard, which remembers each delivery for that long. [`WebhookVerifier`] does all of this and returns
 //! a [`VerifiedWebhook`] with the envelope (`module`, `event`, `api_key`); handlers deserialize
 //! `data` into their own types.
 //!
@@ -21,6 +23,11 @@
 //! element on its first `=` only (base64 ends in `=`), parses `triggered_at` as RFC 3339
 //! instead of subtracting a string from a number, never trusts the deprecated
 //! `X-Contentstack-Signature`, and caps how many signatures one header may make it try.
+//!
+//! What a delivery is, whatever form it arrives in (re-signed, another salt, another set of
+//! `v1` elements), is [`VerifiedWebhook::replay_key`], from the verified body
+//! ([`crate::replay`]). A valid signature proves that Contentstack sent a delivery, not that it
+//! is for this app: [`Tenancy`] checks that.
 //!
 //! # Keys
 //!
@@ -41,6 +48,7 @@ mod hmac;
 mod keys;
 mod region;
 mod source;
+mod tenant;
 mod webhook;
 
 pub use app_token::{
@@ -52,10 +60,14 @@ pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region};
 pub use source::{KeySource, KeyUnavailable, StaticKeys};
+pub use tenant::{
+    AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,
+};
 pub use webhook::{
-    DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, Envelope, HMAC_SIGNATURE_HEADER,
-    MAX_SIGNATURE_ELEMENTS, MAX_SIGNATURE_HEADER_LEN, RSA_SIGNATURE_HEADER, SignatureMethod,
-    VerifiedBy, VerifiedWebhook, WebhookVerifier,
+    ATTEMPT_TIMEOUT, DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, Envelope, HMAC_SIGNATURE_HEADER,
+    INSTALLATION_MODULE, LAST_RETRY_AFTER, MAX_SIGNATURE_ELEMENTS, MAX_SIGNATURE_HEADER_LEN,
+    RETRY_SCHEDULE, RSA_SIGNATURE_HEADER, SignatureMethod, VerifiedBy, VerifiedWebhook,
+    WebhookVerifier,
 };
 
 /// `JSON.stringify(JSON.parse(body))` as JavaScript computes it: the bytes Contentstack would

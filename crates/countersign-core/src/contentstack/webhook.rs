@@ -7,17 +7,40 @@ use base64::Engine as _;
 use http::HeaderMap;
 
 use super::{Error, ErrorKind, HmacSecret, KeySet, SaltLength};
-use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
+use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq, sha256};
 use crate::js;
 use crate::replay::ReplayKey;
+
+/// What matched, the canonical bytes when the JSON fallback was needed, and the SHA-256 of the
+/// bytes that verified.
+type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 
 /// `X-Contentstack-Request-Signature`: `v1=<base64 RSA-PSS signature>[,v1=...]`.
 pub const RSA_SIGNATURE_HEADER: &str = "x-contentstack-request-signature";
 /// `x-contentstack-hmac-signature`: `t=<unix seconds>,v1=<hex>[,v1=<hex>]`.
 pub const HMAC_SIGNATURE_HEADER: &str = "x-contentstack-hmac-signature";
 
-/// How old a delivery may be by default: 5 minutes.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// Contentstack's documented retry schedule: after a failed attempt (a non-2xx answer, or none
+/// within [`ATTEMPT_TIMEOUT`]) it retries four times, about this long after each failure.
+pub const RETRY_SCHEDULE: [Duration; 4] = [
+    Duration::from_secs(5),
+    Duration::from_secs(25),
+    Duration::from_secs(125),
+    Duration::from_secs(625),
+];
+/// How long Contentstack waits for an answer to one attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The latest the last automatic retry arrives after the event, should Contentstack not
+/// refresh `triggered_at` (or `t`) on a retry (undocumented either way): the four intervals of
+/// [`RETRY_SCHEDULE`] plus five attempts that each waited [`ATTEMPT_TIMEOUT`], 930 s.
+pub const LAST_RETRY_AFTER: Duration = Duration::from_secs(5 + 25 + 125 + 625 + 5 * 30);
+/// How old a delivery may be by default: 30 minutes, [`LAST_RETRY_AFTER`] with a margin of
+/// nearly as much again, so that no automatic retry of a delivery is refused as stale.
+///
+/// A long tolerance is safe with a replay guard, which remembers every delivery for the whole
+/// window and answers a replay as a duplicate; without one, a captured delivery can be
+/// replayed for as long as the tolerance.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(30 * 60);
 /// How far ahead of our clock a signed time may be by default: 60 seconds.
 pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(60);
 
@@ -249,8 +272,8 @@ impl WebhookVerifier {
         keys: &KeySet,
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
-        let (verified_by, canonical) = self.check_rsa_signature(headers, body, keys)?;
-        let replay_key = replay_key_rsa(headers, &verified_by);
+        let (verified_by, canonical, digest) = self.check_rsa(headers, body, keys)?;
+        let replay_key = ReplayKey::contentstack_delivery(&digest);
         let signed = canonical.as_deref().unwrap_or(body);
         let envelope = Envelope::parse(signed)?;
         let triggered_at = envelope.triggered_at()?;
@@ -276,14 +299,30 @@ impl WebhookVerifier {
         body: &[u8],
         keys: &KeySet,
     ) -> Result<(VerifiedBy, Option<Vec<u8>>), Error> {
+        self.check_rsa(headers, body, keys)
+            .map(|(by, canonical, _)| (by, canonical))
+    }
+
+    /// [`check_rsa_signature`](Self::check_rsa_signature), and the SHA-256 of the bytes that
+    /// verified: each candidate body is hashed once, for every key, element and salt length.
+    fn check_rsa(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: &KeySet,
+    ) -> Result<RsaMatch, Error> {
         let signatures = rsa_signatures(headers)?;
-        self.match_body(body, |bytes| match_rsa(&signatures, bytes, keys))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::SignatureMismatch,
-                    mismatch_message("key", keys.len(), self.json_fallback),
-                )
-            })
+        self.match_body(body, |bytes| {
+            let digest = sha256(bytes);
+            match_rsa(&signatures, &digest, keys).map(|by| (by, digest))
+        })
+        .map(|((by, digest), canonical)| (by, canonical, digest))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::SignatureMismatch,
+                mismatch_message("key", keys.len(), self.json_fallback),
+            )
+        })
     }
 
     /// Verifies an HMAC-signed delivery: `v1 = hex(HMAC-SHA256(secret, "<t>.<body>"))` for any
@@ -301,13 +340,9 @@ impl WebhookVerifier {
         let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(header.t);
         let (verified_by, canonical) = self.check_hmac_signature(&header, body)?;
         self.check_freshness(signed_at, now, "t")?;
-        let element = match &verified_by {
-            VerifiedBy::Hmac { element, .. } => *element,
-            VerifiedBy::Rsa { .. } => 0,
-        };
-        let mac = header.v1.get(element).map_or(&[][..], |mac| &mac[..]);
-        let replay_key = ReplayKey::derive("contentstack-hmac", &[header.t_text.as_bytes(), mac]);
-        let envelope = Envelope::parse(canonical.as_deref().unwrap_or(body)).unwrap_or_default();
+        let signed = canonical.as_deref().unwrap_or(body);
+        let replay_key = ReplayKey::contentstack_delivery(&sha256(signed));
+        let envelope = Envelope::parse(signed).unwrap_or_default();
         Ok(VerifiedWebhook {
             verified_by,
             canonical_body: canonical,
@@ -333,11 +368,11 @@ impl WebhookVerifier {
 
     /// Tries `matches` on the raw body, then, with the fallback on, on its JSON
     /// re-serialization, which is returned when that is what matched.
-    fn match_body(
+    fn match_body<T>(
         &self,
         body: &[u8],
-        matches: impl Fn(&[u8]) -> Option<VerifiedBy>,
-    ) -> Option<(VerifiedBy, Option<Vec<u8>>)> {
+        matches: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<(T, Option<Vec<u8>>)> {
         if let Some(by) = matches(body) {
             return Some((by, None));
         }
@@ -489,30 +524,16 @@ fn rsa_signatures(headers: &HeaderMap) -> Result<Vec<Vec<u8>>, Error> {
     Ok(decoded)
 }
 
-/// The replay key of an RSA-verified delivery: the digest of the signature that matched.
-fn replay_key_rsa(headers: &HeaderMap, verified_by: &VerifiedBy) -> ReplayKey {
-    let element = match verified_by {
-        VerifiedBy::Rsa { element, .. } => *element,
-        VerifiedBy::Hmac { .. } => 0,
-    };
-    let signature = rsa_signatures(headers)
-        .ok()
-        .and_then(|mut signatures| {
-            (element < signatures.len()).then(|| signatures.swap_remove(element))
-        })
-        .unwrap_or_default();
-    ReplayKey::derive("contentstack-rsa", &[&signature])
-}
-
-/// The first (key, element, salt) under which a signature verifies `message`.
-fn match_rsa(signatures: &[Vec<u8>], message: &[u8], keys: &KeySet) -> Option<VerifiedBy> {
+/// The first (key, element, salt) under which a signature verifies the message whose SHA-256
+/// is `digest`.
+fn match_rsa(signatures: &[Vec<u8>], digest: &[u8; 32], keys: &KeySet) -> Option<VerifiedBy> {
     for (key_index, key) in keys.iter().enumerate() {
         for (element, signature) in signatures.iter().enumerate() {
-            if signature.len() != key.signature_len() {
+            if !key.is_signature_representative(signature) {
                 continue;
             }
             for salt in [SaltLength::Digest, SaltLength::Max] {
-                if key.verify_pss(message, signature, salt) {
+                if key.verify_pss(digest, signature, salt) {
                     return Some(VerifiedBy::Rsa {
                         key_index,
                         key_fingerprint: key.fingerprint().to_owned(),
@@ -605,6 +626,7 @@ pub struct Envelope {
     module: Option<String>,
     event: Option<String>,
     api_key: Option<String>,
+    installation_app_uid: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -613,6 +635,94 @@ struct RawEnvelope {
     module: Option<serde_json::Value>,
     event: Option<serde_json::Value>,
     api_key: Option<serde_json::Value>,
+    #[serde(default)]
+    data: InstallationAppUid,
+}
+
+/// `data.app_installation.app_uid` when `data` has it; any other `data` (an object without it,
+/// an array, a string, `null`) is skipped without being built.
+#[derive(Default)]
+struct InstallationAppUid(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for InstallationAppUid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Looks for `key` in an object, then hands its value to `Inner`.
+        struct Field<Inner>(&'static str, std::marker::PhantomData<Inner>);
+
+        impl<'de, Inner: serde::Deserialize<'de> + Default> serde::de::Visitor<'de> for Field<Inner> {
+            type Value = Inner;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Inner, A::Error> {
+                let mut found = Inner::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == self.0 {
+                        found = map.next_value()?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Inner, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Inner::default())
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+            fn visit_unit<E>(self) -> Result<Inner, E> {
+                Ok(Inner::default())
+            }
+        }
+
+        /// `app_uid` of `app_installation`, when it is a string.
+        #[derive(Default)]
+        struct AppUid(Option<String>);
+
+        impl<'de> serde::Deserialize<'de> for AppUid {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value: Option<serde_json::Value> =
+                    deserializer.deserialize_any(Field::<Option<serde_json::Value>>(
+                        "app_uid",
+                        std::marker::PhantomData,
+                    ))?;
+                Ok(Self(match value {
+                    Some(serde_json::Value::String(uid)) => Some(uid),
+                    _ => None,
+                }))
+            }
+        }
+
+        let AppUid(uid) = deserializer.deserialize_any(Field::<AppUid>(
+            "app_installation",
+            std::marker::PhantomData,
+        ))?;
+        Ok(Self(uid))
+    }
 }
 
 impl Envelope {
@@ -638,6 +748,7 @@ impl Envelope {
             module: text(raw.module),
             event: text(raw.event),
             api_key: text(raw.api_key),
+            installation_app_uid: raw.data.0,
         })
     }
 
@@ -688,11 +799,18 @@ impl VerifiedWebhook {
         &self.verified_by
     }
 
-    /// What identifies this delivery for replay protection: the digest of the signature that
-    /// matched.
+    /// What identifies this delivery (replay protection, idempotent writes): the digest of the
+    /// verified body, the same for every form in which Contentstack may send the delivery
+    /// again. The rules are in [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
         self.replay_key
+    }
+
+    /// The delivery's id: [`replay_key`](Self::replay_key) in lower-case hex, 64 characters.
+    #[must_use]
+    pub fn delivery_id(&self) -> String {
+        self.replay_key.to_hex()
     }
 
     /// When the delivery was signed: `triggered_at` (RSA) or `t` (HMAC).
@@ -743,4 +861,20 @@ impl VerifiedWebhook {
     pub fn api_key(&self) -> Option<&str> {
         self.envelope.api_key.as_deref()
     }
+
+    /// Whether this is an installation event (`module` `app_installation`: `install`,
+    /// `upgrade`, `uninstall`, ...), which says which app it is for.
+    #[must_use]
+    pub fn is_installation_event(&self) -> bool {
+        self.module() == Some(INSTALLATION_MODULE)
+    }
+
+    /// `data.app_installation.app_uid`: the app an installation event is for.
+    #[must_use]
+    pub fn installation_app_uid(&self) -> Option<&str> {
+        self.envelope.installation_app_uid.as_deref()
+    }
 }
+
+/// The `module` of installation events.
+pub const INSTALLATION_MODULE: &str = "app_installation";

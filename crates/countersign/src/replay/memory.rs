@@ -29,6 +29,7 @@ pub enum FullPolicy {
 struct Entry {
     /// `Some(owner)` while in flight, `None` once done.
     in_flight: Option<Owner>,
+    /// The end of the lease while in flight, of the window once done.
     expires: Instant,
     seq: u64,
 }
@@ -48,6 +49,34 @@ impl Inner {
         }
     }
 
+    /// The entry of `key` unless it has expired (an expired one is dropped).
+    fn live(&mut self, key: &ReplayKey, now: Instant) -> Option<&Entry> {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.expires <= now)
+        {
+            self.remove(key);
+        }
+        self.entries.get(key)
+    }
+
+    /// Puts `key` in the state `in_flight` until `expires`, replacing what it had.
+    fn put(&mut self, key: &ReplayKey, in_flight: Option<Owner>, expires: Instant) {
+        self.remove(key);
+        self.seq += 1;
+        let seq = self.seq;
+        self.by_expiry.insert((expires, seq), *key);
+        self.entries.insert(
+            *key,
+            Entry {
+                in_flight,
+                expires,
+                seq,
+            },
+        );
+    }
+
     fn purge_expired(&mut self, now: Instant) {
         while let Some((&(expires, _), _)) = self.by_expiry.first_key_value() {
             if expires > now {
@@ -55,6 +84,25 @@ impl Inner {
             }
             if let Some((_, key)) = self.by_expiry.pop_first() {
                 self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Whether one more entry fits; when full, expired entries go first, then `policy` says.
+    fn make_room(&mut self, capacity: usize, policy: FullPolicy, now: Instant) -> bool {
+        if self.entries.len() >= capacity {
+            self.purge_expired(now);
+        }
+        if self.entries.len() < capacity {
+            return true;
+        }
+        match policy {
+            FullPolicy::RefuseNew => false,
+            FullPolicy::EvictOldest => {
+                if let Some((_, oldest)) = self.by_expiry.pop_first() {
+                    self.entries.remove(&oldest);
+                }
+                true
             }
         }
     }
@@ -108,45 +156,52 @@ impl MemoryStore {
         &self,
         key: &ReplayKey,
         owner: &Owner,
-        ttl: Duration,
+        lease: Duration,
         now: Instant,
     ) -> Claim {
         let mut inner = self.lock();
-        if let Some(entry) = inner.entries.get(key) {
-            if entry.expires > now {
-                return if entry.in_flight.is_some() {
-                    Claim::InFlight
-                } else {
-                    Claim::Done
-                };
-            }
-            inner.remove(key);
-        }
-        if inner.entries.len() >= self.capacity {
-            inner.purge_expired(now);
-        }
-        if inner.entries.len() >= self.capacity {
-            match self.policy {
-                FullPolicy::RefuseNew => return Claim::Full,
-                FullPolicy::EvictOldest => {
-                    if let Some((_, oldest)) = inner.by_expiry.pop_first() {
-                        inner.entries.remove(&oldest);
-                    }
+        match inner.live(key, now).map(|entry| entry.in_flight.as_ref()) {
+            Some(None) => return Claim::Done,
+            Some(Some(holder)) if holder != owner => return Claim::InFlight,
+            Some(Some(_)) => {}
+            None => {
+                if !inner.make_room(self.capacity, self.policy, now) {
+                    return Claim::Full;
                 }
             }
         }
-        inner.seq += 1;
-        let (expires, seq) = (now + ttl, inner.seq);
-        inner.by_expiry.insert((expires, seq), *key);
-        inner.entries.insert(
-            *key,
-            Entry {
-                in_flight: Some(owner.clone()),
-                expires,
-                seq,
-            },
-        );
+        inner.put(key, Some(owner.clone()), now + lease);
         Claim::Claimed
+    }
+
+    /// The synchronous heart of [`ReplayStore::renew`].
+    pub(crate) fn renew_now(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+        now: Instant,
+    ) -> bool {
+        let mut inner = self.lock();
+        let ours = inner
+            .live(key, now)
+            .is_some_and(|entry| entry.in_flight.as_ref() == Some(owner));
+        if ours {
+            inner.put(key, Some(owner.clone()), now + lease);
+        }
+        ours
+    }
+
+    /// The synchronous heart of [`ReplayStore::complete`].
+    pub(crate) fn complete_now(&self, key: &ReplayKey, owner: &Owner, ttl: Duration, now: Instant) {
+        let mut inner = self.lock();
+        let settle = match inner.live(key, now) {
+            Some(entry) => entry.in_flight.as_ref() == Some(owner),
+            None => inner.make_room(self.capacity, self.policy, now),
+        };
+        if settle {
+            inner.put(key, None, now + ttl);
+        }
     }
 }
 
@@ -155,22 +210,27 @@ impl ReplayStore for MemoryStore {
         &self,
         key: &ReplayKey,
         owner: &Owner,
-        ttl: Duration,
+        lease: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        ready(Ok(self.claim_now(key, owner, ttl, Instant::now())))
+        ready(Ok(self.claim_now(key, owner, lease, Instant::now())))
+    }
+
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self.renew_now(key, owner, lease, Instant::now())))
     }
 
     fn complete(
         &self,
         key: &ReplayKey,
         owner: &Owner,
+        ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut inner = self.lock();
-        if let Some(entry) = inner.entries.get_mut(key)
-            && entry.in_flight.as_ref() == Some(owner)
-        {
-            entry.in_flight = None;
-        }
+        self.complete_now(key, owner, ttl, Instant::now());
         ready(Ok(()))
     }
 
@@ -203,15 +263,18 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
+    const LEASE: Duration = Duration::from_secs(3);
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn new_then_in_flight_then_done() {
         let store = MemoryStore::new(10);
         let (a, b) = (Owner::new(), Owner::new());
         let now = Instant::now();
-        assert_eq!(store.claim_now(&key(1), &a, TTL, now), Claim::Claimed);
-        assert_eq!(store.claim_now(&key(1), &b, TTL, now), Claim::InFlight);
-        futures_block(store.complete(&key(1), &a)).unwrap();
-        assert_eq!(store.claim_now(&key(1), &b, TTL, now), Claim::Done);
+        assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
+        assert_eq!(store.claim_now(&key(1), &b, LEASE, now), Claim::InFlight);
+        store.complete_now(&key(1), &a, TTL, now);
+        assert_eq!(store.claim_now(&key(1), &b, LEASE, now), Claim::Done);
     }
 
     #[test]
@@ -219,36 +282,106 @@ mod tests {
         let store = MemoryStore::new(10);
         let (a, b) = (Owner::new(), Owner::new());
         let now = Instant::now();
-        assert_eq!(store.claim_now(&key(1), &a, TTL, now), Claim::Claimed);
+        assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
         futures_block(store.release(&key(1), &b)).unwrap();
         assert_eq!(
-            store.claim_now(&key(1), &b, TTL, now),
+            store.claim_now(&key(1), &b, LEASE, now),
             Claim::InFlight,
             "another owner cannot release"
         );
-        futures_block(store.complete(&key(1), &b)).unwrap();
+        store.complete_now(&key(1), &b, TTL, now);
         assert_eq!(
-            store.claim_now(&key(1), &b, TTL, now),
+            store.claim_now(&key(1), &b, LEASE, now),
             Claim::InFlight,
             "nor complete"
         );
         futures_block(store.release(&key(1), &a)).unwrap();
-        assert_eq!(store.claim_now(&key(1), &b, TTL, now), Claim::Claimed);
+        assert_eq!(store.claim_now(&key(1), &b, LEASE, now), Claim::Claimed);
     }
 
     #[test]
-    fn entries_expire_with_their_ttl() {
+    fn an_unrenewed_lease_lapses_and_the_retry_is_claimed() {
         let store = MemoryStore::new(10);
+        let (dead, retry) = (Owner::new(), Owner::new());
+        let now = Instant::now();
+        assert_eq!(store.claim_now(&key(1), &dead, LEASE, now), Claim::Claimed);
+        assert_eq!(
+            store.claim_now(&key(1), &retry, LEASE, now + LEASE - MS),
+            Claim::InFlight
+        );
+        assert_eq!(
+            store.claim_now(&key(1), &retry, LEASE, now + LEASE),
+            Claim::Claimed
+        );
+        assert!(
+            !store.renew_now(&key(1), &dead, LEASE, now + LEASE),
+            "the lapsed owner learns it lost the claim"
+        );
+    }
+
+    #[test]
+    fn only_the_owner_renews_and_a_renewed_lease_lives_on() {
+        let store = MemoryStore::new(10);
+        let (a, b) = (Owner::new(), Owner::new());
+        let now = Instant::now();
+        store.claim_now(&key(1), &a, LEASE, now);
+        assert!(!store.renew_now(&key(1), &b, LEASE, now + MS));
+        assert!(store.renew_now(&key(1), &a, LEASE, now + 2 * MS));
+        assert_eq!(
+            store.claim_now(&key(1), &b, LEASE, now + LEASE + MS),
+            Claim::InFlight,
+            "renewed past its first end"
+        );
+    }
+
+    #[test]
+    fn claiming_again_as_the_owner_is_idempotent() {
+        let store = MemoryStore::new(1);
         let owner = Owner::new();
         let now = Instant::now();
-        assert_eq!(store.claim_now(&key(1), &owner, TTL, now), Claim::Claimed);
-        futures_block(store.complete(&key(1), &owner)).unwrap();
+        assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
         assert_eq!(
-            store.claim_now(&key(1), &owner, TTL, now + TTL - Duration::from_millis(1)),
+            store.claim_now(&key(1), &owner, LEASE, now + MS),
+            Claim::Claimed,
+            "an owner whose answer was lost finds it holds the claim (even in a full store)"
+        );
+    }
+
+    #[test]
+    fn a_lapsed_claim_is_still_marked_done_but_another_owners_claim_is_left_alone() {
+        let store = MemoryStore::new(10);
+        let (slow, other) = (Owner::new(), Owner::new());
+        let now = Instant::now();
+        store.claim_now(&key(1), &slow, LEASE, now);
+        store.complete_now(&key(1), &slow, TTL, now + LEASE);
+        assert_eq!(
+            store.claim_now(&key(1), &other, LEASE, now + LEASE),
+            Claim::Done
+        );
+
+        store.claim_now(&key(2), &slow, LEASE, now);
+        store.claim_now(&key(2), &other, LEASE, now + LEASE);
+        store.complete_now(&key(2), &slow, TTL, now + LEASE);
+        assert_eq!(
+            store.claim_now(&key(2), &slow, LEASE, now + LEASE),
+            Claim::InFlight,
+            "the other owner's outcome decides"
+        );
+    }
+
+    #[test]
+    fn done_entries_expire_with_their_ttl() {
+        let store = MemoryStore::new(10);
+        let (owner, later) = (Owner::new(), Owner::new());
+        let now = Instant::now();
+        assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
+        store.complete_now(&key(1), &owner, TTL, now);
+        assert_eq!(
+            store.claim_now(&key(1), &later, LEASE, now + TTL - MS),
             Claim::Done
         );
         assert_eq!(
-            store.claim_now(&key(1), &owner, TTL, now + TTL),
+            store.claim_now(&key(1), &later, LEASE, now + TTL),
             Claim::Claimed
         );
     }
@@ -269,7 +402,7 @@ mod tests {
 
     #[test]
     fn when_full_of_live_entries_new_ones_are_refused_or_the_oldest_evicted() {
-        let owner = Owner::new();
+        let (owner, other) = (Owner::new(), Owner::new());
         let now = Instant::now();
         let refusing = MemoryStore::new(2);
         refusing.claim_now(&key(1), &owner, TTL, now);
@@ -284,7 +417,7 @@ mod tests {
             Claim::Claimed
         );
         assert_eq!(
-            evicting.claim_now(&key(1), &owner, TTL, now),
+            evicting.claim_now(&key(1), &other, TTL, now),
             Claim::Claimed,
             "the oldest was forgotten"
         );

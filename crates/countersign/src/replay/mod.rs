@@ -1,28 +1,65 @@
-//! [`ReplayGuardLayer`]: a valid signed request that is captured and sent again is not handled
-//! twice, while the provider's own retries still work, across a fleet through Redis.
+//! [`ReplayGuardLayer`]: every verified delivery is handled once, none is lost while it is
+//! being handled, and a replay is acknowledged without being handled again, across a fleet
+//! through Redis.
 //!
 //! The layer sits after a verification layer ([`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer)
 //! or [`ContentfulLayer`](crate::ContentfulLayer)), which records what identifies the verified
-//! delivery ([`ReplayIdentity`]): a digest of the verified signature, or for Contentful the
-//! signed idempotency key, which every retry of a delivery shares. Unverified input never
-//! reaches the store.
+//! delivery ([`ReplayIdentity`]): for Contentstack the digest of the verified body, for
+//! Contentful the signed idempotency key (or the verified HMAC where there is none). Every form
+//! in which a provider may send one delivery again (re-signed, another salt length, another set
+//! of signature elements) has the same key: [`countersign_core::replay`] has the rules.
+//! Handlers read it as [`DeliveryId`], to make their own writes idempotent. Unverified input
+//! never reaches the store.
 //!
 //! | the store has | the request | answer |
 //! |---|---|---|
-//! | nothing | is claimed (in flight) and runs | the handler's |
+//! | nothing | is claimed (in flight, on a short lease) and runs | the handler's |
 //! | the delivery, done | does not run | 200 `{"status":"duplicate"}`, `X-Countersign-Replay: duplicate` |
 //! | the delivery, in flight | does not run | 409 `request_in_flight`, `Retry-After` |
 //!
-//! When the handler answers 2xx the delivery is done. Any other answer, or an error of the
-//! service, releases the claim, so the sender's retry is handled: a 5xx because the failure
-//! may be transient, and a 4xx too, because the delivery was not handled (a permanent 4xx
-//! stays visible to the sender, which retries a few times and then stops; Contentstack
-//! disables a webhook after 10 failures in a row, so fix what the 4xx says). A duplicate of a
-//! done delivery is acknowledged with 2xx so that the sender stops retrying and nothing is
-//! handled twice.
+//! # A claim cannot strand a delivery
 //!
-//! An entry lives as long as the signature stays acceptable (the verifier's tolerance or TTL
-//! plus its future skew) plus a margin (default 60 s), and no longer.
+//! A claim is a lease ([`DEFAULT_LEASE`], 3 s: shorter than Contentstack's first retry
+//! interval of 5 s), renewed every third of it while the handler runs. So:
+//!
+//! - when the handler answers 2xx, the delivery is marked done and remembered for the whole
+//!   window: the signature's acceptance window (tolerance or TTL, plus future skew) plus a
+//!   margin (60 s by default);
+//! - when it answers anything else, or fails, the claim is released at once and the sender's
+//!   retry runs (a 4xx too: the delivery was not handled; Contentstack disables a webhook after
+//!   10 failures in a row, so fix what the 4xx says);
+//! - when the handler's future is dropped (the client went away, Contentstack's 30 s timeout,
+//!   a `tower` timeout), the claim is released in the background;
+//! - when the process dies, nobody renews the lease, and it lapses by itself before the
+//!   sender's first retry;
+//! - when the store's answer to a claim is lost (Redis restarted mid-command), the claim is
+//!   asked again: a claim is idempotent for its owner, so the second answer says whether the
+//!   first was applied. If the store stays silent, the request is answered 503 (the sender
+//!   retries) and whatever claim may have been applied lapses with its lease;
+//! - when marking a handled delivery done fails, it is retried in the background and logged;
+//!   meanwhile the lease lapses, so the delivery is never blocked, only exposed to being
+//!   handled again if it is replayed (see below).
+//!
+//! # What "exactly once" means here, and where it stops
+//!
+//! Every delivery the provider sends, in any form, is handed to a handler until one answers
+//! 2xx, and after that never again within the window: retries and replays are acknowledged.
+//! That is exactly-once *handling* as far as the store can tell, and it stops where the store
+//! cannot know:
+//!
+//! - the handler's effects and the "done" mark are two writes. A process that dies after the
+//!   handler's own commit but before the mark, or a mark that cannot be written, lets the
+//!   delivery's retry run again. Make the handler's writes idempotent by [`DeliveryId`] (an
+//!   upsert or an insert that ignores a conflict on it), and that second run changes nothing;
+//! - a lease lost while its handler still runs (the store unreachable for longer than the
+//!   lease, or a process paused past it) lets a retry run concurrently. The renewal logs it;
+//! - an entry lives for the window: a delivery replayed later than that is refused as stale
+//!   by the verifier, not by the store. Keep the verifier's tolerance and the store together;
+//! - a store that loses its state (Redis flushed or restarted without persistence, a
+//!   [`MemoryStore`] after a restart) forgets what was done: idempotent writes are again what
+//!   keeps a replay from counting twice;
+//! - [`FullPolicy::EvictOldest`] and [`UnavailablePolicy::FailOpen`] trade exactly-once for
+//!   availability, as their names say.
 //!
 //! Two stores: [`MemoryStore`] (the default; one process) and `RedisStore` (feature `redis`;
 //! every instance behind a load balancer agrees).
@@ -30,7 +67,7 @@
 //! ```
 //! use axum::{Router, routing::post};
 //! use countersign::contentstack::{StaticKeys, WebhookVerifier};
-//! use countersign::replay::{MemoryStore, ReplayGuardLayer};
+//! use countersign::replay::{DeliveryId, MemoryStore, ReplayGuardLayer};
 //! use countersign::ContentstackWebhookLayer;
 //! use tower::ServiceBuilder;
 //!
@@ -38,7 +75,8 @@
 //! # let pem = include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public.pem");
 //! let app: Router = Router::new().route(
 //!     "/webhooks/contentstack",
-//!     post(|| async { "handled" }).layer(
+//!     // Record the delivery under its id: a second run changes nothing.
+//!     post(|DeliveryId(id): DeliveryId| async move { format!("handled {id}") }).layer(
 //!         ServiceBuilder::new()
 //!             .layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), StaticKeys::parse(pem)?))
 //!             .layer(ReplayGuardLayer::new(MemoryStore::new(100_000))),
@@ -52,6 +90,7 @@ mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -60,9 +99,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::Bytes;
 pub use countersign_core::replay::ReplayKey;
+use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -86,15 +127,56 @@ pub struct ReplayIdentity {
     pub window: Option<Duration>,
 }
 
+/// The id of the verified delivery, for a handler's own idempotent writes: the same for every
+/// form in which the provider sends the delivery again, on every instance, after a restart.
+/// Its `Display` is 64 lower-case hex characters.
+///
+/// Needs [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) or
+/// [`ContentfulLayer`](crate::ContentfulLayer) on the route.
+///
+/// ```
+/// use countersign::replay::DeliveryId;
+///
+/// async fn handler(DeliveryId(id): DeliveryId) -> String {
+///     // INSERT ... ON CONFLICT (delivery_id) DO NOTHING
+///     format!("recorded {id}")
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryId(pub ReplayKey);
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DeliveryId {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        parts
+            .extensions
+            .get::<ReplayIdentity>()
+            .map(|identity| Self(identity.key))
+            .ok_or_else(|| {
+                Rejection::misconfigured(
+                    "layer_missing",
+                    "the DeliveryId extractor needs ContentstackWebhookLayer or ContentfulLayer on this route (or its router)",
+                )
+            })
+    }
+}
+
 /// What the store says about a delivery it is asked to claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Claim {
-    /// Not seen: now claimed by the caller.
+    /// Not seen, or already the caller's: now claimed by the caller, for the lease.
     Claimed,
     /// Seen and handled.
     Done,
-    /// Seen and being handled now.
+    /// Seen and being handled now, under another owner's live lease.
     InFlight,
     /// The store is full of live entries and refuses new ones.
     Full,
@@ -145,20 +227,35 @@ impl Owner {
     }
 }
 
-/// Where deliveries are remembered: in new, in flight, then done states.
+/// Where deliveries are remembered: new, in flight under an owner's lease, then done.
+///
+/// Every operation but `claim` is a compare-and-set on the owner: one instance never renews,
+/// completes or releases another's claim.
 pub trait ReplayStore: Send + Sync + 'static {
-    /// Claims `key` for `owner` for `ttl` unless it is known.
+    /// Claims `key` for `owner` for `lease` unless another owner holds it or it is done.
+    /// Idempotent for one owner: claiming again what `owner` holds extends the lease and
+    /// answers [`Claim::Claimed`], so that a claim whose answer was lost can be asked again.
     fn claim(
         &self,
         key: &ReplayKey,
         owner: &Owner,
-        ttl: Duration,
+        lease: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// Marks `owner`'s claim of `key` done (kept until its TTL ends).
+    /// Extends `owner`'s lease on `key` to `lease` from now. `false`: the claim is no longer
+    /// `owner`'s (it lapsed, and another owner may hold it).
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Marks `key` done for `ttl`, when it is `owner`'s claim or nobody's (a lapsed lease); a
+    /// claim another owner holds now is left alone.
     fn complete(
         &self,
         key: &ReplayKey,
         owner: &Owner,
+        ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Forgets `owner`'s claim of `key`, so that a retry runs.
     fn release(
@@ -175,18 +272,38 @@ pub trait ReplayStore: Send + Sync + 'static {
 
 /// How long an entry outlives the signature's acceptance window by default.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// How long an in-flight claim lives without renewal by default: shorter than Contentstack's
+/// first retry interval (5 s), so that the claim of a process that died has lapsed when the
+/// retry arrives.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 /// How long an entry lives when the signature never expires (TTL off).
 pub const UNBOUNDED_WINDOW_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What `Retry-After` says for a delivery in flight, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 5;
 /// The header on a duplicate's acknowledgement.
 pub const REPLAY_HEADER: &str = "x-countersign-replay";
+/// How often marking a handled delivery done is tried in the background after the first
+/// attempt failed, and the pause before each try.
+const COMPLETE_RETRIES: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
 
-/// Answers replays of verified deliveries instead of handling them again. See the
-/// [module docs](self).
+/// How the guard holds its claims.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    margin: Duration,
+    lease: Duration,
+}
+
+/// Answers replays of verified deliveries instead of handling them again, and keeps every
+/// delivery claimed only while a handler really works on it. See the [module docs](self).
 pub struct ReplayGuardLayer<St> {
     store: Arc<St>,
-    margin: Duration,
+    timing: Timing,
     respond: Respond,
 }
 
@@ -194,7 +311,7 @@ impl<St> Clone for ReplayGuardLayer<St> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
-            margin: self.margin,
+            timing: self.timing,
             respond: self.respond.clone(),
         }
     }
@@ -204,7 +321,8 @@ impl<St: fmt::Debug> fmt::Debug for ReplayGuardLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayGuardLayer")
             .field("store", &self.store)
-            .field("margin", &self.margin)
+            .field("margin", &self.timing.margin)
+            .field("lease", &self.timing.lease)
             .finish()
     }
 }
@@ -215,7 +333,10 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
     pub fn new(store: St) -> Self {
         Self {
             store: Arc::new(store),
-            margin: DEFAULT_MARGIN,
+            timing: Timing {
+                margin: DEFAULT_MARGIN,
+                lease: DEFAULT_LEASE,
+            },
             respond: Respond::default(),
         }
     }
@@ -223,7 +344,16 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
     /// How long an entry outlives the signature's acceptance window (default 60 s).
     #[must_use]
     pub fn margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
+        self.timing.margin = margin;
+        self
+    }
+
+    /// How long a claim lives without renewal (default [`DEFAULT_LEASE`], at least 30 ms);
+    /// it is renewed every third of it while the handler runs. Keep it shorter than the
+    /// provider's first retry interval, and longer than the store's worst answer time.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.timing.lease = lease.max(Duration::from_millis(30));
         self
     }
 
@@ -246,7 +376,7 @@ impl<S, St> Layer<S> for ReplayGuardLayer<St> {
         ReplayGuard {
             inner,
             store: Arc::clone(&self.store),
-            margin: self.margin,
+            timing: self.timing,
             respond: self.respond.clone(),
         }
     }
@@ -256,7 +386,7 @@ impl<S, St> Layer<S> for ReplayGuardLayer<St> {
 pub struct ReplayGuard<S, St> {
     inner: S,
     store: Arc<St>,
-    margin: Duration,
+    timing: Timing,
     respond: Respond,
 }
 
@@ -265,7 +395,7 @@ impl<S: Clone, St> Clone for ReplayGuard<S, St> {
         Self {
             inner: self.inner.clone(),
             store: Arc::clone(&self.store),
-            margin: self.margin,
+            timing: self.timing,
             respond: self.respond.clone(),
         }
     }
@@ -274,7 +404,8 @@ impl<S: Clone, St> Clone for ReplayGuard<S, St> {
 impl<S, St> fmt::Debug for ReplayGuard<S, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayGuard")
-            .field("margin", &self.margin)
+            .field("margin", &self.timing.margin)
+            .field("lease", &self.timing.lease)
             .finish_non_exhaustive()
     }
 }
@@ -288,6 +419,11 @@ fn duplicate() -> Response {
     );
     headers.insert(REPLAY_HEADER, HeaderValue::from_static("duplicate"));
     response
+}
+
+fn unavailable(code: &'static str, title: &'static str, message: String) -> Rejection {
+    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, title, message)
+        .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS))
 }
 
 impl<S, St, B, ResBody> Service<Request<B>> for ReplayGuard<S, St>
@@ -313,7 +449,7 @@ where
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let store = Arc::clone(&self.store);
-        let (margin, respond) = (self.margin, self.respond.clone());
+        let (timing, respond) = (self.timing, self.respond.clone());
         let request = request.map(Body::new);
         Box::pin(async move {
             let Some(identity) = request.extensions().get::<ReplayIdentity>().copied() else {
@@ -323,15 +459,30 @@ where
                 );
                 return Ok(respond.respond(rejection, None));
             };
-            let ttl = identity.window.unwrap_or(UNBOUNDED_WINDOW_TTL) + margin;
+            let key = identity.key;
             let owner = Owner::new();
-            match store.claim(&identity.key, &owner, ttl).await {
-                Ok(Claim::Claimed) => {}
-                Ok(Claim::Done) => {
-                    tracing::info!(target: "countersign", key = %identity.key, "acknowledged a duplicate of a handled delivery");
+            let claim = match claim(&store, &key, &owner, timing.lease).await {
+                Ok(claim) => claim,
+                Err(error) if store.fail_open() => {
+                    tracing::warn!(target: "countersign", %error, "replay store unavailable: passing the request on unprotected");
+                    return inner.call(request).await.map(|r| r.map(Body::new));
+                }
+                Err(error) => {
+                    let rejection = unavailable(
+                        "replay_store_unavailable",
+                        "Replay store unavailable",
+                        error.to_string(),
+                    );
+                    return Ok(respond.respond(rejection, None));
+                }
+            };
+            match claim {
+                Claim::Claimed => {}
+                Claim::Done => {
+                    tracing::info!(target: "countersign", delivery = %key, "acknowledged a duplicate of a handled delivery");
                     return Ok(duplicate());
                 }
-                Ok(Claim::InFlight) => {
+                Claim::InFlight => {
                     let rejection = Rejection::new(
                         StatusCode::CONFLICT,
                         "request_in_flight",
@@ -341,42 +492,151 @@ where
                     .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
                     return Ok(respond.respond(rejection, None));
                 }
-                Ok(Claim::Full) => {
-                    let rejection = Rejection::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
+                Claim::Full => {
+                    let rejection = unavailable(
                         "replay_store_full",
                         "Replay store full",
-                        "the replay store is full of live entries and refuses new ones",
-                    )
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-                    return Ok(respond.respond(rejection, None));
-                }
-                Err(error) if store.fail_open() => {
-                    tracing::warn!(target: "countersign", %error, "replay store unavailable: passing the request on unprotected");
-                    return inner.call(request).await.map(|r| r.map(Body::new));
-                }
-                Err(error) => {
-                    let rejection = Rejection::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "replay_store_unavailable",
-                        "Replay store unavailable",
-                        error.to_string(),
-                    )
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                        "the replay store is full of live entries and refuses new ones".to_owned(),
+                    );
                     return Ok(respond.respond(rejection, None));
                 }
             }
-            let outcome = inner.call(request).await;
-            let handled = matches!(&outcome, Ok(response) if response.status().is_success());
-            let settled = if handled {
-                store.complete(&identity.key, &owner).await
-            } else {
-                store.release(&identity.key, &owner).await
+            // From here the claim is held: released if this future is dropped.
+            let held = Held::new(Arc::clone(&store), key, owner);
+            let outcome = tokio::select! {
+                outcome = inner.call(request) => outcome,
+                never = renew(&store, &key, &held.owner, timing.lease) => match never {},
             };
-            if let Err(error) = settled {
-                tracing::error!(target: "countersign", %error, handled, "could not record the delivery's outcome in the replay store");
-            }
+            let handled = matches!(&outcome, Ok(response) if response.status().is_success());
+            let window = identity.window.unwrap_or(UNBOUNDED_WINDOW_TTL) + timing.margin;
+            held.settle(handled, window).await;
             outcome.map(|response| response.map(Body::new))
         })
+    }
+}
+
+/// Claims `key`. The answer of a store that failed may have been lost after the claim was
+/// applied; a claim is idempotent for its owner, so it is asked once more to find out. If the
+/// store stays silent, a claim it may have applied is released in the background (and lapses
+/// with its lease anyway).
+async fn claim<St: ReplayStore>(
+    store: &Arc<St>,
+    key: &ReplayKey,
+    owner: &Owner,
+    lease: Duration,
+) -> Result<Claim, StoreError> {
+    match store.claim(key, owner, lease).await {
+        Err(first) => {
+            tracing::warn!(target: "countersign", error = %first, delivery = %key, "claiming failed; asking the store again");
+            match store.claim(key, owner, lease).await {
+                Err(error) => {
+                    release_in_background(Arc::clone(store), *key, owner.clone());
+                    Err(error)
+                }
+                answer => answer,
+            }
+        }
+        answer => answer,
+    }
+}
+
+/// Renews `owner`'s lease on `key` every third of `lease`, for as long as it is polled.
+async fn renew<St: ReplayStore>(
+    store: &Arc<St>,
+    key: &ReplayKey,
+    owner: &Owner,
+    lease: Duration,
+) -> Infallible {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match store.renew(key, owner, lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(target: "countersign", delivery = %key, "the claim lapsed while its handler ran: a retry may run concurrently");
+                return std::future::pending().await;
+            }
+            Err(error) => {
+                tracing::warn!(target: "countersign", %error, delivery = %key, "could not renew the claim; trying again");
+            }
+        }
+    }
+}
+
+/// A claim this request holds. Dropped before it is settled (the request's future dropped),
+/// it releases the claim in the background, so that the sender's retry runs at once.
+struct Held<St: ReplayStore> {
+    store: Arc<St>,
+    key: ReplayKey,
+    owner: Owner,
+    settled: bool,
+}
+
+impl<St: ReplayStore> Held<St> {
+    fn new(store: Arc<St>, key: ReplayKey, owner: Owner) -> Self {
+        Self {
+            store,
+            key,
+            owner,
+            settled: false,
+        }
+    }
+
+    /// Marks the delivery done (`handled`) or releases it. A failed mark is retried in the
+    /// background; a failed release is left to the lease.
+    async fn settle(mut self, handled: bool, window: Duration) {
+        self.settled = true;
+        let (store, key, owner) = (Arc::clone(&self.store), self.key, self.owner.clone());
+        if !handled {
+            if let Err(error) = store.release(&key, &owner).await {
+                tracing::warn!(target: "countersign", %error, delivery = %key, "could not release the claim; it lapses with its lease");
+            }
+            return;
+        }
+        let Err(error) = store.complete(&key, &owner, window).await else {
+            return;
+        };
+        tracing::error!(target: "countersign", %error, delivery = %key, "could not mark the handled delivery done; retrying in the background");
+        spawn(async move {
+            for pause in COMPLETE_RETRIES {
+                tokio::time::sleep(pause).await;
+                match store.complete(&key, &owner, window).await {
+                    Ok(()) => {
+                        tracing::info!(target: "countersign", delivery = %key, "marked the handled delivery done after a retry");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "countersign", %error, delivery = %key, "could not mark the handled delivery done");
+                    }
+                }
+            }
+            tracing::error!(target: "countersign", delivery = %key, "gave up marking the handled delivery done: a replay of it would be handled again");
+        });
+    }
+}
+
+impl<St: ReplayStore> Drop for Held<St> {
+    fn drop(&mut self) {
+        if !self.settled {
+            tracing::info!(target: "countersign", delivery = %self.key, "the request was dropped before it was answered; releasing its claim");
+            release_in_background(Arc::clone(&self.store), self.key, self.owner.clone());
+        }
+    }
+}
+
+/// Releases `owner`'s claim of `key` without waiting; if that fails, the lease lapses.
+fn release_in_background<St: ReplayStore>(store: Arc<St>, key: ReplayKey, owner: Owner) {
+    spawn(async move {
+        if let Err(error) = store.release(&key, &owner).await {
+            tracing::warn!(target: "countersign", %error, delivery = %key, "could not release the claim; it lapses with its lease");
+        }
+    });
+}
+
+/// Runs `task` on the current Tokio runtime, if there is one (there is none while a runtime
+/// shuts down: the leases lapse by themselves then).
+fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
     }
 }

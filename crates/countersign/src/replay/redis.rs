@@ -19,10 +19,37 @@ pub enum UnavailablePolicy {
     FailOpen,
 }
 
-/// Marks a claim done if, and only if, it is still the caller's.
-const COMPLETE: &str = r"
+/// Claims a delivery for the caller (ARGV[1]) for a lease of ARGV[2] ms. Idempotent for one
+/// owner: a claim already the caller's is extended, so that a claim whose answer was lost can
+/// be asked again.
+const CLAIM: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 'claimed'
+end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 'claimed'
+end
+if current == 'done' then
+  return 'done'
+end
+return 'inflight'";
+
+/// Extends the caller's lease if, and only if, the claim is still the caller's.
+const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], 'done', 'KEEPTTL')
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+/// Marks a delivery done for ARGV[2] ms if the claim is the caller's or nobody's (a lapsed
+/// lease); another owner's live claim is left alone.
+const COMPLETE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current or current == ARGV[1] then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
   return 1
 end
 return 0";
@@ -34,14 +61,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
-/// Remembers deliveries in Redis, through a reconnecting connection manager. Claims are
-/// `SET key inflight:<owner> NX PX <ttl>`; completing and releasing are compare-and-set
-/// scripts, so that one instance never completes or releases another's claim.
+/// Remembers deliveries in Redis, through a reconnecting connection manager. A claim is the key
+/// set to `inflight:<owner>` with the lease as its expiry; claiming, renewing, completing and
+/// releasing are compare-and-set scripts (`EVALSHA`, loaded again after a Redis restart), so
+/// that one instance never takes over, renews, completes or releases another's claim.
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
     policy: UnavailablePolicy,
+    claim: redis::Script,
+    renew: redis::Script,
     complete: redis::Script,
     release: redis::Script,
 }
@@ -88,6 +118,8 @@ impl RedisStore {
             connection,
             prefix: "countersign:replay:".to_owned(),
             policy: UnavailablePolicy::default(),
+            claim: redis::Script::new(CLAIM),
+            renew: redis::Script::new(RENEW),
             complete: redis::Script::new(COMPLETE),
             release: redis::Script::new(RELEASE),
         })
@@ -111,24 +143,26 @@ impl RedisStore {
         format!("{}{}", self.prefix, key.to_hex())
     }
 
-    /// Runs a compare-and-set `script` on `owner`'s claim of `key`.
-    fn settle(
+    /// Runs a compare-and-set `script` on `owner`'s claim of `key`, with `millis` (a lease or
+    /// a TTL) as its second argument when given.
+    fn run<T: redis::FromRedisValue + Send>(
         &self,
         script: &redis::Script,
         key: &ReplayKey,
         owner: &Owner,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        millis: Option<Duration>,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send {
         let mut connection = self.connection.clone();
-        let script = script.clone();
-        let (key, value) = (self.key(key), in_flight_value(owner));
+        let mut invocation = script.key(self.key(key));
+        invocation.arg(in_flight_value(owner));
+        if let Some(millis) = millis {
+            invocation.arg(u64::try_from(millis.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
         async move {
-            let _: i64 = script
-                .key(key)
-                .arg(value)
+            invocation
                 .invoke_async(&mut connection)
                 .await
-                .map_err(|e| unavailable(&e))?;
-            Ok(())
+                .map_err(|e| unavailable(&e))
         }
     }
 }
@@ -157,48 +191,36 @@ impl ReplayStore for RedisStore {
         &self,
         key: &ReplayKey,
         owner: &Owner,
-        ttl: Duration,
+        lease: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        let mut connection = self.connection.clone();
-        let key = self.key(key);
-        let value = in_flight_value(owner);
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let answer = self.run::<String>(&self.claim, key, owner, Some(lease));
         async move {
-            // A key that expires between the failed SET and the GET is claimed on the next turn.
-            for _ in 0..3 {
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                if set.is_some() {
-                    return Ok(Claim::Claimed);
-                }
-                let current: Option<String> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
-                match current.as_deref() {
-                    Some("done") => return Ok(Claim::Done),
-                    Some(_) => return Ok(Claim::InFlight),
-                    None => {}
-                }
+            match answer.await?.as_str() {
+                "claimed" => Ok(Claim::Claimed),
+                "done" => Ok(Claim::Done),
+                _ => Ok(Claim::InFlight),
             }
-            Ok(Claim::InFlight)
         }
+    }
+
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let answer = self.run::<i64>(&self.renew, key, owner, Some(lease));
+        async move { Ok(answer.await? == 1) }
     }
 
     fn complete(
         &self,
         key: &ReplayKey,
         owner: &Owner,
+        ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.settle(&self.complete, key, owner)
+        let answer = self.run::<i64>(&self.complete, key, owner, Some(ttl));
+        async move { answer.await.map(drop) }
     }
 
     fn release(
@@ -206,7 +228,8 @@ impl ReplayStore for RedisStore {
         key: &ReplayKey,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.settle(&self.release, key, owner)
+        let answer = self.run::<i64>(&self.release, key, owner, None);
+        async move { answer.await.map(drop) }
     }
 
     fn fail_open(&self) -> bool {
