@@ -1,5 +1,6 @@
 //! The replay guard with Redis, against a real `redis-server` this test starts on a free
-//! loopback port: two app instances share it, it is stopped and restarted mid-test.
+//! loopback port: two app instances share it, it is stopped and restarted mid-test, a reply
+//! is lost on the way, and an instance running as its own process is killed mid-handler.
 
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
@@ -350,4 +351,360 @@ async fn claims_are_leases_and_only_the_owner_renews_or_settles_one() {
         Claim::Claimed,
         "expired with its TTL"
     );
+}
+
+/// One instance of the fleet as its own process (`examples/fleet_node.rs`), killed when dropped.
+struct Node {
+    child: Child,
+    url: String,
+    port: u16,
+}
+
+impl Node {
+    async fn start(
+        redis_url: &str,
+        records: &std::path::Path,
+        port: Option<u16>,
+        env: &[(String, String)],
+    ) -> Self {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        // target/<profile>/deps/<this test> -> target/<profile>/examples/fleet_node
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples/fleet_node");
+        let key =
+            std::env::temp_dir().join(format!("countersign-fleet-key-{}.pem", std::process::id()));
+        std::fs::write(&key, PUBLIC_A).unwrap();
+        let mut command = Command::new(&binary);
+        command
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", redis_url)
+            .env("PUBLIC_KEY", &key)
+            .env("RECORD_FILE", records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let node = Self {
+            child: command.spawn().unwrap_or_else(|e| {
+                panic!(
+                    "{} is built by `cargo test` (an example): {e}",
+                    binary.display()
+                )
+            }),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            port,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return node;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the fleet node did not start");
+    }
+
+    /// SIGKILL: no destructor, no graceful shutdown, no release of its claims.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lines of the nodes' record file that say `what` (`start` or `done`).
+fn recorded(records: &std::path::Path, what: &str) -> Vec<String> {
+    std::fs::read_to_string(records)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.starts_with(&format!("{what} ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Signs `body` afresh, as Contentstack does for each attempt; `None` when nothing answered.
+async fn attempt(url: &str, body: &str) -> Option<u16> {
+    let signature = rsa_signature(PRIVATE_A, body);
+    client()
+        .post(url)
+        .header("x-contentstack-request-signature", signature)
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .ok()
+        .map(|response| response.status().as_u16())
+}
+
+fn records_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("countersign-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_handler_loses_nothing_and_the_retry_on_another_node_runs_once() {
+    let redis = RedisServer::start().await;
+    let records = records_file("sigkill");
+    // A works slowly and is killed mid-handler; B works at once. The default lease (3 s).
+    let slow = [("HANDLER_DELAY_MS".to_owned(), "20000".to_owned())];
+    let mut a = Node::start(&redis.url(), &records, None, &slow).await;
+    let b = Node::start(&redis.url(), &records, None, &[]).await;
+    let body = webhook_body(Duration::from_secs(1), r#"{"entry":{"uid":"blt1"}}"#);
+
+    let first = tokio::spawn({
+        let (url, body) = (a.url.clone(), body.clone());
+        async move { attempt(&url, &body).await }
+    });
+    for _ in 0..200 {
+        if !recorded(&records, "start").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        recorded(&records, "start").len(),
+        1,
+        "A started the handler"
+    );
+    a.kill();
+    assert_eq!(
+        first.await.unwrap(),
+        None,
+        "Contentstack saw the connection die"
+    );
+
+    // A retry at once would find A's lease still live: refused as in flight, not lost.
+    assert_eq!(attempt(&b.url, &body).await, Some(409));
+    // Contentstack's first retry comes 5 s after the failure, signed afresh, to another node.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(attempt(&b.url, &body).await, Some(200));
+    assert_eq!(
+        recorded(&records, "done").len(),
+        1,
+        "handled exactly once, by B"
+    );
+    assert_eq!(recorded(&records, "start").len(), 2);
+    // Later retries are acknowledged.
+    assert_eq!(attempt(&b.url, &body).await, Some(200));
+    assert_eq!(recorded(&records, "start").len(), 2, "and not run again");
+}
+
+/// A TCP proxy in front of Redis that, once armed, swallows the next reply Redis sends and
+/// cuts the connection: the command was applied, its answer is lost.
+struct LossyProxy {
+    port: u16,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LossyProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trigger = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let trigger = trigger.clone();
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if trigger.swap(false, Ordering::SeqCst) {
+                            break; // the reply is dropped, and the connection with it
+                        }
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    upstream.abort();
+                });
+            }
+        });
+        Self { port, armed }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_is_lost_is_asked_again_and_the_delivery_runs_once() {
+    let redis = RedisServer::start().await;
+    let proxy = LossyProxy::start(redis.port).await;
+    let (handled, failures) = counters();
+    let url = instance(
+        RedisStore::new(&proxy.url()).unwrap(),
+        handled.clone(),
+        failures,
+        Duration::ZERO,
+    )
+    .await;
+    // Warm up: the connection is up and the scripts are loaded.
+    assert_eq!(send(&url, &delivery()).await.status(), 200);
+
+    let delivery = delivery();
+    proxy.armed.store(true, Ordering::SeqCst);
+    let first = send(&url, &delivery).await;
+    assert_eq!(
+        first.status(),
+        200,
+        "the claim was applied, its answer lost; asked again, the store says it is ours"
+    );
+    assert!(
+        !proxy.armed.load(Ordering::SeqCst),
+        "a reply was really dropped"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 2);
+    let replay = send(&url, &delivery).await;
+    assert_eq!(replay.headers()["x-countersign-replay"], "duplicate");
+    assert_eq!(handled.load(Ordering::SeqCst), 2);
+}
+
+/// The fleet under kills, for the figures of a longer run (`scripts/fleet`): deliveries sent as
+/// Contentstack would (re-signed each attempt, retried on its schedule, scaled in time, each
+/// attempt to the next node in turn) to two nodes, while one node after the other is killed
+/// with SIGKILL and started again.
+///
+/// `FLEET_DELIVERIES` (default 40), `FLEET_SCALE` (the schedule's time scale, default 0.1),
+/// `FLEET_KILL_EVERY_MS` (default 1500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a longer fault run: scripts/fleet"]
+async fn fleet_under_kills() {
+    let setting =
+        |name: &str, default: f64| std::env::var(name).map_or(default, |v| v.parse().unwrap());
+    let deliveries = setting("FLEET_DELIVERIES", 40.0) as usize;
+    let scale = setting("FLEET_SCALE", 0.1);
+    let kill_every = Duration::from_millis(setting("FLEET_KILL_EVERY_MS", 1500.0) as u64);
+    // The lease stays below the first (scaled) retry interval.
+    let lease = ((5_000.0 * scale) * 0.6) as u64;
+    let env = vec![("LEASE_MS".to_owned(), lease.to_string())];
+    let redis = RedisServer::start().await;
+    let records = records_file("fleet");
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        first.push(Node::start(&redis.url(), &records, None, &env).await);
+    }
+    let urls: Vec<String> = first.iter().map(|node| node.url.clone()).collect();
+    let nodes = Arc::new(tokio::sync::Mutex::new(first));
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = tokio::spawn({
+        let (nodes, stop, records, url) =
+            (nodes.clone(), stop.clone(), records.clone(), redis.url());
+        async move {
+            let mut kills = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(kill_every).await;
+                let mut nodes = nodes.lock().await;
+                let node = &mut nodes[kills % 2];
+                node.kill();
+                kills += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                *node = Node::start(&url, &records, Some(node.port), &env).await;
+            }
+            kills
+        }
+    });
+
+    let keys = countersign::contentstack::KeySet::parse(PUBLIC_A).unwrap();
+    let schedule = [0u64, 5, 25, 125, 625];
+    let mut tasks = Vec::new();
+    for n in 0..deliveries {
+        let (urls, keys) = (urls.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(n as u64 * 40)).await;
+            let data = format!(r#"{{"n":{n},"delay_ms":{}}}"#, 50 + (n * 37) % 250);
+            let body = webhook_body(Duration::ZERO, &data);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "x-contentstack-request-signature",
+                rsa_signature(PRIVATE_A, &body).parse().unwrap(),
+            );
+            let id = WebhookVerifier::new()
+                .verify(
+                    &headers,
+                    body.as_bytes(),
+                    Some(&keys),
+                    std::time::SystemTime::now(),
+                )
+                .unwrap()
+                .delivery_id();
+            let mut answers = Vec::new();
+            for (turn, pause) in schedule.iter().enumerate() {
+                tokio::time::sleep(Duration::from_secs_f64(*pause as f64 * scale)).await;
+                let answer = attempt(&urls[(n + turn) % urls.len()], &body).await;
+                answers.push(answer);
+                if answer.is_some_and(|status| (200..300).contains(&status)) {
+                    return (id, answers, true);
+                }
+            }
+            (id, answers, false)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    stop.store(true, Ordering::SeqCst);
+    let kills = killer.await.unwrap();
+
+    let done = recorded(&records, "done");
+    let runs = |id: &str| {
+        done.iter()
+            .filter(|line| line.split(' ').nth(1) == Some(id))
+            .count()
+    };
+    let attempts: usize = outcomes.iter().map(|(_, answers, _)| answers.len()).sum();
+    let (mut once, mut twice, mut lost, mut exhausted) = (0, 0, 0, Vec::new());
+    for (id, answers, acknowledged) in &outcomes {
+        match (runs(id), acknowledged) {
+            (1, _) => once += 1,
+            (0, true) => lost += 1,
+            (0, false) => exhausted.push(answers),
+            _ => twice += 1,
+        }
+    }
+    println!(
+        "fleet: {deliveries} deliveries, {attempts} attempts, {kills} SIGKILLs, {once} handled once, \
+         {twice} handled more than once, {lost} lost, {} exhausted",
+        exhausted.len()
+    );
+    for answers in &exhausted {
+        println!("  exhausted, answers: {answers:?}");
+    }
+    assert_eq!((lost, twice), (0, 0));
 }
