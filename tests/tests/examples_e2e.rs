@@ -116,12 +116,35 @@ async fn deliver(app: &App, key: &SigningKey, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
-fn app_token(key: &SigningKey, stack: &str) -> String {
+/// The app uid dev mode binds the example to.
+const DEV_APP: &str = "dev-app";
+
+fn app_token_of(app_uid: &str, key: &SigningKey, stack: &str) -> String {
     let claims = json!({
-        "app_uid": "app", "installation_uid": format!("inst-{stack}"), "organization_uid": "org", "user_uid": "user",
+        "app_uid": app_uid, "installation_uid": format!("inst-{stack}"), "organization_uid": "org", "user_uid": "user",
         "stack_api_key": stack,
     });
     mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap()
+}
+
+fn app_token(key: &SigningKey, stack: &str) -> String {
+    app_token_of(DEV_APP, key, stack)
+}
+
+/// An installation event of `app_uid` for `stack`.
+fn installation_body(app_uid: &str, event: &str, stack: &str) -> String {
+    let triggered_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!(
+        r#"{{"triggered_at":"{triggered_at}","module":"app_installation","event":"{event}","api_key":"{stack}","data":{{"app_installation":{{"app_uid":"{app_uid}","installation_uid":"inst-{stack}","target":{{"type":"stack","uid":"{stack}"}}}}}}}}"#
+    )
+}
+
+/// Installs the dev app on `stack`, as Contentstack's installation event would.
+async fn install(app: &App, key: &SigningKey, stack: &str) {
+    let response = deliver(app, key, &installation_body(DEV_APP, "install", stack)).await;
+    assert_eq!(response.status(), 200, "install on {stack}");
 }
 
 /// Opens the UI location with an app-token; returns the session the page embeds.
@@ -155,6 +178,7 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
     let dir = temp_dir("webhooks");
     let app = start("marketplace-app", &dir, &[("WEBHOOK_BODY_LIMIT", "4096")]).await;
     let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
 
     let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
     let (good, replayed) = deliver_twice(&app, &key, &body).await;
@@ -227,6 +251,8 @@ async fn marketplace_app_ui_bootstrap_then_the_api_scoped_to_the_stack() {
     let dir = temp_dir("ui");
     let app = start("marketplace-app", &dir, &[]).await;
     let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
+    install(&app, &key, "bltB").await;
     for (event, stack) in [("create", "bltA"), ("publish", "bltA"), ("delete", "bltB")] {
         assert_eq!(
             deliver(
@@ -319,6 +345,7 @@ async fn marketplace_app_data_and_sessions_survive_a_restart() {
     let dir = temp_dir("restart");
     let app = start("marketplace-app", &dir, &[]).await;
     let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
     assert_eq!(
         deliver(
             &app,
@@ -386,7 +413,109 @@ async fn marketplace_app_basic_auth_and_hmac_from_the_environment() {
     };
     assert_eq!(send(None).await.unwrap().status(), 401);
     assert_eq!(send(Some("wrong")).await.unwrap().status(), 401);
+    // Authentic, but for a stack this app is not installed on.
+    assert_eq!(send(Some("s3cret")).await.unwrap().status(), 403);
+    let install = installation_body(DEV_APP, "install", "bltA");
+    let install_hmac = countersign_core::contentstack::HmacSecret::new("old-hmac")
+        .unwrap()
+        .sign(install.as_bytes(), SystemTime::now());
+    let installed = client()
+        .post(format!("{}/webhooks/contentstack", app.base))
+        .header("x-contentstack-hmac-signature", install_hmac)
+        .basic_auth("hook", Some("s3cret"))
+        .body(install)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(installed.status(), 200);
     assert_eq!(send(Some("s3cret")).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn marketplace_app_accepts_only_its_own_app_and_installed_stacks() {
+    let dir = temp_dir("tenancy");
+    let app = start(
+        "marketplace-app",
+        &dir,
+        &[("CONTENTSTACK_APP_UID", "app-ours")],
+    )
+    .await;
+    let key = dev_key(&app);
+    let code = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap()["code"].clone(),
+        )
+    };
+    let content = || webhook_body(Duration::from_secs(1), "publish", "bltA", "");
+
+    // A content event of a stack without an installation: refused.
+    assert_eq!(
+        code(deliver(&app, &key, &content()).await).await,
+        (403, json!("stack_not_allowed"))
+    );
+    // Installation events of another app: refused, and they install nothing.
+    for event in ["install", "upgrade", "update"] {
+        let theirs = installation_body("app-theirs", event, "bltA");
+        assert_eq!(
+            code(deliver(&app, &key, &theirs).await).await,
+            (403, json!("app_uid_mismatch"))
+        );
+    }
+    assert_eq!(deliver(&app, &key, &content()).await.status(), 403);
+    // Our install: the stack is ours.
+    let ours = installation_body("app-ours", "install", "bltA");
+    assert_eq!(deliver(&app, &key, &ours).await.status(), 200);
+    assert_eq!(deliver(&app, &key, &content()).await.status(), 200);
+
+    // App-tokens of another app: refused; ours: a session.
+    let response = client()
+        .get(format!(
+            "{}/ui/sidebar?app-token={}",
+            app.base,
+            app_token_of("app-theirs", &key, "bltA")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(response).await, (403, json!("app_token_app_mismatch")));
+    let session = bootstrap(&app, &app_token_of("app-ours", &key, "bltA")).await;
+    assert_eq!(
+        api(&app, &session, "/api/events").await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Uninstalled: the stack's deliveries are refused again.
+    let uninstall = installation_body("app-ours", "uninstall", "bltA");
+    assert_eq!(deliver(&app, &key, &uninstall).await.status(), 200);
+    assert_eq!(deliver(&app, &key, &content()).await.status(), 403);
+}
+
+#[tokio::test]
+async fn marketplace_app_records_a_delivery_once_even_when_the_replay_store_forgot_it() {
+    let dir = temp_dir("idempotent");
+    let app = start("marketplace-app", &dir, &[]).await;
+    let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
+    let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
+    assert_eq!(deliver(&app, &key, &body).await.status(), 200);
+    // A restart empties the in-memory replay store: the same delivery, signed afresh, is
+    // handled again, and the handler's write by delivery id changes nothing.
+    drop(app);
+    let app = start("marketplace-app", &dir, &[]).await;
+    let again = deliver(&app, &key, &body).await;
+    assert_eq!(again.status(), 200);
+    assert!(
+        !again.headers().contains_key("x-countersign-replay"),
+        "the store forgot it"
+    );
+    let session = bootstrap(&app, &app_token(&key, "bltA")).await;
+    let events = api(&app, &session, "/api/events").await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
 }
 
 const SECRET: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
@@ -518,6 +647,7 @@ async fn in_headless_chromium_a_framed_ui_location_calls_the_api_with_its_sessio
     let dir = temp_dir("browser");
     let app = start("marketplace-app", &dir, &[]).await;
     let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
     assert_eq!(
         deliver(
             &app,

@@ -32,6 +32,8 @@ pub(crate) struct Config {
     pub(crate) body_limit: Option<usize>,
     pub(crate) session_key: SessionKey,
     pub(crate) redis_url: Option<String>,
+    /// `CONTENTSTACK_APP_UID`: this app's uid; the dev app's in dev mode.
+    pub(crate) app_uid: Option<String>,
     /// Set in dev mode: the key that signs like Contentstack, to print how to try the app.
     pub(crate) dev_key: Option<(SigningKey, PathBuf)>,
 }
@@ -110,6 +112,8 @@ impl Config {
             body_limit,
             session_key,
             redis_url: var("REDIS_URL"),
+            app_uid: var("CONTENTSTACK_APP_UID")
+                .or_else(|| dev_key.is_some().then(|| DEV_APP_UID.to_owned())),
             dev_key,
         })
     }
@@ -118,15 +122,22 @@ impl Config {
     pub(crate) fn dev_instructions(&self) -> Option<String> {
         let (key, dir) = self.dev_key.as_ref()?;
         let base = format!("http://{}", self.listen);
+        let app_uid = self.app_uid.as_deref().unwrap_or(DEV_APP_UID);
         let claims = serde_json::json!({
-            "app_uid": "dev-app", "installation_uid": "dev-installation", "organization_uid": "dev-org",
+            "app_uid": app_uid, "installation_uid": "dev-installation", "organization_uid": "dev-org",
             "user_uid": "dev-user", "stack_api_key": "blt_dev_stack",
         });
+        let install = serde_json::json!({"app_installation": {
+            "app_uid": app_uid, "installation_uid": "dev-installation", "organization_uid": "dev-org",
+            "target": {"type": "stack", "uid": "blt_dev_stack"},
+        }});
         let token =
             mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).ok()?;
         let private = dir.join("private.pem");
         Some(format!(
             "dev mode: no Contentstack key is configured, so requests are verified against the dev key pair in {dir}\n\n\
+             Install the app on the dev stack (webhooks of stacks without an installation are refused):\n  countersign send contentstack {base}/webhooks/contentstack --private-key {private} --api-key blt_dev_stack \
+             --module app_installation --event install --body '{install}'\n\n\
              Send a signed webhook (accepted; the UI below shows it):\n  countersign send contentstack {base}/webhooks/contentstack --private-key {private} --api-key blt_dev_stack\n\n\
              Send a forged one (refused with 401):\n  countersign keygen --out /tmp/forger && \
              countersign send contentstack {base}/webhooks/contentstack --private-key /tmp/forger/private.pem\n\n\
@@ -136,6 +147,9 @@ impl Config {
         ))
     }
 }
+
+/// The app uid of dev mode: the dev app-tokens and installation events name it.
+pub(crate) const DEV_APP_UID: &str = "dev-app";
 
 /// The dev key pair under `dir`, made on the first start and reused after.
 fn dev_key_pair(dir: &Path) -> Result<SigningKey, Error> {

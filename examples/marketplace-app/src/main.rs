@@ -1,7 +1,8 @@
 //! A Contentstack Marketplace App backend built with countersign.
 //!
-//! - `POST /webhooks/contentstack`: verified webhooks (signature, freshness, replay, and the
-//!   optional Basic auth and IP allowlist), recorded durably in SQLite.
+//! - `POST /webhooks/contentstack`: verified webhooks (signature, freshness, this app and its
+//!   stacks, replay, and the optional Basic auth and IP allowlist), recorded durably in SQLite,
+//!   once per delivery id.
 //! - `GET /ui/{location}?app-token=...`: a UI location page; the app-token is verified and
 //!   exchanged for the app's own session, which the page sends as a bearer token.
 //! - `GET|PUT /api/settings`, `GET /api/events`: the session's installation and stack only.
@@ -19,10 +20,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use countersign::contentstack::{
-    AppTokenVerifier, KeySet, KeySource, KeyUnavailable, WebhookVerifier,
+    AppTokenVerifier, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, TenantUnavailable,
+    WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
-use countersign::replay::{MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
 use countersign::{
     BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer, Rejection,
@@ -35,7 +37,7 @@ mod store;
 mod ui;
 
 use config::Config;
-use store::Store;
+use store::{Delivery, Store};
 
 /// The Contentstack key, from configuration or the well-known endpoint.
 #[derive(Clone)]
@@ -73,18 +75,23 @@ fn internal(error: impl std::fmt::Display) -> Response {
 
 async fn webhook(
     State(store): State<Store>,
+    DeliveryId(id): DeliveryId,
     webhook: ContentstackWebhook,
 ) -> AppResult<Json<Value>> {
-    store
-        .record(
-            webhook.module().unwrap_or("unknown").to_owned(),
-            webhook.event().unwrap_or("unknown").to_owned(),
-            webhook.api_key().unwrap_or("").to_owned(),
-            webhook.triggered_at().map(str::to_owned),
-            webhook.data.clone(),
-        )
+    let new = store
+        .record(Delivery {
+            id: id.to_hex(),
+            module: webhook.module().unwrap_or("unknown").to_owned(),
+            event: webhook.event().unwrap_or("unknown").to_owned(),
+            api_key: webhook.api_key().unwrap_or("").to_owned(),
+            triggered_at: webhook.triggered_at().map(str::to_owned),
+            data: webhook.data.clone(),
+        })
         .await
         .map_err(internal)?;
+    if !new {
+        tracing::info!(delivery = %id, "the delivery was recorded before; nothing changed");
+    }
     Ok(Json(json!({"status": "accepted"})))
 }
 
@@ -151,12 +158,44 @@ async fn events(State(store): State<Store>, session: AppSession) -> AppResult<Js
     Ok(Json(json!({ "events": events })))
 }
 
+/// This app's stacks: those with a recorded installation that is not uninstalled.
+fn installed_stacks(store: Store) -> impl StackCheck {
+    stack_check_fn(move |api_key: &str| {
+        let (store, api_key) = (store.clone(), api_key.to_owned());
+        async move {
+            store.is_installed(api_key).await.map_err(|error| {
+                tracing::error!(%error, "cannot read the installation records");
+                TenantUnavailable::new("the installation records cannot be read")
+            })
+        }
+    })
+}
+
 fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store: Store) -> Router {
+    match &config.app_uid {
+        // Installation events of this app only; every other delivery from an installed stack.
+        Some(app_uid) => {
+            let tenancy = Tenancy::new()
+                .with_app_uid(app_uid)
+                .with_stacks(installed_stacks(store.clone()));
+            webhook_route_for(config, keys, tenancy, replay, store)
+        }
+        None => webhook_route_for(config, keys, Tenancy::new(), replay, store),
+    }
+}
+
+fn webhook_route_for<S: StackCheck, St: ReplayStore>(
+    config: &Config,
+    keys: Keys,
+    tenancy: Tenancy<S>,
+    replay: St,
+    store: Store,
+) -> Router {
     let mut verifier = WebhookVerifier::new().with_tolerance(config.tolerance);
     for secret in &config.hmac_secrets {
         verifier = verifier.with_hmac_secret(secret.clone());
     }
-    let mut verification = ContentstackWebhookLayer::new(verifier, keys);
+    let mut verification = ContentstackWebhookLayer::new(verifier, keys).tenancy(tenancy);
     if let Some(limit) = config.body_limit {
         verification = verification.body_limit(limit);
     }
@@ -167,7 +206,7 @@ fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store
             None => layer,
         }
     });
-    // In this order: the address, Basic auth, the body and signature, replay protection.
+    // In this order: the address, Basic auth, the body, signature and tenant, replay protection.
     let layers = ServiceBuilder::new()
         .option_layer(ip_allowlist)
         .option_layer(config.basic_auth.clone().map(BasicAuthLayer::new))
@@ -179,8 +218,13 @@ fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store
 }
 
 fn app(config: &Config, keys: Keys, webhooks: Router, store: Store) -> Router {
-    let sessions = Sessions::new([config.session_key.clone()]);
-    let ui = AppTokenLayer::new(AppTokenVerifier::new(), keys, sessions.clone());
+    let mut sessions = Sessions::new([config.session_key.clone()]);
+    let mut verifier = AppTokenVerifier::new();
+    if let Some(app_uid) = &config.app_uid {
+        sessions = sessions.with_app_uid(app_uid);
+        verifier = verifier.with_app_uid(app_uid);
+    }
+    let ui = AppTokenLayer::new(verifier, keys, sessions.clone());
     let api = Router::new()
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/events", get(events))
@@ -201,6 +245,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = Config::from_env()?;
+    if config.app_uid.is_none() {
+        tracing::warn!(
+            "CONTENTSTACK_APP_UID is not set: app-tokens of any app and webhooks of any stack are accepted"
+        );
+    }
     let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let keys = match &config.keys {
         config::KeySource::Static(keys) => Keys::Static(keys.clone()),

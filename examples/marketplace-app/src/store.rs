@@ -1,11 +1,26 @@
 //! Durable records in SQLite under DATA_DIR: installations, events per stack, settings per
-//! tenant. A webhook answered 200 has been committed.
+//! tenant. A webhook answered 200 has been committed, once: every delivery's effects are
+//! written in one transaction with its delivery id, and a delivery whose id is already there
+//! changes nothing (the replay store may have lost its state, or the process died between the
+//! commit and the replay store's "done").
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use countersign::contentstack::INSTALLATION_MODULE;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
+
+/// A verified delivery, as recorded.
+pub(crate) struct Delivery {
+    /// The delivery id: the same for every retry and replay of it.
+    pub(crate) id: String,
+    pub(crate) module: String,
+    pub(crate) event: String,
+    pub(crate) api_key: String,
+    pub(crate) triggered_at: Option<String>,
+    pub(crate) data: Value,
+}
 
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -27,7 +42,9 @@ impl Store {
                  id INTEGER PRIMARY KEY AUTOINCREMENT, api_key TEXT NOT NULL, event TEXT NOT NULL,
                  module TEXT NOT NULL, triggered_at TEXT, data TEXT NOT NULL, received_at INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS events_by_stack ON events (api_key, id);
-             CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS deliveries (
+                 delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
         )?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
@@ -37,31 +54,34 @@ impl Store {
     /// Runs `f` on the connection off the async threads.
     async fn with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
         let connection = Arc::clone(&self.connection);
         tokio::task::spawn_blocking(move || {
-            let connection = connection
+            let mut connection = connection
                 .lock()
                 .map_err(|_| "the database lock is poisoned")?;
-            f(&connection).map_err(StoreError::from)
+            f(&mut connection).map_err(StoreError::from)
         })
         .await?
     }
 
-    /// Records a verified delivery: installation events keep the installation's record, every
-    /// other event goes to its stack's log.
-    pub(crate) async fn record(
-        &self,
-        module: String,
-        event: String,
-        api_key: String,
-        triggered_at: Option<String>,
-        data: Value,
-    ) -> Result<(), StoreError> {
+    /// Records a verified delivery once by its id: installation events keep the installation's
+    /// record, every other event goes to its stack's log. `false`: the delivery was recorded
+    /// before, and nothing changed.
+    pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
         let now = unix_now();
         self.with(move |db| {
-            if module == "app_installation" || matches!(event.as_str(), "install" | "uninstall" | "upgrade") {
+            let Delivery { id, module, event, api_key, triggered_at, data } = delivery;
+            let db = db.transaction()?;
+            let new = db.execute(
+                "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![id, now],
+            )? == 1;
+            if !new {
+                return Ok(false);
+            }
+            if module == INSTALLATION_MODULE {
                 let status = if event == "uninstall" { "uninstalled" } else { "installed" };
                 db.execute(
                     "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
@@ -75,7 +95,23 @@ impl Store {
                     params![api_key, event, module, triggered_at, data.to_string(), now],
                 )?;
             }
-            Ok(())
+            db.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Whether the stack has a recorded installation that is not uninstalled: the app's
+    /// tenants.
+    pub(crate) async fn is_installed(&self, api_key: String) -> Result<bool, StoreError> {
+        self.with(move |db| {
+            db.query_row(
+                "SELECT status FROM installations WHERE api_key = ?1",
+                params![api_key],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map(|status| status.as_deref() == Some("installed"))
         })
         .await
     }

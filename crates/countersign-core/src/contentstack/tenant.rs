@@ -37,6 +37,12 @@ pub trait StackCheck: Send + Sync + 'static {
         &self,
         api_key: &str,
     ) -> impl Future<Output = Result<bool, TenantUnavailable>> + Send;
+
+    /// Whether every stack is ours, so that a delivery is not even asked for one. `false` by
+    /// default; [`AnyStack`] says `true`.
+    fn accepts_any(&self) -> bool {
+        false
+    }
 }
 
 /// Every stack is ours: no stack check (the default of [`Tenancy`]).
@@ -46,6 +52,10 @@ pub struct AnyStack;
 impl StackCheck for AnyStack {
     fn is_ours(&self, _: &str) -> impl Future<Output = Result<bool, TenantUnavailable>> + Send {
         std::future::ready(Ok(true))
+    }
+
+    fn accepts_any(&self) -> bool {
+        true
     }
 }
 
@@ -141,7 +151,8 @@ impl std::error::Error for TenantUnavailable {}
 /// Which verified deliveries are this app's. See the [module docs](self).
 ///
 /// Default: no app uid (installation events are treated as any other delivery) and every stack
-/// ([`AnyStack`]).
+/// ([`AnyStack`]): it accepts everything until narrowed. With a stack check, a delivery that
+/// names no stack (`api_key`) is refused.
 #[derive(Debug, Clone, Default)]
 pub struct Tenancy<S = AnyStack> {
     app_uid: Option<String>,
@@ -204,6 +215,9 @@ impl<S: StackCheck> Tenancy<S> {
                     "the installation event names no app (data.app_installation.app_uid)",
                 )),
             };
+        }
+        if self.stacks.accepts_any() {
+            return Ok(());
         }
         let api_key = webhook.api_key().ok_or_else(|| {
             Error::new(
