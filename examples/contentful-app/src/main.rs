@@ -63,18 +63,22 @@ async fn action(
 }
 
 fn routes<St: ReplayStore>(verifier: Verifier, replay: St) -> Router {
-    let verified = ContentfulLayer::new(verifier);
-    // Verification first, then replay protection (one store for both routes).
+    // Verification first, then replay protection (one store for every route): a webhook's
+    // retries share its signed idempotency key; a captured action replayed within the TTL has
+    // the same signed message, and is acknowledged rather than run again.
     let protected = ServiceBuilder::new()
-        .layer(verified.clone())
+        .layer(ContentfulLayer::new(verifier))
         .layer(ReplayGuardLayer::new(replay));
     Router::new()
         .route(
             "/contentful/webhooks",
             post(accepted).layer(protected.clone()),
         )
-        .route("/contentful/app-events", post(accepted).layer(protected))
-        .route("/contentful/actions/{name}", post(action).layer(verified))
+        .route(
+            "/contentful/app-events",
+            post(accepted).layer(protected.clone()),
+        )
+        .route("/contentful/actions/{name}", post(action).layer(protected))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
 }
 
