@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_core::contentstack::{
-    AppTokenVerifier, HmacSecret, KeySet, SaltLength, SigningKey, VerifiedBy, VerifiedWebhook,
-    WebhookVerifier, mint_app_token,
+    AppTokenVerifier, DEFAULT_TOLERANCE, HmacSecret, KeySet, SaltLength, SigningKey, VerifiedBy,
+    VerifiedWebhook, WebhookVerifier, mint_app_token,
 };
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -103,7 +103,7 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     body: BodyArgs,
     /// How many seconds old triggered_at may be.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOLERANCE.as_secs())]
     tolerance: u64,
     /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -136,7 +136,7 @@ pub(crate) struct HmacVerifyArgs {
     #[command(flatten)]
     body: BodyArgs,
     /// How many seconds old t may be.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOLERANCE.as_secs())]
     tolerance: u64,
     /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use countersign_core::contentful::{self, SigningSecret, Verifier};
 use countersign_core::contentstack::{
-    self, HmacSecret, KeySet, VerifiedBy, WebhookVerifier, json_reencode,
+    self, DEFAULT_TOLERANCE, HmacSecret, KeySet, VerifiedBy, WebhookVerifier, json_reencode,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::json;
@@ -58,7 +58,7 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     ttl: u64,
     /// Contentstack's tolerance in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOLERANCE.as_secs())]
     tolerance: u64,
     /// The time to judge freshness at (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]

@@ -1,27 +1,4 @@
-//! Binding a verified delivery to this app and its tenants.
-//!
-//! One Contentstack signing key per region signs the webhooks and app-tokens of every customer:
-//! a valid signature proves "sent by Contentstack", not "sent for this app". Anyone can point a
-//! webhook of their own stack at your backend, capture a signed delivery and send it on to
-//! another backend within the tolerance. [`Tenancy`] is the check that comes after the
-//! signature:
-//!
-//! - an installation event (`module` `app_installation`) is accepted only when its
-//!   `data.app_installation.app_uid` is this app's uid (when one is configured). It is not asked
-//!   about the stack: an `install` is how a stack becomes ours;
-//! - every other delivery is accepted only when its `api_key` is one of our stacks, as a
-//!   [`StackCheck`] says: a static [`StackAllowlist`], or [`stack_check_fn`] over the app's own
-//!   installation records.
-//!
-//! ```
-//! use countersign_core::contentstack::{StackAllowlist, Tenancy};
-//!
-//! // Installation events of app 6650…, and content events of two stacks only.
-//! let tenancy = Tenancy::new()
-//!     .with_app_uid("6650f7c8e2b0a10012345678")
-//!     .with_stacks(StackAllowlist::new(["blt0000000000000001", "blt0000000000000002"]));
-//! # let _ = tenancy;
-//! ```
+//! Binding a verified delivery to this app and its tenants: [`Tenancy`].
 
 use std::collections::HashSet;
 use std::fmt;
@@ -148,7 +125,30 @@ impl fmt::Display for TenantUnavailable {
 
 impl std::error::Error for TenantUnavailable {}
 
-/// Which verified deliveries are this app's. See the [module docs](self).
+/// Which verified deliveries are this app's.
+///
+/// One Contentstack signing key per region signs the webhooks and app-tokens of every customer:
+/// a valid signature proves "sent by Contentstack", not "sent for this app". Anyone can point a
+/// webhook of their own stack at your backend, capture a signed delivery and send it on to
+/// another backend within the tolerance. [`Tenancy`] is the check that comes after the
+/// signature:
+///
+/// - an installation event (`module` `app_installation`) is accepted only when its
+///   `data.app_installation.app_uid` is this app's uid (when one is configured). It is not asked
+///   about the stack: an `install` is how a stack becomes ours;
+/// - every other delivery is accepted only when its `api_key` is one of our stacks, as a
+///   [`StackCheck`] says: a static [`StackAllowlist`], or [`stack_check_fn`] over the app's own
+///   installation records.
+///
+/// ```
+/// use countersign_core::contentstack::{StackAllowlist, Tenancy};
+///
+/// // Installation events of app 6650…, and content events of two stacks only.
+/// let tenancy = Tenancy::new()
+///     .with_app_uid("6650f7c8e2b0a10012345678")
+///     .with_stacks(StackAllowlist::new(["blt0000000000000001", "blt0000000000000002"]));
+/// # let _ = tenancy;
+/// ```
 ///
 /// Default: no app uid (installation events are treated as any other delivery) and every stack
 /// ([`AnyStack`]): it accepts everything until narrowed. With a stack check, a delivery that
