@@ -307,3 +307,47 @@ async fn a_stack_check_that_cannot_answer_is_503_so_that_contentstack_retries() 
     );
     assert_eq!(checks.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn contentful_retries_signed_afresh_have_one_delivery_id() {
+    use countersign::ContentfulLayer;
+    use countersign::contentful::{Context, SigningSecret, Verifier};
+    // No replay guard here: the handler sees every attempt, and the id it would write by.
+    let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ids.clone();
+    let handler = post(move |DeliveryId(id): DeliveryId| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(id.to_hex());
+            "handled"
+        }
+    });
+    let layer = ContentfulLayer::new(Verifier::new(SigningSecret::new(SECRET).unwrap()));
+    let url = format!(
+        "http://{}/events",
+        serve(Router::new().route("/events", handler.layer(layer))).await
+    );
+    let attempt = |idempotency: &'static str| {
+        let url = url.clone();
+        async move {
+            let own = [("x-contentful-idempotency-key", idempotency)];
+            let mut request = client().post(&url);
+            for (name, value) in own {
+                request = request.header(name, value);
+            }
+            for (name, value) in
+                contentful_headers_with(SECRET, "POST", "/events", b"{}", &own, &Context::default())
+            {
+                request = request.header(name, value);
+            }
+            assert_eq!(request.body("{}").send().await.unwrap().status(), 200);
+        }
+    };
+    attempt("delivery-1").await;
+    tokio::time::sleep(Duration::from_millis(5)).await; // signed at another millisecond
+    attempt("delivery-1").await;
+    attempt("delivery-2").await;
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(ids[0], ids[1], "one delivery, signed afresh");
+    assert_ne!(ids[0], ids[2]);
+}

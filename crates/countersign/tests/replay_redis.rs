@@ -510,11 +510,13 @@ async fn a_node_killed_mid_handler_loses_nothing_and_the_retry_on_another_node_r
     assert_eq!(recorded(&records, "start").len(), 2, "and not run again");
 }
 
-/// A TCP proxy in front of Redis that, once armed, swallows the next reply Redis sends and
-/// cuts the connection: the command was applied, its answer is lost.
+/// A TCP proxy in front of Redis that loses one message and cuts the connection: once
+/// `armed`, the next reply Redis sends (the command was applied, its answer is lost); once
+/// `drop_request`, the next command a client sends (it never reaches Redis).
 struct LossyProxy {
     port: u16,
     armed: Arc<std::sync::atomic::AtomicBool>,
+    drop_request: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LossyProxy {
@@ -522,19 +524,32 @@ impl LossyProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let trigger = armed.clone();
+        let drop_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (trigger, request_trigger) = (armed.clone(), drop_request.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue;
                 };
-                let trigger = trigger.clone();
+                let (trigger, request_trigger) = (trigger.clone(), request_trigger.clone());
                 tokio::spawn(async move {
                     let (mut client_read, mut client_write) = client.into_split();
                     let (mut server_read, mut server_write) = server.into_split();
                     let upstream = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let n = match client_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if request_trigger.swap(false, Ordering::SeqCst) {
+                                break; // the command is dropped, and the connection with it
+                            }
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
                     });
                     let mut buf = [0u8; 16 * 1024];
                     loop {
@@ -553,7 +568,11 @@ impl LossyProxy {
                 });
             }
         });
-        Self { port, armed }
+        Self {
+            port,
+            armed,
+            drop_request,
+        }
     }
 
     fn url(&self) -> String {
@@ -707,4 +726,61 @@ async fn fleet_under_kills() {
         println!("  exhausted, answers: {answers:?}");
     }
     assert_eq!((lost, twice), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_mark_that_fails_after_a_2xx_is_retried_and_never_blocks_the_delivery() {
+    let redis = RedisServer::start().await;
+    let proxy = Arc::new(LossyProxy::start(redis.port).await);
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (counter, trigger) = (handled.clone(), proxy.clone());
+    // The handler succeeds, and the command after it (the "done" mark) is lost on the way.
+    let handler = post(move || {
+        let (counter, trigger) = (counter.clone(), trigger.clone());
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            trigger.drop_request.store(true, Ordering::SeqCst);
+            "handled"
+        }
+    });
+    // A lease far longer than the test: only the retried mark can settle the delivery.
+    let layers = ServiceBuilder::new()
+        .layer(ContentstackWebhookLayer::new(
+            WebhookVerifier::new(),
+            StaticKeys::parse(PUBLIC_A).unwrap(),
+        ))
+        .layer(
+            ReplayGuardLayer::new(RedisStore::new(&proxy.url()).unwrap())
+                .lease(Duration::from_secs(60)),
+        );
+    let url = format!(
+        "http://{}/hook",
+        serve(Router::new().route("/hook", handler.layer(layers))).await
+    );
+    let delivery = delivery();
+    assert_eq!(
+        send(&url, &delivery).await.status(),
+        200,
+        "the handler's answer stands"
+    );
+    assert!(
+        !proxy.drop_request.load(Ordering::SeqCst),
+        "the mark was really lost"
+    );
+
+    // Within a second or two the background retry marks it done: a replay is a duplicate, not
+    // a 409 for the lease (or the window) and not handled again.
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let replay = send(&url, &delivery).await;
+        let duplicate = replay.headers().get("x-countersign-replay").is_some();
+        answers.push(replay.status().as_u16());
+        if duplicate {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answers.last(), Some(&200), "{answers:?}");
+    assert!(answers.len() < 40, "marked done by the retry: {answers:?}");
+    assert_eq!(handled.load(Ordering::SeqCst), 1, "{answers:?}");
 }

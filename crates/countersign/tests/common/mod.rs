@@ -56,8 +56,23 @@ pub fn contentful_headers(
     body: &[u8],
     context: &Context,
 ) -> Vec<(String, String)> {
+    contentful_headers_with(secret, method, path, body, &[], context)
+}
+
+/// As [`contentful_headers`], with the request's own headers `own` signed too.
+pub fn contentful_headers_with(
+    secret: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    own: &[(&str, &str)],
+    context: &Context,
+) -> Vec<(String, String)> {
     let secret = SigningSecret::new(secret).unwrap();
-    let request = RequestToSign::new(method.parse().unwrap(), path).body(body);
+    let mut request = RequestToSign::new(method.parse().unwrap(), path).body(body);
+    for (name, value) in own {
+        request = request.header(name, value);
+    }
     sign(&secret, &request, SystemTime::now(), context)
         .iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
