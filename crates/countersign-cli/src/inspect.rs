@@ -271,6 +271,7 @@ fn inspect_contentful(
                     args.ttl
                 ),
             );
+            report.check("delivery", true, delivery(verified.replay_key()));
             return Ok(());
         }
         Err(error) => {
@@ -409,6 +410,7 @@ fn inspect_contentstack(
                     args.tolerance
                 ),
             );
+            report.check("delivery", true, delivery(verified.replay_key()));
             return Ok(());
         }
         Err(error) => {
@@ -447,6 +449,12 @@ fn inspect_contentstack(
         );
     }
     Ok(())
+}
+
+/// The delivery id a replay guard and the handler's `DeliveryId` see: the same for every
+/// retry of the delivery, however it was signed.
+fn delivery(key: countersign_core::replay::ReplayKey) -> String {
+    format!("id {key} (every retry of this delivery has it)")
 }
 
 fn describe(verified_by: &VerifiedBy) -> String {

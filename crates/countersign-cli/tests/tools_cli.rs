@@ -475,6 +475,40 @@ fn inspect_names_a_re_encoded_body() {
         "{}",
         stdout(&output)
     );
+
+    // It names the delivery: the id every retry of it has, however it was signed.
+    let delivery_id = |text: &str| {
+        let after = &text[text.find("delivery").unwrap()..];
+        let id = &after[after.find(" id ").unwrap() + 4..][..64];
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+        id.to_owned()
+    };
+    let first = delivery_id(&stdout(&output));
+    let resigned = SigningKey::from_pem(
+        &std::fs::read_to_string(format!("{KEYS}/contentstack-a.private.pem")).unwrap(),
+    )
+    .unwrap()
+    .sign_webhook(body.as_bytes(), SaltLength::Digest)
+    .unwrap();
+    assert_ne!(resigned, signature);
+    let file = capture(
+        &dir,
+        "cs-resigned.http",
+        "POST",
+        "/webhooks/contentstack",
+        &[("X-Contentstack-Request-Signature".to_owned(), resigned)],
+        body.as_bytes(),
+    );
+    let output = countersign(&[
+        "inspect",
+        "--request-file",
+        path(&file),
+        "--contentstack-key",
+        &key,
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(delivery_id(&stdout(&output)), first);
 }
 
 #[test]
