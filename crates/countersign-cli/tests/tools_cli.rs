@@ -339,6 +339,26 @@ fn inspect_contentful(file: &Path, secrets: &[&str], extra: &[&str]) -> Output {
     countersign(&args)
 }
 
+fn inspect_contentstack(file: &Path) -> Output {
+    let key = format!("{KEYS}/contentstack-a.public-keys.json");
+    countersign(&[
+        "inspect",
+        "--request-file",
+        path(file),
+        "--contentstack-key",
+        &key,
+        "--now",
+        NOW,
+    ])
+}
+
+fn signing_key_a() -> SigningKey {
+    SigningKey::from_pem(
+        &std::fs::read_to_string(format!("{KEYS}/contentstack-a.private.pem")).unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn inspect_a_good_request_says_which_secret_matched() {
     let dir = temp_dir("inspect-good");
@@ -415,12 +435,9 @@ fn inspect_names_a_re_encoded_body() {
 
     // Contentstack: a framework that pretty-printed the webhook.
     let body = r#"{"triggered_at":"2023-11-14T22:13:20.000Z","event":"publish","data":{"x":1.5}}"#;
-    let signature = SigningKey::from_pem(
-        &std::fs::read_to_string(format!("{KEYS}/contentstack-a.private.pem")).unwrap(),
-    )
-    .unwrap()
-    .sign_webhook(body.as_bytes(), SaltLength::Max)
-    .unwrap();
+    let signature = signing_key_a()
+        .sign_webhook(body.as_bytes(), SaltLength::Max)
+        .unwrap();
     let pretty = body.replace(",\"", ",\n  \"");
     let headers = vec![(
         "X-Contentstack-Request-Signature".to_owned(),
@@ -434,16 +451,7 @@ fn inspect_names_a_re_encoded_body() {
         &headers,
         pretty.as_bytes(),
     );
-    let key = format!("{KEYS}/contentstack-a.public-keys.json");
-    let output = countersign(&[
-        "inspect",
-        "--request-file",
-        path(&file),
-        "--contentstack-key",
-        &key,
-        "--now",
-        NOW,
-    ]);
+    let output = inspect_contentstack(&file);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stdout(&output).contains("verifies only after JSON re-serialization"),
@@ -460,15 +468,7 @@ fn inspect_names_a_re_encoded_body() {
         &headers,
         body.as_bytes(),
     );
-    let output = countersign(&[
-        "inspect",
-        "--request-file",
-        path(&file),
-        "--contentstack-key",
-        &key,
-        "--now",
-        NOW,
-    ]);
+    let output = inspect_contentstack(&file);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(
         stdout(&output).contains("salt length max"),
@@ -484,12 +484,9 @@ fn inspect_names_a_re_encoded_body() {
         id.to_owned()
     };
     let first = delivery_id(&stdout(&output));
-    let resigned = SigningKey::from_pem(
-        &std::fs::read_to_string(format!("{KEYS}/contentstack-a.private.pem")).unwrap(),
-    )
-    .unwrap()
-    .sign_webhook(body.as_bytes(), SaltLength::Digest)
-    .unwrap();
+    let resigned = signing_key_a()
+        .sign_webhook(body.as_bytes(), SaltLength::Digest)
+        .unwrap();
     assert_ne!(resigned, signature);
     let file = capture(
         &dir,
@@ -499,15 +496,7 @@ fn inspect_names_a_re_encoded_body() {
         &[("X-Contentstack-Request-Signature".to_owned(), resigned)],
         body.as_bytes(),
     );
-    let output = countersign(&[
-        "inspect",
-        "--request-file",
-        path(&file),
-        "--contentstack-key",
-        &key,
-        "--now",
-        NOW,
-    ]);
+    let output = inspect_contentstack(&file);
     assert_eq!(delivery_id(&stdout(&output)), first);
 }
 
