@@ -224,15 +224,16 @@ async fn a_client_that_goes_away_mid_handler_releases_the_delivery_for_the_next_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_longer_than_its_lease_keeps_the_claim_by_renewing_it() {
     let store = Arc::new(MemoryStore::new(100));
-    let lease = Duration::from_millis(300);
-    let (url, seen) = server(None, store, lease, Duration::from_millis(1500)).await;
+    let lease = Duration::from_secs(1);
+    let (url, seen) = server(None, store, lease, Duration::from_millis(3500)).await;
     let body = webhook_body(Duration::from_secs(1), DATA);
     let first = tokio::spawn({
         let (url, body) = (url.clone(), body.clone());
         async move { attempt(&url, &body, SaltLength::Digest).await.status() }
     });
-    // Three leases later the first handler still runs: a retry is told it is in flight.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Two and a half leases later the first handler still runs: a retry is told it is in
+    // flight.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let retry = attempt(&url, &body, SaltLength::Digest).await;
     assert_eq!(retry.status(), 409);
     assert_eq!(retry.headers()["retry-after"], "5");

@@ -301,7 +301,7 @@ async fn claims_are_leases_and_only_the_owner_renews_or_settles_one() {
     let store = RedisStore::new(&redis.url()).unwrap().with_prefix("test:");
     let key = ReplayKey::from_bytes([7u8; 32]);
     let (mine, theirs) = (Owner::from_token("mine"), Owner::from_token("theirs"));
-    let lease = Duration::from_millis(400);
+    let lease = Duration::from_millis(800);
     assert_eq!(
         store.claim(&key, &mine, lease).await.unwrap(),
         Claim::Claimed
@@ -324,14 +324,14 @@ async fn claims_are_leases_and_only_the_owner_renews_or_settles_one() {
         "not theirs to renew or settle"
     );
     // Renewed, the lease outlives its first end; unrenewed, it lapses.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(store.renew(&key, &mine, lease).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         store.claim(&key, &theirs, lease).await.unwrap(),
         Claim::InFlight
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         store.claim(&key, &theirs, lease).await.unwrap(),
         Claim::Claimed,
@@ -345,7 +345,7 @@ async fn claims_are_leases_and_only_the_owner_renews_or_settles_one() {
     // Done entries live for their TTL.
     store.complete(&key, &theirs, lease).await.unwrap();
     assert_eq!(store.claim(&key, &mine, lease).await.unwrap(), Claim::Done);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         store.claim(&key, &mine, lease).await.unwrap(),
         Claim::Claimed,
