@@ -224,6 +224,16 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
 }
 
+/// A dev-mode Marketplace App installed on stack `bltA`, which has sent it one `publish` event.
+async fn installed_with_one_event(dir: &Path) -> (App, SigningKey) {
+    let app = start("marketplace-app", dir, &[]).await;
+    let key = dev_key(&app);
+    install(&app, &key, "bltA").await;
+    let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
+    assert_eq!(deliver(&app, &key, &body).await.status(), 200);
+    (app, key)
+}
+
 /// Sends one signed request, then exactly the same again (a replay); returns both answers.
 async fn deliver_twice(app: &App, key: &SigningKey, body: &str) -> ((u16, Value), (u16, Value)) {
     let signature = key
@@ -343,19 +353,7 @@ async fn marketplace_app_ui_bootstrap_then_the_api_scoped_to_the_stack() {
 #[tokio::test]
 async fn marketplace_app_data_and_sessions_survive_a_restart() {
     let dir = temp_dir("restart");
-    let app = start("marketplace-app", &dir, &[]).await;
-    let key = dev_key(&app);
-    install(&app, &key, "bltA").await;
-    assert_eq!(
-        deliver(
-            &app,
-            &key,
-            &webhook_body(Duration::from_secs(1), "publish", "bltA", "")
-        )
-        .await
-        .status(),
-        200
-    );
+    let (app, key) = installed_with_one_event(&dir).await;
     let session = bootstrap(&app, &app_token(&key, "bltA")).await;
     let saved = client()
         .put(format!("{}/api/settings", app.base))
@@ -645,19 +643,7 @@ async fn contentful_app_dev_mode_generates_and_keeps_a_secret() {
 #[tokio::test]
 async fn in_headless_chromium_a_framed_ui_location_calls_the_api_with_its_session() {
     let dir = temp_dir("browser");
-    let app = start("marketplace-app", &dir, &[]).await;
-    let key = dev_key(&app);
-    install(&app, &key, "bltA").await;
-    assert_eq!(
-        deliver(
-            &app,
-            &key,
-            &webhook_body(Duration::from_secs(1), "publish", "bltA", "")
-        )
-        .await
-        .status(),
-        200
-    );
+    let (app, key) = installed_with_one_event(&dir).await;
     // The UI on origin http://localhost:<port>, the host page on http://127.0.0.1:<other port>.
     let ui = format!(
         "{}/ui/sidebar?app-token={}",
