@@ -170,7 +170,7 @@ impl MemoryStore {
                 }
             }
         }
-        inner.put(key, Some(owner.clone()), now + lease);
+        inner.put(key, Some(owner.clone()), later(now, lease));
         Claim::Claimed
     }
 
@@ -187,7 +187,7 @@ impl MemoryStore {
             .live(key, now)
             .is_some_and(|entry| entry.in_flight.as_ref() == Some(owner));
         if ours {
-            inner.put(key, Some(owner.clone()), now + lease);
+            inner.put(key, Some(owner.clone()), later(now, lease));
         }
         ours
     }
@@ -200,9 +200,16 @@ impl MemoryStore {
             None => inner.make_room(self.capacity, self.policy, now),
         };
         if settle {
-            inner.put(key, None, now + ttl);
+            inner.put(key, None, later(now, ttl));
         }
     }
+}
+
+/// `now + by`, or as far ahead as an `Instant` goes: a huge window never panics.
+fn later(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }
 
 impl ReplayStore for MemoryStore {
@@ -366,6 +373,22 @@ mod tests {
             store.claim_now(&key(2), &slow, LEASE, now + LEASE),
             Claim::InFlight,
             "the other owner's outcome decides"
+        );
+    }
+
+    #[test]
+    fn a_huge_window_saturates_instead_of_panicking() {
+        let store = MemoryStore::new(10);
+        let owner = Owner::new();
+        let now = Instant::now();
+        assert_eq!(
+            store.claim_now(&key(1), &owner, Duration::MAX, now),
+            Claim::Claimed
+        );
+        store.complete_now(&key(1), &owner, Duration::MAX, now);
+        assert_eq!(
+            store.claim_now(&key(1), &Owner::new(), LEASE, now + TTL),
+            Claim::Done
         );
     }
 

@@ -508,7 +508,10 @@ where
                 never = renew(&store, &key, &held.owner, timing.lease) => match never {},
             };
             let handled = matches!(&outcome, Ok(response) if response.status().is_success());
-            let window = identity.window.unwrap_or(UNBOUNDED_WINDOW_TTL) + timing.margin;
+            let window = identity
+                .window
+                .unwrap_or(UNBOUNDED_WINDOW_TTL)
+                .saturating_add(timing.margin);
             held.settle(handled, window).await;
             outcome.map(|response| response.map(Body::new))
         })
