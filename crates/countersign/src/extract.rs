@@ -16,6 +16,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::Rejection;
+use crate::replay::{ReplayIdentity, ReplayKey};
 
 fn layer_missing(extractor: &str, layer: &str) -> Rejection {
     Rejection::misconfigured(
@@ -123,6 +124,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ContentstackWe
             None => T::deserialize(serde_json::Value::Null).map_err(invalid)?,
         };
         Ok(Self { verified, data })
+    }
+}
+
+/// The id of the verified delivery, for a handler's own idempotent writes: the same for every
+/// form in which the provider sends the delivery again, on every instance, after a restart.
+/// Its `Display` is 64 lower-case hex characters.
+///
+/// Needs [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) or
+/// [`ContentfulLayer`](crate::ContentfulLayer) on the route.
+///
+/// ```
+/// use countersign::replay::DeliveryId;
+///
+/// async fn handler(DeliveryId(id): DeliveryId) -> String {
+///     // INSERT ... ON CONFLICT (delivery_id) DO NOTHING
+///     format!("recorded {id}")
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryId(pub ReplayKey);
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for DeliveryId {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
+        parts
+            .extensions
+            .get::<ReplayIdentity>()
+            .map(|identity| Self(identity.key))
+            .ok_or_else(|| {
+                layer_missing("DeliveryId", "ContentstackWebhookLayer or ContentfulLayer")
+            })
     }
 }
 

@@ -121,11 +121,10 @@ pub use countersign_core::{
     Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack, credentials, ip,
     random_hex,
 };
-pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, VerifiedBody};
+pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
 pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody};
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
-pub use replay::DeliveryId;
 pub use verify_contentful::ContentfulLayer;
 pub use verify_contentstack::{ContentstackWebhookLayer, NoKeys};
 

@@ -103,6 +103,15 @@ impl Rejection {
         )
     }
 
+    /// Adds `Retry-After` ([`RETRY_AFTER_SECS`](crate::replay::RETRY_AFTER_SECS)): the sender
+    /// should come back, for the refusal is not its fault.
+    pub(crate) fn retry_later(self) -> Self {
+        self.with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::replay::RETRY_AFTER_SECS),
+        )
+    }
+
     pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -236,7 +245,7 @@ impl From<contentstack::Error> for Rejection {
         };
         let rejection = Self::new(status, code, signature_title(code), error.message());
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            rejection.with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            rejection.retry_later()
         } else {
             rejection
         }

@@ -75,7 +75,7 @@ pub type ContentstackWebhookLayer<K, S = AnyStack> = GuardLayer<ContentstackGuar
 pub struct ContentstackGuard<K, S = AnyStack> {
     verifier: Arc<WebhookVerifier>,
     keys: K,
-    tenancy: Option<Arc<Tenancy<S>>>,
+    tenancy: Arc<Tenancy<S>>,
     limits: BodyLimits,
     clock: Clock,
 }
@@ -85,7 +85,7 @@ impl<K: Clone, S> Clone for ContentstackGuard<K, S> {
         Self {
             verifier: Arc::clone(&self.verifier),
             keys: self.keys.clone(),
-            tenancy: self.tenancy.clone(),
+            tenancy: Arc::clone(&self.tenancy),
             limits: self.limits,
             clock: self.clock.clone(),
         }
@@ -112,7 +112,7 @@ impl<K: KeySource + Clone> ContentstackWebhookLayer<K> {
         Self::from_guard(ContentstackGuard {
             verifier: Arc::new(verifier),
             keys,
-            tenancy: None,
+            tenancy: Arc::new(Tenancy::new()),
             limits: BodyLimits::default(),
             clock: Clock::system(),
         })
@@ -127,7 +127,7 @@ impl<K: KeySource + Clone, S> ContentstackWebhookLayer<K, S> {
         self.map_guard(|guard| ContentstackGuard {
             verifier: guard.verifier,
             keys: guard.keys,
-            tenancy: Some(Arc::new(tenancy)),
+            tenancy: Arc::new(tenancy),
             limits: guard.limits,
             clock: guard.clock,
         })
@@ -177,9 +177,7 @@ impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
         let (mut request, mut body) = buffer(request, self.limits).await?;
         let verified = self.verify(request.headers(), &body).await?;
-        if let Some(tenancy) = &self.tenancy {
-            tenancy.check(&verified).await?;
-        }
+        self.tenancy.check(&verified).await?;
         if let Some(canonical) = verified.canonical_body() {
             body = Bytes::copy_from_slice(canonical);
             replace_body(&mut request, body.clone());

@@ -63,48 +63,9 @@ async fn server(
             Some(tenancy) => verification.tenancy(tenancy),
             None => verification.tenancy(Tenancy::new().with_stacks(StackAllowlist::new(["blt1"]))),
         })
-        .layer(ReplayGuardLayer::new(SharedStore(store)).lease(lease));
+        .layer(ReplayGuardLayer::new(store).lease(lease));
     let app = Router::new().route("/hook", handler.layer(layers));
     (format!("http://{}/hook", serve(app).await), seen)
-}
-
-/// A memory store the test can look into while the server uses it.
-#[derive(Clone)]
-struct SharedStore(Arc<MemoryStore>);
-
-impl countersign::replay::ReplayStore for SharedStore {
-    fn claim(
-        &self,
-        key: &countersign::replay::ReplayKey,
-        owner: &countersign::replay::Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<countersign::replay::Claim, countersign::replay::StoreError>> + Send
-    {
-        self.0.claim(key, owner, lease)
-    }
-    fn renew(
-        &self,
-        key: &countersign::replay::ReplayKey,
-        owner: &countersign::replay::Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<bool, countersign::replay::StoreError>> + Send {
-        self.0.renew(key, owner, lease)
-    }
-    fn complete(
-        &self,
-        key: &countersign::replay::ReplayKey,
-        owner: &countersign::replay::Owner,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), countersign::replay::StoreError>> + Send {
-        self.0.complete(key, owner, ttl)
-    }
-    fn release(
-        &self,
-        key: &countersign::replay::ReplayKey,
-        owner: &countersign::replay::Owner,
-    ) -> impl Future<Output = Result<(), countersign::replay::StoreError>> + Send {
-        self.0.release(key, owner)
-    }
 }
 
 async fn send_signed(url: &str, body: &str, header: (&str, &str)) -> reqwest::Response {

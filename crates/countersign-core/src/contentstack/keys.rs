@@ -171,7 +171,7 @@ impl PublicKey {
 
     /// Whether `signature` has the modulus' length and, as a big-endian integer, is below it.
     /// Equal lengths make the byte-wise comparison a numeric one.
-    pub(crate) fn is_signature_representative(&self, signature: &[u8]) -> bool {
+    fn is_signature_representative(&self, signature: &[u8]) -> bool {
         signature.len() == self.modulus.len() && signature < self.modulus.as_slice()
     }
 

@@ -529,9 +529,6 @@ fn rsa_signatures(headers: &HeaderMap) -> Result<Vec<Vec<u8>>, Error> {
 fn match_rsa(signatures: &[Vec<u8>], digest: &[u8; 32], keys: &KeySet) -> Option<VerifiedBy> {
     for (key_index, key) in keys.iter().enumerate() {
         for (element, signature) in signatures.iter().enumerate() {
-            if !key.is_signature_representative(signature) {
-                continue;
-            }
             for salt in [SaltLength::Digest, SaltLength::Max] {
                 if key.verify_pss(digest, signature, salt) {
                     return Some(VerifiedBy::Rsa {

@@ -99,15 +99,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::Bytes;
 pub use countersign_core::replay::ReplayKey;
-use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::extract::DeliveryId;
 pub use memory::{FullPolicy, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, UnavailablePolicy};
@@ -125,47 +124,6 @@ pub struct ReplayIdentity {
     pub key: ReplayKey,
     /// How long the signature stays acceptable (`None`: forever, the TTL being off).
     pub window: Option<Duration>,
-}
-
-/// The id of the verified delivery, for a handler's own idempotent writes: the same for every
-/// form in which the provider sends the delivery again, on every instance, after a restart.
-/// Its `Display` is 64 lower-case hex characters.
-///
-/// Needs [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) or
-/// [`ContentfulLayer`](crate::ContentfulLayer) on the route.
-///
-/// ```
-/// use countersign::replay::DeliveryId;
-///
-/// async fn handler(DeliveryId(id): DeliveryId) -> String {
-///     // INSERT ... ON CONFLICT (delivery_id) DO NOTHING
-///     format!("recorded {id}")
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DeliveryId(pub ReplayKey);
-
-impl fmt::Display for DeliveryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for DeliveryId {
-    type Rejection = Rejection;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        parts
-            .extensions
-            .get::<ReplayIdentity>()
-            .map(|identity| Self(identity.key))
-            .ok_or_else(|| {
-                Rejection::misconfigured(
-                    "layer_missing",
-                    "the DeliveryId extractor needs ContentstackWebhookLayer or ContentfulLayer on this route (or its router)",
-                )
-            })
-    }
 }
 
 /// What the store says about a delivery it is asked to claim.
@@ -267,6 +225,48 @@ pub trait ReplayStore: Send + Sync + 'static {
     /// 503 (`false`, the default).
     fn fail_open(&self) -> bool {
         false
+    }
+}
+
+/// A shared store is a store: several guards (routes, layers) can hold one through an `Arc`.
+impl<St: ReplayStore> ReplayStore for Arc<St> {
+    fn claim(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        St::claim(self, key, owner, lease)
+    }
+
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        St::renew(self, key, owner, lease)
+    }
+
+    fn complete(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        St::complete(self, key, owner, ttl)
+    }
+
+    fn release(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        St::release(self, key, owner)
+    }
+
+    fn fail_open(&self) -> bool {
+        St::fail_open(self)
     }
 }
 
@@ -422,8 +422,7 @@ fn duplicate() -> Response {
 }
 
 fn unavailable(code: &'static str, title: &'static str, message: String) -> Rejection {
-    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, title, message)
-        .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS))
+    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, title, message).retry_later()
 }
 
 impl<S, St, B, ResBody> Service<Request<B>> for ReplayGuard<S, St>
@@ -489,7 +488,7 @@ where
                         "Request in flight",
                         "the same delivery is being handled now",
                     )
-                    .with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                    .retry_later();
                     return Ok(respond.respond(rejection, None));
                 }
                 Claim::Full => {
