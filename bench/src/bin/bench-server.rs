@@ -46,8 +46,8 @@ async fn main() {
             "/webhook",
             route.layer(
                 ContentfulLayer::new(Verifier::new(SigningSecret::new(SECRET).unwrap()))
-                    .body_limit(1024 * 1024)
-                    .read_timeout(Duration::from_secs(60)),
+                    .with_body_limit(1024 * 1024)
+                    .with_read_timeout(Duration::from_secs(60)),
             ),
         ),
         other => panic!("unknown mode {other}"),

@@ -51,8 +51,30 @@ pub mod ip;
 mod js;
 pub mod replay;
 pub mod session;
+pub mod verdict;
 
 pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
+pub use verdict::Verdict;
+
+/// Headers that carry secrets, signatures or sessions: every layer marks them sensitive, so
+/// that tracing layers that print headers redact them.
+pub const SENSITIVE_HEADERS: [&str; 6] = [
+    "authorization",
+    "cookie",
+    contentful::SIGNATURE,
+    contentstack::RSA_SIGNATURE_HEADER,
+    contentstack::HMAC_SIGNATURE_HEADER,
+    contentstack::LEGACY_SIGNATURE_HEADER,
+];
+
+/// Marks the [`SENSITIVE_HEADERS`] of `headers` sensitive.
+pub fn mark_sensitive(headers: &mut http::HeaderMap) {
+    for name in SENSITIVE_HEADERS {
+        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+            entry.iter_mut().for_each(|value| value.set_sensitive(true));
+        }
+    }
+}
 
 /// The cryptographic library a build of this crate uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -506,19 +506,63 @@ fn errors_never_show_the_signature() {
     assert!(!format!("{:?}", Verifier::new(secret('b'))).contains(&"b".repeat(64)));
 }
 
+/// The parts of a request as it arrived at `uri` with `headers`.
+fn parts(uri: &str, headers: HeaderMap) -> http::request::Parts {
+    let mut request = http::Request::builder().method(Method::POST).uri(uri);
+    *request.headers_mut().unwrap() = headers;
+    request.body(()).unwrap().into_parts().0
+}
+
 #[test]
 fn verify_request_uses_the_raw_target() {
     let headers = signed_post("/hook?a=%20b", &[], b"{}", &Context::default());
-    let mut request = http::Request::builder()
-        .method(Method::POST)
-        .uri("https://example.com/hook?a=%20b");
-    *request.headers_mut().unwrap() = headers;
-    let request = request.body(b"{}".to_vec()).unwrap();
-    assert!(
-        Verifier::new(secret('a'))
-            .verify_request(&request, at(T0))
-            .is_ok()
+    let parts = parts("https://example.com/hook?a=%20b", headers);
+    let verdict = Verifier::new(secret('a'))
+        .verify_request(&parts, "{}".into(), None, at(T0))
+        .unwrap();
+    assert_eq!(verdict.body(), "{}");
+    assert_eq!(verdict.window(), Some(Duration::from_secs(30 + 60)));
+}
+
+#[test]
+fn forwarded_prefix_is_taken_only_from_trusted_proxies() {
+    let mut headers = signed_post("/api/hook", &[], b"{}", &Context::default());
+    headers.insert("x-forwarded-prefix", HeaderValue::from_static("/api"));
+    let parts = parts("/hook", headers);
+    let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let stranger: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let verifier = Verifier::new(secret('a'))
+        .with_forwarded_prefix(countersign_core::ip::IpAllowlist::new(["10.0.0.0/8"]).unwrap());
+    let verify = |peer| verifier.verify_request(&parts, "{}".into(), peer, at(T0));
+    assert!(verify(Some(proxy)).is_ok());
+    assert_eq!(
+        verify(Some(stranger)).unwrap_err().kind(),
+        ErrorKind::SignatureMismatch
     );
+    assert_eq!(
+        verify(None).unwrap_err().kind(),
+        ErrorKind::SignatureMismatch
+    );
+    let untrusting = Verifier::new(secret('a'));
+    assert!(
+        untrusting
+            .verify_request(&parts, "{}".into(), Some(proxy), at(T0))
+            .is_err()
+    );
+}
+
+#[test]
+fn the_verdict_names_the_space_as_its_tenant() {
+    let context = Context {
+        space_id: Some("space-1".into()),
+        ..Context::default()
+    };
+    let headers = signed_post("/hook", &[], b"{}", &context);
+    let verdict = Verifier::new(secret('a'))
+        .verify_request(&parts("/hook", headers), "{}".into(), None, at(T0))
+        .unwrap();
+    assert_eq!(verdict.tenant(), Some("space-1"));
+    assert_eq!(verdict.replay_key(), verdict.facts().replay_key());
 }
 
 /// HMAC-SHA256 from the RustCrypto crates, independent of the backend under test.

@@ -335,28 +335,6 @@ fn no_v1_element_is_a_rejection() {
 }
 
 #[test]
-fn only_the_first_four_v1_elements_are_tried() {
-    let body = body();
-    let good = signer(KEY_A)
-        .sign_webhook(&body, SaltLength::Digest)
-        .unwrap();
-    let bad = signer(KEY_B)
-        .sign_webhook(&body, SaltLength::Digest)
-        .unwrap();
-    let fourth = [bad.as_str(), &bad, &bad, &good].join(",");
-    assert!(
-        WebhookVerifier::new()
-            .verify(&rsa_headers(&fourth), &body, Some(&keys_a()), soon())
-            .is_ok()
-    );
-    let fifth = [bad.as_str(), &bad, &bad, &bad, &good].join(",");
-    assert_eq!(
-        rsa_error(&rsa_headers(&fifth), &body, soon()),
-        ErrorKind::SignatureMismatch
-    );
-}
-
-#[test]
 fn a_signature_header_of_a_thousand_elements_is_refused_unread() {
     let huge = vec!["v1=AAAA"; 1000].join(",");
     assert_eq!(
@@ -596,7 +574,7 @@ fn json_fallback_is_off_by_default_and_hands_on_canonical_bytes_when_on() {
         .verify(&headers, &pretty, Some(&keys_a()), soon())
         .unwrap();
     assert!(verified.reencoded());
-    assert_eq!(verified.verified_body(&pretty), canonical.as_slice());
+    assert_eq!(verified.canonical_body(), Some(canonical.as_slice()));
 }
 
 #[test]
@@ -673,20 +651,114 @@ fn hmac_elements_beyond_four_are_not_tried() {
         .unwrap()
         .sign(&body, at_ms(TRIGGERED_MS));
     let (t, v1) = good.split_once(',').unwrap();
-    let bad = format!("v1={}", "0".repeat(64));
-    let fourth = format!("{t},{bad},{bad},{bad},{v1}");
+    let bad = |digit: char| format!("v1={}", digit.to_string().repeat(64));
+    let (a, b, c, d) = (bad('1'), bad('2'), bad('3'), bad('4'));
+    let fourth = format!("{t},{a},{b},{c},{v1}");
     assert!(
         hmac_verifier()
             .verify(&hmac_headers(&fourth), &body, None, soon())
             .is_ok()
     );
-    let fifth = format!("{t},{bad},{bad},{bad},{bad},{v1}");
+    let fifth = format!("{t},{a},{b},{c},{d},{v1}");
     assert_eq!(
         hmac_verifier()
             .verify(&hmac_headers(&fifth), &body, None, soon())
             .unwrap_err()
             .kind(),
         ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
+fn a_key_tries_first_the_salt_length_that_last_verified() {
+    let keys = keys_a();
+    let key = keys.iter().next().unwrap();
+    assert_eq!(key.preferred_salt(), SaltLength::Digest);
+    let body = body();
+    let verify = |salt| {
+        let verified = WebhookVerifier::new()
+            .verify(&signed(&body, salt), &body, Some(&keys), soon())
+            .unwrap();
+        let VerifiedBy::Rsa { salt, .. } = verified.verified_by().clone() else {
+            panic!("not RSA");
+        };
+        salt
+    };
+    assert_eq!(verify(SaltLength::Max), SaltLength::Max);
+    assert_eq!(key.preferred_salt(), SaltLength::Max);
+    assert_eq!(verify(SaltLength::Max), SaltLength::Max);
+    assert_eq!(verify(SaltLength::Digest), SaltLength::Digest);
+    assert_eq!(key.preferred_salt(), SaltLength::Digest);
+}
+
+/// `count` distinct signatures of `body` by a key that is not the verifier's.
+fn forged(body: &[u8], count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            signer(KEY_B)
+                .sign_webhook(body, SaltLength::Digest)
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn rsa_elements_beyond_four_distinct_are_not_tried() {
+    let body = body();
+    let good = signer(KEY_A)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let verify = |forgeries: &[String]| {
+        let header = format!("{},{good}", forgeries.join(","));
+        WebhookVerifier::new().verify(&rsa_headers(&header), &body, Some(&keys_a()), soon())
+    };
+    let three = forged(&body, 3);
+    let VerifiedBy::Rsa { element, .. } = verify(&three).unwrap().verified_by().clone() else {
+        panic!("not RSA");
+    };
+    assert_eq!(element, 3);
+    assert_eq!(
+        verify(&forged(&body, 4)).unwrap_err().kind(),
+        ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
+fn repeated_rsa_elements_count_once_toward_the_cap() {
+    let body = body();
+    let good = signer(KEY_A)
+        .sign_webhook(&body, SaltLength::Digest)
+        .unwrap();
+    let forgery = forged(&body, 1).remove(0);
+    let unpadded = forgery.trim_end_matches('=');
+    let header = format!("{forgery},{unpadded},{forgery},{forgery},{forgery},{good}");
+    let verified = WebhookVerifier::new()
+        .verify(&rsa_headers(&header), &body, Some(&keys_a()), soon())
+        .unwrap();
+    let VerifiedBy::Rsa { element, .. } = verified.verified_by().clone() else {
+        panic!("not RSA");
+    };
+    assert_eq!(element, 1);
+}
+
+#[test]
+fn repeated_hmac_elements_count_once_toward_the_cap() {
+    let body = body();
+    let good = HmacSecret::new("secret-one")
+        .unwrap()
+        .sign(&body, at_ms(TRIGGERED_MS));
+    let (t, v1) = good.split_once(',').unwrap();
+    let bad = format!("v1={}", "0".repeat(64));
+    let repeated = format!("{t},{bad},{bad},{bad},{bad},{bad},{v1}");
+    let verified = hmac_verifier()
+        .verify(&hmac_headers(&repeated), &body, None, soon())
+        .unwrap();
+    assert_eq!(
+        verified.verified_by(),
+        &VerifiedBy::Hmac {
+            secret_index: 0,
+            element: 1
+        }
     );
 }
 

@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let layers = ServiceBuilder::new()
         .layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), keys))
-        .layer(ReplayGuardLayer::new(store).lease(lease));
+        .layer(ReplayGuardLayer::new(store).with_lease(lease));
     let app = Router::new().route("/hook", handler.layer(layers));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("listening on http://{}", listener.local_addr()?);

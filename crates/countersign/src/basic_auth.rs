@@ -23,7 +23,7 @@ use countersign_core::credentials::{BasicAuth, RequiredHeaders};
 use http::{HeaderValue, Request, StatusCode, header};
 
 use crate::Rejection;
-use crate::guard::{Guard, GuardLayer};
+use crate::guard::{Guard, GuardLayer, sealed};
 
 /// Requires `Authorization: Basic` with one of the configured `user:password` pairs; answers
 /// 401 with a `WWW-Authenticate` challenge otherwise.
@@ -41,15 +41,18 @@ impl BasicAuthLayer {
     }
 }
 
+impl sealed::Sealed for BasicAuthGuard {}
+
 impl Guard for BasicAuthGuard {
-    async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
+    const ASYNC: bool = false;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
         self.0.check(request.headers()).map_err(|e| {
             Rejection::from(e).with_header(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Basic realm="countersign", charset="UTF-8""#),
             )
-        })?;
-        Ok(request)
+        })
     }
 }
 
@@ -68,8 +71,12 @@ impl RequiredHeadersLayer {
     }
 }
 
+impl sealed::Sealed for RequiredHeadersGuard {}
+
 impl Guard for RequiredHeadersGuard {
-    async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
+    const ASYNC: bool = false;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
         self.0.check(request.headers()).map_err(|(error, name)| {
             Rejection::new(
                 StatusCode::UNAUTHORIZED,
@@ -77,7 +84,6 @@ impl Guard for RequiredHeadersGuard {
                 "Required header missing or wrong",
                 format!("{error}: {name}"),
             )
-        })?;
-        Ok(request)
+        })
     }
 }

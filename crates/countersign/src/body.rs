@@ -1,18 +1,20 @@
 //! Reading the body once, up to a limit and within a time, and handing it on.
 //!
-//! Every body-verifying layer uses this one mechanism. The bytes are put back as the request's
-//! body, so `Json<T>`, `Bytes`, `String` and `Form` work unchanged downstream, and recorded in
-//! the request's extensions, so a second layer on the same route finds them instead of reading
-//! again.
+//! Every body-verifying layer uses this one mechanism. The verified bytes are put back as the
+//! request's body, so `Json<T>`, `Bytes`, `String` and `Form` work unchanged downstream, and
+//! the verdict that holds them is the request's one extension, so a second layer on the same
+//! route finds them instead of reading again.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
+use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::Rejection;
+use crate::extract::Verified;
 
 /// The default body limit: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -37,57 +39,60 @@ impl Default for BodyLimits {
     }
 }
 
-/// The body as already read by a layer (private: only this crate puts it there).
-#[derive(Clone)]
-struct Buffered(Bytes);
-
-/// Reads the body of `request` (or finds it already read) and puts it back.
-pub(crate) async fn buffer(
-    request: Request<Body>,
+/// Refuses, before reading anything, a body whose `Content-Length` passes the limit.
+pub(crate) fn check_declared_length(
+    headers: &http::HeaderMap,
     limits: BodyLimits,
-) -> Result<(Request<Body>, Bytes), Rejection> {
-    if let Some(Buffered(bytes)) = request.extensions().get::<Buffered>().cloned() {
-        if bytes.len() > limits.limit {
-            return Err(Rejection::payload_too_large(limits.limit));
-        }
-        return Ok((request, bytes));
-    }
-    let declared = request
-        .headers()
+) -> Result<(), Rejection> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limits.limit as u64) {
         return Err(Rejection::payload_too_large(limits.limit));
     }
+    Ok(())
+}
+
+/// Reads the body of `request` (or finds it in the verdict of an earlier layer).
+pub(crate) async fn buffer(
+    request: Request<Body>,
+    limits: BodyLimits,
+) -> Result<(Parts, Bytes), Rejection> {
     let (parts, body) = request.into_parts();
+    if let Some(verified) = parts.extensions.get::<Verified>() {
+        let bytes = verified.body().clone();
+        if bytes.len() > limits.limit {
+            return Err(Rejection::payload_too_large(limits.limit));
+        }
+        return Ok((parts, bytes));
+    }
+    check_declared_length(&parts.headers, limits)?;
     let read = tokio::time::timeout(
         limits.read_timeout,
         Limited::new(body, limits.limit).collect(),
     )
     .await;
-    let bytes = match read {
-        Err(_) => return Err(Rejection::body_timeout(limits.read_timeout)),
+    match read {
+        Err(_) => Err(Rejection::body_timeout(limits.read_timeout)),
         Ok(Err(error)) if error.is::<LengthLimitError>() => {
-            return Err(Rejection::payload_too_large(limits.limit));
+            Err(Rejection::payload_too_large(limits.limit))
         }
-        Ok(Err(error)) => return Err(Rejection::body_unreadable(error)),
-        Ok(Ok(collected)) => collected.to_bytes(),
-    };
-    let mut request = Request::from_parts(parts, Body::empty());
-    replace_body(&mut request, bytes.clone());
-    Ok((request, bytes))
+        Ok(Err(error)) => Err(Rejection::body_unreadable(error)),
+        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+    }
 }
 
-/// Makes `bytes` the request's body (and what later layers find), with a matching
-/// `Content-Length`.
-pub(crate) fn replace_body(request: &mut Request<Body>, bytes: Bytes) {
-    request.headers_mut().remove(header::TRANSFER_ENCODING);
-    request
-        .headers_mut()
+/// The request again, its body the verdict's bytes (with a matching `Content-Length`) and the
+/// verdict its one extension for extractors and later layers.
+pub(crate) fn hand_on(mut parts: Parts, verified: Verified) -> Request<Body> {
+    let bytes = verified.body().clone();
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-    request.extensions_mut().insert(Buffered(bytes.clone()));
-    *request.body_mut() = Body::from(bytes);
+    parts.extensions.insert(verified);
+    Request::from_parts(parts, Body::from(bytes))
 }
 
 #[cfg(test)]
@@ -120,6 +125,22 @@ mod tests {
         }
     }
 
+    /// A real verdict over `body`: a Contentful request signed and verified.
+    fn verified(body: &'static [u8]) -> Verified {
+        use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+        let secret = SigningSecret::new("a".repeat(64)).unwrap();
+        let at = std::time::SystemTime::now();
+        let to_sign = RequestToSign::new(http::Method::POST, "/").body(body);
+        let signed = contentful::sign(&secret, &to_sign, at, &Context::default());
+        let mut request = Request::post("/").body(()).unwrap();
+        *request.headers_mut() = signed.to_header_map().unwrap();
+        let (parts, ()) = request.into_parts();
+        let verdict = Verifier::new(secret)
+            .verify_request(&parts, Bytes::from_static(body), None, at)
+            .unwrap();
+        Verified::Contentful(Arc::new(verdict))
+    }
+
     #[tokio::test]
     async fn a_second_layer_finds_the_body_already_read() {
         let polls = Arc::new(AtomicUsize::new(0));
@@ -127,12 +148,16 @@ mod tests {
             polls: polls.clone(),
             data: Some(Bytes::from_static(b"hello")),
         });
-        let request = Request::new(body);
-        let (request, first) = buffer(request, BodyLimits::default()).await.unwrap();
+        let (parts, first) = buffer(Request::new(body), BodyLimits::default())
+            .await
+            .unwrap();
+        assert_eq!(first, "hello");
         let after_first = polls.load(Ordering::SeqCst);
-        let (request, second) = buffer(request, BodyLimits::default()).await.unwrap();
+        let request = hand_on(parts, verified(b"hello"));
+        let (parts, second) = buffer(request, BodyLimits::default()).await.unwrap();
         assert_eq!(polls.load(Ordering::SeqCst), after_first, "not read again");
         assert_eq!(first, second);
+        let request = hand_on(parts, verified(b"hello"));
         assert_eq!(request.headers()[header::CONTENT_LENGTH], "5");
         let downstream = request.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(downstream, "hello");
@@ -140,8 +165,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_smaller_limit_on_a_later_layer_still_applies() {
-        let request = Request::new(Body::from("0123456789"));
-        let (request, _) = buffer(request, BodyLimits::default()).await.unwrap();
+        let (parts, _) = buffer(
+            Request::new(Body::from("0123456789")),
+            BodyLimits::default(),
+        )
+        .await
+        .unwrap();
+        let request = hand_on(parts, verified(b"0123456789"));
         let small = BodyLimits {
             limit: 4,
             ..BodyLimits::default()

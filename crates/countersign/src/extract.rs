@@ -1,7 +1,9 @@
 //! What verified requests tell handlers: axum extractors over the facts the layers recorded.
 //!
-//! Each extractor reads the request's extensions. Used on a route without its layer, it
-//! rejects with 500 and a message that says which layer to add (logged, not sent).
+//! A verification layer inserts one extension: the core's [`Verdict`]. Each extractor reads a
+//! part of it (or, for sessions and addresses, what their layer recorded). Used on a route
+//! without its layer, an extractor rejects with 500 and a message that says which layer to
+//! add (logged, not sent).
 
 use std::net::IpAddr;
 use std::ops::Deref;
@@ -9,14 +11,56 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use bytes::Bytes;
+use countersign_core::Verdict;
 use countersign_core::contentful::VerifiedRequest;
 use countersign_core::contentstack::VerifiedWebhook;
+use countersign_core::replay::ReplayKey;
 use http::StatusCode;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::Rejection;
-use crate::replay::{ReplayIdentity, ReplayKey};
+
+/// The one extension a verification layer inserts: its verdict.
+#[derive(Debug, Clone)]
+pub(crate) enum Verified {
+    Contentstack(Arc<Verdict<VerifiedWebhook>>),
+    Contentful(Arc<Verdict<VerifiedRequest>>),
+}
+
+impl Verified {
+    /// The bytes the handler reads.
+    pub(crate) fn body(&self) -> &Bytes {
+        match self {
+            Self::Contentstack(verdict) => verdict.body(),
+            Self::Contentful(verdict) => verdict.body(),
+        }
+    }
+
+    /// What identifies the delivery.
+    pub(crate) fn replay_key(&self) -> ReplayKey {
+        match self {
+            Self::Contentstack(verdict) => verdict.replay_key(),
+            Self::Contentful(verdict) => verdict.replay_key(),
+        }
+    }
+
+    /// How long its signature stays acceptable.
+    pub(crate) fn window(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Contentstack(verdict) => verdict.window(),
+            Self::Contentful(verdict) => verdict.window(),
+        }
+    }
+}
+
+/// The verdict of `parts`, or the 500 that names the layers `extractor` needs.
+fn verified<'p>(parts: &'p Parts, extractor: &str) -> Result<&'p Verified, Rejection> {
+    parts
+        .extensions
+        .get::<Verified>()
+        .ok_or_else(|| layer_missing(extractor, "ContentstackWebhookLayer or ContentfulLayer"))
+}
 
 fn layer_missing(extractor: &str, layer: &str) -> Rejection {
     Rejection::misconfigured(
@@ -36,12 +80,12 @@ fn layer_missing(extractor: &str, layer: &str) -> Rejection {
 /// }
 /// ```
 #[derive(Debug, Clone)]
-pub struct ContentfulRequest(pub Arc<VerifiedRequest>);
+pub struct ContentfulRequest(pub Arc<Verdict<VerifiedRequest>>);
 
 impl Deref for ContentfulRequest {
-    type Target = VerifiedRequest;
+    type Target = Verdict<VerifiedRequest>;
 
-    fn deref(&self) -> &VerifiedRequest {
+    fn deref(&self) -> &Verdict<VerifiedRequest> {
         &self.0
     }
 }
@@ -50,17 +94,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ContentfulRequest {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        parts
-            .extensions
-            .get::<Self>()
-            .cloned()
-            .ok_or_else(|| layer_missing("ContentfulRequest", "ContentfulLayer"))
+        match parts.extensions.get::<Verified>() {
+            Some(Verified::Contentful(verdict)) => Ok(Self(Arc::clone(verdict))),
+            _ => Err(layer_missing("ContentfulRequest", "ContentfulLayer")),
+        }
     }
 }
 
 /// A Contentstack webhook that [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer)
-/// verified: the envelope (`module`, `event`, `api_key`, `triggered_at`, through `Deref`) and
-/// `data` deserialized into your type.
+/// verified: the verdict (the envelope: `module`, `event`, `api_key`, `triggered_at`; the
+/// delivery's id and stack, through `Deref`) and `data` deserialized into your type.
 ///
 /// ```
 /// use countersign::ContentstackWebhook;
@@ -77,17 +120,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ContentfulRequest {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ContentstackWebhook<T = serde_json::Value> {
-    /// The verdict: what matched, and the envelope.
-    pub verified: Arc<VerifiedWebhook>,
+    /// The verdict: what matched, the envelope, the verified body.
+    pub verdict: Arc<Verdict<VerifiedWebhook>>,
     /// The body's `data`.
     pub data: T,
 }
 
 impl<T> Deref for ContentstackWebhook<T> {
-    type Target = VerifiedWebhook;
+    type Target = Verdict<VerifiedWebhook>;
 
-    fn deref(&self) -> &VerifiedWebhook {
-        &self.verified
+    fn deref(&self) -> &Verdict<VerifiedWebhook> {
+        &self.verdict
     }
 }
 
@@ -100,16 +143,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ContentstackWe
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        let verified = parts
-            .extensions
-            .get::<Arc<VerifiedWebhook>>()
-            .cloned()
-            .ok_or_else(|| layer_missing("ContentstackWebhook", "ContentstackWebhookLayer"))?;
-        let VerifiedBody(body) = parts
-            .extensions
-            .get::<VerifiedBody>()
-            .cloned()
-            .ok_or_else(|| layer_missing("ContentstackWebhook", "ContentstackWebhookLayer"))?;
+        let Some(Verified::Contentstack(verdict)) = parts.extensions.get::<Verified>() else {
+            return Err(layer_missing(
+                "ContentstackWebhook",
+                "ContentstackWebhookLayer",
+            ));
+        };
         let invalid = |e: serde_json::Error| {
             Rejection::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,12 +157,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ContentstackWe
                 format!("the webhook's data does not deserialize: {e}"),
             )
         };
-        let field: DataField<T> = serde_json::from_slice(&body).map_err(invalid)?;
+        let field: DataField<T> = serde_json::from_slice(verdict.body()).map_err(invalid)?;
         let data = match field.data {
             Some(data) => data,
             None => T::deserialize(serde_json::Value::Null).map_err(invalid)?,
         };
-        Ok(Self { verified, data })
+        Ok(Self {
+            verdict: Arc::clone(verdict),
+            data,
+        })
     }
 }
 
@@ -155,13 +197,7 @@ impl<S: Send + Sync> FromRequestParts<S> for DeliveryId {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        parts
-            .extensions
-            .get::<ReplayIdentity>()
-            .map(|identity| Self(identity.key))
-            .ok_or_else(|| {
-                layer_missing("DeliveryId", "ContentstackWebhookLayer or ContentfulLayer")
-            })
+        verified(parts, "DeliveryId").map(|verified| Self(verified.replay_key()))
     }
 }
 
@@ -191,11 +227,6 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedBody {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            layer_missing(
-                "VerifiedBody",
-                "ContentfulLayer or ContentstackWebhookLayer",
-            )
-        })
+        verified(parts, "VerifiedBody").map(|verified| Self(verified.body().clone()))
     }
 }

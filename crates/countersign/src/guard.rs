@@ -1,11 +1,26 @@
-//! The service behind every layer of this crate: a check, then the inner service or the
+//! The service behind every check layer of this crate: a check, then the inner service or the
 //! rejection's answer.
+//!
+//! # Sealed
+//!
+//! [`Guard`] is sealed: the layers are this crate's API, and their checks are the core's entry
+//! points, which you can call yourself. To add a check of your own, write a Tower layer (or an
+//! `axum::middleware::from_fn`) after ours and read the verdict through the extractors.
+//! Sealing keeps every check's order fixed (head, then body) and lets the crate change how a
+//! guard runs without breaking you.
+//!
+//! # Early refusals
+//!
+//! A guard first checks the request's head ([`Guard::check_head`]: the address, credentials,
+//! the declared length), synchronously. A refusal there neither reads the body nor boxes a
+//! future: the service answers with a ready future, as tower-http's `csrf` does. Only a guard
+//! that reads the body or waits on keys runs an async step, in one boxed future.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -22,18 +37,33 @@ use crate::{ClientIp, Rejection};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
 /// One check of a layer: it passes the request on (with what it learned in the extensions)
-/// or rejects it. Implemented by this crate's layers; [`Guarded`] runs it.
-pub trait Guard: Clone + Send + Sync + 'static {
-    /// Checks `request`.
+/// or rejects it. Implemented by this crate's layers only (see the [module docs](self)).
+pub trait Guard: sealed::Sealed + Clone + Send + Sync + 'static {
+    /// Whether the guard has an async step ([`check`](Self::check)) after its head check.
+    const ASYNC: bool;
+
+    /// Checks what arrives before the body, synchronously.
+    ///
+    /// # Errors
+    /// The rejection to answer with.
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection>;
+
+    /// The async step, when [`ASYNC`](Self::ASYNC): reads the body, waits on keys.
     fn check(
         &self,
         request: Request<Body>,
-    ) -> impl Future<Output = Result<Request<Body>, Rejection>> + Send;
+    ) -> impl Future<Output = Result<Request<Body>, Rejection>> + Send {
+        std::future::ready(Ok(request))
+    }
 }
 
-/// Every layer of this crate: a [`Guard`] and how to answer its rejections. The layers are
-/// named aliases of it ([`ContentfulLayer`](crate::ContentfulLayer),
+/// Every check layer of this crate: a [`Guard`] and how to answer its rejections. The layers
+/// are named aliases of it ([`ContentfulLayer`](crate::ContentfulLayer),
 /// [`IpAllowlistLayer`](crate::IpAllowlistLayer), ...).
 #[derive(Clone, Debug)]
 pub struct GuardLayer<G> {
@@ -78,21 +108,23 @@ impl<G: ReadsBody> GuardLayer<G> {
     /// The largest body accepted (default 2 MiB); a larger one is answered 413 as soon as its
     /// `Content-Length` or its streamed length says so.
     #[must_use]
-    pub fn body_limit(mut self, bytes: usize) -> Self {
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
         self.guard.body_limits().limit = bytes;
         self
     }
 
     /// How long reading the body may take (default 10 s); a slower one is answered 408.
     #[must_use]
-    pub fn read_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn with_read_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.guard.body_limits().read_timeout = timeout;
         self
     }
+}
 
+impl<G: ReadsClock> GuardLayer<G> {
     /// Reads the time from `clock` instead of the system clock (tests).
     #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
+    pub fn with_clock(mut self, clock: Clock) -> Self {
         *self.guard.clock() = clock;
         self
     }
@@ -102,36 +134,33 @@ impl<G: Clone, S> Layer<S> for GuardLayer<G> {
     type Service = Guarded<G, S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guarded::new(self.guard.clone(), inner, self.respond.clone())
+        Guarded {
+            guard: self.guard.clone(),
+            inner,
+            respond: self.respond.clone(),
+        }
     }
 }
 
-/// A [`Guard`] that reads the body and the clock: its layer has `body_limit`, `read_timeout`
-/// and `clock`.
-pub trait ReadsBody {
+/// A [`Guard`] that reads the body: its layer has `with_body_limit` and `with_read_timeout`.
+pub trait ReadsBody: sealed::Sealed {
     /// The guard's body limits.
     fn body_limits(&mut self) -> &mut BodyLimits;
+}
+
+/// A [`Guard`] that reads the clock: its layer has `with_clock`.
+pub trait ReadsClock: sealed::Sealed {
     /// The guard's clock.
     fn clock(&mut self) -> &mut Clock;
 }
 
-/// The [`Service`] of every layer of this crate: it runs the layer's [`Guard`], then the inner
-/// service, or answers the rejection (with the layer's custom answer, if one is set).
+/// The [`Service`] of every check layer of this crate: it runs the layer's [`Guard`], then the
+/// inner service, or answers the rejection (with the layer's custom answer, if one is set).
 #[derive(Clone)]
 pub struct Guarded<G, S> {
     guard: G,
     inner: S,
     respond: Respond,
-}
-
-impl<G, S> Guarded<G, S> {
-    pub(crate) fn new(guard: G, inner: S, respond: Respond) -> Self {
-        Self {
-            guard,
-            inner,
-            respond,
-        }
-    }
 }
 
 impl<G: std::fmt::Debug, S> std::fmt::Debug for Guarded<G, S> {
@@ -141,17 +170,6 @@ impl<G: std::fmt::Debug, S> std::fmt::Debug for Guarded<G, S> {
             .finish_non_exhaustive()
     }
 }
-
-/// Headers that carry secrets or signatures: marked sensitive so that tracing layers that print
-/// headers redact them.
-const SENSITIVE: [&str; 6] = [
-    "authorization",
-    "cookie",
-    "x-contentful-signature",
-    "x-contentstack-request-signature",
-    "x-contentstack-hmac-signature",
-    "x-contentstack-signature",
-];
 
 impl<G, S, B, ResBody> Service<Request<B>> for Guarded<G, S>
 where
@@ -165,26 +183,35 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let guard = self.guard.clone();
-        let respond = self.respond.clone();
+        let mut request = request.map(Body::new);
+        countersign_core::mark_sensitive(request.headers_mut());
+        if let Err(rejection) = self.guard.check_head(&mut request) {
+            let client = client_address(&request);
+            let response = Some(self.respond.respond(rejection, client));
+            return ResponseFuture {
+                state: State::Rejected { response },
+            };
+        }
         // The clone that was driven to readiness is the one to call.
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
-        let mut request = request.map(Body::new);
-        for name in SENSITIVE {
-            if let http::header::Entry::Occupied(mut entry) = request.headers_mut().entry(name) {
-                entry.iter_mut().for_each(|value| value.set_sensitive(true));
-            }
+        if !G::ASYNC {
+            return ResponseFuture {
+                state: State::Inner {
+                    future: inner.call(request),
+                },
+            };
         }
+        let (guard, respond) = (self.guard.clone(), self.respond.clone());
         let client = client_address(&request);
-        Box::pin(async move {
+        let future = Box::pin(async move {
             match guard.check(request).await {
                 Ok(mut request) => {
                     let extra = request.extensions_mut().remove::<ResponseHeaders>();
@@ -199,7 +226,56 @@ where
                 }
                 Err(rejection) => Ok(respond.respond(rejection, client)),
             }
-        })
+        });
+        ResponseFuture {
+            state: State::Checked { future },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Guarded`]: a refusal of the head, ready at once; the inner service's
+    /// future, when the head check was all; or the async check and then the inner service.
+    #[project = Projected]
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProjected]
+    enum State<F, E> {
+        Rejected { response: Option<Response> },
+        Inner { #[pin] future: F },
+        Checked { future: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>> },
+    }
+}
+
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<F, E, ResBody> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProjected::Rejected { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_default()))
+            }
+            StateProjected::Inner { future } => {
+                Poll::Ready(ready!(future.poll(cx)).map(|response| response.map(Body::new)))
+            }
+            StateProjected::Checked { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
@@ -208,16 +284,20 @@ where
 pub(crate) struct ResponseHeaders(pub(crate) Vec<(http::HeaderName, http::HeaderValue)>);
 
 /// The client as resolved by an allowlist layer, or else the socket peer.
-fn client_address(request: &Request<Body>) -> Option<IpAddr> {
+pub(crate) fn client_address<B>(request: &Request<B>) -> Option<IpAddr> {
     let extensions = request.extensions();
     extensions
         .get::<ClientIp>()
         .map(|ClientIp(ip)| *ip)
-        .or_else(|| {
-            extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip())
-        })
+        .or_else(|| peer_address(request))
+}
+
+/// The socket peer, when the server records it (`into_make_service_with_connect_info`).
+pub(crate) fn peer_address<B>(request: &Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// Where layers read the time: the system clock, or another for tests.

@@ -16,7 +16,7 @@
 //!     .route("/webhooks/contentstack", post(|| async { "ok" }))
 //!     .layer(
 //!         IpAllowlistLayer::new(IpAllowlist::new(["203.0.113.0/24", "2001:db8::/32"])?)
-//!             .trusted_proxies(IpAllowlist::new(["10.0.0.0/8"])?, ForwardedHeader::XForwardedFor),
+//!             .with_trusted_proxies(IpAllowlist::new(["10.0.0.0/8"])?, ForwardedHeader::XForwardedFor),
 //!     );
 //! # Ok(())
 //! # }
@@ -34,7 +34,7 @@ use axum::extract::ConnectInfo;
 use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
 use http::{Request, StatusCode};
 
-use crate::guard::{Guard, GuardLayer};
+use crate::guard::{Guard, GuardLayer, sealed};
 use crate::{ClientIp, Rejection};
 
 /// Lets only allowlisted client addresses through. See the [module docs](self).
@@ -61,15 +61,19 @@ impl IpAllowlistLayer {
 
     /// Trusts `proxies` to state the client address in `header`.
     #[must_use]
-    pub fn trusted_proxies(mut self, proxies: IpAllowlist, header: ForwardedHeader) -> Self {
+    pub fn with_trusted_proxies(mut self, proxies: IpAllowlist, header: ForwardedHeader) -> Self {
         self.guard_mut().proxies = Arc::new(proxies);
         self.guard_mut().header = header;
         self
     }
 }
 
+impl sealed::Sealed for IpGuard {}
+
 impl Guard for IpGuard {
-    async fn check(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
+    const ASYNC: bool = false;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
         let Some(ConnectInfo(peer)) = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -83,7 +87,7 @@ impl Guard for IpGuard {
         let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header);
         request.extensions_mut().insert(ClientIp(client));
         if self.allowed.contains(client) {
-            Ok(request)
+            Ok(())
         } else {
             Err(Rejection::new(
                 StatusCode::FORBIDDEN,

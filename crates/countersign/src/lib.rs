@@ -118,11 +118,11 @@ pub mod well_known;
 pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
 pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 pub use countersign_core::{
-    Backend, ConfigError, ConfigErrorKind, backend, contentful, contentstack, credentials, ip,
-    random_hex,
+    Backend, ConfigError, ConfigErrorKind, Verdict, backend, contentful, contentstack, credentials,
+    ip, random_hex,
 };
 pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
-pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody};
+pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody, ReadsClock, ResponseFuture};
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
 pub use verify_contentful::ContentfulLayer;

@@ -23,20 +23,17 @@
 //! another app signed with a shared key (403 `session_app_mismatch`). The tenant key includes
 //! the app.
 //!
-//! # Delivery: bearer (default) or cookie
+//! # Transport: bearer (default) or cookie
 //!
-//! The app runs in an iframe inside Contentstack, a third-party context where browsers block
-//! or partition cookies. By default the page embeds the session (for instance in
-//! `<meta name="app-session">`) and sends it as `Authorization: Bearer` on its own calls, which
-//! works in every browser and cannot be sent cross-site by another page.
-//!
-//! [`Delivery::Cookie`] sets `__Host-countersign-session` with `Secure; HttpOnly;
-//! SameSite=None; Partitioned; Path=/` instead. A cookie is sent by the browser on any request
-//! to the app, including ones another site triggers, so in cookie mode every state-changing
-//! call (any method but GET, HEAD and OPTIONS) must carry `X-CSRF-Token` with the session's
-//! [`csrf_token`](countersign_core::session::AppSession::csrf_token), which the page receives
-//! with the session and another site cannot read. [`SessionLayer`] refuses such a call without
-//! it (403 `csrf_token_mismatch`).
+//! The app runs in an iframe inside Contentstack, where browsers block or partition cookies.
+//! By default the page embeds the session (for instance in `<meta name="app-session">`) and
+//! sends it as `Authorization: Bearer`. [`Transport::Cookie`] sets `__Host-countersign-session`
+//! (`Secure; HttpOnly; SameSite=None; Partitioned; Path=/`) instead, and then every
+//! state-changing call must carry `X-CSRF-Token` with the session's
+//! [`csrf_token`](countersign_core::session::Session::csrf_token), or [`SessionLayer`] refuses it
+//! (403 `csrf_token_mismatch`). The rules live in the core
+//! ([`countersign_core::session`]): [`Sessions::open`] and [`Sessions::authenticate`] are the two
+//! entry points these layers call.
 //!
 //! ```
 //! use axum::{Json, Router, routing::get};
@@ -74,42 +71,25 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
-use countersign_core::contentstack::{
-    APP_TOKEN_QUERY_PARAMETER, AppTokenError, AppTokenErrorKind, AppTokenVerifier, KeySource,
-};
+use countersign_core::contentstack::{AppTokenVerifier, KeySource};
+use countersign_core::session::carries_app_token;
 pub use countersign_core::session::{
-    SessionError, SessionErrorKind, SessionKey, Sessions, TenantKey,
+    COOKIE_NAME, CSRF_HEADER, OpenError, SessionError, SessionErrorKind, SessionKey, Sessions,
+    TenantKey, Transport,
 };
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
-use percent_encoding::percent_decode_str;
+use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 
 use crate::Rejection;
-use crate::guard::{Clock, Guard, GuardLayer, ResponseHeaders};
-
-/// The session cookie's name in cookie mode.
-pub const COOKIE_NAME: &str = "__Host-countersign-session";
-/// The header that carries the CSRF token on state-changing calls in cookie mode.
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// How the session reaches the browser.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    /// The page embeds the token and sends `Authorization: Bearer` (the default).
-    #[default]
-    Bearer,
-    /// A `__Host-` cookie (`Secure; HttpOnly; SameSite=None; Partitioned; Path=/`), with
-    /// `X-CSRF-Token` required on state-changing calls.
-    Cookie,
-}
+use crate::guard::{Clock, Guard, GuardLayer, ReadsClock, ResponseHeaders, sealed};
 
 /// A verified session of this app: organization, stack, installation, user, app and tenant
-/// key (through `Deref` to [`countersign_core::session::AppSession`]).
+/// key (through `Deref` to [`countersign_core::session::Session`]).
 #[derive(Debug, Clone)]
-pub struct AppSession(pub Arc<countersign_core::session::AppSession>);
+pub struct AppSession(pub Arc<countersign_core::session::Session>);
 
 impl Deref for AppSession {
-    type Target = countersign_core::session::AppSession;
+    type Target = countersign_core::session::Session;
 
     fn deref(&self) -> &Self::Target {
         &self.0
@@ -188,17 +168,26 @@ impl From<SessionError> for Rejection {
     }
 }
 
+impl From<OpenError> for Rejection {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::AppToken(error) => error.into(),
+            OpenError::Session(error) => error.into(),
+        }
+    }
+}
+
 /// Verifies the `app-token` of signed UI locations and mints the app's session. See the
 /// [module docs](self).
 pub type AppTokenLayer<K> = GuardLayer<AppTokenGuard<K>>;
 
-/// The check [`AppTokenLayer`] runs.
+/// The check [`AppTokenLayer`] runs: the core's [`Sessions::open`].
 #[derive(Clone, Debug)]
 pub struct AppTokenGuard<K> {
     verifier: Arc<AppTokenVerifier>,
     keys: K,
     sessions: Sessions,
-    delivery: Delivery,
+    transport: Transport,
     clock: Clock,
 }
 
@@ -217,30 +206,23 @@ impl<K: KeySource + Clone> AppTokenLayer<K> {
             verifier: Arc::new(verifier),
             keys,
             sessions,
-            delivery: Delivery::Bearer,
+            transport: Transport::Bearer,
             clock: Clock::system(),
         })
     }
 
     /// Delivers the session as a cookie too (see the [module docs](self)).
     #[must_use]
-    pub fn delivery(mut self, delivery: Delivery) -> Self {
-        self.guard_mut().delivery = delivery;
-        self
-    }
-
-    /// Reads the time from `clock` (tests).
-    #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.guard_mut().clock = clock;
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.guard_mut().transport = transport;
         self
     }
 }
 
 /// `Referrer-Policy: no-referrer` and `Cache-Control: no-store`: the answer to a request with
 /// an app-token in its URL.
-fn token_page_headers() -> Vec<(HeaderName, HeaderValue)> {
-    vec![
+fn token_page_headers() -> [(HeaderName, HeaderValue); 2] {
+    [
         (
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
@@ -249,74 +231,52 @@ fn token_page_headers() -> Vec<(HeaderName, HeaderValue)> {
     ]
 }
 
-/// The value of `name` in a query string, percent-decoded.
-fn query_value(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| {
-            percent_decode_str(&value.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+impl<K> sealed::Sealed for AppTokenGuard<K> {}
+
+impl<K> ReadsClock for AppTokenGuard<K> {
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.clock
+    }
 }
 
-impl<K: KeySource + Clone> AppTokenGuard<K> {
-    async fn verify(
-        &self,
-        token: &str,
-    ) -> Result<countersign_core::contentstack::AppTokenClaims, Rejection> {
-        let keys = self
-            .keys
-            .keys()
-            .await
-            .map_err(|e| AppTokenError::key_unavailable(e.to_string()))?;
-        let now = self.clock.now();
-        match self.verifier.verify(token, &keys, now) {
-            Err(error) if error.kind() == AppTokenErrorKind::BadSignature => {
-                match self.keys.refresh(&keys).await {
-                    Some(fresh) => Ok(self.verifier.verify(token, &fresh, now)?),
-                    None => Err(error.into()),
-                }
-            }
-            result => Ok(result?),
-        }
+impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
+    const ASYNC: bool = true;
+
+    fn check_head(&self, _: &mut Request<Body>) -> Result<(), Rejection> {
+        Ok(())
     }
 
-    async fn bootstrap(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let token = request
-            .uri()
-            .query()
-            .and_then(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER))
-            .ok_or_else(|| {
-                Rejection::new(
-                    StatusCode::UNAUTHORIZED,
-                    "app_token_missing",
-                    "App-token missing",
-                    "a signed UI location is opened with ?app-token=...; this request has none",
-                )
-            })?;
-        let claims = self.verify(&token).await?;
-        let (session_token, session) = self.sessions.mint(&claims, self.clock.now())?;
-        let mut extra = token_page_headers();
-        if self.delivery == Delivery::Cookie {
-            let max_age = session
-                .expires_at()
-                .duration_since(self.clock.now())
-                .map_or(0, |d| d.as_secs());
-            let cookie = format!(
-                "{COOKIE_NAME}={session_token}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"
-            );
+    async fn check(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
+        let query = request.uri().query();
+        let (verifier, now) = (&self.verifier, self.clock.now());
+        let opened = match (self.sessions)
+            .open(query, verifier, &self.keys, self.transport, now)
+            .await
+        {
+            Ok(opened) => opened,
+            // The answer to a URL with a token in it must not leak it, accepted or not.
+            Err(error) if carries_app_token(query) => {
+                let rejection = Rejection::from(error);
+                return Err(token_page_headers()
+                    .into_iter()
+                    .fold(rejection, |rejection, (name, value)| {
+                        rejection.with_header(name, value)
+                    }));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut extra = token_page_headers().to_vec();
+        if let Some(cookie) = opened.set_cookie {
             let value = HeaderValue::from_str(&cookie).map_err(|_| {
                 Rejection::misconfigured("session_cookie", "the session does not fit in a cookie")
             })?;
             extra.push((header::SET_COOKIE, value));
         }
-        let csrf_token = session.csrf_token().to_owned();
+        let csrf_token = opened.session.csrf_token().to_owned();
         let extensions = request.extensions_mut();
-        extensions.insert(AppSession(Arc::new(session)));
+        extensions.insert(AppSession(Arc::new(opened.session)));
         extensions.insert(SessionToken {
-            token: session_token,
+            token: opened.token,
             csrf_token,
         });
         extensions.insert(ResponseHeaders(extra));
@@ -324,31 +284,11 @@ impl<K: KeySource + Clone> AppTokenGuard<K> {
     }
 }
 
-impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
-    async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let carries_token = request
-            .uri()
-            .query()
-            .is_some_and(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER).is_some());
-        self.bootstrap(request).await.map_err(|rejection| {
-            if carries_token {
-                token_page_headers()
-                    .into_iter()
-                    .fold(rejection, |rejection, (name, value)| {
-                        rejection.with_header(name, value)
-                    })
-            } else {
-                rejection
-            }
-        })
-    }
-}
-
 /// Accepts the app's session on API routes, from `Authorization: Bearer` or the cookie. See
 /// the [module docs](self).
 pub type SessionLayer = GuardLayer<SessionGuard>;
 
-/// The check [`SessionLayer`] runs.
+/// The check [`SessionLayer`] runs: the core's [`Sessions::authenticate`].
 #[derive(Clone, Debug)]
 pub struct SessionGuard {
     sessions: Sessions,
@@ -364,80 +304,25 @@ impl SessionLayer {
             clock: Clock::system(),
         })
     }
-
-    /// Reads the time from `clock` (tests).
-    #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.guard_mut().clock = clock;
-        self
-    }
 }
 
-/// Where a session came from.
-enum Presented {
-    Bearer(String),
-    Cookie(String),
-}
+impl sealed::Sealed for SessionGuard {}
 
-fn presented(request: &Request<Body>) -> Option<Presented> {
-    let headers = request.headers();
-    if let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| Presented::Bearer(token.trim().to_owned()));
+impl ReadsClock for SessionGuard {
+    fn clock(&mut self) -> &mut Clock {
+        &mut self.clock
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME).then(|| Presented::Cookie(value.to_owned()))
-        })
 }
 
 impl Guard for SessionGuard {
-    async fn check(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let presented = presented(&request).ok_or_else(|| {
-            SessionError::new(
-                SessionErrorKind::Missing,
-                "no session (Authorization: Bearer or cookie)",
-            )
-        })?;
-        let (token, from_cookie) = match presented {
-            Presented::Bearer(token) => (token, false),
-            Presented::Cookie(token) => (token, true),
-        };
-        let session = self.sessions.verify(&token, self.clock.now())?;
-        let safe = matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS
-        );
-        if from_cookie && !safe {
-            let sent = request
-                .headers()
-                .get(CSRF_HEADER)
-                .map(HeaderValue::as_bytes)
-                .unwrap_or_default();
-            if !countersign_core::credentials::constant_time_eq(
-                sent,
-                session.csrf_token().as_bytes(),
-            ) {
-                return Err(SessionError::new(
-                    SessionErrorKind::CsrfMismatch,
-                    "a state-changing call authenticated by cookie needs X-CSRF-Token",
-                )
-                .into());
-            }
-        }
+    const ASYNC: bool = false;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
+        let session =
+            (self.sessions).authenticate(request.method(), request.headers(), self.clock.now())?;
         request
             .extensions_mut()
             .insert(AppSession(Arc::new(session)));
-        Ok(request)
+        Ok(())
     }
 }

@@ -16,38 +16,36 @@
 //!     .route("/contentful/events", post(|event: ContentfulRequest, Json(body): Json<serde_json::Value>| async move {
 //!         format!("{:?}: {body}", event.topic())
 //!     }))
-//!     .layer(ContentfulLayer::new(verifier).body_limit(1024 * 1024));
+//!     .layer(ContentfulLayer::new(verifier).with_body_limit(1024 * 1024));
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Behind a reverse proxy that strips a path prefix, configure it on the verifier
 //! ([`Verifier::with_path_prefix`]), or trust `X-Forwarded-Prefix` from your proxies only
-//! ([`ContentfulLayer::trust_forwarded_prefix`]).
+//! ([`ContentfulLayer::with_forwarded_prefix`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use countersign_core::contentful::Verifier;
 use countersign_core::ip::IpAllowlist;
 use http::Request;
 
-use crate::body::{BodyLimits, buffer};
-use crate::guard::{Clock, Guard, GuardLayer, ReadsBody};
-use crate::replay::ReplayIdentity;
-use crate::{ContentfulRequest, Rejection, VerifiedBody};
+use crate::Rejection;
+use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
+use crate::extract::Verified;
+use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, peer_address, sealed};
 
 /// Verifies Contentful request signatures. See the [module docs](self).
 pub type ContentfulLayer = GuardLayer<ContentfulGuard>;
 
-/// The check [`ContentfulLayer`] runs.
+/// The check [`ContentfulLayer`] runs: the core's [`Verifier::verify_request`] on the buffered
+/// request.
 #[derive(Clone, Debug)]
 pub struct ContentfulGuard {
     verifier: Arc<Verifier>,
     limits: BodyLimits,
-    prefix_proxies: Option<Arc<IpAllowlist>>,
     clock: Clock,
 }
 
@@ -58,61 +56,48 @@ impl ContentfulLayer {
         Self::from_guard(ContentfulGuard {
             verifier: Arc::new(verifier),
             limits: BodyLimits::default(),
-            prefix_proxies: None,
             clock: Clock::system(),
         })
     }
 
     /// Takes the path prefix from `X-Forwarded-Prefix` when, and only when, the socket peer is
-    /// one of `proxies` (needs `into_make_service_with_connect_info::<SocketAddr>()`).
+    /// one of `proxies` (needs `into_make_service_with_connect_info::<SocketAddr>()`); see
+    /// [`Verifier::with_forwarded_prefix`].
     #[must_use]
-    pub fn trust_forwarded_prefix(mut self, proxies: IpAllowlist) -> Self {
-        self.guard_mut().prefix_proxies = Some(Arc::new(proxies));
+    pub fn with_forwarded_prefix(mut self, proxies: IpAllowlist) -> Self {
+        let verifier = &mut self.guard_mut().verifier;
+        *verifier = Arc::new((**verifier).clone().with_forwarded_prefix(proxies));
         self
     }
 }
+
+impl sealed::Sealed for ContentfulGuard {}
 
 impl ReadsBody for ContentfulGuard {
     fn body_limits(&mut self) -> &mut BodyLimits {
         &mut self.limits
     }
+}
 
+impl ReadsClock for ContentfulGuard {
     fn clock(&mut self) -> &mut Clock {
         &mut self.clock
     }
 }
 
-impl ContentfulGuard {
-    fn forwarded_prefix<'r>(&self, request: &'r Request<Body>) -> Option<&'r str> {
-        let proxies = self.prefix_proxies.as_ref()?;
-        let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
-        if !proxies.contains(peer.ip()) {
-            return None;
-        }
-        request.headers().get("x-forwarded-prefix")?.to_str().ok()
-    }
-}
-
 impl Guard for ContentfulGuard {
+    const ASYNC: bool = true;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
+        check_declared_length(request.headers(), self.limits)
+    }
+
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let (mut request, body) = buffer(request, self.limits).await?;
-        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let verified = self.verifier.verify_with_prefix(
-            request.method(),
-            target,
-            request.headers(),
-            &body,
-            self.clock.now(),
-            self.forwarded_prefix(&request),
-        )?;
-        request.extensions_mut().insert(ReplayIdentity {
-            key: verified.replay_key(),
-            window: self.verifier.acceptance_window(),
-        });
-        request
-            .extensions_mut()
-            .insert(ContentfulRequest(Arc::new(verified)));
-        request.extensions_mut().insert(VerifiedBody(body));
-        Ok(request)
+        let peer = peer_address(&request);
+        let (parts, body) = buffer(request, self.limits).await?;
+        let verdict = self
+            .verifier
+            .verify_request(&parts, body, peer, self.clock.now())?;
+        Ok(hand_on(parts, Verified::Contentful(Arc::new(verdict))))
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! One Contentstack key per region signs every customer's webhooks, so a valid signature does
 //! not say the delivery is for you: anyone can point a webhook of their own stack at your
-//! backend. [`tenancy`](GuardLayer::tenancy) adds the check that it is
+//! backend. [`with_tenancy`](GuardLayer::with_tenancy) adds the check that it is
 //! ([`Tenancy`]): installation events only of your `app_uid`, every other delivery only from
 //! your stacks (a static [`StackAllowlist`](countersign_core::contentstack::StackAllowlist), or
 //! an async look-up in your own installation records). A delivery that is not yours is answered
@@ -54,23 +54,22 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
-use bytes::Bytes;
 use countersign_core::contentstack::{
-    AnyStack, ErrorKind, KeySet, KeySource, KeyUnavailable, SignatureMethod, StackCheck, Tenancy,
-    VerifiedWebhook, WebhookVerifier,
+    AnyStack, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, WebhookVerifier,
 };
-use http::{HeaderMap, Request};
+use http::Request;
 
-use crate::body::{BodyLimits, buffer, replace_body};
-use crate::guard::{Clock, Guard, GuardLayer, ReadsBody};
-use crate::replay::ReplayIdentity;
-use crate::{Rejection, VerifiedBody};
+use crate::Rejection;
+use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
+use crate::extract::Verified;
+use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, sealed};
 
 /// Verifies Contentstack webhook signatures, and optionally that the delivery is for this app
 /// and its stacks. See the [module docs](self).
 pub type ContentstackWebhookLayer<K, S = AnyStack> = GuardLayer<ContentstackGuard<K, S>>;
 
-/// The check [`ContentstackWebhookLayer`] runs.
+/// The check [`ContentstackWebhookLayer`] runs: the core's
+/// [`WebhookVerifier::verify_delivery`] on the buffered request.
 #[derive(Debug)]
 pub struct ContentstackGuard<K, S = AnyStack> {
     verifier: Arc<WebhookVerifier>,
@@ -123,7 +122,10 @@ impl<K: KeySource + Clone, S> ContentstackWebhookLayer<K, S> {
     /// Accepts only deliveries for this app and its stacks (see the [module docs](self)):
     /// others are answered 403 before the replay guard and the handler.
     #[must_use]
-    pub fn tenancy<T: StackCheck>(self, tenancy: Tenancy<T>) -> ContentstackWebhookLayer<K, T> {
+    pub fn with_tenancy<T: StackCheck>(
+        self,
+        tenancy: Tenancy<T>,
+    ) -> ContentstackWebhookLayer<K, T> {
         self.map_guard(|guard| ContentstackGuard {
             verifier: guard.verifier,
             keys: guard.keys,
@@ -142,52 +144,33 @@ impl ContentstackWebhookLayer<NoKeys> {
     }
 }
 
+impl<K, S> sealed::Sealed for ContentstackGuard<K, S> {}
+
 impl<K, S> ReadsBody for ContentstackGuard<K, S> {
     fn body_limits(&mut self) -> &mut BodyLimits {
         &mut self.limits
     }
+}
 
+impl<K, S> ReadsClock for ContentstackGuard<K, S> {
     fn clock(&mut self) -> &mut Clock {
         &mut self.clock
     }
 }
 
-impl<K: KeySource + Clone, S> ContentstackGuard<K, S> {
-    async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<VerifiedWebhook, Rejection> {
-        let now = self.clock.now();
-        if self.verifier.method(headers) != Some(SignatureMethod::Rsa) {
-            return Ok(self.verifier.verify(headers, body, None, now)?);
-        }
-        let keys = self.keys.keys().await.map_err(|unavailable| {
-            Rejection::from(countersign_core::contentstack::Error::from(unavailable))
-        })?;
-        match self.verifier.verify(headers, body, Some(&keys), now) {
-            Err(error) if error.kind() == ErrorKind::SignatureMismatch => {
-                match self.keys.refresh(&keys).await {
-                    Some(fresh) => Ok(self.verifier.verify(headers, body, Some(&fresh), now)?),
-                    None => Err(error.into()),
-                }
-            }
-            result => Ok(result?),
-        }
-    }
-}
-
 impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
+    const ASYNC: bool = true;
+
+    fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
+        check_declared_length(request.headers(), self.limits)
+    }
+
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let (mut request, mut body) = buffer(request, self.limits).await?;
-        let verified = self.verify(request.headers(), &body).await?;
-        self.tenancy.check(&verified).await?;
-        if let Some(canonical) = verified.canonical_body() {
-            body = Bytes::copy_from_slice(canonical);
-            replace_body(&mut request, body.clone());
-        }
-        request.extensions_mut().insert(ReplayIdentity {
-            key: verified.replay_key(),
-            window: Some(self.verifier.acceptance_window()),
-        });
-        request.extensions_mut().insert(Arc::new(verified));
-        request.extensions_mut().insert(VerifiedBody(body));
-        Ok(request)
+        let (parts, body) = buffer(request, self.limits).await?;
+        let now = self.clock.now();
+        let verdict = (self.verifier)
+            .verify_delivery(&parts.headers, body, &self.keys, &self.tenancy, now)
+            .await?;
+        Ok(hand_on(parts, Verified::Contentstack(Arc::new(verdict))))
     }
 }

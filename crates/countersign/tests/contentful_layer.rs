@@ -136,7 +136,7 @@ async fn an_unsigned_request_is_401_signature_missing() {
 #[tokio::test]
 async fn an_expired_request_is_401_timestamp_expired() {
     let later = Clock::from_fn(|| std::time::SystemTime::now() + Duration::from_secs(31));
-    let base = server(ContentfulLayer::new(verifier()).clock(later)).await;
+    let base = server(ContentfulLayer::new(verifier()).with_clock(later)).await;
     let response = post_signed(&base, "/hooks/x", SECRET, "{}", &Context::default(), &[]).await;
     let (status, problem) = problem(response).await;
     assert_eq!(
@@ -176,10 +176,10 @@ async fn x_forwarded_prefix_is_trusted_from_trusted_proxies_only() {
         request.body("{}").send().await.unwrap().status()
     };
     let trusting_loopback = ContentfulLayer::new(verifier())
-        .trust_forwarded_prefix(IpAllowlist::new(["127.0.0.1"]).unwrap());
+        .with_forwarded_prefix(IpAllowlist::new(["127.0.0.1"]).unwrap());
     assert_eq!(send(server(trusting_loopback).await).await, 200);
     let trusting_others = ContentfulLayer::new(verifier())
-        .trust_forwarded_prefix(IpAllowlist::new(["10.0.0.0/8"]).unwrap());
+        .with_forwarded_prefix(IpAllowlist::new(["10.0.0.0/8"]).unwrap());
     assert_eq!(send(server(trusting_others).await).await, 401);
     let configured = ContentfulLayer::new(verifier().with_path_prefix("/api").unwrap());
     let base = server(configured).await;
@@ -228,7 +228,7 @@ async fn two_hundred_concurrent_verified_requests() {
 
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_413_before_it_is_read() {
-    let base = server(ContentfulLayer::new(verifier()).body_limit(1024)).await;
+    let base = server(ContentfulLayer::new(verifier()).with_body_limit(1024)).await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n";
     // No body is sent at all: the answer comes from the declared length.
@@ -241,7 +241,7 @@ async fn a_declared_body_over_the_limit_is_413_before_it_is_read() {
 
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_is_413() {
-    let base = server(ContentfulLayer::new(verifier()).body_limit(1024)).await;
+    let base = server(ContentfulLayer::new(verifier()).with_body_limit(1024)).await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     let chunk = format!("400\r\n{}\r\n", "a".repeat(1024));
@@ -256,7 +256,8 @@ async fn a_streamed_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn a_slow_body_is_408() {
     let base =
-        server(ContentfulLayer::new(verifier()).read_timeout(Duration::from_millis(300))).await;
+        server(ContentfulLayer::new(verifier()).with_read_timeout(Duration::from_millis(300)))
+            .await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
     // Ten bytes, then nothing for longer than the bound.

@@ -306,7 +306,7 @@ async fn data_that_does_not_fit_the_handlers_type_is_422() {
 #[tokio::test]
 async fn an_oversized_delivery_is_413() {
     let layer =
-        ContentstackWebhookLayer::new(WebhookVerifier::new(), static_keys()).body_limit(256);
+        ContentstackWebhookLayer::new(WebhookVerifier::new(), static_keys()).with_body_limit(256);
     let base = server(layer).await;
     let body = webhook_body(
         Duration::from_secs(1),

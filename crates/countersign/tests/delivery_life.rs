@@ -60,10 +60,12 @@ async fn server(
         ContentstackWebhookLayer::new(verifier, StaticKeys::parse(PUBLIC_A).unwrap());
     let layers = ServiceBuilder::new()
         .layer(match tenancy {
-            Some(tenancy) => verification.tenancy(tenancy),
-            None => verification.tenancy(Tenancy::new().with_stacks(StackAllowlist::new(["blt1"]))),
+            Some(tenancy) => verification.with_tenancy(tenancy),
+            None => {
+                verification.with_tenancy(Tenancy::new().with_stacks(StackAllowlist::new(["blt1"])))
+            }
         })
-        .layer(ReplayGuardLayer::new(store).lease(lease));
+        .layer(ReplayGuardLayer::new(store).with_lease(lease));
     let app = Router::new().route("/hook", handler.layer(layers));
     (format!("http://{}/hook", serve(app).await), seen)
 }
@@ -252,7 +254,7 @@ async fn a_stack_check_that_cannot_answer_is_503_so_that_contentstack_retries() 
     }));
     let layer =
         ContentstackWebhookLayer::new(WebhookVerifier::new(), StaticKeys::parse(PUBLIC_A).unwrap())
-            .tenancy(tenancy);
+            .with_tenancy(tenancy);
     let app = Router::new().route("/hook", post(|| async { "handled" }).layer(layer));
     let url = format!("http://{}/hook", serve(app).await);
     let response = attempt(

@@ -46,7 +46,7 @@ async fn the_socket_peer_is_checked_against_the_allowlist() {
 #[tokio::test]
 async fn a_spoofed_forwarding_header_from_an_untrusted_peer_is_ignored() {
     let layer = IpAllowlistLayer::new(allow(&["52.35.1.58"]))
-        .trusted_proxies(allow(&["10.0.0.0/8"]), ForwardedHeader::XForwardedFor);
+        .with_trusted_proxies(allow(&["10.0.0.0/8"]), ForwardedHeader::XForwardedFor);
     let base = ip_server("127.0.0.1", layer).await;
     let response = client()
         .get(&base)
@@ -59,7 +59,7 @@ async fn a_spoofed_forwarding_header_from_an_untrusted_peer_is_ignored() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_first_untrusted_hop_is_the_client() {
-    let layer = IpAllowlistLayer::new(allow(&["52.35.1.58"])).trusted_proxies(
+    let layer = IpAllowlistLayer::new(allow(&["52.35.1.58"])).with_trusted_proxies(
         allow(&["127.0.0.1", "10.0.0.0/8"]),
         ForwardedHeader::XForwardedFor,
     );
@@ -85,7 +85,7 @@ async fn behind_a_trusted_proxy_the_first_untrusted_hop_is_the_client() {
 #[tokio::test]
 async fn forwarded_and_x_real_ip_as_configured() {
     let forwarded = IpAllowlistLayer::new(allow(&["2001:db8::/32"]))
-        .trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::Forwarded);
+        .with_trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::Forwarded);
     let base = ip_server("127.0.0.1", forwarded).await;
     let response = client()
         .get(&base)
@@ -96,7 +96,7 @@ async fn forwarded_and_x_real_ip_as_configured() {
     assert_eq!(response.text().await.unwrap(), "2001:db8::7");
 
     let real_ip = IpAllowlistLayer::new(allow(&["203.0.113.0/24"]))
-        .trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::XRealIp);
+        .with_trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::XRealIp);
     let base = ip_server("127.0.0.1", real_ip).await;
     let response = client()
         .get(&base)

@@ -769,7 +769,7 @@ async fn a_done_mark_that_fails_after_a_2xx_is_retried_and_never_blocks_the_deli
         ))
         .layer(
             ReplayGuardLayer::new(RedisStore::new(&proxy.url()).unwrap())
-                .lease(Duration::from_secs(60)),
+                .with_lease(Duration::from_secs(60)),
         );
     let url = format!(
         "http://{}/hook",

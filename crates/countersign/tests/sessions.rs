@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use common::*;
 use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
 use countersign::session::{
-    AppSession, AppTokenLayer, Delivery, SessionKey, SessionLayer, SessionToken, Sessions,
+    AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions, Transport,
 };
 use countersign::{Clock, Rejection};
 use serde_json::{Value, json};
@@ -224,7 +224,7 @@ async fn missing_tampered_expired_and_unknown_key_sessions_are_401() {
     let base = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
     let expiring = server(
         ui_layer(sessions(1)),
-        SessionLayer::new(sessions(1)).clock(later),
+        SessionLayer::new(sessions(1)).with_clock(later),
     )
     .await;
     let html = bootstrap(&base, &app_token(Some("bltA"), PRIVATE_A)).await;
@@ -333,7 +333,7 @@ async fn organization_apps_have_no_stack() {
 #[tokio::test]
 async fn cookie_mode_sets_a_partitioned_host_cookie_and_requires_csrf_on_writes() {
     let base = server(
-        ui_layer(sessions(1)).delivery(Delivery::Cookie),
+        ui_layer(sessions(1)).with_transport(Transport::Cookie),
         SessionLayer::new(sessions(1)),
     )
     .await;

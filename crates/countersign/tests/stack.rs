@@ -34,7 +34,7 @@ async fn handler(ClientIp(client): ClientIp, Json(delivery): Json<Delivery>) -> 
 async fn stacked(allowed: &str) -> String {
     let layers = ServiceBuilder::new()
         .layer(
-            IpAllowlistLayer::new(IpAllowlist::new([allowed]).unwrap()).trusted_proxies(
+            IpAllowlistLayer::new(IpAllowlist::new([allowed]).unwrap()).with_trusted_proxies(
                 IpAllowlist::new(["127.0.0.1"]).unwrap(),
                 ForwardedHeader::XForwardedFor,
             ),
@@ -50,7 +50,7 @@ async fn stacked(allowed: &str) -> String {
                 WebhookVerifier::new(),
                 StaticKeys::parse(PUBLIC_A).unwrap(),
             )
-            .body_limit(64 * 1024),
+            .with_body_limit(64 * 1024),
         );
     let app = Router::new()
         .route("/webhooks/contentstack", post(handler))

@@ -195,14 +195,16 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
     for secret in &config.hmac_secrets {
         verifier = verifier.with_hmac_secret(secret.clone());
     }
-    let mut verification = ContentstackWebhookLayer::new(verifier, keys).tenancy(tenancy);
+    let mut verification = ContentstackWebhookLayer::new(verifier, keys).with_tenancy(tenancy);
     if let Some(limit) = config.body_limit {
-        verification = verification.body_limit(limit);
+        verification = verification.with_body_limit(limit);
     }
     let ip_allowlist = config.allowed_ips.as_ref().map(|allowed| {
         let layer = IpAllowlistLayer::new(allowed.clone());
         match &config.trusted_proxies {
-            Some(proxies) => layer.trusted_proxies(proxies.clone(), ForwardedHeader::XForwardedFor),
+            Some(proxies) => {
+                layer.with_trusted_proxies(proxies.clone(), ForwardedHeader::XForwardedFor)
+            }
             None => layer,
         }
     });

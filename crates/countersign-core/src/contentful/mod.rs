@@ -65,7 +65,7 @@ pub use canonical::{canonical_path, canonical_string};
 pub use error::{Error, ErrorKind};
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};
-pub use verify::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, VerifiedRequest, Verifier};
+pub use verify::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, VerifiedRequest, Verifier};
 
 /// `x-contentful-signature`: lower-case hex HMAC-SHA256, 64 characters.
 pub const SIGNATURE: &str = "x-contentful-signature";

@@ -2,8 +2,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method};
 
 use super::canonical::{Canonical, CanonicalHeaders, canonical_path};
@@ -13,8 +16,12 @@ use super::{
     SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
 };
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
+use crate::ip::IpAllowlist;
 use crate::replay::ReplayKey;
-use crate::{ConfigError, ConfigErrorKind, js};
+use crate::{ConfigError, ConfigErrorKind, Verdict, js};
+
+/// The header a reverse proxy that strips a path prefix names it in.
+pub const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
 
 /// The toolkit's default time-to-live of a signature: 30 seconds.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -35,6 +42,7 @@ pub struct Verifier {
     ttl: Duration,
     future_skew: Duration,
     path_prefix: Option<String>,
+    prefix_proxies: Option<Arc<IpAllowlist>>,
 }
 
 impl Verifier {
@@ -46,6 +54,7 @@ impl Verifier {
             ttl: DEFAULT_TTL,
             future_skew: DEFAULT_FUTURE_SKEW,
             path_prefix: None,
+            prefix_proxies: None,
         }
     }
 
@@ -100,6 +109,15 @@ impl Verifier {
     pub fn with_path_prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
         self.path_prefix = Some(validate_path_prefix(prefix)?.to_owned());
         Ok(self)
+    }
+
+    /// Takes the path prefix from [`FORWARDED_PREFIX`] when, and only when, the request's
+    /// peer is one of `proxies` ([`verify_request`](Self::verify_request)); it replaces the
+    /// configured prefix for that request.
+    #[must_use]
+    pub fn with_forwarded_prefix(mut self, proxies: IpAllowlist) -> Self {
+        self.prefix_proxies = Some(Arc::new(proxies));
+        self
     }
 
     /// How long after its timestamp a signature stays acceptable: the TTL plus the future
@@ -212,23 +230,49 @@ impl Verifier {
         })
     }
 
-    /// [`verify`](Self::verify) for an [`http::Request`] whose body is already buffered.
+    /// The entry point: verifies a request as it arrived. `parts` are its method, raw target
+    /// and headers, `body` its body buffered whole, `peer` the socket peer (which decides
+    /// whether [`FORWARDED_PREFIX`] is trusted, see
+    /// [`with_forwarded_prefix`](Self::with_forwarded_prefix)). The verdict holds the verified
+    /// facts, the body, the delivery's identity and window, and its space.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+    /// use http::Method;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let secret = SigningSecret::new("a".repeat(64))?;
+    /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// let context = Context { space_id: Some("space-1".into()), ..Context::default() };
+    /// let signed = contentful::sign(&secret, &RequestToSign::new(Method::POST, "/hooks").body(b"{}"), at, &context);
+    /// let mut request = http::Request::post("/hooks").body(())?;
+    /// *request.headers_mut() = signed.to_header_map()?;
+    /// let (parts, ()) = request.into_parts();
+    ///
+    /// let verdict = Verifier::new(secret).verify_request(&parts, "{}".into(), None, at)?;
+    /// assert_eq!(verdict.tenant(), Some("space-1"));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`verify`](Self::verify).
-    pub fn verify_request<B: AsRef<[u8]>>(
+    pub fn verify_request(
         &self,
-        request: &http::Request<B>,
+        parts: &http::request::Parts,
+        body: Bytes,
+        peer: Option<IpAddr>,
         now: SystemTime,
-    ) -> Result<VerifiedRequest, Error> {
-        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        self.verify(
-            request.method(),
-            target,
-            request.headers(),
-            request.body().as_ref(),
-            now,
-        )
+    ) -> Result<Verdict<VerifiedRequest>, Error> {
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let forwarded = peer
+            .zip(self.prefix_proxies.as_deref())
+            .filter(|(peer, proxies)| proxies.contains(*peer))
+            .and_then(|_| parts.headers.get(FORWARDED_PREFIX)?.to_str().ok());
+        let verified =
+            self.verify_with_prefix(&parts.method, target, &parts.headers, &body, now, forwarded)?;
+        Ok(Verdict::new(verified, body, self.acceptance_window()))
     }
 
     fn check_freshness(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), Error> {
@@ -269,6 +313,7 @@ impl fmt::Debug for Verifier {
             .field("ttl", &self.ttl)
             .field("future_skew", &self.future_skew)
             .field("path_prefix", &self.path_prefix)
+            .field("prefix_proxies", &self.prefix_proxies.is_some())
             .finish()
     }
 }
@@ -497,4 +542,14 @@ fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {
 /// Milliseconds as seconds with one decimal, for messages.
 fn seconds(ms: i128) -> String {
     format!("{}.{}", ms / 1000, (ms % 1000).abs() / 100)
+}
+
+impl crate::verdict::Facts for VerifiedRequest {
+    fn replay_key(&self) -> ReplayKey {
+        VerifiedRequest::replay_key(self)
+    }
+
+    fn tenant(&self) -> Option<&str> {
+        self.space_id()
+    }
 }

@@ -95,6 +95,8 @@ pub type AppTokenError = crate::Rejected<AppTokenErrorKind>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AppTokenErrorKind {
+    /// The page load carries no `app-token`.
+    Missing,
     /// Not a JWT, or its claims are missing or of the wrong type.
     Malformed,
     /// The signature matches none of the keys.
@@ -116,6 +118,7 @@ impl AppTokenErrorKind {
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
+            Self::Missing => "app_token_missing",
             Self::Malformed => "app_token_malformed",
             Self::BadSignature => "app_token_signature_mismatch",
             Self::WrongAlgorithm => "app_token_algorithm_not_allowed",
@@ -139,11 +142,9 @@ impl crate::ReasonCode for AppTokenErrorKind {
     }
 }
 
-impl AppTokenError {
-    /// The error for a request that came while no key was available.
-    #[must_use]
-    pub fn key_unavailable(message: impl Into<String>) -> Self {
-        Self::new(AppTokenErrorKind::KeyUnavailable, message)
+impl From<super::KeyUnavailable> for AppTokenError {
+    fn from(unavailable: super::KeyUnavailable) -> Self {
+        Self::new(AppTokenErrorKind::KeyUnavailable, unavailable.to_string())
     }
 }
 
@@ -252,7 +253,9 @@ impl AppTokenVerifier {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| AppTokenError::key_unavailable("the key set is empty")))
+        Err(last_error.unwrap_or_else(|| {
+            AppTokenError::new(AppTokenErrorKind::KeyUnavailable, "the key set is empty")
+        }))
     }
 
     /// The header's `alg`, read before anything else so that a token cannot pick it.

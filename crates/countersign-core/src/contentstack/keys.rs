@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pkcs1::der::Decode as _;
 
@@ -60,6 +62,9 @@ pub struct PublicKey {
     jwt: jsonwebtoken::DecodingKey,
     fingerprint: String,
     bits: usize,
+    /// Whether the salt length that last verified with this key is the maximum: tried first
+    /// next time. Shared by the key's clones.
+    salt_max_first: Arc<AtomicBool>,
 }
 
 impl PublicKey {
@@ -132,6 +137,7 @@ impl PublicKey {
             rsa,
             jwt,
             bits,
+            salt_max_first: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -167,6 +173,32 @@ impl PublicKey {
     pub(crate) fn verify_pss(&self, digest: &[u8; 32], signature: &[u8], salt: SaltLength) -> bool {
         self.is_signature_representative(signature)
             && self.rsa.verify_pss_sha256(digest, signature, salt.to_pss())
+    }
+
+    /// The salt length this key tries first: the one that last verified a webhook with it
+    /// (32 until one has). A sender that sticks to one salt length, the maximum included,
+    /// costs one RSA operation per delivery.
+    #[must_use]
+    pub fn preferred_salt(&self) -> SaltLength {
+        if self.salt_max_first.load(Ordering::Relaxed) {
+            SaltLength::Max
+        } else {
+            SaltLength::Digest
+        }
+    }
+
+    /// The salt lengths in the order to try them.
+    pub(crate) fn salt_order(&self) -> [SaltLength; 2] {
+        match self.preferred_salt() {
+            SaltLength::Max => [SaltLength::Max, SaltLength::Digest],
+            SaltLength::Digest => [SaltLength::Digest, SaltLength::Max],
+        }
+    }
+
+    /// Remembers which salt length just verified.
+    pub(crate) fn remember_salt(&self, salt: SaltLength) {
+        self.salt_max_first
+            .store(salt == SaltLength::Max, Ordering::Relaxed);
     }
 
     /// Whether `signature` has the modulus' length and, as a big-endian integer, is below it.

@@ -59,15 +59,15 @@ pub use error::{Error, ErrorKind};
 pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region};
-pub use source::{KeySource, KeyUnavailable, StaticKeys};
+pub use source::{KeySource, KeyUnavailable, StaticKeys, with_fresh_keys};
 pub use tenant::{
     AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,
 };
 pub use webhook::{
     ATTEMPT_TIMEOUT, DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, Envelope, HMAC_SIGNATURE_HEADER,
-    INSTALLATION_MODULE, LAST_RETRY_AFTER, MAX_SIGNATURE_ELEMENTS, MAX_SIGNATURE_HEADER_LEN,
-    RETRY_SCHEDULE, RSA_SIGNATURE_HEADER, SignatureMethod, VerifiedBy, VerifiedWebhook,
-    WebhookVerifier,
+    INSTALLATION_MODULE, LAST_RETRY_AFTER, LEGACY_SIGNATURE_HEADER, MAX_SIGNATURE_ELEMENTS,
+    MAX_SIGNATURE_HEADER_LEN, RETRY_SCHEDULE, RSA_SIGNATURE_HEADER, SignatureMethod, VerifiedBy,
+    VerifiedWebhook, WebhookBody, WebhookVerifier,
 };
 
 /// `JSON.stringify(JSON.parse(body))` as JavaScript computes it: the bytes Contentstack would

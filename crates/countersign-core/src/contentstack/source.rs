@@ -141,3 +141,29 @@ impl From<KeyUnavailable> for super::Error {
         Self::new(super::ErrorKind::KeyUnavailable, unavailable.to_string())
     }
 }
+
+/// The refresh-once policy: `verify` with the source's keys; when that fails as `stale` says
+/// (a signature that matches none of them), ask the source once for newer keys and verify
+/// again with those. No key at all is `E::from(KeyUnavailable)`. Every verifier of
+/// Contentstack signatures (webhooks, app-tokens) goes through here.
+///
+/// # Errors
+/// What `verify` answered last, or the source's [`KeyUnavailable`].
+pub async fn with_fresh_keys<K, T, E>(
+    source: &K,
+    verify: impl Fn(&KeySet) -> Result<T, E>,
+    stale: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    K: KeySource,
+    E: From<KeyUnavailable>,
+{
+    let keys = source.keys().await?;
+    match verify(&keys) {
+        Err(error) if stale(&error) => match source.refresh(&keys).await {
+            Some(fresh) => verify(&fresh),
+            None => Err(error),
+        },
+        result => result,
+    }
+}

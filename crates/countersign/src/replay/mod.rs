@@ -3,8 +3,9 @@
 //! through Redis.
 //!
 //! The layer sits after a verification layer ([`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer)
-//! or [`ContentfulLayer`](crate::ContentfulLayer)), which records what identifies the verified
-//! delivery ([`ReplayIdentity`]): for Contentstack the digest of the verified body, for
+//! or [`ContentfulLayer`](crate::ContentfulLayer)), whose verdict says what identifies the
+//! verified delivery and for how long its signature stays acceptable
+//! ([`Verdict`](countersign_core::Verdict)): for Contentstack the digest of the verified body, for
 //! Contentful the signed idempotency key (or the verified HMAC where there is none). Every form
 //! in which a provider may send one delivery again (re-signed, another salt length, another set
 //! of signature elements) has the same key: [`countersign_core::replay`] has the rules.
@@ -86,7 +87,6 @@
 //! # }
 //! ```
 
-mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -107,168 +107,17 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use crate::extract::DeliveryId;
-pub use memory::{FullPolicy, MemoryStore};
+pub use countersign_core::replay::{
+    Claim, FullPolicy, MemoryStore, Owner, ReplayStore, StoreError, StoreErrorKind,
+};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, UnavailablePolicy};
 
 use crate::Rejection;
+use crate::extract::Verified;
 use crate::problem::Respond;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What a verification layer records for the replay guard: the delivery's key, and how long
-/// its signature stays acceptable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplayIdentity {
-    /// What identifies the delivery.
-    pub key: ReplayKey,
-    /// How long the signature stays acceptable (`None`: forever, the TTL being off).
-    pub window: Option<Duration>,
-}
-
-/// What the store says about a delivery it is asked to claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Claim {
-    /// Not seen, or already the caller's: now claimed by the caller, for the lease.
-    Claimed,
-    /// Seen and handled.
-    Done,
-    /// Seen and being handled now, under another owner's live lease.
-    InFlight,
-    /// The store is full of live entries and refuses new ones.
-    Full,
-}
-
-/// A store's failure (Redis unreachable, ...). The message never holds a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the replay store failed: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// Who claimed a delivery: random per request, so that one instance never completes or
-/// releases another's claim.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner(String);
-
-impl Owner {
-    fn new() -> Self {
-        // Should the random source fail, a process-wide counter still keeps owners distinct
-        // within this instance (and the pid across instances on one host).
-        Self(countersign_core::random_hex(16).unwrap_or_else(|_| {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            format!(
-                "{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            )
-        }))
-    }
-
-    /// An owner with a given token (tests, custom guards).
-    #[must_use]
-    pub fn from_token(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The owner's token.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Where deliveries are remembered: new, in flight under an owner's lease, then done.
-///
-/// Every operation but `claim` is a compare-and-set on the owner: one instance never renews,
-/// completes or releases another's claim.
-pub trait ReplayStore: Send + Sync + 'static {
-    /// Claims `key` for `owner` for `lease` unless another owner holds it or it is done.
-    /// Idempotent for one owner: claiming again what `owner` holds extends the lease and
-    /// answers [`Claim::Claimed`], so that a claim whose answer was lost can be asked again.
-    fn claim(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// Extends `owner`'s lease on `key` to `lease` from now. `false`: the claim is no longer
-    /// `owner`'s (it lapsed, and another owner may hold it).
-    fn renew(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Marks `key` done for `ttl`, when it is `owner`'s claim or nobody's (a lapsed lease); a
-    /// claim another owner holds now is left alone.
-    fn complete(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Forgets `owner`'s claim of `key`, so that a retry runs.
-    fn release(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// What to do when the store fails: pass the request on unprotected (`true`) or answer
-    /// 503 (`false`, the default).
-    fn fail_open(&self) -> bool {
-        false
-    }
-}
-
-/// A shared store is a store: several guards (routes, layers) can hold one through an `Arc`.
-impl<St: ReplayStore> ReplayStore for Arc<St> {
-    fn claim(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        St::claim(self, key, owner, lease)
-    }
-
-    fn renew(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        St::renew(self, key, owner, lease)
-    }
-
-    fn complete(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        St::complete(self, key, owner, ttl)
-    }
-
-    fn release(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        St::release(self, key, owner)
-    }
-
-    fn fail_open(&self) -> bool {
-        St::fail_open(self)
-    }
-}
 
 /// How long an entry outlives the signature's acceptance window by default.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
@@ -343,7 +192,7 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
 
     /// How long an entry outlives the signature's acceptance window (default 60 s).
     #[must_use]
-    pub fn margin(mut self, margin: Duration) -> Self {
+    pub fn with_margin(mut self, margin: Duration) -> Self {
         self.timing.margin = margin;
         self
     }
@@ -352,7 +201,7 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
     /// it is renewed every third of it while the handler runs. Keep it shorter than the
     /// provider's first retry interval, and longer than the store's worst answer time.
     #[must_use]
-    pub fn lease(mut self, lease: Duration) -> Self {
+    pub fn with_lease(mut self, lease: Duration) -> Self {
         self.timing.lease = lease.max(Duration::from_millis(30));
         self
     }
@@ -451,15 +300,18 @@ where
         let (timing, respond) = (self.timing, self.respond.clone());
         let request = request.map(Body::new);
         Box::pin(async move {
-            let Some(identity) = request.extensions().get::<ReplayIdentity>().copied() else {
+            let Some((key, window)) = request
+                .extensions()
+                .get::<Verified>()
+                .map(|verified| (verified.replay_key(), verified.window()))
+            else {
                 let rejection = Rejection::misconfigured(
                     "replay_identity_missing",
                     "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
                 );
                 return Ok(respond.respond(rejection, None));
             };
-            let key = identity.key;
-            let owner = Owner::new();
+            let owner = Owner::random();
             let claim = match claim(&store, &key, &owner, timing.lease).await {
                 Ok(claim) => claim,
                 Err(error) if store.fail_open() => {
@@ -507,8 +359,7 @@ where
                 never = renew(&store, &key, &held.owner, timing.lease) => match never {},
             };
             let handled = matches!(&outcome, Ok(response) if response.status().is_success());
-            let window = identity
-                .window
+            let window = window
                 .unwrap_or(UNBOUNDED_WINDOW_TTL)
                 .saturating_add(timing.margin);
             held.settle(handled, window).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use countersign_core::{ConfigError, ConfigErrorKind};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
+use countersign_core::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError, StoreErrorKind};
 
 /// What the replay guard does while Redis cannot be reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +67,7 @@ return 0";
 /// that one instance never takes over, renews, completes or releases another's claim.
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
     policy: UnavailablePolicy,
@@ -87,19 +88,12 @@ impl std::fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// A store at `url` (`redis://host:port/db`, `rediss://` for TLS), connecting lazily, with
-    /// one-second bounds on connecting and answering. Call it within a Tokio runtime.
+    /// one-second bounds on connecting and answering ([`with_timeout`](Self::with_timeout)).
+    /// Call it within a Tokio runtime.
     ///
     /// # Errors
     /// [`ConfigErrorKind::InvalidSetting`] when `url` is not a Redis URL.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
-        Self::with_timeout(url, Duration::from_secs(1))
-    }
-
-    /// As [`new`](Self::new), with `timeout` bounding each connection attempt and each answer.
-    ///
-    /// # Errors
-    /// [`ConfigErrorKind::InvalidSetting`] when `url` is not a Redis URL.
-    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, ConfigError> {
         let invalid = |e: redis::RedisError| {
             ConfigError::new(
                 ConfigErrorKind::InvalidSetting,
@@ -107,14 +101,9 @@ impl RedisStore {
             )
         };
         let client = redis::Client::open(url).map_err(invalid)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(timeout);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        let connection = lazy_connection(&client, DEFAULT_TIMEOUT).map_err(invalid)?;
         Ok(Self {
+            client,
             connection,
             prefix: "countersign:replay:".to_owned(),
             policy: UnavailablePolicy::default(),
@@ -123,6 +112,18 @@ impl RedisStore {
             complete: redis::Script::new(COMPLETE),
             release: redis::Script::new(RELEASE),
         })
+    }
+
+    /// Bounds each connection attempt and each answer by `timeout` (default 1 s). Keep it
+    /// below the replay guard's lease.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        // Building a lazy connection fails only for push-subscription settings, never set
+        // here; should it fail, the store keeps its current connection.
+        if let Ok(connection) = lazy_connection(&self.client, timeout) {
+            self.connection = connection;
+        }
+        self
     }
 
     /// The prefix of every key (default `countersign:replay:`), to share a Redis between apps.
@@ -167,6 +168,22 @@ impl RedisStore {
     }
 }
 
+/// The default bound on connecting and answering.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection manager that connects on first use, bounded by `timeout`.
+fn lazy_connection(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(timeout);
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 trait KindStr {
     fn kind_str(&self) -> String;
 }
@@ -178,8 +195,17 @@ impl KindStr for redis::RedisError {
     }
 }
 
+/// The error, by kind, without the URL (which may hold a password).
 fn unavailable(error: &redis::RedisError) -> StoreError {
-    StoreError(format!("Redis: {}", error.kind_str()))
+    let kind = if error.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Protocol
+    };
+    StoreError::new(kind, format!("Redis: {}", error.kind_str()))
 }
 
 fn in_flight_value(owner: &Owner) -> String {

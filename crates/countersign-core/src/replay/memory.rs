@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn new_then_in_flight_then_done() {
         let store = MemoryStore::new(10);
-        let (a, b) = (Owner::new(), Owner::new());
+        let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
         assert_eq!(store.claim_now(&key(1), &b, LEASE, now), Claim::InFlight);
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn a_release_lets_the_retry_run_but_only_the_owner_may_release() {
         let store = MemoryStore::new(10);
-        let (a, b) = (Owner::new(), Owner::new());
+        let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
         futures_block(store.release(&key(1), &b)).unwrap();
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn an_unrenewed_lease_lapses_and_the_retry_is_claimed() {
         let store = MemoryStore::new(10);
-        let (dead, retry) = (Owner::new(), Owner::new());
+        let (dead, retry) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &dead, LEASE, now), Claim::Claimed);
         assert_eq!(
@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn only_the_owner_renews_and_a_renewed_lease_lives_on() {
         let store = MemoryStore::new(10);
-        let (a, b) = (Owner::new(), Owner::new());
+        let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         store.claim_now(&key(1), &a, LEASE, now);
         assert!(!store.renew_now(&key(1), &b, LEASE, now + MS));
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn claiming_again_as_the_owner_is_idempotent() {
         let store = MemoryStore::new(1);
-        let owner = Owner::new();
+        let owner = Owner::random();
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
         assert_eq!(
@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn a_lapsed_claim_is_still_marked_done_but_another_owners_claim_is_left_alone() {
         let store = MemoryStore::new(10);
-        let (slow, other) = (Owner::new(), Owner::new());
+        let (slow, other) = (Owner::random(), Owner::random());
         let now = Instant::now();
         store.claim_now(&key(1), &slow, LEASE, now);
         store.complete_now(&key(1), &slow, TTL, now + LEASE);
@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn a_huge_window_saturates_instead_of_panicking() {
         let store = MemoryStore::new(10);
-        let owner = Owner::new();
+        let owner = Owner::random();
         let now = Instant::now();
         assert_eq!(
             store.claim_now(&key(1), &owner, Duration::MAX, now),
@@ -387,7 +387,7 @@ mod tests {
         );
         store.complete_now(&key(1), &owner, Duration::MAX, now);
         assert_eq!(
-            store.claim_now(&key(1), &Owner::new(), LEASE, now + TTL),
+            store.claim_now(&key(1), &Owner::random(), LEASE, now + TTL),
             Claim::Done
         );
     }
@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn done_entries_expire_with_their_ttl() {
         let store = MemoryStore::new(10);
-        let (owner, later) = (Owner::new(), Owner::new());
+        let (owner, later) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
         store.complete_now(&key(1), &owner, TTL, now);
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn when_full_expired_entries_go_first() {
         let store = MemoryStore::new(2);
-        let owner = Owner::new();
+        let owner = Owner::random();
         let now = Instant::now();
         store.claim_now(&key(1), &owner, Duration::from_secs(1), now);
         store.claim_now(&key(2), &owner, TTL, now);
@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn when_full_of_live_entries_new_ones_are_refused_or_the_oldest_evicted() {
-        let (owner, other) = (Owner::new(), Owner::new());
+        let (owner, other) = (Owner::random(), Owner::random());
         let now = Instant::now();
         let refusing = MemoryStore::new(2);
         refusing.claim_now(&key(1), &owner, TTL, now);

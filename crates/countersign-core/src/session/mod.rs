@@ -32,6 +32,8 @@
 //! # }
 //! ```
 
+mod transport;
+
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::contentstack::AppTokenClaims;
 use crate::crypto::{ensure_jwt_provider, fill_random, sha256};
 use crate::{ConfigError, ConfigErrorKind};
+
+pub use transport::{COOKIE_NAME, CSRF_HEADER, OpenError, Opened, Transport, carries_app_token};
 
 /// The `aud` of every session token: nothing else is ever accepted as one.
 pub const AUDIENCE: &str = "countersign-session";
@@ -206,7 +210,7 @@ impl Sessions {
         &self,
         app_token: &AppTokenClaims,
         now: SystemTime,
-    ) -> Result<(String, AppSession), SessionError> {
+    ) -> Result<(String, Session), SessionError> {
         self.check_app(&app_token.app_uid)?;
         let key = self.keys.first().ok_or_else(|| {
             SessionError::new(SessionErrorKind::NoKey, "no session key is configured")
@@ -233,7 +237,7 @@ impl Sessions {
                 format!("cannot sign the session: {e}"),
             )
         })?;
-        Ok((token, AppSession::from(claims)))
+        Ok((token, Session::from(claims)))
     }
 
     /// Verifies a session token at `now`.
@@ -241,7 +245,7 @@ impl Sessions {
     /// # Errors
     /// A [`SessionError`]: malformed, unknown key (including a raw app-token), tampered,
     /// expired.
-    pub fn verify(&self, token: &str, now: SystemTime) -> Result<AppSession, SessionError> {
+    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Session, SessionError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             SessionError::new(SessionErrorKind::Malformed, "the session is not a JWT")
         })?;
@@ -290,7 +294,7 @@ impl Sessions {
             ));
         }
         self.check_app(&claims.app_uid)?;
-        Ok(AppSession::from(claims))
+        Ok(Session::from(claims))
     }
 }
 
@@ -312,17 +316,17 @@ fn random_id() -> Result<String, SessionError> {
 
 /// A verified session: who, in which organization and stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSession {
+pub struct Session {
     claims: Claims,
 }
 
-impl From<Claims> for AppSession {
+impl From<Claims> for Session {
     fn from(claims: Claims) -> Self {
         Self { claims }
     }
 }
 
-impl AppSession {
+impl Session {
     /// The organization.
     #[must_use]
     pub fn organization_uid(&self) -> &str {
@@ -493,7 +497,7 @@ mod tests {
         let theirs = Sessions::new([key(1)]).with_app_uid("other-app");
         let (token, _) = ours.mint(&claims(Some("blt1")), at(NOW)).unwrap();
         assert!(ours.verify(&token, at(NOW)).is_ok());
-        let refused = |r: Result<AppSession, SessionError>| r.unwrap_err().kind();
+        let refused = |r: Result<Session, SessionError>| r.unwrap_err().kind();
         assert_eq!(
             refused(theirs.verify(&token, at(NOW))),
             SessionErrorKind::AppMismatch,

@@ -28,8 +28,21 @@
 //!
 //! Keys are derived only from verified input, so an attacker cannot choose one, and every key
 //! is put under a domain of its own so that keys of different kinds never meet.
+//!
+//! # Stores
+//!
+//! A [`ReplayStore`] remembers deliveries by key: claimed under a short lease while a handler
+//! works on one, then done for the delivery's window. [`MemoryStore`] is the one-process store;
+//! the `countersign` crate adds a Redis store and the Tower layer that drives either. A store
+//! of your own implements the trait here, without a web framework.
+
+mod memory;
+mod store;
 
 use std::fmt;
+
+pub use memory::{FullPolicy, MemoryStore};
+pub use store::{Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
 
 use crate::crypto::sha256;
 

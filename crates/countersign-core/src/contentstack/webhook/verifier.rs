@@ -1,0 +1,463 @@
+//! [`WebhookVerifier`]: the settings, the entry point, and the signature and freshness checks.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::envelope::Envelope;
+use super::headers::{HmacHeader, match_rsa, rsa_signatures};
+use super::{
+    DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, HMAC_SIGNATURE_HEADER, RSA_SIGNATURE_HEADER,
+    SignatureMethod, VerifiedBy, VerifiedWebhook,
+};
+use crate::Verdict;
+use crate::contentstack::{
+    Error, ErrorKind, HmacSecret, KeySet, KeySource, StackCheck, Tenancy, with_fresh_keys,
+};
+use crate::crypto::{constant_time_eq, sha256};
+use crate::js;
+use crate::replay::ReplayKey;
+
+/// What matched, the canonical bytes when the JSON fallback was needed, and the SHA-256 of the
+/// bytes that verified.
+type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
+
+/// Verifies Contentstack webhook deliveries.
+///
+/// Defaults: the RSA method on, no HMAC secret, a tolerance of [`DEFAULT_TOLERANCE`], a future
+/// skew of [`DEFAULT_FUTURE_SKEW`], the JSON fallback off.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::{Duration, SystemTime};
+/// use countersign_core::contentstack::{KeySet, SaltLength, SigningKey, WebhookVerifier};
+/// use http::HeaderMap;
+///
+/// # let private_pem = include_str!("../../../tests/data/keys/contentstack-a.private.pem");
+/// let signing_key = SigningKey::from_pem(private_pem)?; // stands in for Contentstack
+/// let keys = KeySet::from(signing_key.public_key().clone());
+///
+/// let body = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","event":"publish","api_key":"blt1","data":{}}"#;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-contentstack-request-signature", signing_key.sign_webhook(body, SaltLength::Digest)?.parse()?);
+///
+/// let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_721_897_330);
+/// let webhook = verifier.verify(&headers, body, Some(&keys), now)?;
+/// assert_eq!(webhook.event(), Some("publish"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    rsa: bool,
+    hmac_secrets: Vec<HmacSecret>,
+    tolerance: Duration,
+    future_skew: Duration,
+    json_fallback: bool,
+}
+
+impl Default for WebhookVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebhookVerifier {
+    /// A verifier of RSA-signed deliveries with the defaults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            rsa: true,
+            hmac_secrets: Vec::new(),
+            tolerance: DEFAULT_TOLERANCE,
+            future_skew: DEFAULT_FUTURE_SKEW,
+            json_fallback: false,
+        }
+    }
+
+    /// A verifier of HMAC-signed deliveries only: an RSA signature is not looked at.
+    #[must_use]
+    pub fn hmac_only(secret: HmacSecret) -> Self {
+        Self::new().with_rsa(false).with_hmac_secret(secret)
+    }
+
+    /// Whether RSA-signed deliveries are accepted (they are by default).
+    #[must_use]
+    pub fn with_rsa(mut self, on: bool) -> Self {
+        self.rsa = on;
+        self
+    }
+
+    /// Accepts HMAC-signed deliveries signed with `secret`; add several for a rotation.
+    #[must_use]
+    pub fn with_hmac_secret(mut self, secret: HmacSecret) -> Self {
+        self.hmac_secrets.push(secret);
+        self
+    }
+
+    /// How old a delivery may be (`triggered_at`, or `t` of the HMAC header).
+    #[must_use]
+    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// How far ahead of this machine's clock a signed time may be.
+    #[must_use]
+    pub fn with_future_skew(mut self, skew: Duration) -> Self {
+        self.future_skew = skew;
+        self
+    }
+
+    /// When the raw bytes fail, also verify what JavaScript's `JSON.stringify(JSON.parse(body))`
+    /// gives, for platforms that hand over re-encoded JSON. When that matches, the verdict
+    /// carries those canonical bytes, and they, never the raw ones, must go to the handler.
+    /// Off by default.
+    #[must_use]
+    pub fn with_json_fallback(mut self, on: bool) -> Self {
+        self.json_fallback = on;
+        self
+    }
+
+    /// The tolerance in force.
+    #[must_use]
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
+    /// How long a signature stays acceptable: the tolerance plus the future skew. A replay
+    /// store must remember a delivery at least this long.
+    #[must_use]
+    pub fn acceptance_window(&self) -> Duration {
+        self.tolerance + self.future_skew
+    }
+
+    /// Whether the JSON fallback is on.
+    #[must_use]
+    pub fn json_fallback(&self) -> bool {
+        self.json_fallback
+    }
+
+    /// Which method this verifier would use for a request with these headers: HMAC when
+    /// secrets are configured and its header is present, else RSA when on and its header is
+    /// present. `None`: the request carries no signature this verifier accepts.
+    #[must_use]
+    pub fn method(&self, headers: &HeaderMap) -> Option<SignatureMethod> {
+        if !self.hmac_secrets.is_empty() && headers.contains_key(HMAC_SIGNATURE_HEADER) {
+            Some(SignatureMethod::Hmac)
+        } else if self.rsa && headers.contains_key(RSA_SIGNATURE_HEADER) {
+            Some(SignatureMethod::Rsa)
+        } else {
+            None
+        }
+    }
+
+    /// Whether RSA-signed deliveries are accepted, so that keys are needed.
+    #[must_use]
+    pub fn needs_keys(&self) -> bool {
+        self.rsa
+    }
+
+    /// The entry point: verifies a delivery as it arrived and says whose it is.
+    ///
+    /// `headers` and `body` are the request's (the body buffered whole); RSA keys come from
+    /// `keys`, and a signature that fails against them makes the source look once for a
+    /// rotated key ([`KeySource::refresh`]); `tenancy` says which deliveries are this app's.
+    /// The verdict holds the facts, the bytes the handler must read (the canonical ones when
+    /// the JSON fallback matched), the delivery's identity and window, and its stack.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use countersign_core::contentstack::{SaltLength, SigningKey, StaticKeys, Tenancy, WebhookBody, WebhookVerifier};
+    /// use http::HeaderMap;
+    ///
+    /// # let private_pem = include_str!("../../../tests/data/keys/contentstack-a.private.pem");
+    /// let signing_key = SigningKey::from_pem(private_pem)?; // stands in for Contentstack
+    /// let keys = StaticKeys::new(signing_key.public_key().clone().into());
+    /// let at = UNIX_EPOCH + Duration::from_secs(1_721_897_326);
+    /// let body = WebhookBody::new("entry", "publish").api_key("blt1").to_bytes(at);
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-contentstack-request-signature", signing_key.sign_webhook(&body, SaltLength::Digest)?.parse()?);
+    ///
+    /// let verifier = WebhookVerifier::new();
+    /// let tenancy = Tenancy::new();
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let verdict = verifier.verify_delivery(&headers, body.into(), &keys, &tenancy, at).await?;
+    /// assert_eq!(verdict.tenant(), Some("blt1"));
+    /// assert_eq!(verdict.event(), Some("publish"));
+    /// # Ok::<_, countersign_core::contentstack::Error>(())
+    /// # })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why: the signature, the time, no key yet
+    /// ([`ErrorKind::KeyUnavailable`]), or not this app's ([`ErrorKind::AppMismatch`],
+    /// [`ErrorKind::StackNotAllowed`], [`ErrorKind::TenantCheckUnavailable`]).
+    pub async fn verify_delivery<K: KeySource, S: StackCheck>(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        keys: &K,
+        tenancy: &Tenancy<S>,
+        now: SystemTime,
+    ) -> Result<Verdict<VerifiedWebhook>, Error> {
+        let mut webhook = if self.method(headers) == Some(SignatureMethod::Rsa) {
+            with_fresh_keys(
+                keys,
+                |keys| self.verify_rsa(headers, &body, keys, now),
+                |error: &Error| error.kind() == ErrorKind::SignatureMismatch,
+            )
+            .await?
+        } else {
+            self.verify(headers, &body, None, now)?
+        };
+        tenancy.check(&webhook).await?;
+        let body = webhook.canonical_body.take().map_or(body, Bytes::from);
+        Ok(Verdict::new(webhook, body, Some(self.acceptance_window())))
+    }
+
+    /// Verifies a delivery by whichever [`method`](Self::method) applies: signature, then
+    /// freshness. `body` is the raw body; `keys` are needed for the RSA method (`None`: none
+    /// available yet).
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why.
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: Option<&KeySet>,
+        now: SystemTime,
+    ) -> Result<VerifiedWebhook, Error> {
+        match self.method(headers) {
+            Some(SignatureMethod::Hmac) => self.verify_hmac(headers, body, now),
+            Some(SignatureMethod::Rsa) => {
+                let keys = keys.ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::KeyUnavailable,
+                        "no Contentstack public key is available yet",
+                    )
+                })?;
+                self.verify_rsa(headers, body, keys, now)
+            }
+            None => Err(Error::new(
+                ErrorKind::MissingSignature,
+                self.missing_signature_message(),
+            )),
+        }
+    }
+
+    fn missing_signature_message(&self) -> String {
+        match (self.rsa, self.hmac_secrets.is_empty()) {
+            (true, true) => format!("the request has no {RSA_SIGNATURE_HEADER} header"),
+            (false, _) => format!("the request has no {HMAC_SIGNATURE_HEADER} header"),
+            (true, false) => format!(
+                "the request has neither {RSA_SIGNATURE_HEADER} nor {HMAC_SIGNATURE_HEADER}"
+            ),
+        }
+    }
+
+    /// Verifies an RSA-signed delivery: the signature over the raw body (salt length 32, then
+    /// the maximum; then the JSON fallback if on), then `triggered_at`.
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why.
+    pub fn verify_rsa(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: &KeySet,
+        now: SystemTime,
+    ) -> Result<VerifiedWebhook, Error> {
+        let (verified_by, canonical, digest) = self.check_rsa(headers, body, keys)?;
+        let replay_key = ReplayKey::contentstack_delivery(&digest);
+        let signed = canonical.as_deref().unwrap_or(body);
+        let envelope = Envelope::parse(signed)?;
+        let triggered_at = envelope.signed_at()?;
+        self.check_freshness(triggered_at, now, "triggered_at")?;
+        Ok(VerifiedWebhook {
+            verified_by,
+            reencoded: canonical.is_some(),
+            canonical_body: canonical,
+            signed_at: triggered_at,
+            envelope,
+            replay_key,
+        })
+    }
+
+    /// Checks only the RSA signature (no freshness): which key, element and salt matched, and
+    /// the canonical bytes when the JSON fallback was needed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::MissingSignature`], [`ErrorKind::MalformedSignature`] or
+    /// [`ErrorKind::SignatureMismatch`].
+    pub fn check_rsa_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: &KeySet,
+    ) -> Result<(VerifiedBy, Option<Vec<u8>>), Error> {
+        self.check_rsa(headers, body, keys)
+            .map(|(by, canonical, _)| (by, canonical))
+    }
+
+    /// [`check_rsa_signature`](Self::check_rsa_signature), and the SHA-256 of the bytes that
+    /// verified: each candidate body is hashed once, for every key, element and salt length.
+    fn check_rsa(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        keys: &KeySet,
+    ) -> Result<RsaMatch, Error> {
+        let signatures = rsa_signatures(headers)?;
+        self.match_body(body, |bytes| {
+            let digest = sha256(bytes);
+            match_rsa(&signatures, &digest, keys).map(|by| (by, digest))
+        })
+        .map(|((by, digest), canonical)| (by, canonical, digest))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::SignatureMismatch,
+                mismatch_message("key", keys.len(), self.json_fallback),
+            )
+        })
+    }
+
+    /// Verifies an HMAC-signed delivery: `v1 = hex(HMAC-SHA256(secret, "<t>.<body>"))` for any
+    /// configured secret, then `t` against the tolerance.
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why.
+    pub fn verify_hmac(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<VerifiedWebhook, Error> {
+        let header = HmacHeader::parse(headers)?;
+        let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(header.t);
+        let (verified_by, canonical) = self.check_hmac_signature(&header, body)?;
+        self.check_freshness(signed_at, now, "t")?;
+        let signed = canonical.as_deref().unwrap_or(body);
+        let replay_key = ReplayKey::contentstack_delivery(&sha256(signed));
+        let envelope = Envelope::parse(signed).unwrap_or_default();
+        Ok(VerifiedWebhook {
+            verified_by,
+            reencoded: canonical.is_some(),
+            canonical_body: canonical,
+            signed_at,
+            envelope,
+            replay_key,
+        })
+    }
+
+    fn check_hmac_signature(
+        &self,
+        header: &HmacHeader,
+        body: &[u8],
+    ) -> Result<(VerifiedBy, Option<Vec<u8>>), Error> {
+        self.match_body(body, |bytes| self.match_hmac(header, bytes))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::SignatureMismatch,
+                    mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback),
+                )
+            })
+    }
+
+    /// Tries `matches` on the raw body, then, with the fallback on, on its JSON
+    /// re-serialization, which is returned when that is what matched.
+    fn match_body<T>(
+        &self,
+        body: &[u8],
+        matches: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<(T, Option<Vec<u8>>)> {
+        if let Some(by) = matches(body) {
+            return Some((by, None));
+        }
+        let canonical = self.json_fallback.then(|| reencoded(body)).flatten()?;
+        matches(&canonical).map(|by| (by, Some(canonical)))
+    }
+
+    fn match_hmac(&self, header: &HmacHeader, body: &[u8]) -> Option<VerifiedBy> {
+        self.hmac_secrets
+            .iter()
+            .enumerate()
+            .find_map(|(secret_index, secret)| {
+                let mac = secret.mac(&header.t_text, body);
+                header
+                    .v1
+                    .iter()
+                    .position(|candidate| constant_time_eq(candidate, &mac))
+                    .map(|element| VerifiedBy::Hmac {
+                        secret_index,
+                        element,
+                    })
+            })
+    }
+
+    fn check_freshness(
+        &self,
+        signed_at: SystemTime,
+        now: SystemTime,
+        what: &str,
+    ) -> Result<(), Error> {
+        match now.duration_since(signed_at) {
+            Ok(age) if age > self.tolerance => Err(Error::new(
+                ErrorKind::Expired,
+                format!(
+                    "{what} is {} s old; deliveries are accepted for {} s (is this machine's clock right?)",
+                    age.as_secs(),
+                    self.tolerance.as_secs()
+                ),
+            )),
+            Ok(_) => Ok(()),
+            Err(ahead) if ahead.duration() > self.future_skew => Err(Error::new(
+                ErrorKind::TimestampInFuture,
+                format!(
+                    "{what} is {} s in the future; at most {} s of clock skew is accepted",
+                    ahead.duration().as_secs(),
+                    self.future_skew.as_secs()
+                ),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("rsa", &self.rsa)
+            .field(
+                "hmac_secrets",
+                &format_args!("<{} redacted>", self.hmac_secrets.len()),
+            )
+            .field("tolerance", &self.tolerance)
+            .field("future_skew", &self.future_skew)
+            .field("json_fallback", &self.json_fallback)
+            .finish()
+    }
+}
+
+fn mismatch_message(what: &str, count: usize, fallback: bool) -> String {
+    let tried = if fallback {
+        "over the raw body nor over its JSON re-serialization"
+    } else {
+        "over the raw body (the JSON fallback is off)"
+    };
+    format!("no signature matches any of the {count} {what}(s) {tried}")
+}
+
+/// `JSON.stringify(JSON.parse(body))`, when that differs from the body.
+fn reencoded(body: &[u8]) -> Option<Vec<u8>> {
+    js::json::canonicalize(body)
+        .ok()
+        .filter(|canonical| canonical != body)
+}

@@ -1,0 +1,198 @@
+//! How a session travels between the page and the backend, and the two entry points that use
+//! it: [`Sessions::open`] on the page load of a signed UI location (the `app-token` in, the
+//! app's session out) and [`Sessions::authenticate`] on every later call.
+//!
+//! The app runs in an iframe inside Contentstack, a third-party context where browsers block
+//! or partition cookies. By default ([`Transport::Bearer`]) the page embeds the session and
+//! sends it as `Authorization: Bearer` on its own calls, which works in every browser and
+//! cannot be sent cross-site by another page. [`Transport::Cookie`] sets [`COOKIE_NAME`] with
+//! `Secure; HttpOnly; SameSite=None; Partitioned; Path=/` instead; a cookie is sent on any
+//! request to the app, including ones another site triggers, so every state-changing call
+//! (any method but GET, HEAD and OPTIONS) authenticated by the cookie must carry
+//! [`CSRF_HEADER`] with the session's [`csrf_token`](super::Session::csrf_token).
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, header};
+use percent_encoding::percent_decode_str;
+
+use super::{Session, SessionError, SessionErrorKind, Sessions};
+use crate::contentstack::{
+    APP_TOKEN_QUERY_PARAMETER, AppTokenError, AppTokenErrorKind, AppTokenVerifier, KeySource,
+    with_fresh_keys,
+};
+use crate::crypto::constant_time_eq;
+
+/// The session cookie's name in cookie mode.
+pub const COOKIE_NAME: &str = "__Host-countersign-session";
+/// The header that carries the CSRF token on state-changing calls in cookie mode.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How the session reaches the browser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// The page embeds the token and sends `Authorization: Bearer` (the default).
+    #[default]
+    Bearer,
+    /// A `__Host-` cookie (`Secure; HttpOnly; SameSite=None; Partitioned; Path=/`), with
+    /// `X-CSRF-Token` required on state-changing calls.
+    Cookie,
+}
+
+/// A session just opened from an app-token: the session, its token for the page to embed,
+/// and the `Set-Cookie` value in cookie mode.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The verified session.
+    pub session: Session,
+    /// The session token (a JWT of this app).
+    pub token: String,
+    /// The `Set-Cookie` value, in [`Transport::Cookie`] mode.
+    pub set_cookie: Option<String>,
+}
+
+/// Why a UI location's page load got no session: its app-token, or the session minted from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// The app-token is missing, invalid or of another app.
+    AppToken(AppTokenError),
+    /// The session could not be minted.
+    Session(SessionError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AppToken(error) => error.fmt(f),
+            Self::Session(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Whether a query string carries an `app-token`: its answer, accepted or not, must not leak
+/// the URL (`Referrer-Policy: no-referrer`, `Cache-Control: no-store`).
+#[must_use]
+pub fn carries_app_token(query: Option<&str>) -> bool {
+    query.is_some_and(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER).is_some())
+}
+
+impl Sessions {
+    /// The entry point of a signed UI location's page load: the `app-token` from `query`,
+    /// verified with `verifier` and keys from `keys` (refreshed once on a signature that
+    /// matches none), and the app's session minted from it, delivered by `transport`.
+    ///
+    /// # Errors
+    /// [`OpenError::AppToken`] (missing, malformed, forged, expired, another app's; or no key
+    /// yet), [`OpenError::Session`] (no session key, another app's).
+    pub async fn open<K: KeySource>(
+        &self,
+        query: Option<&str>,
+        verifier: &AppTokenVerifier,
+        keys: &K,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Result<Opened, OpenError> {
+        let token = query
+            .and_then(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER))
+            .ok_or_else(|| {
+                OpenError::AppToken(AppTokenError::new(
+                    AppTokenErrorKind::Missing,
+                    "a signed UI location is opened with ?app-token=...; this request has none",
+                ))
+            })?;
+        let claims = with_fresh_keys(
+            keys,
+            |keys| verifier.verify(&token, keys, now),
+            |error: &AppTokenError| error.kind() == AppTokenErrorKind::BadSignature,
+        )
+        .await
+        .map_err(OpenError::AppToken)?;
+        let (token, session) = self.mint(&claims, now).map_err(OpenError::Session)?;
+        let set_cookie = (transport == Transport::Cookie).then(|| {
+            let max_age = session
+                .expires_at()
+                .duration_since(now)
+                .map_or(0, |left| left.as_secs());
+            format!(
+                "{COOKIE_NAME}={token}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"
+            )
+        });
+        Ok(Opened {
+            session,
+            token,
+            set_cookie,
+        })
+    }
+
+    /// The entry point of an API call: the session from `Authorization: Bearer` or the cookie,
+    /// verified at `now`, and in cookie mode the CSRF token of a state-changing `method`.
+    ///
+    /// # Errors
+    /// A [`SessionError`]: missing, malformed, unknown key (a raw app-token), tampered,
+    /// expired, another app's, or [`SessionErrorKind::CsrfMismatch`].
+    pub fn authenticate(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) -> Result<Session, SessionError> {
+        let (token, by_cookie) = presented(headers).ok_or_else(|| {
+            SessionError::new(
+                SessionErrorKind::Missing,
+                "no session (Authorization: Bearer or cookie)",
+            )
+        })?;
+        let session = self.verify(token, now)?;
+        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if by_cookie && !safe {
+            let sent = headers
+                .get(CSRF_HEADER)
+                .map(http::HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !constant_time_eq(sent, session.csrf_token().as_bytes()) {
+                return Err(SessionError::new(
+                    SessionErrorKind::CsrfMismatch,
+                    "a state-changing call authenticated by cookie needs X-CSRF-Token",
+                ));
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// The session token presented, and whether it came by cookie. `Authorization`, when present,
+/// is the only place looked at.
+fn presented(headers: &HeaderMap) -> Option<(&str, bool)> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| (token.trim(), false));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE_NAME).then_some((value, true))
+        })
+}
+
+/// The value of `name` in a query string, percent-decoded (`+` is a space).
+fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
