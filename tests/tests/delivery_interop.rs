@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::routing::post;
 use countersign::ContentstackWebhookLayer;
-use countersign::contentstack::{SaltLength, SigningKey, StaticKeys, WebhookVerifier};
+use countersign::contentstack::{SaltLength, SigningKey, StaticKeys, WebhookBody, WebhookVerifier};
 use countersign::replay::{DeliveryId, MemoryStore, ReplayGuardLayer};
 use countersign_tests::run_node;
 use serde_json::json;
@@ -25,12 +25,10 @@ const PUBLIC: &str =
 
 #[tokio::test]
 async fn a_delivery_the_reference_signer_signs_afresh_for_each_attempt_is_handled_once() {
-    let triggered_at = time::OffsetDateTime::from(SystemTime::now() - Duration::from_secs(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let body = format!(
-        r#"{{"triggered_at":"{triggered_at}","module":"entry","api_key":"blt1","event":"publish","data":{{"entry":{{"uid":"blt9"}}}}}}"#
-    );
+    let body = WebhookBody::new("entry", "publish")
+        .api_key("blt1")
+        .data(&serde_json::json!({"entry": {"uid": "blt9"}}))
+        .to_json(SystemTime::now() - Duration::from_secs(1));
     // Five attempts, as Contentstack's schedule makes them, each signed by Node afresh, with
     // either salt length.
     let ours = SigningKey::from_pem(PRIVATE)

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use countersign_core::contentful::{Context, RequestToSign, SigningSecret, sign};
-use countersign_core::contentstack::{SaltLength, SigningKey, mint_app_token};
+use countersign_core::contentstack::{
+    APP_TOKEN_LIFETIME, INSTALLATION_MODULE, SaltLength, SigningKey, WebhookBody, mint_app_token,
+};
 use serde_json::{Value, json};
 
 /// A running example server, stopped when dropped.
@@ -92,13 +94,11 @@ fn dev_key(app: &App) -> SigningKey {
 }
 
 fn webhook_body(age: Duration, event: &str, stack: &str, extra: &str) -> String {
-    let at = time::OffsetDateTime::from(SystemTime::now() - age);
-    let triggered_at = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    format!(
-        r#"{{"triggered_at":"{triggered_at}","module":"entry","api_key":"{stack}","event":"{event}","data":{{"entry":{{"uid":"blt1"}}{extra}}}}}"#
-    )
+    let data = serde_json::from_str(&format!(r#"{{"entry":{{"uid":"blt1"}}{extra}}}"#)).unwrap();
+    WebhookBody::new("entry", event)
+        .api_key(stack)
+        .data(&data)
+        .to_json(SystemTime::now() - age)
 }
 
 async fn deliver(app: &App, key: &SigningKey, body: &str) -> reqwest::Response {
@@ -124,7 +124,7 @@ fn app_token_of(app_uid: &str, key: &SigningKey, stack: &str) -> String {
         "app_uid": app_uid, "installation_uid": format!("inst-{stack}"), "organization_uid": "org", "user_uid": "user",
         "stack_api_key": stack,
     });
-    mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap()
+    mint_app_token(key, &claims, SystemTime::now(), APP_TOKEN_LIFETIME).unwrap()
 }
 
 fn app_token(key: &SigningKey, stack: &str) -> String {
@@ -133,12 +133,14 @@ fn app_token(key: &SigningKey, stack: &str) -> String {
 
 /// An installation event of `app_uid` for `stack`.
 fn installation_body(app_uid: &str, event: &str, stack: &str) -> String {
-    let triggered_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    format!(
-        r#"{{"triggered_at":"{triggered_at}","module":"app_installation","event":"{event}","api_key":"{stack}","data":{{"app_installation":{{"app_uid":"{app_uid}","installation_uid":"inst-{stack}","target":{{"type":"stack","uid":"{stack}"}}}}}}}}"#
-    )
+    let data = json!({"app_installation": {
+        "app_uid": app_uid, "installation_uid": format!("inst-{stack}"),
+        "target": {"type": "stack", "uid": stack},
+    }});
+    WebhookBody::new(INSTALLATION_MODULE, event)
+        .api_key(stack)
+        .data(&data)
+        .to_json(SystemTime::now())
 }
 
 /// Installs the dev app on `stack`, as Contentstack's installation event would.

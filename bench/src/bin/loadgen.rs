@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use countersign::contentful::{self, Context, RequestToSign, SigningSecret};
-use countersign::contentstack::{SaltLength, SigningKey};
+use countersign::contentstack::{RSA_SIGNATURE_HEADER, SaltLength, SigningKey, WebhookBody};
 use http::Method;
 use serde_json::json;
 
@@ -21,13 +21,11 @@ const PRIVATE: &str =
 const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 fn body(n: usize) -> String {
-    let triggered_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
     let filler = "x".repeat(900);
-    format!(
-        r#"{{"triggered_at":"{triggered_at}","event":"publish","data":{{"n":{n},"text":"{filler}"}}}}"#
-    )
+    WebhookBody::new("entry", "publish")
+        .api_key("blt1")
+        .data(&serde_json::json!({"n": n, "text": filler}))
+        .to_json(SystemTime::now())
 }
 
 fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(String, String)>) {
@@ -48,10 +46,7 @@ fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(Str
             let (body, signature) = &pool[n % pool.len()];
             (
                 body.clone(),
-                vec![(
-                    "x-contentstack-request-signature".to_owned(),
-                    signature.clone(),
-                )],
+                vec![(RSA_SIGNATURE_HEADER.to_owned(), signature.clone())],
             )
         }
         _ => (

@@ -83,7 +83,7 @@ fn main() {
         .unwrap();
     let mut cs_headers = HeaderMap::new();
     cs_headers.insert(
-        "x-contentstack-request-signature",
+        countersign::contentstack::RSA_SIGNATURE_HEADER,
         HeaderValue::from_str(&signature).unwrap(),
     );
     let claims = json!({"app_uid": "a", "installation_uid": "i", "organization_uid": "o", "user_uid": "u", "stack_api_key": "blt1"});

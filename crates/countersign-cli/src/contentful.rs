@@ -95,10 +95,10 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     body: BodyArgs,
     /// How many seconds a signature stays valid; 0 turns the check off.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = countersign_core::contentful::DEFAULT_TTL.as_secs())]
     ttl: u64,
     /// How many seconds ahead of the clock a timestamp may be.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = countersign_core::contentful::DEFAULT_FUTURE_SKEW.as_secs())]
     future_skew: u64,
     /// A path prefix a proxy stripped before the request reached the backend.
     #[arg(long, value_name = "PREFIX")]

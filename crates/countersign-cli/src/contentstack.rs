@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
 use countersign_core::contentstack::{
-    AppTokenVerifier, DEFAULT_TOLERANCE, HmacSecret, KeySet, SaltLength, SigningKey, VerifiedBy,
+    AppTokenVerifier, DEFAULT_TOLERANCE, HMAC_SIGNATURE_HEADER, HmacSecret, KeySet, KeySource,
+    NoKeys, RSA_SIGNATURE_HEADER, SaltLength, SigningKey, StaticKeys, Tenancy, VerifiedBy,
     VerifiedWebhook, WebhookVerifier, mint_app_token,
 };
 use http::{HeaderMap, HeaderValue};
@@ -156,7 +157,7 @@ pub(crate) struct MintArgs {
     #[arg(long, value_name = "JSON")]
     claims: String,
     /// Seconds until the token expires.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = countersign_core::contentstack::APP_TOKEN_LIFETIME.as_secs())]
     expires_in: u64,
     /// The minting time (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -172,7 +173,7 @@ pub(crate) struct AppTokenVerifyArgs {
     #[arg(long, value_name = "JWT")]
     token: String,
     /// Seconds of clock difference exp and nbf tolerate.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = countersign_core::contentstack::DEFAULT_LEEWAY.as_secs())]
     leeway: u64,
     /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -237,14 +238,12 @@ fn sign(args: &SignArgs) -> Outcome {
 fn verify(args: &VerifyArgs) -> Outcome {
     let keys = public_keys(&args.public_key)?;
     let body = args.body.read()?;
-    let headers = one_header("x-contentstack-request-signature", &args.signature)?;
+    let headers = one_header(RSA_SIGNATURE_HEADER, &args.signature)?;
     let verifier = WebhookVerifier::new()
         .with_tolerance(Duration::from_secs(args.tolerance))
         .with_json_fallback(args.json_fallback);
-    let verified = verifier
-        .verify_rsa(&headers, &body, &keys, time_or_now(args.now))
-        .map_err(|e| rejected(e.kind().code(), e.message()))?;
-    print_line(&report(&verified).to_string())
+    let keys = StaticKeys::new(keys);
+    deliver(&verifier, &headers, body, &keys, time_or_now(args.now))
 }
 
 fn hmac_sign(args: &HmacSignArgs) -> Outcome {
@@ -260,11 +259,31 @@ fn hmac_verify(args: &HmacVerifyArgs) -> Outcome {
     for secret in &args.secrets {
         verifier = verifier.with_hmac_secret(HmacSecret::new(secret).map_err(Failure::input)?);
     }
-    let headers = one_header("x-contentstack-hmac-signature", &args.signature)?;
-    let verified = verifier
-        .verify_hmac(&headers, &args.body.read()?, time_or_now(args.now))
+    let headers = one_header(HMAC_SIGNATURE_HEADER, &args.signature)?;
+    deliver(
+        &verifier,
+        &headers,
+        args.body.read()?,
+        &NoKeys,
+        time_or_now(args.now),
+    )
+}
+
+/// Runs the core's entry point, as the layers do, and prints its verdict.
+fn deliver(
+    verifier: &WebhookVerifier,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    keys: &impl KeySource,
+    now: SystemTime,
+) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Failure::input(format!("cannot start a runtime: {e}")))?;
+    let verdict = runtime
+        .block_on(verifier.verify_delivery(headers, body.into(), keys, &Tenancy::new(), now))
         .map_err(|e| rejected(e.kind().code(), e.message()))?;
-    print_line(&report(&verified).to_string())
+    print_line(&report(&verdict).to_string())
 }
 
 fn report(verified: &VerifiedWebhook) -> Value {

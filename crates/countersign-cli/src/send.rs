@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use countersign_core::contentful::{Context, RequestToSign, SigningSecret, sign};
-use countersign_core::contentstack::{HmacSecret, SaltLength, SigningKey};
+use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, sign};
+use countersign_core::contentstack::{
+    HMAC_SIGNATURE_HEADER, HmacSecret, RSA_SIGNATURE_HEADER, SaltLength, SigningKey, WebhookBody,
+};
+use countersign_core::replay::REPLAY_HEADER;
 use http::Method;
 use serde_json::{Value, json};
 
@@ -138,18 +141,10 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
             Failure::input(format!("the body (the envelope's data) is not JSON: {e}"))
         })?,
     };
-    let triggered_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Failure::input(format!("cannot format the time: {e}")))?;
-    // As Contentstack builds it: JSON.stringify of an object with triggered_at first.
-    let envelope = json!({
-        "triggered_at": triggered_at,
-        "module": args.module,
-        "api_key": args.api_key,
-        "event": args.event,
-        "data": data,
-    });
-    let body = envelope.to_string().into_bytes();
+    let body = WebhookBody::new(&args.module, &args.event)
+        .api_key(&args.api_key)
+        .data(&data)
+        .to_bytes(SystemTime::now());
     let mut headers = vec![(
         "content-type".to_owned(),
         "application/json; charset=utf-8".to_owned(),
@@ -157,14 +152,14 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
     if let Some(secret) = &args.hmac_secret {
         let secret = HmacSecret::new(secret).map_err(Failure::input)?;
         headers.push((
-            "x-contentstack-hmac-signature".to_owned(),
+            HMAC_SIGNATURE_HEADER.to_owned(),
             secret.sign(&body, SystemTime::now()),
         ));
     } else if let Some(path) = &args.private_key {
         let key = SigningKey::from_file(path).map_err(Failure::input)?;
         let salt = SaltLength::from(args.salt_length);
         headers.push((
-            "x-contentstack-request-signature".to_owned(),
+            RSA_SIGNATURE_HEADER.to_owned(),
             key.sign_webhook(&body, salt).map_err(Failure::input)?,
         ));
     }
@@ -206,7 +201,7 @@ fn contentful_request(args: &ContentfulArgs) -> Result<Outgoing, Failure> {
         ));
     }
     if let Some(topic) = &args.topic {
-        headers.push(("x-contentful-topic".to_owned(), topic.clone()));
+        headers.push((contentful::TOPIC.to_owned(), topic.clone()));
     }
     headers.extend(args.headers.iter().cloned());
     let mut request = RequestToSign::new(method.clone(), &target).body(&body);
@@ -250,7 +245,7 @@ async fn send(outgoing: Outgoing) -> Outcome {
     print_line(&format!("HTTP {status}"))?;
     for name in [
         "content-type",
-        "x-countersign-replay",
+        REPLAY_HEADER,
         "retry-after",
         "www-authenticate",
     ] {

@@ -117,6 +117,7 @@ pub mod well_known;
 
 pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
 pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+pub use countersign_core::contentstack::NoKeys;
 pub use countersign_core::{
     Backend, ConfigError, ConfigErrorKind, Verdict, backend, contentful, contentstack, credentials,
     ip, random_hex,
@@ -126,7 +127,7 @@ pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody, ReadsClock, Respon
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
 pub use verify_contentful::ContentfulLayer;
-pub use verify_contentstack::{ContentstackWebhookLayer, NoKeys};
+pub use verify_contentstack::ContentstackWebhookLayer;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "well-known", feature = "redis"))]

@@ -50,12 +50,11 @@
 //! # }
 //! ```
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
 use countersign_core::contentstack::{
-    AnyStack, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, WebhookVerifier,
+    AnyStack, KeySource, NoKeys, StackCheck, Tenancy, WebhookVerifier,
 };
 use http::Request;
 
@@ -88,18 +87,6 @@ impl<K: Clone, S> Clone for ContentstackGuard<K, S> {
             limits: self.limits,
             clock: self.clock.clone(),
         }
-    }
-}
-
-/// A key source with no key: for a layer that verifies HMAC-signed deliveries only.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoKeys;
-
-impl KeySource for NoKeys {
-    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send {
-        std::future::ready(Err(KeyUnavailable::new(
-            "no Contentstack key source is configured",
-        )))
     }
 }
 

@@ -220,12 +220,11 @@ async fn a_delivery_for_another_stack_is_403_and_reaches_neither_the_store_nor_t
     );
 
     let install = |app: &str, stack: &str| {
-        let at = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
-        format!(
-            r#"{{"triggered_at":"{at}","module":"app_installation","event":"install","api_key":"{stack}","data":{{"app_installation":{{"app_uid":"{app}","target":{{"type":"stack","uid":"{stack}"}}}}}}}}"#
-        )
+        let data = serde_json::json!({"app_installation": {"app_uid": app, "target": {"type": "stack", "uid": stack}}});
+        countersign::contentstack::WebhookBody::new("app_installation", "install")
+            .api_key(stack)
+            .data(&data)
+            .to_json(std::time::SystemTime::now())
     };
     let (status, p) =
         problem(attempt(&url, &install("app-theirs", "blt-ours"), SaltLength::Digest).await).await;

@@ -286,3 +286,81 @@ async fn an_extractor_without_its_layer_explains_the_misconfiguration() {
     assert_eq!(rejection.code(), "layer_missing");
     assert!(rejection.message().contains("ContentfulLayer"));
 }
+
+/// A body that counts how often it is polled, for checks that must not read it.
+struct Untouched(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl http_body::Body for Untouched {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Ready(None)
+    }
+}
+
+/// Calls `layer` around a handler that must not run, with a body that must not be read, from
+/// `peer`; the answer must be ready at the first poll.
+fn refused_at_once<G: countersign::Guard>(
+    layer: countersign::GuardLayer<G>,
+    peer: &str,
+    headers: &[(&'static str, &str)],
+) -> u16 {
+    use std::future::Future as _;
+    use tower::{Layer as _, Service as _};
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = tower::service_fn(|_: Request<Body>| async {
+        panic!("the handler ran");
+        #[allow(unreachable_code)]
+        Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::empty()))
+    });
+    let mut service = layer.layer(handler);
+    let mut request = Request::post("/")
+        .body(Body::new(Untouched(polls.clone())))
+        .unwrap();
+    for (name, value) in headers {
+        let value: http::HeaderValue = value.parse().unwrap();
+        request.headers_mut().insert(*name, value);
+    }
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let mut answer = std::pin::pin!(service.call(request));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let std::task::Poll::Ready(Ok(response)) = answer.as_mut().poll(&mut cx) else {
+        panic!("the refusal was not answered at once");
+    };
+    assert_eq!(
+        polls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the body was read"
+    );
+    response.status().as_u16()
+}
+
+#[test]
+fn head_refusals_answer_at_once_without_reading_the_body() {
+    let ip = IpAllowlistLayer::new(allow(&["10.0.0.0/8"]));
+    assert_eq!(refused_at_once(ip, "192.0.2.1", &[]), 403);
+    let basic = BasicAuthLayer::new(BasicAuth::new(["hook:secret"]).unwrap());
+    assert_eq!(refused_at_once(basic, "192.0.2.1", &[]), 401);
+    let headers = RequiredHeadersLayer::new(
+        RequiredHeaders::new()
+            .with_header("x-hook-token", ["t"])
+            .unwrap(),
+    );
+    assert_eq!(refused_at_once(headers, "192.0.2.1", &[]), 401);
+    let contentful = countersign::ContentfulLayer::new(countersign::contentful::Verifier::new(
+        countersign::contentful::SigningSecret::new("a".repeat(64)).unwrap(),
+    ))
+    .with_body_limit(10);
+    assert_eq!(
+        refused_at_once(contentful, "192.0.2.1", &[("content-length", "11")]),
+        413
+    );
+}

@@ -18,7 +18,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentful::{SigningSecret, Verifier};
+use countersign::contentful::{DEFAULT_TTL, SigningSecret, Verifier};
 use countersign::replay::{MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
 use serde_json::{Value, json};
@@ -115,9 +115,11 @@ async fn main() -> Result<(), Error> {
         ),
         None => (vec![dev_secret(&data_dir)?], true),
     };
-    let mut verifier = Verifier::with_secrets(secrets.clone())?.with_ttl(Duration::from_secs(
-        var("CONTENTFUL_TTL_SECS").map_or(Ok(30), |v| v.parse())?,
-    ));
+    let ttl = var("CONTENTFUL_TTL_SECS")
+        .map(|v| v.parse().map(Duration::from_secs))
+        .transpose()?
+        .unwrap_or(DEFAULT_TTL);
+    let mut verifier = Verifier::with_secrets(secrets.clone())?.with_ttl(ttl);
     if let Some(prefix) = var("CONTENTFUL_PATH_PREFIX") {
         verifier = verifier.with_path_prefix(&prefix)?;
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use countersign::contentstack::{
-    DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys, mint_app_token,
+    APP_TOKEN_LIFETIME, DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys,
+    mint_app_token,
 };
 use countersign::credentials::BasicAuth;
 use countersign::ip::IpAllowlist;
@@ -131,8 +132,7 @@ impl Config {
             "app_uid": app_uid, "installation_uid": "dev-installation", "organization_uid": "dev-org",
             "target": {"type": "stack", "uid": "blt_dev_stack"},
         }});
-        let token =
-            mint_app_token(key, &claims, SystemTime::now(), Duration::from_secs(300)).ok()?;
+        let token = mint_app_token(key, &claims, SystemTime::now(), APP_TOKEN_LIFETIME).ok()?;
         let private = dir.join("private.pem");
         Some(format!(
             "dev mode: no Contentstack key is configured, so requests are verified against the dev key pair in {dir}\n\n\

@@ -16,6 +16,9 @@ pub const QUERY_PARAMETER: &str = "app-token";
 
 /// How much clock difference `exp` and `nbf` tolerate by default: 60 seconds.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// How long an app-token lives: Contentstack says "a few minutes"; what tools that mint
+/// stand-in tokens ([`mint`]) use by default.
+pub const LIFETIME: Duration = Duration::from_secs(300);
 
 /// A JWT signature algorithm that an RSA key can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

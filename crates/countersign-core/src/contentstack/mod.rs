@@ -53,13 +53,14 @@ mod webhook;
 
 pub use app_token::{
     AppTokenAlgorithm, AppTokenClaims, AppTokenError, AppTokenErrorKind, AppTokenVerifier,
-    DEFAULT_LEEWAY, QUERY_PARAMETER as APP_TOKEN_QUERY_PARAMETER, mint as mint_app_token,
+    DEFAULT_LEEWAY, LIFETIME as APP_TOKEN_LIFETIME, QUERY_PARAMETER as APP_TOKEN_QUERY_PARAMETER,
+    mint as mint_app_token,
 };
 pub use error::{Error, ErrorKind};
 pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region};
-pub use source::{KeySource, KeyUnavailable, StaticKeys, with_fresh_keys};
+pub use source::{KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
 pub use tenant::{
     AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,
 };

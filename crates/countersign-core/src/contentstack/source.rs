@@ -72,6 +72,18 @@ impl fmt::Display for KeyUnavailable {
 
 impl std::error::Error for KeyUnavailable {}
 
+/// A key source with no key: for HMAC-signed deliveries only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoKeys;
+
+impl KeySource for NoKeys {
+    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send {
+        std::future::ready(Err(KeyUnavailable::new(
+            "no Contentstack key source is configured",
+        )))
+    }
+}
+
 /// Keys fixed at configuration: from a file, an environment variable or a string.
 ///
 /// ```

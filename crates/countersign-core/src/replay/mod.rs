@@ -44,6 +44,10 @@ use std::fmt;
 pub use memory::{FullPolicy, MemoryStore};
 pub use store::{Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
 
+/// The header on the acknowledgement of a duplicate (`duplicate`): the delivery was handled
+/// before and was not handled again.
+pub const REPLAY_HEADER: &str = "x-countersign-replay";
+
 use crate::crypto::sha256;
 
 /// A digest that identifies one verified delivery; see the [module docs](self) for what it

@@ -108,7 +108,7 @@ use tower_service::Service;
 
 pub use crate::extract::DeliveryId;
 pub use countersign_core::replay::{
-    Claim, FullPolicy, MemoryStore, Owner, ReplayStore, StoreError, StoreErrorKind,
+    Claim, FullPolicy, MemoryStore, Owner, REPLAY_HEADER, ReplayStore, StoreError, StoreErrorKind,
 };
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, UnavailablePolicy};
@@ -129,8 +129,6 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 pub const UNBOUNDED_WINDOW_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What `Retry-After` says for a delivery in flight, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 5;
-/// The header on a duplicate's acknowledgement.
-pub const REPLAY_HEADER: &str = "x-countersign-replay";
 /// How often marking a handled delivery done is tried in the background after the first
 /// attempt failed, and the pause before each try.
 const COMPLETE_RETRIES: [Duration; 5] = [

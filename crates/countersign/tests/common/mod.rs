@@ -81,13 +81,10 @@ pub fn contentful_headers_with(
 
 /// A Contentstack webhook body triggered `age` ago.
 pub fn webhook_body(age: Duration, data: &str) -> String {
-    let at = time::OffsetDateTime::from(SystemTime::now() - age);
-    let triggered_at = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    format!(
-        r#"{{"triggered_at":"{triggered_at}","module":"entry","api_key":"blt1","event":"publish","data":{data}}}"#
-    )
+    countersign::contentstack::WebhookBody::new("entry", "publish")
+        .api_key("blt1")
+        .data(&serde_json::from_str(data).unwrap())
+        .to_json(SystemTime::now() - age)
 }
 
 pub fn rsa_signature(private_pem: &str, body: &str) -> String {

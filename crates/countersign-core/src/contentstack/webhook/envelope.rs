@@ -216,7 +216,8 @@ impl WebhookBody {
         self
     }
 
-    /// The event's `data`.
+    /// The event's `data`. Its keys come in `serde_json`'s order (sorted, unless its
+    /// `preserve_order` feature is on): build `data` in the order you want it signed.
     #[must_use]
     pub fn data(mut self, data: &serde_json::Value) -> Self {
         self.data = data.clone();
@@ -226,6 +227,12 @@ impl WebhookBody {
     /// The bytes Contentstack would send for this event triggered at `triggered_at`.
     #[must_use]
     pub fn to_bytes(&self, triggered_at: SystemTime) -> Vec<u8> {
+        self.to_json(triggered_at).into_bytes()
+    }
+
+    /// [`to_bytes`](Self::to_bytes), as text.
+    #[must_use]
+    pub fn to_json(&self, triggered_at: SystemTime) -> String {
         let text = |s: &str| serde_json::Value::from(s).to_string();
         let mut body = format!(
             r#"{{"triggered_at":"{}","module":{},"event":{}"#,
@@ -240,7 +247,7 @@ impl WebhookBody {
         body.push_str(r#","data":"#);
         body.push_str(&self.data.to_string());
         body.push('}');
-        body.into_bytes()
+        body
     }
 }
 
