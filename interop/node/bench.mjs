@@ -1,6 +1,6 @@
 // Operations per second of the reference implementations on the inputs countersign's `ops`
 // wrote: @contentful/node-apps-toolkit verifyRequest, Node's crypto.verify (RSA-PSS, the
-// reference Contentstack verifier) and jsonwebtoken.verify (RS256).
+// reference Contentstack verifier, salt 32 and the maximum) and jsonwebtoken.verify (RS256).
 //
 //   node bench.mjs <inputs.json> [seconds]
 import crypto from 'node:crypto';
@@ -35,5 +35,10 @@ const signature = Buffer.from(inputs.contentstack.signature.replace(/^v1=/, ''),
 const options = { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 };
 if (!crypto.verify('sha256', body, options, signature)) throw new Error('crypto.verify failed');
 results.contentstack_rsa_verify = rate(() => crypto.verify('sha256', body, options, signature));
+// The documented maximum salt, verified as Node's reference verifier does by default (auto).
+const signatureMax = Buffer.from(inputs.contentstack.signature_max.replace(/^v1=/, ''), 'base64');
+const auto = { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_AUTO };
+if (!crypto.verify('sha256', body, auto, signatureMax)) throw new Error('crypto.verify (max salt) failed');
+results.contentstack_rsa_verify_max = rate(() => crypto.verify('sha256', body, auto, signatureMax));
 results.app_token_verify = rate(() => jwt.verify(inputs.app_token, inputs.contentstack.public_pem, { algorithms: ['RS256'] }));
 process.stdout.write(JSON.stringify(results));

@@ -204,7 +204,7 @@ fn run_verify(args: &VerifyArgs) -> Outcome {
     );
     let signed: serde_json::Map<String, serde_json::Value> = verified
         .signed_headers()
-        .map(|(name, value)| (name.as_str().to_owned(), value.into()))
+        .map(|(name, value)| (name.to_owned(), value.into()))
         .collect();
     report.insert("signed_headers".into(), signed.into());
     print_line(&serde_json::Value::Object(report).to_string())

@@ -1,8 +1,10 @@
 //! The canonical string: `METHOD \n PATH \n HEADERS \n BODY`.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use smallvec::SmallVec;
 
 use super::{SIGNED_HEADERS, TIMESTAMP};
 use crate::crypto::{HMAC_SHA256_LEN, HmacSha256Key};
@@ -49,111 +51,169 @@ const URI: &AsciiSet = &URI_COMPONENT
 /// ```
 #[must_use]
 pub fn canonical_path(target: &str) -> String {
+    let mut out = String::with_capacity(target.len());
+    write_path(&mut out, "", target);
+    out
+}
+
+/// Writes the PATH line of `prefix` followed by `target` (a prefix holds no `?`, so encoding
+/// the two apart is encoding them together).
+fn write_path(out: &mut String, prefix: &str, target: &str) {
     let mut parts = target.split('?');
     let path = parts.next().unwrap_or_default();
     let query = parts.next().unwrap_or_default();
-    if query.is_empty() {
-        return utf8_percent_encode(path, URI).to_string();
+    out.extend(utf8_percent_encode(prefix, URI));
+    out.extend(utf8_percent_encode(path, URI));
+    if !query.is_empty() {
+        out.push('?');
+        for escaped in utf8_percent_encode(query, URI_COMPONENT) {
+            out.extend(utf8_percent_encode(escaped, URI));
+        }
     }
-    let escaped_query: Cow<'_, str> = utf8_percent_encode(query, URI_COMPONENT).into();
-    let mut out = utf8_percent_encode(path, URI).to_string();
-    out.push('?');
-    out.extend(utf8_percent_encode(&escaped_query, URI));
-    out
 }
 
 /// A header name or value, borrowed from the request where possible.
 pub(super) type Text<'a> = Cow<'a, str>;
 
-/// The signed headers of a request, normalized, completed and sorted.
-pub(super) struct CanonicalHeaders<'a> {
-    /// `(name, value)`, sorted by name; includes the list and the timestamp.
-    entries: Vec<(Text<'a>, Text<'a>)>,
-    /// The value of `x-contentful-signed-headers`.
-    list: String,
+/// Header `(name, value)` pairs, inline for the usual few (and room for the two the head adds).
+pub(super) type Pairs<'a> = SmallVec<[(Text<'a>, Text<'a>); 8]>;
+
+/// Where a signed header's name and value sit in the head's text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
 }
 
-impl<'a> CanonicalHeaders<'a> {
-    /// Builds the HEADERS part from normalized `(name, value)` pairs in the order given (a later
-    /// pair replaces an earlier one of the same name, as in a JavaScript object). The
-    /// signed-headers list and the timestamp are added, replacing any given values.
-    pub(super) fn new(pairs: Vec<(Text<'a>, Text<'a>)>, timestamp_ms: u64) -> Self {
-        let mut entries = pairs;
-        entries.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
-        // A stable sort keeps equal names in input order, so the last of a run wins.
-        entries.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
-        entries.reverse();
-        entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        entries.reverse();
-
-        let names = entries.iter().map(|(name, _)| name.as_ref());
-        let mut list: Vec<&str> = names.chain([SIGNED_HEADERS, TIMESTAMP]).collect();
-        list.sort_by(|a, b| js::cmp_utf16(a, b));
-        let list = list.join(",");
-
-        entries.push((Cow::Borrowed(SIGNED_HEADERS), Cow::Owned(list.clone())));
-        entries.push((
-            Cow::Borrowed(TIMESTAMP),
-            Cow::Owned(timestamp_ms.to_string()),
-        ));
-        entries.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
-        Self { entries, list }
-    }
-
-    /// The value of `x-contentful-signed-headers`.
-    pub(super) fn list(&self) -> &str {
-        &self.list
-    }
-
-    fn write(&self, sink: &mut impl FnMut(&[u8])) {
-        for (i, (name, value)) in self.entries.iter().enumerate() {
-            if i > 0 {
-                sink(b";");
-            }
-            sink(name.as_bytes());
-            sink(b":");
-            sink(value.as_bytes());
+impl Span {
+    /// The span of the byte ranges `name` and `value`. Headers never add up to 4 GiB; should
+    /// they, an offset saturates, and reading it gives an empty text rather than a panic.
+    fn of(name: (usize, usize), value: (usize, usize)) -> Self {
+        let at = |offset: usize| u32::try_from(offset).unwrap_or(u32::MAX);
+        Self {
+            name: (at(name.0), at(name.1)),
+            value: (at(value.0), at(value.1)),
         }
     }
 }
 
-/// A request reduced to what the signature covers.
-pub(super) struct Canonical<'a> {
-    pub(super) method: &'a str,
-    pub(super) path: String,
-    pub(super) headers: &'a CanonicalHeaders<'a>,
-    pub(super) body: &'a [u8],
+/// The part of the canonical string before the body, `METHOD \n PATH \n HEADERS \n`, built in
+/// one buffer, and where each signed header sits in it.
+///
+/// HEADERS is `name:value` for each signed header, sorted by name (UTF-16 order, as
+/// JavaScript sorts), joined by `;`, with two entries the signer adds: the signed-headers list
+/// (every name of HEADERS, sorted, joined by `,`) and the timestamp.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct Head {
+    text: String,
+    /// Name and value of each signed header but the list and the timestamp.
+    entries: SmallVec<[Span; 6]>,
+    /// The value of the signed-headers list.
+    list: Range<usize>,
 }
 
-impl Canonical<'_> {
-    fn write_head(&self, sink: &mut impl FnMut(&[u8])) {
-        sink(self.method.as_bytes());
-        sink(b"\n");
-        sink(self.path.as_bytes());
-        sink(b"\n");
-        self.headers.write(sink);
-        sink(b"\n");
+impl Head {
+    /// The head of a request to `prefix` + `target`, with normalized `(name, value)` pairs in
+    /// the order given (a later pair replaces an earlier one of the same name, as in a
+    /// JavaScript object; given list and timestamp entries are replaced).
+    pub(super) fn new(
+        method: &str,
+        prefix: &str,
+        target: &str,
+        mut pairs: Pairs<'_>,
+        timestamp_ms: u64,
+    ) -> Self {
+        pairs.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
+        // A stable sort keeps equal names in input order, so the last of a run wins.
+        pairs.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
+        pairs.reverse();
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        pairs.reverse();
+        for added in [SIGNED_HEADERS, TIMESTAMP] {
+            let at = pairs.partition_point(|(name, _)| js::cmp_utf16(name, added).is_lt());
+            pairs.insert(at, (Cow::Borrowed(added), Cow::Borrowed("")));
+        }
+
+        let length: usize = pairs.iter().map(|(n, v)| 2 * n.len() + v.len() + 2).sum();
+        let mut text = String::with_capacity(method.len() + 3 * target.len() + length + 32);
+        text.push_str(method);
+        text.push('\n');
+        write_path(&mut text, prefix, target);
+        text.push('\n');
+        let mut entries = SmallVec::new();
+        let mut list = 0..0;
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            if i > 0 {
+                text.push(';');
+            }
+            let name_at = text.len();
+            text.push_str(name);
+            let name_at = (name_at, text.len());
+            text.push(':');
+            let start = text.len();
+            if name == SIGNED_HEADERS {
+                for (j, (name, _)) in pairs.iter().enumerate() {
+                    if j > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(name);
+                }
+                list = start..text.len();
+            } else if name == TIMESTAMP {
+                push_decimal(&mut text, timestamp_ms);
+            } else {
+                text.push_str(value);
+                entries.push(Span::of(name_at, (start, text.len())));
+            }
+        }
+        text.push('\n');
+        Self {
+            text,
+            entries,
+            list,
+        }
     }
 
-    fn write(&self, sink: &mut impl FnMut(&[u8])) {
-        self.write_head(sink);
-        sink(self.body);
+    /// The value of `x-contentful-signed-headers`.
+    pub(super) fn list(&self) -> &str {
+        self.text.get(self.list.clone()).unwrap_or_default()
     }
 
-    pub(super) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.path.len() + self.body.len() + 256);
-        self.write(&mut |part| out.extend_from_slice(part));
-        out
+    /// The signed headers but the list and the timestamp, sorted by name.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        let at = |(start, end): (u32, u32)| {
+            self.text
+                .get(start as usize..end as usize)
+                .unwrap_or_default()
+        };
+        self.entries
+            .iter()
+            .map(move |span| (at(span.name), at(span.value)))
     }
 
-    pub(super) fn mac(&self, key: &HmacSha256Key) -> [u8; HMAC_SHA256_LEN] {
-        // Everything before the body in one update: many small updates cost more than a copy.
-        let mut head = Vec::with_capacity(self.path.len() + 512);
-        self.write_head(&mut |part| head.extend_from_slice(part));
+    /// The HMAC-SHA256 of the canonical string: this head, then `body`.
+    pub(super) fn mac(&self, key: &HmacSha256Key, body: &[u8]) -> [u8; HMAC_SHA256_LEN] {
         let mut mac = key.start();
-        mac.update(&head);
-        mac.update(self.body);
+        mac.update(self.text.as_bytes());
+        mac.update(body);
         mac.finish()
+    }
+}
+
+/// Writes `n` in decimal, as JavaScript's `String(n)` does for an integer below 2^53.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -188,14 +248,10 @@ pub fn canonical_string(
             (Cow::Owned(name), Cow::Owned(value))
         })
         .collect();
-    let headers = CanonicalHeaders::new(pairs, timestamp_ms);
-    Canonical {
-        method,
-        path: canonical_path(target),
-        headers: &headers,
-        body,
-    }
-    .to_bytes()
+    let head = Head::new(method, "", target, pairs, timestamp_ms);
+    let mut out = head.text.into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// A header as `signRequest` normalizes it: name lower-cased and trimmed, value trimmed.
@@ -277,36 +333,38 @@ mod tests {
 
     #[test]
     fn later_duplicate_header_replaces_earlier() {
-        let headers = CanonicalHeaders::new(
-            vec![
-                ("a".into(), "1".into()),
-                ("b".into(), "x".into()),
-                ("a".into(), "2".into()),
-            ],
-            1,
-        );
-        assert_eq!(headers.entries[0], (Cow::Borrowed("a"), Cow::Borrowed("2")));
+        let pairs = smallvec::smallvec![
+            ("a".into(), "1".into()),
+            ("b".into(), "x".into()),
+            ("a".into(), "2".into()),
+        ];
+        let head = Head::new("GET", "", "/", pairs, 1);
+        assert_eq!(head.entries().next(), Some(("a", "2")));
         assert_eq!(
-            headers.list(),
+            head.list(),
             "a,b,x-contentful-signed-headers,x-contentful-timestamp"
         );
     }
 
     #[test]
     fn given_list_and_timestamp_values_are_overwritten() {
-        let headers = CanonicalHeaders::new(
-            vec![
-                (SIGNED_HEADERS.into(), "forged".into()),
-                (TIMESTAMP.into(), "0".into()),
-            ],
-            42,
-        );
-        let mut text = Vec::new();
-        headers.write(&mut |part| text.extend_from_slice(part));
+        let pairs = smallvec::smallvec![
+            (SIGNED_HEADERS.into(), "forged".into()),
+            (TIMESTAMP.into(), "0".into()),
+        ];
+        let head = Head::new("GET", "", "/", pairs, 42);
         assert_eq!(
-            String::from_utf8(text).unwrap(),
-            "x-contentful-signed-headers:x-contentful-signed-headers,x-contentful-timestamp;\
-             x-contentful-timestamp:42"
+            head.text,
+            "GET\n/\nx-contentful-signed-headers:x-contentful-signed-headers,x-contentful-timestamp;\
+             x-contentful-timestamp:42\n"
         );
+        assert_eq!(head.entries().count(), 0);
+    }
+
+    #[test]
+    fn a_prefix_is_encoded_as_if_it_were_part_of_the_target() {
+        let mut joined = String::new();
+        write_path(&mut joined, "/api v1", "/hook?a=1");
+        assert_eq!(joined, canonical_path("/api v1/hook?a=1"));
     }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
-use super::canonical::{Canonical, CanonicalHeaders, canonical_path, normalize_header};
+use super::canonical::{Head, Pairs, normalize_header};
 use super::{
     APP_ID, CRN, ENVIRONMENT_ID, SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP,
     USER_ID,
@@ -157,7 +157,7 @@ pub fn sign(
     context: &Context,
 ) -> SignedHeaders {
     let timestamp_ms = unix_millis(timestamp);
-    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = request
+    let mut pairs: Pairs<'_> = request
         .headers
         .iter()
         .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
@@ -167,18 +167,18 @@ pub fn sign(
             .headers()
             .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))),
     );
-    let headers = CanonicalHeaders::new(pairs, timestamp_ms);
-    let mac = Canonical {
-        method: request.method.as_str(),
-        path: canonical_path(request.path),
-        headers: &headers,
-        body: request.body,
-    }
-    .mac(secret.key());
+    let head = Head::new(
+        request.method.as_str(),
+        "",
+        request.path,
+        pairs,
+        timestamp_ms,
+    );
+    let mac = head.mac(secret.key(), request.body);
 
     let mut entries = vec![
         (SIGNATURE, hex::encode(mac)),
-        (SIGNED_HEADERS, headers.list().to_owned()),
+        (SIGNED_HEADERS, head.list().to_owned()),
         (TIMESTAMP, timestamp_ms.to_string()),
     ];
     entries.extend(context.headers().map(|(n, v)| (n, v.to_owned())));

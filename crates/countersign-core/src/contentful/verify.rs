@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderMap, Method};
+use smallvec::SmallVec;
 
-use super::canonical::{Canonical, CanonicalHeaders, canonical_path};
+use super::canonical::{Head, Pairs, Text};
 use super::sign::unix_millis;
 use super::{
     APP_ID, CRN, Context, ENVIRONMENT_ID, Error, ErrorKind, IDEMPOTENCY_KEY, SIGNATURE,
@@ -167,45 +168,34 @@ impl Verifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
-        let expected = parse_signature(headers)?;
-        let timestamp_ms = parse_timestamp(headers)?;
-        let list = header_value(headers, SIGNED_HEADERS).ok_or_else(|| {
+        let received = Received::read(headers);
+        let expected = parse_signature(received.text(SIGNATURE).as_deref())?;
+        let timestamp_ms = parse_timestamp(received.text(TIMESTAMP).as_deref())?;
+        let list = received.text(SIGNED_HEADERS).ok_or_else(|| {
             Error::new(
                 ErrorKind::MissingSignedHeaders,
                 "the request has no x-contentful-signed-headers header",
             )
         })?;
-        let signed_names = parse_signed_headers(&list)?;
+        let listed: SmallVec<[&[u8]; 8]> = list.as_bytes().split(|b| *b == b',').collect();
+        if listed.len() < 2 {
+            return Err(Error::new(
+                ErrorKind::MissingSignedHeaders,
+                "x-contentful-signed-headers must list at least itself and x-contentful-timestamp",
+            ));
+        }
         self.check_freshness(timestamp_ms, unix_millis(now))?;
 
-        let picked = pick_headers(headers, &signed_names);
-        let canonical_headers = CanonicalHeaders::new(
-            picked
-                .iter()
-                .map(|(n, v)| (Cow::Borrowed(n.as_str()), v.clone()))
-                .collect(),
-            timestamp_ms,
-        );
         let prefix = prefix
             .and_then(|p| validate_path_prefix(p).ok())
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
-        let path: Cow<'_, str> = if prefix.is_empty() {
-            Cow::Borrowed(target)
-        } else {
-            Cow::Owned(format!("{prefix}{target}"))
-        };
-        let canonical = Canonical {
-            method: method.as_str(),
-            path: canonical_path(&path),
-            headers: &canonical_headers,
-            body,
-        };
-
+        let pairs = received.pick(&listed);
+        let head = Head::new(method.as_str(), prefix, target, pairs, timestamp_ms);
         let secret_index = self
             .secrets
             .iter()
-            .position(|secret| constant_time_eq(&canonical.mac(secret.key()), &expected))
+            .position(|secret| constant_time_eq(&head.mac(secret.key(), body), &expected))
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::SignatureMismatch,
@@ -216,16 +206,10 @@ impl Verifier {
                     ),
                 )
             })?;
-
-        let signed: Vec<(HeaderName, String)> = picked
-            .into_iter()
-            .filter(|(name, _)| *name != SIGNATURE && *name != SIGNED_HEADERS && *name != TIMESTAMP)
-            .map(|(name, value)| (name.clone(), value.into_owned()))
-            .collect();
         Ok(VerifiedRequest {
             secret_index,
             timestamp_ms,
-            signed,
+            head,
             signature: expected,
         })
     }
@@ -322,12 +306,31 @@ impl fmt::Debug for Verifier {
 ///
 /// Only signed headers appear here; an unsigned `x-contentful-space-id` is not evidence of
 /// anything and is left out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedRequest {
     secret_index: usize,
     timestamp_ms: u64,
-    signed: Vec<(HeaderName, String)>,
+    /// The canonical head that verified, which holds the signed headers.
+    head: Head,
     signature: [u8; HMAC_SHA256_LEN],
+}
+
+/// The signed headers, but never a credential's value (the signature is not shown at all).
+impl fmt::Debug for VerifiedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let signed: Vec<(&str, &str)> = self
+            .signed_headers()
+            .map(|(name, value)| {
+                let sensitive = crate::SENSITIVE_HEADERS.contains(&name);
+                (name, if sensitive { "<redacted>" } else { value })
+            })
+            .collect();
+        f.debug_struct("VerifiedRequest")
+            .field("secret_index", &self.secret_index)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("signed", &signed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifiedRequest {
@@ -353,15 +356,15 @@ impl VerifiedRequest {
     /// `", "`).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.signed
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.signed_headers()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 
-    /// Every signed header but the signature, the list and the timestamp.
-    pub fn signed_headers(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
-        self.signed.iter().map(|(n, v)| (n, v.as_str()))
+    /// Every signed header but the signature, the list and the timestamp, by name (lower
+    /// case), sorted.
+    pub fn signed_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.head.entries().filter(|(name, _)| *name != SIGNATURE)
     }
 
     /// The signed space id.
@@ -431,51 +434,126 @@ impl VerifiedRequest {
     }
 }
 
-/// The text of a header as Node.js hands it to the toolkit: repeated values joined by `", "`,
-/// then trimmed. Borrowed from the request in the usual case of one UTF-8 value.
-fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    let Some(second) = values.next() else {
-        return Some(match js::header_text(first.as_bytes()) {
-            Cow::Borrowed(text) => Cow::Borrowed(js::trim(text)),
-            Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
-        });
-    };
-    let joined = [first, second]
-        .into_iter()
-        .chain(values)
-        .map(|v| js::header_text(v.as_bytes()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Some(Cow::Owned(js::trim(&joined).to_owned()))
+/// The value(s) of one header name, read lazily: most headers of a request are not looked at.
+enum Raw<'a> {
+    One(&'a http::HeaderValue),
+    /// Repeated values, joined by `", "` as Node.js joins them.
+    Joined(String),
 }
 
-fn parse_signature(headers: &HeaderMap) -> Result<[u8; HMAC_SHA256_LEN], Error> {
-    let text = header_value(headers, SIGNATURE).ok_or_else(|| {
+impl<'a> Raw<'a> {
+    /// The text as Node.js hands it to the toolkit: trimmed, and borrowed from the request in
+    /// the usual case of one UTF-8 value.
+    fn text(&self) -> Text<'a> {
+        match self {
+            // Visible ASCII, the usual case: of JavaScript's white space only spaces and tabs
+            // can be in it.
+            Self::One(value) => match value.to_str() {
+                Ok(text) => Cow::Borrowed(text.trim_matches([' ', '\t'])),
+                Err(_) => match js::header_text(value.as_bytes()) {
+                    Cow::Borrowed(text) => Cow::Borrowed(js::trim(text)),
+                    Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
+                },
+            },
+            Self::Joined(joined) => Cow::Owned(js::trim(joined).to_owned()),
+        }
+    }
+}
+
+/// The request's headers, each name once with its value(s), read in one pass over the map
+/// (whose repeated values of a name come one after another). Inline for the usual dozen.
+struct Received<'a>(SmallVec<[(&'a str, Raw<'a>); 12]>);
+
+impl<'a> Received<'a> {
+    fn read(headers: &'a HeaderMap) -> Self {
+        let mut received = SmallVec::new();
+        let mut all = headers.iter().peekable();
+        while let Some((name, first)) = all.next() {
+            let raw = match all.next_if(|(next, _)| *next == name) {
+                None => Raw::One(first),
+                Some((_, second)) => {
+                    let mut joined = js::header_text(first.as_bytes()).into_owned();
+                    let mut next = Some(second);
+                    while let Some(value) = next {
+                        joined.push_str(", ");
+                        joined.push_str(&js::header_text(value.as_bytes()));
+                        next = all.next_if(|(n, _)| *n == name).map(|(_, value)| value);
+                    }
+                    Raw::Joined(joined)
+                }
+            };
+            received.push((name.as_str(), raw));
+        }
+        Self(received)
+    }
+
+    /// The text of the header `name`.
+    fn text(&self, name: &str) -> Option<Text<'a>> {
+        self.0
+            .iter()
+            .find(|(received, _)| *received == name)
+            .map(|(_, raw)| raw.text())
+    }
+
+    /// The headers whose names are in the signed list, exactly as listed (a listed name in
+    /// another case, or with spaces, matches nothing), with their texts.
+    fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
+        self.0
+            .iter()
+            .filter(|(name, _)| listed.contains(&name.as_bytes()))
+            .map(|(name, raw)| (Cow::Borrowed(*name), raw.text()))
+            .collect()
+    }
+}
+
+fn parse_signature(text: Option<&str>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
+    let text = text.ok_or_else(|| {
         Error::new(
             ErrorKind::MissingSignature,
             "the request has no x-contentful-signature header",
         )
     })?;
-    let mut signature = [0u8; HMAC_SHA256_LEN];
-    let well_formed = text.len() == 2 * HMAC_SHA256_LEN
-        && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        && hex::decode_to_slice(text.as_bytes(), &mut signature).is_ok();
-    if !well_formed {
-        return Err(Error::new(
+    decode_lower_hex(text).ok_or_else(|| {
+        Error::new(
             ErrorKind::MalformedSignature,
             format!(
                 "x-contentful-signature must be 64 lower-case hex characters; it has {} characters",
                 text.chars().count()
             ),
-        ));
-    }
-    Ok(signature)
+        )
+    })
 }
 
-fn parse_timestamp(headers: &HeaderMap) -> Result<u64, Error> {
-    let text = header_value(headers, TIMESTAMP).ok_or_else(|| {
+/// 64 lower-case hex digits (what the toolkit sends), decoded; anything else is `None`.
+fn decode_lower_hex(text: &str) -> Option<[u8; HMAC_SHA256_LEN]> {
+    /// The value of each lower-case hex digit; 0xff for every other byte.
+    const DIGITS: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
+    };
+    let bytes: &[u8; 2 * HMAC_SHA256_LEN] = text.as_bytes().try_into().ok()?;
+    let mut out = [0u8; HMAC_SHA256_LEN];
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let (high, low) = (DIGITS[usize::from(pair[0])], DIGITS[usize::from(pair[1])]);
+        invalid |= (high | low) & 0xf0;
+        *byte = (high << 4) | (low & 0x0f);
+    }
+    (invalid == 0).then_some(out)
+}
+
+fn parse_timestamp(text: Option<&str>) -> Result<u64, Error> {
+    let text = text.ok_or_else(|| {
         Error::new(
             ErrorKind::MissingTimestamp,
             "the request has no x-contentful-timestamp header",
@@ -497,30 +575,6 @@ fn parse_timestamp(headers: &HeaderMap) -> Result<u64, Error> {
         ));
     }
     Ok(ms)
-}
-
-fn parse_signed_headers(list: &str) -> Result<Vec<&str>, Error> {
-    let names: Vec<&str> = list.split(',').collect();
-    if names.len() < 2 {
-        return Err(Error::new(
-            ErrorKind::MissingSignedHeaders,
-            "x-contentful-signed-headers must list at least itself and x-contentful-timestamp",
-        ));
-    }
-    Ok(names)
-}
-
-/// The request headers whose names are in the signed list, exactly as listed (a listed name in
-/// another case, or with spaces, matches nothing), with their normalized values.
-fn pick_headers<'a>(
-    headers: &'a HeaderMap,
-    signed_names: &[&str],
-) -> Vec<(&'a HeaderName, Cow<'a, str>)> {
-    headers
-        .keys()
-        .filter(|name| signed_names.contains(&name.as_str()))
-        .filter_map(|name| header_value(headers, name.as_str()).map(|value| (name, value)))
-        .collect()
 }
 
 fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {

@@ -268,10 +268,6 @@ fn duplicate() -> Response {
     response
 }
 
-fn unavailable(code: &'static str, title: &'static str, message: String) -> Rejection {
-    Rejection::new(StatusCode::SERVICE_UNAVAILABLE, code, title, message).retry_later()
-}
-
 impl<S, St, B, ResBody> Service<Request<B>> for ReplayGuard<S, St>
 where
     S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -298,57 +294,24 @@ where
         let (timing, respond) = (self.timing, self.respond.clone());
         let request = request.map(Body::new);
         Box::pin(async move {
-            let Some((key, window)) = request
-                .extensions()
-                .get::<Verified>()
-                .map(|verified| (verified.replay_key(), verified.window()))
-            else {
-                let rejection = Rejection::misconfigured(
-                    "replay_identity_missing",
-                    "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
-                );
-                return Ok(respond.respond(rejection, None));
+            let Some(verified) = request.extensions().get::<Verified>() else {
+                return Ok(respond.respond(identity_missing(), None));
             };
+            let (key, window) = (verified.replay_key(), verified.window());
             let owner = Owner::random();
-            let claim = match claim(&store, &key, &owner, timing.lease).await {
-                Ok(claim) => claim,
+            match claim(&store, &key, &owner, timing.lease).await {
+                Ok(Claim::Claimed) => {}
+                Ok(Claim::Done) => {
+                    tracing::info!(target: "countersign", delivery = %key, "acknowledged a duplicate of a handled delivery");
+                    return Ok(duplicate());
+                }
+                Ok(Claim::InFlight) => return Ok(respond.respond(in_flight(), None)),
+                Ok(Claim::Full) => return Ok(respond.respond(store_full(), None)),
                 Err(error) if store.fail_open() => {
                     tracing::warn!(target: "countersign", %error, "replay store unavailable: passing the request on unprotected");
                     return inner.call(request).await.map(|r| r.map(Body::new));
                 }
-                Err(error) => {
-                    let rejection = unavailable(
-                        "replay_store_unavailable",
-                        "Replay store unavailable",
-                        error.to_string(),
-                    );
-                    return Ok(respond.respond(rejection, None));
-                }
-            };
-            match claim {
-                Claim::Claimed => {}
-                Claim::Done => {
-                    tracing::info!(target: "countersign", delivery = %key, "acknowledged a duplicate of a handled delivery");
-                    return Ok(duplicate());
-                }
-                Claim::InFlight => {
-                    let rejection = Rejection::new(
-                        StatusCode::CONFLICT,
-                        "request_in_flight",
-                        "Request in flight",
-                        "the same delivery is being handled now",
-                    )
-                    .retry_later();
-                    return Ok(respond.respond(rejection, None));
-                }
-                Claim::Full => {
-                    let rejection = unavailable(
-                        "replay_store_full",
-                        "Replay store full",
-                        "the replay store is full of live entries and refuses new ones".to_owned(),
-                    );
-                    return Ok(respond.respond(rejection, None));
-                }
+                Err(error) => return Ok(respond.respond(store_unavailable(&error), None)),
             }
             // From here the claim is held: released if this future is dropped.
             let held = Held::new(Arc::clone(&store), key, owner);
@@ -357,13 +320,53 @@ where
                 never = renew(&store, &key, &held.owner, timing.lease) => match never {},
             };
             let handled = matches!(&outcome, Ok(response) if response.status().is_success());
-            let window = window
-                .unwrap_or(UNBOUNDED_WINDOW_TTL)
-                .saturating_add(timing.margin);
-            held.settle(handled, window).await;
+            let window = window.unwrap_or(UNBOUNDED_WINDOW_TTL);
+            held.settle(handled, window.saturating_add(timing.margin))
+                .await;
             outcome.map(|response| response.map(Body::new))
         })
     }
+}
+
+/// A replay guard on a route without a verification layer: nothing says what the delivery is.
+fn identity_missing() -> Rejection {
+    Rejection::misconfigured(
+        "replay_identity_missing",
+        "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
+    )
+}
+
+/// Another owner handles the delivery now: come back later (its lease lapses if it died).
+fn in_flight() -> Rejection {
+    Rejection::new(
+        StatusCode::CONFLICT,
+        "request_in_flight",
+        "Request in flight",
+        "the same delivery is being handled now",
+    )
+    .retry_later()
+}
+
+/// The store refuses new entries while every one is live: come back later.
+fn store_full() -> Rejection {
+    Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replay_store_full",
+        "Replay store full",
+        "the replay store is full of live entries and refuses new ones",
+    )
+    .retry_later()
+}
+
+/// The store failed, and the guard fails closed: 503, and the sender retries.
+fn store_unavailable(error: &StoreError) -> Rejection {
+    Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replay_store_unavailable",
+        "Replay store unavailable",
+        error.to_string(),
+    )
+    .retry_later()
 }
 
 /// Claims `key`. The answer of a store that failed may have been lost after the claim was
