@@ -34,6 +34,25 @@
 //! # }
 //! ```
 //!
+//! # One entry point per provider
+//!
+//! Each provider has one function that takes a request as it arrived (its parts, its body
+//! buffered whole), the keys, secrets or session keys, and the time, and returns one
+//! [`Verdict`]: the verified facts, the bytes the handler must read, what identifies the
+//! delivery and for how long, and whose it is. Everything request-level lives behind it (the
+//! refresh-once key policy, the request target and path prefix, the session's transport and
+//! CSRF check); the Tower layers, the command line and the benchmarks call these:
+//!
+//! | request | entry point |
+//! |---|---|
+//! | a Contentstack webhook | [`contentstack::WebhookVerifier::verify_delivery`] |
+//! | a Contentful request (app event, action, webhook, frontend-signed) | [`contentful::Verifier::verify_request`] |
+//! | the page load of a signed UI location | [`session::Sessions::open`] |
+//! | a call with the app's session | [`session::Sessions::authenticate`] |
+//!
+//! What a delivery is, and where deliveries are remembered ([`replay::ReplayStore`]), is in
+//! [`replay`].
+//!
 //! # Crypto backends
 //!
 //! The `aws-lc` feature (the default) uses aws-lc-rs. The `rust-crypto` feature uses the

@@ -96,8 +96,13 @@
 //!
 //! # Crates
 //!
-//! The wire formats live in [`countersign_core`], re-exported here as [`contentful`],
-//! [`contentstack`], [`credentials`] and [`ip`]; this crate only buffers, plumbs and answers.
+//! The wire formats and every rule of request handling live in [`countersign_core`],
+//! re-exported here as [`contentful`], [`contentstack`], [`credentials`], [`ip`] and
+//! [`Verdict`]; this crate only buffers, plumbs and answers. A verification layer reads the
+//! body, calls its provider's one core entry point and inserts the [`Verdict`] it returns as
+//! the request's one extension, which the extractors read. The layers' [`Guard`] is sealed:
+//! to add a check of your own, write a Tower layer after ours (or an
+//! `axum::middleware::from_fn`) and read the extractors.
 //! [`well_known`] fetches Contentstack's public key from the region's endpoint, cached and
 //! refreshed (feature `well-known`, on by default).
 
