@@ -105,9 +105,9 @@ fn context_json(context: &Context) -> Value {
 fn our_signature(case: &Case) -> Vec<(String, String)> {
     let secret = SigningSecret::new(case.secret.clone()).unwrap();
     let method = Method::from_bytes(case.method.as_bytes()).unwrap();
-    let mut request = RequestToSign::new(method, &case.path).body(case.body.as_bytes());
+    let mut request = RequestToSign::new(method, &case.path).with_body(case.body.as_bytes());
     for (name, value) in &case.headers {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     sign(
         &secret,

@@ -26,8 +26,8 @@ const PUBLIC: &str =
 #[tokio::test]
 async fn a_delivery_the_reference_signer_signs_afresh_for_each_attempt_is_handled_once() {
     let body = WebhookBody::new("entry", "publish")
-        .api_key("blt1")
-        .data(&serde_json::json!({"entry": {"uid": "blt9"}}))
+        .with_api_key("blt1")
+        .with_data(&serde_json::json!({"entry": {"uid": "blt9"}}))
         .to_json(SystemTime::now() - Duration::from_secs(1));
     // Five attempts, as Contentstack's schedule makes them, each signed by Node afresh, with
     // either salt length.

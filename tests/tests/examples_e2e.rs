@@ -96,8 +96,8 @@ fn dev_key(app: &App) -> SigningKey {
 fn webhook_body(age: Duration, event: &str, stack: &str, extra: &str) -> String {
     let data = serde_json::from_str(&format!(r#"{{"entry":{{"uid":"blt1"}}{extra}}}"#)).unwrap();
     WebhookBody::new("entry", event)
-        .api_key(stack)
-        .data(&data)
+        .with_api_key(stack)
+        .with_data(&data)
         .to_json(SystemTime::now() - age)
 }
 
@@ -138,8 +138,8 @@ fn installation_body(app_uid: &str, event: &str, stack: &str) -> String {
         "target": {"type": "stack", "uid": stack},
     }});
     WebhookBody::new(INSTALLATION_MODULE, event)
-        .api_key(stack)
-        .data(&data)
+        .with_api_key(stack)
+        .with_data(&data)
         .to_json(SystemTime::now())
 }
 
@@ -527,13 +527,13 @@ async fn contentful_send(
     context: &Context,
     idempotency: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = RequestToSign::new(http::Method::POST, path).body(body.as_bytes());
+    let mut request = RequestToSign::new(http::Method::POST, path).with_body(body.as_bytes());
     let mut extra = vec![("content-type", "application/json".to_owned())];
     if let Some(key) = idempotency {
         extra.push(("x-contentful-idempotency-key", key.to_owned()));
     }
     for (name, value) in &extra {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     let signed = sign(
         &SigningSecret::new(SECRET).unwrap(),

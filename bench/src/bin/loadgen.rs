@@ -23,8 +23,8 @@ const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 fn body(n: usize) -> String {
     let filler = "x".repeat(900);
     WebhookBody::new("entry", "publish")
-        .api_key("blt1")
-        .data(&serde_json::json!({"n": n, "text": filler}))
+        .with_api_key("blt1")
+        .with_data(&serde_json::json!({"n": n, "text": filler}))
         .to_json(SystemTime::now())
 }
 
@@ -34,8 +34,8 @@ fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(Str
             let body = body(n);
             let secret = SigningSecret::new(SECRET).unwrap();
             let to_sign = RequestToSign::new(Method::POST, "/webhook")
-                .header("content-type", "application/json")
-                .body(body.as_bytes());
+                .with_header("content-type", "application/json")
+                .with_body(body.as_bytes());
             let signed =
                 contentful::sign(&secret, &to_sign, SystemTime::now(), &Context::default());
             let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];

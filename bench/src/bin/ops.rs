@@ -58,8 +58,8 @@ fn main() {
     for (name, size) in [("1k", 1024), ("64k", 64 * 1024)] {
         let body = body(size);
         let request = RequestToSign::new(Method::POST, "/webhook")
-            .header("content-type", "application/json")
-            .body(body.as_bytes());
+            .with_header("content-type", "application/json")
+            .with_body(body.as_bytes());
         let signed = contentful::sign(&secret, &request, now, &Context::default());
         let mut headers = signed.to_header_map().unwrap();
         headers.insert("content-type", HeaderValue::from_static("application/json"));

@@ -147,9 +147,9 @@ fn run_sign(args: &SignArgs) -> Outcome {
     let method = method(&args.method)?;
     check_path(&args.path)?;
     let body = args.body.read()?;
-    let mut request = RequestToSign::new(method, &args.path).body(&body);
+    let mut request = RequestToSign::new(method, &args.path).with_body(&body);
     for (name, value) in &args.headers {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     let context = Context {
         space_id: args.space_id.clone(),

@@ -142,8 +142,8 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
         })?,
     };
     let body = WebhookBody::new(&args.module, &args.event)
-        .api_key(&args.api_key)
-        .data(&data)
+        .with_api_key(&args.api_key)
+        .with_data(&data)
         .to_bytes(SystemTime::now());
     let mut headers = vec![(
         "content-type".to_owned(),
@@ -204,9 +204,9 @@ fn contentful_request(args: &ContentfulArgs) -> Result<Outgoing, Failure> {
         headers.push((contentful::TOPIC.to_owned(), topic.clone()));
     }
     headers.extend(args.headers.iter().cloned());
-    let mut request = RequestToSign::new(method.clone(), &target).body(&body);
+    let mut request = RequestToSign::new(method.clone(), &target).with_body(&body);
     for (name, value) in &headers {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     let context = Context {
         space_id: args.space_id.clone(),

@@ -308,8 +308,8 @@ fn contentful_signed(
     at: SystemTime,
 ) -> Vec<(String, String)> {
     let request = RequestToSign::new(http::Method::POST, target)
-        .header("content-type", "application/json")
-        .body(body);
+        .with_header("content-type", "application/json")
+        .with_body(body);
     let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
     headers.extend(
         sign(

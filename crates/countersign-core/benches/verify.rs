@@ -47,9 +47,9 @@ fn contentful(c: &mut Criterion) {
     for size in [1024, 64 * 1024] {
         let body = json_body(size);
         let request = RequestToSign::new(Method::POST, "/contentful/webhooks?source=bench")
-            .header("content-type", "application/json")
-            .header("x-contentful-topic", "ContentManagement.Entry.publish")
-            .body(body.as_bytes());
+            .with_header("content-type", "application/json")
+            .with_header("x-contentful-topic", "ContentManagement.Entry.publish")
+            .with_body(body.as_bytes());
         let signed = contentful::sign(
             &secret,
             &request,

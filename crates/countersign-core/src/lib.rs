@@ -21,7 +21,7 @@
 //! let sent_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
 //!
 //! // What Contentful does before it sends a request:
-//! let request = RequestToSign::new(Method::POST, "/hooks?source=contentful").body(b"{}");
+//! let request = RequestToSign::new(Method::POST, "/hooks?source=contentful").with_body(b"{}");
 //! let signed = contentful::sign(&secret, &request, sent_at, &Context::default());
 //! let headers: HeaderMap = signed.to_header_map()?;
 //!

@@ -66,9 +66,9 @@ fn case() -> impl Strategy<Value = Case> {
 /// Signs `case` and builds the headers that arrive.
 fn signed(case: &Case) -> HeaderMap {
     let secret = SigningSecret::new(case.secret.clone()).unwrap();
-    let mut request = RequestToSign::new(case.method.clone(), &case.path).body(&case.body);
+    let mut request = RequestToSign::new(case.method.clone(), &case.path).with_body(&case.body);
     for (name, value) in &case.headers {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     let out = sign(
         &secret,

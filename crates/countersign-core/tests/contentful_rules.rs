@@ -39,9 +39,9 @@ fn arrived(own: &[(&str, &str)], signed: &SignedHeaders) -> HeaderMap {
 }
 
 fn signed_post(path: &str, own: &[(&str, &str)], body: &[u8], context: &Context) -> HeaderMap {
-    let mut request = RequestToSign::new(Method::POST, path).body(body);
+    let mut request = RequestToSign::new(Method::POST, path).with_body(body);
     for (name, value) in own {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     arrived(own, &sign(&secret('a'), &request, at(T0), context))
 }
@@ -322,7 +322,7 @@ fn context_overrides_a_request_header_of_the_same_name() {
         ..Context::default()
     };
     let request =
-        RequestToSign::new(Method::GET, "/").header("X-Contentful-Space-Id", "from-request");
+        RequestToSign::new(Method::GET, "/").with_header("X-Contentful-Space-Id", "from-request");
     let signed = sign(&secret('a'), &request, at(T0), &context);
     assert_eq!(signed.get("x-contentful-space-id"), Some("from-context"));
     let headers = arrived(&[], &signed);
@@ -338,7 +338,7 @@ fn absent_body_signs_as_empty_body() {
     let absent = sign(&secret('a'), &request, at(T0), &Context::default());
     let empty = sign(
         &secret('a'),
-        &request.clone().body(b""),
+        &request.clone().with_body(b""),
         at(T0),
         &Context::default(),
     );
@@ -405,7 +405,7 @@ fn the_secrets_utf8_bytes_are_the_key() {
 #[test]
 fn rotation_accepts_any_secret_and_says_which() {
     let verifier = Verifier::with_secrets([secret('a'), secret('b')]).unwrap();
-    let request = RequestToSign::new(Method::POST, "/hook").body(b"{}");
+    let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
     for (index, c) in ['a', 'b'].into_iter().enumerate() {
         let headers = arrived(
             &[],
@@ -471,8 +471,8 @@ fn invalid_path_prefixes_are_configuration_errors() {
 #[test]
 fn repeated_headers_are_joined_as_node_joins_them() {
     let request = RequestToSign::new(Method::POST, "/hook")
-        .header("x-custom", "a, b")
-        .body(b"{}");
+        .with_header("x-custom", "a, b")
+        .with_body(b"{}");
     let signed = sign(&secret('a'), &request, at(T0), &Context::default());
     let headers = arrived(&[("x-custom", "a"), ("x-custom", "b")], &signed);
     let verified = verify(&headers).unwrap();
@@ -482,8 +482,8 @@ fn repeated_headers_are_joined_as_node_joins_them() {
 #[test]
 fn non_utf8_header_bytes_are_read_as_latin1() {
     let request = RequestToSign::new(Method::POST, "/hook")
-        .header("x-name", "café")
-        .body(b"{}");
+        .with_header("x-name", "café")
+        .with_body(b"{}");
     let signed = sign(&secret('a'), &request, at(T0), &Context::default());
     let mut headers = arrived(&[], &signed);
     headers.insert("x-name", HeaderValue::from_bytes(b"caf\xe9").unwrap());
@@ -578,8 +578,8 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
     let verifier = Verifier::new(secret('a'));
     let attempt = |ts: u64, key: &str| {
         let request = RequestToSign::new(Method::POST, "/hook")
-            .header("x-contentful-idempotency-key", key)
-            .body(b"{}");
+            .with_header("x-contentful-idempotency-key", key)
+            .with_body(b"{}");
         let headers = arrived(
             &[("x-contentful-idempotency-key", key)],
             &sign(&secret('a'), &request, at(ts), &Context::default()),
@@ -630,7 +630,7 @@ fn without_an_idempotency_key_every_form_of_one_signed_message_is_one_delivery()
 }
 
 fn signed_post_at(ts: u64) -> HeaderMap {
-    let request = RequestToSign::new(Method::POST, "/hook").body(b"{}");
+    let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
     arrived(
         &[],
         &sign(&secret('a'), &request, at(ts), &Context::default()),

@@ -77,10 +77,10 @@ fn we_sign_every_vector_to_the_toolkits_headers() {
         let method = Method::from_bytes(v.request.method.as_bytes()).unwrap();
         let mut request = RequestToSign::new(method, &v.request.path);
         for (name, value) in &v.request.headers {
-            request = request.header(name, value);
+            request = request.with_header(name, value);
         }
         if let Some(body) = &v.request.body {
-            request = request.body(body.as_bytes());
+            request = request.with_body(body.as_bytes());
         }
         let at = UNIX_EPOCH + Duration::from_millis(v.timestamp);
         let signed = sign(&secret, &request, at, &context(&v));

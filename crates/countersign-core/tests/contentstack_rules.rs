@@ -1204,8 +1204,8 @@ fn a_built_body_has_triggered_at_first_and_to_the_millisecond() {
     use countersign_core::contentstack::WebhookBody;
     let at = UNIX_EPOCH + Duration::from_nanos(1_721_897_326_861_999_999);
     let body = WebhookBody::new("entry", "publish")
-        .api_key("blt1")
-        .data(&json!({"z": 1, "a": "é\""}))
+        .with_api_key("blt1")
+        .with_data(&json!({"z": 1, "a": "é\""}))
         .to_json(at);
     assert_eq!(
         body,

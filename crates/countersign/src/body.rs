@@ -130,7 +130,7 @@ mod tests {
         use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
         let secret = SigningSecret::new("a".repeat(64)).unwrap();
         let at = std::time::SystemTime::now();
-        let to_sign = RequestToSign::new(http::Method::POST, "/").body(body);
+        let to_sign = RequestToSign::new(http::Method::POST, "/").with_body(body);
         let signed = contentful::sign(&secret, &to_sign, at, &Context::default());
         let mut request = Request::post("/").body(()).unwrap();
         *request.headers_mut() = signed.to_header_map().unwrap();

@@ -42,7 +42,12 @@ pub(crate) mod sealed {
 }
 
 /// One check of a layer: it passes the request on (with what it learned in the extensions)
-/// or rejects it. Implemented by this crate's layers only (see the [module docs](self)).
+/// or rejects it.
+///
+/// Sealed: implemented by this crate's layers only. Their checks are the core's entry points,
+/// which you can call yourself; to add a check of your own, write a Tower layer after ours (or
+/// an `axum::middleware::from_fn`) and read the extractors. A guard first checks the request's
+/// head, synchronously: a refusal there neither reads the body nor boxes a future.
 pub trait Guard: sealed::Sealed + Clone + Send + Sync + 'static {
     /// Whether the guard has an async step ([`check`](Self::check)) after its head check.
     const ASYNC: bool;

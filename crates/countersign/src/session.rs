@@ -11,7 +11,7 @@
 //!   `Authorization: Bearer` or the cookie and refuses (401) a missing, expired, tampered or
 //!   unknown-key session, and a raw Contentstack app-token presented as one.
 //! - [`AppSession`] is the extractor: organization, stack (`None` for organization apps),
-//!   installation, user, app, and [`tenant_key`](countersign_core::session::AppSession::tenant_key)
+//!   installation, user, app, and [`tenant_key`](countersign_core::session::Session::tenant_key)
 //!   to scope every read and write.
 //!
 //! # Only this app's tokens

@@ -3,7 +3,7 @@
 //! App events, app actions, webhooks with a signing secret and frontend-signed requests all
 //! carry the same signature. The layer reads the body (up to a limit), verifies the signature
 //! over the method, the raw request target, the signed headers and the body, and hands the
-//! verified facts on as a [`ContentfulRequest`].
+//! verified facts on as a [`ContentfulRequest`](crate::ContentfulRequest).
 //!
 //! ```
 //! use axum::{Json, Router, routing::post};

@@ -222,8 +222,8 @@ async fn a_delivery_for_another_stack_is_403_and_reaches_neither_the_store_nor_t
     let install = |app: &str, stack: &str| {
         let data = serde_json::json!({"app_installation": {"app_uid": app, "target": {"type": "stack", "uid": stack}}});
         countersign::contentstack::WebhookBody::new("app_installation", "install")
-            .api_key(stack)
-            .data(&data)
+            .with_api_key(stack)
+            .with_data(&data)
             .to_json(std::time::SystemTime::now())
     };
     let (status, p) =

@@ -202,8 +202,8 @@ async fn contentful_retries_share_the_signed_idempotency_key() {
         let signed = countersign::contentful::sign(
             &SigningSecret::new(SECRET).unwrap(),
             &countersign::contentful::RequestToSign::new(http::Method::POST, "/hook")
-                .header("x-contentful-idempotency-key", "delivery-77")
-                .body(b"{}"),
+                .with_header("x-contentful-idempotency-key", "delivery-77")
+                .with_body(b"{}"),
             std::time::SystemTime::now(),
             &Context::default(),
         );

@@ -20,8 +20,8 @@ use crate::js;
 /// use http::Method;
 ///
 /// let request = RequestToSign::new(Method::POST, "/actions/sync?dry=1")
-///     .header("Content-Type", "application/json")
-///     .body(br#"{"entry":"42"}"#);
+///     .with_header("Content-Type", "application/json")
+///     .with_body(br#"{"entry":"42"}"#);
 /// ```
 #[derive(Debug, Clone)]
 pub struct RequestToSign<'a> {
@@ -50,14 +50,14 @@ impl<'a> RequestToSign<'a> {
     /// Covers a header. The name is lower-cased and trimmed, the value trimmed; a later header
     /// of the same name replaces an earlier one.
     #[must_use]
-    pub fn header(mut self, name: &str, value: &str) -> Self {
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push(normalize_header(name, value));
         self
     }
 
     /// The body, as the bytes that will be sent. Absent and empty sign the same.
     #[must_use]
-    pub fn body(mut self, body: &'a [u8]) -> Self {
+    pub fn with_body(mut self, body: &'a [u8]) -> Self {
         self.body = body;
         self
     }

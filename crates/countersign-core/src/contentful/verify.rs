@@ -229,7 +229,7 @@ impl Verifier {
     /// let secret = SigningSecret::new("a".repeat(64))?;
     /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     /// let context = Context { space_id: Some("space-1".into()), ..Context::default() };
-    /// let signed = contentful::sign(&secret, &RequestToSign::new(Method::POST, "/hooks").body(b"{}"), at, &context);
+    /// let signed = contentful::sign(&secret, &RequestToSign::new(Method::POST, "/hooks").with_body(b"{}"), at, &context);
     /// let mut request = http::Request::post("/hooks").body(())?;
     /// *request.headers_mut() = signed.to_header_map()?;
     /// let (parts, ()) = request.into_parts();

@@ -69,9 +69,9 @@ pub fn contentful_headers_with(
     context: &Context,
 ) -> Vec<(String, String)> {
     let secret = SigningSecret::new(secret).unwrap();
-    let mut request = RequestToSign::new(method.parse().unwrap(), path).body(body);
+    let mut request = RequestToSign::new(method.parse().unwrap(), path).with_body(body);
     for (name, value) in own {
-        request = request.header(name, value);
+        request = request.with_header(name, value);
     }
     sign(&secret, &request, SystemTime::now(), context)
         .iter()
@@ -82,8 +82,8 @@ pub fn contentful_headers_with(
 /// A Contentstack webhook body triggered `age` ago.
 pub fn webhook_body(age: Duration, data: &str) -> String {
     countersign::contentstack::WebhookBody::new("entry", "publish")
-        .api_key("blt1")
-        .data(&serde_json::from_str(data).unwrap())
+        .with_api_key("blt1")
+        .with_data(&serde_json::from_str(data).unwrap())
         .to_json(SystemTime::now() - age)
 }
 

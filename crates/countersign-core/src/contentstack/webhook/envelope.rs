@@ -180,8 +180,8 @@ impl ClassifyName for serde_json::Error {
 ///
 /// let at = UNIX_EPOCH + Duration::from_micros(1_721_897_326_861_999);
 /// let body = WebhookBody::new("entry", "publish")
-///     .api_key("blt1")
-///     .data(&serde_json::json!({"entry": {"uid": "blt9"}}))
+///     .with_api_key("blt1")
+///     .with_data(&serde_json::json!({"entry": {"uid": "blt9"}}))
 ///     .to_bytes(at);
 /// assert_eq!(
 ///     body,
@@ -211,7 +211,7 @@ impl WebhookBody {
 
     /// The stack: `api_key`.
     #[must_use]
-    pub fn api_key(mut self, api_key: impl Into<String>) -> Self {
+    pub fn with_api_key(mut self, api_key: impl Into<String>) -> Self {
         self.api_key = Some(api_key.into());
         self
     }
@@ -219,7 +219,7 @@ impl WebhookBody {
     /// The event's `data`. Its keys come in `serde_json`'s order (sorted, unless its
     /// `preserve_order` feature is on): build `data` in the order you want it signed.
     #[must_use]
-    pub fn data(mut self, data: &serde_json::Value) -> Self {
+    pub fn with_data(mut self, data: &serde_json::Value) -> Self {
         self.data = data.clone();
         self
     }

@@ -179,7 +179,7 @@ impl WebhookVerifier {
     /// let signing_key = SigningKey::from_pem(private_pem)?; // stands in for Contentstack
     /// let keys = StaticKeys::new(signing_key.public_key().clone().into());
     /// let at = UNIX_EPOCH + Duration::from_secs(1_721_897_326);
-    /// let body = WebhookBody::new("entry", "publish").api_key("blt1").to_bytes(at);
+    /// let body = WebhookBody::new("entry", "publish").with_api_key("blt1").to_bytes(at);
     /// let mut headers = HeaderMap::new();
     /// headers.insert("x-contentstack-request-signature", signing_key.sign_webhook(&body, SaltLength::Digest)?.parse()?);
     ///
