@@ -140,3 +140,36 @@ mod tests {
         assert!(parse_time("yesterday").is_err());
     }
 }
+
+/// The context headers Contentful adds to app requests (`sign`, `send contentful`).
+#[derive(Debug, Args)]
+pub(crate) struct ContextArgs {
+    /// Context: x-contentful-space-id.
+    #[arg(long, value_name = "ID")]
+    space_id: Option<String>,
+    /// Context: x-contentful-environment-id.
+    #[arg(long, value_name = "ID")]
+    environment_id: Option<String>,
+    /// Context: x-contentful-app-id.
+    #[arg(long, value_name = "ID")]
+    app_id: Option<String>,
+    /// Context: x-contentful-user-id.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// Context: x-contentful-crn.
+    #[arg(long, value_name = "CRN")]
+    crn: Option<String>,
+}
+
+impl ContextArgs {
+    /// The context to sign with.
+    pub(crate) fn to_context(&self) -> countersign_core::contentful::Context {
+        countersign_core::contentful::Context {
+            space_id: self.space_id.clone(),
+            environment_id: self.environment_id.clone(),
+            app_id: self.app_id.clone(),
+            user_id: self.user_id.clone(),
+            crn: self.crn.clone(),
+        }
+    }
+}

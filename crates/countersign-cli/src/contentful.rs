@@ -4,13 +4,13 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use countersign_core::contentful::{
-    Context, RequestToSign, SIGNABLE_METHODS, SigningSecret, Verifier, sign,
+    RequestToSign, SIGNABLE_METHODS, SigningSecret, Verifier, sign,
 };
 use http::Method;
 
 use crate::common::{
-    BodyArgs, Failure, Outcome, header_map, parse_header, parse_time, print_line, time_or_now,
-    unix_ms,
+    BodyArgs, ContextArgs, Failure, Outcome, header_map, parse_header, parse_time, print_line,
+    time_or_now, unix_ms,
 };
 
 /// The environment variable that can hold the signing secret(s) instead of `--secret`.
@@ -61,21 +61,8 @@ pub(crate) struct SignArgs {
     /// The signing time (RFC 3339 or Unix milliseconds); the clock's when absent.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     timestamp: Option<SystemTime>,
-    /// Context: x-contentful-space-id.
-    #[arg(long, value_name = "ID")]
-    space_id: Option<String>,
-    /// Context: x-contentful-environment-id.
-    #[arg(long, value_name = "ID")]
-    environment_id: Option<String>,
-    /// Context: x-contentful-app-id.
-    #[arg(long, value_name = "ID")]
-    app_id: Option<String>,
-    /// Context: x-contentful-user-id.
-    #[arg(long, value_name = "ID")]
-    user_id: Option<String>,
-    /// Context: x-contentful-crn.
-    #[arg(long, value_name = "CRN")]
-    crn: Option<String>,
+    #[command(flatten)]
+    context: ContextArgs,
 }
 
 #[derive(Debug, Args)]
@@ -151,13 +138,7 @@ fn run_sign(args: &SignArgs) -> Outcome {
     for (name, value) in &args.headers {
         request = request.with_header(name, value);
     }
-    let context = Context {
-        space_id: args.space_id.clone(),
-        environment_id: args.environment_id.clone(),
-        app_id: args.app_id.clone(),
-        user_id: args.user_id.clone(),
-        crn: args.crn.clone(),
-    };
+    let context = args.context.to_context();
     let signed = sign(&secret, &request, time_or_now(args.timestamp), &context);
     // A JSON object in the order signRequest returns the headers.
     let fields: Vec<String> = signed

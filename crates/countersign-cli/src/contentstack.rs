@@ -103,7 +103,14 @@ pub(crate) struct VerifyArgs {
     signature: String,
     #[command(flatten)]
     body: BodyArgs,
-    /// How many seconds old triggered_at may be.
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+/// How a delivery is judged: its age, the time, the JSON fallback (`verify`, `hmac-verify`).
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// How many seconds old the signed time (triggered_at, or t of the HMAC header) may be.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOLERANCE.as_secs())]
     tolerance: u64,
     /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
@@ -112,6 +119,15 @@ pub(crate) struct VerifyArgs {
     /// When the raw body fails, verify its JSON re-serialization (JSON.stringify(JSON.parse(body))).
     #[arg(long)]
     json_fallback: bool,
+}
+
+impl CheckArgs {
+    /// A verifier with this tolerance and fallback.
+    fn verifier(&self) -> WebhookVerifier {
+        WebhookVerifier::new()
+            .with_tolerance(Duration::from_secs(self.tolerance))
+            .with_json_fallback(self.json_fallback)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -136,15 +152,8 @@ pub(crate) struct HmacVerifyArgs {
     signature: String,
     #[command(flatten)]
     body: BodyArgs,
-    /// How many seconds old t may be.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOLERANCE.as_secs())]
-    tolerance: u64,
-    /// The time to verify at (RFC 3339 or Unix milliseconds); the clock's when absent.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    now: Option<SystemTime>,
-    /// When the raw body fails, verify its JSON re-serialization.
-    #[arg(long)]
-    json_fallback: bool,
+    #[command(flatten)]
+    check: CheckArgs,
 }
 
 #[derive(Debug, Args)]
@@ -239,11 +248,14 @@ fn verify(args: &VerifyArgs) -> Outcome {
     let keys = public_keys(&args.public_key)?;
     let body = args.body.read()?;
     let headers = one_header(RSA_SIGNATURE_HEADER, &args.signature)?;
-    let verifier = WebhookVerifier::new()
-        .with_tolerance(Duration::from_secs(args.tolerance))
-        .with_json_fallback(args.json_fallback);
     let keys = StaticKeys::new(keys);
-    deliver(&verifier, &headers, body, &keys, time_or_now(args.now))
+    deliver(
+        &args.check.verifier(),
+        &headers,
+        body,
+        &keys,
+        time_or_now(args.check.now),
+    )
 }
 
 fn hmac_sign(args: &HmacSignArgs) -> Outcome {
@@ -252,10 +264,7 @@ fn hmac_sign(args: &HmacSignArgs) -> Outcome {
 }
 
 fn hmac_verify(args: &HmacVerifyArgs) -> Outcome {
-    let mut verifier = WebhookVerifier::new()
-        .with_rsa(false)
-        .with_tolerance(Duration::from_secs(args.tolerance))
-        .with_json_fallback(args.json_fallback);
+    let mut verifier = args.check.verifier().with_rsa(false);
     for secret in &args.secrets {
         verifier = verifier.with_hmac_secret(HmacSecret::new(secret).map_err(Failure::input)?);
     }
@@ -265,7 +274,7 @@ fn hmac_verify(args: &HmacVerifyArgs) -> Outcome {
         &headers,
         args.body.read()?,
         &NoKeys,
-        time_or_now(args.now),
+        time_or_now(args.check.now),
     )
 }
 

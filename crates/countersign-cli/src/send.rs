@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, sign};
+use countersign_core::contentful::{self, RequestToSign, SigningSecret, sign};
 use countersign_core::contentstack::{
     HMAC_SIGNATURE_HEADER, HmacSecret, RSA_SIGNATURE_HEADER, SaltLength, SigningKey, WebhookBody,
 };
@@ -12,7 +12,7 @@ use countersign_core::replay::REPLAY_HEADER;
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::common::{BodyArgs, Failure, Outcome, parse_header, print_line};
+use crate::common::{BodyArgs, ContextArgs, Failure, Outcome, parse_header, print_line};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -86,18 +86,8 @@ pub(crate) struct ContentfulArgs {
     /// The x-contentful-topic to send and sign.
     #[arg(long)]
     topic: Option<String>,
-    /// Context: x-contentful-space-id.
-    #[arg(long, value_name = "ID")]
-    space_id: Option<String>,
-    /// Context: x-contentful-environment-id.
-    #[arg(long, value_name = "ID")]
-    environment_id: Option<String>,
-    /// Context: x-contentful-user-id.
-    #[arg(long, value_name = "ID")]
-    user_id: Option<String>,
-    /// Context: x-contentful-app-id.
-    #[arg(long, value_name = "ID")]
-    app_id: Option<String>,
+    #[command(flatten)]
+    context: ContextArgs,
     #[command(flatten)]
     body: BodyArgs,
 }
@@ -208,13 +198,7 @@ fn contentful_request(args: &ContentfulArgs) -> Result<Outgoing, Failure> {
     for (name, value) in &headers {
         request = request.with_header(name, value);
     }
-    let context = Context {
-        space_id: args.space_id.clone(),
-        environment_id: args.environment_id.clone(),
-        app_id: args.app_id.clone(),
-        user_id: args.user_id.clone(),
-        crn: None,
-    };
+    let context = args.context.to_context();
     let signed = sign(&secret, &request, SystemTime::now(), &context);
     headers.extend(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
     Ok(Outgoing {
