@@ -1223,3 +1223,104 @@ fn a_built_body_has_triggered_at_first_and_to_the_millisecond() {
     assert_eq!(verified.signed_at(), at_ms(TRIGGERED_MS));
     assert_eq!(verified.api_key(), Some("blt1"));
 }
+
+// The entry point and the refresh-once key policy
+
+/// A key source that has `stale` keys and, when asked to refresh, `fresh` ones (or none).
+struct Rotating {
+    stale: std::sync::Arc<KeySet>,
+    fresh: Option<std::sync::Arc<KeySet>>,
+    refreshes: std::sync::atomic::AtomicUsize,
+}
+
+impl countersign_core::contentstack::KeySource for Rotating {
+    fn keys(
+        &self,
+    ) -> impl std::future::Future<
+        Output = Result<std::sync::Arc<KeySet>, countersign_core::contentstack::KeyUnavailable>,
+    > + Send {
+        std::future::ready(Ok(self.stale.clone()))
+    }
+
+    fn refresh(
+        &self,
+        _: &std::sync::Arc<KeySet>,
+    ) -> impl std::future::Future<Output = Option<std::sync::Arc<KeySet>>> + Send {
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(self.fresh.clone())
+    }
+}
+
+fn deliver(
+    source: &Rotating,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<countersign_core::Verdict<VerifiedWebhook>, countersign_core::contentstack::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(WebhookVerifier::new().verify_delivery(
+            headers,
+            bytes::Bytes::copy_from_slice(body),
+            source,
+            &Tenancy::new(),
+            now,
+        ))
+}
+
+#[test]
+fn a_signature_by_a_rotated_key_makes_the_source_refresh_once() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    let stale = std::sync::Arc::new(KeySet::parse(PUBLIC_B).unwrap());
+    let rotated = Rotating {
+        stale: stale.clone(),
+        fresh: Some(std::sync::Arc::new(keys_a())),
+        refreshes: 0.into(),
+    };
+    let verdict = deliver(&rotated, &headers, &body, soon()).unwrap();
+    assert_eq!(
+        rotated.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(verdict.body(), body.as_slice());
+    assert_eq!(verdict.tenant(), Some("blt1"));
+    assert_eq!(
+        verdict.window(),
+        Some(DEFAULT_TOLERANCE + Duration::from_secs(60))
+    );
+
+    let unchanged = Rotating {
+        stale,
+        fresh: None,
+        refreshes: 0.into(),
+    };
+    let error = deliver(&unchanged, &headers, &body, soon()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::SignatureMismatch);
+    assert_eq!(
+        unchanged
+            .refreshes
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[test]
+fn a_stale_delivery_does_not_make_the_source_refresh() {
+    let body = body();
+    let headers = signed(&body, SaltLength::Digest);
+    let source = Rotating {
+        stale: std::sync::Arc::new(keys_a()),
+        fresh: None,
+        refreshes: 0.into(),
+    };
+    let late_by_a_second = at_ms(TRIGGERED_MS) + DEFAULT_TOLERANCE + Duration::from_secs(1);
+    let late = deliver(&source, &headers, &body, late_by_a_second).unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::Expired);
+    assert_eq!(
+        source.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
