@@ -91,10 +91,19 @@ impl HmacSha256 {
     }
 }
 
-/// Compares two byte strings in constant time (for equal lengths).
+/// Compares two byte strings in constant time (for equal lengths; the length is not secret),
+/// eight bytes at a time.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
-    a.ct_eq(b).into()
+    if a.len() != b.len() {
+        return false;
+    }
+    let ((a_words, a_rest), (b_words, b_rest)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    let mut equal = a_rest.ct_eq(b_rest);
+    for (x, y) in a_words.iter().zip(b_words) {
+        equal &= u64::from_ne_bytes(*x).ct_eq(&u64::from_ne_bytes(*y));
+    }
+    equal.into()
 }
 
 /// Fills `buf` from the operating system's cryptographic random source.
@@ -342,6 +351,19 @@ mod tests {
             hex::encode(mac.finish()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_every_byte_and_the_length() {
+        let a: Vec<u8> = (0..37).collect();
+        assert!(constant_time_eq(&a, &a.clone()));
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(&a, &a[..36]));
+        for at in [0, 7, 8, 31, 32, 36] {
+            let mut b = a.clone();
+            b[at] ^= 0x80;
+            assert!(!constant_time_eq(&a, &b), "a difference at byte {at}");
+        }
     }
 
     #[test]

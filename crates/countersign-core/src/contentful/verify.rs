@@ -498,8 +498,10 @@ impl<'a> Received<'a> {
     /// The headers whose names are in the signed list, exactly as listed (a listed name in
     /// another case, or with spaces, matches nothing), with their texts.
     fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
+        // The list and the timestamp are the head's own entries, not taken from the request.
         self.0
             .iter()
+            .filter(|(name, _)| *name != SIGNED_HEADERS && *name != TIMESTAMP)
             .filter(|(name, _)| listed.contains(&name.as_bytes()))
             .map(|(name, raw)| (Cow::Borrowed(*name), raw.text()))
             .collect()

@@ -31,11 +31,26 @@ fn is_js_whitespace(c: char) -> bool {
 }
 
 /// Orders strings as JavaScript's `<` does: by UTF-16 code units.
+///
+/// Both strings agree up to their first differing character (UTF-8 and UTF-16 encode the same
+/// characters); the order is that of those characters' first UTF-16 code units, which is the
+/// code point order except that a character beyond U+FFFF (a surrogate, 0xD800-0xDBFF) sorts
+/// before U+E000-U+FFFF.
 pub(crate) fn cmp_utf16(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
+    let mut at = a
+        .bytes()
+        .zip(b.bytes())
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    while !a.is_char_boundary(at) {
+        at -= 1;
     }
-    a.encode_utf16().cmp(b.encode_utf16())
+    let first_unit = |s: &str| {
+        s.get(at..)
+            .and_then(|rest| rest.chars().next())
+            .map(|c| c.encode_utf16(&mut [0; 2])[0])
+    };
+    first_unit(a).cmp(&first_unit(b))
 }
 
 /// The text of a raw header value: UTF-8 when the bytes are valid UTF-8, and Latin-1 (what
@@ -62,6 +77,18 @@ mod tests {
         // UTF-8 byte order says U+E000 < U+1F600; UTF-16 order says the opposite.
         assert_eq!(cmp_utf16("\u{1F600}", "\u{E000}"), Ordering::Less);
         assert_eq!(cmp_utf16("a", "b"), Ordering::Less);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn utf16_order_is_that_of_the_utf16_code_units(
+            common in "[a\u{E000}\u{1F600}é]{0,3}",
+            a in "[a-c\u{7FF}\u{E000}\u{FFFF}\u{10000}\u{1F600}]{0,4}",
+            b in "[a-c\u{7FF}\u{E000}\u{FFFF}\u{10000}\u{1F600}]{0,4}",
+        ) {
+            let (a, b) = (format!("{common}{a}"), format!("{common}{b}"));
+            proptest::prop_assert_eq!(cmp_utf16(&a, &b), a.encode_utf16().cmp(b.encode_utf16()));
+        }
     }
 
     #[test]
