@@ -636,3 +636,42 @@ fn signed_post_at(ts: u64) -> HeaderMap {
         &sign(&secret('a'), &request, at(ts), &Context::default()),
     )
 }
+
+#[test]
+fn protocol_headers_are_trimmed_as_javascript_trims_them() {
+    // Node hands the toolkit Latin-1 text, which `.trim()` strips of U+00A0 as of spaces and
+    // tabs; a byte 0xA0 at either end of a protocol header is therefore not part of it.
+    let trimmed = |headers: &HeaderMap, name: &'static str, before: &[u8], after: &[u8]| {
+        let mut headers = headers.clone();
+        let value = headers[name].as_bytes().to_vec();
+        let padded = [before, value.as_slice(), after].concat();
+        headers.insert(name, HeaderValue::from_bytes(&padded).unwrap());
+        headers
+    };
+    let good = good();
+    for name in [
+        "x-contentful-signature",
+        "x-contentful-timestamp",
+        "x-contentful-signed-headers",
+    ] {
+        for (before, after) in [
+            (&b" \t"[..], &b"\t "[..]),
+            (b"\xa0", b"\xa0 "),
+            (b"", b"\xa0"),
+        ] {
+            assert!(
+                verify(&trimmed(&good, name, before, after)).is_ok(),
+                "{name} with {before:?} and {after:?}"
+            );
+        }
+    }
+    // Inside the value, such a byte is part of it.
+    let mut inside = good.clone();
+    let signature = inside["x-contentful-signature"].as_bytes().to_vec();
+    let broken = [&signature[..10], b"\xa0", &signature[10..]].concat();
+    inside.insert(
+        "x-contentful-signature",
+        HeaderValue::from_bytes(&broken).unwrap(),
+    );
+    assert_eq!(kind(&inside), ErrorKind::MalformedSignature);
+}

@@ -124,47 +124,75 @@ impl Head {
         timestamp_ms: u64,
     ) -> Self {
         pairs.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
-        // A stable sort keeps equal names in input order, so the last of a run wins.
         pairs.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
-        pairs.reverse();
-        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
-        pairs.reverse();
-        for added in [SIGNED_HEADERS, TIMESTAMP] {
-            let at = pairs.partition_point(|(name, _)| js::cmp_utf16(name, added).is_lt());
-            pairs.insert(at, (Cow::Borrowed(added), Cow::Borrowed("")));
-        }
+        // The sort is stable: of a run of one name, the last value given wins.
+        pairs.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut earlier.1);
+            }
+            same
+        });
+        // Where the list's and the timestamp's own entries go among the others.
+        let list_at =
+            pairs.partition_point(|(name, _)| js::cmp_utf16(name, SIGNED_HEADERS).is_lt());
+        let timestamp_at =
+            pairs.partition_point(|(name, _)| js::cmp_utf16(name, TIMESTAMP).is_lt());
+        let (before, rest) = pairs.split_at(list_at);
+        let (between, after) = rest.split_at(timestamp_at - list_at);
 
         let length: usize = pairs.iter().map(|(n, v)| 2 * n.len() + v.len() + 2).sum();
-        let mut text = String::with_capacity(method.len() + 3 * target.len() + length + 32);
+        let mut text = String::with_capacity(
+            method.len() + 3 * (prefix.len() + target.len()) + length + 2 * 50 + 24,
+        );
         text.push_str(method);
         text.push('\n');
         write_path(&mut text, prefix, target);
         text.push('\n');
         let mut entries = SmallVec::new();
-        let mut list = 0..0;
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                text.push(';');
-            }
+        let mut entry = |text: &mut String, name: &str, value: &str| {
             let name_at = text.len();
             text.push_str(name);
             let name_at = (name_at, text.len());
             text.push(':');
-            let start = text.len();
-            if name == SIGNED_HEADERS {
-                for (j, (name, _)) in pairs.iter().enumerate() {
-                    if j > 0 {
-                        text.push(',');
-                    }
-                    text.push_str(name);
-                }
-                list = start..text.len();
-            } else if name == TIMESTAMP {
-                push_decimal(&mut text, timestamp_ms);
-            } else {
-                text.push_str(value);
-                entries.push(Span::of(name_at, (start, text.len())));
-            }
+            let value_at = text.len();
+            text.push_str(value);
+            entries.push(Span::of(name_at, (value_at, text.len())));
+        };
+        for (name, value) in before {
+            entry(&mut text, name, value);
+            text.push(';');
+        }
+        text.push_str(SIGNED_HEADERS);
+        text.push(':');
+        let list_start = text.len();
+        for (name, _) in before {
+            text.push_str(name);
+            text.push(',');
+        }
+        text.push_str(SIGNED_HEADERS);
+        for (name, _) in between {
+            text.push(',');
+            text.push_str(name);
+        }
+        text.push(',');
+        text.push_str(TIMESTAMP);
+        for (name, _) in after {
+            text.push(',');
+            text.push_str(name);
+        }
+        let list = list_start..text.len();
+        text.push(';');
+        for (name, value) in between {
+            entry(&mut text, name, value);
+            text.push(';');
+        }
+        text.push_str(TIMESTAMP);
+        text.push(':');
+        push_decimal(&mut text, timestamp_ms);
+        for (name, value) in after {
+            text.push(';');
+            entry(&mut text, name, value);
         }
         text.push('\n');
         Self {

@@ -169,15 +169,21 @@ impl Verifier {
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
         let received = Received::read(headers);
-        let expected = parse_signature(received.text(SIGNATURE).as_deref())?;
-        let timestamp_ms = parse_timestamp(received.text(TIMESTAMP).as_deref())?;
-        let list = received.text(SIGNED_HEADERS).ok_or_else(|| {
+        let expected = parse_signature(received.signature.as_ref())?;
+        let timestamp_ms = parse_timestamp(received.timestamp.as_ref())?;
+        let list = received.list.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::MissingSignedHeaders,
                 "the request has no x-contentful-signed-headers header",
             )
         })?;
-        let listed: SmallVec<[&[u8]; 8]> = list.as_bytes().split(|b| *b == b',').collect();
+        // The names are compared with the request's (ASCII) header names only; the head writes
+        // its own list.
+        let list: Cow<'_, [u8]> = match list.ascii_trimmed() {
+            Some(bytes) => Cow::Borrowed(bytes),
+            None => Cow::Owned(list.text().into_owned().into_bytes()),
+        };
+        let listed: SmallVec<[&[u8]; 8]> = list.split(|b| *b == b',').collect();
         if listed.len() < 2 {
             return Err(Error::new(
                 ErrorKind::MissingSignedHeaders,
@@ -460,13 +466,39 @@ impl<'a> Raw<'a> {
     }
 }
 
+impl<'a> Raw<'a> {
+    /// The value's bytes trimmed of spaces and tabs, when that is exactly what JavaScript's
+    /// trim gives: one value whose ends, once trimmed, are ASCII (a header value holds no other
+    /// ASCII white space, and JavaScript's other white space is never ASCII). What the protocol
+    /// headers are read from without building text.
+    fn ascii_trimmed(&self) -> Option<&'a [u8]> {
+        let Self::One(value) = self else {
+            return None;
+        };
+        let trimmed = value.as_bytes().trim_ascii();
+        let ascii = |end: Option<&u8>| end.is_none_or(u8::is_ascii);
+        (ascii(trimmed.first()) && ascii(trimmed.last())).then_some(trimmed)
+    }
+}
+
 /// The request's headers, each name once with its value(s), read in one pass over the map
-/// (whose repeated values of a name come one after another). Inline for the usual dozen.
-struct Received<'a>(SmallVec<[(&'a str, Raw<'a>); 12]>);
+/// (whose repeated values of a name come one after another): the three of the signing
+/// protocol apart, the others inline for the usual dozen.
+struct Received<'a> {
+    signature: Option<Raw<'a>>,
+    timestamp: Option<Raw<'a>>,
+    list: Option<Raw<'a>>,
+    others: SmallVec<[(&'a str, Raw<'a>); 12]>,
+}
 
 impl<'a> Received<'a> {
     fn read(headers: &'a HeaderMap) -> Self {
-        let mut received = SmallVec::new();
+        let mut received = Self {
+            signature: None,
+            timestamp: None,
+            list: None,
+            others: SmallVec::new(),
+        };
         let mut all = headers.iter().peekable();
         while let Some((name, first)) = all.next() {
             let raw = match all.next_if(|(next, _)| *next == name) {
@@ -482,40 +514,48 @@ impl<'a> Received<'a> {
                     Raw::Joined(joined)
                 }
             };
-            received.push((name.as_str(), raw));
+            match name.as_str() {
+                SIGNATURE => received.signature = Some(raw),
+                TIMESTAMP => received.timestamp = Some(raw),
+                SIGNED_HEADERS => received.list = Some(raw),
+                other => received.others.push((other, raw)),
+            }
         }
-        Self(received)
-    }
-
-    /// The text of the header `name`.
-    fn text(&self, name: &str) -> Option<Text<'a>> {
-        self.0
-            .iter()
-            .find(|(received, _)| *received == name)
-            .map(|(_, raw)| raw.text())
+        received
     }
 
     /// The headers whose names are in the signed list, exactly as listed (a listed name in
-    /// another case, or with spaces, matches nothing), with their texts.
+    /// another case, or with spaces, matches nothing), with their texts. The list and the
+    /// timestamp are the head's own entries, never taken from here; the signature is taken
+    /// when listed.
     fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
-        // The list and the timestamp are the head's own entries, not taken from the request.
-        self.0
+        let signature = self
+            .signature
+            .as_ref()
+            .filter(|_| listed.contains(&SIGNATURE.as_bytes()))
+            .map(|raw| (SIGNATURE, raw));
+        self.others
             .iter()
-            .filter(|(name, _)| *name != SIGNED_HEADERS && *name != TIMESTAMP)
             .filter(|(name, _)| listed.contains(&name.as_bytes()))
-            .map(|(name, raw)| (Cow::Borrowed(*name), raw.text()))
+            .map(|(name, raw)| (*name, raw))
+            .chain(signature)
+            .map(|(name, raw)| (Cow::Borrowed(name), raw.text()))
             .collect()
     }
 }
 
-fn parse_signature(text: Option<&str>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
-    let text = text.ok_or_else(|| {
+fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
+    let raw = raw.ok_or_else(|| {
         Error::new(
             ErrorKind::MissingSignature,
             "the request has no x-contentful-signature header",
         )
     })?;
-    decode_lower_hex(text).ok_or_else(|| {
+    if let Some(signature) = raw.ascii_trimmed().and_then(decode_lower_hex) {
+        return Ok(signature);
+    }
+    let text = raw.text();
+    decode_lower_hex(text.as_bytes()).ok_or_else(|| {
         Error::new(
             ErrorKind::MalformedSignature,
             format!(
@@ -527,7 +567,7 @@ fn parse_signature(text: Option<&str>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
 }
 
 /// 64 lower-case hex digits (what the toolkit sends), decoded; anything else is `None`.
-fn decode_lower_hex(text: &str) -> Option<[u8; HMAC_SHA256_LEN]> {
+fn decode_lower_hex(text: &[u8]) -> Option<[u8; HMAC_SHA256_LEN]> {
     /// The value of each lower-case hex digit; 0xff for every other byte.
     const DIGITS: [u8; 256] = {
         let mut table = [0xff; 256];
@@ -543,7 +583,7 @@ fn decode_lower_hex(text: &str) -> Option<[u8; HMAC_SHA256_LEN]> {
         }
         table
     };
-    let bytes: &[u8; 2 * HMAC_SHA256_LEN] = text.as_bytes().try_into().ok()?;
+    let bytes: &[u8; 2 * HMAC_SHA256_LEN] = text.try_into().ok()?;
     let mut out = [0u8; HMAC_SHA256_LEN];
     let mut invalid = 0u8;
     for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
@@ -554,8 +594,8 @@ fn decode_lower_hex(text: &str) -> Option<[u8; HMAC_SHA256_LEN]> {
     (invalid == 0).then_some(out)
 }
 
-fn parse_timestamp(text: Option<&str>) -> Result<u64, Error> {
-    let text = text.ok_or_else(|| {
+fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
+    let raw = raw.ok_or_else(|| {
         Error::new(
             ErrorKind::MissingTimestamp,
             "the request has no x-contentful-timestamp header",
@@ -567,10 +607,19 @@ fn parse_timestamp(text: Option<&str>) -> Result<u64, Error> {
             format!("x-contentful-timestamp must be Unix milliseconds after 2020-01-01; {why}"),
         )
     };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    let text: Cow<'_, [u8]> = match raw.ascii_trimmed() {
+        Some(bytes) => Cow::Borrowed(bytes),
+        None => Cow::Owned(raw.text().into_owned().into_bytes()),
+    };
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
         return Err(malformed("it is not a decimal number"));
     }
-    let ms: u64 = text.parse().map_err(|_| malformed("it is too large"))?;
+    let ms = text
+        .iter()
+        .try_fold(0u64, |ms, digit| {
+            ms.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .ok_or_else(|| malformed("it is too large"))?;
     if ms <= EARLIEST_TIMESTAMP_MS {
         return Err(malformed(
             "it is earlier (seconds instead of milliseconds?)",
