@@ -120,7 +120,7 @@ impl Head {
         method: &str,
         prefix: &str,
         target: &str,
-        mut pairs: Pairs<'_>,
+        pairs: &mut Pairs<'_>,
         timestamp_ms: u64,
     ) -> Self {
         pairs.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
@@ -268,14 +268,14 @@ pub fn canonical_string(
     body: &[u8],
     timestamp_ms: u64,
 ) -> Vec<u8> {
-    let pairs = headers
+    let mut pairs = headers
         .iter()
         .map(|(name, value)| {
             let (name, value) = normalize_header(name, value);
             (Cow::Owned(name), Cow::Owned(value))
         })
         .collect();
-    let head = Head::new(method, "", target, pairs, timestamp_ms);
+    let head = Head::new(method, "", target, &mut pairs, timestamp_ms);
     let mut out = head.text.into_bytes();
     out.extend_from_slice(body);
     out
@@ -365,7 +365,7 @@ mod tests {
             ("b".into(), "x".into()),
             ("a".into(), "2".into()),
         ];
-        let head = Head::new("GET", "", "/", pairs, 1);
+        let head = Head::new("GET", "", "/", &mut pairs.clone(), 1);
         assert_eq!(head.entries().next(), Some(("a", "2")));
         assert_eq!(
             head.list(),
@@ -379,7 +379,7 @@ mod tests {
             (SIGNED_HEADERS.into(), "forged".into()),
             (TIMESTAMP.into(), "0".into()),
         ];
-        let head = Head::new("GET", "", "/", pairs, 42);
+        let head = Head::new("GET", "", "/", &mut pairs.clone(), 42);
         assert_eq!(
             head.text,
             "GET\n/\nx-contentful-signed-headers:x-contentful-signed-headers,x-contentful-timestamp;\

@@ -171,7 +171,7 @@ pub fn sign(
         request.method.as_str(),
         "",
         request.path,
-        pairs,
+        &mut pairs,
         timestamp_ms,
     );
     let mac = head.mac(secret.key(), request.body);

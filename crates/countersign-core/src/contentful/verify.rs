@@ -196,8 +196,8 @@ impl Verifier {
             .and_then(|p| validate_path_prefix(p).ok())
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
-        let pairs = received.pick(&listed);
-        let head = Head::new(method.as_str(), prefix, target, pairs, timestamp_ms);
+        let mut pairs = received.pick(&listed);
+        let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
         let secret_index = self
             .secrets
             .iter()
