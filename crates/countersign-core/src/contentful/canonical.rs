@@ -59,9 +59,11 @@ pub fn canonical_path(target: &str) -> String {
 /// Writes the PATH line of `prefix` followed by `target` (a prefix holds no `?`, so encoding
 /// the two apart is encoding them together).
 fn write_path(out: &mut String, prefix: &str, target: &str) {
-    let mut parts = target.split('?');
-    let path = parts.next().unwrap_or_default();
-    let query = parts.next().unwrap_or_default();
+    let (path, query) = match target.split_once('?') {
+        // What follows a second `?` is not signed.
+        Some((path, rest)) => (path, rest.split_once('?').map_or(rest, |(query, _)| query)),
+        None => (target, ""),
+    };
     out.extend(utf8_percent_encode(prefix, URI));
     out.extend(utf8_percent_encode(path, URI));
     if !query.is_empty() {

@@ -37,11 +37,14 @@ fn is_js_whitespace(c: char) -> bool {
 /// code point order except that a character beyond U+FFFF (a surrogate, 0xD800-0xDBFF) sorts
 /// before U+E000-U+FFFF.
 pub(crate) fn cmp_utf16(a: &str, b: &str) -> Ordering {
-    let mut at = a
-        .bytes()
-        .zip(b.bytes())
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()));
+    let Some(mut at) = a.bytes().zip(b.bytes()).position(|(x, y)| x != y) else {
+        return a.len().cmp(&b.len());
+    };
+    let (x, y) = (a.as_bytes()[at], b.as_bytes()[at]);
+    if x.is_ascii() && y.is_ascii() {
+        // Two different ASCII characters: code units and bytes agree.
+        return x.cmp(&y);
+    }
     while !a.is_char_boundary(at) {
         at -= 1;
     }
