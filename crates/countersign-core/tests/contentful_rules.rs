@@ -562,7 +562,7 @@ fn the_verdict_names_the_space_as_its_tenant() {
         .verify_request(&parts("/hook", headers), "{}".into(), None, at(T0))
         .unwrap();
     assert_eq!(verdict.tenant(), Some("space-1"));
-    assert_eq!(verdict.replay_key(), verdict.facts().replay_key());
+    assert_eq!(verdict.body(), "{}");
 }
 
 /// HMAC-SHA256 from the RustCrypto crates, independent of the backend under test.

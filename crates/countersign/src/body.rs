@@ -54,7 +54,9 @@ pub(crate) fn check_declared_length(
     Ok(())
 }
 
-/// Reads the body of `request` (or finds it in the verdict of an earlier layer).
+/// Reads the body of `request` (or finds it in the verdict of an earlier layer). The declared
+/// length was checked with the head ([`check_declared_length`]); the streamed one is checked
+/// here.
 pub(crate) async fn buffer(
     request: Request<Body>,
     limits: BodyLimits,
@@ -67,7 +69,6 @@ pub(crate) async fn buffer(
         }
         return Ok((parts, bytes));
     }
-    check_declared_length(&parts.headers, limits)?;
     let read = tokio::time::timeout(
         limits.read_timeout,
         Limited::new(body, limits.limit).collect(),
