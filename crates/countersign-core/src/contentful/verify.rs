@@ -183,7 +183,7 @@ impl Verifier {
             Some(bytes) => Cow::Borrowed(bytes),
             None => Cow::Owned(list.text().into_owned().into_bytes()),
         };
-        let listed: SmallVec<[&[u8]; 8]> = list.split(|b| *b == b',').collect();
+        let listed = split_list(&list);
         if listed.len() < 2 {
             return Err(Error::new(
                 ErrorKind::MissingSignedHeaders,
@@ -544,6 +544,19 @@ impl<'a> Received<'a> {
     }
 }
 
+/// The names of a signed-header list: split at every comma, nothing trimmed (as the toolkit
+/// splits it).
+fn split_list(list: &[u8]) -> SmallVec<[&[u8]; 8]> {
+    let mut names = SmallVec::new();
+    let mut start = 0;
+    for comma in memchr::memchr_iter(b',', list) {
+        names.push(&list[start..comma]);
+        start = comma + 1;
+    }
+    names.push(&list[start..]);
+    names
+}
+
 fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
     let raw = raw.ok_or_else(|| {
         Error::new(
@@ -567,31 +580,26 @@ fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_LEN], Error
 }
 
 /// 64 lower-case hex digits (what the toolkit sends), decoded; anything else is `None`.
+///
+/// Arithmetic rather than a table, and without early exits, so that the compiler decodes many
+/// digits per instruction.
 fn decode_lower_hex(text: &[u8]) -> Option<[u8; HMAC_SHA256_LEN]> {
-    /// The value of each lower-case hex digit; 0xff for every other byte.
-    const DIGITS: [u8; 256] = {
-        let mut table = [0xff; 256];
-        let mut i = 0;
-        while i < 10 {
-            table[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            table[b'a' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        table
-    };
-    let bytes: &[u8; 2 * HMAC_SHA256_LEN] = text.try_into().ok()?;
-    let mut out = [0u8; HMAC_SHA256_LEN];
-    let mut invalid = 0u8;
-    for (byte, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let (high, low) = (DIGITS[usize::from(pair[0])], DIGITS[usize::from(pair[1])]);
-        invalid |= (high | low) & 0xf0;
-        *byte = (high << 4) | (low & 0x0f);
+    /// Whether `c` is `0`-`9` or `a`-`f`.
+    const fn is_digit(c: u8) -> bool {
+        (c.wrapping_sub(b'0') < 10) | (c.wrapping_sub(b'a') < 6)
     }
-    (invalid == 0).then_some(out)
+    /// The value of a digit: `0`-`9` are 0x30-0x39, `a`-`f` are 0x61-0x66 (bit 6 set).
+    const fn value(c: u8) -> u8 {
+        (c & 0x0f) + 9 * (c >> 6)
+    }
+    let digits: &[u8; 2 * HMAC_SHA256_LEN] = text.try_into().ok()?;
+    let mut out = [0u8; HMAC_SHA256_LEN];
+    let mut valid = true;
+    for (byte, &[high, low]) in out.iter_mut().zip(digits.as_chunks::<2>().0) {
+        valid &= is_digit(high) & is_digit(low);
+        *byte = (value(high) << 4) | value(low);
+    }
+    valid.then_some(out)
 }
 
 fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
@@ -656,5 +664,51 @@ impl crate::verdict::Facts for VerifiedRequest {
 
     fn tenant(&self) -> Option<&str> {
         self.space_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_lower_hex, split_list};
+
+    #[test]
+    fn the_list_splits_at_every_comma_as_javascript_splits_it() {
+        for list in [
+            "",
+            "a",
+            "a,b",
+            ",a,,b,",
+            " a , b ",
+            "x-contentful-timestamp,content-type",
+        ] {
+            let expected: Vec<&[u8]> = list.split(',').map(str::as_bytes).collect();
+            assert_eq!(split_list(list.as_bytes()).to_vec(), expected, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn hex_digits_decode_exactly_when_lower_case_hex() {
+        let reference = hex::encode((0..32u8).map(|b| b.wrapping_mul(37)).collect::<Vec<_>>());
+        assert_eq!(
+            decode_lower_hex(reference.as_bytes()).map(Vec::from),
+            hex::decode(&reference).ok()
+        );
+        // Every byte value, at an even and an odd position.
+        for c in 0..=255u8 {
+            for at in [0, 63] {
+                let mut text = reference.clone().into_bytes();
+                text[at] = c;
+                let expected = (c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+                    .then(|| hex::decode(&text).unwrap());
+                assert_eq!(
+                    decode_lower_hex(&text).map(Vec::from),
+                    expected,
+                    "{c:#04x} at {at}"
+                );
+            }
+        }
+        for len in [0, 62, 63, 65, 66, 128] {
+            assert_eq!(decode_lower_hex(&vec![b'a'; len]), None, "{len} digits");
+        }
     }
 }
