@@ -123,6 +123,8 @@ fn app_token_of(app_uid: &str, key: &SigningKey, stack: &str) -> String {
     let claims = json!({
         "app_uid": app_uid, "installation_uid": format!("inst-{stack}"), "organization_uid": "org", "user_uid": "user",
         "stack_api_key": stack,
+        // Each token its own: the example spends app-tokens (single use).
+        "jti": countersign::random_hex(8).unwrap(),
     });
     mint_app_token(key, &claims, SystemTime::now(), APP_TOKEN_LIFETIME).unwrap()
 }
@@ -480,7 +482,15 @@ async fn marketplace_app_accepts_only_its_own_app_and_installed_stacks() {
         .await
         .unwrap();
     assert_eq!(code(response).await, (403, json!("app_token_app_mismatch")));
-    let session = bootstrap(&app, &app_token_of("app-ours", &key, "bltA")).await;
+    let ours = app_token_of("app-ours", &key, "bltA");
+    let session = bootstrap(&app, &ours).await;
+    // The example spends app-tokens: the same URL again opens nothing.
+    let again = client()
+        .get(format!("{}/ui/sidebar?app-token={ours}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(again).await, (401, json!("app_token_reused")));
     assert_eq!(
         api(&app, &session, "/api/events").await["events"]
             .as_array()

@@ -3,7 +3,10 @@
 //! The client is the socket peer, unless the peer is a configured trusted proxy: then the
 //! forwarding header it sets is walked from the right, trusted proxies are skipped, and the
 //! first untrusted hop is the client. A forwarding header from an untrusted peer is ignored,
-//! so a client cannot claim another address by sending `X-Forwarded-For` itself.
+//! so a client cannot claim another address by sending `X-Forwarded-For` itself. A trusted
+//! peer's header that cannot be read (bytes that are not text, a hop that is not an address)
+//! names no client: that is an error, never the proxy's own address, which an allowlist may
+//! well contain.
 //!
 //! ```
 //! use std::net::IpAddr;
@@ -15,7 +18,7 @@
 //! headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.3".parse().unwrap());
 //! let peer: IpAddr = "10.0.0.2".parse().unwrap();
 //! let client = client_ip(peer, &headers, &proxies, ForwardedHeader::XForwardedFor);
-//! assert_eq!(client, "198.51.100.7".parse::<IpAddr>().unwrap());
+//! assert_eq!(client, Ok("198.51.100.7".parse::<IpAddr>().unwrap()));
 //! ```
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -132,43 +135,74 @@ pub enum ForwardedHeader {
     XRealIp,
 }
 
+/// Why a trusted proxy's forwarding header names no client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForwardingError {
+    /// A value holds bytes that are not text (say, a client's garbage appended by a proxy).
+    NotText,
+    /// A hop is not an address (`unknown`, an obfuscated identifier, garbage, or a `Forwarded`
+    /// element without `for=`) before an untrusted address was reached.
+    NotAnAddress,
+}
+
+impl std::fmt::Display for ForwardingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotText => "a trusted proxy's forwarding header holds bytes that are not text",
+            Self::NotAnAddress => {
+                "a trusted proxy's forwarding header names a hop that is not an address"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ForwardingError {}
+
 /// The client's address: `peer` unless it is a trusted proxy; then the first untrusted hop of
-/// the forwarding header, walked from the right. A hop that is not an address (`unknown`, an
-/// obfuscated identifier, garbage) ends the walk: the last trusted hop is returned.
-#[must_use]
+/// the forwarding header, walked from the right (the leftmost hop when every hop is trusted,
+/// `peer` when the header is absent).
+///
+/// # Errors
+/// A trusted peer's header that cannot be read to an untrusted address: a value that is not
+/// text ([`ForwardingError::NotText`]) or a hop that is not an address
+/// ([`ForwardingError::NotAnAddress`]). The caller refuses the request: falling back to the
+/// proxy's own address would let anyone in whenever an allowlist holds the proxy.
 pub fn client_ip(
     peer: IpAddr,
     headers: &HeaderMap,
     trusted: &IpAllowlist,
     source: ForwardedHeader,
-) -> IpAddr {
+) -> Result<IpAddr, ForwardingError> {
     let mut client = peer.to_canonical();
     if !trusted.contains(client) {
-        return client;
+        return Ok(client);
     }
-    let hops = forwarded_hops(headers, source);
-    for hop in hops.iter().rev() {
-        match parse_hop(hop) {
-            Some(ip) => {
-                client = ip;
-                if !trusted.contains(ip) {
-                    break;
-                }
-            }
-            None => break,
+    for hop in forwarded_hops(headers, source)?.iter().rev() {
+        client = parse_hop(hop).ok_or(ForwardingError::NotAnAddress)?;
+        if !trusted.contains(client) {
+            break;
         }
     }
-    client
+    Ok(client)
 }
 
-fn forwarded_hops(headers: &HeaderMap, source: ForwardedHeader) -> Vec<String> {
+fn forwarded_hops(
+    headers: &HeaderMap,
+    source: ForwardedHeader,
+) -> Result<Vec<String>, ForwardingError> {
     let name = match source {
         ForwardedHeader::XForwardedFor => "x-forwarded-for",
         ForwardedHeader::Forwarded => "forwarded",
         ForwardedHeader::XRealIp => "x-real-ip",
     };
-    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-    match source {
+    let values = headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().map_err(|_| ForwardingError::NotText))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut values = values.into_iter();
+    Ok(match source {
         ForwardedHeader::XForwardedFor => values
             .flat_map(|v| v.split(','))
             .map(|h| h.trim().to_owned())
@@ -191,7 +225,7 @@ fn forwarded_hops(headers: &HeaderMap, source: ForwardedHeader) -> Vec<String> {
                     .unwrap_or_default()
             })
             .collect(),
-    }
+    })
 }
 
 /// An address from a hop, with an optional port: `192.0.2.1`, `192.0.2.1:80`, `[2001:db8::1]`,
@@ -215,6 +249,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -270,7 +305,7 @@ mod tests {
                 &trusted,
                 ForwardedHeader::XForwardedFor
             ),
-            ip("198.51.100.1")
+            Ok(ip("198.51.100.1"))
         );
     }
 
@@ -286,7 +321,7 @@ mod tests {
                 &trusted,
                 ForwardedHeader::XForwardedFor
             ),
-            ip("198.51.100.1")
+            Ok(ip("198.51.100.1"))
         );
         let all_trusted = headers("x-forwarded-for", "10.0.0.1, 10.0.0.5");
         assert_eq!(
@@ -296,17 +331,56 @@ mod tests {
                 &trusted,
                 ForwardedHeader::XForwardedFor
             ),
-            ip("10.0.0.1")
+            Ok(ip("10.0.0.1"))
         );
+    }
+
+    #[test]
+    fn a_trusted_peers_unreadable_chain_names_no_client() {
+        let trusted = IpAllowlist::new(["10.0.0.0/8"]).unwrap();
+        let resolve = |map: &HeaderMap, source| client_ip(ip("10.0.0.6"), map, &trusted, source);
+        // Before: the walk stopped at the garbage and returned the proxy 10.0.0.5.
         let garbage = headers("x-forwarded-for", "198.51.100.1, nonsense, 10.0.0.5");
         assert_eq!(
-            client_ip(
-                ip("10.0.0.6"),
-                &garbage,
-                &trusted,
-                ForwardedHeader::XForwardedFor
-            ),
-            ip("10.0.0.5")
+            resolve(&garbage, ForwardedHeader::XForwardedFor),
+            Err(ForwardingError::NotAnAddress)
+        );
+        // Before: the non-UTF-8 value was dropped and the client became the peer 10.0.0.6.
+        let mut not_text = HeaderMap::new();
+        not_text.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"198.51.100.1\xff, 10.0.0.5").unwrap(),
+        );
+        assert_eq!(
+            resolve(&not_text, ForwardedHeader::XForwardedFor),
+            Err(ForwardingError::NotText)
+        );
+        let mut second_not_text = headers("x-forwarded-for", "198.51.100.1");
+        second_not_text.append("x-forwarded-for", HeaderValue::from_bytes(b"\xfe").unwrap());
+        assert_eq!(
+            resolve(&second_not_text, ForwardedHeader::XForwardedFor),
+            Err(ForwardingError::NotText)
+        );
+        let unknown = headers("forwarded", "for=unknown, for=10.0.0.5");
+        assert_eq!(
+            resolve(&unknown, ForwardedHeader::Forwarded),
+            Err(ForwardingError::NotAnAddress)
+        );
+        let without_for = headers("forwarded", "proto=https");
+        assert_eq!(
+            resolve(&without_for, ForwardedHeader::Forwarded),
+            Err(ForwardingError::NotAnAddress)
+        );
+        // Garbage left of the client is never read: the walk stops at the untrusted address.
+        let garbage_beyond = headers("x-forwarded-for", "nonsense, 198.51.100.1, 10.0.0.5");
+        assert_eq!(
+            resolve(&garbage_beyond, ForwardedHeader::XForwardedFor),
+            Ok(ip("198.51.100.1"))
+        );
+        // No header: the trusted peer is the client (a proxy's own health check).
+        assert_eq!(
+            resolve(&HeaderMap::new(), ForwardedHeader::XForwardedFor),
+            Ok(ip("10.0.0.6"))
         );
     }
 
@@ -318,7 +392,7 @@ mod tests {
         let map = headers("forwarded", value);
         assert_eq!(
             client_ip(ip("10.0.0.1"), &map, &trusted, ForwardedHeader::Forwarded),
-            ip("2001:db8:cafe::17")
+            Ok(ip("2001:db8:cafe::17"))
         );
     }
 
@@ -328,7 +402,7 @@ mod tests {
         let map = headers("x-real-ip", "203.0.113.9");
         assert_eq!(
             client_ip(ip("127.0.0.1"), &map, &trusted, ForwardedHeader::XRealIp),
-            ip("203.0.113.9")
+            Ok(ip("203.0.113.9"))
         );
     }
 

@@ -81,6 +81,11 @@ pub mod verdict;
 pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
 pub use verdict::Verdict;
 
+/// The longest duration a time setting holds (about a hundred years): a longer time-to-live,
+/// tolerance, skew, leeway, margin or lease is taken as this, so that no window overflows the
+/// clock's arithmetic (`Duration::MAX` used to panic on every request).
+pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Headers that carry secrets, signatures or sessions: every layer marks them sensitive, so
 /// that tracing layers that print headers redact them.
 pub const SENSITIVE_HEADERS: [&str; 6] = [

@@ -37,8 +37,9 @@ fn method() -> impl Strategy<Value = Method> {
 fn case() -> impl Strategy<Value = Case> {
     (
         method(),
-        // Any text after the leading slash: unicode, `?`, `#`, `%`, spaces.
-        "/[^\u{0}-\u{1f}]{0,40}",
+        // Any text after the leading slash: unicode, `#`, `%`, spaces, and at most one `?` (a
+        // second one is refused as an unsigned tail: `contentful_rules.rs`).
+        "/[^\u{0}-\u{1f}?]{0,40}(\\?[^\u{0}-\u{1f}?]{0,20})?",
         prop::collection::vec(("x-[a-z0-9-]{1,12}", "[^\\p{C}]{0,24}"), 0..5),
         prop::collection::vec(any::<u8>(), 0..200),
         prop::option::of("[a-zA-Z0-9]{1,20}"),

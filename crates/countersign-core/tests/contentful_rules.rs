@@ -552,6 +552,41 @@ fn forwarded_prefix_is_taken_only_from_trusted_proxies() {
 }
 
 #[test]
+fn the_forwarded_prefix_is_the_proxys_last_value_not_the_clients_first() {
+    let verifier = Verifier::new(secret('a'))
+        .with_forwarded_prefix(countersign_core::ip::IpAllowlist::new(["10.0.0.0/8"]).unwrap());
+    let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let signed = signed_post("/api/hook", &[], b"{}", &Context::default());
+    // The client sent its own prefix; the proxy appended the real one, as a second field
+    // line or joined into one.
+    let mut two_lines = signed.clone();
+    two_lines.append("x-forwarded-prefix", HeaderValue::from_static("/evil"));
+    two_lines.append("x-forwarded-prefix", HeaderValue::from_static("/api"));
+    let mut joined = signed.clone();
+    joined.insert(
+        "x-forwarded-prefix",
+        HeaderValue::from_static("/evil, /api"),
+    );
+    for headers in [two_lines, joined] {
+        let parts = parts("/hook", headers);
+        verifier
+            .verify_request(&parts, "{}".into(), Some(proxy), at(T0))
+            .unwrap();
+    }
+    // And a request signed for the client's prefix does not verify with the proxy's.
+    let mut forged = signed_post("/evil/hook", &[], b"{}", &Context::default());
+    forged.append("x-forwarded-prefix", HeaderValue::from_static("/evil"));
+    forged.append("x-forwarded-prefix", HeaderValue::from_static("/api"));
+    assert_eq!(
+        verifier
+            .verify_request(&parts("/hook", forged), "{}".into(), Some(proxy), at(T0))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::SignatureMismatch
+    );
+}
+
+#[test]
 fn the_verdict_names_the_space_as_its_tenant() {
     let context = Context {
         space_id: Some("space-1".into()),
@@ -674,4 +709,97 @@ fn protocol_headers_are_trimmed_as_javascript_trims_them() {
         HeaderValue::from_bytes(&broken).unwrap(),
     );
     assert_eq!(kind(&inside), ErrorKind::MalformedSignature);
+}
+
+#[test]
+fn a_target_with_an_unsigned_tail_is_refused() {
+    // The toolkit signs only up to a second `?`; before, the tail reached the handler unsigned.
+    let headers = signed_post("/hook?a=1?admin=true", &[], b"{}", &Context::default());
+    let verifier = Verifier::new(secret('a'));
+    let err = verifier
+        .verify(
+            &Method::POST,
+            "/hook?a=1?admin=true",
+            &headers,
+            b"{}",
+            at(T0),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsignedTarget);
+    assert_eq!(err.kind().code(), "target_unsigned");
+    for tail in ["/hook??", "/hook?a?", "/hook??x"] {
+        let headers = signed_post(tail, &[], b"{}", &Context::default());
+        assert_eq!(
+            verifier
+                .verify(&Method::POST, tail, &headers, b"{}", at(T0))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::UnsignedTarget,
+            "{tail}"
+        );
+    }
+    // One `?` is a query; a `?` in the path cannot occur (it starts the query).
+    let headers = signed_post("/hook?a=1", &[], b"{}", &Context::default());
+    assert!(
+        verifier
+            .verify(&Method::POST, "/hook?a=1", &headers, b"{}", at(T0))
+            .is_ok()
+    );
+}
+
+#[test]
+fn the_signed_header_list_is_capped_before_any_matching() {
+    use countersign_core::contentful::MAX_SIGNED_HEADERS;
+    // Exactly the cap: the list, the timestamp and 62 headers of the app's choosing.
+    let own: Vec<(String, String)> = (0..MAX_SIGNED_HEADERS - 2)
+        .map(|i| (format!("x-app-{i:02}"), format!("v{i}")))
+        .collect();
+    let own: Vec<(&str, &str)> = own.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let headers = signed_post("/hook", &own, b"{}", &Context::default());
+    let listed = headers["x-contentful-signed-headers"].to_str().unwrap();
+    assert_eq!(listed.split(',').count(), MAX_SIGNED_HEADERS);
+    verify(&headers).unwrap();
+
+    // One more is refused, whatever the signature.
+    let mut over = headers.clone();
+    over.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_str(&format!("{listed},x-one-more")).unwrap(),
+    );
+    assert_eq!(kind(&over), ErrorKind::TooManySignedHeaders);
+
+    // A forged list of 100,000 names, with as many request headers, is refused at once.
+    let mut forged = good();
+    let names: Vec<String> = (0..100_000).map(|i| format!("x-h{i}")).collect();
+    for name in names.iter().take(5_000) {
+        forged.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+    }
+    forged.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_str(&names.join(",")).unwrap(),
+    );
+    let err = verify(&forged).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManySignedHeaders);
+    assert_eq!(err.kind().code(), "signed_headers_too_many");
+}
+
+#[test]
+fn windows_of_any_length_verify_without_overflowing() {
+    // Duration::MAX as the TTL or skew used to overflow the acceptance window and panic.
+    let verifier = Verifier::new(secret('a'))
+        .with_ttl(Duration::MAX)
+        .with_future_skew(Duration::MAX);
+    assert_eq!(
+        verifier.acceptance_window(),
+        Some(2 * countersign_core::MAX_WINDOW)
+    );
+    let headers = good();
+    let parts = parts("/hook", headers);
+    let verdict = verifier
+        .verify_request(&parts, "{}".into(), None, at(T0 + 1_000))
+        .unwrap();
+    assert_eq!(verdict.window(), Some(2 * countersign_core::MAX_WINDOW));
 }

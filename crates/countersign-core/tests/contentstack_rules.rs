@@ -1324,3 +1324,51 @@ fn a_stale_delivery_does_not_make_the_source_refresh() {
         0
     );
 }
+
+#[test]
+fn windows_of_any_length_verify_without_overflowing() {
+    // Duration::MAX as the tolerance or skew used to overflow the window's sum.
+    let verifier = WebhookVerifier::new()
+        .with_tolerance(Duration::MAX)
+        .with_future_skew(Duration::MAX);
+    assert_eq!(
+        verifier.acceptance_window(),
+        2 * countersign_core::MAX_WINDOW
+    );
+    let body = body();
+    verifier
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
+        .unwrap();
+    // A year late is within a hundred years' tolerance.
+    verifier
+        .verify(
+            &signed(&body, SaltLength::Digest),
+            &body,
+            Some(&keys_a()),
+            soon() + Duration::from_secs(365 * 24 * 3600),
+        )
+        .unwrap();
+    // An app-token with any leeway: a year past its expiry is within a hundred years'.
+    let claims = serde_json::json!({"app_uid": "app-1", "installation_uid": "i", "organization_uid": "o", "user_uid": "u", "stack_api_key": "blt1"});
+    let token = countersign_core::contentstack::mint_app_token(
+        &signer(KEY_A),
+        &claims,
+        soon(),
+        Duration::from_secs(300),
+    )
+    .unwrap();
+    let claims = countersign_core::contentstack::AppTokenVerifier::new()
+        .with_leeway(Duration::MAX)
+        .verify(
+            &token,
+            &keys_a(),
+            soon() + Duration::from_secs(365 * 24 * 3600),
+        )
+        .unwrap();
+    assert_eq!(claims.app_uid, "app-1");
+}

@@ -162,3 +162,86 @@ fn a_raw_app_token_is_never_a_session() {
         .unwrap_err();
     assert_eq!(error.kind(), SessionErrorKind::UnknownKey);
 }
+
+#[test]
+fn a_session_lasts_at_most_twelve_hours_whatever_is_asked() {
+    use countersign_core::session::MAX_TTL;
+    let query = format!("app-token={}", app_token(APP));
+    let key = SigningKey::from_pem(PRIVATE).unwrap();
+    let keys = StaticKeys::new(key.public_key().clone().into());
+    let verifier = AppTokenVerifier::new().with_app_uid(APP);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Duration::MAX used to overflow the clock's arithmetic and panic on every page load.
+    for asked in [Duration::from_secs(30 * 24 * 3600), Duration::MAX] {
+        let sessions = sessions().with_ttl(asked);
+        let opened = runtime
+            .block_on(sessions.open(Some(&query), &verifier, &keys, Transport::Cookie, now()))
+            .unwrap();
+        assert!(
+            opened
+                .set_cookie
+                .unwrap()
+                .contains(&format!("Max-Age={};", MAX_TTL.as_secs())),
+            "{asked:?}"
+        );
+        let bearer = headers(&[("authorization", &format!("Bearer {}", opened.token))]);
+        let later = |secs| now() + Duration::from_secs(secs);
+        assert!(
+            sessions
+                .authenticate(&Method::GET, &bearer, later(MAX_TTL.as_secs() - 60))
+                .is_ok()
+        );
+        assert!(
+            sessions
+                .authenticate(&Method::GET, &bearer, later(MAX_TTL.as_secs() + 120))
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn open_once_spends_the_app_token_and_remembers_it_until_it_expires() {
+    use countersign_core::replay::MemoryStore;
+    let query = format!("app-token={}", app_token(APP));
+    let key = SigningKey::from_pem(PRIVATE).unwrap();
+    let keys = StaticKeys::new(key.public_key().clone().into());
+    let verifier = AppTokenVerifier::new().with_app_uid(APP);
+    let store = MemoryStore::new(100);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let open_once = |at| {
+        runtime.block_on(sessions().open_once(
+            Some(&query),
+            &verifier,
+            &keys,
+            &store,
+            Transport::Bearer,
+            at,
+        ))
+    };
+    open_once(now()).unwrap();
+    match open_once(now() + Duration::from_secs(1)) {
+        Err(OpenError::AppToken(error)) => {
+            assert_eq!(error.kind(), AppTokenErrorKind::Reused);
+            assert_eq!(error.kind().code(), "app_token_reused");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An invalid token is refused for what it is, before the store is asked.
+    assert!(matches!(
+        runtime.block_on(sessions().open_once(
+            Some("app-token=nonsense"),
+            &verifier,
+            &keys,
+            &store,
+            Transport::Bearer,
+            now(),
+        )),
+        Err(OpenError::AppToken(e)) if e.kind() == AppTokenErrorKind::Malformed
+    ));
+    // `open` does not consult the store.
+    assert!(open(Some(&query), Transport::Bearer).is_ok());
+}

@@ -3,8 +3,9 @@
 //! The client is the socket peer (`ConnectInfo<SocketAddr>`: serve with
 //! `into_make_service_with_connect_info::<SocketAddr>()`), unless the peer is a trusted proxy:
 //! then the forwarding header is walked from the right past trusted proxies. A forwarding
-//! header from an untrusted peer is ignored. The resolved address reaches handlers as
-//! [`ClientIp`].
+//! header from an untrusted peer is ignored. A trusted peer's header that cannot be read to
+//! an address is refused (400, `forwarding_unreadable`), never resolved to the proxy itself.
+//! The resolved address reaches handlers as [`ClientIp`].
 //!
 //! ```
 //! use axum::{Router, routing::post};
@@ -84,7 +85,16 @@ impl Guard for IpGuard {
                 "IpAllowlistLayer needs the peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
             ));
         };
-        let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header);
+        let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header).map_err(
+            |error| {
+                Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "forwarding_unreadable",
+                    "Client address unreadable",
+                    error.to_string(),
+                )
+            },
+        )?;
         request.extensions_mut().insert(ClientIp(client));
         if self.allowed.contains(client) {
             Ok(())

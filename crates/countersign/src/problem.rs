@@ -207,6 +207,8 @@ fn signature_title(code: &str) -> &'static str {
         "signature_malformed" => "Signature malformed",
         "signature_mismatch" => "Signature mismatch",
         "signed_headers_missing" => "Signed headers missing",
+        "signed_headers_too_many" => "Too many signed headers",
+        "target_unsigned" => "Unsigned request target",
         "timestamp_missing" => "Timestamp missing",
         "timestamp_malformed" => "Timestamp malformed",
         "timestamp_expired" => "Timestamp expired",

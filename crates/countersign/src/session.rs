@@ -65,9 +65,20 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Single use
+//!
+//! An app-token lives for some minutes, and its URL can be read back from an access log, a
+//! browser history or a `Referer`. [`AppTokenLayer::with_single_use`] spends each token in a
+//! replay store ([`Sessions::open_once`]): the first load opens a session, any other load
+//! of the same URL is refused (401 `app_token_reused`). With a shared store (`RedisStore`)
+//! this holds across a fleet; the example backends turn it on.
 
+use std::future::Future;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -82,6 +93,7 @@ use http::{HeaderName, HeaderValue, Request, StatusCode, header};
 
 use crate::Rejection;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsClock, ResponseHeaders, sealed};
+use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
 
 /// A verified session of this app: organization, stack, installation, user, app and tenant
 /// key (through `Deref` to [`countersign_core::session::Session`]).
@@ -173,6 +185,13 @@ impl From<OpenError> for Rejection {
         match error {
             OpenError::AppToken(error) => error.into(),
             OpenError::Session(error) => error.into(),
+            OpenError::Store(error) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error.kind().code(),
+                "App-token store unavailable",
+                error.to_string(),
+            )
+            .retry_later(),
         }
     }
 }
@@ -189,6 +208,77 @@ pub struct AppTokenGuard<K> {
     sessions: Sessions,
     transport: Transport,
     clock: Clock,
+    spent: Option<SpentTokens>,
+}
+
+/// Where single-use app-tokens are spent: any [`ReplayStore`], behind a pointer so that the
+/// layer's type does not name it.
+#[derive(Clone)]
+struct SpentTokens(Arc<dyn DynStore>);
+
+impl std::fmt::Debug for SpentTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpentTokens")
+    }
+}
+
+type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// [`ReplayStore`] with boxed futures, so that it can be a trait object.
+trait DynStore: Send + Sync {
+    fn claim(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, Claim>;
+    fn renew(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, bool>;
+    fn complete(&self, key: ReplayKey, owner: Owner, ttl: Duration) -> StoreFuture<'_, ()>;
+    fn release(&self, key: ReplayKey, owner: Owner) -> StoreFuture<'_, ()>;
+}
+
+impl<S: ReplayStore> DynStore for S {
+    fn claim(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, Claim> {
+        Box::pin(async move { ReplayStore::claim(self, &key, &owner, lease).await })
+    }
+    fn renew(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, bool> {
+        Box::pin(async move { ReplayStore::renew(self, &key, &owner, lease).await })
+    }
+    fn complete(&self, key: ReplayKey, owner: Owner, ttl: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(async move { ReplayStore::complete(self, &key, &owner, ttl).await })
+    }
+    fn release(&self, key: ReplayKey, owner: Owner) -> StoreFuture<'_, ()> {
+        Box::pin(async move { ReplayStore::release(self, &key, &owner).await })
+    }
+}
+
+impl ReplayStore for SpentTokens {
+    fn claim(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        self.0.claim(*key, owner.clone(), lease)
+    }
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.0.renew(*key, owner.clone(), lease)
+    }
+    fn complete(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.complete(*key, owner.clone(), ttl)
+    }
+    fn release(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.0.release(*key, owner.clone())
+    }
 }
 
 impl<K: KeySource + Clone> AppTokenLayer<K> {
@@ -208,7 +298,17 @@ impl<K: KeySource + Clone> AppTokenLayer<K> {
             sessions,
             transport: Transport::Bearer,
             clock: Clock::system(),
+            spent: None,
         })
+    }
+
+    /// Makes app-tokens single use: each is spent in `store` when it opens a session, and a
+    /// second load of its URL is refused (401 `app_token_reused`); a store that does not
+    /// answer refuses the load (503). See [single use](self#single-use).
+    #[must_use]
+    pub fn with_single_use<S: ReplayStore>(mut self, store: S) -> Self {
+        self.guard_mut().spent = Some(SpentTokens(Arc::new(store)));
+        self
     }
 
     /// Delivers the session as a cookie too (see the [module docs](self)).
@@ -249,10 +349,16 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
     async fn check(&self, mut request: Request<Body>) -> Result<Request<Body>, Rejection> {
         let query = request.uri().query();
         let (verifier, now) = (&self.verifier, self.clock.now());
-        let opened = match (self.sessions)
-            .open(query, verifier, &self.keys, self.transport, now)
-            .await
-        {
+        let (sessions, keys, transport) = (&self.sessions, &self.keys, self.transport);
+        let opened = match &self.spent {
+            Some(store) => {
+                sessions
+                    .open_once(query, verifier, keys, store, transport, now)
+                    .await
+            }
+            None => sessions.open(query, verifier, keys, transport, now).await,
+        };
+        let opened = match opened {
             Ok(opened) => opened,
             // The answer to a URL with a token in it must not leak it, accepted or not.
             Err(error) if carries_app_token(query) => {

@@ -83,6 +83,43 @@ async fn behind_a_trusted_proxy_the_first_untrusted_hop_is_the_client() {
 }
 
 #[tokio::test]
+async fn a_trusted_proxys_unreadable_chain_is_refused_not_taken_for_the_proxy() {
+    // The proxy is both trusted and allowlisted: falling back to its address let anyone in.
+    let layer = IpAllowlistLayer::new(allow(&["127.0.0.1", "52.35.1.58"]))
+        .with_trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::XForwardedFor);
+    let base = ip_server("127.0.0.1", layer).await;
+    for chain in [
+        &b"198.51.100.9\xff"[..],
+        b"garbage",
+        b"198.51.100.9, unknown",
+    ] {
+        let response = client()
+            .get(&base)
+            .header(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(chain).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (status, p) = problem(response).await;
+        assert_eq!(
+            (status, p["code"].as_str()),
+            (400, Some("forwarding_unreadable")),
+            "{chain:?}"
+        );
+    }
+    // A readable chain still resolves.
+    let response = client()
+        .get(&base)
+        .header("x-forwarded-for", "garbage, 52.35.1.58")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "52.35.1.58");
+}
+
+#[tokio::test]
 async fn forwarded_and_x_real_ip_as_configured() {
     let forwarded = IpAllowlistLayer::new(allow(&["2001:db8::/32"]))
         .with_trusted_proxies(allow(&["127.0.0.1"]), ForwardedHeader::Forwarded);

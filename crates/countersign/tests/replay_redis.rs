@@ -802,3 +802,56 @@ async fn a_done_mark_that_fails_after_a_2xx_is_retried_and_never_blocks_the_deli
     assert!(answers.len() < 40, "marked done by the retry: {answers:?}");
     assert_eq!(handled.load(Ordering::SeqCst), 1, "{answers:?}");
 }
+
+#[tokio::test]
+async fn app_tokens_are_spent_once_across_a_fleet_and_refused_while_redis_is_down() {
+    use countersign::contentstack::{AppTokenVerifier, SigningKey, mint_app_token};
+    use countersign::session::{AppTokenLayer, SessionKey, Sessions};
+    let mut redis = RedisServer::start().await;
+    let instance = || async {
+        let sessions = Sessions::new([SessionKey::new([3u8; 32]).unwrap()]);
+        let layer = AppTokenLayer::new(
+            AppTokenVerifier::new(),
+            StaticKeys::parse(PUBLIC_A).unwrap(),
+            sessions,
+        )
+        .with_single_use(RedisStore::new(&redis.url()).unwrap());
+        let app = Router::new().route("/ui", axum::routing::get(|| async { "page" }).layer(layer));
+        format!("http://{}", serve(app).await)
+    };
+    let (a, b) = (instance().await, instance().await);
+    let token = |jti: &str| {
+        let claims = serde_json::json!({
+            "app_uid": "app1", "installation_uid": "i", "organization_uid": "o",
+            "user_uid": "u", "stack_api_key": "bltA", "jti": jti,
+        });
+        let key = SigningKey::from_pem(PRIVATE_A).unwrap();
+        mint_app_token(
+            &key,
+            &claims,
+            std::time::SystemTime::now(),
+            Duration::from_secs(300),
+        )
+        .unwrap()
+    };
+    let load =
+        |base: &str, token: &str| client().get(format!("{base}/ui?app-token={token}")).send();
+
+    let first = token("first");
+    assert_eq!(load(&a, &first).await.unwrap().status(), 200);
+    // The other instance knows it is spent.
+    let (status, p) = problem(load(&b, &first).await.unwrap()).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (401, Some("app_token_reused"))
+    );
+
+    redis.stop();
+    let response = load(&b, &token("second")).await.unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, p) = problem(response).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (503, Some("store_unavailable"))
+    );
+}

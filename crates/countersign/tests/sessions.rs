@@ -111,6 +111,35 @@ async fn bootstrap(base: &str, token: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_single_use_app_token_opens_one_session_and_its_url_nothing_more() {
+    let store = countersign::replay::MemoryStore::new(1_000);
+    let ui = ui_layer(sessions(1)).with_single_use(store);
+    let base = server(ui, SessionLayer::new(sessions(1))).await;
+    let token = app_token(Some("bltA"), PRIVATE_A);
+    let html = bootstrap(&base, &token).await;
+    assert!(!meta(&html, "app-session").is_empty());
+    // The same URL again, as from an access log or the browser's history.
+    let url = format!("{base}/ui/sidebar?app-token={token}");
+    assert_eq!(
+        refusal(url.clone(), None).await,
+        (401, "app_token_reused".to_owned())
+    );
+    // Another token of the same user (another `iat` or claim: another token) opens its own.
+    let claims = json!({
+        "app_uid": "app1", "installation_uid": "inst1", "organization_uid": "org1",
+        "user_uid": "user1", "stack_api_key": "bltA", "jti": "second",
+    });
+    let key = SigningKey::from_pem(PRIVATE_A).unwrap();
+    let second =
+        mint_app_token(&key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap();
+    bootstrap(&base, &second).await;
+    // Without single use, the URL opens a session on every load.
+    let reusable = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
+    bootstrap(&reusable, &token).await;
+    bootstrap(&reusable, &token).await;
+}
+
+#[tokio::test]
 async fn bootstrap_then_an_api_call_with_the_session() {
     let base = server(ui_layer(sessions(1)), SessionLayer::new(sessions(1))).await;
     let html = bootstrap(&base, &app_token(Some("bltA"), PRIVATE_A)).await;

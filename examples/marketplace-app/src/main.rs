@@ -219,14 +219,21 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
         .with_state(store)
 }
 
-fn app(config: &Config, keys: Keys, webhooks: Router, store: Store) -> Router {
+/// The UI and API routes. `spent` is where app-tokens are spent: each opens one session.
+fn app<S: ReplayStore>(
+    config: &Config,
+    keys: Keys,
+    webhooks: Router,
+    store: Store,
+    spent: S,
+) -> Router {
     let mut sessions = Sessions::new([config.session_key.clone()]);
     let mut verifier = AppTokenVerifier::new();
     if let Some(app_uid) = &config.app_uid {
         sessions = sessions.with_app_uid(app_uid);
         verifier = verifier.with_app_uid(app_uid);
     }
-    let ui = AppTokenLayer::new(verifier, keys, sessions.clone());
+    let ui = AppTokenLayer::new(verifier, keys, sessions.clone()).with_single_use(spent);
     let api = Router::new()
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/events", get(events))
@@ -272,7 +279,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             store.clone(),
         ),
     };
-    let router = app(&config, keys, webhooks, store);
+    let router = match &config.redis_url {
+        Some(url) => app(&config, keys, webhooks, store, RedisStore::new(url)?),
+        None => app(&config, keys, webhooks, store, MemoryStore::new(100_000)),
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;

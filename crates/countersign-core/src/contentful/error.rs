@@ -27,6 +27,12 @@ pub enum ErrorKind {
     TimestampInFuture,
     /// The signature matches none of the configured secrets.
     SignatureMismatch,
+    /// The request target has a second `?`: what follows it is not signed (by the toolkit's
+    /// rule) and would reach the handler unverified.
+    UnsignedTarget,
+    /// `x-contentful-signed-headers` lists more names than
+    /// [`MAX_SIGNED_HEADERS`](super::MAX_SIGNED_HEADERS).
+    TooManySignedHeaders,
 }
 
 impl crate::ReasonCode for ErrorKind {
@@ -48,6 +54,8 @@ impl ErrorKind {
             Self::Expired => "timestamp_expired",
             Self::TimestampInFuture => "timestamp_in_future",
             Self::SignatureMismatch => "signature_mismatch",
+            Self::UnsignedTarget => "target_unsigned",
+            Self::TooManySignedHeaders => "signed_headers_too_many",
         }
     }
 }

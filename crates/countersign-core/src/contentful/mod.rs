@@ -69,6 +69,10 @@ pub use verify::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, VerifiedReq
 
 /// `x-contentful-signature`: lower-case hex HMAC-SHA256, 64 characters.
 pub const SIGNATURE: &str = "x-contentful-signature";
+/// The most names a verified `x-contentful-signed-headers` may list. The toolkit signs a
+/// handful (the list, the timestamp, the context headers and what the app chose); a longer
+/// list is refused before any matching, which bounds the work a forgery costs.
+pub const MAX_SIGNED_HEADERS: usize = 64;
 /// `x-contentful-signed-headers`: the covered header names, lower case, sorted, joined by `,`.
 pub const SIGNED_HEADERS: &str = "x-contentful-signed-headers";
 /// `x-contentful-timestamp`: the signing time in Unix milliseconds.

@@ -13,8 +13,8 @@ use smallvec::SmallVec;
 use super::canonical::{Head, Pairs, Text};
 use super::sign::unix_millis;
 use super::{
-    APP_ID, CRN, Context, ENVIRONMENT_ID, Error, ErrorKind, IDEMPOTENCY_KEY, SIGNATURE,
-    SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
+    APP_ID, CRN, Context, ENVIRONMENT_ID, Error, ErrorKind, IDEMPOTENCY_KEY, MAX_SIGNED_HEADERS,
+    SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
 };
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
 use crate::ip::IpAllowlist;
@@ -89,7 +89,7 @@ impl Verifier {
     /// expired. [`Duration::ZERO`] turns the check off, as `0` does in the toolkit.
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = ttl.min(crate::MAX_WINDOW);
         self
     }
 
@@ -97,7 +97,7 @@ impl Verifier {
     /// accepts any future timestamp; we do not.
     #[must_use]
     pub fn with_future_skew(mut self, skew: Duration) -> Self {
-        self.future_skew = skew;
+        self.future_skew = skew.min(crate::MAX_WINDOW);
         self
     }
 
@@ -168,6 +168,15 @@ impl Verifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
+        if target
+            .split_once('?')
+            .is_some_and(|(_, query)| query.contains('?'))
+        {
+            return Err(Error::new(
+                ErrorKind::UnsignedTarget,
+                "the request target has a second `?`; what follows it is not signed",
+            ));
+        }
         let received = Received::read(headers);
         let expected = parse_signature(received.signature.as_ref())?;
         let timestamp_ms = parse_timestamp(received.timestamp.as_ref())?;
@@ -183,7 +192,18 @@ impl Verifier {
             Some(bytes) => Cow::Borrowed(bytes),
             None => Cow::Owned(list.text().into_owned().into_bytes()),
         };
-        let listed = split_list(&list);
+        let mut listed = split_list(&list);
+        if listed.len() > MAX_SIGNED_HEADERS {
+            return Err(Error::new(
+                ErrorKind::TooManySignedHeaders,
+                format!(
+                    "x-contentful-signed-headers lists {} names; at most {MAX_SIGNED_HEADERS} are accepted",
+                    listed.len()
+                ),
+            ));
+        }
+        // Sorted, so that each request header is looked up in it by bisection.
+        listed.sort_unstable();
         if listed.len() < 2 {
             return Err(Error::new(
                 ErrorKind::MissingSignedHeaders,
@@ -259,7 +279,7 @@ impl Verifier {
         let forwarded = peer
             .zip(self.prefix_proxies.as_deref())
             .filter(|(peer, proxies)| proxies.contains(*peer))
-            .and_then(|_| parts.headers.get(FORWARDED_PREFIX)?.to_str().ok());
+            .and_then(|_| forwarded_prefix(&parts.headers));
         let verified =
             self.verify_with_prefix(&parts.method, target, &parts.headers, &body, now, forwarded)?;
         Ok(Verdict::new(verified, body, self.acceptance_window()))
@@ -527,21 +547,29 @@ impl<'a> Received<'a> {
     /// The headers whose names are in the signed list, exactly as listed (a listed name in
     /// another case, or with spaces, matches nothing), with their texts. The list and the
     /// timestamp are the head's own entries, never taken from here; the signature is taken
-    /// when listed.
+    /// when listed. `listed` is sorted.
     fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
         let signature = self
             .signature
             .as_ref()
-            .filter(|_| listed.contains(&SIGNATURE.as_bytes()))
+            .filter(|_| listed.binary_search(&SIGNATURE.as_bytes()).is_ok())
             .map(|raw| (SIGNATURE, raw));
         self.others
             .iter()
-            .filter(|(name, _)| listed.contains(&name.as_bytes()))
+            .filter(|(name, _)| listed.binary_search(&name.as_bytes()).is_ok())
             .map(|(name, raw)| (*name, raw))
             .chain(signature)
             .map(|(name, raw)| (Cow::Borrowed(name), raw.text()))
             .collect()
     }
+}
+
+/// The prefix a trusted proxy stated: the last [`FORWARDED_PREFIX`] value, and of a
+/// comma-separated one the last element. A proxy appends its own after whatever the client
+/// sent, so the first would be the client's.
+fn forwarded_prefix(headers: &HeaderMap) -> Option<&str> {
+    let last = headers.get_all(FORWARDED_PREFIX).iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next().map(str::trim)
 }
 
 /// The names of a signed-header list: split at every comma, nothing trimmed (as the toolkit

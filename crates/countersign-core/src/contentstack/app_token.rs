@@ -114,6 +114,9 @@ pub enum AppTokenErrorKind {
     KeyUnavailable,
     /// An authentic token of another app: its `app_uid` is not the one required.
     AppMismatch,
+    /// The token has opened a session already, and tokens are single use
+    /// ([`Sessions::open_once`](crate::session::Sessions::open_once)).
+    Reused,
 }
 
 impl AppTokenErrorKind {
@@ -126,6 +129,7 @@ impl AppTokenErrorKind {
             Self::BadSignature => "app_token_signature_mismatch",
             Self::WrongAlgorithm => "app_token_algorithm_not_allowed",
             Self::Expired => "app_token_expired",
+            Self::Reused => "app_token_reused",
             Self::NotYetValid => "app_token_not_yet_valid",
             Self::KeyUnavailable => "key_unavailable",
             Self::AppMismatch => "app_token_app_mismatch",
@@ -220,8 +224,14 @@ impl AppTokenVerifier {
     /// How much clock difference `exp` and `nbf` tolerate.
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.leeway = leeway.min(crate::MAX_WINDOW);
         self
+    }
+
+    /// How far past `exp` (and before `nbf`) a token is still accepted.
+    #[must_use]
+    pub fn leeway(&self) -> Duration {
+        self.leeway
     }
 
     /// Verifies `token` against `keys` at `now`.

@@ -20,6 +20,11 @@ use std::collections::HashMap;
 /// the stack; ours keeps a hostile body from exhausting it).
 const MAX_DEPTH: usize = 256;
 
+/// How many values (of any kind, at any depth) a text may hold. The parse tree costs some 32
+/// bytes a value, up to 16 times the text for `[0,0,0,...]`; this bounds it at about 8 MiB
+/// whatever the body limit, with room for an entry of a quarter of a million fields.
+const MAX_VALUES: usize = 1 << 18;
+
 /// Why a text is not JSON that `JSON.parse` would accept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SyntaxError {
@@ -38,6 +43,7 @@ pub(crate) fn canonicalize(text: &[u8]) -> Result<Vec<u8>, SyntaxError> {
         src: text,
         pos: 0,
         depth: 0,
+        values: 0,
     };
     parser.skip_whitespace();
     let value = parser.value()?;
@@ -64,6 +70,7 @@ struct Parser<'a> {
     src: &'a str,
     pos: usize,
     depth: usize,
+    values: usize,
 }
 
 impl Parser<'_> {
@@ -94,6 +101,10 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> Result<Value, SyntaxError> {
+        if self.values == MAX_VALUES {
+            return Err(self.error("too many values"));
+        }
+        self.values += 1;
         match self.peek() {
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
@@ -495,6 +506,19 @@ mod tests {
             assert!(canonicalize(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert!(canonicalize(b"\"\xff\"").is_err());
+    }
+
+    #[test]
+    fn the_number_of_values_is_bounded() {
+        let list = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        // The array itself is one value.
+        assert_eq!(
+            canonicalize(list(MAX_VALUES - 1).as_bytes()).map(|c| c.len()),
+            Ok(list(MAX_VALUES - 1).len())
+        );
+        let err = canonicalize(list(MAX_VALUES).as_bytes()).unwrap_err();
+        assert_eq!(err.reason, "too many values");
+        assert!(canonicalize(format!("[{}{{}}]", "{},".repeat(MAX_VALUES)).as_bytes()).is_err());
     }
 
     #[test]

@@ -85,6 +85,11 @@ impl ReplayKey {
         Self::derive("contentful-message", &[mac])
     }
 
+    /// A spent app-token (single use, [`Sessions::open_once`](crate::session::Sessions::open_once)).
+    pub(crate) fn app_token(token: &str) -> Self {
+        Self::derive("contentstack-app-token", &[token.as_bytes()])
+    }
+
     /// A key from a digest computed elsewhere (a custom verification, tests).
     #[must_use]
     pub fn from_bytes(digest: [u8; 32]) -> Self {

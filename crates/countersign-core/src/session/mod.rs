@@ -49,6 +49,9 @@ pub use transport::{COOKIE_NAME, CSRF_HEADER, OpenError, Opened, Transport, carr
 pub const AUDIENCE: &str = "countersign-session";
 /// How long a session lasts by default: one hour.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// The longest a session may last: twelve hours, a working day. A leaked session (or the
+/// app-token URL it was opened from) is good for no longer.
+pub const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The shortest session key accepted, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -169,10 +172,11 @@ impl Sessions {
         Ok(sessions)
     }
 
-    /// How long a session lasts (default one hour).
+    /// How long a session lasts (default one hour, at most [`MAX_TTL`]: a longer one is taken
+    /// as that).
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+        self.ttl = ttl.min(MAX_TTL);
         self
     }
 

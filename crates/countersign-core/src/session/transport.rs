@@ -11,17 +11,18 @@
 //! (any method but GET, HEAD and OPTIONS) authenticated by the cookie must carry
 //! [`CSRF_HEADER`] with the session's [`csrf_token`](super::Session::csrf_token).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, header};
 use percent_encoding::percent_decode_str;
 
 use super::{Session, SessionError, SessionErrorKind, Sessions};
 use crate::contentstack::{
-    APP_TOKEN_QUERY_PARAMETER, AppTokenError, AppTokenErrorKind, AppTokenVerifier, KeySource,
-    with_fresh_keys,
+    APP_TOKEN_QUERY_PARAMETER, AppTokenClaims, AppTokenError, AppTokenErrorKind, AppTokenVerifier,
+    KeySource, with_fresh_keys,
 };
 use crate::crypto::constant_time_eq;
+use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
 
 /// The session cookie's name in cookie mode.
 pub const COOKIE_NAME: &str = "__Host-countersign-session";
@@ -58,6 +59,9 @@ pub enum OpenError {
     AppToken(AppTokenError),
     /// The session could not be minted.
     Session(SessionError),
+    /// The store that spends single-use app-tokens did not answer
+    /// ([`Sessions::open_once`]).
+    Store(StoreError),
 }
 
 impl std::fmt::Display for OpenError {
@@ -65,11 +69,40 @@ impl std::fmt::Display for OpenError {
         match self {
             Self::AppToken(error) => error.fmt(f),
             Self::Session(error) => error.fmt(f),
+            Self::Store(error) => error.fmt(f),
         }
     }
 }
 
 impl std::error::Error for OpenError {}
+
+/// How long spending an app-token may take before the claim lapses.
+const SPENDING_LEASE: Duration = Duration::from_secs(10);
+
+/// The app-token of a page load's query, and its verified claims.
+async fn verified_app_token<K: KeySource>(
+    query: Option<&str>,
+    verifier: &AppTokenVerifier,
+    keys: &K,
+    now: SystemTime,
+) -> Result<(String, AppTokenClaims), OpenError> {
+    let token = query
+        .and_then(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER))
+        .ok_or_else(|| {
+            OpenError::AppToken(AppTokenError::new(
+                AppTokenErrorKind::Missing,
+                "a signed UI location is opened with ?app-token=...; this request has none",
+            ))
+        })?;
+    let claims = with_fresh_keys(
+        keys,
+        |keys| verifier.verify(&token, keys, now),
+        |error: &AppTokenError| error.kind() == AppTokenErrorKind::BadSignature,
+    )
+    .await
+    .map_err(OpenError::AppToken)?;
+    Ok((token, claims))
+}
 
 /// Whether a query string carries an `app-token`: its answer, accepted or not, must not leak
 /// the URL (`Referrer-Policy: no-referrer`, `Cache-Control: no-store`).
@@ -94,22 +127,65 @@ impl Sessions {
         transport: Transport,
         now: SystemTime,
     ) -> Result<Opened, OpenError> {
-        let token = query
-            .and_then(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER))
-            .ok_or_else(|| {
-                OpenError::AppToken(AppTokenError::new(
-                    AppTokenErrorKind::Missing,
-                    "a signed UI location is opened with ?app-token=...; this request has none",
-                ))
-            })?;
-        let claims = with_fresh_keys(
-            keys,
-            |keys| verifier.verify(&token, keys, now),
-            |error: &AppTokenError| error.kind() == AppTokenErrorKind::BadSignature,
-        )
-        .await
-        .map_err(OpenError::AppToken)?;
-        let (token, session) = self.mint(&claims, now).map_err(OpenError::Session)?;
+        let (_, claims) = verified_app_token(query, verifier, keys, now).await?;
+        self.opened(&claims, transport, now)
+    }
+
+    /// [`open`](Self::open), spending the app-token in `store`: a token opens one session,
+    /// so that a `?app-token=` URL from an access log, a browser history or a `Referer` opens
+    /// nothing more. The store remembers the token until it expires (with the verifier's
+    /// leeway and a minute to spare).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); [`AppTokenErrorKind::Reused`] for a token already spent (or
+    /// being spent), [`OpenError::Store`] when the store does not answer (refused: spending is
+    /// what this method promises).
+    pub async fn open_once<K: KeySource, S: ReplayStore>(
+        &self,
+        query: Option<&str>,
+        verifier: &AppTokenVerifier,
+        keys: &K,
+        store: &S,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Result<Opened, OpenError> {
+        let (token, claims) = verified_app_token(query, verifier, keys, now).await?;
+        let key = ReplayKey::app_token(&token);
+        let owner = Owner::random();
+        match store
+            .claim(&key, &owner, SPENDING_LEASE)
+            .await
+            .map_err(OpenError::Store)?
+        {
+            Claim::Claimed => {}
+            Claim::Done | Claim::InFlight | Claim::Full => {
+                return Err(OpenError::AppToken(AppTokenError::new(
+                    AppTokenErrorKind::Reused,
+                    "this app-token has opened a session already; app-tokens are single use here",
+                )));
+            }
+        }
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
+        let remember = expires
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_add(verifier.leeway())
+            .saturating_add(Duration::from_secs(60));
+        store
+            .complete(&key, &owner, remember)
+            .await
+            .map_err(OpenError::Store)?;
+        self.opened(&claims, transport, now)
+    }
+
+    /// The session of verified `claims`, and how it reaches the browser.
+    fn opened(
+        &self,
+        claims: &AppTokenClaims,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Result<Opened, OpenError> {
+        let (token, session) = self.mint(claims, now).map_err(OpenError::Session)?;
         let set_cookie = (transport == Transport::Cookie).then(|| {
             let max_age = session
                 .expires_at()

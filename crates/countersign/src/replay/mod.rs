@@ -55,7 +55,10 @@
 //! - a lease lost while its handler still runs (the store unreachable for longer than the
 //!   lease, or a process paused past it) lets a retry run concurrently. The renewal logs it;
 //! - an entry lives for the window: a delivery replayed later than that is refused as stale
-//!   by the verifier, not by the store. Keep the verifier's tolerance and the store together;
+//!   by the verifier, not by the store. Keep the verifier's tolerance and the store together.
+//!   A signature that never expires (a Contentful verifier with a TTL of 0) has no window:
+//!   the guard refuses such requests as misconfigured (500, `replay_window_unbounded`),
+//!   since no entry could outlive it;
 //! - a store that loses its state (Redis flushed or restarted without persistence, a
 //!   [`MemoryStore`] after a restart) forgets what was done: idempotent writes are again what
 //!   keeps a replay from counting twice;
@@ -125,8 +128,6 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 /// first retry interval (5 s), so that the claim of a process that died has lapsed when the
 /// retry arrives.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
-/// How long an entry lives when the signature never expires (TTL off).
-pub const UNBOUNDED_WINDOW_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What `Retry-After` says for a delivery in flight, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 5;
 /// How often marking a handled delivery done is tried in the background after the first
@@ -191,7 +192,7 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
     /// How long an entry outlives the signature's acceptance window (default 60 s).
     #[must_use]
     pub fn with_margin(mut self, margin: Duration) -> Self {
-        self.timing.margin = margin;
+        self.timing.margin = margin.min(countersign_core::MAX_WINDOW);
         self
     }
 
@@ -200,7 +201,7 @@ impl<St: ReplayStore> ReplayGuardLayer<St> {
     /// provider's first retry interval, and longer than the store's worst answer time.
     #[must_use]
     pub fn with_lease(mut self, lease: Duration) -> Self {
-        self.timing.lease = lease.max(Duration::from_millis(30));
+        self.timing.lease = lease.clamp(Duration::from_millis(30), countersign_core::MAX_WINDOW);
         self
     }
 
@@ -297,7 +298,12 @@ where
             let Some(verified) = request.extensions().get::<Verified>() else {
                 return Ok(respond.respond(identity_missing(), None));
             };
-            let (key, window) = (verified.replay_key(), verified.window());
+            let key = verified.replay_key();
+            // A signature that never expires (a Contentful TTL of 0) would need an entry kept
+            // forever; any shorter one lets a captured request replay once it lapses.
+            let Some(window) = verified.window() else {
+                return Ok(respond.respond(window_unbounded(), None));
+            };
             let owner = Owner::random();
             match claim(&store, &key, &owner, timing.lease).await {
                 Ok(Claim::Claimed) => {}
@@ -320,7 +326,6 @@ where
                 never = renew(&store, &key, &held.owner, timing.lease) => match never {},
             };
             let handled = matches!(&outcome, Ok(response) if response.status().is_success());
-            let window = window.unwrap_or(UNBOUNDED_WINDOW_TTL);
             held.settle(handled, window.saturating_add(timing.margin))
                 .await;
             outcome.map(|response| response.map(Body::new))
@@ -333,6 +338,13 @@ fn identity_missing() -> Rejection {
     Rejection::misconfigured(
         "replay_identity_missing",
         "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
+    )
+}
+
+fn window_unbounded() -> Rejection {
+    Rejection::misconfigured(
+        "replay_window_unbounded",
+        "ReplayGuardLayer needs signatures that expire: the verifier's TTL is 0 (off), so no store could remember a delivery for as long as it verifies; set a TTL",
     )
 }
 

@@ -101,14 +101,14 @@ impl WebhookVerifier {
     /// How old a delivery may be (`triggered_at`, or `t` of the HMAC header).
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
-        self.tolerance = tolerance;
+        self.tolerance = tolerance.min(crate::MAX_WINDOW);
         self
     }
 
     /// How far ahead of this machine's clock a signed time may be.
     #[must_use]
     pub fn with_future_skew(mut self, skew: Duration) -> Self {
-        self.future_skew = skew;
+        self.future_skew = skew.min(crate::MAX_WINDOW);
         self
     }
 
