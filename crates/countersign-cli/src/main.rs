@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod common;
 mod contentful;
@@ -55,7 +55,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = values_may_begin_with_a_hyphen(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let outcome = match cli.command {
         Command::Contentful(command) => contentful::run(command),
         Command::Contentstack(command) => contentstack::run(command),
@@ -64,4 +65,19 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
     };
     common::finish(outcome)
+}
+
+/// Lets every option that takes a value take one that begins with `-`: Contentful secrets
+/// may (their alphabet is `[0-9a-zA-Z+/=_-]`), and so may paths, bodies, signatures and
+/// tokens. The value is whatever follows the option, as with `--secret=-abc`.
+fn values_may_begin_with_a_hyphen(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            if arg.get_action().takes_values() {
+                arg.allow_hyphen_values(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(values_may_begin_with_a_hyphen)
 }

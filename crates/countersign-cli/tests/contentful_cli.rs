@@ -428,3 +428,64 @@ fn help_has_an_example() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("Example:"));
     }
 }
+
+#[test]
+fn values_that_begin_with_a_hyphen_are_values() {
+    // A real Contentful secret may begin with `-`; so may a body or a path segment.
+    let secret = format!("-{}", &SECRET[1..]);
+    let sign = countersign()
+        .args([
+            "contentful",
+            "sign",
+            "--secret",
+            &secret,
+            "--method",
+            "POST",
+        ])
+        .args([
+            "--path",
+            "/hook",
+            "--timestamp",
+            "1700000000000",
+            "--body",
+            "-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", stderr(&sign));
+    let headers: Vec<String> = stdout_json(&sign)
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", value.as_str().unwrap()))
+        .collect();
+    let mut verify = countersign();
+    verify.args([
+        "contentful",
+        "verify",
+        "--secret",
+        &secret,
+        "--method",
+        "POST",
+    ]);
+    verify.args(["--path", "/hook", "--body", "-1", "--now", "1700000001000"]);
+    for header in &headers {
+        verify.args(["-H", header]);
+    }
+    let output = verify.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The other secret does not verify it: the value was read, not skipped.
+    let mut wrong = countersign();
+    wrong.args([
+        "contentful",
+        "verify",
+        "--secret",
+        &format!("-{}", &OTHER[1..]),
+    ]);
+    wrong.args(["--method", "POST", "--path", "/hook", "--body", "-1"]);
+    wrong.args(["--now", "1700000001000"]);
+    for header in &headers {
+        wrong.args(["-H", header]);
+    }
+    assert_eq!(wrong.output().unwrap().status.code(), Some(1));
+}

@@ -160,7 +160,9 @@ impl RequiredHeaders {
     /// Requires `name` with one of `values`.
     ///
     /// # Errors
-    /// [`ConfigErrorKind::InvalidSetting`] when `name` is not a header name or `values` is empty.
+    /// [`ConfigErrorKind::InvalidSetting`] when `name` is not a header name, `values` is empty,
+    /// or a value is empty once trimmed (what an unset environment variable gives: it would
+    /// admit a request that sends the header empty).
     pub fn with_header<I, S>(mut self, name: &str, values: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -172,10 +174,16 @@ impl RequiredHeaders {
                 format!("{name:?} is not a header name"),
             )
         })?;
-        let digests: Vec<Digest> = values
+        let digests = values
             .into_iter()
-            .map(|v| sha256(v.as_ref().trim().as_bytes()))
-            .collect();
+            .map(|v| match v.as_ref().trim() {
+                "" => Err(ConfigError::new(
+                    ConfigErrorKind::InvalidSetting,
+                    format!("an accepted value of the required header {name} is empty"),
+                )),
+                value => Ok(sha256(value.as_bytes())),
+            })
+            .collect::<Result<Vec<Digest>, _>>()?;
         if digests.is_empty() {
             return Err(ConfigError::new(
                 ConfigErrorKind::InvalidSetting,
@@ -184,6 +192,12 @@ impl RequiredHeaders {
         }
         self.headers.push((header, digests));
         Ok(self)
+    }
+
+    /// The names of the required headers: they carry shared secrets, so the layer marks them
+    /// sensitive for tracing.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.headers.iter().map(|(name, _)| name)
     }
 
     /// Checks every required header.
@@ -259,6 +273,17 @@ mod tests {
         assert!(BasicAuth::new([":pass"]).is_err());
         assert!(BasicAuth::new(Vec::<String>::new()).is_err());
         assert!(!format!("{:?}", BasicAuth::new(["u:secret-pass"]).unwrap()).contains("secret"));
+    }
+
+    #[test]
+    fn an_empty_accepted_value_is_a_configuration_error() {
+        // An unset environment variable gives "": it would admit `X-Hook-Token:` sent empty.
+        for values in [vec![""], vec!["  "], vec!["good", ""]] {
+            let err = RequiredHeaders::new()
+                .with_header("X-Hook-Token", values.clone())
+                .unwrap_err();
+            assert_eq!(err.kind(), ConfigErrorKind::InvalidSetting, "{values:?}");
+        }
     }
 
     #[test]

@@ -88,9 +88,11 @@ pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(100 *
 
 /// Headers that carry secrets, signatures or sessions: every layer marks them sensitive, so
 /// that tracing layers that print headers redact them.
-pub const SENSITIVE_HEADERS: [&str; 6] = [
+pub const SENSITIVE_HEADERS: [&str; 8] = [
     "authorization",
     "cookie",
+    "set-cookie",
+    session::CSRF_HEADER,
     contentful::SIGNATURE,
     contentstack::RSA_SIGNATURE_HEADER,
     contentstack::HMAC_SIGNATURE_HEADER,

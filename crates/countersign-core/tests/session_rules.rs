@@ -245,3 +245,19 @@ fn open_once_spends_the_app_token_and_remembers_it_until_it_expires() {
     // `open` does not consult the store.
     assert!(open(Some(&query), Transport::Bearer).is_ok());
 }
+
+#[test]
+fn debug_shows_no_session_id_csrf_token_session_token_or_cookie() {
+    let query = format!("app-token={}", app_token(APP));
+    let opened = open(Some(&query), Transport::Cookie).unwrap();
+    let printed = format!("{opened:?} {:?}", opened.session);
+    let sid = opened.session.session_id().to_owned();
+    for secret in [
+        opened.token.as_str(),
+        opened.session.csrf_token(),
+        sid.as_str(),
+    ] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    assert!(printed.contains("org"), "{printed}");
+}

@@ -77,6 +77,13 @@ impl Guard for RequiredHeadersGuard {
     const ASYNC: bool = false;
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
+        // Shared secrets: redacted by any tracing layer that prints headers.
+        let headers = request.headers_mut();
+        for name in self.0.names() {
+            if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
+                entry.iter_mut().for_each(|value| value.set_sensitive(true));
+            }
+        }
         self.0.check(request.headers()).map_err(|(error, name)| {
             Rejection::new(
                 StatusCode::UNAUTHORIZED,

@@ -143,12 +143,22 @@ impl<S: Send + Sync> FromRequestParts<S> for AppSession {
 
 /// The session token just minted by [`AppTokenLayer`], for the page to embed, and the CSRF
 /// token to send with state-changing calls in cookie mode.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionToken {
     /// The session token (a JWT of this app).
     pub token: String,
     /// The CSRF token.
     pub csrf_token: String,
+}
+
+/// Both tokens are credentials: `Debug` shows neither.
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("token", &"<redacted>")
+            .field("csrf_token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SessionToken {

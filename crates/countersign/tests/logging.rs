@@ -139,3 +139,49 @@ async fn secret_headers_reach_the_handler_marked_sensitive() {
         .unwrap();
     assert_eq!(body, "true");
 }
+
+#[tokio::test]
+async fn required_custom_headers_and_the_csrf_header_reach_the_handler_marked_sensitive() {
+    use countersign::RequiredHeadersLayer;
+    use countersign::credentials::RequiredHeaders;
+    let app = Router::new()
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move {
+                format!(
+                    "{} {}",
+                    headers["x-hook-token"].is_sensitive(),
+                    headers["x-csrf-token"].is_sensitive()
+                )
+            }),
+        )
+        .layer(RequiredHeadersLayer::new(
+            RequiredHeaders::new()
+                .with_header("X-Hook-Token", ["s3cret"])
+                .unwrap(),
+        ));
+    let request = Request::get("/")
+        .header("x-hook-token", "s3cret")
+        .header("x-csrf-token", "csrf")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    // The custom header by this layer; the CSRF header, one of SENSITIVE_HEADERS, by every
+    // layer (both used to reach a header-printing trace in clear).
+    assert_eq!(body, "true true");
+}
+
+#[test]
+fn session_tokens_never_print() {
+    let token = countersign::session::SessionToken {
+        token: "eyJhbGciOiJIUzI1NiJ9.session".to_owned(),
+        csrf_token: "csrf-secret-value".to_owned(),
+    };
+    let printed = format!("{token:?}");
+    assert!(!printed.contains("eyJ"), "{printed}");
+    assert!(!printed.contains("csrf-secret-value"), "{printed}");
+}

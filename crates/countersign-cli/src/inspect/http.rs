@@ -33,7 +33,12 @@ pub(super) fn parse_request(raw: &[u8]) -> Result<Captured, String> {
             .map_err(|_| format!("{name:?} is not a header name"))?;
         let value = HeaderValue::from_str(value.trim())
             .map_err(|_| format!("the value of {name} is not a header value"))?;
-        headers.append(name, value);
+        headers.try_append(name, value).map_err(|_| {
+            format!(
+                "the request has more header fields than a header map holds ({} fields read)",
+                headers.len()
+            )
+        })?;
     }
     let chunked = headers
         .get("transfer-encoding")

@@ -118,8 +118,8 @@ impl fmt::Debug for SessionKey {
     }
 }
 
-/// The claims of a session token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The claims of a session token. `Debug` shows neither the session id nor the CSRF token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Claims {
     aud: String,
     sid: String,
@@ -132,6 +132,22 @@ struct Claims {
     stack_api_key: Option<String>,
     iat: u64,
     exp: u64,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims")
+            .field("sid", &"<redacted>")
+            .field("csrf", &"<redacted>")
+            .field("app_uid", &self.app_uid)
+            .field("installation_uid", &self.installation_uid)
+            .field("organization_uid", &self.organization_uid)
+            .field("user_uid", &self.user_uid)
+            .field("stack_api_key", &self.stack_api_key)
+            .field("iat", &self.iat)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Mints and verifies the app's sessions. Cheap to clone.

@@ -42,7 +42,7 @@ pub enum Transport {
 
 /// A session just opened from an app-token: the session, its token for the page to embed,
 /// and the `Set-Cookie` value in cookie mode.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Opened {
     /// The verified session.
     pub session: Session,
@@ -50,6 +50,20 @@ pub struct Opened {
     pub token: String,
     /// The `Set-Cookie` value, in [`Transport::Cookie`] mode.
     pub set_cookie: Option<String>,
+}
+
+/// The session's facts, but neither its token nor the cookie that carries it.
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("session", &self.session)
+            .field("token", &"<redacted>")
+            .field(
+                "set_cookie",
+                &self.set_cookie.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Why a UI location's page load got no session: its app-token, or the session minted from it.
