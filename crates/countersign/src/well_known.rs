@@ -31,7 +31,9 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use countersign_core::contentstack::{KeySet, KeySource, KeyUnavailable, Region};
+use countersign_core::contentstack::{
+    KeySet, KeySource, KeyUnavailable, Region, is_trusted_key_url,
+};
 use countersign_core::{ConfigError, ConfigErrorKind};
 
 /// How often the key is refetched by default: hourly.
@@ -83,15 +85,16 @@ impl WellKnownKeys {
     /// The key document at `url` (a full URL of a `public-keys.json`).
     ///
     /// # Errors
-    /// [`ConfigErrorKind::InvalidRegion`] unless `url` is an `http(s)://` URL.
+    /// [`ConfigErrorKind::InvalidRegion`] unless `url` is an `https://` URL, or an `http://`
+    /// URL of this machine ([`is_trusted_key_url`]).
     pub fn from_url(url: impl Into<String>) -> Result<Self, ConfigError> {
         let url = url.into();
-        if !(url.starts_with("https://") || url.starts_with("http://"))
-            || reqwest::Url::parse(&url).is_err()
-        {
+        if !is_trusted_key_url(&url) || reqwest::Url::parse(&url).is_err() {
             return Err(ConfigError::new(
                 ConfigErrorKind::InvalidRegion,
-                format!("a key URL is an http(s):// URL, not {url:?}"),
+                format!(
+                    "keys are fetched from an https:// URL (plain http:// to this machine excepted), not {url:?}"
+                ),
             ));
         }
         Ok(Self::build(url, DEFAULT_TIMEOUT))
@@ -182,7 +185,17 @@ fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .redirect(reqwest::redirect::Policy::limited(3))
+        // A redirect is followed only to where a key may come from: never from https down to
+        // plain http elsewhere.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 3 {
+                attempt.error("more than 3 redirects")
+            } else if is_trusted_key_url(attempt.url().as_str()) {
+                attempt.follow()
+            } else {
+                attempt.error("a redirect away from https (keys are fetched over https only)")
+            }
+        }))
         .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()
@@ -358,6 +371,13 @@ fn describe(error: &reqwest::Error) -> String {
         "the endpoint did not answer in time".to_owned()
     } else if error.is_connect() {
         "cannot connect to the endpoint".to_owned()
+    } else if error.is_redirect() {
+        // The policy's own reason is the error's source.
+        let reason = std::error::Error::source(error).map(ToString::to_string);
+        format!(
+            "a redirect was refused: {}",
+            reason.as_deref().unwrap_or("not followed")
+        )
     } else {
         format!("the request failed: {error}")
     }

@@ -267,3 +267,42 @@ fn a_key_url_must_be_http() {
     assert!(WellKnownKeys::from_url("ftp://example.com/keys.json").is_err());
     assert!(WellKnownKeys::from_url("not a url").is_err());
 }
+
+#[tokio::test]
+async fn keys_come_over_https_only_and_a_redirect_never_downgrades() {
+    // Plain http elsewhere than this machine: refused when configured.
+    for url in [
+        "http://keys.example.com/.well-known/public-keys.json",
+        "http://192.0.2.1/keys.json",
+        "http://localhost.evil.example/keys.json",
+        "ftp://127.0.0.1/keys.json",
+    ] {
+        let err = WellKnownKeys::from_url(url).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            countersign::ConfigErrorKind::InvalidRegion,
+            "{url}"
+        );
+    }
+    // A loopback key server that redirects to plain http elsewhere: not followed (it used to
+    // be: the key would come from whoever answers there).
+    let app = Router::new().route(
+        "/.well-known/public-keys.json",
+        get(|| async {
+            (
+                StatusCode::FOUND,
+                [(
+                    http::header::LOCATION,
+                    "http://192.0.2.1/.well-known/public-keys.json",
+                )],
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let keys =
+        WellKnownKeys::from_url(format!("http://{addr}/.well-known/public-keys.json")).unwrap();
+    let err = keys.keys().await.unwrap_err();
+    assert!(err.message().contains("redirect away from https"), "{err}");
+}

@@ -59,7 +59,7 @@ pub use app_token::{
 pub use error::{Error, ErrorKind};
 pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
-pub use region::{PUBLIC_KEYS_PATH, Region};
+pub use region::{PUBLIC_KEYS_PATH, Region, is_trusted_key_url};
 pub use source::{KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
 pub use tenant::{
     AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,

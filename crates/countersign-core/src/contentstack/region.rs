@@ -102,6 +102,34 @@ impl Region {
     }
 }
 
+/// Whether verification keys may be fetched from `url`: `https://`, or plain `http://` to
+/// this machine (`localhost`, `127.0.0.0/8`, `[::1]`: tests and a local key server). Over
+/// plain http anyone on the path could swap the key; a redirect is held to the same rule.
+#[must_use]
+pub fn is_trusted_key_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.eq_ignore_ascii_case("https") {
+        return !host_port.is_empty();
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return false;
+    }
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(ip, _)| ip),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl FromStr for Region {
     type Err = ConfigError;
 
@@ -110,6 +138,14 @@ impl FromStr for Region {
         if text.starts_with("http://") || text.starts_with("https://") {
             let base = text.trim_end_matches('/');
             let host = base.split_once("://").map_or("", |(_, rest)| rest);
+            if !is_trusted_key_url(base) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::InvalidRegion,
+                    format!(
+                        "keys are fetched over https only (plain http to this machine excepted), not from {text:?}"
+                    ),
+                ));
+            }
             if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
                 return Err(ConfigError::new(
                     ConfigErrorKind::InvalidRegion,
@@ -139,5 +175,40 @@ impl FromStr for Region {
 impl fmt::Display for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.id())
+    }
+}
+
+#[cfg(test)]
+mod key_url_tests {
+    use super::is_trusted_key_url;
+
+    #[test]
+    fn keys_come_over_https_or_from_this_machine() {
+        for url in [
+            "https://eu-app.contentstack.com/.well-known/public-keys.json",
+            "HTTPS://host:8443/keys.json",
+            "http://127.0.0.1:8080/.well-known/public-keys.json",
+            "http://127.8.9.10/keys.json",
+            "http://localhost:3000/keys.json",
+            "http://[::1]:9000/keys.json",
+            "http://user@127.0.0.1/keys.json",
+        ] {
+            assert!(is_trusted_key_url(url), "{url}");
+        }
+        for url in [
+            "http://app.contentstack.com/.well-known/public-keys.json",
+            "http://10.0.0.1/keys.json",
+            "http://localhost.evil.example/keys.json",
+            "http://127.0.0.1.evil.example/keys.json",
+            "http://evil.example@/keys.json",
+            "http://[2001:db8::1]/keys.json",
+            "ftp://127.0.0.1/keys.json",
+            "https://",
+            "127.0.0.1/keys.json",
+        ] {
+            assert!(!is_trusted_key_url(url), "{url}");
+        }
+        assert!("http://keys.example.com".parse::<super::Region>().is_err());
+        assert!("http://127.0.0.1:8080".parse::<super::Region>().is_ok());
     }
 }
