@@ -124,8 +124,8 @@ pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
 pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 pub use countersign_core::contentstack::NoKeys;
 pub use countersign_core::{
-    Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, Verdict, backend, contentful, contentstack,
-    credentials, ip, random_hex,
+    Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, SENSITIVE_HEADERS, Verdict, backend,
+    contentful, contentstack, credentials, ip, mark_sensitive, random_hex,
 };
 pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
 pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody, ReadsClock, ResponseFuture};

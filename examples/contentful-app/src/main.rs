@@ -89,7 +89,7 @@ fn dev_secret(data_dir: &Path) -> Result<SigningSecret, Error> {
         return Ok(SigningSecret::new(text.trim())?);
     }
     let secret = SigningSecret::generate()?;
-    std::fs::write(&path, secret.expose())?;
+    example_support::write_private(&path, secret.expose())?;
     Ok(secret)
 }
 
@@ -104,7 +104,7 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|| "127.0.0.1:3001".into())
         .parse()?;
     let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-    std::fs::create_dir_all(&data_dir)?;
+    example_support::private_dir(&data_dir)?;
 
     let (secrets, dev) = match var("CONTENTFUL_SIGNING_SECRETS") {
         Some(list) => (
@@ -140,13 +140,10 @@ async fn main() -> Result<(), Error> {
         );
     }
     println!("listening on http://{address}");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    let sensitive = countersign::SENSITIVE_HEADERS
+        .iter()
+        .map(|name| axum::http::HeaderName::from_static(name));
+    let router = example_support::harden(router, sensitive);
+    example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())
 }

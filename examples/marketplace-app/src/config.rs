@@ -8,10 +8,11 @@ use countersign::contentstack::{
     APP_TOKEN_LIFETIME, DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys,
     mint_app_token,
 };
-use countersign::credentials::BasicAuth;
+use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::IpAllowlist;
 use countersign::session::SessionKey;
 use countersign::well_known::WellKnownKeys;
+use example_support::{private_dir, write_private};
 
 /// Where the Contentstack public key comes from.
 pub(crate) enum KeySource {
@@ -28,6 +29,11 @@ pub(crate) struct Config {
     pub(crate) hmac_secrets: Vec<HmacSecret>,
     pub(crate) tolerance: Duration,
     pub(crate) basic_auth: Option<BasicAuth>,
+    /// `WEBHOOK_REQUIRED_HEADERS`: `Name: value` pairs separated by `;`, all required.
+    pub(crate) required_headers: Option<RequiredHeaders>,
+    /// `UI_FRAME_ANCESTORS`: who may frame the UI pages (Contentstack's origins by default;
+    /// this machine too in dev mode).
+    pub(crate) frame_ancestors: String,
     pub(crate) allowed_ips: Option<IpAllowlist>,
     pub(crate) trusted_proxies: Option<IpAllowlist>,
     pub(crate) body_limit: Option<usize>,
@@ -63,7 +69,7 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:3000".into())
             .parse()?;
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data".into()));
-        std::fs::create_dir_all(&data_dir)?;
+        private_dir(&data_dir)?;
 
         let mut dev_key = None;
         let keys = if let Some(path) = var("CONTENTSTACK_PUBLIC_KEY") {
@@ -92,6 +98,9 @@ impl Config {
             .transpose()?
             .unwrap_or(DEFAULT_TOLERANCE);
         let basic_auth = list("WEBHOOK_BASIC_AUTH").map(BasicAuth::new).transpose()?;
+        let required_headers = var("WEBHOOK_REQUIRED_HEADERS")
+            .map(|pairs| required_headers(&pairs))
+            .transpose()?;
         let allowed_ips = list("WEBHOOK_ALLOWED_IPS")
             .map(IpAllowlist::new)
             .transpose()?;
@@ -108,6 +117,14 @@ impl Config {
             hmac_secrets,
             tolerance,
             basic_auth,
+            required_headers,
+            frame_ancestors: var("UI_FRAME_ANCESTORS").unwrap_or_else(|| {
+                let mut origins = CONTENTSTACK_ORIGINS.to_owned();
+                if dev_key.is_some() {
+                    origins.push_str(" http://localhost:* http://127.0.0.1:*");
+                }
+                origins
+            }),
             allowed_ips,
             trusted_proxies,
             body_limit,
@@ -148,6 +165,23 @@ impl Config {
     }
 }
 
+/// The origins Contentstack serves its app (and so its UI locations' host pages) from.
+const CONTENTSTACK_ORIGINS: &str = "https://app.contentstack.com https://*.contentstack.com";
+
+/// `Name: value; Other: value`: every header required, each with its one value.
+fn required_headers(pairs: &str) -> Result<RequiredHeaders, Error> {
+    let mut required = RequiredHeaders::new();
+    for pair in pairs.split(';').filter(|p| !p.trim().is_empty()) {
+        let (name, value) = pair.split_once(':').ok_or_else(|| {
+            format!(
+                "WEBHOOK_REQUIRED_HEADERS holds `Name: value` pairs separated by `;`, not {pair:?}"
+            )
+        })?;
+        required = required.with_header(name, [value])?;
+    }
+    Ok(required)
+}
+
 /// The app uid of dev mode: the dev app-tokens and installation events name it.
 pub(crate) const DEV_APP_UID: &str = "dev-app";
 
@@ -157,7 +191,7 @@ fn dev_key_pair(dir: &Path) -> Result<SigningKey, Error> {
     if private.exists() {
         return Ok(SigningKey::from_file(&private)?);
     }
-    std::fs::create_dir_all(dir)?;
+    private_dir(dir)?;
     let key = SigningKey::generate()?;
     write_private(&private, &key.to_pkcs1_pem())?;
     std::fs::write(dir.join("public.pem"), key.public_key().to_pkcs1_pem())?;
@@ -177,14 +211,4 @@ fn stored_session_key(data_dir: &Path) -> Result<SessionKey, Error> {
     let text = countersign::random_hex(32)?;
     write_private(&path, &text)?;
     Ok(SessionKey::new(text)?)
-}
-
-fn write_private(path: &Path, text: &str) -> Result<(), Error> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())?;
-    Ok(())
 }

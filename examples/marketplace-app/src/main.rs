@@ -11,14 +11,13 @@
 //! Configuration is by environment variable; see the README. Without a Contentstack key it
 //! runs in dev mode: a dev key pair under `DATA_DIR`, and it prints how to try it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use countersign::contentstack::{
     AppTokenVerifier, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, TenantUnavailable,
     WebhookVerifier, stack_check_fn,
@@ -28,6 +27,7 @@ use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer,
 use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
 use countersign::{
     BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer, Rejection,
+    RequiredHeadersLayer,
 };
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -95,9 +95,26 @@ async fn webhook(
     Ok(Json(json!({"status": "accepted"})))
 }
 
-async fn page(Path(location): Path<String>, session: AppSession, token: SessionToken) -> Response {
+/// The origins that may frame the UI pages (`Content-Security-Policy: frame-ancestors`).
+#[derive(Clone)]
+struct FrameAncestors(Arc<str>);
+
+async fn page(
+    Extension(frame_ancestors): Extension<FrameAncestors>,
+    Path(location): Path<String>,
+    session: AppSession,
+    token: SessionToken,
+) -> Response {
     match ui::page(&location, &session, &token.token) {
-        Some(html) => Html(html).into_response(),
+        // Only Contentstack (and, in dev mode, this machine) may frame the page.
+        Some(html) => (
+            [(
+                http::header::CONTENT_SECURITY_POLICY,
+                format!("frame-ancestors {}", frame_ancestors.0),
+            )],
+            Html(html),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "no such UI location").into_response(),
     }
 }
@@ -208,10 +225,17 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
             None => layer,
         }
     });
-    // In this order: the address, Basic auth, the body, signature and tenant, replay protection.
+    // In this order: the address, Basic auth, the custom headers, the body, signature and
+    // tenant, replay protection.
     let layers = ServiceBuilder::new()
         .option_layer(ip_allowlist)
         .option_layer(config.basic_auth.clone().map(BasicAuthLayer::new))
+        .option_layer(
+            config
+                .required_headers
+                .clone()
+                .map(RequiredHeadersLayer::new),
+        )
         .layer(verification)
         .layer(ReplayGuardLayer::new(replay));
     Router::new()
@@ -240,6 +264,9 @@ fn app<S: ReplayStore>(
         .route_layer(SessionLayer::new(sessions));
     Router::new()
         .route("/ui/{location}", get(page).layer(ui))
+        .layer(Extension(FrameAncestors(
+            config.frame_ancestors.as_str().into(),
+        )))
         .merge(api)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(store)
@@ -291,13 +318,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{instructions}");
     }
     println!("listening on http://{address}");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    // Credentials, signatures, sessions and the custom webhook headers: redacted in traces.
+    let sensitive = countersign::SENSITIVE_HEADERS
+        .iter()
+        .map(|name| http::HeaderName::from_static(name))
+        .chain(
+            config
+                .required_headers
+                .iter()
+                .flat_map(|r| r.names().cloned()),
+        );
+    let router = example_support::harden(router, sensitive);
+    example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())
 }

@@ -31,7 +31,11 @@ pub(crate) type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Store {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(data_dir.join("marketplace-app.sqlite3"))?;
+        let path = data_dir.join("marketplace-app.sqlite3");
+        let connection = Connection::open(&path)?;
+        // The database holds installations and events: this user's only (WAL files inherit).
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         connection.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;

@@ -17,7 +17,8 @@ const LOCATIONS: [&str; 8] = [
 /// The page of `location`, or `None` for an unknown location.
 pub(crate) fn page(location: &str, session: &AppSession, token: &str) -> Option<String> {
     let location = LOCATIONS.iter().find(|l| **l == location)?;
-    let stack = session.stack_api_key().unwrap_or("(organization app)");
+    // The stack's api_key comes from a signed token, but it is text all the same: escaped.
+    let stack = escape_html(session.stack_api_key().unwrap_or("(organization app)"));
     // The token is a JWT (base64url and dots) and the location a fixed name: nothing to escape.
     Some(format!(
         r#"<!doctype html>
@@ -60,4 +61,34 @@ Promise.all([api('/api/settings'), api('/api/events')]).then(([settings, events]
 </html>
 "#
     ))
+}
+
+/// `text` for HTML element content and quoted attribute values.
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_html;
+
+    #[test]
+    fn markup_in_a_stack_key_is_text() {
+        assert_eq!(
+            escape_html(r#"blt1"><script>alert('x')</script>&"#),
+            "blt1&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+        assert_eq!(escape_html("blt_dev_stack"), "blt_dev_stack");
+    }
 }

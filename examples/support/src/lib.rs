@@ -1,0 +1,201 @@
+//! What both example backends share: the production middleware around their routes, and an
+//! accept loop that bounds what a client can hold open.
+//!
+//! - [`harden`]: tower-http's request tracing (headers printed, the sensitive ones redacted),
+//!   a handler timeout that answers before Contentstack gives up on a webhook (30 s), and panics
+//!   caught and answered 500.
+//! - [`serve`]: a header-read timeout (a client that trickles its head is cut off) and a limit
+//!   on concurrent connections, which `axum::serve` does not offer, with graceful shutdown.
+//! - [`private_dir`] and [`write_private`]: keys, secrets and databases readable by this user
+//!   only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use http::{HeaderName, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+
+/// How long a handler may run: Contentstack gives up on a webhook after 30 s, so the answer
+/// (503, which it retries) comes before.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long a client may take to send a request's head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many connections are served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// `router` with the production middleware: panics caught (500), the handler timeout (503),
+/// and request tracing at debug level whose printed headers redact `sensitive` (the
+/// credentials and signatures the app receives).
+pub fn harden(router: Router, sensitive: impl IntoIterator<Item = HeaderName>) -> Router {
+    let sensitive: Arc<[HeaderName]> = sensitive.into_iter().collect();
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            HANDLER_TIMEOUT,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().include_headers(true)),
+        )
+        // Outside the trace, so that the trace sees them marked.
+        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        .layer(CatchPanicLayer::new())
+}
+
+/// Serves `router` on `listener` until Ctrl-C, with [`HEADER_READ_TIMEOUT`] and at most
+/// `max_connections` connections at once; handlers see the peer as
+/// `ConnectInfo<SocketAddr>`. On Ctrl-C it stops accepting and lets open connections finish.
+///
+/// # Errors
+/// When accepting fails for good (the listener is closed).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.map_err(std::io::Error::other)?,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // A connection that failed before it was accepted (reset, out of descriptors):
+                // the next one may be fine.
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)))
+            .map_request(|request: http::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) readable by this user only (0700 on Unix): it holds keys,
+/// secrets and the database.
+///
+/// # Errors
+/// When the directory cannot be created or its mode set.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by this user only (0600 on Unix).
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+
+    fn hardened() -> Router {
+        let app = Router::new()
+            .route(
+                "/panic",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("a bug in a handler");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/secret",
+                get(|headers: http::HeaderMap| async move {
+                    headers["x-hook-token"].is_sensitive().to_string()
+                }),
+            );
+        harden(app, [HeaderName::from_static("x-hook-token")])
+    }
+
+    async fn status(path: &str) -> (StatusCode, String) {
+        let request = http::Request::get(path)
+            .header("x-hook-token", "t")
+            .body(Body::empty())
+            .unwrap();
+        let response = hardened().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        assert_eq!(status("/panic").await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_handler_is_answered_503_before_contentstack_gives_up() {
+        let started = tokio::time::Instant::now();
+        assert_eq!(status("/slow").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), HANDLER_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn configured_headers_are_marked_sensitive_for_the_trace() {
+        assert_eq!(status("/secret").await, (StatusCode::OK, "true".to_owned()));
+    }
+}
