@@ -78,6 +78,17 @@ pub mod replay;
 pub mod session;
 pub mod verdict;
 
+/// Internal parsers exposed to the fuzz targets (`fuzz/`); not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// `JSON.stringify(JSON.parse(text))`, or `None` when `JSON.parse` would throw.
+    #[must_use]
+    pub fn json_stringify_parse(text: &[u8]) -> Option<Vec<u8>> {
+        crate::js::json::canonicalize(text).ok()
+    }
+}
+
 pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
 pub use verdict::Verdict;
 
