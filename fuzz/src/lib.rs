@@ -42,7 +42,8 @@ fn headers(block: &[u8]) -> HeaderMap {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
             && map.try_append(name, value).is_err()
         {
             break;
@@ -195,7 +196,9 @@ mod tests {
             ("inspect_http", super::inspect_http),
         ];
         for (name, target) in targets {
-            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(name);
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("seeds")
+                .join(name);
             let seeds: Vec<_> = std::fs::read_dir(&dir)
                 .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
                 .collect();
