@@ -256,3 +256,36 @@ async fn the_memory_bound_holds_for_a_million_unique_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_guard_behind_signatures_that_never_expire_refuses_instead_of_forgetting() {
+    // Contentful with the TTL off: a signature verifies forever, so an entry kept for any
+    // finite time (24 h, before) lets a captured request replay once it lapses.
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&handled);
+    let layers = ServiceBuilder::new()
+        .layer(ContentfulLayer::new(
+            Verifier::new(SigningSecret::new(SECRET).unwrap()).with_ttl(Duration::ZERO),
+        ))
+        .layer(ReplayGuardLayer::new(MemoryStore::new(100)));
+    let app = Router::new().route(
+        "/hook",
+        post(move || async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "handled"
+        })
+        .layer(layers),
+    );
+    let base = format!("http://{}", serve(app).await);
+    let headers = contentful_headers(SECRET, "POST", "/hook", b"{}", &Context::default());
+    let mut request = client().post(format!("{base}/hook")).body("{}");
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let (status, p) = problem(request.send().await.unwrap()).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (500, Some("replay_window_unbounded"))
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+}

@@ -201,3 +201,43 @@ mod tests {
         assert_eq!(status("/secret").await, (StatusCode::OK, "true".to_owned()));
     }
 }
+
+#[cfg(test)]
+mod serving {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(serve(listener, app, 1));
+        // The one slot, held by a client that says nothing.
+        let idle = tokio::net::TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = tokio::net::TcpStream::connect(address).await.unwrap();
+        second
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let early =
+            tokio::time::timeout(Duration::from_millis(500), second.read_to_end(&mut answer)).await;
+        assert!(early.is_err(), "served beyond the limit");
+        // The slot frees: the waiting connection is served.
+        drop(idle);
+        tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        server.abort();
+    }
+}
