@@ -124,10 +124,7 @@ pub fn forwarded(data: &[u8]) {
         ForwardedHeader::Forwarded,
         ForwardedHeader::XRealIp,
     ] {
-        // A resolved client is never a trusted proxy unless every hop was one.
-        if let Ok(client) = client_ip(peer, &map, &TRUSTED, source) {
-            let _ = TRUSTED.contains(client);
-        }
+        let _ = client_ip(peer, &map, &TRUSTED, source);
     }
 }
 
