@@ -210,7 +210,8 @@ impl From<OpenError> for Rejection {
 /// [module docs](self).
 pub type AppTokenLayer<K> = GuardLayer<AppTokenGuard<K>>;
 
-/// The check [`AppTokenLayer`] runs: the core's [`Sessions::open`].
+/// The check [`AppTokenLayer`] runs: the core's [`Sessions::open`], or [`Sessions::open_once`]
+/// with [`with_single_use`](AppTokenLayer::with_single_use).
 #[derive(Clone, Debug)]
 pub struct AppTokenGuard<K> {
     verifier: Arc<AppTokenVerifier>,
