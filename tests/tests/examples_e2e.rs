@@ -583,7 +583,7 @@ async fn contentful_app_webhooks_events_and_actions() {
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(
             response.json::<Value>().await.unwrap(),
-            json!({"status": "accepted"})
+            json!({"status": "accepted", "topic": null, "handling": "untyped"})
         );
         // A retry with a fresh signature and the same idempotency key is acknowledged.
         let retry = contentful_send(

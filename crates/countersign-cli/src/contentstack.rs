@@ -322,10 +322,10 @@ fn report(verified: &VerifiedWebhook) -> Value {
     }
     out["reencoded"] = verified.reencoded().into();
     for (name, value) in [
-        ("triggered_at", verified.triggered_at()),
-        ("module", verified.module()),
-        ("event", verified.event()),
-        ("api_key", verified.api_key()),
+        ("triggered_at", verified.triggered_at().map(str::to_owned)),
+        ("module", verified.module().map(|m| m.to_string())),
+        ("event", verified.event().map(|e| e.to_string())),
+        ("api_key", verified.api_key().map(str::to_owned)),
     ] {
         if let Some(value) = value {
             out[name] = value.into();

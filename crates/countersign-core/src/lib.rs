@@ -74,6 +74,7 @@ mod crypto;
 mod error;
 pub mod ip;
 mod js;
+mod names;
 pub mod replay;
 pub mod session;
 pub mod verdict;

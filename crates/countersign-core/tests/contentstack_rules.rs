@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
 use countersign_core::contentstack::{
+    Event, Module,
     ATTEMPT_TIMEOUT, AppTokenAlgorithm, AppTokenErrorKind, AppTokenVerifier, DEFAULT_TOLERANCE,
     ErrorKind, HmacSecret, KeySet, LAST_RETRY_AFTER, PublicKey, RETRY_SCHEDULE, Region, SaltLength,
     SigningKey, StackAllowlist, StackCheck, Tenancy, TenantUnavailable, VerifiedBy,
@@ -391,8 +392,8 @@ fn the_envelope_is_parsed_from_the_verified_bytes() {
             soon(),
         )
         .unwrap();
-    assert_eq!(verified.module(), Some("entry"));
-    assert_eq!(verified.event(), Some("create"));
+    assert_eq!(verified.module(), Some(Module::Entry));
+    assert_eq!(verified.event(), Some(Event::Create));
     assert_eq!(verified.api_key(), Some("blt1"));
     assert_eq!(verified.signed_at(), at_ms(TRIGGERED_MS));
 }

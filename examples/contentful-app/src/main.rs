@@ -18,7 +18,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentful::{DEFAULT_TTL, SigningSecret, Verifier};
+use countersign::contentful::{Action, DEFAULT_TTL, Entity, SigningSecret, Topic, Verifier};
 use countersign::replay::{MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
 use serde_json::{Value, json};
@@ -33,9 +33,26 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// What a verified webhook or app event asks of this app, by its signed topic.
+fn handling(topic: Option<&Topic>) -> &'static str {
+    let Some(topic) = topic else {
+        return "untyped";
+    };
+    match (topic.entity(), topic.action()) {
+        (Entity::Entry | Entity::Asset, Action::Publish | Action::Unpublish) => "content_changed",
+        (Entity::Entry | Entity::Asset, Action::Delete) => "content_deleted",
+        (Entity::AppInstallation, Action::Delete) => "uninstalled",
+        (Entity::AppInstallation, _) => "installation_changed",
+        // Acknowledge what this app does not handle, so that Contentful does not retry it.
+        _ => "ignored",
+    }
+}
+
 async fn accepted(request: ContentfulRequest) -> Json<Value> {
-    tracing::info!(topic = ?request.topic(), space = ?request.space_id(), "accepted a verified Contentful request");
-    Json(json!({"status": "accepted"}))
+    let topic = request.topic();
+    let handling = handling(topic.as_ref());
+    tracing::info!(?topic, space = ?request.space_id(), handling, "accepted a verified Contentful request");
+    Json(json!({"status": "accepted", "topic": topic, "handling": handling}))
 }
 
 async fn action(

@@ -19,7 +19,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign::contentstack::{
-    AppTokenVerifier, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, TenantUnavailable,
+    AppTokenVerifier, Event, Module, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, TenantUnavailable,
     WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
@@ -37,7 +37,7 @@ mod store;
 mod ui;
 
 use config::Config;
-use store::{Delivery, Store};
+use store::{Change, Delivery, Store};
 
 /// The Contentstack key, from configuration or the well-known endpoint.
 #[derive(Clone)]
@@ -78,11 +78,19 @@ async fn webhook(
     DeliveryId(id): DeliveryId,
     webhook: ContentstackWebhook,
 ) -> AppResult<Json<Value>> {
+    let (module, event) = (webhook.module(), webhook.event());
+    let change = match (&module, &event) {
+        (Some(Module::AppInstallation), Some(Event::Install | Event::Upgrade)) => Change::Installed,
+        (Some(Module::AppInstallation), Some(Event::Uninstall)) => Change::Uninstalled,
+        // Content events, releases, and installation events we do not know: logged.
+        _ => Change::Logged,
+    };
     let new = store
         .record(Delivery {
             id: id.to_hex(),
-            module: webhook.module().unwrap_or("unknown").to_owned(),
-            event: webhook.event().unwrap_or("unknown").to_owned(),
+            change,
+            module: module.map_or_else(|| "unknown".to_owned(), |m| m.to_string()),
+            event: event.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
             api_key: webhook.api_key().unwrap_or("").to_owned(),
             triggered_at: webhook.triggered_at().map(str::to_owned),
             data: webhook.data.clone(),

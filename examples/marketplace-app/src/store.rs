@@ -7,14 +7,25 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use countersign::contentstack::INSTALLATION_MODULE;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
+
+/// What a delivery changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The app was installed in the stack (or upgraded there).
+    Installed,
+    /// The app was uninstalled from the stack.
+    Uninstalled,
+    /// Anything else: appended to the stack's event log.
+    Logged,
+}
 
 /// A verified delivery, as recorded.
 pub(crate) struct Delivery {
     /// The delivery id: the same for every retry and replay of it.
     pub(crate) id: String,
+    pub(crate) change: Change,
     pub(crate) module: String,
     pub(crate) event: String,
     pub(crate) api_key: String,
@@ -76,7 +87,7 @@ impl Store {
     pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
         let now = unix_now();
         self.with(move |db| {
-            let Delivery { id, module, event, api_key, triggered_at, data } = delivery;
+            let Delivery { id, change, module, event, api_key, triggered_at, data } = delivery;
             let db = db.transaction()?;
             let new = db.execute(
                 "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -85,8 +96,12 @@ impl Store {
             if !new {
                 return Ok(false);
             }
-            if module == INSTALLATION_MODULE {
-                let status = if event == "uninstall" { "uninstalled" } else { "installed" };
+            let status = match change {
+                Change::Installed => Some("installed"),
+                Change::Uninstalled => Some("uninstalled"),
+                Change::Logged => None,
+            };
+            if let Some(status) = status {
                 db.execute(
                     "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -59,12 +59,14 @@ mod canonical;
 mod error;
 mod secret;
 mod sign;
+mod topic;
 mod verify;
 
 pub use canonical::{canonical_path, canonical_string};
 pub use error::{Error, ErrorKind};
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};
+pub use topic::{Action, CONTENT_MANAGEMENT, Entity, Topic};
 pub use verify::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, VerifiedRequest, Verifier};
 
 /// `x-contentful-signature`: lower-case hex HMAC-SHA256, 64 characters.

@@ -423,10 +423,13 @@ impl VerifiedRequest {
         self.header(CRN)
     }
 
-    /// The signed topic of a webhook or app event, e.g. `ContentManagement.Entry.publish`.
+    /// The signed topic of a webhook or app event, typed: `ContentManagement.Entry.publish`
+    /// is [`Entity::Entry`](super::Entity::Entry) and [`Action::Publish`](super::Action::Publish).
+    /// `None` when the request does not sign `x-contentful-topic`: an unsigned header is not
+    /// evidence.
     #[must_use]
-    pub fn topic(&self) -> Option<&str> {
-        self.header(TOPIC)
+    pub fn topic(&self) -> Option<super::Topic> {
+        self.header(TOPIC).map(super::Topic::parse)
     }
 
     /// The signed idempotency key of a webhook delivery (the same for each retry).

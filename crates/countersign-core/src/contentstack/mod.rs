@@ -44,6 +44,7 @@
 
 mod app_token;
 mod error;
+mod events;
 mod hmac;
 mod keys;
 mod region;
@@ -57,6 +58,7 @@ pub use app_token::{
     mint as mint_app_token,
 };
 pub use error::{Error, ErrorKind};
+pub use events::{Event, Module, Phase};
 pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region, is_trusted_key_url};

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use super::envelope::Envelope;
 use super::{INSTALLATION_MODULE, VerifiedBy};
+use crate::contentstack::{Event, Module};
 use crate::replay::ReplayKey;
 
 /// A delivery whose signature and freshness verified: what it proved.
@@ -64,16 +65,18 @@ impl VerifiedWebhook {
         self.envelope.triggered_at.as_deref()
     }
 
-    /// `module`: `entry`, `asset`, `content_type`, `release`, `app_installation`, ...
+    /// `module`, typed: [`Module::Entry`], [`Module::Asset`], [`Module::AppInstallation`], ...
+    /// (any other name as [`Module::Other`]). `None` when the body has no `module` string.
     #[must_use]
-    pub fn module(&self) -> Option<&str> {
-        self.envelope.module.as_deref()
+    pub fn module(&self) -> Option<Module> {
+        self.envelope.module.as_deref().map(Module::parse)
     }
 
-    /// `event`: `create`, `update`, `delete`, `publish`, `unpublish`, `install`, ...
+    /// `event`, typed: [`Event::Create`], [`Event::Publish`], [`Event::Install`], ... (any
+    /// other name as [`Event::Other`]). `None` when the body has no `event` string.
     #[must_use]
-    pub fn event(&self) -> Option<&str> {
-        self.envelope.event.as_deref()
+    pub fn event(&self) -> Option<Event> {
+        self.envelope.event.as_deref().map(Event::parse)
     }
 
     /// `api_key`: the stack.
@@ -86,7 +89,7 @@ impl VerifiedWebhook {
     /// `upgrade`, `uninstall`, ...), which says which app it is for.
     #[must_use]
     pub fn is_installation_event(&self) -> bool {
-        self.module() == Some(INSTALLATION_MODULE)
+        self.envelope.module.as_deref() == Some(INSTALLATION_MODULE)
     }
 
     /// `data.app_installation.app_uid`: the app an installation event is for.

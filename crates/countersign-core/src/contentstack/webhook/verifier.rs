@@ -46,7 +46,7 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 /// let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_721_897_330);
 /// let webhook = verifier.verify(&headers, body, Some(&keys), now)?;
-/// assert_eq!(webhook.event(), Some("publish"));
+/// assert_eq!(webhook.event(), Some(countersign_core::contentstack::Event::Publish(None)));
 /// # Ok(())
 /// # }
 /// ```
@@ -188,7 +188,7 @@ impl WebhookVerifier {
     /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
     /// let verdict = verifier.verify_delivery(&headers, body.into(), &keys, &tenancy, at).await?;
     /// assert_eq!(verdict.tenant(), Some("blt1"));
-    /// assert_eq!(verdict.event(), Some("publish"));
+    /// assert_eq!(verdict.event(), Some(countersign_core::contentstack::Event::Publish(None)));
     /// # Ok::<_, countersign_core::contentstack::Error>(())
     /// # })?;
     /// # Ok(())
