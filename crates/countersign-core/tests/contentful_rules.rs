@@ -292,7 +292,14 @@ fn header_values_are_trimmed() {
         "x-contentful-topic",
         HeaderValue::from_static(" \tEntry.publish  "),
     );
-    assert_eq!(verify(&headers).unwrap().topic().map(|t| t.to_string()).as_deref(), Some("Entry.publish"));
+    assert_eq!(
+        verify(&headers)
+            .unwrap()
+            .topic()
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("Entry.publish")
+    );
 }
 
 #[test]

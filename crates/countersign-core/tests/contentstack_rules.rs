@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
 use countersign_core::contentstack::{
-    Event, Module,
     ATTEMPT_TIMEOUT, AppTokenAlgorithm, AppTokenErrorKind, AppTokenVerifier, DEFAULT_TOLERANCE,
-    ErrorKind, HmacSecret, KeySet, LAST_RETRY_AFTER, PublicKey, RETRY_SCHEDULE, Region, SaltLength,
-    SigningKey, StackAllowlist, StackCheck, Tenancy, TenantUnavailable, VerifiedBy,
-    VerifiedWebhook, WebhookVerifier, mint_app_token, stack_check_fn,
+    ErrorKind, Event, HmacSecret, KeySet, LAST_RETRY_AFTER, Module, PublicKey, RETRY_SCHEDULE,
+    Region, SaltLength, SigningKey, StackAllowlist, StackCheck, Tenancy, TenantUnavailable,
+    VerifiedBy, VerifiedWebhook, WebhookVerifier, mint_app_token, stack_check_fn,
 };
 use countersign_core::replay::ReplayKey;
 use http::{HeaderMap, HeaderValue};

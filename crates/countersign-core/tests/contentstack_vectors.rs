@@ -129,7 +129,10 @@ fn hmac_vectors() {
                     },
                     "{name}"
                 );
-                assert_eq!(verified.event().map(|e| e.to_string()).as_deref(), Some("publish"));
+                assert_eq!(
+                    verified.event().map(|e| e.to_string()).as_deref(),
+                    Some("publish")
+                );
             }
             (_, Value::String(code)) => {
                 let err = result.err().unwrap_or_else(|| panic!("{name}: accepted"));

@@ -19,8 +19,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign::contentstack::{
-    AppTokenVerifier, Event, Module, KeySet, KeySource, KeyUnavailable, StackCheck, Tenancy, TenantUnavailable,
-    WebhookVerifier, stack_check_fn,
+    AppTokenVerifier, Event, KeySet, KeySource, KeyUnavailable, Module, StackCheck, Tenancy,
+    TenantUnavailable, WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
 use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};

@@ -111,7 +111,10 @@ impl Topic {
             (Some(action), Some(entity)) if !action.is_empty() && !entity.is_empty() => {
                 (Action::parse(action), Entity::parse(entity))
             }
-            _ => (Action::Other(text.to_owned()), Entity::Other(text.to_owned())),
+            _ => (
+                Action::Other(text.to_owned()),
+                Entity::Other(text.to_owned()),
+            ),
         };
         Self {
             text: text.to_owned(),
