@@ -1,4 +1,4 @@
-//! `countersign contentful sign|verify`.
+//! `countersign contentful sign|verify|secret|access-token`.
 
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +40,44 @@ pub(crate) enum Command {
         after_help = "Example:\n  NEXT=$(countersign contentful secret)\n\n        Rotation: generate the next secret, deploy the backend verifying with both the old and the\n        next one, submit the next secret to Contentful, then drop the old one."
     )]
     Secret,
+    /// Get an access token for the Content Management API as the app (the toolkit's
+    /// getManagementToken) and print it on stdout; exit 0 with a token, 1 when Contentful
+    /// refuses or cannot be reached (stderr says the status and reason), 2 on bad input.
+    #[command(
+        name = "access-token",
+        after_help = "Example:\n  TOKEN=$(countersign contentful access-token --app-id 5GqqNVnhR8ZPI3ZKOvpArP \\\n      \
+        --private-key app-key.pem --space-id my-space --environment-id master --key-id key-1)\n  \
+        curl -H \"Authorization: Bearer $TOKEN\" https://api.contentful.com/spaces/my-space/environments/master/entries\n\n\
+        --app-id is the app definition's id (the toolkit calls it appInstallationId). EU accounts: --host https://api.eu.contentful.com"
+    )]
+    AccessToken(AccessTokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccessTokenArgs {
+    /// The app definition's id.
+    #[arg(long, value_name = "ID")]
+    app_id: String,
+    /// The app's private key: a PEM file, or the PEM itself.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "COUNTERSIGN_CONTENTFUL_PRIVATE_KEY",
+        hide_env_values = true
+    )]
+    private_key: String,
+    /// The space.
+    #[arg(long, value_name = "ID")]
+    space_id: String,
+    /// The environment.
+    #[arg(long, value_name = "ID")]
+    environment_id: String,
+    /// The key's id, when the app has several keys.
+    #[arg(long, value_name = "ID")]
+    key_id: Option<String>,
+    /// The Content Management API's base URL.
+    #[arg(long, value_name = "URL", default_value = countersign::app_identity::DEFAULT_HOST)]
+    host: String,
 }
 
 #[derive(Debug, Args)]
@@ -100,7 +138,47 @@ pub(crate) fn run(command: Command) -> Outcome {
         Command::Sign(args) => run_sign(&args),
         Command::Verify(args) => run_verify(&args),
         Command::Secret => crate::keygen::contentful_secret(),
+        Command::AccessToken(args) => run_access_token(&args),
     }
+}
+
+fn run_access_token(args: &AccessTokenArgs) -> Outcome {
+    use countersign::app_identity::{AccessTokenErrorKind, AppIdentity};
+    use countersign_core::contentful::app_identity::AppKey;
+
+    let key = if args.private_key.trim_start().starts_with("-----BEGIN") {
+        AppKey::from_pem(&args.private_key)
+    } else {
+        AppKey::from_file(&args.private_key)
+    }
+    .map_err(|e| Failure::input(format!("--private-key: {e}")))?;
+    let mut identity = AppIdentity::new(&args.app_id, key)
+        .with_host(&args.host)
+        .map_err(|e| Failure::input(format!("--host: {e}")))?;
+    if let Some(key_id) = &args.key_id {
+        identity = identity
+            .with_key_id(key_id)
+            .map_err(|e| Failure::input(format!("--key-id: {e}")))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::input(format!("cannot start the runtime: {e}")))?;
+    let token = runtime
+        .block_on(identity.access_token(&args.space_id, &args.environment_id))
+        .map_err(|e| {
+            let code = match e.kind() {
+                AccessTokenErrorKind::Config => return Failure::input(e),
+                AccessTokenErrorKind::Refused => "refused",
+                AccessTokenErrorKind::RateLimited => "rate_limited",
+                _ => "unavailable",
+            };
+            Failure::Rejected {
+                code,
+                message: e.to_string(),
+            }
+        })?;
+    print_line(token.expose())
 }
 
 fn signing_secret(text: &str) -> Result<SigningSecret, Failure> {

@@ -28,6 +28,34 @@ use ipnet::IpNet;
 
 use crate::{ConfigError, ConfigErrorKind};
 
+/// Whether `url` may carry keys or credentials: `https://`, or plain `http://` to this machine
+/// (`localhost`, `127.0.0.0/8`, `[::1]`: tests and local servers). Over plain http anyone on
+/// the path could read or swap what travels.
+#[must_use]
+pub fn is_secure_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.eq_ignore_ascii_case("https") {
+        return !host_port.is_empty();
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return false;
+    }
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(ip, _)| ip),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A set of IPv4 and IPv6 networks, looked up in logarithmic time.
 ///
 /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are treated as the IPv4 address.

@@ -109,8 +109,12 @@
 mod body;
 mod extract;
 mod guard;
+#[cfg(any(feature = "well-known", feature = "app-identity"))]
+mod http_client;
 mod problem;
 
+#[cfg(feature = "app-identity")]
+pub mod app_identity;
 pub mod basic_auth;
 pub mod ip_allowlist;
 pub mod replay;

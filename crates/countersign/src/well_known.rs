@@ -36,6 +36,8 @@ use countersign_core::contentstack::{
 };
 use countersign_core::{ConfigError, ConfigErrorKind};
 
+use crate::http_client::{describe, read_limited, secure_client};
+
 /// How often the key is refetched by default: hourly.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 /// How soon after a fetch a failed signature may cause another by default: one minute.
@@ -104,7 +106,7 @@ impl WellKnownKeys {
         Self {
             inner: Arc::new(Inner {
                 url,
-                client: client(timeout),
+                client: secure_client(timeout),
                 refresh_interval: DEFAULT_REFRESH_INTERVAL,
                 min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
                 state: RwLock::new(State::default()),
@@ -143,7 +145,7 @@ impl WellKnownKeys {
     /// The bound on one fetch (connecting, sending, reading).
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.reconfigure(|inner| inner.client = client(timeout))
+        self.reconfigure(|inner| inner.client = secure_client(timeout))
     }
 
     /// Where the key is fetched from.
@@ -179,26 +181,6 @@ impl std::fmt::Debug for WellKnownKeys {
             .field("last_error", &state.last_error)
             .finish_non_exhaustive()
     }
-}
-
-fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        // A redirect is followed only to where a key may come from: never from https down to
-        // plain http elsewhere.
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= 3 {
-                attempt.error("more than 3 redirects")
-            } else if is_trusted_key_url(attempt.url().as_str()) {
-                attempt.follow()
-            } else {
-                attempt.error("a redirect away from https (keys are fetched over https only)")
-            }
-        }))
-        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
 }
 
 impl KeySource for WellKnownKeys {
@@ -333,7 +315,7 @@ impl Inner {
     }
 
     async fn fetch(&self) -> Result<KeySet, String> {
-        let mut response = self
+        let response = self
             .client
             .get(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -343,42 +325,9 @@ impl Inner {
         if !response.status().is_success() {
             return Err(format!("the endpoint answered {}", response.status()));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_DOCUMENT_LEN as u64)
-        {
-            return Err(format!(
-                "the key document is larger than {MAX_DOCUMENT_LEN} bytes"
-            ));
-        }
-        let mut document = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            document.extend_from_slice(&chunk);
-            if document.len() > MAX_DOCUMENT_LEN {
-                return Err(format!(
-                    "the key document is larger than {MAX_DOCUMENT_LEN} bytes"
-                ));
-            }
-        }
+        let document = read_limited(response, MAX_DOCUMENT_LEN, "the key document").await?;
         let text = std::str::from_utf8(&document)
             .map_err(|_| "the key document is not UTF-8".to_owned())?;
         KeySet::parse(text).map_err(|e| e.to_string())
-    }
-}
-
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "the endpoint did not answer in time".to_owned()
-    } else if error.is_connect() {
-        "cannot connect to the endpoint".to_owned()
-    } else if error.is_redirect() {
-        // The policy's own reason is the error's source.
-        let reason = std::error::Error::source(error).map(ToString::to_string);
-        format!(
-            "a redirect was refused: {}",
-            reason.as_deref().unwrap_or("not followed")
-        )
-    } else {
-        format!("the request failed: {error}")
     }
 }

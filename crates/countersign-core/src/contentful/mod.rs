@@ -55,6 +55,7 @@
 //! - Header bytes that are not UTF-8 are read as Latin-1, as Node.js reads them.
 //! - A header that occurs several times is joined with `", "`, as Node.js joins `x-` headers.
 
+pub mod app_identity;
 mod canonical;
 mod error;
 mod secret;

@@ -107,27 +107,7 @@ impl Region {
 /// plain http anyone on the path could swap the key; a redirect is held to the same rule.
 #[must_use]
 pub fn is_trusted_key_url(url: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if scheme.eq_ignore_ascii_case("https") {
-        return !host_port.is_empty();
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return false;
-    }
-    let host = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or("", |(ip, _)| ip),
-        None => host_port.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crate::ip::is_secure_url(url)
 }
 
 impl FromStr for Region {
