@@ -119,6 +119,8 @@ pub mod basic_auth;
 pub mod ip_allowlist;
 pub mod replay;
 pub mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verify_contentful;
 pub mod verify_contentstack;
 #[cfg(feature = "well-known")]
