@@ -15,7 +15,9 @@ use countersign::contentstack::{Event, HmacSecret, Module, Phase, SigningKey, We
 use countersign::replay::{MemoryStore, ReplayGuardLayer};
 use countersign::session::{AppSession, AppTokenLayer, SessionKey, Sessions};
 use countersign::testing::TestKit;
-use countersign::{ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer};
+use countersign::{
+    ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer,
+};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -52,7 +54,8 @@ async fn page(session: AppSession) -> axum::Json<Value> {
 }
 
 fn app(kit: &TestKit) -> Router {
-    let sessions = Sessions::new([SessionKey::new([7; 32]).unwrap()]).with_app_uid(TestKit::APP_UID);
+    let sessions =
+        Sessions::new([SessionKey::new([7; 32]).unwrap()]).with_app_uid(TestKit::APP_UID);
     Router::new()
         .route(
             "/contentstack",
@@ -83,7 +86,10 @@ async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn publish() -> WebhookBody {
@@ -98,7 +104,10 @@ async fn contentstack_webhooks_by_rsa_and_hmac_pass_with_their_envelope() {
     let router = app(&kit);
     for (request, hmac) in [
         (kit.contentstack_webhook("/contentstack", &publish()), false),
-        (kit.contentstack_hmac_webhook("/contentstack", &publish()), true),
+        (
+            kit.contentstack_hmac_webhook("/contentstack", &publish()),
+            true,
+        ),
     ] {
         let (status, body) = send(&router, request).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -115,15 +124,28 @@ async fn contentstack_webhooks_signed_otherwise_or_stale_are_refused() {
     let kit = TestKit::new();
     let router = app(&kit);
     let other_key = TestKit::new().with_contentstack_key(SigningKey::generate().unwrap());
-    let other_secret = TestKit::new().with_contentstack_hmac_secret(HmacSecret::new("another secret").unwrap());
+    let other_secret =
+        TestKit::new().with_contentstack_hmac_secret(HmacSecret::new("another secret").unwrap());
     let stale = TestKit::new().at(SystemTime::now() - Duration::from_secs(3600));
     for (request, code) in [
-        (other_key.contentstack_webhook("/contentstack", &publish()), "signature_mismatch"),
-        (other_secret.contentstack_hmac_webhook("/contentstack", &publish()), "signature_mismatch"),
-        (stale.contentstack_webhook("/contentstack", &publish()), "timestamp_expired"),
+        (
+            other_key.contentstack_webhook("/contentstack", &publish()),
+            "signature_mismatch",
+        ),
+        (
+            other_secret.contentstack_hmac_webhook("/contentstack", &publish()),
+            "signature_mismatch",
+        ),
+        (
+            stale.contentstack_webhook("/contentstack", &publish()),
+            "timestamp_expired",
+        ),
     ] {
         let (status, body) = send(&router, request).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some(code)));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code))
+        );
     }
 }
 
@@ -133,7 +155,11 @@ async fn contentful_webhooks_app_events_and_actions_pass_with_their_context() {
     let router = app(&kit);
     let (status, body) = send(
         &router,
-        kit.contentful_webhook("/contentful", "ContentManagement.Entry.publish", r#"{"sys":{"id":"e1"}}"#),
+        kit.contentful_webhook(
+            "/contentful",
+            "ContentManagement.Entry.publish",
+            r#"{"sys":{"id":"e1"}}"#,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -143,16 +169,30 @@ async fn contentful_webhooks_app_events_and_actions_pass_with_their_context() {
     assert_eq!(body["body"], r#"{"sys":{"id":"e1"}}"#);
     assert_eq!(body["idempotency_key"].as_str().unwrap().len(), 32);
 
-    let event = || kit.contentful_app_event("/contentful", "ContentManagement.Asset.delete", "{}", "delivery-1");
+    let event = || {
+        kit.contentful_app_event(
+            "/contentful",
+            "ContentManagement.Asset.delete",
+            "{}",
+            "delivery-1",
+        )
+    };
     let (status, body) = send(&router, event()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["topic"], "ContentManagement.Asset.delete");
     assert_eq!(body["idempotency_key"], "delivery-1");
     // A retry of the same app event: acknowledged, not handled again.
     let (status, body) = send(&router, event()).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"status": "duplicate"})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "duplicate"}))
+    );
 
-    let (status, body) = send(&router, kit.contentful_action("/contentful?run=1", "user-9", r#"{"x":1}"#)).await;
+    let (status, body) = send(
+        &router,
+        kit.contentful_action("/contentful?run=1", "user-9", r#"{"x":1}"#),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"], "user-9");
     assert_eq!(body["app"], TestKit::APP_DEFINITION);
@@ -166,11 +206,20 @@ async fn contentful_requests_signed_with_another_secret_or_stale_are_refused() {
     let other = TestKit::new().with_contentful_secret(SigningSecret::generate().unwrap());
     let stale = TestKit::new().at(SystemTime::now() - Duration::from_secs(120));
     for (request, code) in [
-        (other.contentful_action("/contentful", "u", "{}"), "signature_mismatch"),
-        (stale.contentful_webhook("/contentful", "ContentManagement.Entry.save", "{}"), "timestamp_expired"),
+        (
+            other.contentful_action("/contentful", "u", "{}"),
+            "signature_mismatch",
+        ),
+        (
+            stale.contentful_webhook("/contentful", "ContentManagement.Entry.save", "{}"),
+            "timestamp_expired",
+        ),
     ] {
         let (status, body) = send(&router, request).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some(code)));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code))
+        );
     }
 }
 
@@ -185,15 +234,29 @@ async fn an_app_token_page_load_opens_a_session_scoped_to_its_claims() {
         json!({"organization": TestKit::ORGANIZATION, "stack": TestKit::STACK, "user": TestKit::USER})
     );
     // An organization app: no stack.
-    let (_, body) = send(&router, kit.app_token_page_load("/ui/sidebar?x=1", &json!({"stack_api_key": null}))).await;
+    let (_, body) = send(
+        &router,
+        kit.app_token_page_load("/ui/sidebar?x=1", &json!({"stack_api_key": null})),
+    )
+    .await;
     assert_eq!(body["stack"], Value::Null);
     // Another app's token: refused.
-    let (status, body) = send(&router, kit.app_token_page_load("/ui/sidebar", &json!({"app_uid": "other"}))).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("app_token_app_mismatch")));
+    let (status, body) = send(
+        &router,
+        kit.app_token_page_load("/ui/sidebar", &json!({"app_uid": "other"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("app_token_app_mismatch"))
+    );
 }
 
 #[test]
 fn the_kit_never_prints_its_keys() {
     let debug = format!("{:?}", TestKit::new());
-    assert!(!debug.contains("PRIVATE") && !debug.contains("secret"), "{debug}");
+    assert!(
+        !debug.contains("PRIVATE") && !debug.contains("secret"),
+        "{debug}"
+    );
 }

@@ -164,3 +164,97 @@ async fn main() -> Result<(), Error> {
     example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())
 }
+
+/// The app's own tests: the test kit's signed requests through the app's router.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    use axum::body::{Body, to_bytes};
+    use countersign::testing::TestKit;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn webhooks_and_app_events_are_handled_by_topic_once() {
+        let kit = TestKit::new();
+        let router = routes(kit.contentful_verifier(), MemoryStore::new(1_000));
+        for (topic, handling) in [
+            ("ContentManagement.Entry.publish", "content_changed"),
+            ("ContentManagement.Asset.unpublish", "content_changed"),
+            ("ContentManagement.Entry.delete", "content_deleted"),
+            ("ContentManagement.AppInstallation.delete", "uninstalled"),
+            (
+                "ContentManagement.AppInstallation.update",
+                "installation_changed",
+            ),
+            ("ContentManagement.Task.create", "ignored"),
+            ("ContentManagement.Hologram.levitate", "ignored"),
+        ] {
+            let (status, body) = send(
+                &router,
+                kit.contentful_webhook("/contentful/webhooks", topic, "{}"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{topic}: {body}");
+            assert_eq!(
+                body,
+                json!({"status": "accepted", "topic": topic, "handling": handling})
+            );
+        }
+        let event = || {
+            kit.contentful_app_event(
+                "/contentful/app-events",
+                "ContentManagement.Entry.save",
+                "{}",
+                "event-1",
+            )
+        };
+        assert_eq!(send(&router, event()).await.1["status"], "accepted");
+        assert_eq!(send(&router, event()).await.1["status"], "duplicate");
+    }
+
+    #[tokio::test]
+    async fn actions_need_a_signed_user() {
+        let kit = TestKit::new();
+        let router = routes(kit.contentful_verifier(), MemoryStore::new(1_000));
+        let (status, body) = send(
+            &router,
+            kit.contentful_action("/contentful/actions/sync", "user-1", "{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["user_id"], "user-1");
+        assert_eq!(body["action"], "sync");
+        // A signed request without a user (a webhook's signature) is not an action.
+        let (status, body) = send(
+            &router,
+            kit.contentful_webhook(
+                "/contentful/actions/sync",
+                "ContentManagement.Entry.save",
+                "{}",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("user_id_missing"))
+        );
+        let forged = TestKit::new().with_contentful_secret(SigningSecret::generate().unwrap());
+        let (status, _) = send(
+            &router,
+            forged.contentful_action("/contentful/actions/sync", "user-1", "{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}

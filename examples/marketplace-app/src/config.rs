@@ -136,6 +136,29 @@ impl Config {
         })
     }
 
+    /// The configuration of the app's own tests: the test kit's key source and HMAC secret,
+    /// its app uid, and data under `data_dir`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(data_dir: PathBuf, kit: &countersign::testing::TestKit) -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir,
+            keys: KeySource::Static(kit.contentstack_keys()),
+            hmac_secrets: vec![kit.contentstack_hmac_secret()],
+            tolerance: DEFAULT_TOLERANCE,
+            basic_auth: None,
+            required_headers: None,
+            frame_ancestors: CONTENTSTACK_ORIGINS.to_owned(),
+            allowed_ips: None,
+            trusted_proxies: None,
+            body_limit: None,
+            session_key: SessionKey::new([9; 32]).expect("a 32-byte key"),
+            redis_url: None,
+            app_uid: Some(countersign::testing::TestKit::APP_UID.to_owned()),
+            dev_key: None,
+        }
+    }
+
     /// What to print in dev mode: how to try the app.
     pub(crate) fn dev_instructions(&self) -> Option<String> {
         let (key, dir) = self.dev_key.as_ref()?;

@@ -340,3 +340,149 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())
 }
+
+/// The app's own tests: the test kit's signed requests through the app's router.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    use axum::body::{Body, to_bytes};
+    use countersign::contentstack::WebhookBody;
+    use countersign::testing::TestKit;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn router(kit: &TestKit, name: &str) -> Router {
+        let dir =
+            std::env::temp_dir().join(format!("marketplace-app-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config::for_tests(dir.clone(), kit);
+        let store = Store::open(&dir).unwrap();
+        let keys = Keys::Static(kit.contentstack_keys());
+        let webhooks = webhook_route(
+            &config,
+            keys.clone(),
+            MemoryStore::new(1_000),
+            store.clone(),
+        );
+        app(&config, keys, webhooks, store, MemoryStore::new(1_000))
+    }
+
+    async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn installation(event: &str) -> WebhookBody {
+        WebhookBody::new("app_installation", event)
+            .with_api_key(TestKit::STACK)
+            .with_data(&json!({"app_installation": {
+                "app_uid": TestKit::APP_UID,
+                "installation_uid": TestKit::INSTALLATION,
+                "target": {"type": "stack", "uid": TestKit::STACK},
+            }}))
+    }
+
+    fn publish() -> WebhookBody {
+        WebhookBody::new("entry", "publish")
+            .with_api_key(TestKit::STACK)
+            .with_data(&json!({"entry": {"uid": "blt1"}}))
+    }
+
+    #[tokio::test]
+    async fn webhooks_of_an_installed_stack_are_recorded_and_shown_in_its_session() {
+        let kit = TestKit::new();
+        let router = router(&kit, "lifecycle");
+        let path = "/webhooks/contentstack";
+
+        let (status, body) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "not installed yet: {body}");
+
+        let (status, _) = send(
+            &router,
+            kit.contentstack_webhook(path, &installation("install")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(&router, kit.contentstack_hmac_webhook(path, &publish())).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let (status, page) =
+            send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let token = page
+            .split(r#"<meta name="app-session" content=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap();
+        let events = Request::get("/api/events")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, events) = send(&router, events).await;
+        assert_eq!(status, StatusCode::OK);
+        let events: Value = serde_json::from_str(&events).unwrap();
+        assert_eq!(events["events"][0]["event"], "publish");
+        assert_eq!(events["events"][0]["module"], "entry");
+
+        let (status, _) = send(
+            &router,
+            kit.contentstack_webhook(path, &installation("uninstall")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "uninstalled");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_installation_event_is_logged_and_changes_nothing() {
+        let kit = TestKit::new();
+        let router = router(&kit, "unknown-event");
+        let path = "/webhooks/contentstack";
+        send(
+            &router,
+            kit.contentstack_webhook(path, &installation("install")),
+        )
+        .await;
+        let (status, _) = send(
+            &router,
+            kit.contentstack_webhook(path, &installation("suspend")),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "an unknown event never fails a delivery"
+        );
+        let (status, _) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+        assert_eq!(status, StatusCode::OK, "still installed");
+    }
+
+    #[tokio::test]
+    async fn forged_and_stale_webhooks_and_other_apps_tokens_are_refused() {
+        let kit = TestKit::new();
+        let router = router(&kit, "refused");
+        let forger = TestKit::new()
+            .with_contentstack_key(countersign::contentstack::SigningKey::generate().unwrap());
+        let stale =
+            TestKit::new().at(std::time::SystemTime::now() - std::time::Duration::from_secs(7_200));
+        for request in [
+            forger.contentstack_webhook("/webhooks/contentstack", &installation("install")),
+            stale.contentstack_webhook("/webhooks/contentstack", &installation("install")),
+        ] {
+            assert_eq!(send(&router, request).await.0, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _) = send(
+            &router,
+            kit.app_token_page_load("/ui/sidebar", &json!({"app_uid": "another-app"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+}

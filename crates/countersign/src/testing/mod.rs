@@ -283,7 +283,12 @@ impl TestKit {
     /// # Panics
     /// When `uri` is not a request target or the topic not a header value.
     #[must_use]
-    pub fn contentful_webhook(&self, uri: &str, topic: &str, body: impl AsRef<[u8]>) -> Request<Body> {
+    pub fn contentful_webhook(
+        &self,
+        uri: &str,
+        topic: &str,
+        body: impl AsRef<[u8]>,
+    ) -> Request<Body> {
         let key = countersign_core::random_hex(16).expect("the random source works");
         self.contentful_app_event(uri, topic, body, &key)
     }
@@ -307,7 +312,10 @@ impl TestKit {
             ..Context::default()
         };
         let own = [
-            ("content-type", "application/vnd.contentful.management.v1+json"),
+            (
+                "content-type",
+                "application/vnd.contentful.management.v1+json",
+            ),
             (TOPIC, topic),
             (IDEMPOTENCY_KEY, idempotency_key),
         ];
@@ -320,7 +328,12 @@ impl TestKit {
     /// # Panics
     /// When `uri` is not a request target or `user_id` not a header value.
     #[must_use]
-    pub fn contentful_action(&self, uri: &str, user_id: &str, body: impl AsRef<[u8]>) -> Request<Body> {
+    pub fn contentful_action(
+        &self,
+        uri: &str,
+        user_id: &str,
+        body: impl AsRef<[u8]>,
+    ) -> Request<Body> {
         let context = Context {
             space_id: Some(Self::SPACE.into()),
             environment_id: Some(Self::ENVIRONMENT.into()),
