@@ -226,6 +226,72 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
     let session = bootstrap(&app, &app_token(&key, "bltA")).await;
     let events = api(&app, &session, "/api/events").await;
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
+
+    // What the layers counted, scraped as Prometheus would.
+    let metrics = scrape(&app).await;
+    for (series, value) in [
+        (
+            r#"countersign_verifications_total{provider="contentstack",outcome="accepted",reason="ok"}"#,
+            3.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentstack",outcome="rejected",reason="signature_mismatch"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentstack",outcome="rejected",reason="timestamp_expired"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentstack",outcome="rejected",reason="payload_too_large"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentstack_app_token",outcome="accepted",reason="ok"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_contentstack_signature_matches_total{method="rsa",index="0",salt="32"}"#,
+            3.0,
+        ),
+        (r#"countersign_replay_total{outcome="new"}"#, 2.0),
+        (r#"countersign_replay_total{outcome="duplicate"}"#, 1.0),
+        (
+            r#"countersign_verification_seconds_count{provider="contentstack",outcome="accepted"}"#,
+            3.0,
+        ),
+    ] {
+        assert_eq!(
+            metrics.get(series),
+            Some(&value),
+            "{series} in\n{metrics:#?}"
+        );
+    }
+}
+
+/// `GET /metrics`, as `series -> value` (Prometheus text format).
+async fn scrape(app: &App) -> std::collections::HashMap<String, f64> {
+    let response = client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "Prometheus text format"
+    );
+    let text = response.text().await.unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A dev-mode Marketplace App installed on stack `bltA`, which has sent it one `publish` event.
@@ -636,6 +702,30 @@ async fn contentful_app_webhooks_events_and_actions() {
         refused.json::<Value>().await.unwrap()["code"],
         "user_id_missing"
     );
+
+    let metrics = scrape(&app).await;
+    for (series, value) in [
+        (
+            r#"countersign_verifications_total{provider="contentful",outcome="accepted",reason="ok"}"#,
+            6.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentful",outcome="rejected",reason="timestamp_expired"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_contentful_secret_matches_total{index="0"}"#,
+            6.0,
+        ),
+        (r#"countersign_replay_total{outcome="duplicate"}"#, 2.0),
+        (r#"countersign_replay_total{outcome="new"}"#, 4.0),
+    ] {
+        assert_eq!(
+            metrics.get(series),
+            Some(&value),
+            "{series} in\n{metrics:#?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -53,6 +53,7 @@ use countersign_core::{ConfigError, ConfigErrorKind};
 
 use crate::Clock;
 use crate::http_client::{describe, read_limited, secure_client};
+use crate::metrics;
 
 /// The default refresh margin: a token is replaced once it has less than this left.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -213,6 +214,17 @@ impl AppIdentity {
             return self.held_or(&state, error.clone());
         }
         let result = self.fetch(&request).await;
+        metrics::outcome(
+            metrics::ACCESS_TOKEN_FETCHES,
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => match e.kind() {
+                    AccessTokenErrorKind::RateLimited => "rate_limited",
+                    AccessTokenErrorKind::Unavailable => "unavailable",
+                    _ => "refused",
+                },
+            },
+        );
         let finished = slot.finished.fetch_add(1, Ordering::AcqRel) + 1;
         match result {
             Ok(token) => {

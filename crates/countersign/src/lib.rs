@@ -117,6 +117,7 @@ mod problem;
 pub mod app_identity;
 pub mod basic_auth;
 pub mod ip_allowlist;
+pub mod metrics;
 pub mod replay;
 pub mod session;
 #[cfg(feature = "testing")]

@@ -361,6 +361,7 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
         let query = request.uri().query();
         let (verifier, now) = (&self.verifier, self.clock.now());
         let (sessions, keys, transport) = (&self.sessions, &self.keys, self.transport);
+        let started = std::time::Instant::now();
         let opened = match &self.spent {
             Some(store) => {
                 sessions
@@ -369,6 +370,11 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
             }
             None => sessions.open(query, verifier, keys, transport, now).await,
         };
+        crate::metrics::verification(
+            crate::metrics::Provider::AppToken,
+            &opened.as_ref().map_err(|e| Rejection::from(e.clone())),
+            started.elapsed(),
+        );
         let opened = match opened {
             Ok(opened) => opened,
             // The answer to a URL with a token in it must not leak it, accepted or not.

@@ -26,6 +26,7 @@
 //! ([`ContentfulLayer::with_forwarded_prefix`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use countersign_core::contentful::Verifier;
@@ -36,6 +37,7 @@ use crate::Rejection;
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
 use crate::extract::Verified;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, peer_address, sealed};
+use crate::metrics::{self, Provider};
 
 /// Verifies Contentful request signatures. See the [module docs](self).
 pub type ContentfulLayer = GuardLayer<ContentfulGuard>;
@@ -90,14 +92,23 @@ impl Guard for ContentfulGuard {
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
         check_declared_length(request.headers(), self.limits)
+            .inspect_err(|rejection| metrics::rejected(Provider::Contentful, rejection))
     }
 
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
+        let provider = Provider::Contentful;
         let peer = peer_address(&request);
-        let (parts, body) = buffer(request, self.limits).await?;
+        let (parts, body) = buffer(request, self.limits)
+            .await
+            .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
+        let (started, now) = (Instant::now(), self.clock.now());
         let verdict = self
             .verifier
-            .verify_request(&parts, body, peer, self.clock.now())?;
+            .verify_request(&parts, body, peer, now)
+            .map_err(Rejection::from);
+        metrics::verification(provider, &verdict, started.elapsed());
+        let verdict = verdict?;
+        metrics::contentful_match(verdict.secret_index());
         Ok(hand_on(parts, Verified::Contentful(Arc::new(verdict))))
     }
 }

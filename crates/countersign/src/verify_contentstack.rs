@@ -51,6 +51,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use countersign_core::contentstack::{
@@ -62,6 +63,7 @@ use crate::Rejection;
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
 use crate::extract::Verified;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, sealed};
+use crate::metrics::{self, Provider};
 
 /// Verifies Contentstack webhook signatures, and optionally that the delivery is for this app
 /// and its stacks. See the [module docs](self).
@@ -150,14 +152,22 @@ impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
         check_declared_length(request.headers(), self.limits)
+            .inspect_err(|rejection| metrics::rejected(Provider::Contentstack, rejection))
     }
 
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let (parts, body) = buffer(request, self.limits).await?;
-        let now = self.clock.now();
+        let provider = Provider::Contentstack;
+        let (parts, body) = buffer(request, self.limits)
+            .await
+            .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
+        let (started, now) = (Instant::now(), self.clock.now());
         let verdict = (self.verifier)
             .verify_delivery(&parts.headers, body, &self.keys, &self.tenancy, now)
-            .await?;
+            .await
+            .map_err(Rejection::from);
+        metrics::verification(provider, &verdict, started.elapsed());
+        let verdict = verdict?;
+        metrics::contentstack_match(verdict.verified_by());
         Ok(hand_on(parts, Verified::Contentstack(Arc::new(verdict))))
     }
 }

@@ -37,6 +37,7 @@ use countersign_core::contentstack::{
 use countersign_core::{ConfigError, ConfigErrorKind};
 
 use crate::http_client::{describe, read_limited, secure_client};
+use crate::metrics;
 
 /// How often the key is refetched by default: hourly.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
@@ -281,6 +282,7 @@ impl Inner {
         state.attempted_at = Some(Instant::now());
         match result {
             Ok(keys) => {
+                metrics::outcome(metrics::KEY_FETCHES, "ok");
                 let keys = match &state.keys {
                     // Keep the same Arc when nothing changed, so callers can compare cheaply.
                     Some(current) if **current == keys => Arc::clone(current),
@@ -303,8 +305,12 @@ impl Inner {
                     "fetching the Contentstack public key failed"
                 );
                 state.last_error = Some(error);
+                metrics::outcome(metrics::KEY_FETCHES, "failed");
                 match &state.keys {
-                    Some(keys) => Ok(Arc::clone(keys)),
+                    Some(keys) => {
+                        metrics::outcome(metrics::KEY_FETCHES, "stale_served");
+                        Ok(Arc::clone(keys))
+                    }
                     None => {
                         drop(state);
                         Err(self.unavailable())

@@ -4,7 +4,7 @@
 //!   replay-protected; answer 200 `{"status":"accepted"}`.
 //! - `POST /contentful/actions/{name}`: frontend-signed requests, which must carry a signed
 //!   user id; answer the verified context.
-//! - `GET /healthz`.
+//! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
 //! Configuration: `LISTEN_ADDR` (default `127.0.0.1:3001`), `CONTENTFUL_SIGNING_SECRETS`
 //! (comma-separated; dev mode generates one under `DATA_DIR`), `CONTENTFUL_TTL_SECS` (default
@@ -160,6 +160,8 @@ async fn main() -> Result<(), Error> {
     let sensitive = countersign::SENSITIVE_HEADERS
         .iter()
         .map(|name| axum::http::HeaderName::from_static(name));
+    let router = router.merge(example_support::metrics_router());
+    countersign::metrics::describe();
     let router = example_support::harden(router, sensitive);
     example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())
@@ -171,8 +173,8 @@ mod tests {
     #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
     use axum::body::{Body, to_bytes};
-    use countersign::testing::TestKit;
     use axum::http::{Request, StatusCode};
+    use countersign::testing::TestKit;
     use tower::ServiceExt as _;
 
     use super::*;

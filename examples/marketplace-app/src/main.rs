@@ -6,7 +6,7 @@
 //! - `GET /ui/{location}?app-token=...`: a UI location page; the app-token is verified and
 //!   exchanged for the app's own session, which the page sends as a bearer token.
 //! - `GET|PUT /api/settings`, `GET /api/events`: the session's installation and stack only.
-//! - `GET /healthz`.
+//! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
 //! Configuration is by environment variable; see the README. Without a Contentstack key it
 //! runs in dev mode: a dev key pair under `DATA_DIR`, and it prints how to try it.
@@ -336,6 +336,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .iter()
                 .flat_map(|r| r.names().cloned()),
         );
+    let router = router.merge(example_support::metrics_router());
+    countersign::metrics::describe();
     let router = example_support::harden(router, sensitive);
     example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
     Ok(())

@@ -107,6 +107,40 @@ pub async fn serve(
     Ok(())
 }
 
+/// The `/metrics` route, in Prometheus text format: installs the Prometheus recorder as the
+/// process's `metrics` recorder the first time (what countersign's layers record appears
+/// there). The counts hold no secret; still, expose the route only where your scrapers reach
+/// it.
+pub fn metrics_router() -> Router {
+    use axum::response::IntoResponse as _;
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .inspect_err(|error| tracing::error!(%error, "cannot install the metrics recorder"))
+                .ok()
+        })
+        .clone();
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                match handle {
+                    Some(handle) => (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                        .into_response(),
+                    None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                }
+            }
+        }),
+    )
+}
+
 /// Creates `dir` (and its parents) readable by this user only (0700 on Unix): it holds keys,
 /// secrets and the database.
 ///

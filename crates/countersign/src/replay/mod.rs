@@ -118,6 +118,7 @@ pub use redis::{RedisStore, UnavailablePolicy};
 
 use crate::Rejection;
 use crate::extract::Verified;
+use crate::metrics;
 use crate::problem::Respond;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -305,7 +306,18 @@ where
                 return Ok(respond.respond(window_unbounded(), None));
             };
             let owner = Owner::random();
-            match claim(&store, &key, &owner, timing.lease).await {
+            let claimed = claim(&store, &key, &owner, timing.lease).await;
+            metrics::outcome(
+                metrics::REPLAY,
+                match &claimed {
+                    Ok(Claim::Claimed) => "new",
+                    Ok(Claim::Done) => "duplicate",
+                    Ok(Claim::InFlight) => "in_flight",
+                    Ok(Claim::Full) => "store_full",
+                    Err(_) => "store_error",
+                },
+            );
+            match claimed {
                 Ok(Claim::Claimed) => {}
                 Ok(Claim::Done) => {
                     tracing::info!(target: "countersign", delivery = %key, "acknowledged a duplicate of a handled delivery");
