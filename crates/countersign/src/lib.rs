@@ -105,6 +105,13 @@
 //! `axum::middleware::from_fn`) and read the extractors.
 //! [`well_known`] fetches Contentstack's public key from the region's endpoint, cached and
 //! refreshed (feature `well-known`, on by default).
+//!
+//! # Beyond verification
+//!
+//! - `app_identity` (feature `app-identity`): access tokens for calling Contentful as the app.
+//! - `testing` (feature `testing`): signed requests of every scheme for your handlers' tests.
+//! - [`metrics`]: what the layers count, through the `metrics` facade (feature `metrics`).
+//! - Typed events: [`contentstack::Module`], [`contentstack::Event`], [`contentful::Topic`].
 
 mod body;
 mod extract;
@@ -142,6 +149,12 @@ pub use verify_contentful::ContentfulLayer;
 pub use verify_contentstack::ContentstackWebhookLayer;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "well-known", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "well-known",
+    feature = "redis",
+    feature = "app-identity",
+    feature = "testing"
+))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
