@@ -62,7 +62,7 @@
 //! - a store that loses its state (Redis flushed or restarted without persistence, a
 //!   [`MemoryStore`] after a restart) forgets what was done: idempotent writes are again what
 //!   keeps a replay from counting twice;
-//! - [`FullPolicy::EvictOldest`] and [`UnavailablePolicy::FailOpen`] trade exactly-once for
+//! - [`FullPolicy::EvictOldest`] and `UnavailablePolicy::FailOpen` (Redis) trade exactly-once for
 //!   availability, as their names say.
 //!
 //! Two stores: [`MemoryStore`] (the default; one process) and `RedisStore` (feature `redis`;
