@@ -41,6 +41,16 @@ enum Script {
     },
 }
 
+impl Script {
+    /// A `429` whose `X-Contentful-RateLimit-Reset` says `seconds`.
+    fn reset(seconds: u64) -> Self {
+        Self::RateLimited {
+            reset: Some(seconds),
+            retry_after: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Endpoint {
     /// Registered keys of the app: key id -> public key PEM.
@@ -241,6 +251,14 @@ fn parts(jwt: &str) -> (String, String) {
     (header, claims)
 }
 
+/// A clock running `offset` ahead of the system's, and the handle that sets the offset.
+fn shifted_clock() -> (Clock, Arc<Mutex<Duration>>) {
+    let offset = Arc::new(Mutex::new(Duration::ZERO));
+    let shared = Arc::clone(&offset);
+    let clock = Clock::from_fn(move || SystemTime::now() + *shared.lock().unwrap());
+    (clock, offset)
+}
+
 fn install_jwt_provider() {
     // The fake endpoint verifies with jsonwebtoken; name its provider, whatever features the
     // build unified (countersign's own provider choice is unaffected by this for RS256).
@@ -364,11 +382,7 @@ async fn a_token_is_replaced_before_it_expires_and_kept_per_space_environment() 
     install_jwt_provider();
     let server = Server::start(&[("key-a", KEY_A)]).await;
     server.with(|e| e.installed.push((SPACE.into(), "staging".into())));
-    let offset = Arc::new(Mutex::new(Duration::ZERO));
-    let clock = {
-        let offset = Arc::clone(&offset);
-        Clock::from_fn(move || SystemTime::now() + *offset.lock().unwrap())
-    };
+    let (clock, offset) = shifted_clock();
     let identity = server
         .identity(KEY_A)
         .with_clock(clock)
@@ -394,10 +408,7 @@ async fn a_rate_limit_is_waited_out_as_its_reset_header_says() {
     install_jwt_provider();
     let server = Server::start(&[("key-a", KEY_A)]).await;
     server.with(|e| {
-        e.script.push_back(Script::RateLimited {
-            reset: Some(1),
-            retry_after: None,
-        });
+        e.script.push_back(Script::reset(1));
         e.script.push_back(Script::RateLimited {
             reset: None,
             retry_after: Some("1"),
@@ -421,12 +432,7 @@ async fn a_rate_limit_is_waited_out_as_its_reset_header_says() {
 async fn a_rate_limit_longer_than_the_bound_is_an_error_that_says_when() {
     install_jwt_provider();
     let server = Server::start(&[("key-a", KEY_A)]).await;
-    server.with(|e| {
-        e.script.push_back(Script::RateLimited {
-            reset: Some(120),
-            retry_after: None,
-        })
-    });
+    server.with(|e| e.script.push_back(Script::reset(120)));
     let error = server
         .identity(KEY_A)
         .access_token(SPACE, ENV)
@@ -521,11 +527,7 @@ async fn waiting_callers_share_a_failure_instead_of_asking_again() {
 async fn the_last_good_token_serves_while_a_refresh_fails() {
     install_jwt_provider();
     let server = Server::start(&[("key-a", KEY_A)]).await;
-    let offset = Arc::new(Mutex::new(Duration::ZERO));
-    let clock = {
-        let offset = Arc::clone(&offset);
-        Clock::from_fn(move || SystemTime::now() + *offset.lock().unwrap())
-    };
+    let (clock, offset) = shifted_clock();
     let identity = server
         .identity(KEY_A)
         .with_clock(clock)
