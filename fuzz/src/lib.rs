@@ -150,8 +150,10 @@ pub fn credentials(data: &[u8]) {
     let _ = required.check(&map);
 }
 
-/// App-tokens (RS256 JWTs) and the app's session tokens, as text and as a cookie.
-/// Fields: token, Cookie value.
+/// App-tokens (RS256 JWTs) and the app's session tokens, as text and as a cookie; the event
+/// names of typed events (which must give back the text they were read from); the answer of
+/// Contentful's access token exchange.
+/// Fields: token, Cookie value, event name, exchange answer body.
 pub fn tokens(data: &[u8]) {
     static PARTS: LazyLock<(AppTokenVerifier, KeySet, Sessions)> = LazyLock::new(|| {
         (
@@ -171,6 +173,24 @@ pub fn tokens(data: &[u8]) {
         map.insert("authorization", value);
     }
     let _ = sessions.authenticate(&Method::POST, &map, now());
+
+    if let Ok(name) = std::str::from_utf8(field(data, 2)) {
+        use countersign_core::{contentful::Topic, contentstack};
+        assert_eq!(contentstack::Module::parse(name).as_str(), name);
+        assert_eq!(contentstack::Event::parse(name).as_str(), name);
+        assert_eq!(Topic::parse(name).as_str(), name);
+    }
+    let answer = field(data, 3);
+    let mut map = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_bytes(field(data, 2)) {
+        map.insert("retry-after", value.clone());
+        map.insert("x-contentful-ratelimit-reset", value);
+    }
+    for status in [201, 403, 429, 503] {
+        let status = http::StatusCode::from_u16(status).expect("a status");
+        let _ =
+            countersign_core::contentful::app_identity::read_answer(status, &map, answer, now());
+    }
 }
 
 /// The raw HTTP/1.1 reader of `countersign inspect`. The whole input is the request.
