@@ -179,7 +179,7 @@ fn start_server() -> (String, tokio::runtime::Runtime) {
             .route(
                 "/webhooks/contentstack",
                 post(|webhook: ContentstackWebhook| async move {
-                    format!("accepted {:?}", webhook.event())
+                    format!("accepted {:?}", webhook.event().map(|e| e.to_string()))
                 })
                 .layer(ContentstackWebhookLayer::new(
                     WebhookVerifier::new(),

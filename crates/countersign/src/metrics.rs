@@ -27,8 +27,6 @@
 //! Verification time ([`VERIFICATION_SECONDS`]) covers the core's check of a buffered request,
 //! not the reading of the body.
 
-use std::time::Duration;
-
 use crate::Rejection;
 
 /// Verifications by provider, outcome and reason code.
@@ -97,9 +95,21 @@ impl Provider {
     }
 }
 
+/// Times a verification; without the `metrics` feature it reads no clock.
+pub(crate) struct Timer(#[cfg(feature = "metrics")] std::time::Instant);
+
+impl Timer {
+    pub(crate) fn start() -> Self {
+        Self(
+            #[cfg(feature = "metrics")]
+            std::time::Instant::now(),
+        )
+    }
+}
+
 /// Records one verification: its outcome and how long it took.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn verification<T>(provider: Provider, result: &Result<T, Rejection>, took: Duration) {
+pub(crate) fn verification<T>(provider: Provider, result: &Result<T, Rejection>, timer: Timer) {
     #[cfg(feature = "metrics")]
     {
         let (outcome, reason) = match result {
@@ -110,7 +120,7 @@ pub(crate) fn verification<T>(provider: Provider, result: &Result<T, Rejection>,
         ::metrics::counter!(VERIFICATIONS, "provider" => provider, "outcome" => outcome, "reason" => reason)
             .increment(1);
         ::metrics::histogram!(VERIFICATION_SECONDS, "provider" => provider, "outcome" => outcome)
-            .record(took.as_secs_f64());
+            .record(timer.0.elapsed().as_secs_f64());
     }
 }
 

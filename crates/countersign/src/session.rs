@@ -361,7 +361,7 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
         let query = request.uri().query();
         let (verifier, now) = (&self.verifier, self.clock.now());
         let (sessions, keys, transport) = (&self.sessions, &self.keys, self.transport);
-        let started = std::time::Instant::now();
+        let timer = crate::metrics::Timer::start();
         let opened = match &self.spent {
             Some(store) => {
                 sessions
@@ -373,7 +373,7 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
         crate::metrics::verification(
             crate::metrics::Provider::AppToken,
             &opened.as_ref().map_err(|e| Rejection::from(e.clone())),
-            started.elapsed(),
+            timer,
         );
         let opened = match opened {
             Ok(opened) => opened,

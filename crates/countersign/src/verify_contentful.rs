@@ -26,7 +26,6 @@
 //! ([`ContentfulLayer::with_forwarded_prefix`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use countersign_core::contentful::Verifier;
@@ -101,12 +100,12 @@ impl Guard for ContentfulGuard {
         let (parts, body) = buffer(request, self.limits)
             .await
             .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
-        let (started, now) = (Instant::now(), self.clock.now());
+        let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = self
             .verifier
             .verify_request(&parts, body, peer, now)
             .map_err(Rejection::from);
-        metrics::verification(provider, &verdict, started.elapsed());
+        metrics::verification(provider, &verdict, timer);
         let verdict = verdict?;
         metrics::contentful_match(verdict.secret_index());
         Ok(hand_on(parts, Verified::Contentful(Arc::new(verdict))))

@@ -51,7 +51,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use countersign_core::contentstack::{
@@ -160,12 +159,12 @@ impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
         let (parts, body) = buffer(request, self.limits)
             .await
             .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
-        let (started, now) = (Instant::now(), self.clock.now());
+        let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = (self.verifier)
             .verify_delivery(&parts.headers, body, &self.keys, &self.tenancy, now)
             .await
             .map_err(Rejection::from);
-        metrics::verification(provider, &verdict, started.elapsed());
+        metrics::verification(provider, &verdict, timer);
         let verdict = verdict?;
         metrics::contentstack_match(verdict.verified_by());
         Ok(hand_on(parts, Verified::Contentstack(Arc::new(verdict))))
