@@ -106,3 +106,161 @@ impl Rng {
         (0..len).map(|_| self.pick(alphabet)).collect()
     }
 }
+
+/// A throwaway PostgreSQL cluster (`initdb` and `pg_ctl` from Debian's `postgresql`) on a free
+/// loopback port under a temporary directory, as an unprivileged user when the tests run as
+/// root (`nobody`: PostgreSQL refuses root). Nothing depends on a system service. Stopped
+/// (immediately) and removed when dropped.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    /// Creates the cluster and starts it.
+    ///
+    /// # Panics
+    /// When PostgreSQL is not installed (`scripts/test` installs it) or does not start.
+    #[must_use]
+    pub fn start() -> Self {
+        let bin = postgres_bin();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("countersign-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the cluster's directory");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "nobody", dir.to_str().expect("a UTF-8 temp dir")])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown nobody {}", dir.display());
+        }
+        let pg = Self { dir, bin, port };
+        pg.run(
+            "initdb",
+            &[
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+                &pg.data(),
+            ],
+        );
+        pg.resume();
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: connections are closed); the data stays.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &self.data()]);
+    }
+
+    /// Starts the server again on the same port with the same data.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "-w",
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "nobody", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        let output = command
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let program = self.bin.join("pg_ctl");
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "nobody", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        let _ = command
+            .args(["stop", "-w", "-m", "immediate", "-D", &data])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where `initdb` and `pg_ctl` are: Debian keeps them under `/usr/lib/postgresql/<version>/bin`.
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").exists());
+    versions.sort();
+    versions
+        .pop()
+        .expect("PostgreSQL is needed (scripts/test installs Debian's postgresql)")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}

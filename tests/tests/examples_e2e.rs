@@ -912,3 +912,71 @@ async fn marketplace_app_guards_its_files_its_frames_and_its_connections() {
         "closed after {waited:?}"
     );
 }
+
+#[tokio::test]
+async fn marketplace_app_on_postgresql_is_shared_answers_503_while_it_is_down_and_recovers() {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url();
+    let dir = temp_dir("postgres-a");
+    let first = start("marketplace-app", &dir, &[("DATABASE_URL", &url)]).await;
+    let key = dev_key(&first);
+    install(&first, &key, "bltP").await;
+
+    // A second instance with its own DATA_DIR shares the records: the installation is there.
+    let public = dir.join("dev-keys/public.pem");
+    let second_dir = temp_dir("postgres-b");
+    let second = start(
+        "marketplace-app",
+        &second_dir,
+        &[
+            ("DATABASE_URL", &url),
+            ("CONTENTSTACK_PUBLIC_KEY", public.to_str().unwrap()),
+            ("CONTENTSTACK_APP_UID", "dev-app"),
+        ],
+    )
+    .await;
+    let one = webhook_body(Duration::from_secs(1), "publish", "bltP", r#","n":1"#);
+    assert_eq!(deliver(&second, &key, &one).await.status(), 200);
+    // The same delivery at the other instance (its replay store never saw it): acknowledged,
+    // and recorded once, by its delivery id in the shared database.
+    assert_eq!(deliver(&first, &key, &one).await.status(), 200);
+
+    // PostgreSQL goes down: 503, so that Contentstack retries.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let two = webhook_body(Duration::from_secs(1), "publish", "bltP", r#","n":2"#);
+    let refused = deliver(&first, &key, &two).await;
+    assert_eq!(refused.status(), 503);
+
+    // It comes back: the retry (signed afresh) is recorded, with no restart of the app.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = deliver(&first, &key, &two).await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "the app recovers by itself");
+
+    let session = bootstrap(&second, &app_token(&key, "bltP")).await;
+    let events = api(&second, &session, "/api/events").await;
+    assert_eq!(
+        events["events"].as_array().unwrap().len(),
+        2,
+        "each delivery once: {events}"
+    );
+    drop(pg);
+}

@@ -389,16 +389,17 @@ pub(crate) fn generate_rsa_2048_pkcs1() -> Result<Vec<u8>, String> {
 }
 
 /// Makes sure jsonwebtoken has a crypto provider. It picks one from its features, and panics
-/// when both are on (as with `--all-features`) unless one was installed: install ours then.
+/// when both are on (as with `--all-features`, or when the application enables the other one
+/// on its own `jsonwebtoken`) unless one was installed: install ours first, once. A provider
+/// the application installed before stays.
 pub(crate) fn ensure_jwt_provider() {
-    #[cfg(all(feature = "aws-lc", feature = "rust-crypto"))]
-    {
-        static INSTALL: std::sync::Once = std::sync::Once::new();
-        INSTALL.call_once(|| {
-            // An application may have installed its own already; that one stays.
-            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        });
-    }
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        #[cfg(feature = "aws-lc")]
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    });
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) body_limit: Option<usize>,
     pub(crate) session_key: SessionKey,
     pub(crate) redis_url: Option<String>,
+    /// `DATABASE_URL`: PostgreSQL shared by the fleet; SQLite under `DATA_DIR` without it.
+    pub(crate) database_url: Option<String>,
     /// `CONTENTSTACK_APP_UID`: this app's uid; the dev app's in dev mode.
     pub(crate) app_uid: Option<String>,
     /// Set in dev mode: the key that signs like Contentstack, to print how to try the app.
@@ -130,6 +132,7 @@ impl Config {
             body_limit,
             session_key,
             redis_url: var("REDIS_URL"),
+            database_url: var("DATABASE_URL"),
             app_uid: var("CONTENTSTACK_APP_UID")
                 .or_else(|| dev_key.is_some().then(|| DEV_APP_UID.to_owned())),
             dev_key,
@@ -154,6 +157,7 @@ impl Config {
             body_limit: None,
             session_key: SessionKey::new([9; 32]).expect("a 32-byte key"),
             redis_url: None,
+            database_url: None,
             app_uid: Some(countersign::testing::TestKit::APP_UID.to_owned()),
             dev_key: None,
         }

@@ -1,8 +1,9 @@
 //! A Contentstack Marketplace App backend built with countersign.
 //!
 //! - `POST /webhooks/contentstack`: verified webhooks (signature, freshness, this app and its
-//!   stacks, replay, and the optional Basic auth and IP allowlist), recorded durably in SQLite,
-//!   once per delivery id.
+//!   stacks, replay, and the optional Basic auth and IP allowlist), recorded durably once per
+//!   delivery id, in SQLite or (with `DATABASE_URL`) PostgreSQL; 503 while the database is
+//!   unreachable, so that Contentstack retries.
 //! - `GET /ui/{location}?app-token=...`: a UI location page; the app-token is verified and
 //!   exchanged for the app's own session, which the page sends as a bearer token.
 //! - `GET|PUT /api/settings`, `GET /api/events`: the session's installation and stack only.
@@ -64,11 +65,14 @@ impl KeySource for Keys {
 
 type AppResult<T> = Result<T, Response>;
 
+/// The database failed or cannot be reached: 503, so that Contentstack retries the delivery
+/// (and a page retries its call) once it is back.
 fn internal(error: impl std::fmt::Display) -> Response {
     tracing::error!(%error, "storage failed");
     (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"status": "error"})),
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "5")],
+        Json(json!({"status": "unavailable", "code": "storage_unavailable"})),
     )
         .into_response()
 }
@@ -294,7 +298,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "CONTENTSTACK_APP_UID is not set: app-tokens of any app and webhooks of any stack are accepted"
         );
     }
-    let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let store = match &config.database_url {
+        Some(url) => {
+            let store = Store::connect(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+            if let Err(error) = store.migrate().await {
+                // Not fatal: requests answer 503 until the database is reachable.
+                tracing::warn!(%error, "the database is not reachable yet");
+            }
+            store
+        }
+        None => Store::open(&config.data_dir).map_err(|e| e.to_string())?,
+    };
     let keys = match &config.keys {
         config::KeySource::Static(keys) => Keys::Static(keys.clone()),
         config::KeySource::WellKnown(keys) => {

@@ -1,11 +1,17 @@
-//! Durable records in SQLite under DATA_DIR: installations, events per stack, settings per
-//! tenant. A webhook answered 200 has been committed, once: every delivery's effects are
-//! written in one transaction with its delivery id, and a delivery whose id is already there
-//! changes nothing (the replay store may have lost its state, or the process died between the
-//! commit and the replay store's "done").
+//! Durable records: installations, events per stack, settings per tenant. In SQLite under
+//! DATA_DIR (one instance), or in PostgreSQL when `DATABASE_URL` is set (a fleet shares it).
+//!
+//! A webhook answered 200 has been committed, once: every delivery's effects are written in
+//! one transaction with its delivery id, and a delivery whose id is already there changes
+//! nothing (the replay store may have lost its state, or the process died between the commit
+//! and the replay store's "done"). Both databases get the same schema through the same
+//! numbered migrations. When the database cannot be reached, every operation fails with a
+//! [`StoreError`] that the routes answer 503, so Contentstack retries; the pool reconnects on
+//! its own once the database is back.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -21,6 +27,16 @@ pub(crate) enum Change {
     Logged,
 }
 
+impl Change {
+    fn status(self) -> Option<&'static str> {
+        match self {
+            Self::Installed => Some("installed"),
+            Self::Uninstalled => Some("uninstalled"),
+            Self::Logged => None,
+        }
+    }
+}
+
 /// A verified delivery, as recorded.
 pub(crate) struct Delivery {
     /// The delivery id: the same for every retry and replay of it.
@@ -33,45 +49,134 @@ pub(crate) struct Delivery {
     pub(crate) data: Value,
 }
 
-#[derive(Clone)]
-pub(crate) struct Store {
-    connection: Arc<Mutex<Connection>>,
-}
-
 pub(crate) type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The schema, one step per version, in each dialect: `(version, SQLite, PostgreSQL)`.
+const MIGRATIONS: [(i64, &str, &str); 1] = [(
+    1,
+    "CREATE TABLE IF NOT EXISTS installations (
+         api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
+         triggered_at TEXT, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS events (
+         id INTEGER PRIMARY KEY AUTOINCREMENT, api_key TEXT NOT NULL, event TEXT NOT NULL,
+         module TEXT NOT NULL, triggered_at TEXT, data TEXT NOT NULL, received_at INTEGER NOT NULL);
+     CREATE INDEX IF NOT EXISTS events_by_stack ON events (api_key, id);
+     CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS deliveries (
+         delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
+    "CREATE TABLE IF NOT EXISTS installations (
+         api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
+         triggered_at TEXT, data TEXT NOT NULL, updated_at BIGINT NOT NULL);
+     CREATE TABLE IF NOT EXISTS events (
+         id BIGSERIAL PRIMARY KEY, api_key TEXT NOT NULL, event TEXT NOT NULL,
+         module TEXT NOT NULL, triggered_at TEXT, data TEXT NOT NULL, received_at BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS events_by_stack ON events (api_key, id);
+     CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
+     CREATE TABLE IF NOT EXISTS deliveries (
+         delivery_id TEXT PRIMARY KEY, received_at BIGINT NOT NULL);",
+)];
+
+const MIGRATIONS_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)";
+
+/// The longest one database operation may take: a paused or unreachable server answers 503
+/// rather than holding the request past Contentstack's 30 s.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub(crate) struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Arc<Postgres>),
+}
+
+struct Postgres {
+    pool: deadpool_postgres::Pool,
+    /// Set once the migrations ran: the server may be down when the app starts.
+    migrated: tokio::sync::OnceCell<()>,
+}
+
 impl Store {
+    /// SQLite in `data_dir`.
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("marketplace-app.sqlite3");
-        let connection = Connection::open(&path)?;
+        let mut connection = Connection::open(&path)?;
         // The database holds installations and events: this user's only (WAL files inherit).
         #[cfg(unix)]
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        connection.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS installations (
-                 api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
-                 triggered_at TEXT, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT, api_key TEXT NOT NULL, event TEXT NOT NULL,
-                 module TEXT NOT NULL, triggered_at TEXT, data TEXT NOT NULL, received_at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS events_by_stack ON events (api_key, id);
-             CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS deliveries (
-                 delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
-        )?;
+        connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        let db = connection.transaction()?;
+        db.execute_batch(MIGRATIONS_TABLE)?;
+        for (version, sqlite, _) in MIGRATIONS {
+            let done = db
+                .query_row(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?1",
+                    params![version],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !done {
+                db.execute_batch(sqlite)?;
+                db.execute(
+                    "INSERT INTO schema_migrations (version) VALUES (?1)",
+                    params![version],
+                )?;
+            }
+        }
+        db.commit()?;
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(connection))),
         })
     }
 
-    /// Runs `f` on the connection off the async threads.
-    async fn with<T: Send + 'static>(
-        &self,
+    /// PostgreSQL at `url` (`postgres://user:password@host:port/database`), pooled. Nothing is
+    /// sent yet: the migrations run with the first operation, so the app starts (and answers
+    /// 503) while the server is down.
+    pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url.parse()?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                // A pooled connection is checked before use: after a server restart the old
+                // ones are dropped, not handed out.
+                recycling_method: deadpool_postgres::RecyclingMethod::Verified,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(OPERATION_TIMEOUT))
+            .create_timeout(Some(OPERATION_TIMEOUT))
+            .recycle_timeout(Some(OPERATION_TIMEOUT))
+            .build()?;
+        Ok(Self {
+            backend: Backend::Postgres(Arc::new(Postgres {
+                pool,
+                migrated: tokio::sync::OnceCell::new(),
+            })),
+        })
+    }
+
+    /// Runs the migrations now (PostgreSQL; SQLite ran them on open).
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pg) => pg.client().await.map(drop),
+        }
+    }
+
+    /// Runs `f` on the SQLite connection off the async threads.
+    async fn sqlite<T: Send + 'static>(
+        connection: &Arc<Mutex<Connection>>,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let connection = Arc::clone(&self.connection);
+        let connection = Arc::clone(connection);
         tokio::task::spawn_blocking(move || {
             let mut connection = connection
                 .lock()
@@ -86,53 +191,113 @@ impl Store {
     /// before, and nothing changed.
     pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
         let now = unix_now();
-        self.with(move |db| {
-            let Delivery { id, change, module, event, api_key, triggered_at, data } = delivery;
-            let db = db.transaction()?;
-            let new = db.execute(
-                "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![id, now],
-            )? == 1;
-            if !new {
-                return Ok(false);
+        let Delivery {
+            id,
+            change,
+            module,
+            event,
+            api_key,
+            triggered_at,
+            data,
+        } = delivery;
+        let data = data.to_string();
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    let db = db.transaction()?;
+                    let new = db.execute(
+                        "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        params![id, now],
+                    )? == 1;
+                    if !new {
+                        return Ok(false);
+                    }
+                    if let Some(status) = change.status() {
+                        db.execute(
+                            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
+                            params![api_key, status, event, triggered_at, data, now],
+                        )?;
+                    } else {
+                        db.execute(
+                            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![api_key, event, module, triggered_at, data, now],
+                        )?;
+                    }
+                    db.commit()?;
+                    Ok(true)
+                })
+                .await
             }
-            let status = match change {
-                Change::Installed => Some("installed"),
-                Change::Uninstalled => Some("uninstalled"),
-                Change::Logged => None,
-            };
-            if let Some(status) = status {
-                db.execute(
-                    "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
-                    params![api_key, status, event, triggered_at, data.to_string(), now],
-                )?;
-            } else {
-                db.execute(
-                    "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![api_key, event, module, triggered_at, data.to_string(), now],
-                )?;
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let mut client = pg.client().await?;
+                    let db = client.transaction().await?;
+                    let new = db
+                        .execute(
+                            "INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            &[&id, &now],
+                        )
+                        .await?
+                        == 1;
+                    if !new {
+                        return Ok(false);
+                    }
+                    if let Some(status) = change.status() {
+                        db.execute(
+                            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT(api_key) DO UPDATE SET status = $2, event = $3, triggered_at = $4, data = $5, updated_at = $6",
+                            &[&api_key, &status, &event, &triggered_at, &data, &now],
+                        )
+                        .await?;
+                    } else {
+                        db.execute(
+                            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                            &[&api_key, &event, &module, &triggered_at, &data, &now],
+                        )
+                        .await?;
+                    }
+                    db.commit().await?;
+                    Ok(true)
+                })
+                .await
             }
-            db.commit()?;
-            Ok(true)
-        })
-        .await
+        }
     }
 
     /// Whether the stack has a recorded installation that is not uninstalled: the app's
     /// tenants.
     pub(crate) async fn is_installed(&self, api_key: String) -> Result<bool, StoreError> {
-        self.with(move |db| {
-            db.query_row(
-                "SELECT status FROM installations WHERE api_key = ?1",
-                params![api_key],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()
-            .map(|status| status.as_deref() == Some("installed"))
-        })
-        .await
+        let status: Option<String> = match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    db.query_row(
+                        "SELECT status FROM installations WHERE api_key = ?1",
+                        params![api_key],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let row = pg
+                        .client()
+                        .await?
+                        .query_opt(
+                            "SELECT status FROM installations WHERE api_key = $1",
+                            &[&api_key],
+                        )
+                        .await?;
+                    Ok(row.map(|row| row.get(0)))
+                })
+                .await?
+            }
+        };
+        Ok(status.as_deref() == Some("installed"))
     }
 
     /// The stack's recent events, newest first.
@@ -141,55 +306,98 @@ impl Store {
         api_key: String,
         limit: u32,
     ) -> Result<Vec<Value>, StoreError> {
-        self.with(move |db| {
-            let mut statement = db.prepare(
-                "SELECT event, module, triggered_at FROM events WHERE api_key = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = statement.query_map(params![api_key, limit], |row| {
-                Ok(json!({
-                    "event": row.get::<_, String>(0)?,
-                    "module": row.get::<_, String>(1)?,
-                    "triggered_at": row.get::<_, Option<String>>(2)?,
-                }))
-            })?;
-            rows.collect()
-        })
-        .await
+        let event = |event: String, module: String, triggered_at: Option<String>| json!({"event": event, "module": module, "triggered_at": triggered_at});
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    let mut statement = db.prepare(
+                        "SELECT event, module, triggered_at FROM events WHERE api_key = ?1 ORDER BY id DESC LIMIT ?2",
+                    )?;
+                    let rows = statement.query_map(params![api_key, limit], |row| {
+                        Ok(event(row.get(0)?, row.get(1)?, row.get(2)?))
+                    })?;
+                    rows.collect()
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let rows = pg
+                        .client()
+                        .await?
+                        .query(
+                            "SELECT event, module, triggered_at FROM events WHERE api_key = $1 ORDER BY id DESC LIMIT $2",
+                            &[&api_key, &i64::from(limit)],
+                        )
+                        .await?;
+                    Ok(rows
+                        .iter()
+                        .map(|row| event(row.get(0), row.get(1), row.get(2)))
+                        .collect())
+                })
+                .await
+            }
+        }
     }
 
     /// The installation record of a stack, if any.
     pub(crate) async fn installation(&self, api_key: String) -> Result<Option<Value>, StoreError> {
-        self.with(move |db| {
-            db.query_row(
-                "SELECT status, event, triggered_at FROM installations WHERE api_key = ?1",
-                params![api_key],
-                |row| {
-                    Ok(json!({
-                        "status": row.get::<_, String>(0)?,
-                        "event": row.get::<_, String>(1)?,
-                        "triggered_at": row.get::<_, Option<String>>(2)?,
-                    }))
-                },
-            )
-            .optional()
-        })
-        .await
+        let record = |status: String, event: String, triggered_at: Option<String>| json!({"status": status, "event": event, "triggered_at": triggered_at});
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    db.query_row(
+                        "SELECT status, event, triggered_at FROM installations WHERE api_key = ?1",
+                        params![api_key],
+                        |row| Ok(record(row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .optional()
+                })
+                .await
+            }
+            Backend::Postgres(pg) => bounded(async {
+                let row = pg
+                    .client()
+                    .await?
+                    .query_opt(
+                        "SELECT status, event, triggered_at FROM installations WHERE api_key = $1",
+                        &[&api_key],
+                    )
+                    .await?;
+                Ok(row.map(|row| record(row.get(0), row.get(1), row.get(2))))
+            })
+            .await,
+        }
     }
 
     pub(crate) async fn settings(&self, tenant: String) -> Result<Value, StoreError> {
-        self.with(move |db| {
-            let text: Option<String> = db
-                .query_row(
-                    "SELECT json FROM settings WHERE tenant = ?1",
-                    params![tenant],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            Ok(text
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_else(|| json!({})))
-        })
-        .await
+        let text: Option<String> = match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    db.query_row(
+                        "SELECT json FROM settings WHERE tenant = ?1",
+                        params![tenant],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let row = pg
+                        .client()
+                        .await?
+                        .query_opt("SELECT json FROM settings WHERE tenant = $1", &[&tenant])
+                        .await?;
+                    Ok(row.map(|row| row.get(0)))
+                })
+                .await?
+            }
+        };
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| json!({})))
     }
 
     pub(crate) async fn save_settings(
@@ -197,15 +405,79 @@ impl Store {
         tenant: String,
         settings: Value,
     ) -> Result<(), StoreError> {
-        self.with(move |db| {
-            db.execute(
-                "INSERT INTO settings (tenant, json) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET json = ?2",
-                params![tenant, settings.to_string()],
-            )?;
-            Ok(())
-        })
-        .await
+        let settings = settings.to_string();
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    db.execute(
+                        "INSERT INTO settings (tenant, json) VALUES (?1, ?2) ON CONFLICT(tenant) DO UPDATE SET json = ?2",
+                        params![tenant, settings],
+                    )
+                    .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    pg.client()
+                        .await?
+                        .execute(
+                            "INSERT INTO settings (tenant, json) VALUES ($1, $2) ON CONFLICT(tenant) DO UPDATE SET json = $2",
+                            &[&tenant, &settings],
+                        )
+                        .await?;
+                    Ok(())
+                })
+                .await
+            }
+        }
     }
+}
+
+impl Postgres {
+    /// A pooled connection, the schema migrated first.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        let client = self.pool.get().await?;
+        self.migrated
+            .get_or_try_init(|| async {
+                let mut client = self.pool.get().await?;
+                let db = client.transaction().await?;
+                // Instances that start together migrate one after the other.
+                db.execute("SELECT pg_advisory_xact_lock(7262070)", &[])
+                    .await?;
+                db.batch_execute(MIGRATIONS_TABLE).await?;
+                for (version, _, postgres) in MIGRATIONS {
+                    let done = db
+                        .query_opt(
+                            "SELECT 1 FROM schema_migrations WHERE version = $1",
+                            &[&version],
+                        )
+                        .await?
+                        .is_some();
+                    if !done {
+                        db.batch_execute(postgres).await?;
+                        db.execute(
+                            "INSERT INTO schema_migrations (version) VALUES ($1)",
+                            &[&version],
+                        )
+                        .await?;
+                    }
+                }
+                db.commit().await?;
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(client)
+    }
+}
+
+/// `operation`, failed after [`OPERATION_TIMEOUT`].
+async fn bounded<T>(
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .map_err(|_| StoreError::from("the database did not answer in time"))?
 }
 
 fn unix_now() -> i64 {
