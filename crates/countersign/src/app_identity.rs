@@ -111,7 +111,7 @@ impl AppIdentity {
                 key: Arc::new(key),
                 key_id: None,
                 host: DEFAULT_HOST.to_owned(),
-                client: secure_client(DEFAULT_REQUEST_TIMEOUT),
+                client: secure_client(DEFAULT_REQUEST_TIMEOUT, &[]),
                 refresh_margin: DEFAULT_REFRESH_MARGIN,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
                 max_rate_limit_wait: DEFAULT_MAX_RATE_LIMIT_WAIT,
@@ -165,7 +165,7 @@ impl AppIdentity {
     /// The bound of one exchange request (default 10 s).
     #[must_use]
     pub fn with_request_timeout(self, timeout: Duration) -> Self {
-        self.reconfigure(|inner| inner.client = secure_client(timeout))
+        self.reconfigure(|inner| inner.client = secure_client(timeout, &[]))
     }
 
     /// The clock that stamps one-time tokens and ages access tokens (tests).

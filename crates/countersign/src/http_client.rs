@@ -6,9 +6,14 @@ use std::time::Duration;
 
 use countersign_core::ip::is_secure_url;
 
-/// A client with `timeout` per request whose redirects stay on https (or this machine).
-pub(crate) fn secure_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+/// A client with `timeout` per request whose redirects stay on https (or this machine), trusting
+/// `roots` besides the system's.
+pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::Client {
+    roots
+        .iter()
+        .fold(reqwest::Client::builder(), |builder, root| {
+            builder.add_root_certificate(root.clone())
+        })
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         // Never from https down to plain http elsewhere.

@@ -60,6 +60,8 @@ pub struct WellKnownKeys {
 struct Inner {
     url: String,
     client: reqwest::Client,
+    timeout: Duration,
+    roots: Vec<reqwest::Certificate>,
     refresh_interval: Duration,
     min_refetch_interval: Duration,
     state: RwLock<State>,
@@ -107,7 +109,9 @@ impl WellKnownKeys {
         Self {
             inner: Arc::new(Inner {
                 url,
-                client: secure_client(timeout),
+                client: secure_client(timeout, &[]),
+                timeout,
+                roots: Vec::new(),
                 refresh_interval: DEFAULT_REFRESH_INTERVAL,
                 min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
                 state: RwLock::new(State::default()),
@@ -120,6 +124,8 @@ impl WellKnownKeys {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             url: shared.url.clone(),
             client: shared.client.clone(),
+            timeout: shared.timeout,
+            roots: shared.roots.clone(),
             refresh_interval: shared.refresh_interval,
             min_refetch_interval: shared.min_refetch_interval,
             state: RwLock::new(State::default()),
@@ -129,6 +135,29 @@ impl WellKnownKeys {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Trusts the certificate authority in `pem` besides the system's: a key server behind a
+    /// private PKI, or a local one in tests.
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidKey`] when `pem` holds no `CERTIFICATE` block.
+    pub fn with_root_certificate(self, pem: &str) -> Result<Self, ConfigError> {
+        let invalid = |why: String| ConfigError::new(ConfigErrorKind::InvalidKey, why);
+        let blocks = pem::parse_many(pem).map_err(|e| invalid(format!("not PEM: {e}")))?;
+        let roots = blocks
+            .iter()
+            .filter(|block| block.tag() == "CERTIFICATE")
+            .map(|block| reqwest::Certificate::from_der(block.contents()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("not a certificate: {e}")))?;
+        if roots.is_empty() {
+            return Err(invalid("the PEM holds no `CERTIFICATE` block".to_owned()));
+        }
+        Ok(self.reconfigure(|inner| {
+            inner.roots.extend(roots);
+            inner.client = secure_client(inner.timeout, &inner.roots);
+        }))
     }
 
     /// How old the cached key may get before it is refetched in the background.
@@ -146,7 +175,10 @@ impl WellKnownKeys {
     /// The bound on one fetch (connecting, sending, reading).
     #[must_use]
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        self.reconfigure(|inner| inner.client = secure_client(timeout))
+        self.reconfigure(|inner| {
+            inner.timeout = timeout;
+            inner.client = secure_client(timeout, &inner.roots);
+        })
     }
 
     /// Where the key is fetched from.

@@ -306,3 +306,14 @@ async fn keys_come_over_https_only_and_a_redirect_never_downgrades() {
     let err = keys.keys().await.unwrap_err();
     assert!(err.message().contains("redirect away from https"), "{err}");
 }
+
+#[test]
+fn a_root_certificate_must_be_a_pem_certificate() {
+    let keys =
+        || WellKnownKeys::from_url("https://keys.example/.well-known/public-keys.json").unwrap();
+    assert!(keys().with_root_certificate("not a certificate").is_err());
+    assert!(
+        keys().with_root_certificate(PRIVATE_A).is_err(),
+        "a key is not a certificate"
+    );
+}

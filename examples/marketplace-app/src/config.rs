@@ -77,9 +77,11 @@ impl Config {
         let keys = if let Some(path) = var("CONTENTSTACK_PUBLIC_KEY") {
             KeySource::Static(StaticKeys::from_file(path)?)
         } else if let Some(url) = var("CONTENTSTACK_KEYS_URL") {
-            KeySource::WellKnown(WellKnownKeys::from_url(url)?)
+            KeySource::WellKnown(well_known(WellKnownKeys::from_url(url)?)?)
         } else if let Some(region) = var("CONTENTSTACK_REGION") {
-            KeySource::WellKnown(WellKnownKeys::for_region(&region.parse::<Region>()?))
+            KeySource::WellKnown(well_known(WellKnownKeys::for_region(
+                &region.parse::<Region>()?,
+            ))?)
         } else {
             // Dev mode changes where the key comes from, nothing else: every request is still
             // verified, against a dev key pair only this machine holds.
@@ -190,6 +192,25 @@ impl Config {
             private = private.display(),
         ))
     }
+}
+
+/// The well-known key source's settings: `CONTENTSTACK_KEYS_CA` (a PEM file of a certificate
+/// authority to trust besides the system's), `CONTENTSTACK_KEYS_TIMEOUT_SECS` (one fetch, 10 by
+/// default) and `CONTENTSTACK_KEYS_REFETCH_SECS` (how soon after a fetch a signature that does
+/// not verify may fetch again, for a rotation: 60 by default).
+fn well_known(mut keys: WellKnownKeys) -> Result<WellKnownKeys, Error> {
+    if let Some(path) = var("CONTENTSTACK_KEYS_CA") {
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| format!("CONTENTSTACK_KEYS_CA: cannot read {path}: {e}"))?;
+        keys = keys.with_root_certificate(&pem)?;
+    }
+    if let Some(secs) = var("CONTENTSTACK_KEYS_TIMEOUT_SECS") {
+        keys = keys.with_timeout(Duration::from_secs(secs.parse()?));
+    }
+    if let Some(secs) = var("CONTENTSTACK_KEYS_REFETCH_SECS") {
+        keys = keys.with_min_refetch_interval(Duration::from_secs(secs.parse()?));
+    }
+    Ok(keys)
 }
 
 /// The origins Contentstack serves its app (and so its UI locations' host pages) from.

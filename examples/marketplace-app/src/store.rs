@@ -355,8 +355,9 @@ impl Store {
                 })
                 .await
             }
-            Backend::Postgres(pg) => bounded(async {
-                let row = pg
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let row = pg
                     .client()
                     .await?
                     .query_opt(
@@ -364,9 +365,10 @@ impl Store {
                         &[&api_key],
                     )
                     .await?;
-                Ok(row.map(|row| record(row.get(0), row.get(1), row.get(2))))
-            })
-            .await,
+                    Ok(row.map(|row| record(row.get(0), row.get(1), row.get(2))))
+                })
+                .await
+            }
         }
     }
 
