@@ -201,24 +201,28 @@ impl Postgres {
         self.dir.join("data").display().to_string()
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of the cluster's PostgreSQL, as `nobody` when the tests run as root.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if is_root() {
+        if is_root() {
             let mut command = Command::new("runuser");
             command.args(["-u", "nobody", "--"]).arg(&program);
             command
         } else {
             Command::new(&program)
-        };
-        let output = command
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(&self.dir)
             .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}",
-            program.display(),
+            "{program} {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -228,15 +232,8 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data();
-        let program = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "nobody", "--"]).arg(&program);
-            command
-        } else {
-            Command::new(&program)
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["stop", "-w", "-m", "immediate", "-D", &data])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -270,34 +270,39 @@ impl Store {
     /// Whether the stack has a recorded installation that is not uninstalled: the app's
     /// tenants.
     pub(crate) async fn is_installed(&self, api_key: String) -> Result<bool, StoreError> {
-        let status: Option<String> = match &self.backend {
+        let status = self
+            .text(
+                "SELECT status FROM installations WHERE api_key = ?1",
+                "SELECT status FROM installations WHERE api_key = $1",
+                api_key,
+            )
+            .await?;
+        Ok(status.as_deref() == Some("installed"))
+    }
+
+    /// The one text column of the row `sqlite` / `postgres` selects by `key`, if any.
+    async fn text(
+        &self,
+        sqlite: &'static str,
+        postgres: &'static str,
+        key: String,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
             Backend::Sqlite(connection) => {
                 Self::sqlite(connection, move |db| {
-                    db.query_row(
-                        "SELECT status FROM installations WHERE api_key = ?1",
-                        params![api_key],
-                        |row| row.get(0),
-                    )
-                    .optional()
+                    db.query_row(sqlite, params![key], |row| row.get(0))
+                        .optional()
                 })
-                .await?
+                .await
             }
             Backend::Postgres(pg) => {
                 bounded(async {
-                    let row = pg
-                        .client()
-                        .await?
-                        .query_opt(
-                            "SELECT status FROM installations WHERE api_key = $1",
-                            &[&api_key],
-                        )
-                        .await?;
+                    let row = pg.client().await?.query_opt(postgres, &[&key]).await?;
                     Ok(row.map(|row| row.get(0)))
                 })
-                .await?
+                .await
             }
-        };
-        Ok(status.as_deref() == Some("installed"))
+        }
     }
 
     /// The stack's recent events, newest first.
@@ -373,30 +378,13 @@ impl Store {
     }
 
     pub(crate) async fn settings(&self, tenant: String) -> Result<Value, StoreError> {
-        let text: Option<String> = match &self.backend {
-            Backend::Sqlite(connection) => {
-                Self::sqlite(connection, move |db| {
-                    db.query_row(
-                        "SELECT json FROM settings WHERE tenant = ?1",
-                        params![tenant],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                })
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                bounded(async {
-                    let row = pg
-                        .client()
-                        .await?
-                        .query_opt("SELECT json FROM settings WHERE tenant = $1", &[&tenant])
-                        .await?;
-                    Ok(row.map(|row| row.get(0)))
-                })
-                .await?
-            }
-        };
+        let text = self
+            .text(
+                "SELECT json FROM settings WHERE tenant = ?1",
+                "SELECT json FROM settings WHERE tenant = $1",
+                tenant,
+            )
+            .await?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_else(|| json!({})))
