@@ -278,7 +278,8 @@ impl TestKit {
     }
 
     /// A Contentful webhook, `POST uri`, signed with the kit's secret, its topic, a fresh
-    /// idempotency key and the space and environment signed.
+    /// idempotency key and the space and environment signed. Which headers Contentful itself
+    /// signs is not published; the kit signs the topic so that `topic()` has one to report.
     ///
     /// # Panics
     /// When `uri` is not a request target or the topic not a header value.
