@@ -260,8 +260,9 @@ fn shifted_clock() -> (Clock, Arc<Mutex<Duration>>) {
 }
 
 fn install_jwt_provider() {
-    // The fake endpoint verifies with jsonwebtoken; name its provider, whatever features the
-    // build unified (countersign's own provider choice is unaffected by this for RS256).
+    // The fake endpoint verifies with jsonwebtoken before countersign may have installed its
+    // provider: name one, whatever features the build unified. The first installed serves
+    // both; RS256 gives the same bytes with either.
     let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
 }
 

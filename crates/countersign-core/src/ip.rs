@@ -56,6 +56,17 @@ pub fn is_secure_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `text` as a base URL (`scheme://host[:port]`, trimmed, a trailing `/` dropped) when it is
+/// [secure](is_secure_url) and has no path, query or fragment: where keys or tokens may be
+/// fetched from.
+#[must_use]
+pub fn secure_base_url(text: &str) -> Option<&str> {
+    let base = text.trim().trim_end_matches('/');
+    let authority = base.split_once("://").map_or("", |(_, rest)| rest);
+    (is_secure_url(base) && !authority.is_empty() && !authority.contains(['/', '?', '#', ' ']))
+        .then_some(base)
+}
+
 /// A set of IPv4 and IPv6 networks, looked up in logarithmic time.
 ///
 /// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are treated as the IPv4 address.

@@ -64,18 +64,24 @@ fn ids_that_would_change_the_path_are_refused() {
     assert!(one_time_token(&key, "app", Some("k\\"), now()).is_err());
 }
 
-#[test]
-fn a_201_gives_the_token_and_its_expiry() {
-    let token = jwt_with(&format!(r#"{{"exp":{}}}"#, NOW_SECS + 600));
-    let body = format!(r#"{{"token":"{token}","sys":{{"type":"AccessToken"}}}}"#);
-    let Answer::Issued(issued) = read_answer(
+/// The token of a `201` with `body`.
+fn issued(body: &str) -> AccessToken {
+    match read_answer(
         StatusCode::CREATED,
         &HeaderMap::new(),
         body.as_bytes(),
         now(),
-    ) else {
-        panic!("not issued");
-    };
+    ) {
+        Answer::Issued(token) => token,
+        other => panic!("not issued: {other:?}"),
+    }
+}
+
+#[test]
+fn a_201_gives_the_token_and_its_expiry() {
+    let token = jwt_with(&format!(r#"{{"exp":{}}}"#, NOW_SECS + 600));
+    let body = format!(r#"{{"token":"{token}","sys":{{"type":"AccessToken"}}}}"#);
+    let issued = issued(&body);
     assert_eq!(issued.expose(), token);
     assert_eq!(issued.expires_at(), now() + Duration::from_secs(600));
     assert!(issued.is_fresh(now(), Duration::from_secs(599)));
@@ -85,14 +91,7 @@ fn a_201_gives_the_token_and_its_expiry() {
 #[test]
 fn a_token_without_exp_is_used_once() {
     let body = format!(r#"{{"token":"{}"}}"#, jwt_with("{}"));
-    let Answer::Issued(issued) = read_answer(
-        StatusCode::CREATED,
-        &HeaderMap::new(),
-        body.as_bytes(),
-        now(),
-    ) else {
-        panic!("not issued");
-    };
+    let issued = issued(&body);
     assert_eq!(issued.expires_at(), now());
     assert!(!issued.is_fresh(now(), Duration::ZERO));
 }

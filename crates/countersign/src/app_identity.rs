@@ -47,7 +47,7 @@ pub use countersign_core::contentful::app_identity::{
     AccessToken, AppKey, DEFAULT_HOST, EU_HOST, Refusal,
 };
 use countersign_core::contentful::app_identity::{
-    Answer, TokenRequest, one_time_token, read_answer, retry_delay, validate_id,
+    Answer, TokenRequest, one_time_token, read_answer, retry_delay, validate_host, validate_id,
 };
 use countersign_core::{ConfigError, ConfigErrorKind};
 
@@ -138,8 +138,7 @@ impl AppIdentity {
     /// [`ConfigErrorKind::InvalidSetting`] when it is not an https base URL (plain http only
     /// to this machine).
     pub fn with_host(self, host: &str) -> Result<Self, ConfigError> {
-        TokenRequest::new(host, "s", "e", "a")?; // the host's rules, with placeholder ids
-        let host = host.trim().trim_end_matches('/').to_owned();
+        let host = validate_host(host)?.to_owned();
         Ok(self.reconfigure(|inner| inner.host = host))
     }
 

@@ -178,7 +178,7 @@ impl TokenRequest {
         environment_id: &str,
         app_definition_id: &str,
     ) -> Result<Self, ConfigError> {
-        let host = check_host(host)?;
+        let host = validate_host(host)?;
         validate_id("space id", space_id)?;
         validate_id("environment id", environment_id)?;
         validate_id("app definition id", app_definition_id)?;
@@ -447,16 +447,19 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn check_host(host: &str) -> Result<&str, ConfigError> {
-    let host = host.trim().trim_end_matches('/');
-    let rest = host.split_once("://").map_or("", |(_, rest)| rest);
-    if !crate::ip::is_secure_url(host) || rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
-        return Err(ConfigError::new(
+/// Checks that `host` is a base URL tokens may be exchanged at (see
+/// [`TokenRequest::new`]); returns it trimmed, without a trailing `/`.
+///
+/// # Errors
+/// [`ConfigErrorKind::InvalidSetting`] when it is not.
+pub fn validate_host(host: &str) -> Result<&str, ConfigError> {
+    crate::ip::secure_base_url(host).ok_or_else(|| {
+        ConfigError::new(
             ConfigErrorKind::InvalidSetting,
             format!(
-                "the host is a base URL such as {DEFAULT_HOST} or {EU_HOST} (https; plain http only to this machine), not {host:?}"
+                "the host is a base URL such as {DEFAULT_HOST} or {EU_HOST} (https; plain http only to this machine), not {:?}",
+                host.trim()
             ),
-        ));
-    }
-    Ok(host)
+        )
+    })
 }

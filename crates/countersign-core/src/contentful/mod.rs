@@ -14,6 +14,8 @@
 //!
 //! - [`sign`] does what the toolkit's `signRequest` does, for backends that call other services
 //!   and for tests.
+//! - [`app_identity`] mints the one-time token of `getManagementToken` and reads the access
+//!   token exchange: an app backend calling Contentful as the app.
 //! - [`Verifier`] does what its `verifyRequest` does, and more: several secrets at once for
 //!   rotation, a bound on clock skew into the future, a path prefix for proxies that strip one,
 //!   and a typed verdict ([`VerifiedRequest`] or an [`Error`] with a [`ErrorKind`]).

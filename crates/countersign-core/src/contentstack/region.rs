@@ -116,24 +116,15 @@ impl FromStr for Region {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         if text.starts_with("http://") || text.starts_with("https://") {
-            let base = text.trim_end_matches('/');
-            let host = base.split_once("://").map_or("", |(_, rest)| rest);
-            if !is_trusted_key_url(base) {
-                return Err(ConfigError::new(
+            let base = crate::ip::secure_base_url(text).ok_or_else(|| {
+                ConfigError::new(
                     ConfigErrorKind::InvalidRegion,
                     format!(
-                        "keys are fetched over https only (plain http to this machine excepted), not from {text:?}"
+                        "a custom region is an https base URL such as https://host:port (keys are fetched over https only; \
+                         plain http to this machine excepted), not {text:?}"
                     ),
-                ));
-            }
-            if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::InvalidRegion,
-                    format!(
-                        "a custom region is a base URL such as https://host:port, not {text:?}"
-                    ),
-                ));
-            }
+                )
+            })?;
             return Ok(Self::Custom(base.to_owned()));
         }
         let lower = text.to_ascii_lowercase();
