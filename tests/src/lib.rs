@@ -1,5 +1,8 @@
 //! Helpers of countersign's workspace-level tests: running the vendors' reference code in
-//! Node.js, and a small deterministic generator of test inputs.
+//! Node.js, a small deterministic generator of test inputs, throwaway PostgreSQL clusters, and
+//! the delivery [`simulator`].
+
+pub mod simulator;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -260,4 +263,114 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A throwaway `redis-server` on a free loopback port, without persistence (a restart loses
+/// everything, as a crashed cache node does). Stopped when dropped.
+#[derive(Debug)]
+pub struct Redis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    /// Starts it.
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed (`scripts/test` installs it) or does not start.
+    #[must_use]
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.resume();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills it (SIGKILL): every client's connection breaks, and what it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed (scripts/test installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if self.command("PING").as_deref() == Some("+PONG") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Sends `signal` to the server (`-STOP` pauses it: clients wait on it, as on a stalled
+    /// node; `-CONT` resumes it).
+    ///
+    /// # Panics
+    /// When it is not running or `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("redis-server runs")
+            .id()
+            .to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// `FLUSHALL`: every key is gone, the server stays up.
+    ///
+    /// # Panics
+    /// When the server does not say OK.
+    pub fn flush(&self) {
+        assert_eq!(self.command("FLUSHALL").as_deref(), Some("+OK"));
+    }
+
+    /// Sends one inline command; the first line of the answer.
+    fn command(&self, command: &str) -> Option<String> {
+        use std::io::{BufRead as _, BufReader};
+        let timeout = std::time::Duration::from_secs(2);
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut stream = std::net::TcpStream::connect_timeout(&address, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        Some(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("-CONT");
+        }
+        self.stop();
+    }
 }

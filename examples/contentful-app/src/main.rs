@@ -1,28 +1,38 @@
 //! A Contentful app backend built with countersign.
 //!
 //! - `POST /contentful/webhooks` and `POST /contentful/app-events`: verified and
-//!   replay-protected; answer 200 `{"status":"accepted"}`.
+//!   replay-protected, recorded once per delivery (in memory, or in PostgreSQL with
+//!   `DATABASE_URL`); answer 200 `{"status":"accepted"}`, 503 while the database is unreachable
+//!   (so that Contentful retries).
 //! - `POST /contentful/actions/{name}`: frontend-signed requests, which must carry a signed
 //!   user id; answer the verified context.
+//! - `GET /api/deliveries[?after=&limit=]`: frontend-signed, with a signed user, space and
+//!   environment: what that space environment received, oldest first, a page at a time.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
 //! Configuration: `LISTEN_ADDR` (default `127.0.0.1:3001`), `CONTENTFUL_SIGNING_SECRETS`
 //! (comma-separated; dev mode generates one under `DATA_DIR`), `CONTENTFUL_TTL_SECS` (default
-//! 30), `CONTENTFUL_PATH_PREFIX`, `REDIS_URL`, `DATA_DIR` (default `./data`).
+//! 30), `CONTENTFUL_PATH_PREFIX`, `REDIS_URL`, `DATABASE_URL`, `DATA_DIR` (default `./data`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::extract::Path as UrlPath;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use countersign::contentful::{Action, DEFAULT_TTL, Entity, SigningSecret, Topic, Verifier};
-use countersign::replay::{MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
+
+mod records;
+
+use records::{Received, Records};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -48,11 +58,91 @@ fn handling(topic: Option<&Topic>) -> &'static str {
     }
 }
 
-async fn accepted(request: ContentfulRequest) -> Json<Value> {
+/// A verified webhook or app event: recorded once, then answered with its handling.
+async fn accepted(
+    State(records): State<Records>,
+    DeliveryId(id): DeliveryId,
+    request: ContentfulRequest,
+) -> Result<Json<Value>, Response> {
     let topic = request.topic();
     let handling = handling(topic.as_ref());
+    let received = Received {
+        id: id.to_hex(),
+        space_id: request.space_id().unwrap_or("").to_owned(),
+        environment_id: request.environment_id().unwrap_or("").to_owned(),
+        topic: topic.as_ref().map(ToString::to_string),
+        handling,
+        body: String::from_utf8_lossy(request.body()).into_owned(),
+    };
+    let new = records
+        .record(received)
+        .await
+        .map_err(|e| example_support::storage_unavailable(&e))?;
+    if !new {
+        tracing::info!(delivery = %id, "the delivery was recorded before; nothing changed");
+    }
     tracing::info!(?topic, space = ?request.space_id(), handling, "accepted a verified Contentful request");
-    Json(json!({"status": "accepted", "topic": topic, "handling": handling}))
+    Ok(Json(
+        json!({"status": "accepted", "topic": topic, "handling": handling}),
+    ))
+}
+
+/// A page of `/api/deliveries`: `?limit=` (1 to 500, default 50) deliveries after the
+/// sequence number `?after=` (default: from the first).
+#[derive(serde::Deserialize)]
+struct Page {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// What the signed space environment received, oldest first; `next_after` is the `after` of
+/// the next page (`null` on the last). Frontend-signed: the user, space and environment must be
+/// signed.
+async fn deliveries(
+    State(records): State<Records>,
+    request: ContentfulRequest,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, Response> {
+    let (Some(_user), Some(space), Some(environment)) = (
+        request.user_id(),
+        request.space_id(),
+        request.environment_id(),
+    ) else {
+        return Err(Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "context_missing",
+            "Signed user, space and environment missing",
+            "the app frontend signs the user, space and environment of this request",
+        )
+        .into_response());
+    };
+    let page = page.ok().map(|Query(page)| page);
+    let Some(Page { after, limit }) =
+        page.filter(|p| p.limit.is_none_or(|l| (1..=500).contains(&l)))
+    else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "limit is 1 to 500 and after a sequence number", "code": "invalid_page"})),
+        )
+            .into_response());
+    };
+    let limit = limit.unwrap_or(50);
+    let deliveries = records
+        .list(
+            space.to_owned(),
+            environment.to_owned(),
+            after.unwrap_or(0),
+            limit,
+        )
+        .await
+        .map_err(|e| example_support::storage_unavailable(&e))?;
+    let next_after = match deliveries.last() {
+        Some(last) if deliveries.len() == limit as usize => last["seq"].clone(),
+        _ => Value::Null,
+    };
+    Ok(Json(
+        json!({"deliveries": deliveries, "next_after": next_after}),
+    ))
 }
 
 async fn action(
@@ -79,12 +169,14 @@ async fn action(
     Ok(Json(context))
 }
 
-fn routes<St: ReplayStore>(verifier: Verifier, replay: St) -> Router {
+fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: Records) -> Router {
     // Verification first, then replay protection (one store for every route): a webhook's
     // retries share its signed idempotency key; a captured action replayed within the TTL has
-    // the same signed message, and is acknowledged rather than run again.
+    // the same signed message, and is acknowledged rather than run again. Reading the records
+    // changes nothing: verified only.
+    let verified = ContentfulLayer::new(verifier);
     let protected = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(verifier))
+        .layer(verified.clone())
         .layer(ReplayGuardLayer::new(replay));
     Router::new()
         .route(
@@ -96,7 +188,9 @@ fn routes<St: ReplayStore>(verifier: Verifier, replay: St) -> Router {
             post(accepted).layer(protected.clone()),
         )
         .route("/contentful/actions/{name}", post(action).layer(protected))
+        .route("/api/deliveries", get(deliveries).layer(verified))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(records)
 }
 
 /// The dev secret under `data_dir`, made on the first start.
@@ -140,9 +234,13 @@ async fn main() -> Result<(), Error> {
     if let Some(prefix) = var("CONTENTFUL_PATH_PREFIX") {
         verifier = verifier.with_path_prefix(&prefix)?;
     }
+    let records = match var("DATABASE_URL") {
+        Some(url) => Records::postgres(&url).map_err(|e| format!("DATABASE_URL: {e}"))?,
+        None => Records::memory(),
+    };
     let router = match var("REDIS_URL") {
-        Some(url) => routes(verifier, RedisStore::new(&url)?),
-        None => routes(verifier, MemoryStore::new(100_000)),
+        Some(url) => routes(verifier, RedisStore::new(&url)?, records),
+        None => routes(verifier, MemoryStore::new(100_000), records),
     };
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -189,7 +287,11 @@ mod tests {
     #[tokio::test]
     async fn webhooks_and_app_events_are_handled_by_topic_once() {
         let kit = TestKit::new();
-        let router = routes(kit.contentful_verifier(), MemoryStore::new(1_000));
+        let router = routes(
+            kit.contentful_verifier(),
+            MemoryStore::new(1_000),
+            Records::memory(),
+        );
         for (topic, handling) in [
             ("ContentManagement.Entry.publish", "content_changed"),
             ("ContentManagement.Asset.unpublish", "content_changed"),
@@ -226,9 +328,92 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_delivery_is_recorded_once_and_read_back_by_its_space_environment() {
+        let kit = TestKit::new();
+        // No replay store memory between the two copies of one event: the record alone keeps
+        // it once (a second instance, or a flushed Redis).
+        let records = Records::memory();
+        let fresh = || {
+            routes(
+                kit.contentful_verifier(),
+                MemoryStore::new(1_000),
+                records.clone(),
+            )
+        };
+        for n in 0..3 {
+            let event = kit.contentful_app_event(
+                "/contentful/app-events",
+                "ContentManagement.Entry.publish",
+                format!(r#"{{"n":{n}}}"#),
+                &format!("event-{n}"),
+            );
+            assert_eq!(send(&fresh(), event).await.0, StatusCode::OK);
+        }
+        let again = kit.contentful_app_event(
+            "/contentful/app-events",
+            "ContentManagement.Entry.publish",
+            r#"{"n":0}"#,
+            "event-0",
+        );
+        assert_eq!(send(&fresh(), again).await.1["status"], "accepted");
+
+        let read =
+            |uri: &str| kit.contentful_frontend_request(axum::http::Method::GET, uri, "user-1", "");
+        let (status, page) = send(&fresh(), read("/api/deliveries?limit=2")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let bodies: Vec<&str> = page["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(bodies, [r#"{"n":0}"#, r#"{"n":1}"#]);
+        assert_eq!(page["deliveries"][0]["handling"], "content_changed");
+        let next = page["next_after"].as_i64().unwrap();
+        let (_, rest) = send(&fresh(), read(&format!("/api/deliveries?after={next}"))).await;
+        assert_eq!(rest["deliveries"].as_array().unwrap().len(), 1, "{rest}");
+        assert_eq!(rest["deliveries"][0]["body"], r#"{"n":2}"#);
+        assert_eq!(rest["next_after"], Value::Null);
+
+        // A signature without a user (a backend's, not a frontend's) does not read the
+        // records; nor does a bad page.
+        let to_sign =
+            countersign::contentful::RequestToSign::new(axum::http::Method::GET, "/api/deliveries");
+        let context = countersign::contentful::Context {
+            space_id: Some(TestKit::SPACE.into()),
+            environment_id: Some(TestKit::ENVIRONMENT.into()),
+            ..Default::default()
+        };
+        let signed = countersign::contentful::sign(
+            &kit.contentful_secret(),
+            &to_sign,
+            std::time::SystemTime::now(),
+            &context,
+        );
+        let mut no_user = Request::get("/api/deliveries");
+        for (name, value) in signed.iter() {
+            no_user = no_user.header(name, value);
+        }
+        let (status, body) = send(&fresh(), no_user.body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("context_missing"))
+        );
+        let (status, body) = send(&fresh(), read("/api/deliveries?limit=0")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_page"))
+        );
+    }
+
+    #[tokio::test]
     async fn actions_need_a_signed_user() {
         let kit = TestKit::new();
-        let router = routes(kit.contentful_verifier(), MemoryStore::new(1_000));
+        let router = routes(
+            kit.contentful_verifier(),
+            MemoryStore::new(1_000),
+            Records::memory(),
+        );
         let (status, body) = send(
             &router,
             kit.contentful_action("/contentful/actions/sync", "user-1", "{}"),

@@ -6,7 +6,8 @@
 //!   unreachable, so that Contentstack retries.
 //! - `GET /ui/{location}?app-token=...`: a UI location page; the app-token is verified and
 //!   exchanged for the app's own session, which the page sends as a bearer token.
-//! - `GET|PUT /api/settings`, `GET /api/events`: the session's installation and stack only.
+//! - `GET|PUT /api/settings`, `GET /api/events[?before=&limit=]`: the session's installation and
+//!   stack only; events newest first, a page at a time, each with its webhook's `data`.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
 //! Configuration is by environment variable; see the README. Without a Contentstack key it
@@ -14,7 +15,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,16 +67,9 @@ impl KeySource for Keys {
 
 type AppResult<T> = Result<T, Response>;
 
-/// The database failed or cannot be reached: 503, so that Contentstack retries the delivery
-/// (and a page retries its call) once it is back.
+/// The database failed or cannot be reached: 503, so that Contentstack retries.
 fn internal(error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "storage failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(http::header::RETRY_AFTER, "5")],
-        Json(json!({"status": "unavailable", "code": "storage_unavailable"})),
-    )
-        .into_response()
+    example_support::storage_unavailable(&error)
 }
 
 async fn webhook(
@@ -181,10 +176,36 @@ async fn put_settings(
     Ok(Json(json!({ "settings": settings })))
 }
 
-async fn events(State(store): State<Store>, session: AppSession) -> AppResult<Json<Value>> {
+/// A page of `/api/events`: `?limit=` (1 to 500, default 50) events before the event id
+/// `?before=` (default: the newest).
+#[derive(serde::Deserialize)]
+struct Page {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// The session's stack's events, newest first, a page at a time: `next_before` is the
+/// `before` of the next page (`null` on the last).
+async fn events(
+    State(store): State<Store>,
+    session: AppSession,
+    page: Result<Query<Page>, QueryRejection>,
+) -> AppResult<Json<Value>> {
     let stack = stack_of(&session).map_err(IntoResponse::into_response)?;
-    let events = store.events(stack, 50).await.map_err(internal)?;
-    Ok(Json(json!({ "events": events })))
+    let Ok(Query(Page { before, limit })) = page else {
+        return Err(example_support::invalid_page("before"));
+    };
+    let Some(limit) = example_support::page_limit(limit) else {
+        return Err(example_support::invalid_page("before"));
+    };
+    let events = store.events(stack, before, limit).await.map_err(internal)?;
+    let next_before = match events.last() {
+        Some(last) if events.len() == limit as usize => last["id"].clone(),
+        _ => Value::Null,
+    };
+    Ok(Json(
+        json!({ "events": events, "next_before": next_before }),
+    ))
 }
 
 /// This app's stacks: those with a recorded installation that is not uninstalled.
@@ -454,6 +475,64 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let (status, _) = send(&router, kit.contentstack_webhook(path, &publish())).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "uninstalled");
+    }
+
+    #[tokio::test]
+    async fn events_are_read_a_page_at_a_time_with_their_data() {
+        let kit = TestKit::new();
+        let router = router(&kit, "pages");
+        let path = "/webhooks/contentstack";
+        send(
+            &router,
+            kit.contentstack_webhook(path, &installation("install")),
+        )
+        .await;
+        for n in 0..3 {
+            let event = WebhookBody::new("entry", "publish")
+                .with_api_key(TestKit::STACK)
+                .with_data(&json!({"entry": {"uid": format!("blt{n}")}}));
+            let (status, _) = send(&router, kit.contentstack_hmac_webhook(path, &event)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (_, page) = send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
+        let token = page
+            .split(r#"<meta name="app-session" content=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let get = |uri: String| {
+            Request::get(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (status, first) = send(&router, get("/api/events?limit=2".into())).await;
+        assert_eq!(status, StatusCode::OK);
+        let first: Value = serde_json::from_str(&first).unwrap();
+        let uids = |page: &Value| -> Vec<String> {
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["data"]["entry"]["uid"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(uids(&first), ["blt2", "blt1"], "newest first");
+        let before = first["next_before"].as_i64().unwrap();
+        let (_, rest) = send(&router, get(format!("/api/events?limit=2&before={before}"))).await;
+        let rest: Value = serde_json::from_str(&rest).unwrap();
+        assert_eq!(uids(&rest), ["blt0"]);
+        assert_eq!(rest["next_before"], Value::Null, "the last page");
+        for bad in [
+            "/api/events?limit=0",
+            "/api/events?limit=501",
+            "/api/events?before=x",
+        ] {
+            let (status, body) = send(&router, get(bad.into())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body.contains("invalid_page"), "{body}");
+        }
     }
 
     #[tokio::test]

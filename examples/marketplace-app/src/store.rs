@@ -11,8 +11,8 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use example_support::postgres::{Database, Schema, bounded};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
@@ -49,10 +49,11 @@ pub(crate) struct Delivery {
     pub(crate) data: Value,
 }
 
-pub(crate) type StoreError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use example_support::postgres::Error as StoreError;
 
-/// The schema, one step per version, in each dialect: `(version, SQLite, PostgreSQL)`.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
+/// The schema, one step per version, in SQLite's dialect; [`POSTGRES_MIGRATIONS`] holds the
+/// same steps in PostgreSQL's.
+const SQLITE_MIGRATIONS: [(i64, &str); 1] = [(
     1,
     "CREATE TABLE IF NOT EXISTS installations (
          api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
@@ -64,6 +65,11 @@ const MIGRATIONS: [(i64, &str, &str); 1] = [(
      CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
      CREATE TABLE IF NOT EXISTS deliveries (
          delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
+)];
+
+/// The schema in PostgreSQL's dialect: the steps of [`SQLITE_MIGRATIONS`].
+const POSTGRES_MIGRATIONS: [(i64, &str); 1] = [(
+    1,
     "CREATE TABLE IF NOT EXISTS installations (
          api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
          triggered_at TEXT, data TEXT NOT NULL, updated_at BIGINT NOT NULL);
@@ -76,12 +82,15 @@ const MIGRATIONS: [(i64, &str, &str); 1] = [(
          delivery_id TEXT PRIMARY KEY, received_at BIGINT NOT NULL);",
 )];
 
+/// Which of the SQLite migrations ran.
 const MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)";
 
-/// The longest one database operation may take: a paused or unreachable server answers 503
-/// rather than holding the request past Contentstack's 30 s.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The PostgreSQL schema and where its migrations are remembered.
+const SCHEMA: Schema = Schema {
+    table: "schema_migrations",
+    migrations: &POSTGRES_MIGRATIONS,
+};
 
 #[derive(Clone)]
 pub(crate) struct Store {
@@ -91,13 +100,7 @@ pub(crate) struct Store {
 #[derive(Clone)]
 enum Backend {
     Sqlite(Arc<Mutex<Connection>>),
-    Postgres(Arc<Postgres>),
-}
-
-struct Postgres {
-    pool: deadpool_postgres::Pool,
-    /// Set once the migrations ran: the server may be down when the app starts.
-    migrated: tokio::sync::OnceCell<()>,
+    Postgres(Arc<Database>),
 }
 
 impl Store {
@@ -111,7 +114,7 @@ impl Store {
         connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
         let db = connection.transaction()?;
         db.execute_batch(MIGRATIONS_TABLE)?;
-        for (version, sqlite, _) in MIGRATIONS {
+        for (version, sqlite) in SQLITE_MIGRATIONS {
             let done = db
                 .query_row(
                     "SELECT 1 FROM schema_migrations WHERE version = ?1",
@@ -138,28 +141,8 @@ impl Store {
     /// sent yet: the migrations run with the first operation, so the app starts (and answers
     /// 503) while the server is down.
     pub(crate) fn connect(url: &str) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url.parse()?;
-        let manager = deadpool_postgres::Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            deadpool_postgres::ManagerConfig {
-                // A pooled connection is checked before use: after a server restart the old
-                // ones are dropped, not handed out.
-                recycling_method: deadpool_postgres::RecyclingMethod::Verified,
-            },
-        );
-        let pool = deadpool_postgres::Pool::builder(manager)
-            .max_size(16)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(OPERATION_TIMEOUT))
-            .create_timeout(Some(OPERATION_TIMEOUT))
-            .recycle_timeout(Some(OPERATION_TIMEOUT))
-            .build()?;
         Ok(Self {
-            backend: Backend::Postgres(Arc::new(Postgres {
-                pool,
-                migrated: tokio::sync::OnceCell::new(),
-            })),
+            backend: Backend::Postgres(Arc::new(Database::connect(url, SCHEMA)?)),
         })
     }
 
@@ -190,7 +173,7 @@ impl Store {
     /// record, every other event goes to its stack's log. `false`: the delivery was recorded
     /// before, and nothing changed.
     pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
-        let now = unix_now();
+        let now = example_support::unix_now();
         let Delivery {
             id,
             change,
@@ -305,21 +288,39 @@ impl Store {
         }
     }
 
-    /// The stack's recent events, newest first.
+    /// The stack's events, newest first: at most `limit`, those before the event id `before`
+    /// when given (the next page). Each has its `id`, `event`, `module`, `triggered_at` and
+    /// the webhook's `data`.
     pub(crate) async fn events(
         &self,
         api_key: String,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Value>, StoreError> {
-        let event = |event: String, module: String, triggered_at: Option<String>| json!({"event": event, "module": module, "triggered_at": triggered_at});
+        let before = before.unwrap_or(i64::MAX);
+        let event = |id: i64,
+                     event: String,
+                     module: String,
+                     triggered_at: Option<String>,
+                     data: String| {
+            let data = serde_json::from_str::<Value>(&data).unwrap_or(Value::Null);
+            json!({"id": id, "event": event, "module": module, "triggered_at": triggered_at, "data": data})
+        };
         match &self.backend {
             Backend::Sqlite(connection) => {
                 Self::sqlite(connection, move |db| {
                     let mut statement = db.prepare(
-                        "SELECT event, module, triggered_at FROM events WHERE api_key = ?1 ORDER BY id DESC LIMIT ?2",
+                        "SELECT id, event, module, triggered_at, data FROM events
+                         WHERE api_key = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
                     )?;
-                    let rows = statement.query_map(params![api_key, limit], |row| {
-                        Ok(event(row.get(0)?, row.get(1)?, row.get(2)?))
+                    let rows = statement.query_map(params![api_key, before, limit], |row| {
+                        Ok(event(
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
                     })?;
                     rows.collect()
                 })
@@ -331,13 +332,16 @@ impl Store {
                         .client()
                         .await?
                         .query(
-                            "SELECT event, module, triggered_at FROM events WHERE api_key = $1 ORDER BY id DESC LIMIT $2",
-                            &[&api_key, &i64::from(limit)],
+                            "SELECT id, event, module, triggered_at, data FROM events
+                             WHERE api_key = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                            &[&api_key, &before, &i64::from(limit)],
                         )
                         .await?;
                     Ok(rows
                         .iter()
-                        .map(|row| event(row.get(0), row.get(1), row.get(2)))
+                        .map(|row| {
+                            event(row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
+                        })
                         .collect())
                 })
                 .await
@@ -422,56 +426,4 @@ impl Store {
             }
         }
     }
-}
-
-impl Postgres {
-    /// A pooled connection, the schema migrated first.
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let client = self.pool.get().await?;
-        self.migrated
-            .get_or_try_init(|| async {
-                let mut client = self.pool.get().await?;
-                let db = client.transaction().await?;
-                // Instances that start together migrate one after the other.
-                db.execute("SELECT pg_advisory_xact_lock(7262070)", &[])
-                    .await?;
-                db.batch_execute(MIGRATIONS_TABLE).await?;
-                for (version, _, postgres) in MIGRATIONS {
-                    let done = db
-                        .query_opt(
-                            "SELECT 1 FROM schema_migrations WHERE version = $1",
-                            &[&version],
-                        )
-                        .await?
-                        .is_some();
-                    if !done {
-                        db.batch_execute(postgres).await?;
-                        db.execute(
-                            "INSERT INTO schema_migrations (version) VALUES ($1)",
-                            &[&version],
-                        )
-                        .await?;
-                    }
-                }
-                db.commit().await?;
-                Ok::<_, StoreError>(())
-            })
-            .await?;
-        Ok(client)
-    }
-}
-
-/// `operation`, failed after [`OPERATION_TIMEOUT`].
-async fn bounded<T>(
-    operation: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(OPERATION_TIMEOUT, operation)
-        .await
-        .map_err(|_| StoreError::from("the database did not answer in time"))?
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -8,6 +8,9 @@
 //!   on concurrent connections, which `axum::serve` does not offer, with graceful shutdown.
 //! - [`private_dir`] and [`write_private`]: keys, secrets and databases readable by this user
 //!   only.
+//! - [`postgres`]: PostgreSQL for a fleet of instances (a pool, migrations, bounded operations).
+
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,20 +110,75 @@ pub async fn serve(
     Ok(())
 }
 
+/// The database failed or cannot be reached: 503 `storage_unavailable` with `Retry-After: 5`,
+/// so that the provider retries the delivery (and a page its call) once it is back. The error
+/// goes to the log, never to the answer.
+pub fn storage_unavailable(error: &dyn std::fmt::Display) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    tracing::error!(%error, "storage failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "5")],
+        axum::Json(serde_json::json!({"status": "unavailable", "code": "storage_unavailable"})),
+    )
+        .into_response()
+}
+
+/// The number of items a page of a list holds: `limit` (1 to 500), 50 when absent. `None`
+/// when out of range; answer it [`invalid_page`].
+#[must_use]
+pub fn page_limit(limit: Option<u32>) -> Option<u32> {
+    let limit = limit.unwrap_or(50);
+    (1..=500).contains(&limit).then_some(limit)
+}
+
+/// 400 `invalid_page`: a page's `limit` or cursor (`cursor` names it) is not what the list
+/// takes.
+pub fn invalid_page(cursor: &str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "status": format!("limit is 1 to 500 and {cursor} a number"),
+            "code": "invalid_page",
+        })),
+    )
+        .into_response()
+}
+
+/// How often the Prometheus recorder's histogram samples are drained (the exporter's own
+/// default).
+pub const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// The `/metrics` route, in Prometheus text format: installs the Prometheus recorder as the
 /// process's `metrics` recorder the first time (what countersign's layers record appears
-/// there). The counts hold no secret; still, expose the route only where your scrapers reach
-/// it.
+/// there), with a thread that drains its histogram samples every [`METRICS_UPKEEP`] whether
+/// or not anyone scrapes (without it they pile up, one per verification: the soak found that).
+/// The counts hold no secret; still, expose the route only where your scrapers reach it.
 pub fn metrics_router() -> Router {
     use axum::response::IntoResponse as _;
     static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         std::sync::OnceLock::new();
     let handle = HANDLE
         .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .install_recorder()
                 .inspect_err(|error| tracing::error!(%error, "cannot install the metrics recorder"))
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start the metrics upkeep; histograms are off");
+                return None;
+            }
+            Some(handle)
         })
         .clone();
     Router::new().route(
@@ -274,4 +332,12 @@ mod serving {
         );
         server.abort();
     }
+}
+
+/// Now, in whole seconds since the Unix epoch (what the examples' records are stamped with).
+#[must_use]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -13,6 +13,7 @@
 //! | a Contentful webhook | [`TestKit::contentful_webhook`] |
 //! | a Contentful app event | [`TestKit::contentful_app_event`] |
 //! | a frontend-signed Contentful request (app action) | [`TestKit::contentful_action`] |
+//! | a frontend-signed Contentful request with any method | [`TestKit::contentful_frontend_request`] |
 //!
 //! Build your router with the kit's verifiers and keys in place of the production ones, and
 //! drive it with `tower::ServiceExt::oneshot`:
@@ -335,6 +336,23 @@ impl TestKit {
         user_id: &str,
         body: impl AsRef<[u8]>,
     ) -> Request<Body> {
+        self.contentful_frontend_request(Method::POST, uri, user_id, body)
+    }
+
+    /// A request an app frontend signs through Contentful with any method (a `GET` of the
+    /// app's own API, say), with the user, the app, the space and the environment signed as
+    /// context.
+    ///
+    /// # Panics
+    /// When `uri` is not a request target or `user_id` not a header value.
+    #[must_use]
+    pub fn contentful_frontend_request(
+        &self,
+        method: Method,
+        uri: &str,
+        user_id: &str,
+        body: impl AsRef<[u8]>,
+    ) -> Request<Body> {
         let context = Context {
             space_id: Some(Self::SPACE.into()),
             environment_id: Some(Self::ENVIRONMENT.into()),
@@ -343,7 +361,7 @@ impl TestKit {
             crn: None,
         };
         let own = [("content-type", "application/json")];
-        self.contentful_request(Method::POST, uri, &own, body.as_ref(), &context)
+        self.contentful_request(method, uri, &own, body.as_ref(), &context)
     }
 
     fn contentful_request(

@@ -1,0 +1,111 @@
+//! PostgreSQL for a fleet of example instances: a pool that outlives server restarts, numbered
+//! migrations run once (instances that start together take turns), and a bound on every
+//! operation so that a paused or unreachable server answers 503 in time rather than holding a
+//! delivery past the provider's timeout.
+
+use std::time::Duration;
+
+/// What a database operation fails with.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The longest one database operation may take: a paused or unreachable server answers 503
+/// rather than holding the request past Contentstack's 30 s.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An app's schema: the numbered steps (`(version, SQL)`, in order) and the table that
+/// remembers which ran. Two apps may share one database as long as their tables differ.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// The table that remembers which steps ran (`version BIGINT PRIMARY KEY`).
+    pub table: &'static str,
+    /// The steps, by version.
+    pub migrations: &'static [(i64, &'static str)],
+}
+
+/// A pool of connections to `url` (`postgres://user:password@host:port/database`). Nothing is
+/// sent yet, so an app starts (and answers 503) while the server is down. A pooled connection
+/// is checked before it is handed out: after a server restart the dead ones are dropped.
+///
+/// # Errors
+/// When `url` is not a PostgreSQL URL.
+pub fn pool(url: &str) -> Result<deadpool_postgres::Pool, Error> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Verified,
+        },
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(16)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(OPERATION_TIMEOUT))
+        .create_timeout(Some(OPERATION_TIMEOUT))
+        .recycle_timeout(Some(OPERATION_TIMEOUT))
+        .build()?)
+}
+
+/// A pool whose schema is migrated before the first connection is handed out.
+pub struct Database {
+    pool: deadpool_postgres::Pool,
+    schema: Schema,
+    migrated: tokio::sync::OnceCell<()>,
+}
+
+impl Database {
+    /// The database at `url`, to be brought to `schema` on first use.
+    ///
+    /// # Errors
+    /// When `url` is not a PostgreSQL URL.
+    pub fn connect(url: &str, schema: Schema) -> Result<Self, Error> {
+        Ok(Self {
+            pool: pool(url)?,
+            schema,
+            migrated: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// A pooled connection, the schema migrated first.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or a migration fails.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
+        let client = self.pool.get().await?;
+        self.migrated
+            .get_or_try_init(|| async {
+                let mut client = self.pool.get().await?;
+                let db = client.transaction().await?;
+                // Instances that start together migrate one after the other.
+                db.execute("SELECT pg_advisory_xact_lock(7262070)", &[])
+                    .await?;
+                let table = self.schema.table;
+                db.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY)"
+                ))
+                .await?;
+                let ran = format!("SELECT 1 FROM {table} WHERE version = $1");
+                let mark = format!("INSERT INTO {table} (version) VALUES ($1)");
+                for (version, sql) in self.schema.migrations {
+                    if db.query_opt(&ran, &[version]).await?.is_none() {
+                        db.batch_execute(sql).await?;
+                        db.execute(&mark, &[version]).await?;
+                    }
+                }
+                db.commit().await?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(client)
+    }
+}
+
+/// `operation`, failed after [`OPERATION_TIMEOUT`].
+///
+/// # Errors
+/// The operation's error, or a timeout.
+pub async fn bounded<T>(operation: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(OPERATION_TIMEOUT, operation)
+        .await
+        .map_err(|_| Error::from("the database did not answer in time"))?
+}
