@@ -268,7 +268,7 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
                 tokio::time::sleep(pause).await;
                 redis.signal("-CONT");
             }
-            Fault::RedisFlush => unreachable!("injected during the first pause"),
+            Fault::RedisFlush => redis.flush(),
             Fault::PostgresRestart => {
                 let stopped = pg.clone();
                 tokio::task::spawn_blocking(move || stopped.stop())

@@ -407,6 +407,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_records_in_memory_keep_the_latest_ones() {
+        let records = Records::memory();
+        let received = |n: usize| Received {
+            id: format!("delivery-{n}"),
+            space_id: "space".into(),
+            environment_id: "master".into(),
+            topic: None,
+            handling: "untyped",
+            body: n.to_string(),
+        };
+        for n in 0..=records::MEMORY_CAPACITY {
+            assert!(records.record(received(n)).await.unwrap());
+        }
+        assert!(
+            !records
+                .record(received(records::MEMORY_CAPACITY))
+                .await
+                .unwrap()
+        );
+        let all = records
+            .list("space".into(), "master".into(), 0, 500)
+            .await
+            .unwrap();
+        assert_eq!(all[0]["body"], "1", "the oldest went first");
+        assert_eq!(all[0]["seq"], 2);
+    }
+
+    #[tokio::test]
     async fn actions_need_a_signed_user() {
         let kit = TestKit::new();
         let router = routes(

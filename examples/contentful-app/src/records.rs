@@ -1,12 +1,13 @@
 //! What the app received: every verified webhook and app event, once per delivery. In memory
-//! (one instance, lost on restart) or, with `DATABASE_URL`, in PostgreSQL, which a fleet shares.
+//! (one instance, lost on restart, the latest [`MEMORY_CAPACITY`] only) or, with
+//! `DATABASE_URL`, in PostgreSQL, which a fleet shares.
 //!
 //! A delivery answered 200 has been recorded, once: the record is keyed by the delivery's id
 //! (its signed idempotency key), so a retry that reaches another instance, or this one after
 //! the replay store lost its state, changes nothing. When PostgreSQL cannot be reached the
 //! routes answer 503, so that Contentful retries.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use example_support::postgres::{Database, Error, Schema, bounded};
@@ -44,10 +45,15 @@ pub(crate) enum Records {
     Postgres(Arc<Database>),
 }
 
+/// How many deliveries the in-memory records keep; the oldest go first.
+pub(crate) const MEMORY_CAPACITY: usize = 10_000;
+
 #[derive(Default)]
 pub(crate) struct Memory {
     ids: HashSet<String>,
-    received: Vec<Received>,
+    /// `(sequence number, delivery)`, oldest first.
+    received: VecDeque<(i64, Received)>,
+    last_seq: i64,
 }
 
 impl Records {
@@ -69,7 +75,14 @@ impl Records {
                 if !memory.ids.insert(received.id.clone()) {
                     return Ok(false);
                 }
-                memory.received.push(received);
+                if memory.received.len() == MEMORY_CAPACITY
+                    && let Some((_, oldest)) = memory.received.pop_front()
+                {
+                    memory.ids.remove(&oldest.id);
+                }
+                memory.last_seq += 1;
+                let seq = memory.last_seq;
+                memory.received.push_back((seq, received));
                 Ok(true)
             }
             Self::Postgres(db) => {
@@ -116,12 +129,11 @@ impl Records {
                 Ok(memory
                     .received
                     .iter()
-                    .zip(1_i64..)
-                    .filter(|(r, seq)| {
+                    .filter(|(seq, r)| {
                         *seq > after && r.space_id == space_id && r.environment_id == environment_id
                     })
                     .take(limit as usize)
-                    .map(|(r, seq)| entry(seq, r.topic.as_deref(), r.handling, &r.body))
+                    .map(|(seq, r)| entry(*seq, r.topic.as_deref(), r.handling, &r.body))
                     .collect())
             }
             Self::Postgres(db) => {
