@@ -331,17 +331,17 @@ impl Redis {
     /// # Panics
     /// When it is not running or `kill` fails.
     pub fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .expect("redis-server runs")
-            .id()
-            .to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
+        assert!(self.send_signal(signal), "kill {signal} redis-server");
+    }
+
+    /// Sends `signal`; whether it was delivered.
+    fn send_signal(&self, signal: &str) -> bool {
+        self.child.as_ref().is_some_and(|child| {
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .is_ok_and(|status| status.success())
+        })
     }
 
     /// `FLUSHALL`: every key is gone, the server stays up.
@@ -368,9 +368,8 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.signal("-CONT");
-        }
+        // A paused server is continued first, so that the kill is not held up.
+        self.send_signal("-CONT");
         self.stop();
     }
 }

@@ -258,12 +258,6 @@ impl Simulator {
         self.lost_answers.load(Ordering::Relaxed)
     }
 
-    /// The schedule.
-    #[must_use]
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
-    }
-
     /// The longest run of failed attempts in a row (across deliveries, in the order their
     /// answers came).
     ///
@@ -276,15 +270,10 @@ impl Simulator {
 
     /// The next instance for `provider`, in turn.
     fn next(&self, provider: Provider) -> String {
-        let (instances, turn) = if provider.is_contentstack() {
-            (&self.fleet.contentstack, &self.turn[0])
+        let (instances, turn, path) = if provider.is_contentstack() {
+            (&self.fleet.contentstack, &self.turn[0], CONTENTSTACK_PATH)
         } else {
-            (&self.fleet.contentful, &self.turn[1])
-        };
-        let path = if provider.is_contentstack() {
-            CONTENTSTACK_PATH
-        } else {
-            CONTENTFUL_PATH
+            (&self.fleet.contentful, &self.turn[1], CONTENTFUL_PATH)
         };
         let n = turn.fetch_add(1, Ordering::Relaxed) % instances.len();
         format!("{}{path}", instances[n])

@@ -116,17 +116,12 @@ async fn deliveries(
         )
         .into_response());
     };
-    let page = page.ok().map(|Query(page)| page);
-    let Some(Page { after, limit }) =
-        page.filter(|p| p.limit.is_none_or(|l| (1..=500).contains(&l)))
-    else {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            Json(json!({"status": "limit is 1 to 500 and after a sequence number", "code": "invalid_page"})),
-        )
-            .into_response());
+    let Ok(Query(Page { after, limit })) = page else {
+        return Err(example_support::invalid_page("after"));
     };
-    let limit = limit.unwrap_or(50);
+    let Some(limit) = example_support::page_limit(limit) else {
+        return Err(example_support::invalid_page("after"));
+    };
     let deliveries = records
         .list(
             space.to_owned(),
@@ -136,10 +131,7 @@ async fn deliveries(
         )
         .await
         .map_err(|e| example_support::storage_unavailable(&e))?;
-    let next_after = match deliveries.last() {
-        Some(last) if deliveries.len() == limit as usize => last["seq"].clone(),
-        _ => Value::Null,
-    };
+    let next_after = example_support::next_cursor(&deliveries, limit, "seq");
     Ok(Json(
         json!({"deliveries": deliveries, "next_after": next_after}),
     ))

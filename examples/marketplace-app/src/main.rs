@@ -199,10 +199,7 @@ async fn events(
         return Err(example_support::invalid_page("before"));
     };
     let events = store.events(stack, before, limit).await.map_err(internal)?;
-    let next_before = match events.last() {
-        Some(last) if events.len() == limit as usize => last["id"].clone(),
-        _ => Value::Null,
-    };
+    let next_before = example_support::next_cursor(&events, limit, "id");
     Ok(Json(
         json!({ "events": events, "next_before": next_before }),
     ))
@@ -415,6 +412,15 @@ mod tests {
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
+    /// The session a UI location's page embeds.
+    fn session_in(page: &str) -> String {
+        page.split(r#"<meta name="app-session" content=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned()
+    }
+
     fn installation(event: &str) -> WebhookBody {
         WebhookBody::new("app_installation", event)
             .with_api_key(TestKit::STACK)
@@ -452,11 +458,7 @@ mod tests {
         let (status, page) =
             send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
         assert_eq!(status, StatusCode::OK);
-        let token = page
-            .split(r#"<meta name="app-session" content=""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap();
+        let token = session_in(&page);
         let events = Request::get("/api/events")
             .header("authorization", format!("Bearer {token}"))
             .body(Body::empty())
@@ -495,12 +497,7 @@ mod tests {
             assert_eq!(status, StatusCode::OK);
         }
         let (_, page) = send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
-        let token = page
-            .split(r#"<meta name="app-session" content=""#)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap()
-            .to_owned();
+        let token = session_in(&page);
         let get = |uri: String| {
             Request::get(uri)
                 .header("authorization", format!("Bearer {token}"))

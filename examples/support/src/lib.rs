@@ -132,6 +132,16 @@ pub fn page_limit(limit: Option<u32>) -> Option<u32> {
     (1..=500).contains(&limit).then_some(limit)
 }
 
+/// The cursor of the page after `items` (their last item's `field`), or `null` when `items`
+/// did not fill a page of `limit`: the last page.
+#[must_use]
+pub fn next_cursor(items: &[serde_json::Value], limit: u32, field: &str) -> serde_json::Value {
+    match items.last() {
+        Some(last) if items.len() == limit as usize => last[field].clone(),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// 400 `invalid_page`: a page's `limit` or cursor (`cursor` names it) is not what the list
 /// takes.
 pub fn invalid_page(cursor: &str) -> axum::response::Response {
