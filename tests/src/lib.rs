@@ -119,6 +119,7 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    tls: bool,
 }
 
 impl Postgres {
@@ -128,6 +129,20 @@ impl Postgres {
     /// When PostgreSQL is not installed (`scripts/test` installs it) or does not start.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Creates the cluster and starts it with TLS on (`ssl=on`), serving the PEM certificate
+    /// chain `certificate` with its PEM `key`. Clients may still connect without TLS.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    #[must_use]
+    pub fn start_with_tls(certificate: &str, key: &str) -> Self {
+        Self::start_with(Some((certificate, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = postgres_bin();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -144,7 +159,12 @@ impl Postgres {
                 .expect("chown");
             assert!(status.success(), "chown nobody {}", dir.display());
         }
-        let pg = Self { dir, bin, port };
+        let pg = Self {
+            dir,
+            bin,
+            port,
+            tls: tls.is_some(),
+        };
         pg.run(
             "initdb",
             &[
@@ -159,6 +179,32 @@ impl Postgres {
                 &pg.data(),
             ],
         );
+        if let Some((certificate, key)) = tls {
+            // PostgreSQL reads its key only when its own user alone may.
+            for (name, pem) in [("server.crt", certificate), ("server.key", key)] {
+                let path = pg.dir.join("data").join(name);
+                std::fs::write(&path, pem).expect("the server's certificate and key");
+                let path = path.display().to_string();
+                let mut chmod = Command::new("chmod");
+                assert!(
+                    chmod
+                        .args(["0600", &path])
+                        .status()
+                        .expect("chmod")
+                        .success()
+                );
+                if is_root() {
+                    let mut chown = Command::new("chown");
+                    assert!(
+                        chown
+                            .args(["nobody", &path])
+                            .status()
+                            .expect("chown")
+                            .success()
+                    );
+                }
+            }
+        }
         pg.resume();
         pg
     }
@@ -179,11 +225,14 @@ impl Postgres {
     /// # Panics
     /// When it does not start.
     pub fn resume(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.join("log").display().to_string();
         self.run(
             "pg_ctl",

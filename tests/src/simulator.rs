@@ -406,7 +406,8 @@ impl Simulator {
             &request,
             SystemTime::now(),
             context,
-        );
+        )
+        .expect("the simulator's header values move no boundary");
         own.iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .chain(

@@ -117,6 +117,7 @@ fn our_signature(case: &Case) -> Vec<(String, String)> {
         UNIX_EPOCH + Duration::from_millis(case.timestamp),
         &case.context,
     )
+    .unwrap()
     .iter()
     .map(|(n, v)| (n.to_owned(), v.to_owned()))
     .collect()
@@ -222,4 +223,60 @@ fn toolkit_rejects_our_signature_over_another_body() {
     for result in results {
         assert_eq!(result["verified"], false);
     }
+}
+
+#[test]
+fn a_re_split_signature_the_toolkit_verifies_is_refused_here() {
+    // A user of space `mine` has the frontend sign a header of their choice; the toolkit's
+    // canonical string escapes nothing, so the same signature stands for a request of space
+    // `victim`, user `u2`, 20 s later.
+    let secret = "a".repeat(64);
+    let t: u64 = 1_700_000_000_000;
+    let later = t + 20_000;
+    let chosen = format!(
+        "a;x-contentful-space-id:victim;x-contentful-timestamp:{later};x-contentful-user-id:u2"
+    );
+    let tail =
+        format!("u2;x-contentful-space-id:mine;x-contentful-timestamp:{t};x-contentful-user-id:me");
+    let forged = vec![
+        ("x-contentful-so".to_owned(), "a".to_owned()),
+        ("x-contentful-space-id".to_owned(), "victim".to_owned()),
+        ("x-contentful-timestamp".to_owned(), later.to_string()),
+        ("x-contentful-user-id".to_owned(), tail),
+        (
+            "x-contentful-signed-headers".to_owned(),
+            "x-contentful-signed-headers,x-contentful-so,x-contentful-space-id,x-contentful-timestamp,x-contentful-user-id".to_owned(),
+        ),
+    ];
+    let input = json!({"cases": [{
+        "secret": secret,
+        "timestamp": t,
+        "method": "POST",
+        "path": "/actions",
+        "headers": [["x-contentful-so", chosen]],
+        "body": "{}",
+        "context": {"spaceId": "mine", "userId": "me"},
+        "forged": forged,
+    }]});
+    let output = run_node("contentful.mjs", &input);
+    let result = &output["results"][0];
+    // The toolkit accepts the forgery: this is where we refuse on purpose what it accepts.
+    assert_eq!(result["verified"], true, "{result}");
+    let signature = result["signed"]["x-contentful-signature"].as_str().unwrap();
+    let mut headers = HeaderMap::new();
+    for (name, value) in forged
+        .iter()
+        .chain([&("x-contentful-signature".to_owned(), signature.to_owned())])
+    {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let verifier = Verifier::new(SigningSecret::new(secret).unwrap());
+    let now = UNIX_EPOCH + Duration::from_millis(t + 5);
+    let error = verifier
+        .verify(&Method::POST, "/actions", &headers, b"{}", now)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AmbiguousHeader);
 }

@@ -595,9 +595,22 @@ async fn marketplace_app_records_a_delivery_once_even_when_the_replay_store_forg
 }
 
 const SECRET: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+const WEBHOOK_SECRET: &str = "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww";
 
 async fn contentful_send(
     app: &App,
+    path: &str,
+    body: &str,
+    context: &Context,
+    idempotency: Option<&str>,
+) -> reqwest::Response {
+    contentful_send_signed(app, SECRET, path, body, context, idempotency).await
+}
+
+/// [`contentful_send`], signed with `secret`.
+async fn contentful_send_signed(
+    app: &App,
+    secret: &str,
     path: &str,
     body: &str,
     context: &Context,
@@ -612,11 +625,12 @@ async fn contentful_send(
         request = request.with_header(name, value);
     }
     let signed = sign(
-        &SigningSecret::new(SECRET).unwrap(),
+        &SigningSecret::new(secret).unwrap(),
         &request,
         SystemTime::now(),
         context,
-    );
+    )
+    .unwrap();
     let mut http = client().post(format!("{}{path}", app.base));
     for (name, value) in extra
         .iter()
@@ -634,7 +648,13 @@ async fn contentful_app_webhooks_events_and_actions() {
     let app = start(
         "contentful-app",
         &dir,
-        &[("CONTENTFUL_SIGNING_SECRETS", SECRET)],
+        &[
+            ("CONTENTFUL_SIGNING_SECRETS", SECRET),
+            (
+                "CONTENTFUL_WEBHOOK_SECRETS",
+                &format!("space-1={WEBHOOK_SECRET}"),
+            ),
+        ],
     )
     .await;
     for path in ["/contentful/webhooks", "/contentful/app-events"] {
@@ -694,14 +714,30 @@ async fn contentful_app_webhooks_events_and_actions() {
     );
     let no_user = Context {
         user_id: None,
-        ..context
+        ..context.clone()
     };
     let refused = contentful_send(&app, "/contentful/actions/sync", "{}", &no_user, None).await;
-    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.status(), 403);
     assert_eq!(
         refused.json::<Value>().await.unwrap()["code"],
-        "user_id_missing"
+        "request_kind_not_allowed"
     );
+    // What a user had signed is no event or webhook.
+    for path in ["/contentful/webhooks", "/contentful/app-events"] {
+        let refused = contentful_send(&app, path, "{}", &context, Some("k")).await;
+        assert_eq!(refused.status(), 403, "{path}");
+    }
+    // Space 1's webhook secret signs space 1's webhooks, and no other space's.
+    for (space, status) in [("space-1", 200), ("space-2", 401)] {
+        let context = Context {
+            space_id: Some(space.into()),
+            ..Context::default()
+        };
+        let path = "/contentful/webhooks";
+        let answer =
+            contentful_send_signed(&app, WEBHOOK_SECRET, path, "{}", &context, Some(space)).await;
+        assert_eq!(answer.status(), status, "{space}");
+    }
 
     let metrics = scrape(&app).await;
     for (series, value) in [
@@ -714,8 +750,17 @@ async fn contentful_app_webhooks_events_and_actions() {
             1.0,
         ),
         (
+            r#"countersign_verifications_total{provider="contentful",outcome="rejected",reason="request_kind_not_allowed"}"#,
+            3.0,
+        ),
+        (
             r#"countersign_contentful_secret_matches_total{index="0"}"#,
-            6.0,
+            5.0,
+        ),
+        // Space 1's webhook secret, after the app's.
+        (
+            r#"countersign_contentful_secret_matches_total{index="1"}"#,
+            1.0,
         ),
         (r#"countersign_replay_total{outcome="duplicate"}"#, 2.0),
         (r#"countersign_replay_total{outcome="new"}"#, 4.0),

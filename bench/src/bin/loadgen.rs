@@ -43,7 +43,8 @@ fn request(mode: &str, n: usize, pool: &[(String, String)]) -> (String, Vec<(Str
                 .with_header("content-type", "application/json")
                 .with_body(body.as_bytes());
             let signed =
-                contentful::sign(&secret, &to_sign, SystemTime::now(), &Context::default());
+                contentful::sign(&secret, &to_sign, SystemTime::now(), &Context::default())
+                    .expect("the header values move no boundary");
             let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
             headers.extend(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
             (body, headers)

@@ -60,7 +60,8 @@ fn main() {
         let request = RequestToSign::new(Method::POST, "/webhook")
             .with_header("content-type", "application/json")
             .with_body(body.as_bytes());
-        let signed = contentful::sign(&secret, &request, now, &Context::default());
+        let signed = contentful::sign(&secret, &request, now, &Context::default())
+            .expect("the header values move no boundary");
         let mut headers = signed.to_header_map().unwrap();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         let header_json: serde_json::Map<String, serde_json::Value> = headers

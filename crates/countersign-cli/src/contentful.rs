@@ -217,7 +217,8 @@ fn run_sign(args: &SignArgs) -> Outcome {
         request = request.with_header(name, value);
     }
     let context = args.context.to_context();
-    let signed = sign(&secret, &request, time_or_now(args.timestamp), &context);
+    let signed = sign(&secret, &request, time_or_now(args.timestamp), &context)
+        .map_err(|e| Failure::input(format!("{} ({})", e.message(), e.kind())))?;
     // A JSON object in the order signRequest returns the headers.
     let fields: Vec<String> = signed
         .iter()
@@ -254,6 +255,7 @@ fn run_verify(args: &VerifyArgs) -> Outcome {
 
     let mut report = serde_json::Map::new();
     report.insert("verified".into(), true.into());
+    report.insert("kind".into(), verified.kind().as_str().into());
     report.insert("secret_index".into(), verified.secret_index().into());
     report.insert("timestamp".into(), verified.timestamp_ms().into());
     let age_ms = i128::from(unix_ms(now)) - i128::from(verified.timestamp_ms());

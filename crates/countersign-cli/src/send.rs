@@ -199,7 +199,8 @@ fn contentful_request(args: &ContentfulArgs) -> Result<Outgoing, Failure> {
         request = request.with_header(name, value);
     }
     let context = args.context.to_context();
-    let signed = sign(&secret, &request, SystemTime::now(), &context);
+    let signed = sign(&secret, &request, SystemTime::now(), &context)
+        .map_err(|e| Failure::input(format!("{} ({})", e.message(), e.kind())))?;
     headers.extend(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
     Ok(Outgoing {
         method,

@@ -129,6 +129,7 @@ fn sign_then_verify_exits_0_and_reports_the_context() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report = stdout_json(&output);
     assert_eq!(report["verified"], true);
+    assert_eq!(report["kind"], "frontend", "a signed user id");
     assert_eq!(report["secret_index"], 0);
     assert_eq!(report["age_ms"], 1000);
     assert_eq!(report["signed_headers"]["x-contentful-space-id"], "space-1");
@@ -141,6 +142,7 @@ fn verify_with_several_secrets_says_which_matched() {
     let output = verify(&headers, &["--secret", OTHER, "--secret", SECRET]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["secret_index"], 1);
+    assert_eq!(stdout_json(&output)["kind"], "app", "no signed user id");
 }
 
 #[test]
@@ -488,4 +490,31 @@ fn values_that_begin_with_a_hyphen_are_values() {
         wrong.args(["-H", header]);
     }
     assert_eq!(wrong.output().unwrap().status.code(), Some(1));
+}
+
+#[test]
+fn sign_refuses_a_value_that_could_move_a_boundary() {
+    let output = countersign()
+        .args([
+            "contentful",
+            "sign",
+            "--secret",
+            SECRET,
+            "--method",
+            "POST",
+            "--path",
+            "/hook",
+            "--space-id",
+            "mine",
+            "--header",
+            "x-note: a;x-contentful-space-id:victim",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("signed_header_ambiguous"),
+        "{}",
+        stderr(&output)
+    );
 }

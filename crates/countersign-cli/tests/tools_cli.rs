@@ -318,6 +318,7 @@ fn contentful_signed(
             at,
             &Context::default(),
         )
+        .unwrap()
         .iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned())),
     );

@@ -58,7 +58,8 @@ fn contentful(c: &mut Criterion) {
                 space_id: Some("space".into()),
                 ..Context::default()
             },
-        );
+        )
+        .unwrap();
         let mut headers = signed.to_header_map().unwrap();
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         headers.insert(

@@ -31,40 +31,39 @@ use crate::{ConfigError, ConfigErrorKind};
 /// Whether `url` may carry keys or credentials: `https://`, or plain `http://` to this machine
 /// (`localhost`, `127.0.0.0/8`, `[::1]`: tests and local servers). Over plain http anyone on
 /// the path could read or swap what travels.
+///
+/// The URL is read as the WHATWG URL standard reads it (the `url` crate, as HTTP clients and
+/// Node.js do), so the host judged is the host that is reached: in
+/// `http://keys.example\@127.0.0.1/` the host is `keys.example`, not the loopback address.
 #[must_use]
 pub fn is_secure_url(url: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(url) = url::Url::parse(url) else {
         return false;
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if scheme.eq_ignore_ascii_case("https") {
-        return !host_port.is_empty();
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(domain))) => domain.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
     }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return false;
-    }
-    let host = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or("", |(ip, _)| ip),
-        None => host_port.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `text` as a base URL (`scheme://host[:port]`, trimmed, a trailing `/` dropped) when it is
-/// [secure](is_secure_url) and has no path, query or fragment: where keys or tokens may be
-/// fetched from.
+/// [secure](is_secure_url) and has no user, path, query or fragment: where keys or tokens may
+/// be fetched from. Paths are appended to it as text, so it must read the same alone and with
+/// a path: no `\`, `@`, `?` or `#` anywhere in it.
 #[must_use]
 pub fn secure_base_url(text: &str) -> Option<&str> {
     let base = text.trim().trim_end_matches('/');
-    let authority = base.split_once("://").map_or("", |(_, rest)| rest);
-    (is_secure_url(base) && !authority.is_empty() && !authority.contains(['/', '?', '#', ' ']))
-        .then_some(base)
+    let parsed = url::Url::parse(base).ok()?;
+    let plain = !base.contains(['\\', '@', '?', '#', ' '])
+        && parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none();
+    (plain && is_secure_url(base)).then_some(base)
 }
 
 /// A set of IPv4 and IPv6 networks, looked up in logarithmic time.

@@ -22,7 +22,7 @@
 //!
 //! // What Contentful does before it sends a request:
 //! let request = RequestToSign::new(Method::POST, "/hooks?source=contentful").with_body(b"{}");
-//! let signed = contentful::sign(&secret, &request, sent_at, &Context::default());
+//! let signed = contentful::sign(&secret, &request, sent_at, &Context::default())?;
 //! let headers: HeaderMap = signed.to_header_map()?;
 //!
 //! // What your backend does when it arrives (the raw request target and the raw body):
@@ -97,6 +97,18 @@ pub use verdict::Verdict;
 /// tolerance, skew, leeway, margin or lease is taken as this, so that no window overflows the
 /// clock's arithmetic (`Duration::MAX` used to panic on every request).
 pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The time `secs` seconds after the Unix epoch, or the latest time the clock holds: a signed
+/// `exp` of `u64::MAX` is far in the future, never a panic.
+#[must_use]
+pub fn unix_seconds(secs: u64) -> std::time::SystemTime {
+    let epoch = std::time::SystemTime::UNIX_EPOCH;
+    epoch
+        .checked_add(std::time::Duration::from_secs(secs))
+        .or_else(|| epoch.checked_add(MAX_WINDOW.saturating_mul(100)))
+        .or_else(|| epoch.checked_add(MAX_WINDOW))
+        .unwrap_or(epoch)
+}
 
 /// Headers that carry secrets, signatures or sessions: every layer marks them sensitive, so
 /// that tracing layers that print headers redact them.

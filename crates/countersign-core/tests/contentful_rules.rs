@@ -43,7 +43,7 @@ fn signed_post(path: &str, own: &[(&str, &str)], body: &[u8], context: &Context)
     for (name, value) in own {
         request = request.with_header(name, value);
     }
-    arrived(own, &sign(&secret('a'), &request, at(T0), context))
+    arrived(own, &sign(&secret('a'), &request, at(T0), context).unwrap())
 }
 
 fn verify(
@@ -330,7 +330,7 @@ fn context_overrides_a_request_header_of_the_same_name() {
     };
     let request =
         RequestToSign::new(Method::GET, "/").with_header("X-Contentful-Space-Id", "from-request");
-    let signed = sign(&secret('a'), &request, at(T0), &context);
+    let signed = sign(&secret('a'), &request, at(T0), &context).unwrap();
     assert_eq!(signed.get("x-contentful-space-id"), Some("from-context"));
     let headers = arrived(&[], &signed);
     let verified = Verifier::new(secret('a'))
@@ -342,13 +342,14 @@ fn context_overrides_a_request_header_of_the_same_name() {
 #[test]
 fn absent_body_signs_as_empty_body() {
     let request = RequestToSign::new(Method::POST, "/x");
-    let absent = sign(&secret('a'), &request, at(T0), &Context::default());
+    let absent = sign(&secret('a'), &request, at(T0), &Context::default()).unwrap();
     let empty = sign(
         &secret('a'),
         &request.clone().with_body(b""),
         at(T0),
         &Context::default(),
-    );
+    )
+    .unwrap();
     assert_eq!(absent, empty);
 }
 
@@ -398,7 +399,7 @@ fn the_secrets_utf8_bytes_are_the_key() {
     // same bytes decoded would not match.
     let hex_secret = SigningSecret::new("0123456789abcdef".repeat(4)).unwrap();
     let request = RequestToSign::new(Method::GET, "/");
-    let signed = sign(&hex_secret, &request, at(T0), &Context::default());
+    let signed = sign(&hex_secret, &request, at(T0), &Context::default()).unwrap();
     let canonical = countersign_core::contentful::canonical_string("GET", "/", &[], b"", T0);
     assert_eq!(
         signed.signature(),
@@ -416,7 +417,7 @@ fn rotation_accepts_any_secret_and_says_which() {
     for (index, c) in ['a', 'b'].into_iter().enumerate() {
         let headers = arrived(
             &[],
-            &sign(&secret(c), &request, at(T0), &Context::default()),
+            &sign(&secret(c), &request, at(T0), &Context::default()).unwrap(),
         );
         let verified = verifier
             .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
@@ -425,7 +426,7 @@ fn rotation_accepts_any_secret_and_says_which() {
     }
     let headers = arrived(
         &[],
-        &sign(&secret('c'), &request, at(T0), &Context::default()),
+        &sign(&secret('c'), &request, at(T0), &Context::default()).unwrap(),
     );
     let err = verifier
         .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
@@ -480,7 +481,7 @@ fn repeated_headers_are_joined_as_node_joins_them() {
     let request = RequestToSign::new(Method::POST, "/hook")
         .with_header("x-custom", "a, b")
         .with_body(b"{}");
-    let signed = sign(&secret('a'), &request, at(T0), &Context::default());
+    let signed = sign(&secret('a'), &request, at(T0), &Context::default()).unwrap();
     let headers = arrived(&[("x-custom", "a"), ("x-custom", "b")], &signed);
     let verified = verify(&headers).unwrap();
     assert_eq!(verified.header("x-custom"), Some("a, b"));
@@ -491,7 +492,7 @@ fn non_utf8_header_bytes_are_read_as_latin1() {
     let request = RequestToSign::new(Method::POST, "/hook")
         .with_header("x-name", "café")
         .with_body(b"{}");
-    let signed = sign(&secret('a'), &request, at(T0), &Context::default());
+    let signed = sign(&secret('a'), &request, at(T0), &Context::default()).unwrap();
     let mut headers = arrived(&[], &signed);
     headers.insert("x-name", HeaderValue::from_bytes(b"caf\xe9").unwrap());
     assert_eq!(verify(&headers).unwrap().header("x-name"), Some("café"));
@@ -624,7 +625,7 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
             .with_body(b"{}");
         let headers = arrived(
             &[("x-contentful-idempotency-key", key)],
-            &sign(&secret('a'), &request, at(ts), &Context::default()),
+            &sign(&secret('a'), &request, at(ts), &Context::default()).unwrap(),
         );
         verifier
             .verify(&Method::POST, "/hook", &headers, b"{}", at(ts))
@@ -675,7 +676,7 @@ fn signed_post_at(ts: u64) -> HeaderMap {
     let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
     arrived(
         &[],
-        &sign(&secret('a'), &request, at(ts), &Context::default()),
+        &sign(&secret('a'), &request, at(ts), &Context::default()).unwrap(),
     )
 }
 

@@ -223,6 +223,7 @@ fn a_verified_request_has_a_typed_topic_only_when_it_is_signed() {
             request
         };
         let mut headers = contentful::sign(&secret, &request, at, &Context::default())
+            .unwrap()
             .to_header_map()
             .unwrap();
         headers.insert("x-contentful-topic", HeaderValue::from_str(topic).unwrap());

@@ -65,6 +65,10 @@ pub const DEFAULT_MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes read of an answer.
 const MAX_ANSWER_LEN: usize = 64 * 1024;
+/// How many space environments an identity keeps a token for; beyond it, the slots nobody is
+/// using and whose token has expired go first, then every slot nobody is using. Tokens are
+/// asked for by installation, and installations are made by strangers: the map stays bounded.
+pub const MAX_SLOTS: usize = 10_000;
 
 /// An app's identity: its definition id and private key, and the access tokens it holds.
 #[derive(Clone)]
@@ -272,11 +276,24 @@ impl AppIdentity {
             .slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
-            slots
-                .entry((space_id.to_owned(), environment_id.to_owned()))
-                .or_default(),
-        )
+        let key = (space_id.to_owned(), environment_id.to_owned());
+        if slots.len() >= MAX_SLOTS && !slots.contains_key(&key) {
+            let now = self.inner.clock.now();
+            let idle = |slot: &Arc<Slot>| Arc::strong_count(slot) == 1;
+            slots.retain(|_, slot| {
+                !idle(slot)
+                    || slot.state.try_lock().is_ok_and(|state| {
+                        state
+                            .token
+                            .as_ref()
+                            .is_some_and(|token| token.is_fresh(now, Duration::ZERO))
+                    })
+            });
+            if slots.len() >= MAX_SLOTS {
+                slots.retain(|_, slot| !idle(slot));
+            }
+        }
+        Arc::clone(slots.entry(key).or_default())
     }
 
     /// One fetch: attempts until a token, a final refusal, or the bound.
@@ -483,3 +500,26 @@ impl fmt::Display for AccessTokenError {
 }
 
 impl std::error::Error for AccessTokenError {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    use super::*;
+
+    #[test]
+    fn the_slots_stay_bounded_however_many_installations_ask() {
+        let key = AppKey::from_pem(include_str!("testing/dev-key.pem")).unwrap();
+        let identity = AppIdentity::new("app", key);
+        let held = identity.slot("held", "master");
+        for n in 0..MAX_SLOTS + 500 {
+            let _ = identity.slot(&format!("space-{n}"), "master");
+            let len = identity.inner.slots.lock().unwrap().len();
+            assert!(len <= MAX_SLOTS, "{len} slots after {n}");
+        }
+        assert!(
+            Arc::ptr_eq(&held, &identity.slot("held", "master")),
+            "a slot in use is kept"
+        );
+    }
+}

@@ -48,7 +48,7 @@
 //! | [`BasicAuthLayer`] | `Authorization: Basic`, several pairs for rotation | 401 + `WWW-Authenticate` |
 //! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
 //! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at`; with a [`Tenancy`](contentstack::Tenancy), this app's uid and stacks | 401, 403 not ours, 503 without a key |
-//! | [`ContentfulLayer`] | Contentful's request signature, TTL | 401 |
+//! | [`ContentfulLayer`] | Contentful's request signature, TTL; the kinds of request the route takes | 401, 403 another kind |
 //! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key |
 //! | [`session::SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
 //! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis); holds a renewed lease while the handler runs | 200 duplicate, 409, 503 |
@@ -75,10 +75,10 @@
 //!
 //! | status | codes |
 //! |---|---|
-//! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
+//! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `signed_headers_too_many`, `signed_header_ambiguous`, `target_unsigned`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
 //! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
-//! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch` |
+//! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
 //! | 400 | `body_unreadable` |
 //! | 408 | `body_timeout` |
@@ -86,7 +86,7 @@
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
 //! | 500 | `layer_missing`, `connect_info_missing` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer) |
-//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_store_unavailable` |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`, `store_full` (spent app-tokens) |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to
 //! `tracing` (target `countersign`, with the reason and the client address), and the

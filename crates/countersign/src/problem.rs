@@ -209,6 +209,8 @@ fn signature_title(code: &str) -> &'static str {
         "signed_headers_missing" => "Signed headers missing",
         "signed_headers_too_many" => "Too many signed headers",
         "target_unsigned" => "Unsigned request target",
+        "signed_header_ambiguous" => "Ambiguous signed header",
+        "request_kind_not_allowed" => "Request kind not allowed here",
         "timestamp_missing" => "Timestamp missing",
         "timestamp_malformed" => "Timestamp malformed",
         "timestamp_expired" => "Timestamp expired",
@@ -224,12 +226,12 @@ fn signature_title(code: &str) -> &'static str {
 impl From<contentful::Error> for Rejection {
     fn from(error: contentful::Error) -> Self {
         let code = error.kind().code();
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            code,
-            signature_title(code),
-            error.message(),
-        )
+        let status = match error.kind() {
+            // Authentic, but not what this route takes.
+            contentful::ErrorKind::KindNotAllowed => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Self::new(status, code, signature_title(code), error.message())
     }
 }
 

@@ -5,13 +5,24 @@
 //! over the method, the raw request target, the signed headers and the body, and hands the
 //! verified facts on as a [`ContentfulRequest`](crate::ContentfulRequest).
 //!
+//! # Tenants
+//!
+//! Every user of every space that installed the app can have the app frontend sign a request
+//! with the app's secret, with any path, topic and body. So a route that acts on app events or
+//! webhooks takes only those kinds ([`Verifier::with_kinds`] with
+//! [`RequestKinds::EVENTS`](countersign_core::contentful::RequestKinds::EVENTS)): a
+//! frontend-signed request there is answered 403 `request_kind_not_allowed`. A space's webhook
+//! secret is bound to its space ([`Verifier::with_space_webhook_secret`]).
+//!
 //! ```
 //! use axum::{Json, Router, routing::post};
-//! use countersign::contentful::{SigningSecret, Verifier};
+//! use countersign::contentful::{RequestKinds, SigningSecret, Verifier};
 //! use countersign::{ContentfulLayer, ContentfulRequest};
 //!
 //! # fn main() -> Result<(), countersign::ConfigError> {
-//! let verifier = Verifier::new(SigningSecret::new("a".repeat(64))?);
+//! let verifier = Verifier::new(SigningSecret::new("a".repeat(64))?)
+//!     .with_space_webhook_secret("space-1", SigningSecret::new("b".repeat(64))?)
+//!     .with_kinds(RequestKinds::EVENTS);
 //! let app: Router = Router::new()
 //!     .route("/contentful/events", post(|event: ContentfulRequest, Json(body): Json<serde_json::Value>| async move {
 //!         format!("{:?}: {body}", event.topic())

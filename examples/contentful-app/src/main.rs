@@ -10,9 +10,17 @@
 //!   environment: what that space environment received, oldest first, a page at a time.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
-//! Configuration: `LISTEN_ADDR` (default `127.0.0.1:3001`), `CONTENTFUL_SIGNING_SECRETS`
-//! (comma-separated; dev mode generates one under `DATA_DIR`), `CONTENTFUL_TTL_SECS` (default
-//! 30), `CONTENTFUL_PATH_PREFIX`, `REDIS_URL`, `DATABASE_URL`, `DATA_DIR` (default `./data`).
+//! The webhook and app event routes take app events and webhooks only: a request a user had
+//! signed through the app frontend is refused there (403 `request_kind_not_allowed`), and the
+//! actions route takes nothing else.
+//!
+//! Configuration: `LISTEN_ADDR` (default `127.0.0.1:3001`), `CONTENTFUL_SIGNING_SECRETS` (the
+//! app's signing secrets, comma-separated; dev mode generates one under `DATA_DIR`),
+//! `CONTENTFUL_WEBHOOK_SECRETS` (spaces' webhook signing secrets, comma-separated
+//! `SPACE_ID=secret` pairs: each verifies only webhooks of its space), `CONTENTFUL_TTL_SECS`
+//! (default 30), `CONTENTFUL_PATH_PREFIX`, `REDIS_URL`, `REPLAY_STORE_CAPACITY` (entries of the
+//! in-memory replay store without Redis; default 64 MiB's worth), `DATABASE_URL`, `DATA_DIR`
+//! (default `./data`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,8 +32,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentful::{Action, DEFAULT_TTL, Entity, SigningSecret, Topic, Verifier};
-use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::contentful::{
+    Action, DEFAULT_TTL, Entity, RequestKinds, SigningSecret, Topic, Verifier,
+};
+use countersign::replay::{DeliveryId, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -164,23 +174,27 @@ async fn action(
 fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: Records) -> Router {
     // Verification first, then replay protection (one store for every route): a webhook's
     // retries share its signed idempotency key; a captured action replayed within the TTL has
-    // the same signed message, and is acknowledged rather than run again. Reading the records
-    // changes nothing: verified only.
-    let verified = ContentfulLayer::new(verifier);
-    let protected = ServiceBuilder::new()
-        .layer(verified.clone())
-        .layer(ReplayGuardLayer::new(replay));
+    // the same signed message, and is acknowledged rather than run again. Events and webhooks
+    // are never a request a user had signed; actions and reads are nothing else. Reading the
+    // records changes nothing: verified only.
+    let replay = ReplayGuardLayer::new(replay);
+    let events = ServiceBuilder::new()
+        .layer(ContentfulLayer::new(
+            verifier.clone().with_kinds(RequestKinds::EVENTS),
+        ))
+        .layer(replay.clone());
+    let frontend = verifier.with_kinds(RequestKinds::FRONTEND);
+    let actions = ServiceBuilder::new()
+        .layer(ContentfulLayer::new(frontend.clone()))
+        .layer(replay);
     Router::new()
+        .route("/contentful/webhooks", post(accepted).layer(events.clone()))
+        .route("/contentful/app-events", post(accepted).layer(events))
+        .route("/contentful/actions/{name}", post(action).layer(actions))
         .route(
-            "/contentful/webhooks",
-            post(accepted).layer(protected.clone()),
+            "/api/deliveries",
+            get(deliveries).layer(ContentfulLayer::new(frontend)),
         )
-        .route(
-            "/contentful/app-events",
-            post(accepted).layer(protected.clone()),
-        )
-        .route("/contentful/actions/{name}", post(action).layer(protected))
-        .route("/api/deliveries", get(deliveries).layer(verified))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(records)
 }
@@ -223,6 +237,12 @@ async fn main() -> Result<(), Error> {
         .transpose()?
         .unwrap_or(DEFAULT_TTL);
     let mut verifier = Verifier::with_secrets(secrets.clone())?.with_ttl(ttl);
+    for (space, secret) in example_support::tenant_secrets(var("CONTENTFUL_WEBHOOK_SECRETS"))? {
+        let Some(space) = space else {
+            return Err("CONTENTFUL_WEBHOOK_SECRETS: each entry is SPACE_ID=secret".into());
+        };
+        verifier = verifier.with_space_webhook_secret(space, SigningSecret::new(secret)?);
+    }
     if let Some(prefix) = var("CONTENTFUL_PATH_PREFIX") {
         verifier = verifier.with_path_prefix(&prefix)?;
     }
@@ -232,7 +252,11 @@ async fn main() -> Result<(), Error> {
     };
     let router = match var("REDIS_URL") {
         Some(url) => routes(verifier, RedisStore::new(&url)?, records),
-        None => routes(verifier, MemoryStore::new(100_000), records),
+        None => routes(
+            verifier,
+            example_support::replay_memory(var("REPLAY_STORE_CAPACITY"))?,
+            records,
+        ),
     };
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -253,7 +277,13 @@ async fn main() -> Result<(), Error> {
     let router = router.merge(example_support::metrics_router());
     countersign::metrics::describe();
     let router = example_support::harden(router, sensitive);
-    example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
+    example_support::serve(
+        listener,
+        router,
+        example_support::MAX_CONNECTIONS,
+        example_support::MAX_CONNECTIONS_PER_PEER,
+    )
+    .await?;
     Ok(())
 }
 
@@ -264,6 +294,7 @@ mod tests {
 
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};
+    use countersign::replay::MemoryStore;
     use countersign::testing::TestKit;
     use tower::ServiceExt as _;
 
@@ -367,7 +398,7 @@ mod tests {
         assert_eq!(rest["deliveries"][0]["body"], r#"{"n":2}"#);
         assert_eq!(rest["next_after"], Value::Null);
 
-        // A signature without a user (a backend's, not a frontend's) does not read the
+        // A signature without a user (an app event's, not a frontend's) does not read the
         // records; nor does a bad page.
         let to_sign =
             countersign::contentful::RequestToSign::new(axum::http::Method::GET, "/api/deliveries");
@@ -381,7 +412,8 @@ mod tests {
             &to_sign,
             std::time::SystemTime::now(),
             &context,
-        );
+        )
+        .unwrap();
         let mut no_user = Request::get("/api/deliveries");
         for (name, value) in signed.iter() {
             no_user = no_user.header(name, value);
@@ -389,7 +421,7 @@ mod tests {
         let (status, body) = send(&fresh(), no_user.body(Body::empty()).unwrap()).await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (StatusCode::UNAUTHORIZED, Some("context_missing"))
+            (StatusCode::FORBIDDEN, Some("request_kind_not_allowed"))
         );
         let (status, body) = send(&fresh(), read("/api/deliveries?limit=0")).await;
         assert_eq!(
@@ -454,7 +486,7 @@ mod tests {
         .await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (StatusCode::UNAUTHORIZED, Some("user_id_missing"))
+            (StatusCode::FORBIDDEN, Some("request_kind_not_allowed"))
         );
         let forged = TestKit::new().with_contentful_secret(SigningSecret::generate().unwrap());
         let (status, _) = send(
@@ -463,5 +495,63 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn event_routes_refuse_what_a_user_had_signed_and_webhook_secrets_their_other_spaces() {
+        let kit = TestKit::new();
+        let router = routes(
+            kit.contentful_verifier(),
+            MemoryStore::new(1_000),
+            Records::memory(),
+        );
+        // A user of an installation has the app frontend sign an uninstall event.
+        let uninstall = r#"{"sys":{"type":"AppInstallation"}}"#;
+        for route in ["/contentful/app-events", "/contentful/webhooks"] {
+            let mut forged = kit.contentful_action(route, "user-1", uninstall);
+            forged.headers_mut().insert(
+                "x-contentful-topic",
+                "ContentManagement.AppInstallation.delete".parse().unwrap(),
+            );
+            let (status, body) = send(&router, forged).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("request_kind_not_allowed")),
+                "{route}"
+            );
+        }
+        // The space's webhook secret signs its own space's webhooks only.
+        let (status, _) = send(
+            &router,
+            kit.contentful_webhook("/contentful/webhooks", "ContentManagement.Entry.save", "{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let secret = kit.contentful_webhook_secret();
+        let to_sign = countersign::contentful::RequestToSign::new(
+            axum::http::Method::POST,
+            "/contentful/webhooks",
+        )
+        .with_body(b"{}");
+        let context = countersign::contentful::Context {
+            space_id: Some("another-space".into()),
+            ..Default::default()
+        };
+        let signed = countersign::contentful::sign(
+            &secret,
+            &to_sign,
+            std::time::SystemTime::now(),
+            &context,
+        )
+        .unwrap();
+        let mut other_space = Request::post("/contentful/webhooks");
+        for (name, value) in signed.iter() {
+            other_space = other_space.header(name, value);
+        }
+        let (status, body) = send(&router, other_space.body(Body::from("{}")).unwrap()).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("signature_mismatch"))
+        );
     }
 }

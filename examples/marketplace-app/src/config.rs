@@ -26,7 +26,11 @@ pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     pub(crate) data_dir: PathBuf,
     pub(crate) keys: KeySource,
-    pub(crate) hmac_secrets: Vec<HmacSecret>,
+    /// `CONTENTSTACK_HMAC_SECRETS`: `API_KEY=secret` pairs (each verifies only its stack's
+    /// webhooks) or bare secrets (any stack), comma-separated.
+    pub(crate) hmac_secrets: Vec<(Option<String>, HmacSecret)>,
+    /// `REPLAY_STORE_CAPACITY`: entries of the in-memory replay store (without Redis).
+    pub(crate) replay_capacity: Option<String>,
     pub(crate) tolerance: Duration,
     pub(crate) basic_auth: Option<BasicAuth>,
     /// `WEBHOOK_REQUIRED_HEADERS`: `Name: value` pairs separated by `;`, all required.
@@ -92,10 +96,10 @@ impl Config {
             KeySource::Static(keys)
         };
 
-        let hmac_secrets = list("CONTENTSTACK_HMAC_SECRETS")
-            .unwrap_or_default()
-            .iter()
-            .map(HmacSecret::new)
+        let hmac_secrets = example_support::tenant_secrets(var("CONTENTSTACK_HMAC_SECRETS"))
+            .map_err(|e| format!("CONTENTSTACK_HMAC_SECRETS: {e}"))?
+            .into_iter()
+            .map(|(stack, secret)| HmacSecret::new(secret).map(|secret| (stack, secret)))
             .collect::<Result<Vec<_>, _>>()?;
         let tolerance = var("WEBHOOK_TOLERANCE_SECS")
             .map(|v| v.parse().map(Duration::from_secs))
@@ -119,6 +123,7 @@ impl Config {
             data_dir,
             keys,
             hmac_secrets,
+            replay_capacity: var("REPLAY_STORE_CAPACITY"),
             tolerance,
             basic_auth,
             required_headers,
@@ -149,7 +154,8 @@ impl Config {
             listen: ([127, 0, 0, 1], 0).into(),
             data_dir,
             keys: KeySource::Static(kit.contentstack_keys()),
-            hmac_secrets: vec![kit.contentstack_hmac_secret()],
+            hmac_secrets: vec![(None, kit.contentstack_hmac_secret())],
+            replay_capacity: None,
             tolerance: DEFAULT_TOLERANCE,
             basic_auth: None,
             required_headers: None,

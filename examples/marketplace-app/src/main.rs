@@ -26,7 +26,7 @@ use countersign::contentstack::{
     TenantUnavailable, WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
-use countersign::replay::{DeliveryId, MemoryStore, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::replay::{DeliveryId, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
 use countersign::{
     BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer, Rejection,
@@ -239,8 +239,11 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
     store: Store,
 ) -> Router {
     let mut verifier = WebhookVerifier::new().with_tolerance(config.tolerance);
-    for secret in &config.hmac_secrets {
-        verifier = verifier.with_hmac_secret(secret.clone());
+    for (stack, secret) in &config.hmac_secrets {
+        verifier = match stack {
+            Some(stack) => verifier.with_stack_hmac_secret(stack, secret.clone()),
+            None => verifier.with_hmac_secret(secret.clone()),
+        };
     }
     let mut verification = ContentstackWebhookLayer::new(verifier, keys).with_tenancy(tenancy);
     if let Some(limit) = config.body_limit {
@@ -342,13 +345,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => webhook_route(
             &config,
             keys.clone(),
-            MemoryStore::new(100_000),
+            example_support::replay_memory(config.replay_capacity.clone())?,
             store.clone(),
         ),
     };
+    // Spent app-tokens: their own store, so that webhooks never crowd them out.
     let router = match &config.redis_url {
         Some(url) => app(&config, keys, webhooks, store, RedisStore::new(url)?),
-        None => app(&config, keys, webhooks, store, MemoryStore::new(100_000)),
+        None => app(
+            &config,
+            keys,
+            webhooks,
+            store,
+            example_support::replay_memory(config.replay_capacity.clone())?,
+        ),
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -371,7 +381,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let router = router.merge(example_support::metrics_router());
     countersign::metrics::describe();
     let router = example_support::harden(router, sensitive);
-    example_support::serve(listener, router, example_support::MAX_CONNECTIONS).await?;
+    example_support::serve(
+        listener,
+        router,
+        example_support::MAX_CONNECTIONS,
+        example_support::MAX_CONNECTIONS_PER_PEER,
+    )
+    .await?;
     Ok(())
 }
 
@@ -382,6 +398,7 @@ mod tests {
 
     use axum::body::{Body, to_bytes};
     use countersign::contentstack::WebhookBody;
+    use countersign::replay::MemoryStore;
     use countersign::testing::TestKit;
     use http::{Request, StatusCode};
     use tower::ServiceExt as _;

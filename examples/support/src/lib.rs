@@ -4,15 +4,18 @@
 //! - [`harden`]: tower-http's request tracing (headers printed, the sensitive ones redacted),
 //!   a handler timeout that answers before Contentstack gives up on a webhook (30 s), and panics
 //!   caught and answered 500.
-//! - [`serve`]: a header-read timeout (a client that trickles its head is cut off) and a limit
-//!   on concurrent connections, which `axum::serve` does not offer, with graceful shutdown.
+//! - [`serve`]: a header-read timeout (a client that trickles its head is cut off), a limit
+//!   on concurrent connections and a share of it per client address, which `axum::serve` does
+//!   not offer, with graceful shutdown.
+//! - [`tenant_secrets`] and [`replay_memory`]: the settings both examples read the same way.
 //! - [`private_dir`] and [`write_private`]: keys, secrets and databases readable by this user
 //!   only.
 //! - [`postgres`]: PostgreSQL for a fleet of instances (a pool, migrations, bounded operations).
 
 pub mod postgres;
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +40,9 @@ pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(25);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many connections are served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// How many of them one client address may hold: a quarter, so that one client cannot take
+/// every slot. Behind a reverse proxy every connection comes from the proxy: raise it there.
+pub const MAX_CONNECTIONS_PER_PEER: usize = MAX_CONNECTIONS / 4;
 
 /// `router` with the production middleware: panics caught (500), the handler timeout (503),
 /// and request tracing at debug level whose printed headers redact `sensitive` (the
@@ -56,9 +62,11 @@ pub fn harden(router: Router, sensitive: impl IntoIterator<Item = HeaderName>) -
         .layer(CatchPanicLayer::new())
 }
 
-/// Serves `router` on `listener` until Ctrl-C, with [`HEADER_READ_TIMEOUT`] and at most
-/// `max_connections` connections at once; handlers see the peer as
-/// `ConnectInfo<SocketAddr>`. On Ctrl-C it stops accepting and lets open connections finish.
+/// Serves `router` on `listener` until Ctrl-C, with [`HEADER_READ_TIMEOUT`], at most
+/// `max_connections` connections at once and at most `per_peer` of them from one client
+/// address (a connection beyond its share is closed at once, and the slot goes to the next
+/// client); handlers see the peer as `ConnectInfo<SocketAddr>`. On Ctrl-C it stops accepting
+/// and lets open connections finish.
 ///
 /// # Errors
 /// When accepting fails for good (the listener is closed).
@@ -66,8 +74,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     max_connections: usize,
+    per_peer: usize,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
+    let peers = PeerShares::new(per_peer);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
@@ -88,6 +98,10 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Some(share) = peers.take(peer.ip()) else {
+            tracing::warn!(%peer, per_peer, "a client holds its whole share of the connections; closing its next one");
+            continue;
+        };
         let service = router
             .clone()
             .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)))
@@ -103,11 +117,105 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
-            drop(slot);
+            drop((share, slot));
         });
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// How many connections each client address holds, up to a share.
+#[derive(Clone)]
+struct PeerShares {
+    held: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    share: usize,
+}
+
+/// One connection of a client address, given back when dropped.
+struct PeerShare {
+    peers: PeerShares,
+    ip: IpAddr,
+}
+
+impl PeerShares {
+    fn new(share: usize) -> Self {
+        Self {
+            held: Arc::default(),
+            share: share.max(1),
+        }
+    }
+
+    /// One more connection of `ip`, unless it holds its whole share.
+    fn take(&self, ip: IpAddr) -> Option<PeerShare> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(ip).or_default();
+        if *count >= self.share {
+            return None;
+        }
+        *count += 1;
+        Some(PeerShare {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut held = self.peers.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `SPACE_ID=secret` or `API_KEY=secret` pairs, comma-separated, as `(Some(tenant), secret)`;
+/// a bare `secret` is `(None, secret)`, a secret for any tenant. `None` or an empty list: none.
+///
+/// # Errors
+/// An entry with an empty tenant or secret (the message never repeats a secret).
+pub fn tenant_secrets(list: Option<String>) -> Result<Vec<(Option<String>, String)>, String> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .map(|(at, entry)| {
+            let (tenant, secret) = match entry.split_once('=') {
+                Some((tenant, secret)) => (Some(tenant.trim()), secret.trim()),
+                None => (None, entry),
+            };
+            if tenant.is_some_and(str::is_empty) || secret.is_empty() {
+                return Err(format!(
+                    "entry {} is neither TENANT=secret nor a secret",
+                    at + 1
+                ));
+            }
+            Ok((tenant.map(str::to_owned), secret.to_owned()))
+        })
+        .collect()
+}
+
+/// The in-memory replay store of `capacity` entries (`REPLAY_STORE_CAPACITY`), or of
+/// countersign's default room ([`countersign::replay::MemoryStore::default`]) when unset.
+///
+/// # Errors
+/// When `capacity` is not a positive number.
+pub fn replay_memory(capacity: Option<String>) -> Result<countersign::replay::MemoryStore, String> {
+    match capacity {
+        None => Ok(countersign::replay::MemoryStore::default()),
+        Some(text) => match text.parse::<usize>() {
+            Ok(entries) if entries > 0 => Ok(countersign::replay::MemoryStore::new(entries)),
+            _ => Err(format!(
+                "REPLAY_STORE_CAPACITY must be a positive number of entries, not {text:?}"
+            )),
+        },
+    }
 }
 
 /// The database failed or cannot be reached: 503 `storage_unavailable` with `Retry-After: 5`,
@@ -316,7 +424,7 @@ mod serving {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let server = tokio::spawn(serve(listener, app, 1));
+        let server = tokio::spawn(serve(listener, app, 1, 1));
         // The one slot, held by a client that says nothing.
         let idle = tokio::net::TcpStream::connect(address).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -341,6 +449,66 @@ mod serving {
             String::from_utf8_lossy(&answer)
         );
         server.abort();
+    }
+
+    /// A connection from `ip` (a loopback address) to `address`.
+    async fn connect_from(ip: &str, address: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(address).await.unwrap()
+    }
+
+    async fn answered(mut stream: tokio::net::TcpStream) -> Vec<u8> {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+        let _ = read.await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_hold_more_than_its_share_of_the_slots() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(serve(listener, app, 4, 2));
+        // A greedy client takes its share with connections that say nothing...
+        let _idle = [
+            connect_from("127.0.0.2", address).await,
+            connect_from("127.0.0.2", address).await,
+        ];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // ... and its next one is closed unanswered,
+        let beyond = answered(connect_from("127.0.0.2", address).await).await;
+        assert!(beyond.is_empty(), "{}", String::from_utf8_lossy(&beyond));
+        // while another client is served.
+        let other = answered(connect_from("127.0.0.3", address).await).await;
+        assert!(
+            other.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&other)
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn tenant_secrets_are_pairs_or_bare_secrets() {
+        assert_eq!(
+            tenant_secrets(Some(" s1=a , b ,s2=c=d".into())).unwrap(),
+            [
+                (Some("s1".to_owned()), "a".to_owned()),
+                (None, "b".to_owned()),
+                (Some("s2".to_owned()), "c=d".to_owned()),
+            ]
+        );
+        assert!(tenant_secrets(None).unwrap().is_empty());
+        for bad in ["=hunter2", "space=", "a,=hunter2"] {
+            let error = tenant_secrets(Some(bad.into())).unwrap_err();
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 }
 

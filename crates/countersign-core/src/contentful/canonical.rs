@@ -283,6 +283,39 @@ pub fn canonical_string(
     out
 }
 
+/// The name of the first header of `pairs` whose value could move a boundary of the canonical
+/// string: one that holds `;` followed by a signed name (`is_signed`) and `:`, which is
+/// exactly how an entry of HEADERS starts.
+///
+/// The toolkit escapes nothing, so such a value lets one signature stand for another set of
+/// headers: a user who has a request signed for their own space, with a header whose value
+/// carries `;x-contentful-space-id:<victim>;...`, can send the same signature with those
+/// entries as real headers, and the canonical string is the same. Refusing every such value
+/// leaves one reading of each canonical string: two requests whose signed headers differ
+/// never share a signature (`../tests/contentful_props.rs` tries it). Every header Contentful
+/// sends passes: its values hold no `;` (ids, CRNs, timestamps, topics), or a `;` followed by
+/// a space or by no name and colon (`content-type: application/json; charset=utf-8`).
+pub(super) fn boundary_mover<'p>(
+    pairs: &'p [(Text<'_>, Text<'_>)],
+    is_signed: impl Fn(&[u8]) -> bool,
+) -> Option<&'p str> {
+    pairs
+        .iter()
+        .find(|(_, value)| {
+            let value = value.as_bytes();
+            memchr::memchr_iter(b';', value).any(|at| {
+                let rest = &value[at + 1..];
+                memchr::memchr(b':', rest).is_some_and(|colon| {
+                    let name = &rest[..colon];
+                    name == SIGNED_HEADERS.as_bytes()
+                        || name == TIMESTAMP.as_bytes()
+                        || is_signed(name)
+                })
+            })
+        })
+        .map(|(name, _)| name.as_ref())
+}
+
 /// A header as `signRequest` normalizes it: name lower-cased and trimmed, value trimmed.
 pub(super) fn normalize_header(name: &str, value: &str) -> (String, String) {
     (

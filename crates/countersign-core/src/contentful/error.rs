@@ -33,6 +33,14 @@ pub enum ErrorKind {
     /// `x-contentful-signed-headers` lists more names than
     /// [`MAX_SIGNED_HEADERS`](super::MAX_SIGNED_HEADERS).
     TooManySignedHeaders,
+    /// A signed header's value holds `;` followed by a signed name and `:`: it could move a
+    /// boundary of the canonical string, so the signature could stand for another set of
+    /// headers (another space, user or time). The toolkit accepts it; we refuse it.
+    AmbiguousHeader,
+    /// The request is authentic but of a kind this verifier does not take
+    /// ([`Verifier::with_kinds`](super::Verifier::with_kinds)): a frontend-signed request on a
+    /// route for events and webhooks, for instance.
+    KindNotAllowed,
 }
 
 impl crate::ReasonCode for ErrorKind {
@@ -56,6 +64,8 @@ impl ErrorKind {
             Self::SignatureMismatch => "signature_mismatch",
             Self::UnsignedTarget => "target_unsigned",
             Self::TooManySignedHeaders => "signed_headers_too_many",
+            Self::AmbiguousHeader => "signed_header_ambiguous",
+            Self::KindNotAllowed => "request_kind_not_allowed",
         }
     }
 }

@@ -54,12 +54,27 @@
 //!   rejected; the toolkit accepts any future timestamp.
 //! - The timestamp header must be plain decimal digits; the toolkit's `parseInt` also accepts
 //!   trailing garbage.
+//! - A signed header value that holds `;` followed by a signed name and `:` is refused
+//!   ([`ErrorKind::AmbiguousHeader`], `signed_header_ambiguous`), when signing and when
+//!   verifying: the canonical string escapes nothing, so such a value lets a user re-split a
+//!   request signed for their own space into one for another space, user or time.
 //! - Header bytes that are not UTF-8 are read as Latin-1, as Node.js reads them.
 //! - A header that occurs several times is joined with `", "`, as Node.js joins `x-` headers.
+//!
+//! # Tenants
+//!
+//! An app is installed by strangers, and every user of every space that installed it can have
+//! Contentful sign requests with the app's secret. So a verified request also says
+//! [what kind](RequestKind) it is (frontend-signed for a user, an app event or action, a
+//! webhook), and a verifier takes only the kinds a route is for ([`Verifier::with_kinds`]).
+//! A space's webhook signing secret can be bound to that space
+//! ([`Verifier::with_space_webhook_secret`]): it then verifies only requests that sign that
+//! space. Replay keys are scoped to the app, the space and the kind ([`crate::replay`]).
 
 pub mod app_identity;
 mod canonical;
 mod error;
+mod kind;
 mod secret;
 mod sign;
 mod topic;
@@ -67,6 +82,7 @@ mod verify;
 
 pub use canonical::{canonical_path, canonical_string};
 pub use error::{Error, ErrorKind};
+pub use kind::{RequestKind, RequestKinds};
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};
 pub use topic::{Action, CONTENT_MANAGEMENT, Entity, Topic};

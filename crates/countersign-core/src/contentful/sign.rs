@@ -6,10 +6,10 @@ use std::time::SystemTime;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 
-use super::canonical::{Head, Pairs, normalize_header};
+use super::canonical::{Head, Pairs, boundary_mover, normalize_header};
 use super::{
-    APP_ID, CRN, ENVIRONMENT_ID, SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP,
-    USER_ID,
+    APP_ID, CRN, ENVIRONMENT_ID, Error, ErrorKind, SIGNATURE, SIGNED_HEADERS, SPACE_ID,
+    SigningSecret, TIMESTAMP, USER_ID,
 };
 use crate::js;
 
@@ -138,6 +138,10 @@ impl SignedHeaders {
 /// Signs a request as `@contentful/node-apps-toolkit`'s `signRequest(secret, request,
 /// timestamp, context)` does, bit for bit. `timestamp` is taken in whole milliseconds.
 ///
+/// Unlike the toolkit, it refuses a header value that could move a boundary of the canonical
+/// string (`;` followed by a signed name and `:`): such a signature would also stand for
+/// another set of headers, and every verifier here refuses it.
+///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// use countersign_core::contentful::{sign, Context, RequestToSign, SigningSecret};
@@ -145,17 +149,21 @@ impl SignedHeaders {
 ///
 /// let secret = SigningSecret::new("a".repeat(64)).unwrap();
 /// let at = UNIX_EPOCH + Duration::from_millis(1_603_379_941_037);
-/// let headers = sign(&secret, &RequestToSign::new(Method::GET, "/api/resources/1"), at, &Context::default());
+/// let headers = sign(&secret, &RequestToSign::new(Method::GET, "/api/resources/1"), at, &Context::default())?;
 /// assert_eq!(headers.signature(), "3b21d63c31a2a92d38945394da0b1a2a0dc2d9bf13ef4dfd91b9f3fa1440b404");
 /// assert_eq!(headers.get("x-contentful-timestamp"), Some("1603379941037"));
+/// # Ok::<_, countersign_core::contentful::Error>(())
 /// ```
-#[must_use]
+///
+/// # Errors
+/// [`ErrorKind::AmbiguousHeader`] when a header value holds `;` followed by a signed header's
+/// name and `:`.
 pub fn sign(
     secret: &SigningSecret,
     request: &RequestToSign<'_>,
     timestamp: SystemTime,
     context: &Context,
-) -> SignedHeaders {
+) -> Result<SignedHeaders, Error> {
     let timestamp_ms = unix_millis(timestamp);
     let mut pairs: Pairs<'_> = request
         .headers
@@ -167,6 +175,11 @@ pub fn sign(
             .headers()
             .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))),
     );
+    if let Some(name) = boundary_mover(&pairs, |name| {
+        pairs.iter().any(|(signed, _)| signed.as_bytes() == name)
+    }) {
+        return Err(ambiguous(name));
+    }
     let head = Head::new(
         request.method.as_str(),
         "",
@@ -182,7 +195,18 @@ pub fn sign(
         (TIMESTAMP, timestamp_ms.to_string()),
     ];
     entries.extend(context.headers().map(|(n, v)| (n, v.to_owned())));
-    SignedHeaders { entries }
+    Ok(SignedHeaders { entries })
+}
+
+/// The refusal of a value that could move a boundary of the canonical string.
+pub(super) fn ambiguous(name: &str) -> Error {
+    Error::new(
+        ErrorKind::AmbiguousHeader,
+        format!(
+            "the value of {name} holds `;` followed by a signed header's name and `:`, so the \
+             signature could stand for another set of headers"
+        ),
+    )
 }
 
 /// Milliseconds since the Unix epoch; 0 for times before it.

@@ -10,15 +10,16 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use smallvec::SmallVec;
 
-use super::canonical::{Head, Pairs, Text};
-use super::sign::unix_millis;
+use super::canonical::{Head, Pairs, Text, boundary_mover};
+use super::sign::{ambiguous, unix_millis};
 use super::{
     APP_ID, CRN, Context, ENVIRONMENT_ID, Error, ErrorKind, IDEMPOTENCY_KEY, MAX_SIGNED_HEADERS,
-    SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP, TOPIC, USER_ID,
+    RequestKind, RequestKinds, SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP,
+    TOPIC, USER_ID,
 };
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
 use crate::ip::IpAllowlist;
-use crate::replay::ReplayKey;
+use crate::replay::{ReplayKey, Scope};
 use crate::{ConfigError, ConfigErrorKind, Verdict, js};
 
 /// The header a reverse proxy that strips a path prefix names it in.
@@ -36,30 +37,59 @@ const EARLIEST_TIMESTAMP_MS: u64 = 1_577_836_800_000;
 /// Verifies signed Contentful requests against one or more signing secrets.
 ///
 /// Defaults: a time-to-live of [`DEFAULT_TTL`], a future skew of [`DEFAULT_FUTURE_SKEW`], no
-/// path prefix. Cheap to clone and to share between threads.
+/// path prefix, every [kind](RequestKind) of request, the replay namespace of the signed app
+/// id. Cheap to clone and to share between threads.
 #[derive(Clone)]
 pub struct Verifier {
-    secrets: Vec<SigningSecret>,
+    secrets: Vec<Secret>,
     ttl: Duration,
     future_skew: Duration,
     path_prefix: Option<String>,
     prefix_proxies: Option<Arc<IpAllowlist>>,
+    kinds: RequestKinds,
+    namespace: Option<String>,
+}
+
+/// A secret, whose it is, and the space it is bound to, if any.
+#[derive(Clone)]
+struct Secret {
+    secret: SigningSecret,
+    /// The app's signing secret, or a webhook signing secret.
+    webhook: bool,
+    space: Option<String>,
+}
+
+impl Secret {
+    /// Whether this secret may verify a request of `space` (its signed tenant).
+    fn serves(&self, space: Option<&str>) -> bool {
+        self.space
+            .as_deref()
+            .is_none_or(|bound| Some(bound) == space)
+    }
 }
 
 impl Verifier {
-    /// A verifier for requests signed with `secret`.
+    /// A verifier for requests signed with `secret`, the app's signing secret (app events, app
+    /// actions, frontend-signed requests).
     #[must_use]
     pub fn new(secret: SigningSecret) -> Self {
         Self {
-            secrets: vec![secret],
+            secrets: vec![Secret {
+                secret,
+                webhook: false,
+                space: None,
+            }],
             ttl: DEFAULT_TTL,
             future_skew: DEFAULT_FUTURE_SKEW,
             path_prefix: None,
             prefix_proxies: None,
+            kinds: RequestKinds::ALL,
+            namespace: None,
         }
     }
 
-    /// A verifier that accepts a request signed with any of `secrets`.
+    /// A verifier that accepts a request signed with any of `secrets`, the app's signing
+    /// secrets.
     ///
     /// # Errors
     /// [`ConfigErrorKind::NoSecrets`] when `secrets` is empty.
@@ -81,7 +111,62 @@ impl Verifier {
     /// [`VerifiedRequest::secret_index`] tells which one matched, in the order added.
     #[must_use]
     pub fn with_secret(mut self, secret: SigningSecret) -> Self {
-        self.secrets.push(secret);
+        self.secrets.push(Secret {
+            secret,
+            webhook: false,
+            space: None,
+        });
+        self
+    }
+
+    /// Accepts webhooks signed with `secret`, a space's webhook signing secret, for any space.
+    /// They are verified as [`RequestKind::Webhook`]. Prefer
+    /// [`with_space_webhook_secret`](Self::with_space_webhook_secret): a webhook secret is set
+    /// by one space's admins.
+    #[must_use]
+    pub fn with_webhook_secret(mut self, secret: SigningSecret) -> Self {
+        self.secrets.push(Secret {
+            secret,
+            webhook: true,
+            space: None,
+        });
+        self
+    }
+
+    /// Accepts webhooks signed with `secret` only when they sign the space `space_id`
+    /// (`x-contentful-space-id`, or the space of a signed `x-contentful-crn`). Contentful's
+    /// webhook signing secrets belong to one space, and its admins choose them: bound, the
+    /// secret of one tenant cannot sign a request that claims another's space.
+    #[must_use]
+    pub fn with_space_webhook_secret(
+        mut self,
+        space_id: impl Into<String>,
+        secret: SigningSecret,
+    ) -> Self {
+        self.secrets.push(Secret {
+            secret,
+            webhook: true,
+            space: Some(space_id.into()),
+        });
+        self
+    }
+
+    /// Takes only requests of these kinds; others, authentic as they are, are refused with
+    /// [`ErrorKind::KindNotAllowed`]. A route that acts on app events or webhooks takes
+    /// [`RequestKinds::EVENTS`]: a user of any installation can have a request signed with the
+    /// app's secret through the app frontend, with any path, topic and body.
+    #[must_use]
+    pub fn with_kinds(mut self, kinds: RequestKinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// The namespace of this verifier's replay keys ([`crate::replay`]): requests of two
+    /// namespaces never share a key, so two apps can share one store. By default the app id
+    /// the request signs (`x-contentful-app-id`), or none.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
         self
     }
 
@@ -217,27 +302,60 @@ impl Verifier {
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
         let mut pairs = received.pick(&listed);
+        if let Some(name) = boundary_mover(&pairs, |name| listed.binary_search(&name).is_ok()) {
+            return Err(ambiguous(name));
+        }
         let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
+        let tenant = tenant_of(&head);
         let secret_index = self
             .secrets
             .iter()
-            .position(|secret| constant_time_eq(&head.mac(secret.key(), body), &expected))
+            .position(|secret| {
+                secret.serves(tenant)
+                    && constant_time_eq(&head.mac(secret.secret.key(), body), &expected)
+            })
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::SignatureMismatch,
                     format!(
                         "the signature matches none of the {} configured secret(s) for this method, path, \
-                         signed headers and body",
+                         signed headers, body and space",
                         self.secrets.len()
                     ),
                 )
             })?;
-        Ok(VerifiedRequest {
+        let kind = if self.secrets[secret_index].webhook {
+            RequestKind::Webhook
+        } else if head.entries().any(|(name, _)| name == USER_ID) {
+            RequestKind::Frontend
+        } else {
+            RequestKind::App
+        };
+        if !self.kinds.contains(kind) {
+            return Err(Error::new(
+                ErrorKind::KindNotAllowed,
+                format!(
+                    "the request is authentic, but {}; this route takes {:?}",
+                    match kind {
+                        RequestKind::Frontend =>
+                            "a user had it signed through the app frontend (it signs x-contentful-user-id)",
+                        RequestKind::App => "it is an app event or action",
+                        RequestKind::Webhook => "it is a webhook",
+                    },
+                    self.kinds
+                ),
+            ));
+        }
+        let mut verified = VerifiedRequest {
             secret_index,
             timestamp_ms,
             head,
             signature: expected,
-        })
+            kind,
+            replay_key: ReplayKey::from_bytes([0; 32]),
+        };
+        verified.replay_key = verified.derive_replay_key(self.namespace.as_deref());
+        Ok(verified)
     }
 
     /// The entry point: verifies a request as it arrived. `parts` are its method, raw target
@@ -255,7 +373,7 @@ impl Verifier {
     /// let secret = SigningSecret::new("a".repeat(64))?;
     /// let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     /// let context = Context { space_id: Some("space-1".into()), ..Context::default() };
-    /// let signed = contentful::sign(&secret, &RequestToSign::new(Method::POST, "/hooks").with_body(b"{}"), at, &context);
+    /// let signed = contentful::sign(&secret, &RequestToSign::new(Method::POST, "/hooks").with_body(b"{}"), at, &context)?;
     /// let mut request = http::Request::post("/hooks").body(())?;
     /// *request.headers_mut() = signed.to_header_map()?;
     /// let (parts, ()) = request.into_parts();
@@ -320,6 +438,8 @@ impl fmt::Debug for Verifier {
                 "secrets",
                 &format_args!("<{} redacted>", self.secrets.len()),
             )
+            .field("kinds", &self.kinds)
+            .field("namespace", &self.namespace)
             .field("ttl", &self.ttl)
             .field("future_skew", &self.future_skew)
             .field("path_prefix", &self.path_prefix)
@@ -339,6 +459,8 @@ pub struct VerifiedRequest {
     /// The canonical head that verified, which holds the signed headers.
     head: Head,
     signature: [u8; HMAC_SHA256_LEN],
+    kind: RequestKind,
+    replay_key: ReplayKey,
 }
 
 /// The signed headers, but never a credential's value (the signature is not shown at all).
@@ -352,6 +474,7 @@ impl fmt::Debug for VerifiedRequest {
             })
             .collect();
         f.debug_struct("VerifiedRequest")
+            .field("kind", &self.kind)
             .field("secret_index", &self.secret_index)
             .field("timestamp_ms", &self.timestamp_ms)
             .field("signed", &signed)
@@ -360,6 +483,19 @@ impl fmt::Debug for VerifiedRequest {
 }
 
 impl VerifiedRequest {
+    /// What kind of request this is: frontend-signed for a user, an app event or action, or a
+    /// webhook.
+    #[must_use]
+    pub fn kind(&self) -> RequestKind {
+        self.kind
+    }
+
+    /// The tenant: the signed space id, or where only a CRN is signed, the CRN's space.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&str> {
+        tenant_of(&self.head)
+    }
+
     /// Which configured secret matched, counting from 0 in the order they were added.
     #[must_use]
     pub fn secret_index(&self) -> usize {
@@ -440,12 +576,22 @@ impl VerifiedRequest {
 
     /// What identifies this delivery (replay protection, idempotent writes): the signed
     /// idempotency key when there is one (the same for every retry), else the verified HMAC,
-    /// a function of the signed message. The rules are in [`crate::replay`].
+    /// a function of the signed message; scoped to the namespace (the app), the space and the
+    /// kind. The rules are in [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
+        self.replay_key
+    }
+
+    fn derive_replay_key(&self, namespace: Option<&str>) -> ReplayKey {
+        let scope = Scope {
+            namespace: namespace.or_else(|| self.app_id()),
+            tenant: self.tenant(),
+        };
+        let kind = self.kind.as_str();
         match self.idempotency_key() {
-            Some(key) => ReplayKey::contentful_idempotency_key(key),
-            None => ReplayKey::contentful_message(&self.signature),
+            Some(key) => ReplayKey::contentful_idempotency_key(scope, kind, key),
+            None => ReplayKey::contentful_message(scope, kind, &self.signature),
         }
     }
 
@@ -694,13 +840,46 @@ impl crate::verdict::Facts for VerifiedRequest {
     }
 
     fn tenant(&self) -> Option<&str> {
-        self.space_id()
+        VerifiedRequest::tenant(self)
     }
+}
+
+/// The space a head signs: `x-contentful-space-id`, else the `spaces/<id>` of
+/// `x-contentful-crn`.
+fn tenant_of(head: &Head) -> Option<&str> {
+    let mut space = None;
+    let mut crn = None;
+    for (name, value) in head.entries() {
+        match name {
+            SPACE_ID => space = Some(value),
+            CRN => crn = Some(value),
+            _ => {}
+        }
+    }
+    space.or_else(|| crn.and_then(crn_space))
+}
+
+/// The space of a CRN such as `crn:contentful:::content:spaces/abc/environments/master`.
+fn crn_space(crn: &str) -> Option<&str> {
+    crn.split([':', '/'])
+        .skip_while(|part| *part != "spaces")
+        .nth(1)
+        .filter(|space| !space.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_lower_hex, split_list};
+    use super::{crn_space, decode_lower_hex, split_list};
+
+    #[test]
+    fn the_space_of_a_crn_is_the_segment_after_spaces() {
+        assert_eq!(
+            crn_space("crn:contentful:::content:spaces/abc/environments/master/entries/e1"),
+            Some("abc")
+        );
+        assert_eq!(crn_space("crn:contentful:::content:spaces/"), None);
+        assert_eq!(crn_space("crn:contentful:::content:organizations/o1"), None);
+    }
 
     #[test]
     fn the_list_splits_at_every_comma_as_javascript_splits_it() {

@@ -176,8 +176,20 @@ mod key_url_tests {
             "ftp://127.0.0.1/keys.json",
             "https://",
             "127.0.0.1/keys.json",
+            // WHATWG reads `\` as `/`: the host is keys.example, not the loopback address
+            // after the `@` that splitting by hand saw.
+            "http://keys.example\\@127.0.0.1/x",
+            "http://keys.example\\x@localhost/x",
         ] {
             assert!(!is_trusted_key_url(url), "{url}");
+        }
+        for base in [
+            "http://keys.example\\@127.0.0.1",
+            "https://user@host.example",
+            "https://host.example/path",
+            "https://host.example?q",
+        ] {
+            assert!(base.parse::<super::Region>().is_err(), "{base}");
         }
         assert!("http://keys.example.com".parse::<super::Region>().is_err());
         assert!("http://127.0.0.1:8080".parse::<super::Region>().is_ok());

@@ -1,11 +1,24 @@
-//! The in-memory replay store: one process, bounded.
+//! The in-memory replay store: one process, bounded, shared fairly among tenants.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::{Future, ready};
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
+
+/// What one entry of a [`MemoryStore`] costs at most, in bytes, with the store's own indexes
+/// and the spare room of its hash table at its emptiest (measured by the
+/// `memory_store_entries_cost_at_most_bytes_per_entry` test with a counting allocator).
+/// [`MemoryStore::with_capacity_bytes`] divides by it.
+pub const BYTES_PER_ENTRY: usize = 256;
+
+/// The default room of [`MemoryStore::default`]: 64 MiB, which is 262,144 entries. For
+/// Contentstack's default window (a 30-minute tolerance, 60 s of skew and the replay guard's
+/// 60 s margin: 32 minutes), that holds **136 deliveries a second** from all tenants together,
+/// and 68 a second from any one tenant.
+pub const DEFAULT_CAPACITY_BYTES: usize = 64 << 20;
 
 /// What a full [`MemoryStore`] does when a new delivery comes and every entry is still live.
 ///
@@ -13,119 +26,158 @@ use super::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
 ///   later: no replay is ever let through, at the cost of refusing deliveries while the store
 ///   is full. Only verified deliveries take entries, so only the provider's own traffic (or
 ///   replays of it, which are refused anyway) can fill it.
-/// - [`EvictOldest`](FullPolicy::EvictOldest) forgets the entry closest to expiry: every new
-///   delivery is handled, but a replay of an evicted delivery within its signature's window
-///   would be handled again. Choose it only when availability matters more than exactly-once.
+/// - [`EvictOldest`](FullPolicy::EvictOldest) forgets the handled delivery closest to expiry:
+///   every new delivery is handled, but a replay of an evicted delivery within its signature's
+///   window would be handled again. A claim in flight is never evicted (that would let two
+///   handlers run one delivery at once): when every entry is in flight, a new one is refused.
+///   Choose it only when availability matters more than exactly-once.
+///
+/// Either way, no tenant takes more than its share ([`MemoryStore::with_tenant_share`]): a
+/// tenant at its share is refused ([`Claim::TenantFull`]) while the others are served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FullPolicy {
     /// Refuse new deliveries with 503 until entries expire.
     #[default]
     RefuseNew,
-    /// Forget the entry closest to expiry.
+    /// Forget the handled delivery closest to expiry; never a claim in flight.
     EvictOldest,
 }
 
-#[derive(Debug)]
+/// One remembered delivery: 24 bytes beside its 32-byte digest.
+#[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// `Some(owner)` while in flight, `None` once done.
-    in_flight: Option<Owner>,
-    /// The end of the lease while in flight, of the window once done.
-    expires: Instant,
-    seq: u64,
+    /// The claim's owner, hashed ([`owner_tag`]), while in flight; [`DONE`] once handled.
+    owner: u64,
+    /// The end of the lease while in flight, of the window once done: milliseconds since the
+    /// store's epoch.
+    expires: u64,
+    /// The tenant's partition ([`ReplayKey::partition`]).
+    partition: u64,
 }
+
+/// The owner tag of a handled delivery.
+const DONE: u64 = 0;
+
+type Digest = [u8; 32];
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<ReplayKey, Entry>,
-    /// Entries by expiry, to drop expired ones first and find the oldest.
-    by_expiry: BTreeMap<(Instant, u64), ReplayKey>,
-    seq: u64,
+    entries: HashMap<Digest, Entry>,
+    /// Handled deliveries by expiry: the oldest is evicted first, the expired purged.
+    done: BTreeSet<(u64, Digest)>,
+    /// Claims in flight by the end of their lease.
+    leases: BTreeSet<(u64, Digest)>,
+    /// Live entries per tenant partition.
+    per_partition: HashMap<u64, u32>,
 }
 
 impl Inner {
-    fn remove(&mut self, key: &ReplayKey) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.by_expiry.remove(&(entry.expires, entry.seq));
+    fn index(&mut self, entry: Entry) -> &mut BTreeSet<(u64, Digest)> {
+        if entry.owner == DONE {
+            &mut self.done
+        } else {
+            &mut self.leases
         }
     }
 
-    /// The entry of `key` unless it has expired (an expired one is dropped).
-    fn live(&mut self, key: &ReplayKey, now: Instant) -> Option<&Entry> {
-        if self
-            .entries
-            .get(key)
-            .is_some_and(|entry| entry.expires <= now)
-        {
-            self.remove(key);
-        }
-        self.entries.get(key)
-    }
-
-    /// Puts `key` in the state `in_flight` until `expires`, replacing what it had.
-    fn put(&mut self, key: &ReplayKey, in_flight: Option<Owner>, expires: Instant) {
-        self.remove(key);
-        self.seq += 1;
-        let seq = self.seq;
-        self.by_expiry.insert((expires, seq), *key);
-        self.entries.insert(
-            *key,
-            Entry {
-                in_flight,
-                expires,
-                seq,
-            },
-        );
-    }
-
-    fn purge_expired(&mut self, now: Instant) {
-        while let Some((&(expires, _), _)) = self.by_expiry.first_key_value() {
-            if expires > now {
-                break;
-            }
-            if let Some((_, key)) = self.by_expiry.pop_first() {
-                self.entries.remove(&key);
-            }
-        }
-    }
-
-    /// Whether one more entry fits; when full, expired entries go first, then `policy` says.
-    fn make_room(&mut self, capacity: usize, policy: FullPolicy, now: Instant) -> bool {
-        if self.entries.len() >= capacity {
-            self.purge_expired(now);
-        }
-        if self.entries.len() < capacity {
-            return true;
-        }
-        match policy {
-            FullPolicy::RefuseNew => false,
-            FullPolicy::EvictOldest => {
-                if let Some((_, oldest)) = self.by_expiry.pop_first() {
-                    self.entries.remove(&oldest);
+    fn remove(&mut self, digest: &Digest) {
+        if let Some(entry) = self.entries.remove(digest) {
+            self.index(entry).remove(&(entry.expires, *digest));
+            if let Some(count) = self.per_partition.get_mut(&entry.partition) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_partition.remove(&entry.partition);
                 }
-                true
             }
         }
+    }
+
+    /// The entry of `digest` unless it has expired (an expired one is dropped).
+    fn live(&mut self, digest: &Digest, now: u64) -> Option<Entry> {
+        match self.entries.get(digest) {
+            Some(entry) if entry.expires <= now => {
+                self.remove(digest);
+                None
+            }
+            entry => entry.copied(),
+        }
+    }
+
+    /// Puts `entry` under `digest`, replacing what it had.
+    fn put(&mut self, digest: &Digest, entry: Entry) {
+        self.remove(digest);
+        self.index(entry).insert((entry.expires, *digest));
+        *self.per_partition.entry(entry.partition).or_default() += 1;
+        self.entries.insert(*digest, entry);
+    }
+
+    fn purge_expired(&mut self, now: u64) {
+        for index in [true, false] {
+            loop {
+                let set = if index { &self.done } else { &self.leases };
+                match set.first() {
+                    Some(&(expires, digest)) if expires <= now => self.remove(&digest),
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn count(&self, partition: u64) -> usize {
+        self.per_partition
+            .get(&partition)
+            .map_or(0, |&n| n as usize)
     }
 }
 
-/// Remembers deliveries in this process's memory, at most `capacity` of them. Expired entries
-/// go first; see [`FullPolicy`] for what happens when every entry is live.
+/// Remembers deliveries in this process's memory, in a bounded room that tenants share.
+///
+/// - The room is [`DEFAULT_CAPACITY_BYTES`] by default ([`MemoryStore::default`]), or a
+///   number of entries ([`new`](Self::new)) or of bytes
+///   ([`with_capacity_bytes`](Self::with_capacity_bytes)); an entry costs at most
+///   [`BYTES_PER_ENTRY`].
+/// - No tenant ([`ReplayKey::partition`]: one provider, app and stack or space) holds more
+///   than its share, by default half the room: one tenant's flood is refused while the others
+///   are served.
+/// - Expired entries go first; see [`FullPolicy`] for what happens when every entry is live.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    epoch: Instant,
     capacity: usize,
+    tenant_share: usize,
     policy: FullPolicy,
 }
 
+impl Default for MemoryStore {
+    /// A store of [`DEFAULT_CAPACITY_BYTES`].
+    fn default() -> Self {
+        Self::with_capacity_bytes(DEFAULT_CAPACITY_BYTES)
+    }
+}
+
 impl MemoryStore {
-    /// A store of at most `capacity` entries (at least 1), refusing new deliveries when full.
+    /// A store of at most `capacity` entries (at least 1), refusing new deliveries when full;
+    /// no tenant holds more than half of it (at least 1).
     #[must_use]
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        // A second back, so that a time taken just before the store was made is after it.
+        let now = Instant::now();
         Self {
             inner: Mutex::new(Inner::default()),
-            capacity: capacity.max(1),
+            epoch: now.checked_sub(Duration::from_secs(1)).unwrap_or(now),
+            capacity,
+            tenant_share: (capacity / 2).max(1),
             policy: FullPolicy::default(),
         }
+    }
+
+    /// A store that uses at most about `bytes` of memory: `bytes /`
+    /// [`BYTES_PER_ENTRY`] entries.
+    #[must_use]
+    pub fn with_capacity_bytes(bytes: usize) -> Self {
+        Self::new(bytes / BYTES_PER_ENTRY)
     }
 
     /// What to do when full of live entries.
@@ -133,6 +185,26 @@ impl MemoryStore {
     pub fn with_full_policy(mut self, policy: FullPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// How many entries one tenant may hold at most (at least 1, at most the capacity); half
+    /// the capacity by default.
+    #[must_use]
+    pub fn with_tenant_share(mut self, entries: usize) -> Self {
+        self.tenant_share = entries.clamp(1, self.capacity);
+        self
+    }
+
+    /// How many entries it may hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How many entries one tenant may hold.
+    #[must_use]
+    pub fn tenant_share(&self) -> usize {
+        self.tenant_share
     }
 
     /// How many entries it holds now (expired ones included until they are purged).
@@ -151,26 +223,78 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `at` in milliseconds since the store's epoch, and `by` after it, saturating: a huge
+    /// window never panics.
+    fn millis(&self, at: Instant, by: Duration) -> (u64, u64) {
+        let now =
+            u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        (now, now.saturating_add(by))
+    }
+
+    /// Whether one more entry of `partition` fits. Expired entries go first. Then a full
+    /// room is [`Claim::Full`] and a tenant at its share [`Claim::TenantFull`], unless `policy`
+    /// evicts the oldest handled delivery, which it does only when that makes room without
+    /// taking it from another tenant: a tenant at its share never evicts another's entry.
+    fn make_room(&self, inner: &mut Inner, partition: u64, now: u64) -> Result<(), Claim> {
+        let tenant_full = |inner: &Inner| inner.count(partition) >= self.tenant_share;
+        if tenant_full(inner) || inner.entries.len() >= self.capacity {
+            inner.purge_expired(now);
+        }
+        let room_full = inner.entries.len() >= self.capacity;
+        if !room_full && !tenant_full(inner) {
+            return Ok(());
+        }
+        let evictable = match (self.policy, inner.done.first()) {
+            (FullPolicy::EvictOldest, Some(&(_, oldest))) => {
+                let own = inner
+                    .entries
+                    .get(&oldest)
+                    .is_some_and(|entry| entry.partition == partition);
+                (own || !tenant_full(inner)).then_some(oldest)
+            }
+            _ => None,
+        };
+        match evictable {
+            Some(oldest) => {
+                inner.remove(&oldest);
+                Ok(())
+            }
+            None if room_full => Err(Claim::Full),
+            None => Err(Claim::TenantFull),
+        }
+    }
+
     /// The synchronous heart of [`ReplayStore::claim`].
     pub(crate) fn claim_now(
         &self,
         key: &ReplayKey,
         owner: &Owner,
         lease: Duration,
-        now: Instant,
+        at: Instant,
     ) -> Claim {
+        let (now, until) = self.millis(at, lease);
+        let tag = owner_tag(owner);
         let mut inner = self.lock();
-        match inner.live(key, now).map(|entry| entry.in_flight.as_ref()) {
-            Some(None) => return Claim::Done,
-            Some(Some(holder)) if holder != owner => return Claim::InFlight,
-            Some(Some(_)) => {}
+        let digest = key.as_bytes();
+        match inner.live(digest, now).map(|entry| entry.owner) {
+            Some(DONE) => return Claim::Done,
+            Some(holder) if holder != tag => return Claim::InFlight,
+            Some(_) => {}
             None => {
-                if !inner.make_room(self.capacity, self.policy, now) {
-                    return Claim::Full;
+                if let Err(refused) = self.make_room(&mut inner, key.partition(), now) {
+                    return refused;
                 }
             }
         }
-        inner.put(key, Some(owner.clone()), later(now, lease));
+        inner.put(
+            digest,
+            Entry {
+                owner: tag,
+                expires: until,
+                partition: key.partition(),
+            },
+        );
         Claim::Claimed
     }
 
@@ -180,36 +304,65 @@ impl MemoryStore {
         key: &ReplayKey,
         owner: &Owner,
         lease: Duration,
-        now: Instant,
+        at: Instant,
     ) -> bool {
+        let (now, until) = self.millis(at, lease);
+        let tag = owner_tag(owner);
         let mut inner = self.lock();
-        let ours = inner
-            .live(key, now)
-            .is_some_and(|entry| entry.in_flight.as_ref() == Some(owner));
-        if ours {
-            inner.put(key, Some(owner.clone()), later(now, lease));
+        match inner.live(key.as_bytes(), now) {
+            Some(entry) if entry.owner == tag => {
+                inner.put(
+                    key.as_bytes(),
+                    Entry {
+                        expires: until,
+                        ..entry
+                    },
+                );
+                true
+            }
+            _ => false,
         }
-        ours
     }
 
     /// The synchronous heart of [`ReplayStore::complete`].
-    pub(crate) fn complete_now(&self, key: &ReplayKey, owner: &Owner, ttl: Duration, now: Instant) {
+    pub(crate) fn complete_now(&self, key: &ReplayKey, owner: &Owner, ttl: Duration, at: Instant) {
+        let (now, until) = self.millis(at, ttl);
         let mut inner = self.lock();
-        let settle = match inner.live(key, now) {
-            Some(entry) => entry.in_flight.as_ref() == Some(owner),
-            None => inner.make_room(self.capacity, self.policy, now),
+        let settle = match inner.live(key.as_bytes(), now) {
+            Some(entry) => entry.owner == owner_tag(owner),
+            None => self.make_room(&mut inner, key.partition(), now).is_ok(),
         };
         if settle {
-            inner.put(key, None, later(now, ttl));
+            inner.put(
+                key.as_bytes(),
+                Entry {
+                    owner: DONE,
+                    expires: until,
+                    partition: key.partition(),
+                },
+            );
+        }
+    }
+
+    /// The synchronous heart of [`ReplayStore::release`].
+    pub(crate) fn release_now(&self, key: &ReplayKey, owner: &Owner) {
+        let mut inner = self.lock();
+        if inner
+            .entries
+            .get(key.as_bytes())
+            .is_some_and(|entry| entry.owner == owner_tag(owner))
+        {
+            inner.remove(key.as_bytes());
         }
     }
 }
 
-/// `now + by`, or as far ahead as an `Instant` goes: a huge window never panics.
-fn later(now: Instant, by: Duration) -> Instant {
-    now.checked_add(by)
-        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
-        .unwrap_or(now)
+/// An owner as 8 bytes: owners are random per request, so a collision is a 2^-64 chance.
+/// Never [`DONE`].
+fn owner_tag(owner: &Owner) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    owner.as_str().hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 impl ReplayStore for MemoryStore {
@@ -246,14 +399,7 @@ impl ReplayStore for MemoryStore {
         key: &ReplayKey,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let mut inner = self.lock();
-        if inner
-            .entries
-            .get(key)
-            .is_some_and(|entry| entry.in_flight.as_ref() == Some(owner))
-        {
-            inner.remove(key);
-        }
+        self.release_now(key, owner);
         ready(Ok(()))
     }
 }
@@ -263,9 +409,14 @@ mod tests {
     use super::*;
 
     fn key(n: u64) -> ReplayKey {
+        tenant_key(0, n)
+    }
+
+    fn tenant_key(tenant: u64, n: u64) -> ReplayKey {
         let mut bytes = [0u8; 32];
         bytes[..8].copy_from_slice(&n.to_le_bytes());
-        ReplayKey::from_bytes(bytes)
+        bytes[8..16].copy_from_slice(&tenant.to_le_bytes());
+        ReplayKey::from_bytes(bytes).in_partition(tenant)
     }
 
     const TTL: Duration = Duration::from_secs(60);
@@ -290,7 +441,7 @@ mod tests {
         let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
-        futures_block(store.release(&key(1), &b)).unwrap();
+        store.release_now(&key(1), &b);
         assert_eq!(
             store.claim_now(&key(1), &b, LEASE, now),
             Claim::InFlight,
@@ -302,7 +453,7 @@ mod tests {
             Claim::InFlight,
             "nor complete"
         );
-        futures_block(store.release(&key(1), &a)).unwrap();
+        store.release_now(&key(1), &a);
         assert_eq!(store.claim_now(&key(1), &b, LEASE, now), Claim::Claimed);
     }
 
@@ -411,7 +562,7 @@ mod tests {
 
     #[test]
     fn when_full_expired_entries_go_first() {
-        let store = MemoryStore::new(2);
+        let store = MemoryStore::new(2).with_tenant_share(2);
         let owner = Owner::random();
         let now = Instant::now();
         store.claim_now(&key(1), &owner, Duration::from_secs(1), now);
@@ -424,17 +575,21 @@ mod tests {
     }
 
     #[test]
-    fn when_full_of_live_entries_new_ones_are_refused_or_the_oldest_evicted() {
+    fn when_full_of_live_entries_new_ones_are_refused_or_the_oldest_done_evicted() {
         let (owner, other) = (Owner::random(), Owner::random());
         let now = Instant::now();
-        let refusing = MemoryStore::new(2);
+        let refusing = MemoryStore::new(2).with_tenant_share(2);
         refusing.claim_now(&key(1), &owner, TTL, now);
         refusing.claim_now(&key(2), &owner, TTL, now);
         assert_eq!(refusing.claim_now(&key(3), &owner, TTL, now), Claim::Full);
 
-        let evicting = MemoryStore::new(2).with_full_policy(FullPolicy::EvictOldest);
-        evicting.claim_now(&key(1), &owner, Duration::from_secs(30), now);
-        evicting.claim_now(&key(2), &owner, TTL, now);
+        let evicting = MemoryStore::new(2)
+            .with_tenant_share(2)
+            .with_full_policy(FullPolicy::EvictOldest);
+        evicting.claim_now(&key(1), &owner, LEASE, now);
+        evicting.complete_now(&key(1), &owner, Duration::from_secs(30), now);
+        evicting.claim_now(&key(2), &owner, LEASE, now);
+        evicting.complete_now(&key(2), &owner, TTL, now);
         assert_eq!(
             evicting.claim_now(&key(3), &owner, TTL, now),
             Claim::Claimed
@@ -442,19 +597,103 @@ mod tests {
         assert_eq!(
             evicting.claim_now(&key(1), &other, TTL, now),
             Claim::Claimed,
-            "the oldest was forgotten"
+            "the oldest handled delivery was forgotten"
         );
         assert_eq!(evicting.len(), 2);
     }
 
-    /// The store's futures are ready at once.
-    fn futures_block<F: Future>(future: F) -> F::Output {
-        let waker = std::task::Waker::noop();
-        let mut context = std::task::Context::from_waker(waker);
-        let mut future = std::pin::pin!(future);
-        match future.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(output) => output,
-            std::task::Poll::Pending => unreachable!("memory store futures are ready"),
+    #[test]
+    fn evict_oldest_never_evicts_a_claim_in_flight() {
+        let (first, second) = (Owner::random(), Owner::random());
+        let now = Instant::now();
+        let store = MemoryStore::new(2)
+            .with_tenant_share(2)
+            .with_full_policy(FullPolicy::EvictOldest);
+        store.claim_now(&key(1), &first, LEASE, now);
+        store.claim_now(&key(2), &first, TTL, now);
+        assert_eq!(
+            store.claim_now(&key(3), &first, TTL, now),
+            Claim::Full,
+            "every entry is in flight: nothing may go"
+        );
+        assert_eq!(
+            store.claim_now(&key(1), &second, LEASE, now),
+            Claim::InFlight,
+            "the claim still keeps a second handler out"
+        );
+    }
+
+    #[test]
+    fn no_tenant_holds_more_than_its_share_and_the_others_are_served() {
+        let owner = Owner::random();
+        let now = Instant::now();
+        let store = MemoryStore::new(10);
+        assert_eq!(store.tenant_share(), 5);
+        for n in 0..5 {
+            assert_eq!(
+                store.claim_now(&tenant_key(1, n), &owner, TTL, now),
+                Claim::Claimed
+            );
         }
+        assert_eq!(
+            store.claim_now(&tenant_key(1, 5), &owner, TTL, now),
+            Claim::TenantFull
+        );
+        for n in 0..5 {
+            assert_eq!(
+                store.claim_now(&tenant_key(2, n), &owner, TTL, now),
+                Claim::Claimed,
+                "another tenant is served"
+            );
+        }
+        // The flooding tenant's entries expire, and it is served again.
+        assert_eq!(
+            store.claim_now(&tenant_key(1, 5), &owner, TTL, now + TTL),
+            Claim::Claimed
+        );
+    }
+
+    #[test]
+    fn a_tenant_at_its_share_never_evicts_another_tenants_entry() {
+        let owner = Owner::random();
+        let now = Instant::now();
+        let store = MemoryStore::new(4).with_full_policy(FullPolicy::EvictOldest);
+        let handle = |key: ReplayKey, ttl: Duration| {
+            assert_eq!(store.claim_now(&key, &owner, LEASE, now), Claim::Claimed);
+            store.complete_now(&key, &owner, ttl, now);
+        };
+        // The oldest handled delivery is the quiet tenant's.
+        handle(tenant_key(2, 0), Duration::from_secs(30));
+        handle(tenant_key(1, 0), TTL);
+        handle(tenant_key(1, 1), TTL);
+        assert_eq!(
+            store.claim_now(&tenant_key(1, 2), &owner, TTL, now),
+            Claim::TenantFull,
+            "the flooding tenant may not evict the quiet tenant's delivery"
+        );
+        assert_eq!(
+            store.claim_now(&tenant_key(2, 0), &Owner::random(), LEASE, now),
+            Claim::Done,
+            "the quiet tenant's delivery is still remembered"
+        );
+        // Once its own is the oldest, it makes room for itself.
+        assert_eq!(
+            store.claim_now(
+                &tenant_key(1, 2),
+                &owner,
+                TTL,
+                now + Duration::from_secs(30)
+            ),
+            Claim::Claimed
+        );
+    }
+
+    #[test]
+    fn the_room_in_bytes_is_a_number_of_entries() {
+        assert_eq!(
+            MemoryStore::default().capacity(),
+            DEFAULT_CAPACITY_BYTES / BYTES_PER_ENTRY
+        );
+        assert_eq!(MemoryStore::with_capacity_bytes(0).capacity(), 1);
     }
 }

@@ -20,6 +20,9 @@ pub enum Claim {
     InFlight,
     /// The store is full of live entries and refuses new ones.
     Full,
+    /// The delivery's tenant ([`ReplayKey::partition`]) holds its whole share of the store,
+    /// which refuses it new entries while it serves the other tenants.
+    TenantFull,
 }
 
 /// Why a store failed: what a caller decides on (retry, fail open, alert).
@@ -33,16 +36,20 @@ pub enum StoreErrorKind {
     /// The store answered something this crate does not understand (a script missing, a
     /// wrong type under the key).
     Protocol,
+    /// The store has no room for the entry now (it is full of live ones).
+    Full,
 }
 
 impl StoreErrorKind {
-    /// The stable snake_case code: `store_unavailable`, `store_timeout`, `store_protocol`.
+    /// The stable snake_case code: `store_unavailable`, `store_timeout`, `store_protocol`,
+    /// `store_full`.
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
             Self::Unavailable => "store_unavailable",
             Self::Timeout => "store_timeout",
             Self::Protocol => "store_protocol",
+            Self::Full => "store_full",
         }
     }
 }

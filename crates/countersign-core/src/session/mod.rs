@@ -392,7 +392,7 @@ impl Session {
     /// When the session expires.
     #[must_use]
     pub fn expires_at(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(self.claims.exp)
+        crate::unix_seconds(self.claims.exp)
     }
 
     /// The tenant every read and write of this session must be scoped to.

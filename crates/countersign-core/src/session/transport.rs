@@ -22,7 +22,7 @@ use crate::contentstack::{
     KeySource, with_fresh_keys,
 };
 use crate::crypto::constant_time_eq;
-use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
+use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError, StoreErrorKind};
 
 /// The session cookie's name in cookie mode.
 pub const COOKIE_NAME: &str = "__Host-countersign-session";
@@ -164,7 +164,12 @@ impl Sessions {
         now: SystemTime,
     ) -> Result<Opened, OpenError> {
         let (token, claims) = verified_app_token(query, verifier, keys, now).await?;
-        let key = ReplayKey::app_token(&token);
+        // Spent tokens share the store by stack (by organization for an organization app).
+        let tenant = claims
+            .stack_api_key
+            .as_deref()
+            .unwrap_or(&claims.organization_uid);
+        let key = ReplayKey::app_token(tenant, &token);
         let owner = Owner::random();
         match store
             .claim(&key, &owner, SPENDING_LEASE)
@@ -172,14 +177,20 @@ impl Sessions {
             .map_err(OpenError::Store)?
         {
             Claim::Claimed => {}
-            Claim::Done | Claim::InFlight | Claim::Full => {
+            Claim::Full | Claim::TenantFull => {
+                return Err(OpenError::Store(StoreError::new(
+                    StoreErrorKind::Full,
+                    "the store of spent app-tokens is full; try again later",
+                )));
+            }
+            Claim::Done | Claim::InFlight => {
                 return Err(OpenError::AppToken(AppTokenError::new(
                     AppTokenErrorKind::Reused,
                     "this app-token has opened a session already; app-tokens are single use here",
                 )));
             }
         }
-        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(claims.exp);
+        let expires = crate::unix_seconds(claims.exp);
         let remember = expires
             .duration_since(now)
             .unwrap_or_default()

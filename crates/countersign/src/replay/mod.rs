@@ -17,6 +17,8 @@
 //! | nothing | is claimed (in flight, on a short lease) and runs | the handler's |
 //! | the delivery, done | does not run | 200 `{"status":"duplicate"}`, `X-Countersign-Replay: duplicate` |
 //! | the delivery, in flight | does not run | 409 `request_in_flight`, `Retry-After` |
+//! | no room for the delivery's tenant | does not run | 503 `replay_tenant_full`, `Retry-After` |
+//! | no room at all | does not run | 503 `replay_store_full`, `Retry-After` |
 //!
 //! # A claim cannot strand a delivery
 //!
@@ -83,7 +85,7 @@
 //!     post(|DeliveryId(id): DeliveryId| async move { format!("handled {id}") }).layer(
 //!         ServiceBuilder::new()
 //!             .layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), StaticKeys::parse(pem)?))
-//!             .layer(ReplayGuardLayer::new(MemoryStore::new(100_000))),
+//!             .layer(ReplayGuardLayer::new(MemoryStore::default())),
 //!     ),
 //! );
 //! # Ok(())
@@ -314,6 +316,7 @@ where
                     Ok(Claim::Done) => "duplicate",
                     Ok(Claim::InFlight) => "in_flight",
                     Ok(Claim::Full) => "store_full",
+                    Ok(Claim::TenantFull) => "tenant_full",
                     Err(_) => "store_error",
                 },
             );
@@ -325,6 +328,7 @@ where
                 }
                 Ok(Claim::InFlight) => return Ok(respond.respond(in_flight(), None)),
                 Ok(Claim::Full) => return Ok(respond.respond(store_full(), None)),
+                Ok(Claim::TenantFull) => return Ok(respond.respond(tenant_full(), None)),
                 Err(error) if store.fail_open() => {
                     tracing::warn!(target: "countersign", %error, "replay store unavailable: passing the request on unprotected");
                     return inner.call(request).await.map(|r| r.map(Body::new));
@@ -378,6 +382,18 @@ fn store_full() -> Rejection {
         "replay_store_full",
         "Replay store full",
         "the replay store is full of live entries and refuses new ones",
+    )
+    .retry_later()
+}
+
+/// The delivery's tenant holds its whole share of the store: come back later. The other
+/// tenants are served meanwhile.
+fn tenant_full() -> Rejection {
+    Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "replay_tenant_full",
+        "Replay store share used up",
+        "the delivery's tenant holds its whole share of the replay store; other tenants are served",
     )
     .retry_later()
 }

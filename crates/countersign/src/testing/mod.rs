@@ -80,6 +80,10 @@ const DEV_HMAC_SECRET: &str = "countersign-testing-contentstack-hmac-secret";
 /// The dev Contentful signing secret (64 characters). Public: tests only.
 const DEV_CONTENTFUL_SECRET: &str =
     "countersign-testing-contentful-signing-secret-0123456789abcdefgh";
+/// The dev Contentful webhook signing secret of the kit's space (64 characters). Public: tests
+/// only.
+const DEV_CONTENTFUL_WEBHOOK_SECRET: &str =
+    "countersign-testing-contentful-webhook-secret-0123456789abcdefgh";
 
 /// Dev keys and secrets, the verifiers that match them, and signed requests.
 #[derive(Clone)]
@@ -87,6 +91,7 @@ pub struct TestKit {
     key: Arc<SigningKey>,
     hmac: HmacSecret,
     contentful: SigningSecret,
+    contentful_webhook: SigningSecret,
     at: Option<SystemTime>,
 }
 
@@ -125,6 +130,8 @@ impl TestKit {
             hmac: HmacSecret::new(DEV_HMAC_SECRET).expect("the dev HMAC secret is valid"),
             contentful: SigningSecret::new(DEV_CONTENTFUL_SECRET)
                 .expect("the dev Contentful secret is valid"),
+            contentful_webhook: SigningSecret::new(DEV_CONTENTFUL_WEBHOOK_SECRET)
+                .expect("the dev Contentful webhook secret is valid"),
             at: None,
         }
     }
@@ -150,9 +157,11 @@ impl TestKit {
         self
     }
 
-    /// Signs Contentful requests with `secret`.
+    /// Signs Contentful requests with `secret`: app events, actions, frontend-signed requests
+    /// and webhooks alike (a forgery, to the kit's verifiers).
     #[must_use]
     pub fn with_contentful_secret(mut self, secret: SigningSecret) -> Self {
+        self.contentful_webhook = secret.clone();
         self.contentful = secret;
         self
     }
@@ -199,10 +208,18 @@ impl TestKit {
         self.contentful.clone()
     }
 
-    /// A Contentful verifier that accepts the kit's requests.
+    /// The kit's Contentful webhook signing secret, the one of the space [`Self::SPACE`].
+    #[must_use]
+    pub fn contentful_webhook_secret(&self) -> SigningSecret {
+        self.contentful_webhook.clone()
+    }
+
+    /// A Contentful verifier that accepts the kit's requests: the app's signing secret, and
+    /// the webhook signing secret bound to the space [`Self::SPACE`].
     #[must_use]
     pub fn contentful_verifier(&self) -> Verifier {
         Verifier::new(self.contentful.clone())
+            .with_space_webhook_secret(Self::SPACE, self.contentful_webhook.clone())
     }
 
     /// A Contentstack webhook signed with RSA-PSS (salt 32), `POST uri`, with a fresh
@@ -278,9 +295,10 @@ impl TestKit {
             .expect("a valid request target")
     }
 
-    /// A Contentful webhook, `POST uri`, signed with the kit's secret, its topic, a fresh
-    /// idempotency key and the space and environment signed. Which headers Contentful itself
-    /// signs is not published; the kit signs the topic so that `topic()` has one to report.
+    /// A Contentful webhook, `POST uri`, signed with the kit's webhook secret (the space's),
+    /// its topic, a fresh idempotency key and the space and environment signed. Which headers
+    /// Contentful itself signs is not published; the kit signs the topic so that `topic()` has
+    /// one to report.
     ///
     /// # Panics
     /// When `uri` is not a request target or the topic not a header value.
@@ -292,7 +310,9 @@ impl TestKit {
         body: impl AsRef<[u8]>,
     ) -> Request<Body> {
         let key = countersign_core::random_hex(16).expect("the random source works");
-        self.contentful_app_event(uri, topic, body, &key)
+        let (context, own) = event_headers(topic, &key);
+        let secret = &self.contentful_webhook;
+        self.contentful_request(secret, Method::POST, uri, &own, body.as_ref(), &context)
     }
 
     /// A Contentful app event, `POST uri`, signed with the kit's secret, with `topic`, the
@@ -308,20 +328,9 @@ impl TestKit {
         body: impl AsRef<[u8]>,
         idempotency_key: &str,
     ) -> Request<Body> {
-        let context = Context {
-            space_id: Some(Self::SPACE.into()),
-            environment_id: Some(Self::ENVIRONMENT.into()),
-            ..Context::default()
-        };
-        let own = [
-            (
-                "content-type",
-                "application/vnd.contentful.management.v1+json",
-            ),
-            (TOPIC, topic),
-            (IDEMPOTENCY_KEY, idempotency_key),
-        ];
-        self.contentful_request(Method::POST, uri, &own, body.as_ref(), &context)
+        let (context, own) = event_headers(topic, idempotency_key);
+        let secret = &self.contentful;
+        self.contentful_request(secret, Method::POST, uri, &own, body.as_ref(), &context)
     }
 
     /// A request an app frontend signs through Contentful (an app action), `POST uri`, with
@@ -361,11 +370,13 @@ impl TestKit {
             crn: None,
         };
         let own = [("content-type", "application/json")];
-        self.contentful_request(method, uri, &own, body.as_ref(), &context)
+        let secret = &self.contentful;
+        self.contentful_request(secret, method, uri, &own, body.as_ref(), &context)
     }
 
     fn contentful_request(
         &self,
+        secret: &SigningSecret,
         method: Method,
         uri: &str,
         own: &[(&str, &str)],
@@ -376,7 +387,8 @@ impl TestKit {
         for (name, value) in own {
             to_sign = to_sign.with_header(name, value);
         }
-        let signed = contentful::sign(&self.contentful, &to_sign, self.now(), context);
+        let signed = contentful::sign(secret, &to_sign, self.now(), context)
+            .expect("the kit's header values move no boundary");
         let mut builder = Request::builder().method(method).uri(uri);
         for (name, value) in own {
             builder = builder.header(*name, *value);
@@ -388,6 +400,27 @@ impl TestKit {
             .body(Body::from(body.to_vec()))
             .expect("a valid request target and header values")
     }
+}
+
+/// The context and headers of a webhook or app event of the kit's space.
+fn event_headers<'a>(
+    topic: &'a str,
+    idempotency_key: &'a str,
+) -> (Context, [(&'a str, &'a str); 3]) {
+    let context = Context {
+        space_id: Some(TestKit::SPACE.into()),
+        environment_id: Some(TestKit::ENVIRONMENT.into()),
+        ..Context::default()
+    };
+    let own = [
+        (
+            "content-type",
+            "application/vnd.contentful.management.v1+json",
+        ),
+        (TOPIC, topic),
+        (IDEMPOTENCY_KEY, idempotency_key),
+    ];
+    (context, own)
 }
 
 fn contentstack_request(uri: &str, header: &str, signature: &str, body: Vec<u8>) -> Request<Body> {

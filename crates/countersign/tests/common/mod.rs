@@ -74,6 +74,7 @@ pub fn contentful_headers_with(
         request = request.with_header(name, value);
     }
     sign(&secret, &request, SystemTime::now(), context)
+        .unwrap()
         .iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect()

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use super::envelope::Envelope;
 use super::{INSTALLATION_MODULE, VerifiedBy};
 use crate::contentstack::{Event, Module};
-use crate::replay::ReplayKey;
+use crate::replay::{ReplayKey, Scope};
 
 /// A delivery whose signature and freshness verified: what it proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,21 @@ pub struct VerifiedWebhook {
     pub(super) canonical_body: Option<Vec<u8>>,
     pub(super) signed_at: SystemTime,
     pub(super) envelope: Envelope,
+    /// The SHA-256 of the bytes that verified: what identifies the delivery within its scope.
+    pub(super) body_sha256: [u8; 32],
     pub(super) replay_key: ReplayKey,
 }
 
 impl VerifiedWebhook {
+    /// Derives the replay key again in `namespace`, for the delivery's stack.
+    pub(super) fn rescope(&mut self, namespace: Option<&str>) {
+        let scope = Scope {
+            namespace,
+            tenant: self.envelope.api_key.as_deref(),
+        };
+        self.replay_key = ReplayKey::contentstack_delivery(scope, &self.body_sha256);
+    }
+
     /// What matched: key, element and salt length, or secret.
     #[must_use]
     pub fn verified_by(&self) -> &VerifiedBy {
@@ -27,7 +38,8 @@ impl VerifiedWebhook {
 
     /// What identifies this delivery (replay protection, idempotent writes): the digest of the
     /// verified body, the same for every form in which Contentstack may send the delivery
-    /// again. The rules are in [`crate::replay`].
+    /// again, scoped to the namespace (the app) and the stack. The rules are in
+    /// [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
         self.replay_key

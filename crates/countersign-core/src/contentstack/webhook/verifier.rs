@@ -27,7 +27,8 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 /// Verifies Contentstack webhook deliveries.
 ///
 /// Defaults: the RSA method on, no HMAC secret, a tolerance of [`DEFAULT_TOLERANCE`], a future
-/// skew of [`DEFAULT_FUTURE_SKEW`], the JSON fallback off.
+/// skew of [`DEFAULT_FUTURE_SKEW`], the JSON fallback off, the replay namespace of the app uid
+/// ([`with_namespace`](Self::with_namespace)).
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,10 +54,27 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 #[derive(Clone)]
 pub struct WebhookVerifier {
     rsa: bool,
-    hmac_secrets: Vec<HmacSecret>,
+    hmac_secrets: Vec<BoundSecret>,
     tolerance: Duration,
     future_skew: Duration,
     json_fallback: bool,
+    namespace: Option<String>,
+}
+
+/// An HMAC secret, and the stack it is bound to, if any.
+#[derive(Clone)]
+struct BoundSecret {
+    secret: HmacSecret,
+    stack: Option<String>,
+}
+
+impl BoundSecret {
+    /// Whether this secret may verify a delivery that names `stack` (its signed `api_key`).
+    fn serves(&self, stack: Option<&str>) -> bool {
+        self.stack
+            .as_deref()
+            .is_none_or(|bound| Some(bound) == stack)
+    }
 }
 
 impl Default for WebhookVerifier {
@@ -75,6 +93,7 @@ impl WebhookVerifier {
             tolerance: DEFAULT_TOLERANCE,
             future_skew: DEFAULT_FUTURE_SKEW,
             json_fallback: false,
+            namespace: None,
         }
     }
 
@@ -91,10 +110,40 @@ impl WebhookVerifier {
         self
     }
 
-    /// Accepts HMAC-signed deliveries signed with `secret`; add several for a rotation.
+    /// Accepts HMAC-signed deliveries signed with `secret`, for any stack; add several for a
+    /// rotation.
     #[must_use]
     pub fn with_hmac_secret(mut self, secret: HmacSecret) -> Self {
-        self.hmac_secrets.push(secret);
+        self.hmac_secrets.push(BoundSecret {
+            secret,
+            stack: None,
+        });
+        self
+    }
+
+    /// Accepts HMAC-signed deliveries signed with `secret` only when they are for the stack
+    /// `api_key` (the body's signed `api_key`). Contentstack's HMAC secrets belong to one
+    /// webhook of one stack, set by that stack's owner: bound, a secret that one tenant
+    /// chose cannot sign a delivery that claims another tenant's stack.
+    #[must_use]
+    pub fn with_stack_hmac_secret(
+        mut self,
+        api_key: impl Into<String>,
+        secret: HmacSecret,
+    ) -> Self {
+        self.hmac_secrets.push(BoundSecret {
+            secret,
+            stack: Some(api_key.into()),
+        });
+        self
+    }
+
+    /// The namespace of this verifier's replay keys ([`crate::replay`]): deliveries of two
+    /// namespaces never share a key, so two apps can share one store. By default the app uid
+    /// of the [`Tenancy`] given to [`verify_delivery`](Self::verify_delivery), or none.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
         self
     }
 
@@ -218,6 +267,9 @@ impl WebhookVerifier {
             self.verify(headers, &body, None, now)?
         };
         tenancy.check(&webhook).await?;
+        if self.namespace.is_none() && tenancy.app_uid().is_some() {
+            webhook.rescope(tenancy.app_uid());
+        }
         let body = webhook.canonical_body.take().map_or(body, Bytes::from);
         Ok(Verdict::new(webhook, body, Some(self.acceptance_window())))
     }
@@ -276,19 +328,11 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
         let (verified_by, canonical, digest) = self.check_rsa(headers, body, keys)?;
-        let replay_key = ReplayKey::contentstack_delivery(&digest);
         let signed = canonical.as_deref().unwrap_or(body);
         let envelope = Envelope::parse(signed)?;
         let triggered_at = envelope.signed_at()?;
         self.check_freshness(triggered_at, now, "triggered_at")?;
-        Ok(VerifiedWebhook {
-            verified_by,
-            reencoded: canonical.is_some(),
-            canonical_body: canonical,
-            signed_at: triggered_at,
-            envelope,
-            replay_key,
-        })
+        Ok(self.verified(verified_by, canonical, triggered_at, envelope, digest))
     }
 
     /// Checks only the RSA signature (no freshness): which key, element and salt matched, and
@@ -341,34 +385,57 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
         let header = HmacHeader::parse(headers)?;
-        let signed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(header.t);
-        let (verified_by, canonical) = self.check_hmac_signature(&header, body)?;
+        let signed_at = crate::unix_seconds(header.t);
+        let (verified_by, canonical, envelope) = self.check_hmac_signature(&header, body)?;
         self.check_freshness(signed_at, now, "t")?;
         let signed = canonical.as_deref().unwrap_or(body);
-        let replay_key = ReplayKey::contentstack_delivery(&sha256(signed));
-        let envelope = Envelope::parse(signed).unwrap_or_default();
-        Ok(VerifiedWebhook {
+        let digest = sha256(signed);
+        Ok(self.verified(verified_by, canonical, signed_at, envelope, digest))
+    }
+
+    /// The facts of a delivery whose signature and time verified, with its replay key in this
+    /// verifier's namespace.
+    fn verified(
+        &self,
+        verified_by: VerifiedBy,
+        canonical: Option<Vec<u8>>,
+        signed_at: SystemTime,
+        envelope: Envelope,
+        body_sha256: [u8; 32],
+    ) -> VerifiedWebhook {
+        let mut webhook = VerifiedWebhook {
             verified_by,
             reencoded: canonical.is_some(),
             canonical_body: canonical,
             signed_at,
             envelope,
-            replay_key,
-        })
+            body_sha256,
+            replay_key: ReplayKey::from_bytes(body_sha256),
+        };
+        webhook.rescope(self.namespace.as_deref());
+        webhook
     }
 
+    /// The HMAC that matched, the canonical bytes when the JSON fallback was needed, and the
+    /// envelope of the bytes that matched: a secret bound to a stack is tried only on a body
+    /// whose signed `api_key` is that stack.
     fn check_hmac_signature(
         &self,
         header: &HmacHeader,
         body: &[u8],
-    ) -> Result<(VerifiedBy, Option<Vec<u8>>), Error> {
-        self.match_body(body, |bytes| self.match_hmac(header, bytes))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::SignatureMismatch,
-                    mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback),
-                )
-            })
+    ) -> Result<(VerifiedBy, Option<Vec<u8>>, Envelope), Error> {
+        self.match_body(body, |bytes| {
+            let envelope = Envelope::parse(bytes).unwrap_or_default();
+            self.match_hmac(header, bytes, envelope.api_key.as_deref())
+                .map(|by| (by, envelope))
+        })
+        .map(|((by, envelope), canonical)| (by, canonical, envelope))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::SignatureMismatch,
+                mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback),
+            )
+        })
     }
 
     /// Tries `matches` on the raw body, then, with the fallback on, on its JSON
@@ -385,12 +452,18 @@ impl WebhookVerifier {
         matches(&canonical).map(|by| (by, Some(canonical)))
     }
 
-    fn match_hmac(&self, header: &HmacHeader, body: &[u8]) -> Option<VerifiedBy> {
+    fn match_hmac(
+        &self,
+        header: &HmacHeader,
+        body: &[u8],
+        stack: Option<&str>,
+    ) -> Option<VerifiedBy> {
         self.hmac_secrets
             .iter()
             .enumerate()
-            .find_map(|(secret_index, secret)| {
-                let mac = secret.mac(&header.t_text, body);
+            .filter(|(_, bound)| bound.serves(stack))
+            .find_map(|(secret_index, bound)| {
+                let mac = bound.secret.mac(&header.t_text, body);
                 header
                     .v1
                     .iter()
@@ -442,6 +515,7 @@ impl fmt::Debug for WebhookVerifier {
             .field("tolerance", &self.tolerance)
             .field("future_skew", &self.future_skew)
             .field("json_fallback", &self.json_fallback)
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
