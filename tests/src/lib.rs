@@ -110,6 +110,51 @@ impl Rng {
     }
 }
 
+/// A certificate authority made for one test, and a certificate it signed for this machine
+/// (`localhost` and `127.0.0.1`), all PEM.
+#[derive(Debug, Clone)]
+pub struct LocalCa {
+    /// The authority's certificate: what a client is told to trust.
+    pub ca: String,
+    /// The server's certificate.
+    pub certificate: String,
+    /// The server's private key.
+    pub key: String,
+}
+
+impl LocalCa {
+    /// A new authority and server certificate.
+    ///
+    /// # Panics
+    /// When key generation fails.
+    #[must_use]
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).expect("a self-signed CA");
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("parameters");
+        leaf.subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        let key = KeyPair::generate().expect("a server key");
+        let leaf = leaf
+            .signed_by(&key, &ca, &ca_key)
+            .expect("a server certificate");
+        Self {
+            ca: ca.pem(),
+            certificate: leaf.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+impl Default for LocalCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A throwaway PostgreSQL cluster (`initdb` and `pg_ctl` from Debian's `postgresql`) on a free
 /// loopback port under a temporary directory, as an unprivileged user when the tests run as
 /// root (`nobody`: PostgreSQL refuses root). Nothing depends on a system service. Stopped
@@ -185,23 +230,12 @@ impl Postgres {
                 let path = pg.dir.join("data").join(name);
                 std::fs::write(&path, pem).expect("the server's certificate and key");
                 let path = path.display().to_string();
-                let mut chmod = Command::new("chmod");
-                assert!(
-                    chmod
-                        .args(["0600", &path])
-                        .status()
-                        .expect("chmod")
-                        .success()
-                );
-                if is_root() {
-                    let mut chown = Command::new("chown");
-                    assert!(
-                        chown
-                            .args(["nobody", &path])
-                            .status()
-                            .expect("chown")
-                            .success()
-                    );
+                let owner = if is_root() { "nobody" } else { "" };
+                for (program, arg) in [("chmod", "0600"), ("chown", owner)] {
+                    if !arg.is_empty() {
+                        let status = Command::new(program).args([arg, &path]).status();
+                        assert!(status.is_ok_and(|s| s.success()), "{program} {arg} {path}");
+                    }
                 }
             }
         }

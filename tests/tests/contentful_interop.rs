@@ -69,14 +69,20 @@ fn generate(rng: &mut Rng) -> Case {
         rng.one_in(2)
             .then(|| format!("id{}", rng.next_u64() % 100_000))
     };
+    let space_id = id(rng);
+    // The CRN's space is the signed space, but now and then another one's.
+    let crn_space = match &space_id {
+        Some(space) if !rng.one_in(4) => space.clone(),
+        _ => "s".to_owned(),
+    };
     let context = Context {
-        space_id: id(rng),
         environment_id: id(rng),
         app_id: id(rng),
         user_id: id(rng),
         crn: rng
             .one_in(3)
-            .then(|| "crn:contentful:::extensibility:spaces/s/environments/e".to_owned()),
+            .then(|| format!("crn:contentful:::extensibility:spaces/{crn_space}/environments/e")),
+        space_id,
     };
     Case {
         secret,
@@ -162,6 +168,7 @@ fn toolkit_and_countersign_agree_on_every_generated_request() {
     let results = output["results"].as_array().unwrap();
     assert_eq!(results.len(), CASES);
 
+    let mut conflicts = 0;
     for (i, (case, result)) in cases.iter().zip(results).enumerate() {
         let what = format!(
             "case {i}: {} {:?} headers {:?}",
@@ -208,9 +215,24 @@ fn toolkit_and_countersign_agree_on_every_generated_request() {
             assert_eq!(error.kind(), ErrorKind::UnsignedTarget, "{what}");
             continue;
         }
+        // A signed space id and a signed CRN of another space name two tenants: the toolkit
+        // accepts such a request, countersign refuses it.
+        let two_spaces = case.context.crn.as_ref().is_some_and(|crn| {
+            case.context
+                .space_id
+                .as_ref()
+                .is_some_and(|space| !crn.contains(&format!("spaces/{space}/")))
+        });
+        if two_spaces {
+            let error = outcome.expect_err(&what);
+            assert_eq!(error.kind(), ErrorKind::ContextConflict, "{what}");
+            conflicts += 1;
+            continue;
+        }
         let verified = outcome.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(verified.context(), case.context, "{what}");
     }
+    assert!(conflicts > 0, "the cases include requests of two spaces");
 }
 
 #[test]

@@ -1040,16 +1040,7 @@ enum KeyServer {
 async fn https_key_server() -> (std::sync::Arc<std::sync::Mutex<KeyServer>>, String, String) {
     use axum::http::StatusCode;
     use axum::routing::get;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let ca = countersign_tests::LocalCa::new();
 
     let mode = std::sync::Arc::new(std::sync::Mutex::new(KeyServer::Down));
     let shared = std::sync::Arc::clone(&mode);
@@ -1071,8 +1062,8 @@ async fn https_key_server() -> (std::sync::Arc<std::sync::Mutex<KeyServer>>, Str
         }),
     );
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        leaf.pem().into_bytes(),
-        leaf_key.serialize_pem().into_bytes(),
+        ca.certificate.into_bytes(),
+        ca.key.into_bytes(),
     )
     .await
     .unwrap();
@@ -1084,7 +1075,7 @@ async fn https_key_server() -> (std::sync::Arc<std::sync::Mutex<KeyServer>>, Str
             .await
     });
     let url = format!("https://localhost:{port}/.well-known/public-keys.json");
-    (mode, url, ca.pem())
+    (mode, url, ca.ca)
 }
 
 const KEYS_DIR: &str = concat!(

@@ -3,23 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_tests::Postgres;
+use countersign_tests::{LocalCa, Postgres};
 use example_support::postgres::pool_trusting;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-
-/// A CA's PEM, and a certificate for 127.0.0.1 it signed with its key.
-fn local_ca() -> (String, String, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
-}
 
 /// Whether a connection of a pool on `url` (trusting `ca`) is up, and over TLS.
 async fn connect(url: &str, ca: Option<&str>) -> Result<bool, String> {
@@ -37,7 +22,11 @@ async fn connect(url: &str, ca: Option<&str>) -> Result<bool, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_honours_sslmode_and_checks_the_servers_certificate() {
-    let (ca, certificate, key) = local_ca();
+    let LocalCa {
+        ca,
+        certificate,
+        key,
+    } = LocalCa::new();
     let with_tls =
         tokio::task::spawn_blocking(move || Postgres::start_with_tls(&certificate, &key))
             .await
@@ -49,9 +38,14 @@ async fn the_pool_honours_sslmode_and_checks_the_servers_certificate() {
         "require, trusting the CA: TLS"
     );
     assert_eq!(
-        connect(&url, Some(&ca)).await,
+        connect(&format!("{url}?sslmode=prefer"), Some(&ca)).await,
         Ok(true),
-        "prefer (the default) takes TLS when offered"
+        "prefer takes TLS when offered"
+    );
+    assert_eq!(
+        connect(&url, None).await,
+        Ok(false),
+        "no sslmode: no TLS, as before"
     );
     assert_eq!(
         connect(&format!("{url}?sslmode=disable"), Some(&ca)).await,
@@ -73,5 +67,9 @@ async fn the_pool_honours_sslmode_and_checks_the_servers_certificate() {
             .is_err(),
         "require: no connection without TLS"
     );
-    assert_eq!(connect(&url, None).await, Ok(false), "prefer falls back");
+    assert_eq!(
+        connect(&format!("{url}?sslmode=prefer"), None).await,
+        Ok(false),
+        "prefer goes without TLS where none is offered"
+    );
 }

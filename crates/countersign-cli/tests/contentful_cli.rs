@@ -23,23 +23,20 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Signs with the CLI and returns the headers it printed, as `-H` arguments.
-fn signed_headers(extra: &[&str]) -> Vec<String> {
-    let output = countersign()
-        .args([
-            "contentful",
-            "sign",
-            "--secret",
-            SECRET,
-            "--method",
-            "POST",
-            "--path",
-            "/hook?x=1",
-        ])
+/// `countersign contentful sign` of `POST /hook?x=1` with `extra` arguments.
+fn sign(extra: &[&str]) -> std::process::Output {
+    countersign()
+        .args(["contentful", "sign", "--secret", SECRET])
+        .args(["--method", "POST", "--path", "/hook?x=1"])
         .args(["--timestamp", "1700000000000", "--body", "{}"])
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs with the CLI and returns the headers it printed, as `-H` arguments.
+fn signed_headers(extra: &[&str]) -> Vec<String> {
+    let output = sign(extra);
     assert!(output.status.success(), "{}", stderr(&output));
     stdout_json(&output)
         .as_object()
@@ -494,23 +491,12 @@ fn values_that_begin_with_a_hyphen_are_values() {
 
 #[test]
 fn sign_refuses_a_value_that_could_move_a_boundary() {
-    let output = countersign()
-        .args([
-            "contentful",
-            "sign",
-            "--secret",
-            SECRET,
-            "--method",
-            "POST",
-            "--path",
-            "/hook",
-            "--space-id",
-            "mine",
-            "--header",
-            "x-note: a;x-contentful-space-id:victim",
-        ])
-        .output()
-        .unwrap();
+    let output = sign(&[
+        "--space-id",
+        "mine",
+        "--header",
+        "x-note: a;x-contentful-space-id:victim",
+    ]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("signed_header_ambiguous"),

@@ -67,6 +67,7 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod bound;
 pub mod contentful;
 pub mod contentstack;
 pub mod credentials;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
 use countersign_core::contentful::{
-    Context, ErrorKind, RequestToSign, SignedHeaders, SigningSecret, Verifier, sign,
+    Context, ErrorKind, RequestKind, RequestToSign, SignedHeaders, SigningSecret, Verifier, sign,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -810,4 +810,31 @@ fn windows_of_any_length_verify_without_overflowing() {
         .verify_request(&parts, "{}".into(), None, at(T0 + 1_000))
         .unwrap();
     assert_eq!(verdict.window(), Some(2 * countersign_core::MAX_WINDOW));
+}
+
+#[test]
+fn a_verifier_of_space_webhooks_takes_each_spaces_own_as_webhooks() {
+    let secret = |c: char| SigningSecret::new(c.to_string().repeat(64)).unwrap();
+    let verifier = Verifier::for_space_webhooks("space-a", secret('a'))
+        .with_space_webhook_secret("space-b", secret('b'));
+    let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+    let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
+    let check = |signer: char, space: &str| {
+        let context = Context {
+            space_id: Some(space.into()),
+            ..Context::default()
+        };
+        let headers = sign(&secret(signer), &request, at, &context)
+            .unwrap()
+            .to_header_map()
+            .unwrap();
+        verifier
+            .verify(&Method::POST, "/hook", &headers, b"{}", at)
+            .map(|verified| (verified.kind(), verified.secret_index()))
+            .map_err(|e| e.kind())
+    };
+    assert_eq!(check('a', "space-a"), Ok((RequestKind::Webhook, 0)));
+    assert_eq!(check('b', "space-b"), Ok((RequestKind::Webhook, 1)));
+    assert_eq!(check('a', "space-b"), Err(ErrorKind::SignatureMismatch));
+    assert_eq!(check('b', "no-space"), Err(ErrorKind::SignatureMismatch));
 }

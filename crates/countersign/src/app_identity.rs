@@ -66,7 +66,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes read of an answer.
 const MAX_ANSWER_LEN: usize = 64 * 1024;
 /// How many space environments an identity keeps a token for; beyond it, the slots nobody is
-/// using and whose token has expired go first, then every slot nobody is using. Tokens are
+/// using and whose token has expired go first, then enough others nobody is using to free a
+/// tenth. Tokens are
 /// asked for by installation, and installations are made by strangers: the map stays bounded.
 pub const MAX_SLOTS: usize = 10_000;
 
@@ -289,9 +290,13 @@ impl AppIdentity {
                             .is_some_and(|token| token.is_fresh(now, Duration::ZERO))
                     })
             });
-            if slots.len() >= MAX_SLOTS {
-                slots.retain(|_, slot| !idle(slot));
-            }
+            // Still full of fresh tokens: enough idle ones go to free a tenth, not all.
+            let mut excess = (slots.len() + 1).saturating_sub(MAX_SLOTS * 9 / 10);
+            slots.retain(|_, slot| {
+                let dropped = excess > 0 && idle(slot);
+                excess -= usize::from(dropped);
+                !dropped
+            });
         }
         Arc::clone(slots.entry(key).or_default())
     }

@@ -4,7 +4,7 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use axum::{Json, Router, routing::post};
-//! use countersign::contentful::{SigningSecret, Verifier};
+//! use countersign::contentful::{RequestKinds, SigningSecret, Verifier};
 //! use countersign::contentstack::{StaticKeys, WebhookVerifier};
 //! use countersign::{ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer};
 //! use serde::Deserialize;
@@ -25,7 +25,9 @@
 //! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
 //! // In production: WellKnownKeys::for_region(&"eu".parse()?) fetches and caches the key.
 //! let contentstack_keys = StaticKeys::parse(pem)?;
-//! let contentful_verifier = Verifier::new(SigningSecret::new(std::env::var("CONTENTFUL_SIGNING_SECRET")?)?);
+//! // App events only: never a request a user had the app frontend sign.
+//! let contentful_verifier = Verifier::new(SigningSecret::new(std::env::var("CONTENTFUL_SIGNING_SECRET")?)?)
+//!     .with_kinds(RequestKinds::EVENTS);
 //!
 //! let app = Router::new()
 //!     .route(
@@ -49,7 +51,7 @@
 //! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
 //! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at`; with a [`Tenancy`](contentstack::Tenancy), this app's uid and stacks | 401, 403 not ours, 503 without a key |
 //! | [`ContentfulLayer`] | Contentful's request signature, TTL; the kinds of request the route takes | 401, 403 another kind |
-//! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key |
+//! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key or when the spent-token store cannot answer |
 //! | [`session::SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
 //! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis); holds a renewed lease while the handler runs | 200 duplicate, 409, 503 |
 //!
@@ -75,18 +77,18 @@
 //!
 //! | status | codes |
 //! |---|---|
-//! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `signed_headers_too_many`, `signed_header_ambiguous`, `target_unsigned`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
+//! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `signed_headers_too_many`, `signed_header_ambiguous`, `context_conflict`, `target_unsigned`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
 //! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
 //! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
-//! | 400 | `body_unreadable` |
+//! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header) |
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
 //! | 500 | `layer_missing`, `connect_info_missing` (misconfiguration) |
-//! | 500 | `replay_identity_missing` (a replay guard without a verification layer) |
-//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`, `store_full` (spent app-tokens) |
+//! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard behind signatures that never expire) |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol` |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to
 //! `tracing` (target `countersign`, with the reason and the client address), and the

@@ -10,7 +10,7 @@
 //! | [`VERIFICATION_SECONDS`] | histogram | `provider`, `outcome` |
 //! | [`CONTENTSTACK_MATCHES`] | counter | `method` (`rsa`, `hmac`), `index` (key or secret, from 0), `salt` (`32`, `max`, or `none` for HMAC) |
 //! | [`CONTENTFUL_MATCHES`] | counter | `index` (the secret, from 0) |
-//! | [`REPLAY`] | counter | `outcome` (`new`, `duplicate`, `in_flight`, `store_full`, `store_error`) |
+//! | [`REPLAY`] | counter | `outcome` (`new`, `duplicate`, `in_flight`, `store_full`, `tenant_full`, `store_error`) |
 //! | [`KEY_FETCHES`] | counter | `outcome` (`ok`, `failed`, `stale_served`) |
 //! | [`ACCESS_TOKEN_FETCHES`] | counter | `outcome` (`ok`, `refused`, `rate_limited`, `unavailable`) |
 //!

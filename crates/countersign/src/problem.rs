@@ -211,6 +211,7 @@ fn signature_title(code: &str) -> &'static str {
         "target_unsigned" => "Unsigned request target",
         "signed_header_ambiguous" => "Ambiguous signed header",
         "request_kind_not_allowed" => "Request kind not allowed here",
+        "context_conflict" => "Conflicting signed context",
         "timestamp_missing" => "Timestamp missing",
         "timestamp_malformed" => "Timestamp malformed",
         "timestamp_expired" => "Timestamp expired",

@@ -28,6 +28,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 const SPACE_A_SECRET: &str = "space-a-webhook-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDE";
+const SPACE_B_SECRET: &str = "space-b-webhook-secret-0123456789abcdefghijklmnopqrstuvwxyzABCDE";
 const STACK_A_SECRET: &str = "stack-a-hmac-secret";
 
 async fn post_signed(url: &str, headers: &[(String, String)], body: &str) -> reqwest::Response {
@@ -52,7 +53,8 @@ async fn handled(request: ContentfulRequest) -> String {
 /// replay store for both, and the app's secret beside space A's bound webhook secret.
 async fn contentful_app() -> String {
     let verifier = Verifier::new(SigningSecret::new(SECRET).unwrap())
-        .with_space_webhook_secret("space-a", SigningSecret::new(SPACE_A_SECRET).unwrap());
+        .with_space_webhook_secret("space-a", SigningSecret::new(SPACE_A_SECRET).unwrap())
+        .with_space_webhook_secret("space-b", SigningSecret::new(SPACE_B_SECRET).unwrap());
     let replay = ReplayGuardLayer::new(MemoryStore::new(1_000));
     let events = ServiceBuilder::new()
         .layer(ContentfulLayer::new(
@@ -185,9 +187,15 @@ async fn a_tenant_cannot_make_another_spaces_delivery_a_duplicate() {
     own.push((key[0].0.to_owned(), key[0].1.to_owned()));
     let answer = post_signed(&format!("{base}/events"), &own, "{}").await;
     assert_eq!(answer.text().await.unwrap(), "handled for space-a");
-    // ... but space B's genuine delivery with that key is its own, and is handled.
-    let mut genuine =
-        contentful_headers_with(SECRET, "POST", "/events", b"{}", &key, &space("space-b"));
+    // ... but space B's genuine webhook with that key is its own, and is handled.
+    let mut genuine = contentful_headers_with(
+        SPACE_B_SECRET,
+        "POST",
+        "/events",
+        b"{}",
+        &key,
+        &space("space-b"),
+    );
     genuine.push((key[0].0.to_owned(), key[0].1.to_owned()));
     let answer = post_signed(&format!("{base}/events"), &genuine, "{}").await;
     assert!(
@@ -220,6 +228,18 @@ async fn a_spaces_webhook_secret_verifies_only_that_spaces_requests() {
         refusal(post_signed(&format!("{base}/events"), &headers, "{}").await).await,
         (401, "signature_mismatch".to_owned()),
         "space A's secret signing a CRN of space B"
+    );
+    // Its own space id beside another space's CRN: two tenants in one request.
+    let both = Context {
+        space_id: Some("space-a".into()),
+        crn: Some("crn:contentful:::content:spaces/space-b/environments/master".into()),
+        ..Context::default()
+    };
+    let headers = contentful_headers(SPACE_A_SECRET, "POST", "/events", b"{}", &both);
+    assert_eq!(
+        refusal(post_signed(&format!("{base}/events"), &headers, "{}").await).await,
+        (401, "context_conflict".to_owned()),
+        "space A's id with a CRN of space B"
     );
     let own = Context {
         space_id: Some("space-a".into()),
@@ -304,8 +324,8 @@ async fn two_apps_on_one_store_never_share_a_delivery() {
 
 #[tokio::test]
 async fn one_tenants_flood_is_refused_while_the_others_are_served() {
-    // Ten entries: no tenant may hold more than five.
-    let store = Arc::new(MemoryStore::new(10));
+    // Forty entries: no tenant may hold more than an eighth, five.
+    let store = Arc::new(MemoryStore::new(40));
     let base = format!("http://{}", serve(contentstack_route("app1", store)).await);
     let url = format!("{base}/webhooks");
     let deliver = |stack: &str, n: usize| {
@@ -341,36 +361,49 @@ async fn one_tenants_flood_is_refused_while_the_others_are_served() {
     }
 }
 
-#[tokio::test]
-async fn a_full_store_of_spent_app_tokens_answers_503_not_reused() {
-    // Two entries, one per stack.
+/// A server whose UI location spends each app-token of app `app1` in a store of `capacity`
+/// entries; returns a function that loads it with a token of `claims` (over the defaults).
+async fn ui_spending_tokens(
+    capacity: usize,
+) -> impl Fn(serde_json::Value) -> reqwest::RequestBuilder {
     let layer = AppTokenLayer::new(
         AppTokenVerifier::new().with_app_uid("app1"),
         StaticKeys::parse(PUBLIC_A).unwrap(),
         Sessions::new([SessionKey::new([9u8; 32]).unwrap()]),
     )
-    .with_single_use(MemoryStore::new(2));
+    .with_single_use(MemoryStore::new(capacity));
     let app = Router::new().route("/ui", get(|| async { "page" }).layer(layer));
     let base = format!("http://{}", serve(app).await);
     let key = SigningKey::from_pem(PRIVATE_A).unwrap();
-    let load = |stack: &str, user: &str| {
-        let claims = json!({
+    move |extra: serde_json::Value| {
+        let mut claims = json!({
             "app_uid": "app1", "installation_uid": "i", "organization_uid": "o",
-            "user_uid": user, "stack_api_key": stack,
+            "user_uid": "u", "stack_api_key": "blt-a",
         });
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
         let token =
             mint_app_token(&key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap();
-        client().get(format!("{base}/ui?app-token={token}")).send()
-    };
-    assert_eq!(load("blt-a", "u1").await.unwrap().status(), 200);
-    let full = load("blt-a", "u2").await.unwrap();
+        client().get(format!("{base}/ui?app-token={token}"))
+    }
+}
+
+#[tokio::test]
+async fn a_full_store_of_spent_app_tokens_answers_503_not_reused() {
+    // Two entries, one per stack.
+    let load = ui_spending_tokens(2).await;
+    let page =
+        |stack: &str, user: &str| load(json!({"stack_api_key": stack, "user_uid": user})).send();
+    assert_eq!(page("blt-a", "u1").await.unwrap().status(), 200);
+    let full = page("blt-a", "u2").await.unwrap();
     assert_eq!(
         refusal(full).await,
         (503, "store_full".to_owned()),
         "a new token is not a reused one"
     );
     assert_eq!(
-        load("blt-b", "u3").await.unwrap().status(),
+        page("blt-b", "u3").await.unwrap().status(),
         200,
         "another stack is served"
     );
@@ -378,31 +411,11 @@ async fn a_full_store_of_spent_app_tokens_answers_503_not_reused() {
 
 #[tokio::test]
 async fn an_app_token_with_a_huge_exp_is_handled_without_a_panic() {
-    let layer = AppTokenLayer::new(
-        AppTokenVerifier::new().with_app_uid("app1"),
-        StaticKeys::parse(PUBLIC_A).unwrap(),
-        Sessions::new([SessionKey::new([9u8; 32]).unwrap()]),
-    )
-    .with_single_use(MemoryStore::new(10));
-    let app = Router::new().route("/ui", get(|| async { "page" }).layer(layer));
-    let base = format!("http://{}", serve(app).await);
-    let key = SigningKey::from_pem(PRIVATE_A).unwrap();
-    let claims = json!({
-        "app_uid": "app1", "installation_uid": "i", "organization_uid": "o",
-        "user_uid": "u", "stack_api_key": "blt-a", "exp": u64::MAX,
-    });
-    let token = mint_app_token(&key, &claims, SystemTime::now(), Duration::from_secs(300)).unwrap();
-    let answer = client()
-        .get(format!("{base}/ui?app-token={token}"))
-        .send()
-        .await
-        .unwrap();
+    let load = ui_spending_tokens(10).await;
+    let page = load(json!({"exp": u64::MAX})).build().unwrap();
+    let again = page.try_clone().unwrap();
     // Signed by the key, so it opens a session; the server is still there to say so.
-    assert_eq!(answer.status(), 200);
-    let again = client()
-        .get(format!("{base}/ui?app-token={token}"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(client().execute(page).await.unwrap().status(), 200);
+    let again = client().execute(again).await.unwrap();
     assert_eq!(refusal(again).await, (401, "app_token_reused".to_owned()));
 }

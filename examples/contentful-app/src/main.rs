@@ -4,8 +4,9 @@
 //!   replay-protected, recorded once per delivery (in memory, or in PostgreSQL with
 //!   `DATABASE_URL`); answer 200 `{"status":"accepted"}`, 503 while the database is unreachable
 //!   (so that Contentful retries).
-//! - `POST /contentful/actions/{name}`: frontend-signed requests, which must carry a signed
-//!   user id; answer the verified context.
+//! - `POST /contentful/actions/{name}`: frontend-signed requests (a user's, through the app
+//!   frontend), which must carry a signed user id; answer the verified context. App action
+//!   calls that Contentful makes without a user are app events here.
 //! - `GET /api/deliveries[?after=&limit=]`: frontend-signed, with a signed user, space and
 //!   environment: what that space environment received, oldest first, a page at a time.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
@@ -78,7 +79,8 @@ async fn accepted(
     let handling = handling(topic.as_ref());
     let received = Received {
         id: id.to_hex(),
-        space_id: request.space_id().unwrap_or("").to_owned(),
+        // The tenant: the signed space, or the signed CRN's.
+        space_id: request.tenant().unwrap_or("").to_owned(),
         environment_id: request.environment_id().unwrap_or("").to_owned(),
         topic: topic.as_ref().map(ToString::to_string),
         handling,

@@ -242,7 +242,12 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
     for (stack, secret) in &config.hmac_secrets {
         verifier = match stack {
             Some(stack) => verifier.with_stack_hmac_secret(stack, secret.clone()),
-            None => verifier.with_hmac_secret(secret.clone()),
+            None => {
+                tracing::warn!(
+                    "an HMAC secret in CONTENTSTACK_HMAC_SECRETS is bound to no stack: whoever holds it signs for any stack; write API_KEY=secret"
+                );
+                verifier.with_hmac_secret(secret.clone())
+            }
         };
     }
     let mut verification = ContentstackWebhookLayer::new(verifier, keys).with_tenancy(tenancy);

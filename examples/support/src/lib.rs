@@ -98,7 +98,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Some(share) = peers.take(peer.ip()) else {
+        let Some(share) = peers.take(client_network(peer.ip())) else {
             tracing::warn!(%peer, per_peer, "a client holds its whole share of the connections; closing its next one");
             continue;
         };
@@ -124,7 +124,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// How many connections each client address holds, up to a share.
+/// What counts as one client: an IPv4 address, or an IPv6 /64 (one host usually holds a
+/// whole /64, and may use any address in it).
+fn client_network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// How many connections each client holds, up to a share.
 #[derive(Clone)]
 struct PeerShares {
     held: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
@@ -173,7 +185,8 @@ impl Drop for PeerShare {
 }
 
 /// `SPACE_ID=secret` or `API_KEY=secret` pairs, comma-separated, as `(Some(tenant), secret)`;
-/// a bare `secret` is `(None, secret)`, a secret for any tenant. `None` or an empty list: none.
+/// a bare `secret` (or `*=secret`, for a secret that holds `=` itself) is `(None, secret)`, a
+/// secret for any tenant. The tenant ends at the first `=`. `None` or an empty list: none.
 ///
 /// # Errors
 /// An entry with an empty tenant or secret (the message never repeats a secret).
@@ -196,6 +209,7 @@ pub fn tenant_secrets(list: Option<String>) -> Result<Vec<(Option<String>, Strin
                     at + 1
                 ));
             }
+            let tenant = tenant.filter(|tenant| *tenant != "*");
             Ok((tenant.map(str::to_owned), secret.to_owned()))
         })
         .collect()
@@ -495,13 +509,29 @@ mod serving {
     }
 
     #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_network(ip("2001:db8:1:2:aaaa::1")),
+            client_network(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            client_network(ip("2001:db8:1:2::1")),
+            client_network(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(client_network(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(client_network(ip("192.0.2.1")), ip("192.0.2.1"));
+    }
+
+    #[test]
     fn tenant_secrets_are_pairs_or_bare_secrets() {
         assert_eq!(
-            tenant_secrets(Some(" s1=a , b ,s2=c=d".into())).unwrap(),
+            tenant_secrets(Some(" s1=a , b ,s2=c=d, *=e=".into())).unwrap(),
             [
                 (Some("s1".to_owned()), "a".to_owned()),
                 (None, "b".to_owned()),
                 (Some("s2".to_owned()), "c=d".to_owned()),
+                (None, "e=".to_owned()),
             ]
         );
         assert!(tenant_secrets(None).unwrap().is_empty());

@@ -27,12 +27,14 @@ pub struct Schema {
 pub const ROOT_CERT_VAR: &str = "PGSSLROOTCERT";
 
 /// A pool of connections to `url` (`postgres://user:password@host:port/database`), with TLS as
-/// its `sslmode` says: `disable`, `prefer` (the default: TLS when the server offers it) or
-/// `require` (TLS or no connection). TLS is rustls, and the server's certificate is always
-/// checked, against the system's roots and the PEM file named by [`ROOT_CERT_VAR`] (so
-/// `require` means what libpq's `verify-full` means). Nothing is sent yet, so an app starts
-/// (and answers 503) while the server is down. A pooled connection is checked before it is
-/// handed out: after a server restart the dead ones are dropped.
+/// its `sslmode` says: `require` (TLS or no connection), `prefer` (TLS when the server offers
+/// it) or `disable`; without `sslmode`, no TLS, as before TLS was supported. TLS is rustls,
+/// and the server's certificate is always checked, against the system's roots and the PEM
+/// file named by [`ROOT_CERT_VAR`] (so `require` means what libpq's `verify-full` means, and
+/// `prefer` fails on a certificate it cannot check rather than going on in the clear).
+/// Nothing is sent yet, so an app starts (and answers 503) while the server is down. A pooled
+/// connection is checked before it is handed out: after a server restart the dead ones are
+/// dropped.
 ///
 /// # Errors
 /// When `url` is not a PostgreSQL URL, or the root certificate file cannot be read.
@@ -56,7 +58,10 @@ pub fn pool_trusting(
     url: &str,
     extra_roots: Option<&[u8]>,
 ) -> Result<deadpool_postgres::Pool, Error> {
-    let config: tokio_postgres::Config = url.parse()?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if !url.contains("sslmode") {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tls(extra_roots)?,

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     /// ([`Verifier::with_kinds`](super::Verifier::with_kinds)): a frontend-signed request on a
     /// route for events and webhooks, for instance.
     KindNotAllowed,
+    /// The signed `x-contentful-space-id` and the space of the signed `x-contentful-crn`
+    /// differ: the request names two tenants.
+    ContextConflict,
 }
 
 impl crate::ReasonCode for ErrorKind {
@@ -66,6 +69,7 @@ impl ErrorKind {
             Self::TooManySignedHeaders => "signed_headers_too_many",
             Self::AmbiguousHeader => "signed_header_ambiguous",
             Self::KindNotAllowed => "request_kind_not_allowed",
+            Self::ContextConflict => "context_conflict",
         }
     }
 }

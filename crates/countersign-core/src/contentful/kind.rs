@@ -16,7 +16,8 @@ pub enum RequestKind {
     /// Signed by the app's signing secret with a signed `x-contentful-user-id`: a request an
     /// app frontend had signed for a user (`appSignedRequest`).
     Frontend,
-    /// Signed by the app's signing secret without a user: an app event or an app action.
+    /// Signed by the app's signing secret without a user: an app event, or an app action
+    /// call that Contentful makes to the app's endpoint.
     App,
     /// Signed by a webhook signing secret ([`Verifier::with_webhook_secret`](super::Verifier::with_webhook_secret),
     /// [`Verifier::with_space_webhook_secret`](super::Verifier::with_space_webhook_secret)).

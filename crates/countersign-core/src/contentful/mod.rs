@@ -3,7 +3,8 @@
 //! Contentful signs app events, app actions, webhooks (when the space has a webhook signing
 //! secret) and requests that an app frontend signs through the CMA
 //! (`appSignedRequest.create`). All of them use one scheme: an HMAC-SHA256, keyed with the
-//! app's 64-character signing secret, over a canonical string of
+//! app's 64-character signing secret (or, for a webhook, the space's webhook signing secret),
+//! over a canonical string of
 //!
 //! ```text
 //! METHOD \n PATH \n name:value;name:value... \n BODY

@@ -17,6 +17,7 @@ use super::{
     RequestKind, RequestKinds, SIGNATURE, SIGNED_HEADERS, SPACE_ID, SigningSecret, TIMESTAMP,
     TOPIC, USER_ID,
 };
+use crate::bound::Bound;
 use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
 use crate::ip::IpAllowlist;
 use crate::replay::{ReplayKey, Scope};
@@ -37,8 +38,8 @@ const EARLIEST_TIMESTAMP_MS: u64 = 1_577_836_800_000;
 /// Verifies signed Contentful requests against one or more signing secrets.
 ///
 /// Defaults: a time-to-live of [`DEFAULT_TTL`], a future skew of [`DEFAULT_FUTURE_SKEW`], no
-/// path prefix, every [kind](RequestKind) of request, the replay namespace of the signed app
-/// id. Cheap to clone and to share between threads.
+/// path prefix, every [kind](RequestKind) of request, no replay namespace
+/// ([`with_namespace`](Self::with_namespace)). Cheap to clone and to share between threads.
 #[derive(Clone)]
 pub struct Verifier {
     secrets: Vec<Secret>,
@@ -53,19 +54,9 @@ pub struct Verifier {
 /// A secret, whose it is, and the space it is bound to, if any.
 #[derive(Clone)]
 struct Secret {
-    secret: SigningSecret,
+    key: Bound<SigningSecret>,
     /// The app's signing secret, or a webhook signing secret.
     webhook: bool,
-    space: Option<String>,
-}
-
-impl Secret {
-    /// Whether this secret may verify a request of `space` (its signed tenant).
-    fn serves(&self, space: Option<&str>) -> bool {
-        self.space
-            .as_deref()
-            .is_none_or(|bound| Some(bound) == space)
-    }
 }
 
 impl Verifier {
@@ -75,9 +66,8 @@ impl Verifier {
     pub fn new(secret: SigningSecret) -> Self {
         Self {
             secrets: vec![Secret {
-                secret,
+                key: Bound::any(secret),
                 webhook: false,
-                space: None,
             }],
             ttl: DEFAULT_TTL,
             future_skew: DEFAULT_FUTURE_SKEW,
@@ -86,6 +76,21 @@ impl Verifier {
             kinds: RequestKinds::ALL,
             namespace: None,
         }
+    }
+
+    /// A verifier of one space's webhooks only: `secret` is the space's webhook signing
+    /// secret, bound to `space_id` ([`with_space_webhook_secret`](Self::with_space_webhook_secret));
+    /// add more spaces with that call. For a webhook receiver that is no app backend.
+    #[must_use]
+    pub fn for_space_webhooks(space_id: impl Into<String>, secret: SigningSecret) -> Self {
+        let mut verifier = Self::new(secret);
+        if let Some(only) = verifier.secrets.first_mut() {
+            *only = Secret {
+                key: Bound::to(space_id.into(), only.key.secret.clone()),
+                webhook: true,
+            };
+        }
+        verifier
     }
 
     /// A verifier that accepts a request signed with any of `secrets`, the app's signing
@@ -112,9 +117,8 @@ impl Verifier {
     #[must_use]
     pub fn with_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(Secret {
-            secret,
+            key: Bound::any(secret),
             webhook: false,
-            space: None,
         });
         self
     }
@@ -126,9 +130,8 @@ impl Verifier {
     #[must_use]
     pub fn with_webhook_secret(mut self, secret: SigningSecret) -> Self {
         self.secrets.push(Secret {
-            secret,
+            key: Bound::any(secret),
             webhook: true,
-            space: None,
         });
         self
     }
@@ -144,9 +147,8 @@ impl Verifier {
         secret: SigningSecret,
     ) -> Self {
         self.secrets.push(Secret {
-            secret,
+            key: Bound::to(space_id.into(), secret),
             webhook: true,
-            space: Some(space_id.into()),
         });
         self
     }
@@ -162,8 +164,10 @@ impl Verifier {
     }
 
     /// The namespace of this verifier's replay keys ([`crate::replay`]): requests of two
-    /// namespaces never share a key, so two apps can share one store. By default the app id
-    /// the request signs (`x-contentful-app-id`), or none.
+    /// namespaces never share a key, so two apps can share one store. Set it to your app
+    /// definition id when apps share a store; none by default. It is never read from a
+    /// request: a tenant who could choose it could make itself as many shares of a store as
+    /// it likes.
     #[must_use]
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
@@ -306,13 +310,22 @@ impl Verifier {
             return Err(ambiguous(name));
         }
         let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
+        if let Some((space, crn)) = conflicting_spaces(&head) {
+            return Err(Error::new(
+                ErrorKind::ContextConflict,
+                format!(
+                    "the signed x-contentful-space-id ({space}) and the space of the signed \
+                     x-contentful-crn ({crn}) differ"
+                ),
+            ));
+        }
         let tenant = tenant_of(&head);
         let secret_index = self
             .secrets
             .iter()
             .position(|secret| {
-                secret.serves(tenant)
-                    && constant_time_eq(&head.mac(secret.secret.key(), body), &expected)
+                secret.key.serves(tenant)
+                    && constant_time_eq(&head.mac(secret.key.secret.key(), body), &expected)
             })
             .ok_or_else(|| {
                 Error::new(
@@ -585,7 +598,7 @@ impl VerifiedRequest {
 
     fn derive_replay_key(&self, namespace: Option<&str>) -> ReplayKey {
         let scope = Scope {
-            namespace: namespace.or_else(|| self.app_id()),
+            namespace,
             tenant: self.tenant(),
         };
         let kind = self.kind.as_str();
@@ -859,12 +872,30 @@ fn tenant_of(head: &Head) -> Option<&str> {
     space.or_else(|| crn.and_then(crn_space))
 }
 
+/// The signed space id and the signed CRN's space, when both are signed and differ.
+fn conflicting_spaces(head: &Head) -> Option<(&str, &str)> {
+    let value = |wanted: &str| {
+        head.entries()
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, value)| value)
+    };
+    let space = value(SPACE_ID)?;
+    let crn = value(CRN).and_then(crn_space)?;
+    (space != crn).then_some((space, crn))
+}
+
 /// The space of a CRN such as `crn:contentful:::content:spaces/abc/environments/master`.
+/// Only the form Contentful writes is read: `crn:contentful:<region>:<account>:<service>:` and
+/// a resource path that starts with `spaces/<id>`; anything else names no space.
 fn crn_space(crn: &str) -> Option<&str> {
-    crn.split([':', '/'])
-        .skip_while(|part| *part != "spaces")
-        .nth(1)
-        .filter(|space| !space.is_empty())
+    let mut parts = crn.splitn(6, ':');
+    let (Some("crn"), Some("contentful")) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let resource = parts.nth(3)?;
+    let space = resource.strip_prefix("spaces/")?;
+    let space = space.split_once('/').map_or(space, |(space, _)| space);
+    (!space.is_empty()).then_some(space)
 }
 
 #[cfg(test)]
@@ -877,8 +908,19 @@ mod tests {
             crn_space("crn:contentful:::content:spaces/abc/environments/master/entries/e1"),
             Some("abc")
         );
+        assert_eq!(
+            crn_space("crn:contentful:::content:spaces/abc"),
+            Some("abc")
+        );
         assert_eq!(crn_space("crn:contentful:::content:spaces/"), None);
         assert_eq!(crn_space("crn:contentful:::content:organizations/o1"), None);
+        assert_eq!(
+            crn_space("crn:contentful:::content:organizations/o1/spaces/abc"),
+            None,
+            "a space further in is not the CRN's space"
+        );
+        assert_eq!(crn_space("crn:other:::content:spaces/abc"), None);
+        assert_eq!(crn_space("spaces/abc"), None);
     }
 
     #[test]

@@ -8,24 +8,28 @@ use std::time::{Duration, Instant};
 
 use super::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
 
-/// What one entry of a [`MemoryStore`] costs at most, in bytes, with the store's own indexes
-/// and the spare room of its hash table at its emptiest (measured by the
-/// `memory_store_entries_cost_at_most_bytes_per_entry` test with a counting allocator).
+/// The most one entry of a [`MemoryStore`] costs, in bytes, counting the store's indexes and
+/// its hash table's spare room just after it grows (measured with a counting allocator by the
+/// `memory_store_entries_cost_at_most_bytes_per_entry` test).
 /// [`MemoryStore::with_capacity_bytes`] divides by it.
 pub const BYTES_PER_ENTRY: usize = 256;
 
 /// The default room of [`MemoryStore::default`]: 64 MiB, which is 262,144 entries. For
 /// Contentstack's default window (a 30-minute tolerance, 60 s of skew and the replay guard's
 /// 60 s margin: 32 minutes), that holds **136 deliveries a second** from all tenants together,
-/// and 68 a second from any one tenant.
+/// and 17 a second from any one tenant; for Contentful's (a 30 s TTL, 60 s of skew, 60 s of
+/// margin: 150 s), 1,747 and 218.
 pub const DEFAULT_CAPACITY_BYTES: usize = 64 << 20;
+
+/// No tenant holds more than this fraction of a store by default: an eighth.
+const TENANT_SHARE_DIVISOR: usize = 8;
 
 /// What a full [`MemoryStore`] does when a new delivery comes and every entry is still live.
 ///
 /// - [`RefuseNew`](FullPolicy::RefuseNew) (the default) answers 503, so the sender retries
 ///   later: no replay is ever let through, at the cost of refusing deliveries while the store
-///   is full. Only verified deliveries take entries, so only the provider's own traffic (or
-///   replays of it, which are refused anyway) can fill it.
+///   is full. Only verified requests take entries, but any tenant can produce those (and
+///   any user of a Contentful app, frontend-signed ones): hence the share per tenant.
 /// - [`EvictOldest`](FullPolicy::EvictOldest) forgets the handled delivery closest to expiry:
 ///   every new delivery is handled, but a replay of an evicted delivery within its signature's
 ///   window would be handled again. A claim in flight is never evicted (that would let two
@@ -137,8 +141,8 @@ impl Inner {
 ///   ([`with_capacity_bytes`](Self::with_capacity_bytes)); an entry costs at most
 ///   [`BYTES_PER_ENTRY`].
 /// - No tenant ([`ReplayKey::partition`]: one provider, app and stack or space) holds more
-///   than its share, by default half the room: one tenant's flood is refused while the others
-///   are served.
+///   than its share, by default an eighth of the room: one tenant's flood is refused while
+///   the others are served.
 /// - Expired entries go first; see [`FullPolicy`] for what happens when every entry is live.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -158,7 +162,7 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// A store of at most `capacity` entries (at least 1), refusing new deliveries when full;
-    /// no tenant holds more than half of it (at least 1).
+    /// no tenant holds more than an eighth of it (at least 1).
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
@@ -168,7 +172,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner::default()),
             epoch: now.checked_sub(Duration::from_secs(1)).unwrap_or(now),
             capacity,
-            tenant_share: (capacity / 2).max(1),
+            tenant_share: (capacity / TENANT_SHARE_DIVISOR).max(1),
             policy: FullPolicy::default(),
         }
     }
@@ -187,8 +191,9 @@ impl MemoryStore {
         self
     }
 
-    /// How many entries one tenant may hold at most (at least 1, at most the capacity); half
-    /// the capacity by default.
+    /// How many entries one tenant may hold at most (at least 1, at most the capacity); an
+    /// eighth of the capacity by default. With few tenants, each with bursts, raise it; with
+    /// many strangers, lower it: N tenants of one hand hold N shares.
     #[must_use]
     pub fn with_tenant_share(mut self, entries: usize) -> Self {
         self.tenant_share = entries.clamp(1, self.capacity);
@@ -234,8 +239,10 @@ impl MemoryStore {
 
     /// Whether one more entry of `partition` fits. Expired entries go first. Then a full
     /// room is [`Claim::Full`] and a tenant at its share [`Claim::TenantFull`], unless `policy`
-    /// evicts the oldest handled delivery, which it does only when that makes room without
-    /// taking it from another tenant: a tenant at its share never evicts another's entry.
+    /// evicts the oldest handled delivery, which it does only when that delivery is the
+    /// tenant's own, or its tenant holds more entries than this one (room moves from larger
+    /// tenants to smaller ones, never back), and never for a tenant at its share but from
+    /// itself.
     fn make_room(&self, inner: &mut Inner, partition: u64, now: u64) -> Result<(), Claim> {
         let tenant_full = |inner: &Inner| inner.count(partition) >= self.tenant_share;
         if tenant_full(inner) || inner.entries.len() >= self.capacity {
@@ -247,11 +254,12 @@ impl MemoryStore {
         }
         let evictable = match (self.policy, inner.done.first()) {
             (FullPolicy::EvictOldest, Some(&(_, oldest))) => {
-                let own = inner
-                    .entries
-                    .get(&oldest)
-                    .is_some_and(|entry| entry.partition == partition);
-                (own || !tenant_full(inner)).then_some(oldest)
+                let holder = inner.entries.get(&oldest).map(|entry| entry.partition);
+                let own = holder == Some(partition);
+                let larger = holder.is_some_and(|holder| {
+                    inner.count(holder) > inner.count(partition).saturating_add(1)
+                });
+                (own || (larger && !tenant_full(inner))).then_some(oldest)
             }
             _ => None,
         };
@@ -419,6 +427,11 @@ mod tests {
         ReplayKey::from_bytes(bytes).in_partition(tenant)
     }
 
+    /// A store whose one tenant may fill it.
+    fn one_tenant(capacity: usize) -> MemoryStore {
+        MemoryStore::new(capacity).with_tenant_share(capacity)
+    }
+
     const TTL: Duration = Duration::from_secs(60);
 
     const LEASE: Duration = Duration::from_secs(3);
@@ -426,7 +439,7 @@ mod tests {
 
     #[test]
     fn new_then_in_flight_then_done() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
@@ -437,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_release_lets_the_retry_run_but_only_the_owner_may_release() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &a, LEASE, now), Claim::Claimed);
@@ -459,7 +472,7 @@ mod tests {
 
     #[test]
     fn an_unrenewed_lease_lapses_and_the_retry_is_claimed() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (dead, retry) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &dead, LEASE, now), Claim::Claimed);
@@ -479,7 +492,7 @@ mod tests {
 
     #[test]
     fn only_the_owner_renews_and_a_renewed_lease_lives_on() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (a, b) = (Owner::random(), Owner::random());
         let now = Instant::now();
         store.claim_now(&key(1), &a, LEASE, now);
@@ -494,7 +507,7 @@ mod tests {
 
     #[test]
     fn claiming_again_as_the_owner_is_idempotent() {
-        let store = MemoryStore::new(1);
+        let store = one_tenant(1);
         let owner = Owner::random();
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
@@ -507,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_lapsed_claim_is_still_marked_done_but_another_owners_claim_is_left_alone() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (slow, other) = (Owner::random(), Owner::random());
         let now = Instant::now();
         store.claim_now(&key(1), &slow, LEASE, now);
@@ -529,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_huge_window_saturates_instead_of_panicking() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let owner = Owner::random();
         let now = Instant::now();
         assert_eq!(
@@ -545,7 +558,7 @@ mod tests {
 
     #[test]
     fn done_entries_expire_with_their_ttl() {
-        let store = MemoryStore::new(10);
+        let store = one_tenant(10);
         let (owner, later) = (Owner::random(), Owner::random());
         let now = Instant::now();
         assert_eq!(store.claim_now(&key(1), &owner, LEASE, now), Claim::Claimed);
@@ -627,8 +640,12 @@ mod tests {
     fn no_tenant_holds_more_than_its_share_and_the_others_are_served() {
         let owner = Owner::random();
         let now = Instant::now();
-        let store = MemoryStore::new(10);
-        assert_eq!(store.tenant_share(), 5);
+        let store = MemoryStore::new(10).with_tenant_share(5);
+        assert_eq!(
+            MemoryStore::new(16).tenant_share(),
+            2,
+            "an eighth by default"
+        );
         for n in 0..5 {
             assert_eq!(
                 store.claim_now(&tenant_key(1, n), &owner, TTL, now),
@@ -657,7 +674,9 @@ mod tests {
     fn a_tenant_at_its_share_never_evicts_another_tenants_entry() {
         let owner = Owner::random();
         let now = Instant::now();
-        let store = MemoryStore::new(4).with_full_policy(FullPolicy::EvictOldest);
+        let store = MemoryStore::new(4)
+            .with_tenant_share(2)
+            .with_full_policy(FullPolicy::EvictOldest);
         let handle = |key: ReplayKey, ttl: Duration| {
             assert_eq!(store.claim_now(&key, &owner, LEASE, now), Claim::Claimed);
             store.complete_now(&key, &owner, ttl, now);
@@ -685,6 +704,49 @@ mod tests {
                 now + Duration::from_secs(30)
             ),
             Claim::Claimed
+        );
+    }
+
+    #[test]
+    fn room_moves_from_larger_tenants_to_smaller_ones_never_back() {
+        let owner = Owner::random();
+        let now = Instant::now();
+        let (soon, late) = (Duration::from_secs(30), TTL);
+        // The quiet tenant (1) holds one handled delivery, the busy one (2) three; `quiet_first`
+        // says whose expire first.
+        let store = |quiet_first: bool| {
+            let store = MemoryStore::new(4)
+                .with_tenant_share(4)
+                .with_full_policy(FullPolicy::EvictOldest);
+            let handle = |key: ReplayKey, ttl| {
+                assert_eq!(store.claim_now(&key, &owner, LEASE, now), Claim::Claimed);
+                store.complete_now(&key, &owner, ttl, now);
+            };
+            handle(tenant_key(1, 0), if quiet_first { soon } else { late });
+            for n in 0..3 {
+                handle(tenant_key(2, n), if quiet_first { late } else { soon });
+            }
+            store
+        };
+        // A fresh tenant (and one hand can make many) may not take the quiet one's room...
+        let quiet_oldest = store(true);
+        assert_eq!(
+            quiet_oldest.claim_now(&tenant_key(3, 0), &owner, TTL, now),
+            Claim::Full
+        );
+        assert_eq!(
+            quiet_oldest.claim_now(&tenant_key(1, 0), &Owner::random(), LEASE, now),
+            Claim::Done
+        );
+        // ... but takes the busy one's.
+        let busy_oldest = store(false);
+        assert_eq!(
+            busy_oldest.claim_now(&tenant_key(3, 0), &owner, TTL, now),
+            Claim::Claimed
+        );
+        assert_eq!(
+            busy_oldest.claim_now(&tenant_key(1, 0), &Owner::random(), LEASE, now),
+            Claim::Done
         );
     }
 

@@ -35,11 +35,11 @@
 //! requests for their own installation. So a key also holds:
 //!
 //! - the provider (its domain above);
-//! - a namespace, by default the app: the Contentstack app uid given to
-//!   [`Tenancy::with_app_uid`](crate::contentstack::Tenancy::with_app_uid), the Contentful app
-//!   id the request signs (`x-contentful-app-id`); set one with
-//!   `WebhookVerifier::with_namespace` or `contentful::Verifier::with_namespace`. Two apps that
-//!   share one store never meet;
+//! - a namespace, the app: the Contentstack app uid given to
+//!   [`Tenancy::with_app_uid`](crate::contentstack::Tenancy::with_app_uid) by default, or one
+//!   set with `WebhookVerifier::with_namespace` or `contentful::Verifier::with_namespace` (your
+//!   app definition id). Two apps that share one store never share a key when each has one. It
+//!   comes from configuration only, never from a request;
 //! - the tenant: the stack (`api_key`) of a Contentstack delivery, the signed space of a
 //!   Contentful request (or, where only a CRN is signed, the CRN's space);
 //! - for Contentful, the [kind](crate::contentful::RequestKind) of request: a key that a user
@@ -88,7 +88,7 @@ pub struct ReplayKey {
 /// parts of a replay key that are not the delivery itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Scope<'a> {
-    /// The namespace, by default the app (Contentstack app uid, Contentful app id).
+    /// The namespace: the app, from configuration only.
     pub(crate) namespace: Option<&'a str>,
     /// The tenant: a stack's `api_key`, a Contentful space.
     pub(crate) tenant: Option<&'a str>,

@@ -12,7 +12,7 @@
 //! | the page load of a signed UI location | [`TestKit::app_token_page_load`] |
 //! | a Contentful webhook | [`TestKit::contentful_webhook`] |
 //! | a Contentful app event | [`TestKit::contentful_app_event`] |
-//! | a frontend-signed Contentful request (app action) | [`TestKit::contentful_action`] |
+//! | a frontend-signed Contentful `POST` (what the example calls an action) | [`TestKit::contentful_action`] |
 //! | a frontend-signed Contentful request with any method | [`TestKit::contentful_frontend_request`] |
 //!
 //! Build your router with the kit's verifiers and keys in place of the production ones, and
@@ -333,8 +333,9 @@ impl TestKit {
         self.contentful_request(secret, Method::POST, uri, &own, body.as_ref(), &context)
     }
 
-    /// A request an app frontend signs through Contentful (an app action), `POST uri`, with
-    /// the user, the app, the space and the environment signed as context.
+    /// A request an app frontend signs through Contentful (`appSignedRequest`), `POST uri`,
+    /// with the user, the app, the space and the environment signed as context: a
+    /// [`RequestKind::Frontend`](countersign_core::contentful::RequestKind::Frontend).
     ///
     /// # Panics
     /// When `uri` is not a request target or `user_id` not a header value.

@@ -13,6 +13,7 @@ use super::{
     SignatureMethod, VerifiedBy, VerifiedWebhook,
 };
 use crate::Verdict;
+use crate::bound::Bound;
 use crate::contentstack::{
     Error, ErrorKind, HmacSecret, KeySet, KeySource, StackCheck, Tenancy, with_fresh_keys,
 };
@@ -54,27 +55,11 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 #[derive(Clone)]
 pub struct WebhookVerifier {
     rsa: bool,
-    hmac_secrets: Vec<BoundSecret>,
+    hmac_secrets: Vec<Bound<HmacSecret>>,
     tolerance: Duration,
     future_skew: Duration,
     json_fallback: bool,
     namespace: Option<String>,
-}
-
-/// An HMAC secret, and the stack it is bound to, if any.
-#[derive(Clone)]
-struct BoundSecret {
-    secret: HmacSecret,
-    stack: Option<String>,
-}
-
-impl BoundSecret {
-    /// Whether this secret may verify a delivery that names `stack` (its signed `api_key`).
-    fn serves(&self, stack: Option<&str>) -> bool {
-        self.stack
-            .as_deref()
-            .is_none_or(|bound| Some(bound) == stack)
-    }
 }
 
 impl Default for WebhookVerifier {
@@ -114,10 +99,7 @@ impl WebhookVerifier {
     /// rotation.
     #[must_use]
     pub fn with_hmac_secret(mut self, secret: HmacSecret) -> Self {
-        self.hmac_secrets.push(BoundSecret {
-            secret,
-            stack: None,
-        });
+        self.hmac_secrets.push(Bound::any(secret));
         self
     }
 
@@ -131,10 +113,7 @@ impl WebhookVerifier {
         api_key: impl Into<String>,
         secret: HmacSecret,
     ) -> Self {
-        self.hmac_secrets.push(BoundSecret {
-            secret,
-            stack: Some(api_key.into()),
-        });
+        self.hmac_secrets.push(Bound::to(api_key.into(), secret));
         self
     }
 
