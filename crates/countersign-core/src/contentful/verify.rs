@@ -48,7 +48,7 @@ pub struct Verifier {
     path_prefix: Option<String>,
     prefix_proxies: Option<Arc<IpAllowlist>>,
     kinds: RequestKinds,
-    namespace: Option<String>,
+    namespace: Option<Arc<str>>,
 }
 
 /// A secret, whose it is, and the space it is bound to, if any.
@@ -170,7 +170,7 @@ impl Verifier {
     /// it likes.
     #[must_use]
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
+        self.namespace = Some(Arc::from(namespace.into()));
         self
     }
 
@@ -359,16 +359,14 @@ impl Verifier {
                 ),
             ));
         }
-        let mut verified = VerifiedRequest {
+        Ok(VerifiedRequest {
             secret_index,
             timestamp_ms,
             head,
             signature: expected,
             kind,
-            replay_key: ReplayKey::from_bytes([0; 32]),
-        };
-        verified.replay_key = verified.derive_replay_key(self.namespace.as_deref());
-        Ok(verified)
+            namespace: self.namespace.clone(),
+        })
     }
 
     /// The entry point: verifies a request as it arrived. `parts` are its method, raw target
@@ -473,7 +471,9 @@ pub struct VerifiedRequest {
     head: Head,
     signature: [u8; HMAC_SHA256_LEN],
     kind: RequestKind,
-    replay_key: ReplayKey,
+    /// The verifier's namespace: the replay key is derived when asked for, so that a
+    /// verification without a replay guard does not pay for it.
+    namespace: Option<Arc<str>>,
 }
 
 /// The signed headers, but never a credential's value (the signature is not shown at all).
@@ -593,12 +593,8 @@ impl VerifiedRequest {
     /// kind. The rules are in [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
-        self.replay_key
-    }
-
-    fn derive_replay_key(&self, namespace: Option<&str>) -> ReplayKey {
         let scope = Scope {
-            namespace,
+            namespace: self.namespace.as_deref(),
             tenant: self.tenant(),
         };
         let kind = self.kind.as_str();

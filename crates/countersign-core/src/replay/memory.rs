@@ -34,7 +34,9 @@ const TENANT_SHARE_DIVISOR: usize = 8;
 ///   every new delivery is handled, but a replay of an evicted delivery within its signature's
 ///   window would be handled again. A claim in flight is never evicted (that would let two
 ///   handlers run one delivery at once): when every entry is in flight, a new one is refused.
-///   Choose it only when availability matters more than exactly-once.
+///   Nor does it take room from a smaller tenant: the oldest handled delivery goes only for
+///   its own tenant or for one that holds fewer entries than its tenant. Choose it only when
+///   availability matters more than exactly-once.
 ///
 /// Either way, no tenant takes more than its share ([`MemoryStore::with_tenant_share`]): a
 /// tenant at its share is refused ([`Claim::TenantFull`]) while the others are served.

@@ -1,5 +1,6 @@
 //! [`VerifiedWebhook`]: what a verified delivery proved.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::envelope::Envelope;
@@ -17,19 +18,11 @@ pub struct VerifiedWebhook {
     pub(super) envelope: Envelope,
     /// The SHA-256 of the bytes that verified: what identifies the delivery within its scope.
     pub(super) body_sha256: [u8; 32],
-    pub(super) replay_key: ReplayKey,
+    /// The namespace of the replay key, which is derived when asked for.
+    pub(super) namespace: Option<Arc<str>>,
 }
 
 impl VerifiedWebhook {
-    /// Derives the replay key again in `namespace`, for the delivery's stack.
-    pub(super) fn rescope(&mut self, namespace: Option<&str>) {
-        let scope = Scope {
-            namespace,
-            tenant: self.envelope.api_key.as_deref(),
-        };
-        self.replay_key = ReplayKey::contentstack_delivery(scope, &self.body_sha256);
-    }
-
     /// What matched: key, element and salt length, or secret.
     #[must_use]
     pub fn verified_by(&self) -> &VerifiedBy {
@@ -42,13 +35,17 @@ impl VerifiedWebhook {
     /// [`crate::replay`].
     #[must_use]
     pub fn replay_key(&self) -> ReplayKey {
-        self.replay_key
+        let scope = Scope {
+            namespace: self.namespace.as_deref(),
+            tenant: self.envelope.api_key.as_deref(),
+        };
+        ReplayKey::contentstack_delivery(scope, &self.body_sha256)
     }
 
     /// The delivery's id: [`replay_key`](Self::replay_key) in lower-case hex, 64 characters.
     #[must_use]
     pub fn delivery_id(&self) -> String {
-        self.replay_key.to_hex()
+        self.replay_key().to_hex()
     }
 
     /// When the delivery was signed: `triggered_at` (RSA) or `t` (HMAC).
@@ -113,7 +110,7 @@ impl VerifiedWebhook {
 
 impl crate::verdict::Facts for VerifiedWebhook {
     fn replay_key(&self) -> ReplayKey {
-        self.replay_key
+        VerifiedWebhook::replay_key(self)
     }
 
     fn tenant(&self) -> Option<&str> {

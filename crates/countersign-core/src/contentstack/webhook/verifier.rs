@@ -1,6 +1,7 @@
 //! [`WebhookVerifier`]: the settings, the entry point, and the signature and freshness checks.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,7 +20,6 @@ use crate::contentstack::{
 };
 use crate::crypto::{constant_time_eq, sha256};
 use crate::js;
-use crate::replay::ReplayKey;
 
 /// What matched, the canonical bytes when the JSON fallback was needed, and the SHA-256 of the
 /// bytes that verified.
@@ -59,7 +59,7 @@ pub struct WebhookVerifier {
     tolerance: Duration,
     future_skew: Duration,
     json_fallback: bool,
-    namespace: Option<String>,
+    namespace: Option<Arc<str>>,
 }
 
 impl Default for WebhookVerifier {
@@ -122,7 +122,7 @@ impl WebhookVerifier {
     /// of the [`Tenancy`] given to [`verify_delivery`](Self::verify_delivery), or none.
     #[must_use]
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.namespace = Some(namespace.into());
+        self.namespace = Some(Arc::from(namespace.into()));
         self
     }
 
@@ -246,8 +246,8 @@ impl WebhookVerifier {
             self.verify(headers, &body, None, now)?
         };
         tenancy.check(&webhook).await?;
-        if self.namespace.is_none() && tenancy.app_uid().is_some() {
-            webhook.rescope(tenancy.app_uid());
+        if let (None, Some(app_uid)) = (&self.namespace, tenancy.app_uid()) {
+            webhook.namespace = Some(Arc::from(app_uid));
         }
         let body = webhook.canonical_body.take().map_or(body, Bytes::from);
         Ok(Verdict::new(webhook, body, Some(self.acceptance_window())))
@@ -372,8 +372,8 @@ impl WebhookVerifier {
         Ok(self.verified(verified_by, canonical, signed_at, envelope, digest))
     }
 
-    /// The facts of a delivery whose signature and time verified, with its replay key in this
-    /// verifier's namespace.
+    /// The facts of a delivery whose signature and time verified, in this verifier's
+    /// namespace.
     fn verified(
         &self,
         verified_by: VerifiedBy,
@@ -382,17 +382,15 @@ impl WebhookVerifier {
         envelope: Envelope,
         body_sha256: [u8; 32],
     ) -> VerifiedWebhook {
-        let mut webhook = VerifiedWebhook {
+        VerifiedWebhook {
             verified_by,
             reencoded: canonical.is_some(),
             canonical_body: canonical,
             signed_at,
             envelope,
             body_sha256,
-            replay_key: ReplayKey::from_bytes(body_sha256),
-        };
-        webhook.rescope(self.namespace.as_deref());
-        webhook
+            namespace: self.namespace.clone(),
+        }
     }
 
     /// The HMAC that matched, the canonical bytes when the JSON fallback was needed, and the
