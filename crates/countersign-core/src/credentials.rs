@@ -31,16 +31,23 @@ pub enum CredentialError {
 }
 
 impl CredentialError {
-    /// A stable snake_case code.
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::BasicAuthMissing => &crate::reason::BASIC_AUTH_MISSING,
+            Self::BasicAuthMalformed => &crate::reason::BASIC_AUTH_MALFORMED,
+            Self::BasicAuthMismatch => &crate::reason::BASIC_AUTH_MISMATCH,
+            Self::HeaderMissing => &crate::reason::HEADER_MISSING,
+            Self::HeaderMismatch => &crate::reason::HEADER_MISMATCH,
+        }
+    }
+
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::BasicAuthMissing => "basic_auth_missing",
-            Self::BasicAuthMalformed => "basic_auth_malformed",
-            Self::BasicAuthMismatch => "basic_auth_mismatch",
-            Self::HeaderMissing => "header_missing",
-            Self::HeaderMismatch => "header_mismatch",
-        }
+        self.reason().code
     }
 }
 

@@ -65,10 +65,16 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A kind of rejection with a stable, machine-readable snake_case code.
+/// A kind of rejection: its [`Reason`](crate::reason::Reason) in the catalogue, with a stable,
+/// machine-readable snake_case code.
 pub trait ReasonCode: Copy + fmt::Debug + Send + Sync + 'static {
+    /// Why, from the [catalogue](crate::reason).
+    fn reason(self) -> &'static crate::reason::Reason;
+
     /// The code: `signature_mismatch`, `timestamp_expired`, ...
-    fn code(self) -> &'static str;
+    fn code(self) -> &'static str {
+        self.reason().code
+    }
 }
 
 /// Why a request, a token or a session was refused: a [`ReasonCode`] kind and a message for

@@ -76,6 +76,7 @@ mod error;
 pub mod ip;
 mod js;
 mod names;
+pub mod reason;
 pub mod replay;
 pub mod session;
 pub mod verdict;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use countersign_core::credentials::{BasicAuth, RequiredHeaders};
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, header};
 
 use crate::Rejection;
 use crate::guard::{Guard, GuardLayer, sealed};
@@ -84,13 +84,8 @@ impl Guard for RequiredHeadersGuard {
                 entry.iter_mut().for_each(|value| value.set_sensitive(true));
             }
         }
-        self.0.check(request.headers()).map_err(|(error, name)| {
-            Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                error.code(),
-                "Required header missing or wrong",
-                format!("{error}: {name}"),
-            )
-        })
+        self.0
+            .check(request.headers())
+            .map_err(|(error, name)| Rejection::of(error.reason(), format!("{error}: {name}")))
     }
 }

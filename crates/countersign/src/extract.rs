@@ -15,7 +15,7 @@ use countersign_core::Verdict;
 use countersign_core::contentful::VerifiedRequest;
 use countersign_core::contentstack::VerifiedWebhook;
 use countersign_core::replay::ReplayKey;
-use http::StatusCode;
+
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -63,8 +63,8 @@ fn verified<'p>(parts: &'p Parts, extractor: &str) -> Result<&'p Verified, Rejec
 }
 
 fn layer_missing(extractor: &str, layer: &str) -> Rejection {
-    Rejection::misconfigured(
-        "layer_missing",
+    Rejection::of(
+        &countersign_core::reason::LAYER_MISSING,
         format!("the {extractor} extractor needs {layer} on this route (or its router)"),
     )
 }
@@ -150,10 +150,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ContentstackWe
             ));
         };
         let invalid = |e: serde_json::Error| {
-            Rejection::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "webhook_data_invalid",
-                "Webhook data not as expected",
+            Rejection::of(
+                &countersign_core::reason::WEBHOOK_DATA_INVALID,
                 format!("the webhook's data does not deserialize: {e}"),
             )
         };

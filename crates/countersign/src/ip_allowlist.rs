@@ -33,7 +33,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
-use http::{Request, StatusCode};
+use countersign_core::reason;
+use http::Request;
 
 use crate::guard::{Guard, GuardLayer, sealed};
 use crate::{ClientIp, Rejection};
@@ -80,29 +81,19 @@ impl Guard for IpGuard {
             .get::<ConnectInfo<SocketAddr>>()
             .copied()
         else {
-            return Err(Rejection::misconfigured(
-                "connect_info_missing",
+            return Err(Rejection::of(
+                &reason::CONNECT_INFO_MISSING,
                 "IpAllowlistLayer needs the peer address: serve with into_make_service_with_connect_info::<SocketAddr>()",
             ));
         };
-        let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header).map_err(
-            |error| {
-                Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "forwarding_unreadable",
-                    "Client address unreadable",
-                    error.to_string(),
-                )
-            },
-        )?;
+        let client = client_ip(peer.ip(), request.headers(), &self.proxies, self.header)
+            .map_err(|error| Rejection::of(&reason::FORWARDING_UNREADABLE, error.to_string()))?;
         request.extensions_mut().insert(ClientIp(client));
         if self.allowed.contains(client) {
             Ok(())
         } else {
-            Err(Rejection::new(
-                StatusCode::FORBIDDEN,
-                "ip_not_allowed",
-                "Address not allowed",
+            Err(Rejection::of(
+                &reason::IP_NOT_ALLOWED,
                 format!("{client} is not in the allowlist"),
             ))
         }

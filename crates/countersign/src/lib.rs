@@ -75,10 +75,14 @@
 //! {"type":"urn:countersign:problem:signature_mismatch","title":"Signature mismatch","status":401,"code":"signature_mismatch"}
 //! ```
 //!
+//! Each code is declared once, with its status, title and whether the answer carries
+//! `Retry-After` (every 409 and 503 does), in [`reason`]; a layer answers
+//! [`Rejection::of`] a reason and a detail.
+//!
 //! | status | codes |
 //! |---|---|
 //! | 401 | `signature_missing`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `signed_headers_too_many`, `signed_header_ambiguous`, `context_conflict`, `target_unsigned`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
-//! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
+//! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `app_token_reused`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
 //! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
@@ -86,7 +90,7 @@
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
-//! | 500 | `layer_missing`, `connect_info_missing` (misconfiguration) |
+//! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard behind signatures that never expire) |
 //! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol` |
 //!
@@ -141,7 +145,7 @@ pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 pub use countersign_core::contentstack::NoKeys;
 pub use countersign_core::{
     Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, SENSITIVE_HEADERS, Verdict, backend,
-    contentful, contentstack, credentials, ip, mark_sensitive, random_hex,
+    contentful, contentstack, credentials, ip, mark_sensitive, random_hex, reason,
 };
 pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
 pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody, ReadsClock, ResponseFuture};

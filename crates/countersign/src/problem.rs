@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use countersign_core::contentstack::{AppTokenError, AppTokenErrorKind};
+use countersign_core::contentstack::AppTokenError;
 use countersign_core::credentials::CredentialError;
+use countersign_core::reason::{self, Reason};
 use countersign_core::{contentful, contentstack};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
@@ -27,7 +28,20 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// A rejection with this status, code, title and detail.
+    /// A rejection for `reason` from the [catalogue](countersign_core::reason), with the
+    /// detail for logs; with `Retry-After` when the reason asks for a retry.
+    #[must_use]
+    pub fn of(reason: &'static Reason, message: impl Into<String>) -> Self {
+        let rejection = Self::new(reason.status, reason.code, reason.title, message);
+        if reason.retry {
+            rejection.retry_later()
+        } else {
+            rejection
+        }
+    }
+
+    /// A rejection of your own (a handler's, outside the catalogue) with this status, code,
+    /// title and detail.
     #[must_use]
     pub fn new(
         status: StatusCode,
@@ -77,28 +91,22 @@ impl Rejection {
     }
 
     pub(crate) fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "Payload too large",
+        Self::of(
+            &reason::PAYLOAD_TOO_LARGE,
             format!("the body is larger than the limit of {limit} bytes"),
         )
     }
 
     pub(crate) fn body_timeout(after: std::time::Duration) -> Self {
-        Self::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            "Request timeout",
+        Self::of(
+            &reason::BODY_TIMEOUT,
             format!("the body did not arrive within {} ms", after.as_millis()),
         )
     }
 
     pub(crate) fn body_unreadable(detail: impl fmt::Display) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            "Body unreadable",
+        Self::of(
+            &reason::BODY_UNREADABLE,
             format!("reading the body failed: {detail}"),
         )
     }
@@ -109,15 +117,6 @@ impl Rejection {
         self.with_header(
             header::RETRY_AFTER,
             HeaderValue::from(crate::replay::RETRY_AFTER_SECS),
-        )
-    }
-
-    pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            code,
-            "Server misconfigured",
-            message,
         )
     }
 
@@ -200,93 +199,27 @@ impl IntoResponse for Rejection {
     }
 }
 
-/// A title per signature-related reason code.
-fn signature_title(code: &str) -> &'static str {
-    match code {
-        "signature_missing" => "Signature missing",
-        "signature_malformed" => "Signature malformed",
-        "signature_mismatch" => "Signature mismatch",
-        "signed_headers_missing" => "Signed headers missing",
-        "signed_headers_too_many" => "Too many signed headers",
-        "target_unsigned" => "Unsigned request target",
-        "signed_header_ambiguous" => "Ambiguous signed header",
-        "request_kind_not_allowed" => "Request kind not allowed here",
-        "context_conflict" => "Conflicting signed context",
-        "timestamp_missing" => "Timestamp missing",
-        "timestamp_malformed" => "Timestamp malformed",
-        "timestamp_expired" => "Timestamp expired",
-        "timestamp_in_future" => "Timestamp in the future",
-        "key_unavailable" => "Verification key unavailable",
-        "app_uid_mismatch" => "Not for this app",
-        "stack_not_allowed" => "Not one of this app's stacks",
-        "tenant_check_unavailable" => "Tenant check unavailable",
-        _ => "Request not verified",
-    }
-}
-
 impl From<contentful::Error> for Rejection {
     fn from(error: contentful::Error) -> Self {
-        let code = error.kind().code();
-        let status = match error.kind() {
-            // Authentic, but not what this route takes.
-            contentful::ErrorKind::KindNotAllowed => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Self::new(status, code, signature_title(code), error.message())
+        Self::of(error.kind().reason(), error.message())
     }
 }
 
 impl From<contentstack::Error> for Rejection {
     fn from(error: contentstack::Error) -> Self {
-        use contentstack::ErrorKind;
-        let code = error.kind().code();
-        let status = match error.kind() {
-            ErrorKind::KeyUnavailable | ErrorKind::TenantCheckUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            // Authentic, but not for this app: the sender proved who it is.
-            ErrorKind::AppMismatch | ErrorKind::StackNotAllowed => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        let rejection = Self::new(status, code, signature_title(code), error.message());
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            rejection.retry_later()
-        } else {
-            rejection
-        }
+        Self::of(error.kind().reason(), error.message())
     }
 }
 
 impl From<AppTokenError> for Rejection {
     fn from(error: AppTokenError) -> Self {
-        let status = match error.kind() {
-            AppTokenErrorKind::KeyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AppTokenErrorKind::AppMismatch => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Self::new(
-            status,
-            error.kind().code(),
-            "App-token not verified",
-            error.message(),
-        )
+        Self::of(error.kind().reason(), error.message())
     }
 }
 
 impl From<CredentialError> for Rejection {
     fn from(error: CredentialError) -> Self {
-        let title = match error {
-            CredentialError::BasicAuthMissing
-            | CredentialError::BasicAuthMalformed
-            | CredentialError::BasicAuthMismatch => "Bad credentials",
-            _ => "Required header missing or wrong",
-        };
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            error.code(),
-            title,
-            format!("{error}"),
-        )
+        Self::of(error.reason(), format!("{error}"))
     }
 }
 

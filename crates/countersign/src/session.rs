@@ -83,13 +83,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use countersign_core::contentstack::{AppTokenVerifier, KeySource};
+use countersign_core::reason;
 use countersign_core::session::carries_app_token;
 pub use countersign_core::session::{
     COOKIE_NAME, CSRF_HEADER, OpenError, SessionError, SessionErrorKind, SessionKey, Sessions,
     TenantKey, Transport,
 };
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, header};
 
 use crate::Rejection;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsClock, ResponseHeaders, sealed};
@@ -118,10 +119,8 @@ impl AppSession {
         if self.is_stack(stack_api_key) {
             Ok(())
         } else {
-            Err(Rejection::new(
-                StatusCode::FORBIDDEN,
-                "tenant_mismatch",
-                "Not this session's stack",
+            Err(Rejection::of(
+                &reason::TENANT_MISMATCH,
                 "the session belongs to another stack",
             ))
         }
@@ -133,8 +132,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AppSession {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
         parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            Rejection::misconfigured(
-                "layer_missing",
+            Rejection::of(
+                &reason::LAYER_MISSING,
                 "the AppSession extractor needs SessionLayer (API routes) or AppTokenLayer (UI routes)",
             )
         })
@@ -166,8 +165,8 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
         parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            Rejection::misconfigured(
-                "layer_missing",
+            Rejection::of(
+                &reason::LAYER_MISSING,
                 "the SessionToken extractor needs AppTokenLayer",
             )
         })
@@ -176,17 +175,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
 
 impl From<SessionError> for Rejection {
     fn from(error: SessionError) -> Self {
-        let status = match error.kind() {
-            SessionErrorKind::CsrfMismatch | SessionErrorKind::AppMismatch => StatusCode::FORBIDDEN,
-            SessionErrorKind::NoKey => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Self::new(
-            status,
-            error.kind().code(),
-            "Session not valid",
-            error.message(),
-        )
+        Self::of(error.kind().reason(), error.message())
     }
 }
 
@@ -195,13 +184,7 @@ impl From<OpenError> for Rejection {
         match error {
             OpenError::AppToken(error) => error.into(),
             OpenError::Session(error) => error.into(),
-            OpenError::Store(error) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.kind().code(),
-                "App-token store unavailable",
-                error.to_string(),
-            )
-            .retry_later(),
+            OpenError::Store(error) => Self::of(error.kind().reason(), error.to_string()),
         }
     }
 }
@@ -391,7 +374,10 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
         let mut extra = token_page_headers().to_vec();
         if let Some(cookie) = opened.set_cookie {
             let value = HeaderValue::from_str(&cookie).map_err(|_| {
-                Rejection::misconfigured("session_cookie", "the session does not fit in a cookie")
+                Rejection::of(
+                    &reason::SESSION_COOKIE,
+                    "the session does not fit in a cookie",
+                )
             })?;
             extra.push((header::SET_COOKIE, value));
         }

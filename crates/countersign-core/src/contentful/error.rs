@@ -47,30 +47,37 @@ pub enum ErrorKind {
 }
 
 impl crate::ReasonCode for ErrorKind {
-    fn code(self) -> &'static str {
-        self.code()
+    fn reason(self) -> &'static crate::reason::Reason {
+        self.reason()
     }
 }
 
 impl ErrorKind {
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::MissingSignature => &crate::reason::SIGNATURE_MISSING,
+            Self::MalformedSignature => &crate::reason::SIGNATURE_MALFORMED,
+            Self::MissingTimestamp => &crate::reason::TIMESTAMP_MISSING,
+            Self::MalformedTimestamp => &crate::reason::TIMESTAMP_MALFORMED,
+            Self::MissingSignedHeaders => &crate::reason::SIGNED_HEADERS_MISSING,
+            Self::Expired => &crate::reason::TIMESTAMP_EXPIRED,
+            Self::TimestampInFuture => &crate::reason::TIMESTAMP_IN_FUTURE,
+            Self::SignatureMismatch => &crate::reason::SIGNATURE_MISMATCH,
+            Self::UnsignedTarget => &crate::reason::TARGET_UNSIGNED,
+            Self::TooManySignedHeaders => &crate::reason::SIGNED_HEADERS_TOO_MANY,
+            Self::AmbiguousHeader => &crate::reason::SIGNED_HEADER_AMBIGUOUS,
+            Self::KindNotAllowed => &crate::reason::REQUEST_KIND_NOT_ALLOWED,
+            Self::ContextConflict => &crate::reason::CONTEXT_CONFLICT,
+        }
+    }
+
     /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::MissingSignature => "signature_missing",
-            Self::MalformedSignature => "signature_malformed",
-            Self::MissingTimestamp => "timestamp_missing",
-            Self::MalformedTimestamp => "timestamp_malformed",
-            Self::MissingSignedHeaders => "signed_headers_missing",
-            Self::Expired => "timestamp_expired",
-            Self::TimestampInFuture => "timestamp_in_future",
-            Self::SignatureMismatch => "signature_mismatch",
-            Self::UnsignedTarget => "target_unsigned",
-            Self::TooManySignedHeaders => "signed_headers_too_many",
-            Self::AmbiguousHeader => "signed_header_ambiguous",
-            Self::KindNotAllowed => "request_kind_not_allowed",
-            Self::ContextConflict => "context_conflict",
-        }
+        self.reason().code
     }
 }
 

@@ -120,20 +120,27 @@ pub enum AppTokenErrorKind {
 }
 
 impl AppTokenErrorKind {
-    /// A stable snake_case code for this kind.
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::Missing => &crate::reason::APP_TOKEN_MISSING,
+            Self::Malformed => &crate::reason::APP_TOKEN_MALFORMED,
+            Self::BadSignature => &crate::reason::APP_TOKEN_SIGNATURE_MISMATCH,
+            Self::WrongAlgorithm => &crate::reason::APP_TOKEN_ALGORITHM_NOT_ALLOWED,
+            Self::Expired => &crate::reason::APP_TOKEN_EXPIRED,
+            Self::Reused => &crate::reason::APP_TOKEN_REUSED,
+            Self::NotYetValid => &crate::reason::APP_TOKEN_NOT_YET_VALID,
+            Self::KeyUnavailable => &crate::reason::KEY_UNAVAILABLE,
+            Self::AppMismatch => &crate::reason::APP_TOKEN_APP_MISMATCH,
+        }
+    }
+
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::Missing => "app_token_missing",
-            Self::Malformed => "app_token_malformed",
-            Self::BadSignature => "app_token_signature_mismatch",
-            Self::WrongAlgorithm => "app_token_algorithm_not_allowed",
-            Self::Expired => "app_token_expired",
-            Self::Reused => "app_token_reused",
-            Self::NotYetValid => "app_token_not_yet_valid",
-            Self::KeyUnavailable => "key_unavailable",
-            Self::AppMismatch => "app_token_app_mismatch",
-        }
+        self.reason().code
     }
 }
 
@@ -144,8 +151,8 @@ impl fmt::Display for AppTokenErrorKind {
 }
 
 impl crate::ReasonCode for AppTokenErrorKind {
-    fn code(self) -> &'static str {
-        self.code()
+    fn reason(self) -> &'static crate::reason::Reason {
+        self.reason()
     }
 }
 

@@ -38,28 +38,35 @@ pub enum ErrorKind {
 }
 
 impl crate::ReasonCode for ErrorKind {
-    fn code(self) -> &'static str {
-        self.code()
+    fn reason(self) -> &'static crate::reason::Reason {
+        self.reason()
     }
 }
 
 impl ErrorKind {
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::MissingSignature => &crate::reason::SIGNATURE_MISSING,
+            Self::MalformedSignature => &crate::reason::SIGNATURE_MALFORMED,
+            Self::SignatureMismatch => &crate::reason::SIGNATURE_MISMATCH,
+            Self::KeyUnavailable => &crate::reason::KEY_UNAVAILABLE,
+            Self::MissingTimestamp => &crate::reason::TIMESTAMP_MISSING,
+            Self::MalformedTimestamp => &crate::reason::TIMESTAMP_MALFORMED,
+            Self::Expired => &crate::reason::TIMESTAMP_EXPIRED,
+            Self::TimestampInFuture => &crate::reason::TIMESTAMP_IN_FUTURE,
+            Self::AppMismatch => &crate::reason::APP_UID_MISMATCH,
+            Self::StackNotAllowed => &crate::reason::STACK_NOT_ALLOWED,
+            Self::TenantCheckUnavailable => &crate::reason::TENANT_CHECK_UNAVAILABLE,
+        }
+    }
+
     /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::MissingSignature => "signature_missing",
-            Self::MalformedSignature => "signature_malformed",
-            Self::SignatureMismatch => "signature_mismatch",
-            Self::KeyUnavailable => "key_unavailable",
-            Self::MissingTimestamp => "timestamp_missing",
-            Self::MalformedTimestamp => "timestamp_malformed",
-            Self::Expired => "timestamp_expired",
-            Self::TimestampInFuture => "timestamp_in_future",
-            Self::AppMismatch => "app_uid_mismatch",
-            Self::StackNotAllowed => "stack_not_allowed",
-            Self::TenantCheckUnavailable => "tenant_check_unavailable",
-        }
+        self.reason().code
     }
 }
 

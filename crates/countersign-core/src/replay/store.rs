@@ -41,16 +41,22 @@ pub enum StoreErrorKind {
 }
 
 impl StoreErrorKind {
-    /// The stable snake_case code: `store_unavailable`, `store_timeout`, `store_protocol`,
-    /// `store_full`.
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::Unavailable => &crate::reason::STORE_UNAVAILABLE,
+            Self::Timeout => &crate::reason::STORE_TIMEOUT,
+            Self::Protocol => &crate::reason::STORE_PROTOCOL,
+            Self::Full => &crate::reason::STORE_FULL,
+        }
+    }
+
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::Unavailable => "store_unavailable",
-            Self::Timeout => "store_timeout",
-            Self::Protocol => "store_protocol",
-            Self::Full => "store_full",
-        }
+        self.reason().code
     }
 }
 

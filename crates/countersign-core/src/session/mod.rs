@@ -467,25 +467,32 @@ pub enum SessionErrorKind {
 }
 
 impl SessionErrorKind {
-    /// A stable snake_case code.
+    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
+    /// whether the sender should come back.
+    #[must_use]
+    pub const fn reason(self) -> &'static crate::reason::Reason {
+        match self {
+            Self::Missing => &crate::reason::SESSION_MISSING,
+            Self::Malformed => &crate::reason::SESSION_MALFORMED,
+            Self::UnknownKey => &crate::reason::SESSION_UNKNOWN_KEY,
+            Self::Tampered => &crate::reason::SESSION_TAMPERED,
+            Self::Expired => &crate::reason::SESSION_EXPIRED,
+            Self::CsrfMismatch => &crate::reason::CSRF_TOKEN_MISMATCH,
+            Self::NoKey => &crate::reason::SESSION_KEY_MISSING,
+            Self::AppMismatch => &crate::reason::SESSION_APP_MISMATCH,
+        }
+    }
+
+    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
     #[must_use]
     pub const fn code(self) -> &'static str {
-        match self {
-            Self::Missing => "session_missing",
-            Self::Malformed => "session_malformed",
-            Self::UnknownKey => "session_unknown_key",
-            Self::Tampered => "session_tampered",
-            Self::Expired => "session_expired",
-            Self::CsrfMismatch => "csrf_token_mismatch",
-            Self::NoKey => "session_key_missing",
-            Self::AppMismatch => "session_app_mismatch",
-        }
+        self.reason().code
     }
 }
 
 impl crate::ReasonCode for SessionErrorKind {
-    fn code(self) -> &'static str {
-        self.code()
+    fn reason(self) -> &'static crate::reason::Reason {
+        self.reason()
     }
 }
 

@@ -106,8 +106,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use countersign_core::reason;
 pub use countersign_core::replay::ReplayKey;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -351,62 +352,47 @@ where
 
 /// A replay guard on a route without a verification layer: nothing says what the delivery is.
 fn identity_missing() -> Rejection {
-    Rejection::misconfigured(
-        "replay_identity_missing",
+    Rejection::of(
+        &reason::REPLAY_IDENTITY_MISSING,
         "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
     )
 }
 
 fn window_unbounded() -> Rejection {
-    Rejection::misconfigured(
-        "replay_window_unbounded",
+    Rejection::of(
+        &reason::REPLAY_WINDOW_UNBOUNDED,
         "ReplayGuardLayer needs signatures that expire: the verifier's TTL is 0 (off), so no store could remember a delivery for as long as it verifies; set a TTL",
     )
 }
 
 /// Another owner handles the delivery now: come back later (its lease lapses if it died).
 fn in_flight() -> Rejection {
-    Rejection::new(
-        StatusCode::CONFLICT,
-        "request_in_flight",
-        "Request in flight",
+    Rejection::of(
+        &reason::REQUEST_IN_FLIGHT,
         "the same delivery is being handled now",
     )
-    .retry_later()
 }
 
 /// The store refuses new entries while every one is live: come back later.
 fn store_full() -> Rejection {
-    Rejection::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "replay_store_full",
-        "Replay store full",
+    Rejection::of(
+        &reason::REPLAY_STORE_FULL,
         "the replay store is full of live entries and refuses new ones",
     )
-    .retry_later()
 }
 
 /// The delivery's tenant holds its whole share of the store: come back later. The other
 /// tenants are served meanwhile.
 fn tenant_full() -> Rejection {
-    Rejection::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "replay_tenant_full",
-        "Replay store share used up",
+    Rejection::of(
+        &reason::REPLAY_TENANT_FULL,
         "the delivery's tenant holds its whole share of the replay store; other tenants are served",
     )
-    .retry_later()
 }
 
 /// The store failed, and the guard fails closed: 503, and the sender retries.
 fn store_unavailable(error: &StoreError) -> Rejection {
-    Rejection::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "replay_store_unavailable",
-        "Replay store unavailable",
-        error.to_string(),
-    )
-    .retry_later()
+    Rejection::of(&reason::REPLAY_STORE_UNAVAILABLE, error.to_string())
 }
 
 /// Claims `key`. The answer of a store that failed may have been lost after the claim was
