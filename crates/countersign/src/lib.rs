@@ -154,13 +154,28 @@ pub use problem::Rejection;
 pub use verify_contentful::ContentfulLayer;
 pub use verify_contentstack::ContentstackWebhookLayer;
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(all(
-    doctest,
-    feature = "well-known",
-    feature = "redis",
-    feature = "app-identity",
-    feature = "testing"
-))]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
+/// The README's and the guides' examples, compiled and run as doc tests.
+macro_rules! doc_tests {
+    ($($name:ident = $path:literal;)*) => {$(
+        #[cfg(all(
+            doctest,
+            feature = "well-known",
+            feature = "redis",
+            feature = "app-identity",
+            feature = "testing"
+        ))]
+        #[doc = include_str!($path)]
+        struct $name;
+    )*};
+}
+
+doc_tests! {
+    ReadmeDoctests = "../../../README.md";
+    CompositionDoctests = "../../../docs/composition.md";
+    ContentfulDoctests = "../../../docs/contentful.md";
+    ContentstackDoctests = "../../../docs/contentstack.md";
+    DeliveryDoctests = "../../../docs/delivery.md";
+    EventsDoctests = "../../../docs/events.md";
+    AppIdentityDoctests = "../../../docs/app-identity.md";
+    TestingDoctests = "../../../docs/testing.md";
+}

@@ -1,5 +1,5 @@
 //! The attack catalogue: each attack by name, through the real layers on a real server, and the
-//! exact refusal it gets (status and reason code). The README's security section lists the
+//! exact refusal it gets (status and reason code). `docs/security.md` lists the
 //! same rows with what the library promises.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.

@@ -1,6 +1,6 @@
 //! The reason codes the docs name are the catalogue's (`countersign_core::reason`), each with
-//! its status: the crate docs' table of answers lists every one, and the README names none
-//! with another status.
+//! its status: the crate docs' table of answers lists every one, and the README, the guides
+//! and the examples' READMEs name none with another status.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
@@ -72,17 +72,27 @@ fn adjacent_pairs(text: &str) -> BTreeSet<(u16, String)> {
 
 #[test]
 fn the_readme_names_each_code_with_its_status() {
-    let readme = include_str!("../../../README.md");
+    let docs = [
+        include_str!("../../../README.md"),
+        include_str!("../../../docs/security.md"),
+        include_str!("../../../docs/contentful.md"),
+        include_str!("../../../docs/contentstack.md"),
+        include_str!("../../../docs/delivery.md"),
+        include_str!("../../../docs/composition.md"),
+        include_str!("../../../docs/testing.md"),
+        include_str!("../../../examples/marketplace-app/README.md"),
+        include_str!("../../../examples/contentful-app/README.md"),
+    ];
     let catalogue = catalogue();
-    let named = adjacent_pairs(readme);
-    assert!(named.len() > 20, "the README's tables were read");
+    let named = adjacent_pairs(&docs.concat());
+    assert!(named.len() > 20, "the docs' tables were read");
     for (status, code) in named {
         if EXAMPLE_CODES.contains(&code.as_str()) {
             continue;
         }
         assert!(
             catalogue.contains(&(status, code.clone())),
-            "README: {status} `{code}` is not in the catalogue"
+            "docs: {status} `{code}` is not in the catalogue"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! space that installed a Contentful app has the app frontend sign what they like, the admins
 //! of a space choose its webhook secret, the owner of a stack its HMAC secret. Each attack here
 //! holds a valid signature, goes through the real layers on a real server, and gets the exact
-//! refusal (status and reason code) or outcome the README's security table promises.
+//! refusal (status and reason code) or outcome `docs/security.md` promises.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 

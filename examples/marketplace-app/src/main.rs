@@ -10,7 +10,7 @@
 //!   stack only; events newest first, a page at a time, each with its webhook's `data`.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
-//! Configuration is by environment variable; see the README. Without a Contentstack key it
+//! Configuration is by environment variable; see this example's `README.md`. Without a Contentstack key it
 //! runs in dev mode: a dev key pair under `DATA_DIR`, and it prints how to try it.
 
 use std::sync::Arc;
