@@ -33,15 +33,11 @@ use std::time::{Duration, SystemTime};
 
 use countersign_core::contentful::{Context, RequestToSign, SigningSecret};
 use countersign_core::contentstack::{
-    APP_TOKEN_LIFETIME, HmacSecret, INSTALLATION_MODULE, SaltLength, SigningKey, WebhookBody,
-    mint_app_token,
+    APP_TOKEN_LIFETIME, ATTEMPT_TIMEOUT, HmacSecret, INSTALLATION_MODULE, RETRY_SCHEDULE,
+    SaltLength, SigningKey, WebhookBody, mint_app_token,
 };
 use serde_json::{Value, json};
 
-/// Contentstack's retry intervals after the first attempt, in seconds.
-pub const CONTENTSTACK_RETRIES: [u64; 4] = [5, 25, 125, 625];
-/// How long Contentstack waits for an answer.
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the marketplace example takes Contentstack's webhooks.
 pub const CONTENTSTACK_PATH: &str = "/webhooks/contentstack";
 /// Where the Contentful example takes webhooks.
@@ -65,11 +61,8 @@ impl Schedule {
     #[must_use]
     pub fn contentstack(scale: f64, min_timeout: Duration) -> Self {
         Self {
-            retries: CONTENTSTACK_RETRIES
-                .iter()
-                .map(|s| Duration::from_secs_f64(*s as f64 * scale))
-                .collect(),
-            timeout: PROVIDER_TIMEOUT.mul_f64(scale).max(min_timeout),
+            retries: RETRY_SCHEDULE.iter().map(|d| d.mul_f64(scale)).collect(),
+            timeout: ATTEMPT_TIMEOUT.mul_f64(scale).max(min_timeout),
         }
     }
 
@@ -825,7 +818,7 @@ mod tests {
     fn the_schedule_is_contentstacks_scaled_with_a_floor_on_the_timeout() {
         let real = Schedule::contentstack(1.0, Duration::from_secs(2));
         assert_eq!(real.retries, [5, 25, 125, 625].map(Duration::from_secs));
-        assert_eq!(real.timeout, PROVIDER_TIMEOUT);
+        assert_eq!(real.timeout, Duration::from_secs(30));
         assert_eq!(real.span(), Duration::from_secs(780));
         let fast = Schedule::contentstack(0.01, Duration::from_secs(2));
         assert_eq!(fast.retries[0], Duration::from_millis(50));

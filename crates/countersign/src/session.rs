@@ -277,15 +277,12 @@ impl ReplayStore for SpentTokens {
 
 impl<K: KeySource + Clone> AppTokenLayer<K> {
     /// Verifies app-tokens with `verifier` and keys from `keys`; mints sessions with
-    /// `sessions`, delivered as bearer tokens. When `verifier` requires an app uid
-    /// ([`AppTokenVerifier::with_app_uid`]) and `sessions` are bound to none, they are bound to
-    /// it; bind the `Sessions` of the [`SessionLayer`] too ([`Sessions::with_app_uid`]).
+    /// `sessions`, delivered as bearer tokens. A token of another app opens nothing when either
+    /// is bound to this app ([`AppTokenVerifier::with_app_uid`], [`Sessions::with_app_uid`]:
+    /// the core's [`Sessions::open`] checks both); bind the `Sessions` of the [`SessionLayer`]
+    /// too, so that no other app's session verifies there.
     #[must_use]
     pub fn new(verifier: AppTokenVerifier, keys: K, sessions: Sessions) -> Self {
-        let sessions = match (verifier.app_uid(), sessions.app_uid()) {
-            (Some(app_uid), None) => sessions.with_app_uid(app_uid),
-            _ => sessions,
-        };
         Self::from_guard(AppTokenGuard {
             verifier: Arc::new(verifier),
             keys,

@@ -660,7 +660,8 @@ async fn fleet_under_kills() {
     });
 
     let keys = countersign::contentstack::KeySet::parse(PUBLIC_A).unwrap();
-    let schedule = [0u64, 5, 25, 125, 625];
+    let retries = countersign::contentstack::RETRY_SCHEDULE.map(|d| d.as_secs());
+    let schedule = [0, retries[0], retries[1], retries[2], retries[3]];
     let mut tasks = Vec::new();
     for n in 0..deliveries {
         let (urls, keys) = (urls.clone(), keys.clone());

@@ -64,6 +64,11 @@ use std::fmt;
 pub use memory::{BYTES_PER_ENTRY, DEFAULT_CAPACITY_BYTES, FullPolicy, MemoryStore};
 pub use store::{Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
 
+/// How long a remembered delivery (or spent app-token) outlives the window in which its
+/// signature is acceptable by default: a minute, for clocks that differ and answers that come
+/// late.
+pub const DEFAULT_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The header on the acknowledgement of a duplicate (`duplicate`): the delivery was handled
 /// before and was not handled again.
 pub const REPLAY_HEADER: &str = "x-countersign-replay";

@@ -128,7 +128,9 @@ pub fn carries_app_token(query: Option<&str>) -> bool {
 impl Sessions {
     /// The entry point of a signed UI location's page load: the `app-token` from `query`,
     /// verified with `verifier` and keys from `keys` (refreshed once on a signature that
-    /// matches none), and the app's session minted from it, delivered by `transport`.
+    /// matches none), and the app's session minted from it, delivered by `transport`. The
+    /// token must be of this app when either the verifier or these sessions are bound to one
+    /// ([`AppTokenVerifier::with_app_uid`], [`with_app_uid`](Self::with_app_uid)).
     ///
     /// # Errors
     /// [`OpenError::AppToken`] (missing, malformed, forged, expired, another app's; or no key
@@ -195,7 +197,7 @@ impl Sessions {
             .duration_since(now)
             .unwrap_or_default()
             .saturating_add(verifier.leeway())
-            .saturating_add(Duration::from_secs(60));
+            .saturating_add(crate::replay::DEFAULT_MARGIN);
         store
             .complete(&key, &owner, remember)
             .await

@@ -126,12 +126,16 @@ use crate::problem::Respond;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// How long an entry outlives the signature's acceptance window by default.
-pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+pub use countersign_core::replay::DEFAULT_MARGIN;
 /// How long an in-flight claim lives without renewal by default: shorter than Contentstack's
 /// first retry interval (5 s), so that the claim of a process that died has lapsed when the
 /// retry arrives.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
+
+// A claim whose process died lapses before the sender's first retry arrives.
+const _: () = assert!(
+    DEFAULT_LEASE.as_millis() < countersign_core::contentstack::RETRY_SCHEDULE[0].as_millis()
+);
 /// What `Retry-After` says for a delivery in flight, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 5;
 /// How often marking a handled delivery done is tried in the background after the first

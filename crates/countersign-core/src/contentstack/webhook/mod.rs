@@ -39,7 +39,15 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The latest the last automatic retry arrives after the event, should Contentstack not
 /// refresh `triggered_at` (or `t`) on a retry (undocumented either way): the four intervals of
 /// [`RETRY_SCHEDULE`] plus five attempts that each waited [`ATTEMPT_TIMEOUT`], 930 s.
-pub const LAST_RETRY_AFTER: Duration = Duration::from_secs(5 + 25 + 125 + 625 + 5 * 30);
+pub const LAST_RETRY_AFTER: Duration = {
+    let mut total = ATTEMPT_TIMEOUT.saturating_mul(RETRY_SCHEDULE.len() as u32 + 1);
+    let mut retry = 0;
+    while retry < RETRY_SCHEDULE.len() {
+        total = total.saturating_add(RETRY_SCHEDULE[retry]);
+        retry += 1;
+    }
+    total
+};
 /// How old a delivery may be by default: 30 minutes, [`LAST_RETRY_AFTER`] with a margin of
 /// nearly as much again, so that no automatic retry of a delivery is refused as stale.
 ///
