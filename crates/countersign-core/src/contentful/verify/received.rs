@@ -1,0 +1,255 @@
+//! The request's headers as Node.js hands them to the toolkit, and the signature, the
+//! signed-headers list and the timestamp read from them.
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+use smallvec::SmallVec;
+
+use super::EARLIEST_TIMESTAMP_MS;
+use crate::contentful::canonical::{Pairs, Text};
+use crate::contentful::{Error, ErrorKind, SIGNATURE, SIGNED_HEADERS, TIMESTAMP};
+use crate::crypto::HMAC_SHA256_LEN;
+use crate::js;
+
+/// The value(s) of one header name, read lazily: most headers of a request are not looked at.
+pub(super) enum Raw<'a> {
+    One(&'a http::HeaderValue),
+    /// Repeated values, joined by `", "` as Node.js joins them.
+    Joined(String),
+}
+
+impl<'a> Raw<'a> {
+    /// The text as Node.js hands it to the toolkit: trimmed, and borrowed from the request in
+    /// the usual case of one UTF-8 value.
+    pub(super) fn text(&self) -> Text<'a> {
+        match self {
+            // Visible ASCII, the usual case: of JavaScript's white space only spaces and tabs
+            // can be in it.
+            Self::One(value) => match value.to_str() {
+                Ok(text) => Cow::Borrowed(text.trim_matches([' ', '\t'])),
+                Err(_) => match js::header_text(value.as_bytes()) {
+                    Cow::Borrowed(text) => Cow::Borrowed(js::trim(text)),
+                    Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
+                },
+            },
+            Self::Joined(joined) => Cow::Owned(js::trim(joined).to_owned()),
+        }
+    }
+}
+
+impl<'a> Raw<'a> {
+    /// The value's bytes trimmed of spaces and tabs, when that is exactly what JavaScript's
+    /// trim gives: one value whose ends, once trimmed, are ASCII (a header value holds no other
+    /// ASCII white space, and JavaScript's other white space is never ASCII). What the protocol
+    /// headers are read from without building text.
+    pub(super) fn ascii_trimmed(&self) -> Option<&'a [u8]> {
+        let Self::One(value) = self else {
+            return None;
+        };
+        let trimmed = value.as_bytes().trim_ascii();
+        let ascii = |end: Option<&u8>| end.is_none_or(u8::is_ascii);
+        (ascii(trimmed.first()) && ascii(trimmed.last())).then_some(trimmed)
+    }
+}
+
+/// The request's headers, each name once with its value(s), read in one pass over the map
+/// (whose repeated values of a name come one after another): the three of the signing
+/// protocol apart, the others inline for the usual dozen.
+pub(super) struct Received<'a> {
+    pub(super) signature: Option<Raw<'a>>,
+    pub(super) timestamp: Option<Raw<'a>>,
+    pub(super) list: Option<Raw<'a>>,
+    others: SmallVec<[(&'a str, Raw<'a>); 12]>,
+}
+
+impl<'a> Received<'a> {
+    pub(super) fn read(headers: &'a HeaderMap) -> Self {
+        let mut received = Self {
+            signature: None,
+            timestamp: None,
+            list: None,
+            others: SmallVec::new(),
+        };
+        let mut all = headers.iter().peekable();
+        while let Some((name, first)) = all.next() {
+            let raw = match all.next_if(|(next, _)| *next == name) {
+                None => Raw::One(first),
+                Some((_, second)) => {
+                    let mut joined = js::header_text(first.as_bytes()).into_owned();
+                    let mut next = Some(second);
+                    while let Some(value) = next {
+                        joined.push_str(", ");
+                        joined.push_str(&js::header_text(value.as_bytes()));
+                        next = all.next_if(|(n, _)| *n == name).map(|(_, value)| value);
+                    }
+                    Raw::Joined(joined)
+                }
+            };
+            match name.as_str() {
+                SIGNATURE => received.signature = Some(raw),
+                TIMESTAMP => received.timestamp = Some(raw),
+                SIGNED_HEADERS => received.list = Some(raw),
+                other => received.others.push((other, raw)),
+            }
+        }
+        received
+    }
+
+    /// The headers whose names are in the signed list, exactly as listed (a listed name in
+    /// another case, or with spaces, matches nothing), with their texts. The list and the
+    /// timestamp are the head's own entries, never taken from here; the signature is taken
+    /// when listed. `listed` is sorted.
+    pub(super) fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
+        let signature = self
+            .signature
+            .as_ref()
+            .filter(|_| listed.binary_search(&SIGNATURE.as_bytes()).is_ok())
+            .map(|raw| (SIGNATURE, raw));
+        self.others
+            .iter()
+            .filter(|(name, _)| listed.binary_search(&name.as_bytes()).is_ok())
+            .map(|(name, raw)| (*name, raw))
+            .chain(signature)
+            .map(|(name, raw)| (Cow::Borrowed(name), raw.text()))
+            .collect()
+    }
+}
+
+/// The names of a signed-header list: split at every comma, nothing trimmed (as the toolkit
+/// splits it).
+pub(super) fn split_list(list: &[u8]) -> SmallVec<[&[u8]; 8]> {
+    let mut names = SmallVec::new();
+    let mut start = 0;
+    for comma in memchr::memchr_iter(b',', list) {
+        names.push(&list[start..comma]);
+        start = comma + 1;
+    }
+    names.push(&list[start..]);
+    names
+}
+
+pub(super) fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
+    let raw = raw.ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingSignature,
+            "the request has no x-contentful-signature header",
+        )
+    })?;
+    if let Some(signature) = raw.ascii_trimmed().and_then(decode_lower_hex) {
+        return Ok(signature);
+    }
+    let text = raw.text();
+    decode_lower_hex(text.as_bytes()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::MalformedSignature,
+            format!(
+                "x-contentful-signature must be 64 lower-case hex characters; it has {} characters",
+                text.chars().count()
+            ),
+        )
+    })
+}
+
+/// 64 lower-case hex digits (what the toolkit sends), decoded; anything else is `None`.
+///
+/// Arithmetic rather than a table, and without early exits, so that the compiler decodes many
+/// digits per instruction.
+fn decode_lower_hex(text: &[u8]) -> Option<[u8; HMAC_SHA256_LEN]> {
+    /// Whether `c` is `0`-`9` or `a`-`f`.
+    const fn is_digit(c: u8) -> bool {
+        (c.wrapping_sub(b'0') < 10) | (c.wrapping_sub(b'a') < 6)
+    }
+    /// The value of a digit: `0`-`9` are 0x30-0x39, `a`-`f` are 0x61-0x66 (bit 6 set).
+    const fn value(c: u8) -> u8 {
+        (c & 0x0f) + 9 * (c >> 6)
+    }
+    let digits: &[u8; 2 * HMAC_SHA256_LEN] = text.try_into().ok()?;
+    let mut out = [0u8; HMAC_SHA256_LEN];
+    let mut valid = true;
+    for (byte, &[high, low]) in out.iter_mut().zip(digits.as_chunks::<2>().0) {
+        valid &= is_digit(high) & is_digit(low);
+        *byte = (value(high) << 4) | value(low);
+    }
+    valid.then_some(out)
+}
+
+pub(super) fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
+    let raw = raw.ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingTimestamp,
+            "the request has no x-contentful-timestamp header",
+        )
+    })?;
+    let malformed = |why: &str| {
+        Error::new(
+            ErrorKind::MalformedTimestamp,
+            format!("x-contentful-timestamp must be Unix milliseconds after 2020-01-01; {why}"),
+        )
+    };
+    let text: Cow<'_, [u8]> = match raw.ascii_trimmed() {
+        Some(bytes) => Cow::Borrowed(bytes),
+        None => Cow::Owned(raw.text().into_owned().into_bytes()),
+    };
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return Err(malformed("it is not a decimal number"));
+    }
+    let ms = text
+        .iter()
+        .try_fold(0u64, |ms, digit| {
+            ms.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+        })
+        .ok_or_else(|| malformed("it is too large"))?;
+    if ms <= EARLIEST_TIMESTAMP_MS {
+        return Err(malformed(
+            "it is earlier (seconds instead of milliseconds?)",
+        ));
+    }
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_lower_hex, split_list};
+
+    #[test]
+    fn the_list_splits_at_every_comma_as_javascript_splits_it() {
+        for list in [
+            "",
+            "a",
+            "a,b",
+            ",a,,b,",
+            " a , b ",
+            "x-contentful-timestamp,content-type",
+        ] {
+            let expected: Vec<&[u8]> = list.split(',').map(str::as_bytes).collect();
+            assert_eq!(split_list(list.as_bytes()).to_vec(), expected, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn hex_digits_decode_exactly_when_lower_case_hex() {
+        let reference = hex::encode((0..32u8).map(|b| b.wrapping_mul(37)).collect::<Vec<_>>());
+        assert_eq!(
+            decode_lower_hex(reference.as_bytes()).map(Vec::from),
+            hex::decode(&reference).ok()
+        );
+        // Every byte value, at an even and an odd position.
+        for c in 0..=255u8 {
+            for at in [0, 63] {
+                let mut text = reference.clone().into_bytes();
+                text[at] = c;
+                let expected = (c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+                    .then(|| hex::decode(&text).unwrap());
+                assert_eq!(
+                    decode_lower_hex(&text).map(Vec::from),
+                    expected,
+                    "{c:#04x} at {at}"
+                );
+            }
+        }
+        for len in [0, 62, 63, 65, 66, 128] {
+            assert_eq!(decode_lower_hex(&vec![b'a'; len]), None, "{len} digits");
+        }
+    }
+}
