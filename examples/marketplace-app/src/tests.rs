@@ -1,0 +1,200 @@
+//! The app's own tests: the test kit's signed requests through the app's router.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use axum::body::{Body, to_bytes};
+use countersign::contentstack::WebhookBody;
+use countersign::replay::MemoryStore;
+use countersign::testing::TestKit;
+use http::{Request, StatusCode};
+use tower::ServiceExt as _;
+
+use super::*;
+
+fn router(kit: &TestKit, name: &str) -> Router {
+    let dir = std::env::temp_dir().join(format!("marketplace-app-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config::for_tests(dir.clone(), kit);
+    let store = Store::open(&dir).unwrap();
+    let keys = Keys::Static(kit.contentstack_keys());
+    let webhooks = webhook_route(
+        &config,
+        keys.clone(),
+        MemoryStore::new(1_000),
+        store.clone(),
+    );
+    app(&config, keys, webhooks, store, MemoryStore::new(1_000))
+}
+
+async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The session a UI location's page embeds.
+fn session_in(page: &str) -> String {
+    page.split(r#"<meta name="app-session" content=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+fn installation(event: &str) -> WebhookBody {
+    WebhookBody::new("app_installation", event)
+        .with_api_key(TestKit::STACK)
+        .with_data(&json!({"app_installation": {
+            "app_uid": TestKit::APP_UID,
+            "installation_uid": TestKit::INSTALLATION,
+            "target": {"type": "stack", "uid": TestKit::STACK},
+        }}))
+}
+
+fn publish() -> WebhookBody {
+    WebhookBody::new("entry", "publish")
+        .with_api_key(TestKit::STACK)
+        .with_data(&json!({"entry": {"uid": "blt1"}}))
+}
+
+#[tokio::test]
+async fn webhooks_of_an_installed_stack_are_recorded_and_shown_in_its_session() {
+    let kit = TestKit::new();
+    let router = router(&kit, "lifecycle");
+    let path = "/webhooks/contentstack";
+
+    let (status, body) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not installed yet: {body}");
+
+    let (status, _) = send(
+        &router,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&router, kit.contentstack_hmac_webhook(path, &publish())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, page) = send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = session_in(&page);
+    let events = Request::get("/api/events")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, events) = send(&router, events).await;
+    assert_eq!(status, StatusCode::OK);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    assert_eq!(events["events"][0]["event"], "publish");
+    assert_eq!(events["events"][0]["module"], "entry");
+
+    let (status, _) = send(
+        &router,
+        kit.contentstack_webhook(path, &installation("uninstall")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "uninstalled");
+}
+
+#[tokio::test]
+async fn events_are_read_a_page_at_a_time_with_their_data() {
+    let kit = TestKit::new();
+    let router = router(&kit, "pages");
+    let path = "/webhooks/contentstack";
+    send(
+        &router,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    for n in 0..3 {
+        let event = WebhookBody::new("entry", "publish")
+            .with_api_key(TestKit::STACK)
+            .with_data(&json!({"entry": {"uid": format!("blt{n}")}}));
+        let (status, _) = send(&router, kit.contentstack_hmac_webhook(path, &event)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, page) = send(&router, kit.app_token_page_load("/ui/sidebar", &json!({}))).await;
+    let token = session_in(&page);
+    let get = |uri: String| {
+        Request::get(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, first) = send(&router, get("/api/events?limit=2".into())).await;
+    assert_eq!(status, StatusCode::OK);
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let uids = |page: &Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["entry"]["uid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(uids(&first), ["blt2", "blt1"], "newest first");
+    let before = first["next_before"].as_i64().unwrap();
+    let (_, rest) = send(&router, get(format!("/api/events?limit=2&before={before}"))).await;
+    let rest: Value = serde_json::from_str(&rest).unwrap();
+    assert_eq!(uids(&rest), ["blt0"]);
+    assert_eq!(rest["next_before"], Value::Null, "the last page");
+    for bad in [
+        "/api/events?limit=0",
+        "/api/events?limit=501",
+        "/api/events?before=x",
+    ] {
+        let (status, body) = send(&router, get(bad.into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body.contains("invalid_page"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_installation_event_is_logged_and_changes_nothing() {
+    let kit = TestKit::new();
+    let router = router(&kit, "unknown-event");
+    let path = "/webhooks/contentstack";
+    send(
+        &router,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    let (status, _) = send(
+        &router,
+        kit.contentstack_webhook(path, &installation("suspend")),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an unknown event never fails a delivery"
+    );
+    let (status, _) = send(&router, kit.contentstack_webhook(path, &publish())).await;
+    assert_eq!(status, StatusCode::OK, "still installed");
+}
+
+#[tokio::test]
+async fn forged_and_stale_webhooks_and_other_apps_tokens_are_refused() {
+    let kit = TestKit::new();
+    let router = router(&kit, "refused");
+    let forger = TestKit::new()
+        .with_contentstack_key(countersign::contentstack::SigningKey::generate().unwrap());
+    let stale =
+        TestKit::new().at(std::time::SystemTime::now() - std::time::Duration::from_secs(7_200));
+    for request in [
+        forger.contentstack_webhook("/webhooks/contentstack", &installation("install")),
+        stale.contentstack_webhook("/webhooks/contentstack", &installation("install")),
+    ] {
+        assert_eq!(send(&router, request).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = send(
+        &router,
+        kit.app_token_page_load("/ui/sidebar", &json!({"app_uid": "another-app"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
