@@ -106,7 +106,7 @@
 //! re-exported here as [`contentful`], [`contentstack`], [`credentials`], [`ip`] and
 //! [`Verdict`]; this crate only buffers, plumbs and answers. A verification layer reads the
 //! body, calls its provider's one core entry point and inserts the [`Verdict`] it returns as
-//! the request's one extension, which the extractors read. The layers' [`Guard`] is sealed:
+//! the request's one extension, which the extractors read. The layers' [`Guard`](guard::Guard) is sealed:
 //! to add a check of your own, write a Tower layer after ours (or an
 //! `axum::middleware::from_fn`) and read the extractors.
 //! [`well_known`] fetches Contentstack's public key from the region's endpoint, cached and
@@ -121,7 +121,7 @@
 
 mod body;
 mod extract;
-mod guard;
+pub mod guard;
 #[cfg(any(feature = "well-known", feature = "app-identity"))]
 mod http_client;
 mod problem;
@@ -148,7 +148,7 @@ pub use countersign_core::{
     contentful, contentstack, credentials, ip, mark_sensitive, random_hex, reason,
 };
 pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
-pub use guard::{Clock, Guard, GuardLayer, Guarded, ReadsBody, ReadsClock, ResponseFuture};
+pub use guard::Clock;
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
 pub use verify_contentful::ContentfulLayer;

@@ -342,8 +342,8 @@ impl http_body::Body for Untouched {
 
 /// Calls `layer` around a handler that must not run, with a body that must not be read, from
 /// `peer`; the answer must be ready at the first poll.
-fn refused_at_once<G: countersign::Guard>(
-    layer: countersign::GuardLayer<G>,
+fn refused_at_once<G: countersign::guard::Guard>(
+    layer: countersign::guard::GuardLayer<G>,
     peer: &str,
     headers: &[(&'static str, &str)],
 ) -> u16 {
