@@ -36,7 +36,7 @@ use axum::{Json, Router};
 use countersign::contentful::{
     Action, DEFAULT_TTL, Entity, RequestKinds, SigningSecret, Topic, Verifier,
 };
-use countersign::replay::{DeliveryId, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::replay::{BoxReplayStore, DeliveryId, RedisStore, ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -252,14 +252,13 @@ async fn main() -> Result<(), Error> {
         Some(url) => Records::postgres(&url).map_err(|e| format!("DATABASE_URL: {e}"))?,
         None => Records::memory(),
     };
-    let router = match var("REDIS_URL") {
-        Some(url) => routes(verifier, RedisStore::new(&url)?, records),
-        None => routes(
-            verifier,
-            example_support::replay_memory(var("REPLAY_STORE_CAPACITY"))?,
-            records,
-        ),
+    let replay = match var("REDIS_URL") {
+        Some(url) => BoxReplayStore::new(RedisStore::new(&url)?),
+        None => BoxReplayStore::new(example_support::replay_memory(var(
+            "REPLAY_STORE_CAPACITY",
+        ))?),
     };
+    let router = routes(verifier, replay, records);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;

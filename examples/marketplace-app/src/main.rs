@@ -22,11 +22,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign::contentstack::{
-    AppTokenVerifier, Event, KeySet, KeySource, KeyUnavailable, Module, StackCheck, Tenancy,
-    TenantUnavailable, WebhookVerifier, stack_check_fn,
+    AppTokenVerifier, BoxKeySource, Event, Module, StackCheck, Tenancy, TenantUnavailable,
+    WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
-use countersign::replay::{DeliveryId, RedisStore, ReplayGuardLayer, ReplayStore};
+use countersign::replay::{BoxReplayStore, DeliveryId, RedisStore, ReplayGuardLayer};
 use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
 use countersign::{
     BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer, Rejection,
@@ -41,29 +41,6 @@ mod ui;
 
 use config::Config;
 use store::{Change, Delivery, Store};
-
-/// The Contentstack key, from configuration or the well-known endpoint.
-#[derive(Clone)]
-enum Keys {
-    Static(countersign::contentstack::StaticKeys),
-    WellKnown(countersign::well_known::WellKnownKeys),
-}
-
-impl KeySource for Keys {
-    async fn keys(&self) -> Result<Arc<KeySet>, KeyUnavailable> {
-        match self {
-            Self::Static(keys) => keys.keys().await,
-            Self::WellKnown(keys) => keys.keys().await,
-        }
-    }
-
-    async fn refresh(&self, stale: &Arc<KeySet>) -> Option<Arc<KeySet>> {
-        match self {
-            Self::Static(keys) => keys.refresh(stale).await,
-            Self::WellKnown(keys) => keys.refresh(stale).await,
-        }
-    }
-}
 
 type AppResult<T> = Result<T, Response>;
 
@@ -218,7 +195,12 @@ fn installed_stacks(store: Store) -> impl StackCheck {
     })
 }
 
-fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store: Store) -> Router {
+fn webhook_route(
+    config: &Config,
+    keys: BoxKeySource,
+    replay: BoxReplayStore,
+    store: Store,
+) -> Router {
     match &config.app_uid {
         // Installation events of this app only; every other delivery from an installed stack.
         Some(app_uid) => {
@@ -231,11 +213,11 @@ fn webhook_route<St: ReplayStore>(config: &Config, keys: Keys, replay: St, store
     }
 }
 
-fn webhook_route_for<S: StackCheck, St: ReplayStore>(
+fn webhook_route_for<S: StackCheck>(
     config: &Config,
-    keys: Keys,
+    keys: BoxKeySource,
     tenancy: Tenancy<S>,
-    replay: St,
+    replay: BoxReplayStore,
     store: Store,
 ) -> Router {
     let mut verifier = WebhookVerifier::new().with_tolerance(config.tolerance);
@@ -282,12 +264,12 @@ fn webhook_route_for<S: StackCheck, St: ReplayStore>(
 }
 
 /// The UI and API routes. `spent` is where app-tokens are spent: each opens one session.
-fn app<S: ReplayStore>(
+fn app(
     config: &Config,
-    keys: Keys,
+    keys: BoxKeySource,
     webhooks: Router,
     store: Store,
-    spent: S,
+    spent: BoxReplayStore,
 ) -> Router {
     let mut sessions = Sessions::new([config.session_key.clone()]);
     let mut verifier = AppTokenVerifier::new();
@@ -336,35 +318,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Store::open(&config.data_dir).map_err(|e| e.to_string())?,
     };
     let keys = match &config.keys {
-        config::KeySource::Static(keys) => Keys::Static(keys.clone()),
+        config::KeySource::Static(keys) => BoxKeySource::new(keys.clone()),
         config::KeySource::WellKnown(keys) => {
             if let Err(error) = keys.prefetch().await {
                 // Not fatal: webhooks answer 503 (Contentstack retries) until the key arrives.
                 tracing::warn!(%error, "the Contentstack key is not available yet");
             }
-            Keys::WellKnown(keys.clone())
+            BoxKeySource::new(keys.clone())
         }
     };
-    let webhooks = match &config.redis_url {
-        Some(url) => webhook_route(&config, keys.clone(), RedisStore::new(url)?, store.clone()),
-        None => webhook_route(
-            &config,
-            keys.clone(),
-            example_support::replay_memory(config.replay_capacity.clone())?,
-            store.clone(),
-        ),
+    // Deliveries and spent app-tokens in stores of their own, so that webhooks never crowd
+    // the tokens out: one Redis for a fleet, or memory.
+    let replay_store = || -> Result<BoxReplayStore, Box<dyn std::error::Error>> {
+        Ok(match &config.redis_url {
+            Some(url) => BoxReplayStore::new(RedisStore::new(url)?),
+            None => BoxReplayStore::new(example_support::replay_memory(
+                config.replay_capacity.clone(),
+            )?),
+        })
     };
-    // Spent app-tokens: their own store, so that webhooks never crowd them out.
-    let router = match &config.redis_url {
-        Some(url) => app(&config, keys, webhooks, store, RedisStore::new(url)?),
-        None => app(
-            &config,
-            keys,
-            webhooks,
-            store,
-            example_support::replay_memory(config.replay_capacity.clone())?,
-        ),
-    };
+    let webhooks = webhook_route(&config, keys.clone(), replay_store()?, store.clone());
+    let router = app(&config, keys, webhooks, store, replay_store()?);
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;

@@ -17,14 +17,10 @@ fn router(kit: &TestKit, name: &str) -> Router {
     std::fs::create_dir_all(&dir).unwrap();
     let config = Config::for_tests(dir.clone(), kit);
     let store = Store::open(&dir).unwrap();
-    let keys = Keys::Static(kit.contentstack_keys());
-    let webhooks = webhook_route(
-        &config,
-        keys.clone(),
-        MemoryStore::new(1_000),
-        store.clone(),
-    );
-    app(&config, keys, webhooks, store, MemoryStore::new(1_000))
+    let keys = BoxKeySource::new(kit.contentstack_keys());
+    let replay = || BoxReplayStore::new(MemoryStore::new(1_000));
+    let webhooks = webhook_route(&config, keys.clone(), replay(), store.clone());
+    app(&config, keys, webhooks, store, replay())
 }
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {

@@ -62,7 +62,7 @@ pub use events::{Event, Module, Phase};
 pub use hmac::HmacSecret;
 pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region, is_trusted_key_url};
-pub use source::{KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
+pub use source::{BoxKeySource, KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
 pub use tenant::{
     AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,
 };

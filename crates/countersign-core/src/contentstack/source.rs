@@ -38,6 +38,65 @@ impl<S: KeySource> KeySource for Arc<S> {
     }
 }
 
+/// Any [`KeySource`] behind one type: pick the source at run time (a static key in dev, the
+/// well-known endpoint in production) without a generic parameter or an enum of your own.
+/// Cheap to clone.
+///
+/// ```
+/// use countersign_core::contentstack::{BoxKeySource, NoKeys, StaticKeys};
+///
+/// # let pem = include_str!("../../tests/data/keys/contentstack-a.public.pem");
+/// let keys = match std::env::var("CONTENTSTACK_PUBLIC_KEY") {
+///     Ok(path) => BoxKeySource::new(StaticKeys::from_file(path).unwrap()),
+///     Err(_) => BoxKeySource::new(StaticKeys::parse(pem).unwrap()),
+/// };
+/// # let _ = (keys, BoxKeySource::new(NoKeys));
+/// ```
+#[derive(Clone)]
+pub struct BoxKeySource(Arc<dyn ErasedKeySource>);
+
+impl BoxKeySource {
+    /// `source`, boxed.
+    pub fn new(source: impl KeySource) -> Self {
+        Self(Arc::new(source))
+    }
+}
+
+impl std::fmt::Debug for BoxKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxKeySource")
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// [`KeySource`] with boxed futures that own what they need, so that it can be a trait
+/// object.
+trait ErasedKeySource: Send + Sync + 'static {
+    fn keys(self: Arc<Self>) -> BoxFuture<Result<Arc<KeySet>, KeyUnavailable>>;
+    fn refresh(self: Arc<Self>, stale: Arc<KeySet>) -> BoxFuture<Option<Arc<KeySet>>>;
+}
+
+impl<K: KeySource> ErasedKeySource for K {
+    fn keys(self: Arc<Self>) -> BoxFuture<Result<Arc<KeySet>, KeyUnavailable>> {
+        Box::pin(async move { KeySource::keys(&*self).await })
+    }
+
+    fn refresh(self: Arc<Self>, stale: Arc<KeySet>) -> BoxFuture<Option<Arc<KeySet>>> {
+        Box::pin(async move { KeySource::refresh(&*self, &stale).await })
+    }
+}
+
+impl KeySource for BoxKeySource {
+    fn keys(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyUnavailable>> + Send {
+        Arc::clone(&self.0).keys()
+    }
+
+    fn refresh(&self, stale: &Arc<KeySet>) -> impl Future<Output = Option<Arc<KeySet>>> + Send {
+        Arc::clone(&self.0).refresh(Arc::clone(stale))
+    }
+}
+
 /// No verification key is available: the request cannot be judged now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyUnavailable {

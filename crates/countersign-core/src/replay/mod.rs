@@ -62,7 +62,7 @@ mod store;
 use std::fmt;
 
 pub use memory::{BYTES_PER_ENTRY, DEFAULT_CAPACITY_BYTES, FullPolicy, MemoryStore};
-pub use store::{Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
+pub use store::{BoxReplayStore, Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
 
 /// How long a remembered delivery (or spent app-token) outlives the window in which its
 /// signature is acceptable by default: a minute, for clocks that differ and answers that come

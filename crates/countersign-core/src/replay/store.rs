@@ -224,3 +224,134 @@ impl<St: ReplayStore> ReplayStore for Arc<St> {
         St::fail_open(self)
     }
 }
+
+/// Any [`ReplayStore`] behind one type: pick the store at run time (memory for one instance,
+/// Redis for a fleet) without a generic parameter or two copies of your routes. Cheap to
+/// clone; clones share the store.
+///
+/// ```
+/// use countersign_core::replay::{BoxReplayStore, MemoryStore};
+///
+/// let store = BoxReplayStore::new(MemoryStore::default());
+/// # let _ = store.clone();
+/// ```
+#[derive(Clone)]
+pub struct BoxReplayStore(Arc<dyn ErasedStore>);
+
+impl BoxReplayStore {
+    /// `store`, boxed.
+    pub fn new(store: impl ReplayStore) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl fmt::Debug for BoxReplayStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxReplayStore")
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// [`ReplayStore`] with boxed futures that own what they need, so that it can be a trait
+/// object.
+trait ErasedStore: Send + Sync + 'static {
+    fn claim(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> BoxFuture<Result<Claim, StoreError>>;
+    fn renew(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> BoxFuture<Result<bool, StoreError>>;
+    fn complete(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        ttl: Duration,
+    ) -> BoxFuture<Result<(), StoreError>>;
+    fn release(self: Arc<Self>, key: ReplayKey, owner: Owner) -> BoxFuture<Result<(), StoreError>>;
+    fn fail_open(&self) -> bool;
+}
+
+impl<St: ReplayStore> ErasedStore for St {
+    fn claim(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> BoxFuture<Result<Claim, StoreError>> {
+        Box::pin(async move { ReplayStore::claim(&*self, &key, &owner, lease).await })
+    }
+
+    fn renew(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        lease: Duration,
+    ) -> BoxFuture<Result<bool, StoreError>> {
+        Box::pin(async move { ReplayStore::renew(&*self, &key, &owner, lease).await })
+    }
+
+    fn complete(
+        self: Arc<Self>,
+        key: ReplayKey,
+        owner: Owner,
+        ttl: Duration,
+    ) -> BoxFuture<Result<(), StoreError>> {
+        Box::pin(async move { ReplayStore::complete(&*self, &key, &owner, ttl).await })
+    }
+
+    fn release(self: Arc<Self>, key: ReplayKey, owner: Owner) -> BoxFuture<Result<(), StoreError>> {
+        Box::pin(async move { ReplayStore::release(&*self, &key, &owner).await })
+    }
+
+    fn fail_open(&self) -> bool {
+        ReplayStore::fail_open(self)
+    }
+}
+
+impl ReplayStore for BoxReplayStore {
+    fn claim(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        Arc::clone(&self.0).claim(*key, owner.clone(), lease)
+    }
+
+    fn renew(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        Arc::clone(&self.0).renew(*key, owner.clone(), lease)
+    }
+
+    fn complete(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Arc::clone(&self.0).complete(*key, owner.clone(), ttl)
+    }
+
+    fn release(
+        &self,
+        key: &ReplayKey,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Arc::clone(&self.0).release(*key, owner.clone())
+    }
+
+    fn fail_open(&self) -> bool {
+        self.0.fail_open()
+    }
+}

@@ -114,7 +114,8 @@ use tower_service::Service;
 
 pub use crate::extract::DeliveryId;
 pub use countersign_core::replay::{
-    Claim, FullPolicy, MemoryStore, Owner, REPLAY_HEADER, ReplayStore, StoreError, StoreErrorKind,
+    BoxReplayStore, Claim, FullPolicy, MemoryStore, Owner, REPLAY_HEADER, ReplayStore, StoreError,
+    StoreErrorKind,
 };
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, UnavailablePolicy};
