@@ -54,6 +54,9 @@ catalogue! {
     // 401: the signature, the time, the credentials.
     /// No signature header.
     SIGNATURE_MISSING = "signature_missing", UNAUTHORIZED, "Signature missing";
+    /// Contentstack: a signature of a method the verifier is not set up for (HMAC without a
+    /// secret, RSA turned off).
+    SIGNATURE_METHOD_NOT_CONFIGURED = "signature_method_not_configured", UNAUTHORIZED, "Signature method not configured";
     /// A signature header that is not of the expected form.
     SIGNATURE_MALFORMED = "signature_malformed", UNAUTHORIZED, "Signature malformed";
     /// A signature that matches no configured key or secret.

@@ -763,7 +763,7 @@ fn repeated_hmac_elements_count_once_toward_the_cap() {
 }
 
 #[test]
-fn an_hmac_only_verifier_ignores_rsa_signatures() {
+fn an_hmac_only_verifier_ignores_rsa_signatures_and_says_so() {
     let body = body();
     let err = hmac_verifier()
         .verify(
@@ -773,7 +773,8 @@ fn an_hmac_only_verifier_ignores_rsa_signatures() {
             soon(),
         )
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::MissingSignature);
+    assert_eq!(err.kind(), ErrorKind::MethodNotConfigured);
+    assert_eq!(err.kind().code(), "signature_method_not_configured");
 }
 
 #[test]

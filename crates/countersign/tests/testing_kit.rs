@@ -264,3 +264,44 @@ fn the_kit_never_prints_its_keys() {
     let fingerprint = kit.contentstack_signing_key().public_key().fingerprint();
     assert!(debug.contains(fingerprint), "{debug}");
 }
+
+#[tokio::test]
+async fn a_signature_of_a_method_the_verifier_is_not_set_up_for_says_which_setting_to_add() {
+    let kit = TestKit::new();
+    let route = |verifier| {
+        Router::new().route(
+            "/webhooks",
+            post(contentstack).layer(ContentstackWebhookLayer::new(
+                verifier,
+                kit.contentstack_keys(),
+            )),
+        )
+    };
+    // An HMAC-signed webhook, and a verifier with no HMAC secret (the default's RSA only).
+    let rsa_only = route(countersign::contentstack::WebhookVerifier::new());
+    let hmac = kit.contentstack_hmac_webhook("/webhooks", &publish());
+    let response = rsa_only.oneshot(hmac).await.unwrap();
+    let rejection = response
+        .extensions()
+        .get::<countersign::Rejection>()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (rejection.status(), rejection.code()),
+        (StatusCode::UNAUTHORIZED, "signature_method_not_configured")
+    );
+    assert!(
+        rejection.message().contains("with_stack_hmac_secret"),
+        "{rejection}"
+    );
+    // An RSA-signed webhook, and a verifier that takes HMAC only.
+    let hmac_only = route(countersign::contentstack::WebhookVerifier::hmac_only(
+        kit.contentstack_hmac_secret(),
+    ));
+    let rsa = kit.contentstack_webhook("/webhooks", &publish());
+    assert_refused(&hmac_only, rsa, "signature_method_not_configured").await;
+    // With no signature at all, it is missing.
+    let unsigned = Request::post("/webhooks").body(Body::from("{}")).unwrap();
+    let rsa_only = route(countersign::contentstack::WebhookVerifier::new());
+    assert_refused(&rsa_only, unsigned, "signature_missing").await;
+}

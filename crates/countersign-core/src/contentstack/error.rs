@@ -13,6 +13,9 @@ pub type Error = crate::Rejected<ErrorKind>;
 pub enum ErrorKind {
     /// No signature header of an accepted method.
     MissingSignature,
+    /// A signature of a method this verifier is not set up for: an HMAC signature without an
+    /// HMAC secret, an RSA signature with RSA off. The message names the setting to add.
+    MethodNotConfigured,
     /// The signature header cannot be read: no `v1` element, bad base64 or hex, too long.
     MalformedSignature,
     /// No signature matches any accepted key or secret.
@@ -50,6 +53,7 @@ impl ErrorKind {
     pub const fn reason(self) -> &'static crate::reason::Reason {
         match self {
             Self::MissingSignature => &crate::reason::SIGNATURE_MISSING,
+            Self::MethodNotConfigured => &crate::reason::SIGNATURE_METHOD_NOT_CONFIGURED,
             Self::MalformedSignature => &crate::reason::SIGNATURE_MALFORMED,
             Self::SignatureMismatch => &crate::reason::SIGNATURE_MISMATCH,
             Self::KeyUnavailable => &crate::reason::KEY_UNAVAILABLE,

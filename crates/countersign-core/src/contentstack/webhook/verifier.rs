@@ -277,11 +277,35 @@ impl WebhookVerifier {
                 })?;
                 self.verify_rsa(headers, body, keys, now)
             }
-            None => Err(Error::new(
-                ErrorKind::MissingSignature,
-                self.missing_signature_message(),
-            )),
+            None => Err(self.no_accepted_signature(headers)),
         }
+    }
+
+    /// Why a request carries no signature this verifier accepts: none at all, or one of a
+    /// method it is not set up for (which names the setting to add).
+    fn no_accepted_signature(&self, headers: &HeaderMap) -> Error {
+        if headers.contains_key(HMAC_SIGNATURE_HEADER) && self.hmac_secrets.is_empty() {
+            return Error::new(
+                ErrorKind::MethodNotConfigured,
+                format!(
+                    "the request carries {HMAC_SIGNATURE_HEADER}, but this verifier has no HMAC \
+                     secret: add WebhookVerifier::with_stack_hmac_secret (or with_hmac_secret)"
+                ),
+            );
+        }
+        if headers.contains_key(RSA_SIGNATURE_HEADER) && !self.rsa {
+            return Error::new(
+                ErrorKind::MethodNotConfigured,
+                format!(
+                    "the request carries {RSA_SIGNATURE_HEADER}, but this verifier takes no RSA \
+                     signature: use WebhookVerifier::with_rsa(true) and a key source"
+                ),
+            );
+        }
+        Error::new(
+            ErrorKind::MissingSignature,
+            self.missing_signature_message(),
+        )
     }
 
     fn missing_signature_message(&self) -> String {
