@@ -12,6 +12,7 @@ use crate::common::{
     BodyArgs, ContextArgs, Failure, Outcome, header_map, parse_header, parse_time, print_line,
     time_or_now, unix_ms,
 };
+use crate::request_text::{self, Format};
 
 /// The environment variable that can hold the signing secret(s) instead of `--secret`.
 const SECRET_ENV: &str = "COUNTERSIGN_CONTENTFUL_SECRET";
@@ -19,10 +20,14 @@ const SECRET_ENV: &str = "COUNTERSIGN_CONTENTFUL_SECRET";
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Sign a request as @contentful/node-apps-toolkit's signRequest does; prints the headers to
-    /// add as one JSON object.
+    /// add as one JSON object, or with --format curl or http the whole request to send.
     #[command(
         after_help = "Example:\n  countersign contentful sign --secret \"$SECRET\" --method POST \\\n      \
-        --path '/hooks?x=1' -H 'Content-Type: application/json' --body '{}' --space-id my-space\n\n\
+        --path '/hooks?x=1' -H 'Content-Type: application/json' --body '{}' --space-id my-space\n\n  \
+        # The same, as a curl command line to run against your backend:\n  \
+        countersign contentful sign --secret \"$SECRET\" --method POST --path /contentful/events \\\n      \
+        -H 'Content-Type: application/json' --body '{}' --space-id my-space \\\n      \
+        --format curl --url http://127.0.0.1:3001 | sh\n\n\
         The secret can come from COUNTERSIGN_CONTENTFUL_SECRET instead of --secret."
     )]
     Sign(SignArgs),
@@ -101,6 +106,13 @@ pub(crate) struct SignArgs {
     timestamp: Option<SystemTime>,
     #[command(flatten)]
     context: ContextArgs,
+    /// What to print: the signature headers as JSON, a curl command line that sends the whole
+    /// request (every -H header, the signature headers, the body), or the HTTP request itself.
+    #[arg(long, value_enum, default_value = "headers")]
+    format: Format,
+    /// For --format curl and http: the backend's base URL, to which --path is added.
+    #[arg(long, value_name = "URL", default_value = "http://localhost:3000")]
+    url: String,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +231,20 @@ fn run_sign(args: &SignArgs) -> Outcome {
     let context = args.context.to_context();
     let signed = sign(&secret, &request, time_or_now(args.timestamp), &context)
         .map_err(|e| Failure::input(format!("{} ({})", e.message(), e.kind())))?;
+    if args.format != Format::Headers {
+        let headers: Vec<(String, String)> = args
+            .headers
+            .iter()
+            .cloned()
+            .chain(signed.iter().map(|(n, v)| (n.to_owned(), v.to_owned())))
+            .collect();
+        let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
+        let method = args.method.to_ascii_uppercase();
+        return print_line(&match args.format {
+            Format::Curl => request_text::curl(&method, &url, &headers, &body),
+            _ => request_text::http(&method, &url, &headers, &body).map_err(Failure::input)?,
+        });
+    }
     // A JSON object in the order signRequest returns the headers.
     let fields: Vec<String> = signed
         .iter()

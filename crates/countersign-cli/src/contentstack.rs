@@ -13,16 +13,29 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::common::{BodyArgs, Failure, Outcome, parse_time, print_line, time_or_now};
+use crate::request_text::{self, Format};
 
 /// The environment variable that can hold HMAC secret(s) instead of `--secret`.
 const HMAC_SECRET_ENV: &str = "COUNTERSIGN_CONTENTSTACK_HMAC_SECRET";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Sign a webhook body as Contentstack does (RSA-PSS); prints the
-    /// X-Contentstack-Request-Signature value.
+    /// Sign a webhook as Contentstack does (RSA-PSS): the body byte for byte, or with --module
+    /// and --event an envelope built around --body as its data with triggered_at of now.
+    /// Prints the X-Contentstack-Request-Signature value, or with --format curl or http the
+    /// whole request to send.
     #[command(
-        after_help = "Example:\n  countersign contentstack sign --private-key dev/private.pem --body-file webhook.json"
+        after_help = "A webhook's body is Contentstack's envelope, a JSON object:\n  \
+        {\"triggered_at\":\"2026-12-02T02:30:44.835Z\",\"module\":\"entry\",\"event\":\"publish\",\"api_key\":\"blt...\",\"data\":{...}}\n\
+        triggered_at is RFC 3339 in UTC with milliseconds and Z, and must be recent (verifiers refuse a\n\
+        missing one, epoch numbers, and one older than their tolerance). --module and --event build it.\n\n\
+        Example:\n  \
+        # Sign a fresh envelope and send it with curl:\n  \
+        countersign contentstack sign --private-key dev/private.pem --module entry --event publish \\\n      \
+        --api-key blt0000000000000001 --body '{\"entry\":{\"uid\":\"e1\"}}' \\\n      \
+        --format curl --url http://127.0.0.1:3000/webhooks/contentstack | sh\n\n  \
+        # Sign a body you wrote (its triggered_at must be recent):\n  \
+        countersign contentstack sign --private-key dev/private.pem --body-file webhook.json"
     )]
     Sign(SignArgs),
     /// Verify an RSA-signed webhook: signature, then triggered_at; exit 0 verified, 1 rejected.
@@ -82,6 +95,9 @@ impl From<Salt> for SaltLength {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("body", |arg| arg.help(
+    "The body to sign, as text; with --module and --event, the envelope's data (JSON)"
+)))]
 pub(crate) struct SignArgs {
     /// The private key, a PEM file (PKCS#1 or PKCS#8).
     #[arg(long, value_name = "PEM")]
@@ -91,6 +107,26 @@ pub(crate) struct SignArgs {
     /// The RSA-PSS salt length.
     #[arg(long, value_enum, default_value_t = Salt::Digest)]
     salt_length: Salt,
+    /// Build the envelope: its module (entry, asset, ...), with --event.
+    #[arg(long, requires = "event")]
+    module: Option<String>,
+    /// Build the envelope: its event (publish, create, ...), with --module.
+    #[arg(long, requires = "module")]
+    event: Option<String>,
+    /// Build the envelope: its api_key (the stack).
+    #[arg(long, requires = "module", default_value = "blt0000000000000000")]
+    api_key: String,
+    /// What to print: the signature header's value, a curl command line that sends the whole
+    /// request, or the HTTP request itself.
+    #[arg(long, value_enum, default_value = "headers")]
+    format: Format,
+    /// For --format curl and http: where to send it.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://localhost:3000/webhooks/contentstack"
+    )]
+    url: String,
 }
 
 #[derive(Debug, Args)]
@@ -238,10 +274,43 @@ fn rejected(code: &'static str, message: &str) -> Failure {
 fn sign(args: &SignArgs) -> Outcome {
     let key = signing_key(&args.private_key)?;
     let salt = SaltLength::from(args.salt_length);
-    let value = key
-        .sign_webhook(&args.body.read()?, salt)
-        .map_err(Failure::input)?;
-    print_line(&value)
+    let body = match (&args.module, &args.event) {
+        (Some(module), Some(event)) => envelope(module, event, &args.api_key, &args.body.read()?)?,
+        _ => args.body.read()?,
+    };
+    let value = key.sign_webhook(&body, salt).map_err(Failure::input)?;
+    let headers = [
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+        (RSA_SIGNATURE_HEADER.to_owned(), value.clone()),
+    ];
+    print_line(&match args.format {
+        Format::Headers => value,
+        Format::Curl => request_text::curl("POST", &args.url, &headers, &body),
+        Format::Http => {
+            request_text::http("POST", &args.url, &headers, &body).map_err(Failure::input)?
+        }
+    })
+}
+
+/// Contentstack's envelope around `data` (JSON; a sample entry when empty), triggered now.
+pub(crate) fn envelope(
+    module: &str,
+    event: &str,
+    api_key: &str,
+    data: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let data: Value = if data.is_empty() {
+        json!({"entry": {"uid": "blt0000000000000001", "title": "Hello", "locale": "en-us"}})
+    } else {
+        serde_json::from_slice(data)
+            .map_err(|e| Failure::input(format!("the envelope's data is not JSON: {e}")))?
+    };
+    Ok(
+        countersign_core::contentstack::WebhookBody::new(module, event)
+            .with_api_key(api_key)
+            .with_data(&data)
+            .to_bytes(SystemTime::now()),
+    )
 }
 
 fn verify(args: &VerifyArgs) -> Outcome {

@@ -13,6 +13,7 @@ mod contentful;
 mod contentstack;
 mod inspect;
 mod keygen;
+mod request_text;
 mod send;
 
 /// Sign, verify, send and diagnose requests from Contentstack and Contentful.

@@ -6,11 +6,10 @@ use std::time::SystemTime;
 use clap::{Args, Subcommand};
 use countersign_core::contentful::{self, RequestToSign, SigningSecret, sign};
 use countersign_core::contentstack::{
-    HMAC_SIGNATURE_HEADER, HmacSecret, RSA_SIGNATURE_HEADER, SaltLength, SigningKey, WebhookBody,
+    HMAC_SIGNATURE_HEADER, HmacSecret, RSA_SIGNATURE_HEADER, SaltLength, SigningKey,
 };
 use countersign_core::replay::REPLAY_HEADER;
 use http::Method;
-use serde_json::{Value, json};
 
 use crate::common::{BodyArgs, ContextArgs, Failure, Outcome, parse_header, print_line};
 
@@ -33,6 +32,10 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("body", |arg| arg.help(
+    "The envelope's data, JSON; the webhook's body is the envelope built around it, with \
+     triggered_at of now (a sample entry when absent)"
+)))]
 pub(crate) struct ContentstackArgs {
     /// Where to post.
     url: String,
@@ -65,7 +68,6 @@ pub(crate) struct ContentstackArgs {
     /// A header to add, 'Name: value' (custom headers of the webhook); may repeat.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<(String, String)>,
-    /// The envelope's data, JSON (a sample entry when absent).
     #[command(flatten)]
     body: BodyArgs,
 }
@@ -123,18 +125,12 @@ fn parse_url(url: &str) -> Result<reqwest::Url, Failure> {
 
 fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
     let url = parse_url(&args.url)?;
-    let data: Value = match args.body.read()? {
-        bytes if bytes.is_empty() => {
-            json!({"entry": {"uid": "blt0000000000000001", "title": "Hello from countersign", "locale": "en-us"}})
-        }
-        bytes => serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::input(format!("the body (the envelope's data) is not JSON: {e}"))
-        })?,
-    };
-    let body = WebhookBody::new(&args.module, &args.event)
-        .with_api_key(&args.api_key)
-        .with_data(&data)
-        .to_bytes(SystemTime::now());
+    let body = crate::contentstack::envelope(
+        &args.module,
+        &args.event,
+        &args.api_key,
+        &args.body.read()?,
+    )?;
     let mut headers = vec![(
         "content-type".to_owned(),
         "application/json; charset=utf-8".to_owned(),

@@ -504,3 +504,40 @@ fn sign_refuses_a_value_that_could_move_a_boundary() {
         stderr(&output)
     );
 }
+
+#[test]
+fn sign_as_curl_or_http_prints_the_whole_request_with_the_callers_headers() {
+    let output = sign(&[
+        "-H",
+        "Content-Type: application/json",
+        "--space-id",
+        "my-space",
+        "--format",
+        "curl",
+        "--url",
+        "http://127.0.0.1:3001/",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let line = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        line.starts_with("curl -X POST 'http://127.0.0.1:3001/hook?x=1'"),
+        "{line}"
+    );
+    for header in [
+        "-H 'Content-Type: application/json'",
+        "-H 'x-contentful-signature: ",
+        "-H 'x-contentful-signed-headers: content-type,x-contentful-signed-headers,x-contentful-space-id,x-contentful-timestamp'",
+        "-H 'x-contentful-timestamp: 1700000000000'",
+        "-H 'x-contentful-space-id: my-space'",
+        "--data-binary '{}'",
+    ] {
+        assert!(line.contains(header), "{header} in {line}");
+    }
+    let output = sign(&["--format", "http", "--url", "http://127.0.0.1:3001"]);
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with("POST /hook?x=1 HTTP/1.1\r\nHost: 127.0.0.1:3001\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("Content-Length: 2\r\n\r\n{}\n"), "{text:?}");
+}
