@@ -27,8 +27,9 @@ pub(crate) enum Command {
     #[command(
         after_help = "A webhook's body is Contentstack's envelope, a JSON object:\n  \
         {\"triggered_at\":\"2026-12-02T02:30:44.835Z\",\"module\":\"entry\",\"event\":\"publish\",\"api_key\":\"blt...\",\"data\":{...}}\n\
-        triggered_at is RFC 3339 in UTC with milliseconds and Z, and must be recent (verifiers refuse a\n\
-        missing one, epoch numbers, and one older than their tolerance). --module and --event build it.\n\n\
+        triggered_at is RFC 3339 in UTC with milliseconds and Z, and recent: the RSA method's verifiers\n\
+        refuse a missing one, epoch numbers, and one older than their tolerance (the HMAC method\n\
+        checks t of its own header instead). --module and --event build it.\n\n\
         Example:\n  \
         # Sign a fresh envelope and send it with curl:\n  \
         countersign contentstack sign --private-key dev/private.pem --module entry --event publish \\\n      \
@@ -95,9 +96,15 @@ impl From<Salt> for SaltLength {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("body", |arg| arg.help(
-    "The body to sign, as text; with --module and --event, the envelope's data (JSON)"
-)))]
+#[command(
+    mut_arg("body", |arg| arg.help(
+        "The body to sign, as text; with --module and --event, the envelope's data (JSON)"
+    )),
+    mut_arg("body_file", |arg| arg.help(
+        "The body to sign, read from a file and used byte for byte; with --module and --event, \
+         the envelope's data (JSON)"
+    ))
+)]
 pub(crate) struct SignArgs {
     /// The private key, a PEM file (PKCS#1 or PKCS#8).
     #[arg(long, value_name = "PEM")]
@@ -173,7 +180,8 @@ pub(crate) struct HmacSignArgs {
     secret: String,
     #[command(flatten)]
     body: BodyArgs,
-    /// The signing time, Unix seconds (or RFC 3339); the clock's when absent.
+    /// The signing time, t of the header: Unix seconds, not milliseconds (or RFC 3339); the
+    /// clock's when absent.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     timestamp: Option<SystemTime>,
 }
@@ -240,6 +248,12 @@ pub(crate) fn run(command: Command) -> Outcome {
 fn parse_seconds(text: &str) -> Result<SystemTime, String> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         let secs: u64 = text.parse().map_err(|_| format!("{text} is too large"))?;
+        if secs >= 100_000_000_000 {
+            return Err(format!(
+                "{text} looks like milliseconds; t is Unix seconds ({})",
+                secs / 1000
+            ));
+        }
         return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
     }
     parse_time(text)
@@ -276,7 +290,18 @@ fn sign(args: &SignArgs) -> Outcome {
     let salt = SaltLength::from(args.salt_length);
     let body = match (&args.module, &args.event) {
         (Some(module), Some(event)) => envelope(module, event, &args.api_key, &args.body.read()?)?,
-        _ => args.body.read()?,
+        _ => {
+            let body = args.body.read()?;
+            // Signed all the same (a test may want it), but said: a verifier refuses it.
+            if let Err(error) = countersign_core::contentstack::triggered_at(&body) {
+                eprintln!(
+                    "warning: {} ({}): an RSA verifier will refuse this body; --module and --event build an envelope",
+                    error.message(),
+                    error.kind()
+                );
+            }
+            body
+        }
     };
     let value = key.sign_webhook(&body, salt).map_err(Failure::input)?;
     let headers = [

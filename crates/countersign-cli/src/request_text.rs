@@ -5,7 +5,7 @@ use clap::ValueEnum;
 /// How `sign` prints what it signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
-    /// The signature headers only (JSON for Contentful, the header's value for Contentstack).
+    /// The signature headers only.
     Headers,
     /// A curl command line that sends the whole request: method, URL, every header, the body.
     Curl,
@@ -20,7 +20,7 @@ fn shell_quote(text: &str) -> String {
 
 /// The request to `url` as a curl command line.
 pub(crate) fn curl(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> String {
-    let mut line = format!("curl -X {method} {}", shell_quote(url));
+    let mut line = format!("curl -sS -X {method} {}", shell_quote(url));
     for (name, value) in headers {
         line.push_str(" -H ");
         line.push_str(&shell_quote(&format!("{name}: {value}")));

@@ -32,10 +32,16 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(mut_arg("body", |arg| arg.help(
-    "The envelope's data, JSON; the webhook's body is the envelope built around it, with \
-     triggered_at of now (a sample entry when absent)"
-)))]
+#[command(
+    mut_arg("body", |arg| arg.help(
+        "The envelope's data, JSON; the webhook's body is the envelope built around it, with \
+         triggered_at of now (a sample entry when absent)"
+    )),
+    mut_arg("body_file", |arg| arg.help(
+        "The envelope's data, read from a file as JSON (not sent byte for byte: the body is \
+         the envelope built around it)"
+    ))
+)]
 pub(crate) struct ContentstackArgs {
     /// Where to post.
     url: String,

@@ -512,7 +512,7 @@ fn sign_as_curl_prints_a_command_that_sends_the_signed_envelope() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let line = stdout(&output);
     assert!(
-        line.starts_with("curl -X POST 'http://127.0.0.1:3000/webhooks/contentstack'"),
+        line.starts_with("curl -sS -X POST 'http://127.0.0.1:3000/webhooks/contentstack'"),
         "{line}"
     );
     assert!(
@@ -547,4 +547,39 @@ fn the_help_says_what_a_body_must_be_and_what_each_option_becomes() {
     let send = stdout(&countersign(&["send", "contentstack", "--help"]));
     assert!(send.contains("The envelope's data, JSON"), "{send}");
     assert!(!send.contains("The body, as text"), "{send}");
+}
+
+#[test]
+fn a_body_a_verifier_would_refuse_is_signed_with_a_warning_and_t_in_milliseconds_is_refused() {
+    let private = key("contentstack-a.private.pem");
+    let output = countersign(&[
+        "contentstack",
+        "sign",
+        "--private-key",
+        &private,
+        "--body",
+        r#"{"module":"entry"}"#,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("timestamp_missing"),
+        "{}",
+        stderr(&output)
+    );
+    let output = countersign(&[
+        "contentstack",
+        "hmac-sign",
+        "--secret",
+        "s",
+        "--body",
+        "{}",
+        "--timestamp",
+        "1796217861000",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("looks like milliseconds"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -70,7 +70,7 @@ pub use webhook::{
     ATTEMPT_TIMEOUT, DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, Envelope, HMAC_SIGNATURE_HEADER,
     INSTALLATION_MODULE, LAST_RETRY_AFTER, LEGACY_SIGNATURE_HEADER, MAX_SIGNATURE_ELEMENTS,
     MAX_SIGNATURE_HEADER_LEN, RETRY_SCHEDULE, RSA_SIGNATURE_HEADER, SignatureMethod, VerifiedBy,
-    VerifiedWebhook, WebhookBody, WebhookVerifier,
+    VerifiedWebhook, WebhookBody, WebhookVerifier, triggered_at,
 };
 
 /// `JSON.stringify(JSON.parse(body))` as JavaScript computes it: the bytes Contentstack would

@@ -113,6 +113,17 @@ impl<'de> serde::Deserialize<'de> for InstallationAppUid {
     }
 }
 
+/// The signed time of a webhook body as the RSA method reads it: its `triggered_at`, RFC 3339
+/// in UTC with milliseconds. What a tool that signs a body it did not build can check first.
+///
+/// # Errors
+/// [`ErrorKind::MissingTimestamp`](crate::contentstack::ErrorKind::MissingTimestamp) or
+/// [`ErrorKind::MalformedTimestamp`](crate::contentstack::ErrorKind::MalformedTimestamp), as a
+/// verifier would refuse it.
+pub fn triggered_at(body: &[u8]) -> Result<SystemTime, Error> {
+    Envelope::parse(body)?.signed_at()
+}
+
 impl Envelope {
     pub(super) fn parse(body: &[u8]) -> Result<Self, Error> {
         let raw: RawEnvelope = serde_json::from_slice(body).map_err(|e| {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::SaltLength;
 
-pub use envelope::{Envelope, WebhookBody};
+pub use envelope::{Envelope, WebhookBody, triggered_at};
 pub use verified::VerifiedWebhook;
 pub use verifier::WebhookVerifier;
 
