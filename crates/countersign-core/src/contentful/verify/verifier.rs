@@ -51,11 +51,16 @@ impl Verifier {
     /// actions, frontend-signed requests).
     #[must_use]
     pub fn new(secret: SigningSecret) -> Self {
+        Self::with_first(Secret {
+            key: Bound::any(secret),
+            webhook: false,
+        })
+    }
+
+    /// A verifier of `first` alone, with the defaults.
+    fn with_first(first: Secret) -> Self {
         Self {
-            secrets: vec![Secret {
-                key: Bound::any(secret),
-                webhook: false,
-            }],
+            secrets: vec![first],
             ttl: DEFAULT_TTL,
             future_skew: DEFAULT_FUTURE_SKEW,
             path_prefix: None,
@@ -70,14 +75,10 @@ impl Verifier {
     /// add more spaces with that call. For a webhook receiver that is no app backend.
     #[must_use]
     pub fn for_space_webhooks(space_id: impl Into<String>, secret: SigningSecret) -> Self {
-        let mut verifier = Self::new(secret);
-        if let Some(only) = verifier.secrets.first_mut() {
-            *only = Secret {
-                key: Bound::to(space_id.into(), only.key.secret.clone()),
-                webhook: true,
-            };
-        }
-        verifier
+        Self::with_first(Secret {
+            key: Bound::to(space_id.into(), secret),
+            webhook: true,
+        })
     }
 
     /// A verifier that accepts a request signed with any of `secrets`, the app's signing
