@@ -73,6 +73,7 @@ pub mod contentstack;
 pub mod credentials;
 mod crypto;
 mod error;
+mod freshness;
 pub mod ip;
 mod js;
 mod names;

@@ -74,27 +74,24 @@
 //! of the same URL is refused (401 `app_token_reused`). With a shared store (`RedisStore`)
 //! this holds across a fleet; the example backends turn it on.
 
-use std::future::Future;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use countersign_core::contentstack::{AppTokenVerifier, KeySource};
 use countersign_core::reason;
-use countersign_core::session::carries_app_token;
+use countersign_core::session::{TOKEN_PAGE_HEADERS, carries_app_token};
 pub use countersign_core::session::{
     COOKIE_NAME, CSRF_HEADER, OpenError, SessionError, SessionErrorKind, SessionKey, Sessions,
     TenantKey, Transport,
 };
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, header};
+use http::{HeaderName, HeaderValue, Request};
 
 use crate::Rejection;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsClock, ResponseHeaders, sealed};
-use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
+use crate::replay::{BoxReplayStore, ReplayStore};
 
 /// A verified session of this app: organization, stack, installation, user, app and tenant
 /// key (through `Deref` to [`countersign_core::session::Session`]).
@@ -202,77 +199,7 @@ pub struct AppTokenGuard<K> {
     sessions: Sessions,
     transport: Transport,
     clock: Clock,
-    spent: Option<SpentTokens>,
-}
-
-/// Where single-use app-tokens are spent: any [`ReplayStore`], behind a pointer so that the
-/// layer's type does not name it.
-#[derive(Clone)]
-struct SpentTokens(Arc<dyn DynStore>);
-
-impl std::fmt::Debug for SpentTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SpentTokens")
-    }
-}
-
-type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// [`ReplayStore`] with boxed futures, so that it can be a trait object.
-trait DynStore: Send + Sync {
-    fn claim(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, Claim>;
-    fn renew(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, bool>;
-    fn complete(&self, key: ReplayKey, owner: Owner, ttl: Duration) -> StoreFuture<'_, ()>;
-    fn release(&self, key: ReplayKey, owner: Owner) -> StoreFuture<'_, ()>;
-}
-
-impl<S: ReplayStore> DynStore for S {
-    fn claim(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, Claim> {
-        Box::pin(async move { ReplayStore::claim(self, &key, &owner, lease).await })
-    }
-    fn renew(&self, key: ReplayKey, owner: Owner, lease: Duration) -> StoreFuture<'_, bool> {
-        Box::pin(async move { ReplayStore::renew(self, &key, &owner, lease).await })
-    }
-    fn complete(&self, key: ReplayKey, owner: Owner, ttl: Duration) -> StoreFuture<'_, ()> {
-        Box::pin(async move { ReplayStore::complete(self, &key, &owner, ttl).await })
-    }
-    fn release(&self, key: ReplayKey, owner: Owner) -> StoreFuture<'_, ()> {
-        Box::pin(async move { ReplayStore::release(self, &key, &owner).await })
-    }
-}
-
-impl ReplayStore for SpentTokens {
-    fn claim(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        self.0.claim(*key, owner.clone(), lease)
-    }
-    fn renew(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        lease: Duration,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.0.renew(*key, owner.clone(), lease)
-    }
-    fn complete(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.0.complete(*key, owner.clone(), ttl)
-    }
-    fn release(
-        &self,
-        key: &ReplayKey,
-        owner: &Owner,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.0.release(*key, owner.clone())
-    }
+    spent: Option<BoxReplayStore>,
 }
 
 impl<K: KeySource + Clone> AppTokenLayer<K> {
@@ -298,7 +225,7 @@ impl<K: KeySource + Clone> AppTokenLayer<K> {
     /// answer refuses the load (503). See [single use](self#single-use).
     #[must_use]
     pub fn with_single_use<S: ReplayStore>(mut self, store: S) -> Self {
-        self.guard_mut().spent = Some(SpentTokens(Arc::new(store)));
+        self.guard_mut().spent = Some(BoxReplayStore::new(store));
         self
     }
 
@@ -308,18 +235,6 @@ impl<K: KeySource + Clone> AppTokenLayer<K> {
         self.guard_mut().transport = transport;
         self
     }
-}
-
-/// `Referrer-Policy: no-referrer` and `Cache-Control: no-store`: the answer to a request with
-/// an app-token in its URL.
-fn token_page_headers() -> [(HeaderName, HeaderValue); 2] {
-    [
-        (
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-    ]
 }
 
 impl<K> sealed::Sealed for AppTokenGuard<K> {}
@@ -360,24 +275,31 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
             // The answer to a URL with a token in it must not leak it, accepted or not.
             Err(error) if carries_app_token(query) => {
                 let rejection = Rejection::from(error);
-                return Err(token_page_headers()
-                    .into_iter()
-                    .fold(rejection, |rejection, (name, value)| {
-                        rejection.with_header(name, value)
-                    }));
+                return Err(TOKEN_PAGE_HEADERS.into_iter().fold(
+                    rejection,
+                    |rejection, (name, value)| {
+                        rejection.with_header(
+                            HeaderName::from_static(name),
+                            HeaderValue::from_static(value),
+                        )
+                    },
+                ));
             }
             Err(error) => return Err(error.into()),
         };
-        let mut extra = token_page_headers().to_vec();
-        if let Some(cookie) = opened.set_cookie {
-            let value = HeaderValue::from_str(&cookie).map_err(|_| {
-                Rejection::of(
-                    &reason::SESSION_COOKIE,
-                    "the session does not fit in a cookie",
-                )
-            })?;
-            extra.push((header::SET_COOKIE, value));
-        }
+        let extra = opened
+            .answer_headers()
+            .map(|(name, value)| {
+                HeaderValue::from_str(value)
+                    .map(|value| (HeaderName::from_static(name), value))
+                    .map_err(|_| {
+                        Rejection::of(
+                            &reason::SESSION_COOKIE,
+                            "the session does not fit in a cookie",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let csrf_token = opened.session.csrf_token().to_owned();
         let extensions = request.extensions_mut();
         extensions.insert(AppSession(Arc::new(opened.session)));

@@ -57,11 +57,13 @@
 //! of your own implements the trait here, without a web framework.
 
 mod memory;
+mod protocol;
 mod store;
 
 use std::fmt;
 
 pub use memory::{BYTES_PER_ENTRY, DEFAULT_CAPACITY_BYTES, FullPolicy, MemoryStore};
+pub use protocol::{SPENDING_LEASE, claim, spend};
 pub use store::{BoxReplayStore, Claim, Owner, ReplayStore, StoreError, StoreErrorKind};
 
 /// How long a remembered delivery (or spent app-token) outlives the window in which its

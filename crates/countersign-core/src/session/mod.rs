@@ -43,7 +43,9 @@ use crate::contentstack::AppTokenClaims;
 use crate::crypto::{ensure_jwt_provider, fill_random, sha256};
 use crate::{ConfigError, ConfigErrorKind};
 
-pub use transport::{COOKIE_NAME, CSRF_HEADER, OpenError, Opened, Transport, carries_app_token};
+pub use transport::{
+    COOKIE_NAME, CSRF_HEADER, OpenError, Opened, TOKEN_PAGE_HEADERS, Transport, carries_app_token,
+};
 
 /// The `aud` of every session token: nothing else is ever accepted as one.
 pub const AUDIENCE: &str = "countersign-session";

@@ -11,7 +11,7 @@
 //! (any method but GET, HEAD and OPTIONS) authenticated by the cookie must carry
 //! [`CSRF_HEADER`] with the session's [`csrf_token`](super::Session::csrf_token).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::{HeaderMap, Method, header};
 use percent_encoding::percent_decode_str;
@@ -22,7 +22,7 @@ use crate::contentstack::{
     KeySource, with_fresh_keys,
 };
 use crate::crypto::constant_time_eq;
-use crate::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError, StoreErrorKind};
+use crate::replay::{Claim, ReplayKey, ReplayStore, StoreError, StoreErrorKind};
 
 /// The session cookie's name in cookie mode.
 pub const COOKIE_NAME: &str = "__Host-countersign-session";
@@ -50,6 +50,23 @@ pub struct Opened {
     pub token: String,
     /// The `Set-Cookie` value, in [`Transport::Cookie`] mode.
     pub set_cookie: Option<String>,
+}
+
+/// The headers of every answer to a page load whose URL carries an `app-token`, accepted or
+/// not, so that the token leaks neither to third-party resources (`Referer`) nor to a cache.
+pub const TOKEN_PAGE_HEADERS: [(&str, &str); 2] =
+    [("referrer-policy", "no-referrer"), ("cache-control", "no-store")];
+
+impl Opened {
+    /// Every header the page's answer must carry: the [`TOKEN_PAGE_HEADERS`] and, in cookie
+    /// mode, `set-cookie`.
+    pub fn answer_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        TOKEN_PAGE_HEADERS.into_iter().chain(
+            self.set_cookie
+                .as_deref()
+                .map(|cookie| ("set-cookie", cookie)),
+        )
+    }
 }
 
 /// The session's facts, but neither its token nor the cookie that carries it.
@@ -90,9 +107,6 @@ impl std::fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// How long spending an app-token may take before the claim lapses.
-const SPENDING_LEASE: Duration = Duration::from_secs(10);
-
 /// The app-token of a page load's query, and its verified claims.
 async fn verified_app_token<K: KeySource>(
     query: Option<&str>,
@@ -119,7 +133,7 @@ async fn verified_app_token<K: KeySource>(
 }
 
 /// Whether a query string carries an `app-token`: its answer, accepted or not, must not leak
-/// the URL (`Referrer-Policy: no-referrer`, `Cache-Control: no-store`).
+/// the URL ([`TOKEN_PAGE_HEADERS`]).
 #[must_use]
 pub fn carries_app_token(query: Option<&str>) -> bool {
     query.is_some_and(|query| query_value(query, APP_TOKEN_QUERY_PARAMETER).is_some())
@@ -172,9 +186,12 @@ impl Sessions {
             .as_deref()
             .unwrap_or(&claims.organization_uid);
         let key = ReplayKey::app_token(tenant, &token);
-        let owner = Owner::random();
-        match store
-            .claim(&key, &owner, SPENDING_LEASE)
+        let remember = crate::unix_seconds(claims.exp)
+            .duration_since(now)
+            .unwrap_or_default()
+            .saturating_add(verifier.leeway())
+            .saturating_add(crate::replay::DEFAULT_MARGIN);
+        match crate::replay::spend(store, &key, remember)
             .await
             .map_err(OpenError::Store)?
         {
@@ -192,16 +209,6 @@ impl Sessions {
                 )));
             }
         }
-        let expires = crate::unix_seconds(claims.exp);
-        let remember = expires
-            .duration_since(now)
-            .unwrap_or_default()
-            .saturating_add(verifier.leeway())
-            .saturating_add(crate::replay::DEFAULT_MARGIN);
-        store
-            .complete(&key, &owner, remember)
-            .await
-            .map_err(OpenError::Store)?;
         self.opened(&claims, transport, now)
     }
 

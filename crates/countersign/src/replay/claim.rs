@@ -6,33 +6,24 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use countersign_core::replay::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
+use countersign_core::replay::{self, Claim, Owner, ReplayKey, ReplayStore, StoreError};
 
 use super::COMPLETE_RETRIES;
 
-/// Claims `key`. The answer of a store that failed may have been lost after the claim was
-/// applied; a claim is idempotent for its owner, so it is asked once more to find out. If the
-/// store stays silent, a claim it may have applied is released in the background (and lapses
-/// with its lease anyway).
+/// Claims `key` ([`replay::claim`]: asked twice when the store's answer was lost). If the store
+/// stays silent, a claim it may have applied is released in the background (and lapses with
+/// its lease anyway).
 pub(super) async fn claim<St: ReplayStore>(
     store: &Arc<St>,
     key: &ReplayKey,
     owner: &Owner,
     lease: Duration,
 ) -> Result<Claim, StoreError> {
-    match store.claim(key, owner, lease).await {
-        Err(first) => {
-            tracing::warn!(target: "countersign", error = %first, delivery = %key, "claiming failed; asking the store again");
-            match store.claim(key, owner, lease).await {
-                Err(error) => {
-                    release_in_background(Arc::clone(store), *key, owner.clone());
-                    Err(error)
-                }
-                answer => answer,
-            }
-        }
-        answer => answer,
+    let answer = replay::claim(store.as_ref(), key, owner, lease).await;
+    if answer.is_err() {
+        release_in_background(Arc::clone(store), *key, owner.clone());
     }
+    answer
 }
 
 /// Renews `owner`'s lease on `key` every third of `lease`, for as long as it is polled.

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
@@ -19,6 +19,7 @@ use crate::contentful::{
     Error, ErrorKind, MAX_SIGNED_HEADERS, RequestKind, RequestKinds, SigningSecret, USER_ID,
 };
 use crate::crypto::constant_time_eq;
+use crate::freshness::{Outside, Window};
 use crate::ip::IpAllowlist;
 use crate::{ConfigError, ConfigErrorKind, Verdict};
 
@@ -402,31 +403,37 @@ impl Verifier {
         Ok(Verdict::new(verified, body, self.acceptance_window()))
     }
 
+    /// The toolkit's rule, in its milliseconds: expired at an age of the TTL (`>=`), unless
+    /// the TTL is 0 (off).
     fn check_freshness(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), Error> {
-        let age_ms = i128::from(now_ms) - i128::from(timestamp_ms);
-        let ttl_ms = i128::try_from(self.ttl.as_millis()).unwrap_or(i128::MAX);
-        if ttl_ms > 0 && age_ms >= ttl_ms {
-            return Err(Error::new(
+        let millis = |ms: u64| UNIX_EPOCH.checked_add(Duration::from_millis(ms));
+        let (Some(signed_at), Some(now)) = (millis(timestamp_ms), millis(now_ms)) else {
+            return Err(Error::new(ErrorKind::TimestampInFuture, "the signed time is out of range"));
+        };
+        let whole_millis = |d: Duration| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let window = Window {
+            max_age: (!self.ttl.is_zero()).then(|| whole_millis(self.ttl)),
+            expired_at_limit: true,
+            future_skew: whole_millis(self.future_skew),
+        };
+        window.check(signed_at, now).map_err(|outside| match outside {
+            Outside::Expired { age, max_age } => Error::new(
                 ErrorKind::Expired,
                 format!(
                     "signed {} s ago; signatures are accepted for {} s (is this machine's clock right?)",
-                    seconds(age_ms),
-                    seconds(ttl_ms)
+                    seconds(age),
+                    seconds(max_age)
                 ),
-            ));
-        }
-        let skew_ms = i128::try_from(self.future_skew.as_millis()).unwrap_or(i128::MAX);
-        if -age_ms > skew_ms {
-            return Err(Error::new(
+            ),
+            Outside::Ahead { ahead, skew } => Error::new(
                 ErrorKind::TimestampInFuture,
                 format!(
                     "signed {} s in the future; at most {} s of clock skew is accepted",
-                    seconds(-age_ms),
-                    seconds(skew_ms)
+                    seconds(ahead),
+                    seconds(skew)
                 ),
-            ));
-        }
-        Ok(())
+            ),
+        })
     }
 }
 
@@ -471,7 +478,7 @@ fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {
     }
 }
 
-/// Milliseconds as seconds with one decimal, for messages.
-fn seconds(ms: i128) -> String {
-    format!("{}.{}", ms / 1000, (ms % 1000).abs() / 100)
+/// A duration in seconds with one decimal, for messages.
+fn seconds(duration: Duration) -> String {
+    format!("{}.{}", duration.as_secs(), duration.subsec_millis() / 100)
 }

@@ -19,6 +19,7 @@ use crate::contentstack::{
     Error, ErrorKind, HmacSecret, KeySet, KeySource, StackCheck, Tenancy, with_fresh_keys,
 };
 use crate::crypto::{constant_time_eq, sha256};
+use crate::freshness::{Outside, Window};
 use crate::js;
 
 /// What matched, the canonical bytes when the JSON fallback was needed, and the SHA-256 of the
@@ -482,26 +483,29 @@ impl WebhookVerifier {
         now: SystemTime,
         what: &str,
     ) -> Result<(), Error> {
-        match now.duration_since(signed_at) {
-            Ok(age) if age > self.tolerance => Err(Error::new(
+        let window = Window {
+            max_age: Some(self.tolerance),
+            expired_at_limit: false,
+            future_skew: self.future_skew,
+        };
+        window.check(signed_at, now).map_err(|outside| match outside {
+            Outside::Expired { age, max_age } => Error::new(
                 ErrorKind::Expired,
                 format!(
                     "{what} is {} s old; deliveries are accepted for {} s (is this machine's clock right?)",
                     age.as_secs(),
-                    self.tolerance.as_secs()
+                    max_age.as_secs()
                 ),
-            )),
-            Ok(_) => Ok(()),
-            Err(ahead) if ahead.duration() > self.future_skew => Err(Error::new(
+            ),
+            Outside::Ahead { ahead, skew } => Error::new(
                 ErrorKind::TimestampInFuture,
                 format!(
                     "{what} is {} s in the future; at most {} s of clock skew is accepted",
-                    ahead.duration().as_secs(),
-                    self.future_skew.as_secs()
+                    ahead.as_secs(),
+                    skew.as_secs()
                 ),
-            )),
-            Err(_) => Ok(()),
-        }
+            ),
+        })
     }
 }
 

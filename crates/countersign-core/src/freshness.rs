@@ -1,0 +1,89 @@
+//! The one freshness rule of both providers' signatures: how old a signed time may be, and how
+//! far ahead of this machine's clock. Each verifier words the refusal in its own terms.
+
+use std::time::{Duration, SystemTime};
+
+/// How old and how far ahead a signed time may be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// The greatest age accepted; `None`: signatures never expire.
+    pub(crate) max_age: Option<Duration>,
+    /// Whether an age of exactly `max_age` is already too old (Contentful's toolkit compares
+    /// with `>=`, Contentstack with `>`).
+    pub(crate) expired_at_limit: bool,
+    /// How far ahead of `now` a signed time may be.
+    pub(crate) future_skew: Duration,
+}
+
+/// Why a signed time is outside its [`Window`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outside {
+    /// Signed `age` ago, more than the window's `max_age`.
+    Expired { age: Duration, max_age: Duration },
+    /// Signed `ahead` in the future, more than the window's `future_skew`.
+    Ahead { ahead: Duration, skew: Duration },
+}
+
+impl Window {
+    /// Whether a time signed at `signed_at` is acceptable at `now`.
+    pub(crate) fn check(&self, signed_at: SystemTime, now: SystemTime) -> Result<(), Outside> {
+        match now.duration_since(signed_at) {
+            Ok(age) => match self.max_age {
+                Some(max_age) if age > max_age || (self.expired_at_limit && age == max_age) => {
+                    Err(Outside::Expired { age, max_age })
+                }
+                _ => Ok(()),
+            },
+            Err(ahead) if ahead.duration() > self.future_skew => Err(Outside::Ahead {
+                ahead: ahead.duration(),
+                skew: self.future_skew,
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AT: Duration = Duration::from_secs(1_700_000_000);
+
+    fn window(expired_at_limit: bool) -> Window {
+        Window {
+            max_age: Some(Duration::from_secs(10)),
+            expired_at_limit,
+            future_skew: Duration::from_secs(2),
+        }
+    }
+
+    fn check(window: Window, signed: Duration, now: Duration) -> Result<(), Outside> {
+        let epoch = SystemTime::UNIX_EPOCH;
+        window.check(epoch + signed, epoch + now)
+    }
+
+    #[test]
+    fn the_age_limit_is_inclusive_or_not_as_the_provider_compares() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(check(window(false), AT, AT + ten), Ok(()));
+        assert_eq!(
+            check(window(true), AT, AT + ten),
+            Err(Outside::Expired { age: ten, max_age: ten })
+        );
+        let older = ten + Duration::from_millis(1);
+        assert!(matches!(check(window(false), AT, AT + older), Err(Outside::Expired { .. })));
+    }
+
+    #[test]
+    fn the_future_skew_is_inclusive_and_no_max_age_never_expires() {
+        let two = Duration::from_secs(2);
+        assert_eq!(check(window(true), AT + two, AT), Ok(()));
+        let ahead = two + Duration::from_millis(1);
+        assert_eq!(
+            check(window(true), AT + ahead, AT),
+            Err(Outside::Ahead { ahead, skew: two })
+        );
+        let forever = Window { max_age: None, ..window(true) };
+        assert_eq!(check(forever, Duration::ZERO, AT), Ok(()));
+    }
+}
