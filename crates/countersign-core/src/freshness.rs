@@ -68,10 +68,16 @@ mod tests {
         assert_eq!(check(window(false), AT, AT + ten), Ok(()));
         assert_eq!(
             check(window(true), AT, AT + ten),
-            Err(Outside::Expired { age: ten, max_age: ten })
+            Err(Outside::Expired {
+                age: ten,
+                max_age: ten
+            })
         );
         let older = ten + Duration::from_millis(1);
-        assert!(matches!(check(window(false), AT, AT + older), Err(Outside::Expired { .. })));
+        assert!(matches!(
+            check(window(false), AT, AT + older),
+            Err(Outside::Expired { .. })
+        ));
     }
 
     #[test]
@@ -83,7 +89,10 @@ mod tests {
             check(window(true), AT + ahead, AT),
             Err(Outside::Ahead { ahead, skew: two })
         );
-        let forever = Window { max_age: None, ..window(true) };
+        let forever = Window {
+            max_age: None,
+            ..window(true)
+        };
         assert_eq!(check(forever, Duration::ZERO, AT), Ok(()));
     }
 }

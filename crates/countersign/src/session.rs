@@ -81,11 +81,11 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use countersign_core::contentstack::{AppTokenVerifier, KeySource};
 use countersign_core::reason;
-use countersign_core::session::{TOKEN_PAGE_HEADERS, carries_app_token};
 pub use countersign_core::session::{
     COOKIE_NAME, CSRF_HEADER, OpenError, SessionError, SessionErrorKind, SessionKey, Sessions,
     TenantKey, Transport,
 };
+use countersign_core::session::{TOKEN_PAGE_HEADERS, carries_app_token};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request};
 

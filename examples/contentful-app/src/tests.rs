@@ -8,7 +8,11 @@ use countersign::replay::MemoryStore;
 use countersign::testing::TestKit;
 use tower::ServiceExt as _;
 
+use axum::Router;
+use serde_json::{Value, json};
+
 use super::*;
+use crate::records::Received;
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let response = router.clone().oneshot(request).await.unwrap();

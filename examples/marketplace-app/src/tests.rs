@@ -9,6 +9,9 @@ use countersign::testing::TestKit;
 use http::{Request, StatusCode};
 use tower::ServiceExt as _;
 
+use axum::Router;
+use serde_json::{Value, json};
+
 use super::*;
 
 fn router(kit: &TestKit, name: &str) -> Router {
@@ -19,8 +22,8 @@ fn router(kit: &TestKit, name: &str) -> Router {
     let store = Store::open(&dir).unwrap();
     let keys = BoxKeySource::new(kit.contentstack_keys());
     let replay = || BoxReplayStore::new(MemoryStore::new(1_000));
-    let webhooks = webhook_route(&config, keys.clone(), replay(), store.clone());
-    app(&config, keys, webhooks, store, replay())
+    let webhooks = webhooks::route(&config, keys.clone(), replay(), store.clone());
+    api::router(&config, keys, webhooks, store, replay())
 }
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {

@@ -64,7 +64,8 @@ pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
 pub use region::{PUBLIC_KEYS_PATH, Region, is_trusted_key_url};
 pub use source::{BoxKeySource, KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
 pub use tenant::{
-    AnyStack, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable, stack_check_fn,
+    AnyStack, BoxStackCheck, StackAllowlist, StackCheck, StackCheckFn, Tenancy, TenantUnavailable,
+    stack_check_fn,
 };
 pub use webhook::{
     ATTEMPT_TIMEOUT, DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, Envelope, HMAC_SIGNATURE_HEADER,

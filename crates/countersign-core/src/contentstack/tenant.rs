@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use super::{Error, ErrorKind, VerifiedWebhook};
 
@@ -124,6 +125,67 @@ impl fmt::Display for TenantUnavailable {
 }
 
 impl std::error::Error for TenantUnavailable {}
+
+/// Any [`StackCheck`] behind one type, chosen at run time: a check of the installations when
+/// the app uid is known, every stack otherwise, without a second copy of the routes.
+///
+/// ```
+/// use countersign_core::contentstack::{AnyStack, BoxStackCheck, StackAllowlist, Tenancy};
+///
+/// let stacks = match std::env::var("STACKS") {
+///     Ok(list) => BoxStackCheck::new(StackAllowlist::new(list.split(','))),
+///     Err(_) => BoxStackCheck::new(AnyStack),
+/// };
+/// let tenancy = Tenancy::new().with_stacks(stacks);
+/// # let _ = tenancy;
+/// ```
+#[derive(Clone)]
+pub struct BoxStackCheck(Arc<dyn ErasedStackCheck>);
+
+impl BoxStackCheck {
+    /// `check`, boxed.
+    pub fn new(check: impl StackCheck) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for BoxStackCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxStackCheck")
+    }
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// [`StackCheck`] with a boxed future that owns what it needs, so that it can be a trait
+/// object.
+trait ErasedStackCheck: Send + Sync + 'static {
+    fn is_ours(self: Arc<Self>, api_key: String) -> BoxFuture<Result<bool, TenantUnavailable>>;
+    fn accepts_any(&self) -> bool;
+}
+
+impl<S: StackCheck> ErasedStackCheck for S {
+    fn is_ours(self: Arc<Self>, api_key: String) -> BoxFuture<Result<bool, TenantUnavailable>> {
+        Box::pin(async move { StackCheck::is_ours(&*self, &api_key).await })
+    }
+
+    fn accepts_any(&self) -> bool {
+        StackCheck::accepts_any(self)
+    }
+}
+
+impl StackCheck for BoxStackCheck {
+    fn is_ours(
+        &self,
+        api_key: &str,
+    ) -> impl Future<Output = Result<bool, TenantUnavailable>> + Send {
+        Arc::clone(&self.0).is_ours(api_key.to_owned())
+    }
+
+    fn accepts_any(&self) -> bool {
+        self.0.accepts_any()
+    }
+}
 
 /// Which verified deliveries are this app's.
 ///

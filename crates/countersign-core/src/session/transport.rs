@@ -54,8 +54,10 @@ pub struct Opened {
 
 /// The headers of every answer to a page load whose URL carries an `app-token`, accepted or
 /// not, so that the token leaks neither to third-party resources (`Referer`) nor to a cache.
-pub const TOKEN_PAGE_HEADERS: [(&str, &str); 2] =
-    [("referrer-policy", "no-referrer"), ("cache-control", "no-store")];
+pub const TOKEN_PAGE_HEADERS: [(&str, &str); 2] = [
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
 
 impl Opened {
     /// Every header the page's answer must carry: the [`TOKEN_PAGE_HEADERS`] and, in cookie

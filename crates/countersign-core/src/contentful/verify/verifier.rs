@@ -408,9 +408,13 @@ impl Verifier {
     fn check_freshness(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), Error> {
         let millis = |ms: u64| UNIX_EPOCH.checked_add(Duration::from_millis(ms));
         let (Some(signed_at), Some(now)) = (millis(timestamp_ms), millis(now_ms)) else {
-            return Err(Error::new(ErrorKind::TimestampInFuture, "the signed time is out of range"));
+            return Err(Error::new(
+                ErrorKind::TimestampInFuture,
+                "the signed time is out of range",
+            ));
         };
-        let whole_millis = |d: Duration| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let whole_millis =
+            |d: Duration| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let window = Window {
             max_age: (!self.ttl.is_zero()).then(|| whole_millis(self.ttl)),
             expired_at_limit: true,

@@ -1,0 +1,164 @@
+//! The routes: webhooks and app events (recorded once per delivery), app actions and the
+//! deliveries' read-back (frontend-signed), each behind the layers it needs.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use countersign::contentful::{Action, Entity, RequestKinds, Topic, Verifier};
+use countersign::replay::{DeliveryId, ReplayGuardLayer, ReplayStore};
+use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+
+use crate::records::{Received, Records};
+
+/// What a verified webhook or app event asks of this app, by its signed topic.
+fn handling(topic: Option<&Topic>) -> &'static str {
+    let Some(topic) = topic else {
+        return "untyped";
+    };
+    match (topic.entity(), topic.action()) {
+        (Entity::Entry | Entity::Asset, Action::Publish | Action::Unpublish) => "content_changed",
+        (Entity::Entry | Entity::Asset, Action::Delete) => "content_deleted",
+        (Entity::AppInstallation, Action::Delete) => "uninstalled",
+        (Entity::AppInstallation, _) => "installation_changed",
+        // Acknowledge what this app does not handle, so that Contentful does not retry it.
+        _ => "ignored",
+    }
+}
+
+/// A verified webhook or app event: recorded once, then answered with its handling.
+async fn accepted(
+    State(records): State<Records>,
+    DeliveryId(id): DeliveryId,
+    request: ContentfulRequest,
+) -> Result<Json<Value>, Response> {
+    let topic = request.topic();
+    let handling = handling(topic.as_ref());
+    let received = Received {
+        id: id.to_hex(),
+        // The tenant: the signed space, or the signed CRN's.
+        space_id: request.tenant().unwrap_or("").to_owned(),
+        environment_id: request.environment_id().unwrap_or("").to_owned(),
+        topic: topic.as_ref().map(ToString::to_string),
+        handling,
+        body: String::from_utf8_lossy(request.body()).into_owned(),
+    };
+    let new = records
+        .record(received)
+        .await
+        .map_err(|e| example_support::storage_unavailable(&e))?;
+    if !new {
+        tracing::info!(delivery = %id, "the delivery was recorded before; nothing changed");
+    }
+    tracing::info!(?topic, space = ?request.space_id(), handling, "accepted a verified Contentful request");
+    Ok(Json(
+        json!({"status": "accepted", "topic": topic, "handling": handling}),
+    ))
+}
+
+/// A page of `/api/deliveries`: `?limit=` (1 to 500, default 50) deliveries after the
+/// sequence number `?after=` (default: from the first).
+#[derive(serde::Deserialize)]
+struct Page {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// What the signed space environment received, oldest first; `next_after` is the `after` of
+/// the next page (`null` on the last). Frontend-signed: the user, space and environment must be
+/// signed.
+async fn deliveries(
+    State(records): State<Records>,
+    request: ContentfulRequest,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, Response> {
+    let (Some(_user), Some(space), Some(environment)) = (
+        request.user_id(),
+        request.space_id(),
+        request.environment_id(),
+    ) else {
+        return Err(Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "context_missing",
+            "Signed user, space and environment missing",
+            "the app frontend signs the user, space and environment of this request",
+        )
+        .into_response());
+    };
+    let Ok(Query(Page { after, limit })) = page else {
+        return Err(example_support::invalid_page("after"));
+    };
+    let Some(limit) = example_support::page_limit(limit) else {
+        return Err(example_support::invalid_page("after"));
+    };
+    let deliveries = records
+        .list(
+            space.to_owned(),
+            environment.to_owned(),
+            after.unwrap_or(0),
+            limit,
+        )
+        .await
+        .map_err(|e| example_support::storage_unavailable(&e))?;
+    let next_after = example_support::next_cursor(&deliveries, limit, "seq");
+    Ok(Json(
+        json!({"deliveries": deliveries, "next_after": next_after}),
+    ))
+}
+
+async fn action(
+    UrlPath(name): UrlPath<String>,
+    request: ContentfulRequest,
+) -> Result<Json<Value>, Rejection> {
+    let user_id = request.user_id().ok_or_else(|| {
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "user_id_missing",
+            "Signed user id missing",
+            "frontend-signed requests carry a signed x-contentful-user-id",
+        )
+    })?;
+    let mut context = json!({
+        "action": name,
+        "space_id": request.space_id(),
+        "environment_id": request.environment_id(),
+        "user_id": user_id,
+    });
+    if let Some(app_id) = request.app_id() {
+        context["app_id"] = app_id.into();
+    }
+    Ok(Json(context))
+}
+
+/// Every route of the app, with its layers.
+pub(crate) fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: Records) -> Router {
+    // Verification first, then replay protection (one store for every route): a webhook's
+    // retries share its signed idempotency key; a captured action replayed within the TTL has
+    // the same signed message, and is acknowledged rather than run again. Events and webhooks
+    // are never a request a user had signed; actions and reads are nothing else. Reading the
+    // records changes nothing: verified only.
+    let replay = ReplayGuardLayer::new(replay);
+    let events = ServiceBuilder::new()
+        .layer(ContentfulLayer::new(
+            verifier.clone().with_kinds(RequestKinds::EVENTS),
+        ))
+        .layer(replay.clone());
+    let frontend = verifier.with_kinds(RequestKinds::FRONTEND);
+    let actions = ServiceBuilder::new()
+        .layer(ContentfulLayer::new(frontend.clone()))
+        .layer(replay);
+    Router::new()
+        .route("/contentful/webhooks", post(accepted).layer(events.clone()))
+        .route("/contentful/app-events", post(accepted).layer(events))
+        .route("/contentful/actions/{name}", post(action).layer(actions))
+        .route(
+            "/api/deliveries",
+            get(deliveries).layer(ContentfulLayer::new(frontend)),
+        )
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(records)
+}
