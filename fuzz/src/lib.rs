@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use countersign_core::contentful::{SigningSecret, Verifier};
+use countersign_core::contentful::{SigningSecret, RequestVerifier};
 use countersign_core::contentstack::{AppTokenVerifier, HmacSecret, KeySet, WebhookVerifier};
 use countersign_core::credentials::{BasicAuth, RequiredHeaders};
 use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
@@ -70,8 +70,8 @@ pub fn contentstack_webhook(data: &[u8]) {
 /// Contentful's verifier and canonicalizer, the signed-headers list included.
 /// Fields: method, request target, header block, body.
 pub fn contentful_request(data: &[u8]) {
-    static VERIFIER: LazyLock<Verifier> = LazyLock::new(|| {
-        Verifier::new(SigningSecret::new("a".repeat(64)).expect("a valid secret"))
+    static VERIFIER: LazyLock<RequestVerifier> = LazyLock::new(|| {
+        RequestVerifier::new(SigningSecret::new("a".repeat(64)).expect("a valid secret"))
             .with_ttl(Duration::ZERO)
     });
     let Ok(method) = Method::from_bytes(field(data, 0)) else {

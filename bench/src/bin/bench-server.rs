@@ -10,9 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
-use countersign::contentful::{SigningSecret, Verifier};
+use countersign::contentful::{RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
-use countersign::{ContentfulLayer, ContentstackWebhookLayer};
+use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 
 const PUBLIC: &str =
     include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
@@ -31,7 +31,7 @@ async fn main() {
         "bare" => Router::new().route("/webhook", route),
         "contentful" => Router::new().route(
             "/webhook",
-            route.layer(ContentfulLayer::new(Verifier::new(
+            route.layer(ContentfulRequestLayer::new(RequestVerifier::new(
                 SigningSecret::new(SECRET).unwrap(),
             ))),
         ),
@@ -45,9 +45,11 @@ async fn main() {
         "uploads" => Router::new().route(
             "/webhook",
             route.layer(
-                ContentfulLayer::new(Verifier::new(SigningSecret::new(SECRET).unwrap()))
-                    .with_body_limit(1024 * 1024)
-                    .with_read_timeout(Duration::from_secs(60)),
+                ContentfulRequestLayer::new(RequestVerifier::new(
+                    SigningSecret::new(SECRET).unwrap(),
+                ))
+                .with_body_limit(1024 * 1024)
+                .with_read_timeout(Duration::from_secs(60)),
             ),
         ),
         other => panic!("unknown mode {other}"),

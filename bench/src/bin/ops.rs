@@ -8,7 +8,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
-use countersign::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+use countersign::contentful::{self, Context, RequestToSign, RequestVerifier, SigningSecret};
+use countersign::contentstack::steps::WebhookSteps as _;
 use countersign::contentstack::{
     AppTokenVerifier, KeySet, SaltLength, SigningKey, WebhookVerifier, mint_app_token,
 };
@@ -52,7 +53,7 @@ fn main() {
 
     // Contentful: the same request for us and the toolkit.
     let secret = SigningSecret::new(SECRET).unwrap();
-    let verifier = Verifier::new(secret.clone()).with_ttl(Duration::ZERO);
+    let verifier = RequestVerifier::new(secret.clone()).with_ttl(Duration::ZERO);
     let mut contentful_cases = Vec::new();
     let mut contentful_inputs = serde_json::Map::new();
     for (name, size) in [("1k", 1024), ("64k", 64 * 1024)] {
@@ -127,7 +128,7 @@ fn main() {
     for (name, body, parts, canonical_len) in &contentful_cases {
         let ops = rate(seconds, || {
             verifier
-                .verify_request(parts, black_box(body.clone()), None, now)
+                .verify(parts, black_box(body.clone()), None, now)
                 .unwrap();
         });
         results.insert(format!("contentful_verify_{name}"), ops.into());
@@ -144,7 +145,7 @@ fn main() {
         let headers = rsa_headers(signature);
         let ops = rate(seconds, || {
             webhook_verifier
-                .check_rsa_signature(&headers, black_box(cs_body.as_bytes()), &keys)
+                .rsa_signature(&headers, black_box(cs_body.as_bytes()), &keys)
                 .unwrap();
         });
         results.insert(format!("contentstack_rsa_verify{row}"), ops.into());

@@ -3,8 +3,9 @@
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
+use countersign_core::contentful::steps::RequestSteps as _;
 use countersign_core::contentful::{
-    RequestToSign, SIGNABLE_METHODS, SigningSecret, Verifier, sign,
+    RequestToSign, RequestVerifier, SIGNABLE_METHODS, SigningSecret, sign,
 };
 use http::Method;
 
@@ -259,7 +260,7 @@ fn run_verify(args: &VerifyArgs) -> Outcome {
         .iter()
         .map(|s| signing_secret(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut verifier = Verifier::with_secrets(secrets)
+    let mut verifier = RequestVerifier::with_secrets(secrets)
         .map_err(Failure::input)?
         .with_ttl(Duration::from_secs(args.ttl))
         .with_future_skew(Duration::from_secs(args.future_skew));
@@ -273,7 +274,7 @@ fn run_verify(args: &VerifyArgs) -> Outcome {
     let now = time_or_now(args.now);
 
     let verified = verifier
-        .verify(&method, &args.path, &headers, &body, now)
+        .verify_parts(&method, &args.path, &headers, &body, now)
         .map_err(|e| Failure::Rejected {
             code: e.kind().code(),
             message: e.message().to_owned(),

@@ -384,7 +384,7 @@ fn deliver(
         .build()
         .map_err(|e| Failure::input(format!("cannot start a runtime: {e}")))?;
     let verdict = runtime
-        .block_on(verifier.verify_delivery(headers, body.into(), keys, &Tenancy::new(), now))
+        .block_on(verifier.verify(headers, body.into(), keys, &Tenancy::new(), now))
         .map_err(|e| rejected(e.kind().code(), e.message()))?;
     print_line(&report(&verdict).to_string())
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 use assert_cmd::Command;
 use axum::Router;
 use axum::routing::post;
-use countersign::contentful::{Context, RequestToSign, SigningSecret, Verifier, sign};
+use countersign::contentful::{Context, RequestToSign, RequestVerifier, SigningSecret, sign};
 use countersign::contentstack::{SaltLength, SigningKey, StaticKeys, WebhookVerifier};
 use countersign::{
-    ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer,
+    ContentfulRequest, ContentfulRequestLayer, ContentstackWebhook, ContentstackWebhookLayer,
 };
 use serde_json::Value;
 
@@ -191,7 +191,7 @@ fn start_server() -> (String, tokio::runtime::Runtime) {
                 post(|request: ContentfulRequest| async move {
                     format!("accepted space {:?}", request.space_id())
                 })
-                .layer(ContentfulLayer::new(Verifier::new(
+                .layer(ContentfulRequestLayer::new(RequestVerifier::new(
                     SigningSecret::new(SECRET).unwrap(),
                 ))),
             );

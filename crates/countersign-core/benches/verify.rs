@@ -4,10 +4,11 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use countersign_core::contentstack::steps::WebhookSteps as _;
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+use countersign_core::contentful::{self, Context, RequestToSign, RequestVerifier, SigningSecret};
 use countersign_core::contentstack::{
     AppTokenVerifier, HmacSecret, KeySet, SaltLength, SigningKey, WebhookVerifier, json_reencode,
     mint_app_token,
@@ -41,7 +42,7 @@ fn json_body(len: usize) -> String {
 
 fn contentful(c: &mut Criterion) {
     let secret = SigningSecret::new("a".repeat(64)).unwrap();
-    let verifier = Verifier::new(secret.clone());
+    let verifier = RequestVerifier::new(secret.clone());
     let now = SystemTime::now();
     let mut group = c.benchmark_group("contentful_verify");
     for size in [1024, 64 * 1024] {
@@ -77,7 +78,7 @@ fn contentful(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
             b.iter(|| {
                 verifier
-                    .verify_request(&parts, black_box(body.clone()), None, now)
+                    .verify(&parts, black_box(body.clone()), None, now)
                     .unwrap()
             });
         });
@@ -106,7 +107,7 @@ fn contentstack(c: &mut Criterion) {
         group.bench_function(salt.name(), |b| {
             b.iter(|| {
                 verifier
-                    .verify(&headers, black_box(body.as_bytes()), Some(&keys), now)
+                    .verify_with_keys(&headers, black_box(body.as_bytes()), Some(&keys), now)
                     .unwrap()
             });
         });
@@ -122,7 +123,7 @@ fn contentstack(c: &mut Criterion) {
     );
     c.bench_function("contentstack_hmac_verify_1k", |b| {
         b.iter(|| {
-            hmac.verify(&headers, black_box(body.as_bytes()), None, now)
+            hmac.verify_with_keys(&headers, black_box(body.as_bytes()), None, now)
                 .unwrap()
         });
     });

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime, UNIX_EPOCH};
-//! use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+//! use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, RequestVerifier};
 //! use http::{HeaderMap, Method};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,7 +26,7 @@
 //! let headers: HeaderMap = signed.to_header_map()?;
 //!
 //! // What your backend does when it arrives (the raw request target and the raw body):
-//! let verifier = Verifier::new(secret);
+//! let verifier = RequestVerifier::new(secret);
 //! let now = sent_at + Duration::from_secs(2);
 //! let verified = verifier.verify(&Method::POST, "/hooks?source=contentful", &headers, b"{}", now)?;
 //! assert_eq!(verified.secret_index(), 0);
@@ -45,8 +45,8 @@
 //!
 //! | request | entry point |
 //! |---|---|
-//! | a Contentstack webhook | [`contentstack::WebhookVerifier::verify_delivery`] |
-//! | a Contentful request (app event, action, webhook, frontend-signed) | [`contentful::Verifier::verify_request`] |
+//! | a Contentstack webhook | [`contentstack::WebhookVerifier::verify`] |
+//! | a Contentful request (app event, action, webhook, frontend-signed) | [`contentful::RequestVerifier::verify`] |
 //! | the page load of a signed UI location | [`session::Sessions::open`] |
 //! | a call with the app's session | [`session::Sessions::authenticate`] |
 //!

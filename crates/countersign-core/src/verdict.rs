@@ -6,8 +6,8 @@
 //!
 //! | provider | entry point | facts |
 //! |---|---|---|
-//! | Contentstack webhooks | [`WebhookVerifier::verify_delivery`](crate::contentstack::WebhookVerifier::verify_delivery) | [`VerifiedWebhook`](crate::contentstack::VerifiedWebhook) |
-//! | Contentful requests | [`Verifier::verify_request`](crate::contentful::Verifier::verify_request) | [`VerifiedRequest`](crate::contentful::VerifiedRequest) |
+//! | Contentstack webhooks | [`WebhookVerifier::verify`](crate::contentstack::WebhookVerifier::verify) | [`VerifiedWebhook`](crate::contentstack::VerifiedWebhook) |
+//! | Contentful requests | [`RequestVerifier::verify`](crate::contentful::RequestVerifier::verify) | [`VerifiedRequest`](crate::contentful::VerifiedRequest) |
 //!
 //! The [`Verdict`] holds the facts, the bytes the handler must read (the canonical ones when
 //! Contentstack's JSON fallback matched), what identifies the delivery and for how long its

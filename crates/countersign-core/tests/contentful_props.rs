@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
+use countersign_core::contentful::steps::RequestSteps as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use countersign_core::contentful::{
-    Context, ErrorKind, RequestToSign, SigningSecret, Verifier, canonical_string, sign,
+    Context, ErrorKind, RequestToSign, RequestVerifier, SigningSecret, canonical_string, sign,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
@@ -102,10 +103,10 @@ fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ErrorKind> {
-    let verifier = Verifier::new(SigningSecret::new(case.secret.clone()).unwrap());
+    let verifier = RequestVerifier::new(SigningSecret::new(case.secret.clone()).unwrap());
     let now = UNIX_EPOCH + Duration::from_millis(T0 + 500);
     verifier
-        .verify(method, path, headers, body, now)
+        .verify_parts(method, path, headers, body, now)
         .map(|_| ())
         .map_err(|e| e.kind())
 }
@@ -184,9 +185,9 @@ proptest! {
                 headers.append(*name, value);
             }
         }
-        let verifier = Verifier::new(SigningSecret::new("a".repeat(64)).unwrap());
+        let verifier = RequestVerifier::new(SigningSecret::new("a".repeat(64)).unwrap());
         let now = UNIX_EPOCH + Duration::from_millis(T0);
-        prop_assert!(verifier.verify(&Method::POST, &path, &headers, &body, now).is_err());
+        prop_assert!(verifier.verify_parts(&Method::POST, &path, &headers, &body, now).is_err());
     }
 }
 
@@ -300,12 +301,12 @@ fn verify_reading(
         "x-contentful-signature",
         HeaderValue::from_str(signature).unwrap(),
     );
-    let verifier = Verifier::new(SigningSecret::new(secret).unwrap())
+    let verifier = RequestVerifier::new(SigningSecret::new(secret).unwrap())
         .with_ttl(Duration::ZERO)
         .with_future_skew(Duration::MAX);
     let now = UNIX_EPOCH + Duration::from_millis(T0);
     verifier
-        .verify(&Method::POST, "/hook", &map, b"{}", now)
+        .verify_parts(&Method::POST, "/hook", &map, b"{}", now)
         .map(|_| ())
         .map_err(|e| e.kind())
 }

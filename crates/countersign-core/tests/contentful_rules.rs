@@ -2,11 +2,13 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
+use countersign_core::contentful::steps::RequestSteps as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
 use countersign_core::contentful::{
-    Context, ErrorKind, RequestKind, RequestToSign, SignedHeaders, SigningSecret, Verifier, sign,
+    Context, ErrorKind, RequestKind, RequestToSign, RequestVerifier, SignedHeaders, SigningSecret,
+    sign,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
@@ -49,7 +51,13 @@ fn signed_post(path: &str, own: &[(&str, &str)], body: &[u8], context: &Context)
 fn verify(
     headers: &HeaderMap,
 ) -> Result<countersign_core::contentful::VerifiedRequest, countersign_core::contentful::Error> {
-    Verifier::new(secret('a')).verify(&Method::POST, "/hook", headers, b"{}", at(T0 + 1_000))
+    RequestVerifier::new(secret('a')).verify_parts(
+        &Method::POST,
+        "/hook",
+        headers,
+        b"{}",
+        at(T0 + 1_000),
+    )
 }
 
 fn kind(headers: &HeaderMap) -> ErrorKind {
@@ -137,12 +145,13 @@ fn missing_signed_headers_is_its_own_error() {
 
 #[test]
 fn request_exactly_ttl_old_is_expired() {
-    let verifier = Verifier::new(secret('a')).with_ttl(Duration::from_secs(30));
+    let verifier = RequestVerifier::new(secret('a')).with_ttl(Duration::from_secs(30));
     let headers = good();
-    let just_in_time = verifier.verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999));
+    let just_in_time =
+        verifier.verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999));
     assert!(just_in_time.is_ok());
     let err = verifier
-        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
+        .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Expired);
     assert_eq!(err.kind().code(), "timestamp_expired");
@@ -150,58 +159,58 @@ fn request_exactly_ttl_old_is_expired() {
 
 #[test]
 fn default_ttl_is_30_seconds() {
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     let headers = good();
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 + 29_999))
             .is_ok()
     );
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 + 30_000))
             .is_err()
     );
 }
 
 #[test]
 fn ttl_zero_disables_the_age_check() {
-    let verifier = Verifier::new(secret('a')).with_ttl(Duration::ZERO);
+    let verifier = RequestVerifier::new(secret('a')).with_ttl(Duration::ZERO);
     let year_later = at(T0 + 365 * 24 * 3600 * 1000);
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &good(), b"{}", year_later)
+            .verify_parts(&Method::POST, "/hook", &good(), b"{}", year_later)
             .is_ok()
     );
 }
 
 #[test]
 fn future_timestamps_are_bounded_by_the_skew() {
-    let verifier = Verifier::new(secret('a')).with_future_skew(Duration::from_secs(60));
+    let verifier = RequestVerifier::new(secret('a')).with_future_skew(Duration::from_secs(60));
     let headers = good();
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
             .is_ok()
     );
     let err = verifier
-        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
+        .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimestampInFuture);
 }
 
 #[test]
 fn default_future_skew_is_60_seconds() {
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     let headers = good();
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_000))
             .is_ok()
     );
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0 - 60_001))
             .is_err()
     );
 }
@@ -333,8 +342,8 @@ fn context_overrides_a_request_header_of_the_same_name() {
     let signed = sign(&secret('a'), &request, at(T0), &context).unwrap();
     assert_eq!(signed.get("x-contentful-space-id"), Some("from-context"));
     let headers = arrived(&[], &signed);
-    let verified = Verifier::new(secret('a'))
-        .verify(&Method::GET, "/", &headers, b"", at(T0))
+    let verified = RequestVerifier::new(secret('a'))
+        .verify_parts(&Method::GET, "/", &headers, b"", at(T0))
         .unwrap();
     assert_eq!(verified.space_id(), Some("from-context"));
 }
@@ -356,9 +365,9 @@ fn absent_body_signs_as_empty_body() {
 #[test]
 fn body_is_covered_byte_for_byte() {
     let headers = good();
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     let err = verifier
-        .verify(&Method::POST, "/hook", &headers, b"{ }", at(T0))
+        .verify_parts(&Method::POST, "/hook", &headers, b"{ }", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
 }
@@ -366,8 +375,8 @@ fn body_is_covered_byte_for_byte() {
 #[test]
 fn method_is_covered() {
     let headers = good();
-    let err = Verifier::new(secret('a'))
-        .verify(&Method::PUT, "/hook", &headers, b"{}", at(T0))
+    let err = RequestVerifier::new(secret('a'))
+        .verify_parts(&Method::PUT, "/hook", &headers, b"{}", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
 }
@@ -375,20 +384,20 @@ fn method_is_covered() {
 #[test]
 fn query_is_covered_and_order_matters() {
     let headers = signed_post("/hook?a=1&b=2", &[], b"{}", &Context::default());
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     assert!(
         verifier
-            .verify(&Method::POST, "/hook?a=1&b=2", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook?a=1&b=2", &headers, b"{}", at(T0))
             .is_ok()
     );
     assert!(
         verifier
-            .verify(&Method::POST, "/hook?b=2&a=1", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook?b=2&a=1", &headers, b"{}", at(T0))
             .is_err()
     );
     assert!(
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
             .is_err()
     );
 }
@@ -412,7 +421,7 @@ fn the_secrets_utf8_bytes_are_the_key() {
 
 #[test]
 fn rotation_accepts_any_secret_and_says_which() {
-    let verifier = Verifier::with_secrets([secret('a'), secret('b')]).unwrap();
+    let verifier = RequestVerifier::with_secrets([secret('a'), secret('b')]).unwrap();
     let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
     for (index, c) in ['a', 'b'].into_iter().enumerate() {
         let headers = arrived(
@@ -420,7 +429,7 @@ fn rotation_accepts_any_secret_and_says_which() {
             &sign(&secret(c), &request, at(T0), &Context::default()).unwrap(),
         );
         let verified = verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
             .unwrap();
         assert_eq!(verified.secret_index(), index);
     }
@@ -429,33 +438,33 @@ fn rotation_accepts_any_secret_and_says_which() {
         &sign(&secret('c'), &request, at(T0), &Context::default()).unwrap(),
     );
     let err = verifier
-        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+        .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
 }
 
 #[test]
 fn a_verifier_needs_a_secret() {
-    let err = Verifier::with_secrets(Vec::new()).unwrap_err();
+    let err = RequestVerifier::with_secrets(Vec::new()).unwrap_err();
     assert_eq!(err.kind(), ConfigErrorKind::NoSecrets);
 }
 
 #[test]
 fn path_prefix_is_put_back_before_verifying() {
     let headers = signed_post("/api/hook?x=1", &[], b"{}", &Context::default());
-    let plain = Verifier::new(secret('a'));
+    let plain = RequestVerifier::new(secret('a'));
     assert!(
         plain
-            .verify(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
             .is_err()
     );
     let behind_proxy = plain.clone().with_path_prefix("/api").unwrap();
     assert!(
         behind_proxy
-            .verify(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
             .is_ok()
     );
-    let per_request = plain.verify_with_prefix(
+    let per_request = plain.verify_parts_with_prefix(
         &Method::POST,
         "/hook?x=1",
         &headers,
@@ -469,7 +478,7 @@ fn path_prefix_is_put_back_before_verifying() {
 #[test]
 fn invalid_path_prefixes_are_configuration_errors() {
     for bad in ["api", "/api/", "/", "/a?b", "/a#b", ""] {
-        let err = Verifier::new(secret('a'))
+        let err = RequestVerifier::new(secret('a'))
             .with_path_prefix(bad)
             .unwrap_err();
         assert_eq!(err.kind(), ConfigErrorKind::InvalidPathPrefix, "{bad:?}");
@@ -505,13 +514,13 @@ fn errors_never_show_the_signature() {
         .to_str()
         .unwrap()
         .to_owned();
-    let err = Verifier::new(secret('b'))
-        .verify(&Method::POST, "/hook", &headers, b"{}", at(T0))
+    let err = RequestVerifier::new(secret('b'))
+        .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
         .unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(&signature));
     assert!(!shown.contains(&"b".repeat(64)));
-    assert!(!format!("{:?}", Verifier::new(secret('b'))).contains(&"b".repeat(64)));
+    assert!(!format!("{:?}", RequestVerifier::new(secret('b'))).contains(&"b".repeat(64)));
 }
 
 /// The parts of a request as it arrived at `uri` with `headers`.
@@ -525,8 +534,8 @@ fn parts(uri: &str, headers: HeaderMap) -> http::request::Parts {
 fn verify_request_uses_the_raw_target() {
     let headers = signed_post("/hook?a=%20b", &[], b"{}", &Context::default());
     let parts = parts("https://example.com/hook?a=%20b", headers);
-    let verdict = Verifier::new(secret('a'))
-        .verify_request(&parts, "{}".into(), None, at(T0))
+    let verdict = RequestVerifier::new(secret('a'))
+        .verify(&parts, "{}".into(), None, at(T0))
         .unwrap();
     assert_eq!(verdict.body(), "{}");
     assert_eq!(verdict.window(), Some(Duration::from_secs(30 + 60)));
@@ -539,9 +548,9 @@ fn forwarded_prefix_is_taken_only_from_trusted_proxies() {
     let parts = parts("/hook", headers);
     let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
     let stranger: std::net::IpAddr = "203.0.113.9".parse().unwrap();
-    let verifier = Verifier::new(secret('a'))
+    let verifier = RequestVerifier::new(secret('a'))
         .with_forwarded_prefix(countersign_core::ip::IpAllowlist::new(["10.0.0.0/8"]).unwrap());
-    let verify = |peer| verifier.verify_request(&parts, "{}".into(), peer, at(T0));
+    let verify = |peer| verifier.verify(&parts, "{}".into(), peer, at(T0));
     assert!(verify(Some(proxy)).is_ok());
     assert_eq!(
         verify(Some(stranger)).unwrap_err().kind(),
@@ -551,17 +560,17 @@ fn forwarded_prefix_is_taken_only_from_trusted_proxies() {
         verify(None).unwrap_err().kind(),
         ErrorKind::SignatureMismatch
     );
-    let untrusting = Verifier::new(secret('a'));
+    let untrusting = RequestVerifier::new(secret('a'));
     assert!(
         untrusting
-            .verify_request(&parts, "{}".into(), Some(proxy), at(T0))
+            .verify(&parts, "{}".into(), Some(proxy), at(T0))
             .is_err()
     );
 }
 
 #[test]
 fn the_forwarded_prefix_is_the_proxys_last_value_not_the_clients_first() {
-    let verifier = Verifier::new(secret('a'))
+    let verifier = RequestVerifier::new(secret('a'))
         .with_forwarded_prefix(countersign_core::ip::IpAllowlist::new(["10.0.0.0/8"]).unwrap());
     let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
     let signed = signed_post("/api/hook", &[], b"{}", &Context::default());
@@ -578,7 +587,7 @@ fn the_forwarded_prefix_is_the_proxys_last_value_not_the_clients_first() {
     for headers in [two_lines, joined] {
         let parts = parts("/hook", headers);
         verifier
-            .verify_request(&parts, "{}".into(), Some(proxy), at(T0))
+            .verify(&parts, "{}".into(), Some(proxy), at(T0))
             .unwrap();
     }
     // And a request signed for the client's prefix does not verify with the proxy's.
@@ -587,7 +596,7 @@ fn the_forwarded_prefix_is_the_proxys_last_value_not_the_clients_first() {
     forged.append("x-forwarded-prefix", HeaderValue::from_static("/api"));
     assert_eq!(
         verifier
-            .verify_request(&parts("/hook", forged), "{}".into(), Some(proxy), at(T0))
+            .verify(&parts("/hook", forged), "{}".into(), Some(proxy), at(T0))
             .unwrap_err()
             .kind(),
         ErrorKind::SignatureMismatch
@@ -601,8 +610,8 @@ fn the_verdict_names_the_space_as_its_tenant() {
         ..Context::default()
     };
     let headers = signed_post("/hook", &[], b"{}", &context);
-    let verdict = Verifier::new(secret('a'))
-        .verify_request(&parts("/hook", headers), "{}".into(), None, at(T0))
+    let verdict = RequestVerifier::new(secret('a'))
+        .verify(&parts("/hook", headers), "{}".into(), None, at(T0))
         .unwrap();
     assert_eq!(verdict.tenant(), Some("space-1"));
     assert_eq!(verdict.body(), "{}");
@@ -618,7 +627,7 @@ fn reference_hmac_hex(key: &[u8], message: &[u8]) -> String {
 
 #[test]
 fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key() {
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     let attempt = |ts: u64, key: &str| {
         let request = RequestToSign::new(Method::POST, "/hook")
             .with_header("x-contentful-idempotency-key", key)
@@ -628,7 +637,7 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
             &sign(&secret('a'), &request, at(ts), &Context::default()).unwrap(),
         );
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at(ts))
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(ts))
             .unwrap()
             .replay_key()
     };
@@ -637,7 +646,7 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
     // Without one, each signature is its own delivery.
     let plain = |ts: u64| {
         verifier
-            .verify(&Method::POST, "/hook", &signed_post_at(ts), b"{}", at(ts))
+            .verify_parts(&Method::POST, "/hook", &signed_post_at(ts), b"{}", at(ts))
             .unwrap()
             .replay_key()
     };
@@ -647,10 +656,10 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
 
 #[test]
 fn without_an_idempotency_key_every_form_of_one_signed_message_is_one_delivery() {
-    let verifier = Verifier::new(secret('b')).with_secret(secret('a'));
+    let verifier = RequestVerifier::new(secret('b')).with_secret(secret('a'));
     let key_of = |headers: &HeaderMap| {
         verifier
-            .verify(&Method::POST, "/hook", headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook", headers, b"{}", at(T0))
             .unwrap()
             .replay_key()
     };
@@ -723,9 +732,9 @@ fn protocol_headers_are_trimmed_as_javascript_trims_them() {
 fn a_target_with_an_unsigned_tail_is_refused() {
     // The toolkit signs only up to a second `?`; before, the tail reached the handler unsigned.
     let headers = signed_post("/hook?a=1?admin=true", &[], b"{}", &Context::default());
-    let verifier = Verifier::new(secret('a'));
+    let verifier = RequestVerifier::new(secret('a'));
     let err = verifier
-        .verify(
+        .verify_parts(
             &Method::POST,
             "/hook?a=1?admin=true",
             &headers,
@@ -739,7 +748,7 @@ fn a_target_with_an_unsigned_tail_is_refused() {
         let headers = signed_post(tail, &[], b"{}", &Context::default());
         assert_eq!(
             verifier
-                .verify(&Method::POST, tail, &headers, b"{}", at(T0))
+                .verify_parts(&Method::POST, tail, &headers, b"{}", at(T0))
                 .unwrap_err()
                 .kind(),
             ErrorKind::UnsignedTarget,
@@ -750,7 +759,7 @@ fn a_target_with_an_unsigned_tail_is_refused() {
     let headers = signed_post("/hook?a=1", &[], b"{}", &Context::default());
     assert!(
         verifier
-            .verify(&Method::POST, "/hook?a=1", &headers, b"{}", at(T0))
+            .verify_parts(&Method::POST, "/hook?a=1", &headers, b"{}", at(T0))
             .is_ok()
     );
 }
@@ -797,7 +806,7 @@ fn the_signed_header_list_is_capped_before_any_matching() {
 #[test]
 fn windows_of_any_length_verify_without_overflowing() {
     // Duration::MAX as the TTL or skew used to overflow the acceptance window and panic.
-    let verifier = Verifier::new(secret('a'))
+    let verifier = RequestVerifier::new(secret('a'))
         .with_ttl(Duration::MAX)
         .with_future_skew(Duration::MAX);
     assert_eq!(
@@ -807,7 +816,7 @@ fn windows_of_any_length_verify_without_overflowing() {
     let headers = good();
     let parts = parts("/hook", headers);
     let verdict = verifier
-        .verify_request(&parts, "{}".into(), None, at(T0 + 1_000))
+        .verify(&parts, "{}".into(), None, at(T0 + 1_000))
         .unwrap();
     assert_eq!(verdict.window(), Some(2 * countersign_core::MAX_WINDOW));
 }
@@ -815,7 +824,7 @@ fn windows_of_any_length_verify_without_overflowing() {
 #[test]
 fn a_verifier_of_space_webhooks_takes_each_spaces_own_as_webhooks() {
     let secret = |c: char| SigningSecret::new(c.to_string().repeat(64)).unwrap();
-    let verifier = Verifier::for_space_webhooks("space-a", secret('a'))
+    let verifier = RequestVerifier::for_space_webhooks("space-a", secret('a'))
         .with_space_webhook_secret("space-b", secret('b'));
     let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
     let request = RequestToSign::new(Method::POST, "/hook").with_body(b"{}");
@@ -829,7 +838,7 @@ fn a_verifier_of_space_webhooks_takes_each_spaces_own_as_webhooks() {
             .to_header_map()
             .unwrap();
         verifier
-            .verify(&Method::POST, "/hook", &headers, b"{}", at)
+            .verify_parts(&Method::POST, "/hook", &headers, b"{}", at)
             .map(|verified| (verified.kind(), verified.secret_index()))
             .map_err(|e| e.kind())
     };

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
+use countersign_core::contentstack::steps::WebhookSteps as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
@@ -67,7 +68,7 @@ fn signed(body: &[u8], salt: SaltLength) -> HeaderMap {
 
 fn rsa_error(headers: &HeaderMap, body: &[u8], now: SystemTime) -> ErrorKind {
     WebhookVerifier::new()
-        .verify(headers, body, Some(&keys_a()), now)
+        .verify_with_keys(headers, body, Some(&keys_a()), now)
         .unwrap_err()
         .kind()
 }
@@ -253,7 +254,7 @@ fn a_custom_base_url_is_a_region() {
 fn salt_length_32_is_accepted_and_reported() {
     let body = body();
     let verified = WebhookVerifier::new()
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&keys_a()),
@@ -273,7 +274,7 @@ fn salt_length_32_is_accepted_and_reported() {
 fn salt_length_max_is_accepted_and_reported() {
     let body = body();
     let verified = WebhookVerifier::new()
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Max),
             &body,
             Some(&keys_a()),
@@ -347,7 +348,7 @@ fn a_signature_header_of_a_thousand_elements_is_refused_unread() {
 fn no_key_is_key_unavailable_not_a_forgery() {
     let body = body();
     let err = WebhookVerifier::new()
-        .verify(&signed(&body, SaltLength::Digest), &body, None, soon())
+        .verify_with_keys(&signed(&body, SaltLength::Digest), &body, None, soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::KeyUnavailable);
     assert_eq!(err.kind().code(), "key_unavailable");
@@ -358,7 +359,7 @@ fn a_key_set_accepts_any_of_its_keys_and_says_which() {
     let body = body();
     let rotating = KeySet::parse(&format!("{PUBLIC_B}{PUBLIC_A}")).unwrap();
     let verified = WebhookVerifier::new()
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&rotating),
@@ -384,7 +385,7 @@ fn a_key_set_accepts_any_of_its_keys_and_says_which() {
 fn the_envelope_is_parsed_from_the_verified_bytes() {
     let body = body();
     let verified = WebhookVerifier::new()
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&keys_a()),
@@ -406,7 +407,7 @@ fn triggered_at_older_than_the_tolerance_is_expired() {
     let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
     assert!(
         verifier
-            .verify(
+            .verify_with_keys(
                 &headers,
                 &body,
                 Some(&keys_a()),
@@ -415,7 +416,7 @@ fn triggered_at_older_than_the_tolerance_is_expired() {
             .is_ok()
     );
     let err = verifier
-        .verify(
+        .verify_with_keys(
             &headers,
             &body,
             Some(&keys_a()),
@@ -432,7 +433,7 @@ fn default_tolerance_is_thirty_minutes() {
     assert_eq!(DEFAULT_TOLERANCE, Duration::from_secs(1800));
     assert!(
         WebhookVerifier::new()
-            .verify(
+            .verify_with_keys(
                 &headers,
                 &body,
                 Some(&keys_a()),
@@ -466,7 +467,7 @@ fn no_automatic_retry_of_an_unrefreshed_delivery_is_refused_as_stale_by_default(
         let at = at_ms(TRIGGERED_MS + elapsed * 1000);
         assert!(
             WebhookVerifier::new()
-                .verify(&headers, &body, Some(&keys_a()), at)
+                .verify_with_keys(&headers, &body, Some(&keys_a()), at)
                 .is_ok(),
             "attempt {attempt} at {elapsed} s"
         );
@@ -475,7 +476,7 @@ fn no_automatic_retry_of_an_unrefreshed_delivery_is_refused_as_stale_by_default(
             .sign(&body, at_ms(TRIGGERED_MS));
         assert!(
             hmac_verifier()
-                .verify(&hmac_headers(&hmac), &body, None, at)
+                .verify_with_keys(&hmac_headers(&hmac), &body, None, at)
                 .is_ok()
         );
     }
@@ -492,7 +493,7 @@ fn triggered_at_in_the_future_is_bounded_by_the_skew() {
     let headers = signed(&body, SaltLength::Digest);
     assert!(
         WebhookVerifier::new()
-            .verify(
+            .verify_with_keys(
                 &headers,
                 &body,
                 Some(&keys_a()),
@@ -533,7 +534,7 @@ fn triggered_at_is_parsed_as_rfc_3339_not_subtracted_as_a_string() {
     let offset = body_with("2024-07-25T10:48:46.861+02:00");
     assert!(
         WebhookVerifier::new()
-            .verify(
+            .verify_with_keys(
                 &signed(&offset, SaltLength::Digest),
                 &offset,
                 Some(&keys_a()),
@@ -571,7 +572,7 @@ fn json_fallback_is_off_by_default_and_hands_on_canonical_bytes_when_on() {
     );
     let verified = WebhookVerifier::new()
         .with_json_fallback(true)
-        .verify(&headers, &pretty, Some(&keys_a()), soon())
+        .verify_with_keys(&headers, &pretty, Some(&keys_a()), soon())
         .unwrap();
     assert!(verified.reencoded());
     assert_eq!(verified.canonical_body(), Some(canonical.as_slice()));
@@ -583,7 +584,7 @@ fn json_fallback_does_not_rescue_a_different_document() {
     let other = body_with("2024-07-25T08:48:46.862Z");
     let err = WebhookVerifier::new()
         .with_json_fallback(true)
-        .verify(&headers, &other, Some(&keys_a()), soon())
+        .verify_with_keys(&headers, &other, Some(&keys_a()), soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
 }
@@ -611,7 +612,7 @@ fn hmac_covers_t_dot_body() {
         .sign(&body, at_ms(TRIGGERED_MS));
     assert!(value.starts_with("t=1721897326,v1="));
     let verified = hmac_verifier()
-        .verify(&hmac_headers(&value), &body, None, soon())
+        .verify_with_keys(&hmac_headers(&value), &body, None, soon())
         .unwrap();
     assert_eq!(
         verified.verified_by(),
@@ -631,7 +632,7 @@ fn hmac_t_older_than_the_tolerance_is_expired() {
         .sign(&body, at_ms(TRIGGERED_MS));
     let late = at_ms(TRIGGERED_MS + 1_801_000);
     let err = hmac_verifier()
-        .verify(&hmac_headers(&value), &body, None, late)
+        .verify_with_keys(&hmac_headers(&value), &body, None, late)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Expired);
 }
@@ -639,7 +640,7 @@ fn hmac_t_older_than_the_tolerance_is_expired() {
 #[test]
 fn hmac_t_must_be_unix_seconds() {
     let err = hmac_verifier()
-        .verify(&hmac_headers("t=17e8,v1=00"), &body(), None, soon())
+        .verify_with_keys(&hmac_headers("t=17e8,v1=00"), &body(), None, soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MalformedTimestamp);
 }
@@ -656,13 +657,13 @@ fn hmac_elements_beyond_four_are_not_tried() {
     let fourth = format!("{t},{a},{b},{c},{v1}");
     assert!(
         hmac_verifier()
-            .verify(&hmac_headers(&fourth), &body, None, soon())
+            .verify_with_keys(&hmac_headers(&fourth), &body, None, soon())
             .is_ok()
     );
     let fifth = format!("{t},{a},{b},{c},{d},{v1}");
     assert_eq!(
         hmac_verifier()
-            .verify(&hmac_headers(&fifth), &body, None, soon())
+            .verify_with_keys(&hmac_headers(&fifth), &body, None, soon())
             .unwrap_err()
             .kind(),
         ErrorKind::SignatureMismatch
@@ -677,7 +678,7 @@ fn a_key_tries_first_the_salt_length_that_last_verified() {
     let body = body();
     let verify = |salt| {
         let verified = WebhookVerifier::new()
-            .verify(&signed(&body, salt), &body, Some(&keys), soon())
+            .verify_with_keys(&signed(&body, salt), &body, Some(&keys), soon())
             .unwrap();
         let VerifiedBy::Rsa { salt, .. } = verified.verified_by().clone() else {
             panic!("not RSA");
@@ -710,7 +711,12 @@ fn rsa_elements_beyond_four_distinct_are_not_tried() {
         .unwrap();
     let verify = |forgeries: &[String]| {
         let header = format!("{},{good}", forgeries.join(","));
-        WebhookVerifier::new().verify(&rsa_headers(&header), &body, Some(&keys_a()), soon())
+        WebhookVerifier::new().verify_with_keys(
+            &rsa_headers(&header),
+            &body,
+            Some(&keys_a()),
+            soon(),
+        )
     };
     let three = forged(&body, 3);
     let VerifiedBy::Rsa { element, .. } = verify(&three).unwrap().verified_by().clone() else {
@@ -733,7 +739,7 @@ fn repeated_rsa_elements_count_once_toward_the_cap() {
     let unpadded = forgery.trim_end_matches('=');
     let header = format!("{forgery},{unpadded},{forgery},{forgery},{forgery},{good}");
     let verified = WebhookVerifier::new()
-        .verify(&rsa_headers(&header), &body, Some(&keys_a()), soon())
+        .verify_with_keys(&rsa_headers(&header), &body, Some(&keys_a()), soon())
         .unwrap();
     let VerifiedBy::Rsa { element, .. } = verified.verified_by().clone() else {
         panic!("not RSA");
@@ -751,7 +757,7 @@ fn repeated_hmac_elements_count_once_toward_the_cap() {
     let bad = format!("v1={}", "0".repeat(64));
     let repeated = format!("{t},{bad},{bad},{bad},{bad},{bad},{v1}");
     let verified = hmac_verifier()
-        .verify(&hmac_headers(&repeated), &body, None, soon())
+        .verify_with_keys(&hmac_headers(&repeated), &body, None, soon())
         .unwrap();
     assert_eq!(
         verified.verified_by(),
@@ -766,7 +772,7 @@ fn repeated_hmac_elements_count_once_toward_the_cap() {
 fn an_hmac_only_verifier_ignores_rsa_signatures_and_says_so() {
     let body = body();
     let err = hmac_verifier()
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&keys_a()),
@@ -789,7 +795,9 @@ fn hmac_is_used_when_configured_and_present() {
         HeaderValue::from_str(&value).unwrap(),
     );
     let both = WebhookVerifier::new().with_hmac_secret(HmacSecret::new("secret-one").unwrap());
-    let verified = both.verify(&headers, &body, None, soon()).unwrap();
+    let verified = both
+        .verify_with_keys(&headers, &body, None, soon())
+        .unwrap();
     assert!(matches!(verified.verified_by(), VerifiedBy::Hmac { .. }));
 }
 
@@ -902,14 +910,14 @@ fn app_token_errors_never_show_the_token() {
 
 fn rsa_key(headers: &HeaderMap, body: &[u8]) -> ReplayKey {
     WebhookVerifier::new()
-        .verify(headers, body, Some(&keys_a()), soon())
+        .verify_with_keys(headers, body, Some(&keys_a()), soon())
         .unwrap()
         .replay_key()
 }
 
 fn hmac_key(value: &str, body: &[u8], verifier: &WebhookVerifier) -> ReplayKey {
     verifier
-        .verify(&hmac_headers(value), body, None, soon())
+        .verify_with_keys(&hmac_headers(value), body, None, soon())
         .unwrap()
         .replay_key()
 }
@@ -1019,7 +1027,7 @@ fn the_json_fallback_identifies_the_delivery_by_its_canonical_bytes() {
         .into_bytes();
     let reencoded = WebhookVerifier::new()
         .with_json_fallback(true)
-        .verify(&headers, &pretty, Some(&keys_a()), soon())
+        .verify_with_keys(&headers, &pretty, Some(&keys_a()), soon())
         .unwrap();
     assert!(reencoded.reencoded());
     assert_eq!(reencoded.replay_key(), rsa_key(&headers, &body));
@@ -1066,7 +1074,7 @@ fn a_signature_value_at_or_above_the_modulus_is_refused() {
     let original = rsa_headers(&format!("v1={}", engine.encode(&s)));
     assert!(
         WebhookVerifier::new()
-            .verify(&original, &body, Some(&keys_a()), soon())
+            .verify_with_keys(&original, &body, Some(&keys_a()), soon())
             .is_ok(),
         "s itself verifies"
     );
@@ -1092,7 +1100,7 @@ fn installation(app_uid: &str, event: &str, stack: &str) -> Vec<u8> {
 
 fn verified(body: &[u8]) -> VerifiedWebhook {
     WebhookVerifier::new()
-        .verify(
+        .verify_with_keys(
             &signed(body, SaltLength::Digest),
             body,
             Some(&keys_a()),
@@ -1219,7 +1227,7 @@ fn a_built_body_has_triggered_at_first_and_to_the_millisecond() {
     );
     let headers = signed(body.as_bytes(), SaltLength::Digest);
     let verified = WebhookVerifier::new()
-        .verify(&headers, body.as_bytes(), Some(&keys_a()), at)
+        .verify_with_keys(&headers, body.as_bytes(), Some(&keys_a()), at)
         .unwrap();
     assert_eq!(verified.signed_at(), at_ms(TRIGGERED_MS));
     assert_eq!(verified.api_key(), Some("blt1"));
@@ -1262,7 +1270,7 @@ fn deliver(
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(WebhookVerifier::new().verify_delivery(
+        .block_on(WebhookVerifier::new().verify(
             headers,
             bytes::Bytes::copy_from_slice(body),
             source,
@@ -1338,7 +1346,7 @@ fn windows_of_any_length_verify_without_overflowing() {
     );
     let body = body();
     verifier
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&keys_a()),
@@ -1347,7 +1355,7 @@ fn windows_of_any_length_verify_without_overflowing() {
         .unwrap();
     // A year late is within a hundred years' tolerance.
     verifier
-        .verify(
+        .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
             Some(&keys_a()),

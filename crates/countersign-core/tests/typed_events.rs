@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
+use countersign_core::contentful::steps::RequestSteps as _;
+use countersign_core::contentstack::steps::WebhookSteps as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use countersign_core::contentful::{
-    self, Action, Context, Entity, RequestToSign, SigningSecret, Topic, Verifier,
+    self, Action, Context, Entity, RequestToSign, RequestVerifier, SigningSecret, Topic,
 };
 use countersign_core::contentstack::{
     Event, KeySet, Module, Phase, SaltLength, SigningKey, WebhookVerifier,
@@ -203,7 +205,7 @@ fn a_verified_webhook_has_typed_module_and_event_and_unknown_ones_verify() {
             .unwrap(),
         );
         let verified = verifier
-            .verify(&headers, body.as_bytes(), Some(&keys), now)
+            .verify_with_keys(&headers, body.as_bytes(), Some(&keys), now)
             .unwrap();
         assert_eq!(verified.module(), Some(typed.0));
         assert_eq!(verified.event(), Some(typed.1));
@@ -214,7 +216,7 @@ fn a_verified_webhook_has_typed_module_and_event_and_unknown_ones_verify() {
 fn a_verified_request_has_a_typed_topic_only_when_it_is_signed() {
     let secret = SigningSecret::new("a".repeat(64)).unwrap();
     let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
-    let verifier = Verifier::new(secret.clone());
+    let verifier = RequestVerifier::new(secret.clone());
     let with_topic = |topic: &str, signed: bool| {
         let request = RequestToSign::new(Method::POST, "/events");
         let request = if signed {
@@ -228,7 +230,7 @@ fn a_verified_request_has_a_typed_topic_only_when_it_is_signed() {
             .unwrap();
         headers.insert("x-contentful-topic", HeaderValue::from_str(topic).unwrap());
         verifier
-            .verify(&Method::POST, "/events", &headers, b"", at)
+            .verify_parts(&Method::POST, "/events", &headers, b"", at)
             .unwrap()
             .topic()
     };

@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 
 use axum::{Json, Router, routing::post};
-use countersign::contentful::{RequestKinds, SigningSecret, Verifier};
+use countersign::contentful::{RequestKinds, RequestVerifier, SigningSecret};
 use countersign::replay::{DeliveryId, MemoryStore, ReplayGuardLayer};
-use countersign::{ContentfulLayer, ContentfulRequest};
+use countersign::{ContentfulRequest, ContentfulRequestLayer};
 use tower::ServiceBuilder;
 
 async fn on_event(
@@ -28,9 +28,9 @@ async fn on_event(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = SigningSecret::generate()?;
     // Events only: a request a user had the app frontend sign is refused here (403).
-    let verifier = Verifier::new(secret.clone()).with_kinds(RequestKinds::EVENTS);
+    let verifier = RequestVerifier::new(secret.clone()).with_kinds(RequestKinds::EVENTS);
     let layers = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(verifier))
+        .layer(ContentfulRequestLayer::new(verifier))
         .layer(ReplayGuardLayer::new(MemoryStore::default()));
     let app = Router::new().route("/contentful/events", post(on_event).layer(layers));
 

@@ -128,7 +128,9 @@ mod tests {
 
     /// A real verdict over `body`: a Contentful request signed and verified.
     fn verified(body: &'static [u8]) -> Verified {
-        use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+        use countersign_core::contentful::{
+            self, Context, RequestToSign, RequestVerifier, SigningSecret,
+        };
         let secret = SigningSecret::new("a".repeat(64)).unwrap();
         let at = std::time::SystemTime::now();
         let to_sign = RequestToSign::new(http::Method::POST, "/").with_body(body);
@@ -137,8 +139,8 @@ mod tests {
         let mut request = Request::post("/").body(()).unwrap();
         *request.headers_mut() = signed.to_header_map().unwrap();
         let (parts, ()) = request.into_parts();
-        let verdict = Verifier::new(secret)
-            .verify_request(&parts, Bytes::from_static(body), None, at)
+        let verdict = RequestVerifier::new(secret)
+            .verify(&parts, Bytes::from_static(body), None, at)
             .unwrap();
         Verified::Contentful(Arc::new(verdict))
     }

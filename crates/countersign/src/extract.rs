@@ -56,10 +56,12 @@ impl Verified {
 
 /// The verdict of `parts`, or the 500 that names the layers `extractor` needs.
 fn verified<'p>(parts: &'p Parts, extractor: &str) -> Result<&'p Verified, Rejection> {
-    parts
-        .extensions
-        .get::<Verified>()
-        .ok_or_else(|| layer_missing(extractor, "ContentstackWebhookLayer or ContentfulLayer"))
+    parts.extensions.get::<Verified>().ok_or_else(|| {
+        layer_missing(
+            extractor,
+            "ContentstackWebhookLayer or ContentfulRequestLayer",
+        )
+    })
 }
 
 fn layer_missing(extractor: &str, layer: &str) -> Rejection {
@@ -69,7 +71,7 @@ fn layer_missing(extractor: &str, layer: &str) -> Rejection {
     )
 }
 
-/// A Contentful request whose signature [`ContentfulLayer`](crate::ContentfulLayer) verified:
+/// A Contentful request whose signature [`ContentfulRequestLayer`](crate::ContentfulRequestLayer) verified:
 /// space, environment, user, app, CRN, topic and every other signed header.
 ///
 /// ```
@@ -96,7 +98,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ContentfulRequest {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
         match parts.extensions.get::<Verified>() {
             Some(Verified::Contentful(verdict)) => Ok(Self(Arc::clone(verdict))),
-            _ => Err(layer_missing("ContentfulRequest", "ContentfulLayer")),
+            _ => Err(layer_missing("ContentfulRequest", "ContentfulRequestLayer")),
         }
     }
 }
@@ -172,7 +174,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ContentstackWe
 /// Its `Display` is 64 lower-case hex characters.
 ///
 /// Needs [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) or
-/// [`ContentfulLayer`](crate::ContentfulLayer) on the route.
+/// [`ContentfulRequestLayer`](crate::ContentfulRequestLayer) on the route.
 ///
 /// ```
 /// use countersign::replay::DeliveryId;

@@ -68,7 +68,7 @@ pub trait Guard: sealed::Sealed + Clone + Send + Sync + 'static {
 }
 
 /// Every check layer of this crate: a [`Guard`] and how to answer its rejections. The layers
-/// are named aliases of it ([`ContentfulLayer`](crate::ContentfulLayer),
+/// are named aliases of it ([`ContentfulRequestLayer`](crate::ContentfulRequestLayer),
 /// [`IpAllowlistLayer`](crate::IpAllowlistLayer), ...).
 #[derive(Clone, Debug)]
 pub struct GuardLayer<G> {

@@ -4,9 +4,9 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use axum::{Json, Router, routing::post};
-//! use countersign::contentful::{RequestKinds, SigningSecret, Verifier};
+//! use countersign::contentful::{RequestKinds, SigningSecret, RequestVerifier};
 //! use countersign::contentstack::{StaticKeys, WebhookVerifier};
-//! use countersign::{ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer};
+//! use countersign::{ContentfulRequestLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer};
 //! use serde::Deserialize;
 //!
 //! #[derive(Deserialize)]
@@ -26,7 +26,7 @@
 //! // In production: WellKnownKeys::for_region(&"eu".parse()?) fetches and caches the key.
 //! let contentstack_keys = StaticKeys::parse(pem)?;
 //! // App events only: never a request a user had the app frontend sign.
-//! let contentful_verifier = Verifier::new(SigningSecret::new(std::env::var("CONTENTFUL_SIGNING_SECRET")?)?)
+//! let contentful_verifier = RequestVerifier::new(SigningSecret::new(std::env::var("CONTENTFUL_SIGNING_SECRET")?)?)
 //!     .with_kinds(RequestKinds::EVENTS);
 //!
 //! let app = Router::new()
@@ -34,7 +34,7 @@
 //!         "/webhooks/contentstack",
 //!         post(contentstack).layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), contentstack_keys)),
 //!     )
-//!     .route("/contentful/events", post(contentful).layer(ContentfulLayer::new(contentful_verifier)));
+//!     .route("/contentful/events", post(contentful).layer(ContentfulRequestLayer::new(contentful_verifier)));
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
@@ -50,7 +50,7 @@
 //! | [`BasicAuthLayer`] | `Authorization: Basic`, several pairs for rotation | 401 + `WWW-Authenticate` |
 //! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
 //! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at`; with a [`Tenancy`](contentstack::Tenancy), this app's uid and stacks | 401, 403 not ours, 503 without a key |
-//! | [`ContentfulLayer`] | Contentful's request signature, TTL; the kinds of request the route takes | 401, 403 another kind |
+//! | [`ContentfulRequestLayer`] | Contentful's request signature, TTL; the kinds of request the route takes | 401, 403 another kind |
 //! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key or when the spent-token store cannot answer |
 //! | [`session::SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
 //! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis); holds a renewed lease while the handler runs | 200 duplicate, 409, 503 |
@@ -151,7 +151,7 @@ pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, 
 pub use guard::Clock;
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
-pub use verify_contentful::ContentfulLayer;
+pub use verify_contentful::ContentfulRequestLayer;
 pub use verify_contentstack::ContentstackWebhookLayer;
 
 /// The README's and the guides' examples, compiled and run as doc tests.

@@ -1,4 +1,4 @@
-//! [`ContentfulLayer`]: verifies Contentful's request signature before the handler runs.
+//! [`ContentfulRequestLayer`]: verifies Contentful's request signature before the handler runs.
 //!
 //! App events, app actions, webhooks with a signing secret and frontend-signed requests all
 //! carry the same signature. The layer reads the body (up to a limit), verifies the signature
@@ -9,38 +9,38 @@
 //!
 //! Every user of every space that installed the app can have the app frontend sign a request
 //! with the app's secret, with any path, topic and body. So a route that acts on app events or
-//! webhooks takes only those kinds ([`Verifier::with_kinds`] with
+//! webhooks takes only those kinds ([`RequestVerifier::with_kinds`] with
 //! [`RequestKinds::EVENTS`](countersign_core::contentful::RequestKinds::EVENTS)): a
 //! frontend-signed request there is answered 403 `request_kind_not_allowed`. A space's webhook
-//! secret is bound to its space ([`Verifier::with_space_webhook_secret`]).
+//! secret is bound to its space ([`RequestVerifier::with_space_webhook_secret`]).
 //!
 //! ```
 //! use axum::{Json, Router, routing::post};
-//! use countersign::contentful::{RequestKinds, SigningSecret, Verifier};
-//! use countersign::{ContentfulLayer, ContentfulRequest};
+//! use countersign::contentful::{RequestKinds, SigningSecret, RequestVerifier};
+//! use countersign::{ContentfulRequestLayer, ContentfulRequest};
 //!
 //! # fn main() -> Result<(), countersign::ConfigError> {
-//! let verifier = Verifier::new(SigningSecret::new("a".repeat(64))?)
+//! let verifier = RequestVerifier::new(SigningSecret::new("a".repeat(64))?)
 //!     .with_space_webhook_secret("space-1", SigningSecret::new("b".repeat(64))?)
 //!     .with_kinds(RequestKinds::EVENTS);
 //! let app: Router = Router::new()
 //!     .route("/contentful/events", post(|event: ContentfulRequest, Json(body): Json<serde_json::Value>| async move {
 //!         format!("{:?}: {body}", event.topic())
 //!     }))
-//!     .layer(ContentfulLayer::new(verifier).with_body_limit(1024 * 1024));
+//!     .layer(ContentfulRequestLayer::new(verifier).with_body_limit(1024 * 1024));
 //! # Ok(())
 //! # }
 //! ```
 //!
 //! Behind a reverse proxy that strips a path prefix, configure it on the verifier
-//! ([`Verifier::with_path_prefix`]), or trust `X-Forwarded-Prefix` from your proxies only
-//! ([`ContentfulLayer::with_forwarded_prefix`]).
+//! ([`RequestVerifier::with_path_prefix`]), or trust `X-Forwarded-Prefix` from your proxies only
+//! ([`RequestVerifier::with_forwarded_prefix`]; the layer needs
+//! `into_make_service_with_connect_info::<SocketAddr>()` to know the peer).
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use countersign_core::contentful::Verifier;
-use countersign_core::ip::IpAllowlist;
+use countersign_core::contentful::RequestVerifier;
 use http::Request;
 
 use crate::Rejection;
@@ -50,54 +50,44 @@ use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, peer_address
 use crate::metrics::{self, Provider};
 
 /// Verifies Contentful request signatures. See the [module docs](self).
-pub type ContentfulLayer = GuardLayer<ContentfulGuard>;
+pub type ContentfulRequestLayer = GuardLayer<ContentfulRequestGuard>;
 
-/// The check [`ContentfulLayer`] runs: the core's [`Verifier::verify_request`] on the buffered
+/// The check [`ContentfulRequestLayer`] runs: the core's [`RequestVerifier::verify`] on the buffered
 /// request.
 #[derive(Clone, Debug)]
-pub struct ContentfulGuard {
-    verifier: Arc<Verifier>,
+pub struct ContentfulRequestGuard {
+    verifier: Arc<RequestVerifier>,
     limits: BodyLimits,
     clock: Clock,
 }
 
-impl ContentfulLayer {
+impl ContentfulRequestLayer {
     /// A layer verifying with `verifier` (its secrets, TTL, future skew and path prefix).
     #[must_use]
-    pub fn new(verifier: Verifier) -> Self {
-        Self::from_guard(ContentfulGuard {
+    pub fn new(verifier: RequestVerifier) -> Self {
+        Self::from_guard(ContentfulRequestGuard {
             verifier: Arc::new(verifier),
             limits: BodyLimits::default(),
             clock: Clock::system(),
         })
     }
-
-    /// Takes the path prefix from `X-Forwarded-Prefix` when, and only when, the socket peer is
-    /// one of `proxies` (needs `into_make_service_with_connect_info::<SocketAddr>()`); see
-    /// [`Verifier::with_forwarded_prefix`].
-    #[must_use]
-    pub fn with_forwarded_prefix(mut self, proxies: IpAllowlist) -> Self {
-        let verifier = &mut self.guard_mut().verifier;
-        *verifier = Arc::new((**verifier).clone().with_forwarded_prefix(proxies));
-        self
-    }
 }
 
-impl sealed::Sealed for ContentfulGuard {}
+impl sealed::Sealed for ContentfulRequestGuard {}
 
-impl ReadsBody for ContentfulGuard {
+impl ReadsBody for ContentfulRequestGuard {
     fn body_limits(&mut self) -> &mut BodyLimits {
         &mut self.limits
     }
 }
 
-impl ReadsClock for ContentfulGuard {
+impl ReadsClock for ContentfulRequestGuard {
     fn clock(&mut self) -> &mut Clock {
         &mut self.clock
     }
 }
 
-impl Guard for ContentfulGuard {
+impl Guard for ContentfulRequestGuard {
     const ASYNC: bool = true;
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
@@ -114,7 +104,7 @@ impl Guard for ContentfulGuard {
         let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = self
             .verifier
-            .verify_request(&parts, body, peer, now)
+            .verify(&parts, body, peer, now)
             .map_err(Rejection::from);
         metrics::verification(provider, &verdict, timer);
         let verdict = verdict?;

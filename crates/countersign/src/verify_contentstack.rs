@@ -53,9 +53,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use countersign_core::contentstack::{
-    AnyStack, KeySource, NoKeys, StackCheck, Tenancy, WebhookVerifier,
-};
+use countersign_core::contentstack::{AnyStack, KeySource, StackCheck, Tenancy, WebhookVerifier};
 use http::Request;
 
 use crate::Rejection;
@@ -66,12 +64,12 @@ use crate::metrics::{self, Provider};
 
 /// Verifies Contentstack webhook signatures, and optionally that the delivery is for this app
 /// and its stacks. See the [module docs](self).
-pub type ContentstackWebhookLayer<K, S = AnyStack> = GuardLayer<ContentstackGuard<K, S>>;
+pub type ContentstackWebhookLayer<K, S = AnyStack> = GuardLayer<ContentstackWebhookGuard<K, S>>;
 
 /// The check [`ContentstackWebhookLayer`] runs: the core's
-/// [`WebhookVerifier::verify_delivery`] on the buffered request.
+/// [`WebhookVerifier::verify`] on the buffered request.
 #[derive(Debug)]
-pub struct ContentstackGuard<K, S = AnyStack> {
+pub struct ContentstackWebhookGuard<K, S = AnyStack> {
     verifier: Arc<WebhookVerifier>,
     keys: K,
     tenancy: Arc<Tenancy<S>>,
@@ -79,7 +77,7 @@ pub struct ContentstackGuard<K, S = AnyStack> {
     clock: Clock,
 }
 
-impl<K: Clone, S> Clone for ContentstackGuard<K, S> {
+impl<K: Clone, S> Clone for ContentstackWebhookGuard<K, S> {
     fn clone(&self) -> Self {
         Self {
             verifier: Arc::clone(&self.verifier),
@@ -96,7 +94,7 @@ impl<K: KeySource + Clone> ContentstackWebhookLayer<K> {
     /// from `keys`.
     #[must_use]
     pub fn new(verifier: WebhookVerifier, keys: K) -> Self {
-        Self::from_guard(ContentstackGuard {
+        Self::from_guard(ContentstackWebhookGuard {
             verifier: Arc::new(verifier),
             keys,
             tenancy: Arc::new(Tenancy::new()),
@@ -114,7 +112,7 @@ impl<K: KeySource + Clone, S> ContentstackWebhookLayer<K, S> {
         self,
         tenancy: Tenancy<T>,
     ) -> ContentstackWebhookLayer<K, T> {
-        self.map_guard(|guard| ContentstackGuard {
+        self.map_guard(|guard| ContentstackWebhookGuard {
             verifier: guard.verifier,
             keys: guard.keys,
             tenancy: Arc::new(tenancy),
@@ -124,29 +122,21 @@ impl<K: KeySource + Clone, S> ContentstackWebhookLayer<K, S> {
     }
 }
 
-impl ContentstackWebhookLayer<NoKeys> {
-    /// A layer for HMAC-signed deliveries only (`verifier` from [`WebhookVerifier::hmac_only`]).
-    #[must_use]
-    pub fn hmac_only(verifier: WebhookVerifier) -> Self {
-        Self::new(verifier.with_rsa(false), NoKeys)
-    }
-}
+impl<K, S> sealed::Sealed for ContentstackWebhookGuard<K, S> {}
 
-impl<K, S> sealed::Sealed for ContentstackGuard<K, S> {}
-
-impl<K, S> ReadsBody for ContentstackGuard<K, S> {
+impl<K, S> ReadsBody for ContentstackWebhookGuard<K, S> {
     fn body_limits(&mut self) -> &mut BodyLimits {
         &mut self.limits
     }
 }
 
-impl<K, S> ReadsClock for ContentstackGuard<K, S> {
+impl<K, S> ReadsClock for ContentstackWebhookGuard<K, S> {
     fn clock(&mut self) -> &mut Clock {
         &mut self.clock
     }
 }
 
-impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
+impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackWebhookGuard<K, S> {
     const ASYNC: bool = true;
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
@@ -161,7 +151,7 @@ impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackGuard<K, S> {
             .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
         let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = (self.verifier)
-            .verify_delivery(&parts.headers, body, &self.keys, &self.tenancy, now)
+            .verify(&parts.headers, body, &self.keys, &self.tenancy, now)
             .await
             .map_err(Rejection::from);
         metrics::verification(provider, &verdict, timer);

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use countersign::contentful::{Context, SigningSecret, Verifier};
+use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::contentstack::{
     AppTokenVerifier, SigningKey, StackAllowlist, StaticKeys, Tenancy, WebhookVerifier,
     mint_app_token,
@@ -22,7 +22,9 @@ use countersign::credentials::BasicAuth;
 use countersign::ip::{ForwardedHeader, IpAllowlist};
 use countersign::replay::{MemoryStore, REPLAY_HEADER, ReplayGuardLayer};
 use countersign::session::{AppTokenLayer, SessionKey, Sessions};
-use countersign::{BasicAuthLayer, ContentfulLayer, ContentstackWebhookLayer, IpAllowlistLayer};
+use countersign::{
+    BasicAuthLayer, ContentfulRequestLayer, ContentstackWebhookLayer, IpAllowlistLayer,
+};
 use http::HeaderValue;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
@@ -46,7 +48,7 @@ async fn target() -> String {
         )
         .layer(ReplayGuardLayer::new(MemoryStore::new(1_000)));
     let contentful = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(Verifier::new(
+        .layer(ContentfulRequestLayer::new(RequestVerifier::new(
             SigningSecret::new(SECRET).unwrap(),
         )))
         .layer(ReplayGuardLayer::new(MemoryStore::new(1_000)));

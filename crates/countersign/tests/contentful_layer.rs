@@ -1,4 +1,4 @@
-//! `ContentfulLayer` end to end: a real axum server on loopback, a real HTTP client, real
+//! `ContentfulRequestLayer` end to end: a real axum server on loopback, a real HTTP client, real
 //! signatures.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
@@ -10,9 +10,9 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::*;
-use countersign::contentful::{Context, SigningSecret, Verifier};
+use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::ip::IpAllowlist;
-use countersign::{Clock, ContentfulLayer, ContentfulRequest};
+use countersign::{Clock, ContentfulRequest, ContentfulRequestLayer};
 use serde_json::{Value, json};
 
 async fn echo(request: ContentfulRequest, Json(body): Json<Value>) -> Json<Value> {
@@ -25,11 +25,11 @@ async fn echo(request: ContentfulRequest, Json(body): Json<Value>) -> Json<Value
     }))
 }
 
-fn verifier() -> Verifier {
-    Verifier::new(SigningSecret::new(SECRET).unwrap())
+fn verifier() -> RequestVerifier {
+    RequestVerifier::new(SigningSecret::new(SECRET).unwrap())
 }
 
-async fn server(layer: ContentfulLayer) -> String {
+async fn server(layer: ContentfulRequestLayer) -> String {
     let app = Router::new()
         .route("/hooks/{name}", post(echo))
         .layer(layer);
@@ -58,7 +58,7 @@ async fn post_signed(
 
 #[tokio::test]
 async fn a_signed_request_reaches_a_json_handler_with_its_verified_context() {
-    let base = server(ContentfulLayer::new(verifier())).await;
+    let base = server(ContentfulRequestLayer::new(verifier())).await;
     let context = Context {
         space_id: Some("space-1".into()),
         user_id: Some("user-9".into()),
@@ -82,7 +82,7 @@ async fn a_signed_request_reaches_a_json_handler_with_its_verified_context() {
 
 #[tokio::test]
 async fn a_forged_request_is_401_problem_json_without_secrets() {
-    let base = server(ContentfulLayer::new(verifier())).await;
+    let base = server(ContentfulRequestLayer::new(verifier())).await;
     let response = post_signed(
         &base,
         "/hooks/entry",
@@ -106,7 +106,7 @@ async fn a_forged_request_is_401_problem_json_without_secrets() {
 
 #[tokio::test]
 async fn a_changed_body_or_query_is_401() {
-    let base = server(ContentfulLayer::new(verifier())).await;
+    let base = server(ContentfulRequestLayer::new(verifier())).await;
     let path = "/hooks/entry?x=1";
     let mut request = client()
         .post(format!("{base}/hooks/entry?x=2"))
@@ -119,7 +119,7 @@ async fn a_changed_body_or_query_is_401() {
 
 #[tokio::test]
 async fn an_unsigned_request_is_401_signature_missing() {
-    let base = server(ContentfulLayer::new(verifier())).await;
+    let base = server(ContentfulRequestLayer::new(verifier())).await;
     let response = client()
         .post(format!("{base}/hooks/x"))
         .body("{}")
@@ -136,7 +136,7 @@ async fn an_unsigned_request_is_401_signature_missing() {
 #[tokio::test]
 async fn an_expired_request_is_401_timestamp_expired() {
     let later = Clock::from_fn(|| std::time::SystemTime::now() + Duration::from_secs(31));
-    let base = server(ContentfulLayer::new(verifier()).with_clock(later)).await;
+    let base = server(ContentfulRequestLayer::new(verifier()).with_clock(later)).await;
     let response = post_signed(&base, "/hooks/x", SECRET, "{}", &Context::default(), &[]).await;
     let (status, problem) = problem(response).await;
     assert_eq!(
@@ -148,7 +148,7 @@ async fn an_expired_request_is_401_timestamp_expired() {
 #[tokio::test]
 async fn both_secrets_verify_during_a_rotation() {
     let rotating = verifier().with_secret(SigningSecret::new(NEXT_SECRET).unwrap());
-    let base = server(ContentfulLayer::new(rotating)).await;
+    let base = server(ContentfulRequestLayer::new(rotating)).await;
     for (secret, index) in [(SECRET, 0), (NEXT_SECRET, 1)] {
         let response = post_signed(&base, "/hooks/x", secret, "{}", &Context::default(), &[]).await;
         assert_eq!(response.status(), 200);
@@ -175,13 +175,15 @@ async fn x_forwarded_prefix_is_trusted_from_trusted_proxies_only() {
         }
         request.body("{}").send().await.unwrap().status()
     };
-    let trusting_loopback = ContentfulLayer::new(verifier())
-        .with_forwarded_prefix(IpAllowlist::new(["127.0.0.1"]).unwrap());
+    let trusting_loopback = ContentfulRequestLayer::new(
+        verifier().with_forwarded_prefix(IpAllowlist::new(["127.0.0.1"]).unwrap()),
+    );
     assert_eq!(send(server(trusting_loopback).await).await, 200);
-    let trusting_others = ContentfulLayer::new(verifier())
-        .with_forwarded_prefix(IpAllowlist::new(["10.0.0.0/8"]).unwrap());
+    let trusting_others = ContentfulRequestLayer::new(
+        verifier().with_forwarded_prefix(IpAllowlist::new(["10.0.0.0/8"]).unwrap()),
+    );
     assert_eq!(send(server(trusting_others).await).await, 401);
-    let configured = ContentfulLayer::new(verifier().with_path_prefix("/api").unwrap());
+    let configured = ContentfulRequestLayer::new(verifier().with_path_prefix("/api").unwrap());
     let base = server(configured).await;
     let mut request = client()
         .post(format!("{base}/hooks/x"))
@@ -195,7 +197,7 @@ async fn x_forwarded_prefix_is_trusted_from_trusted_proxies_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_verified_requests() {
-    let base = server(ContentfulLayer::new(verifier())).await;
+    let base = server(ContentfulRequestLayer::new(verifier())).await;
     let client = client();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -228,7 +230,7 @@ async fn two_hundred_concurrent_verified_requests() {
 
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_413_before_it_is_read() {
-    let base = server(ContentfulLayer::new(verifier()).with_body_limit(1024)).await;
+    let base = server(ContentfulRequestLayer::new(verifier()).with_body_limit(1024)).await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n";
     // No body is sent at all: the answer comes from the declared length.
@@ -241,7 +243,7 @@ async fn a_declared_body_over_the_limit_is_413_before_it_is_read() {
 
 #[tokio::test]
 async fn a_streamed_body_over_the_limit_is_413() {
-    let base = server(ContentfulLayer::new(verifier()).with_body_limit(1024)).await;
+    let base = server(ContentfulRequestLayer::new(verifier()).with_body_limit(1024)).await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     let chunk = format!("400\r\n{}\r\n", "a".repeat(1024));
@@ -255,9 +257,10 @@ async fn a_streamed_body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn a_slow_body_is_408() {
-    let base =
-        server(ContentfulLayer::new(verifier()).with_read_timeout(Duration::from_millis(300)))
-            .await;
+    let base = server(
+        ContentfulRequestLayer::new(verifier()).with_read_timeout(Duration::from_millis(300)),
+    )
+    .await;
     let addr = base.trim_start_matches("http://").parse().unwrap();
     let head = "POST /hooks/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
     // Ten bytes, then nothing for longer than the bound.

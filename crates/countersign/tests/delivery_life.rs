@@ -273,8 +273,8 @@ async fn a_stack_check_that_cannot_answer_is_503_so_that_contentstack_retries() 
 
 #[tokio::test]
 async fn contentful_retries_signed_afresh_have_one_delivery_id() {
-    use countersign::ContentfulLayer;
-    use countersign::contentful::{Context, SigningSecret, Verifier};
+    use countersign::ContentfulRequestLayer;
+    use countersign::contentful::{Context, RequestVerifier, SigningSecret};
     // No replay guard here: the handler sees every attempt, and the id it would write by.
     let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = ids.clone();
@@ -285,7 +285,8 @@ async fn contentful_retries_signed_afresh_have_one_delivery_id() {
             "handled"
         }
     });
-    let layer = ContentfulLayer::new(Verifier::new(SigningSecret::new(SECRET).unwrap()));
+    let layer =
+        ContentfulRequestLayer::new(RequestVerifier::new(SigningSecret::new(SECRET).unwrap()));
     let url = format!(
         "http://{}/events",
         serve(Router::new().route("/events", handler.layer(layer))).await

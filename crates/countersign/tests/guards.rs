@@ -321,7 +321,7 @@ async fn an_extractor_without_its_layer_explains_the_misconfiguration() {
     assert_eq!(response.status(), 500);
     let rejection = response.extensions().get::<Rejection>().unwrap();
     assert_eq!(rejection.code(), "layer_missing");
-    assert!(rejection.message().contains("ContentfulLayer"));
+    assert!(rejection.message().contains("ContentfulRequestLayer"));
 }
 
 /// A body that counts how often it is polled, for checks that must not read it.
@@ -392,10 +392,11 @@ fn head_refusals_answer_at_once_without_reading_the_body() {
             .unwrap(),
     );
     assert_eq!(refused_at_once(headers, "192.0.2.1", &[]), 401);
-    let contentful = countersign::ContentfulLayer::new(countersign::contentful::Verifier::new(
-        countersign::contentful::SigningSecret::new("a".repeat(64)).unwrap(),
-    ))
-    .with_body_limit(10);
+    let contentful =
+        countersign::ContentfulRequestLayer::new(countersign::contentful::RequestVerifier::new(
+            countersign::contentful::SigningSecret::new("a".repeat(64)).unwrap(),
+        ))
+        .with_body_limit(10);
     assert_eq!(
         refused_at_once(contentful, "192.0.2.1", &[("content-length", "11")]),
         413

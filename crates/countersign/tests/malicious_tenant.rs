@@ -15,14 +15,16 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::routing::{get, post};
 use common::*;
-use countersign::contentful::{Context, RequestKinds, SigningSecret, Verifier, canonical_string};
+use countersign::contentful::{
+    Context, RequestKinds, RequestVerifier, SigningSecret, canonical_string,
+};
 use countersign::contentstack::{
     AppTokenVerifier, HmacSecret, SigningKey, StaticKeys, Tenancy, WebhookBody, WebhookVerifier,
     mint_app_token,
 };
 use countersign::replay::{MemoryStore, REPLAY_HEADER, ReplayGuardLayer};
 use countersign::session::{AppTokenLayer, SessionKey, Sessions};
-use countersign::{ContentfulLayer, ContentfulRequest, ContentstackWebhookLayer};
+use countersign::{ContentfulRequest, ContentfulRequestLayer, ContentstackWebhookLayer};
 use hmac::Mac as _;
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -52,17 +54,17 @@ async fn handled(request: ContentfulRequest) -> String {
 /// A Contentful app: events (and webhooks) on one route, the frontend's calls on another, one
 /// replay store for both, and the app's secret beside space A's bound webhook secret.
 async fn contentful_app() -> String {
-    let verifier = Verifier::new(SigningSecret::new(SECRET).unwrap())
+    let verifier = RequestVerifier::new(SigningSecret::new(SECRET).unwrap())
         .with_space_webhook_secret("space-a", SigningSecret::new(SPACE_A_SECRET).unwrap())
         .with_space_webhook_secret("space-b", SigningSecret::new(SPACE_B_SECRET).unwrap());
     let replay = ReplayGuardLayer::new(MemoryStore::new(1_000));
     let events = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(
+        .layer(ContentfulRequestLayer::new(
             verifier.clone().with_kinds(RequestKinds::EVENTS),
         ))
         .layer(replay.clone());
     let frontend = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(
+        .layer(ContentfulRequestLayer::new(
             verifier.with_kinds(RequestKinds::FRONTEND),
         ))
         .layer(replay);

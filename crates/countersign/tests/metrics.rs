@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::routing::{get, post};
-use countersign::contentful::{SigningSecret, Verifier};
+use countersign::contentful::{RequestVerifier, SigningSecret};
 use countersign::contentstack::{KeySource, WebhookBody, WebhookVerifier};
 use countersign::metrics::{
     CONTENTFUL_MATCHES, CONTENTSTACK_MATCHES, KEY_FETCHES, REPLAY, VERIFICATIONS,
@@ -21,7 +21,7 @@ use countersign::metrics::{
 use countersign::replay::{MemoryStore, ReplayGuardLayer};
 use countersign::testing::TestKit;
 use countersign::well_known::WellKnownKeys;
-use countersign::{ContentfulLayer, ContentstackWebhookLayer};
+use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use http::{Request, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tower::ServiceExt as _;
@@ -83,14 +83,16 @@ async fn the_layers_count_matches_replays_and_key_fetches() {
     let kit = TestKit::new();
 
     // Which Contentful secret matched, during a rotation: the kit's secret listed second.
-    let rotation =
-        Verifier::with_secrets([SigningSecret::generate().unwrap(), kit.contentful_secret()])
-            .unwrap();
+    let rotation = RequestVerifier::with_secrets([
+        SigningSecret::generate().unwrap(),
+        kit.contentful_secret(),
+    ])
+    .unwrap();
     let contentful = Router::new().route(
         "/c",
         post(|| async { "ok" }).layer(
             tower::ServiceBuilder::new()
-                .layer(ContentfulLayer::new(rotation))
+                .layer(ContentfulRequestLayer::new(rotation))
                 .layer(ReplayGuardLayer::new(MemoryStore::new(100))),
         ),
     );

@@ -12,12 +12,12 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use common::*;
-use countersign::contentful::{Context, SigningSecret, Verifier};
+use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::replay::{
     FullPolicy, MemoryStore, Owner, ReplayGuardLayer, ReplayKey, ReplayStore,
 };
-use countersign::{ContentfulLayer, ContentstackWebhookLayer};
+use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use tower::ServiceBuilder;
 
 /// A server whose handler counts how often it ran and answers `statuses` in turn (then 200).
@@ -177,7 +177,7 @@ async fn contentful_retries_share_the_signed_idempotency_key() {
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = handled.clone();
     let layers = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(Verifier::new(
+        .layer(ContentfulRequestLayer::new(RequestVerifier::new(
             SigningSecret::new(SECRET).unwrap(),
         )))
         .layer(ReplayGuardLayer::new(MemoryStore::new(100)));
@@ -268,8 +268,8 @@ async fn a_guard_behind_signatures_that_never_expire_refuses_instead_of_forgetti
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&handled);
     let layers = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(
-            Verifier::new(SigningSecret::new(SECRET).unwrap()).with_ttl(Duration::ZERO),
+        .layer(ContentfulRequestLayer::new(
+            RequestVerifier::new(SigningSecret::new(SECRET).unwrap()).with_ttl(Duration::ZERO),
         ))
         .layer(ReplayGuardLayer::new(MemoryStore::new(100)));
     let app = Router::new().route(

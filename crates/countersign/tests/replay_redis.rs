@@ -7,6 +7,7 @@
 
 mod common;
 
+use countersign::contentstack::steps::WebhookSteps as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -675,7 +676,7 @@ async fn fleet_under_kills() {
                 rsa_signature(PRIVATE_A, &body).parse().unwrap(),
             );
             let id = WebhookVerifier::new()
-                .verify(
+                .verify_with_keys(
                     &headers,
                     body.as_bytes(),
                     Some(&keys),

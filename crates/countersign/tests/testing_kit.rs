@@ -16,7 +16,7 @@ use countersign::replay::{MemoryStore, ReplayGuardLayer};
 use countersign::session::{AppSession, AppTokenLayer, SessionKey, Sessions};
 use countersign::testing::TestKit;
 use countersign::{
-    ContentfulLayer, ContentfulRequest, ContentstackWebhook, ContentstackWebhookLayer,
+    ContentfulRequest, ContentfulRequestLayer, ContentstackWebhook, ContentstackWebhookLayer,
 };
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -68,7 +68,7 @@ fn app(kit: &TestKit) -> Router {
             "/contentful",
             post(contentful).layer(
                 tower::ServiceBuilder::new()
-                    .layer(ContentfulLayer::new(kit.contentful_verifier()))
+                    .layer(ContentfulRequestLayer::new(kit.contentful_verifier()))
                     .layer(ReplayGuardLayer::new(MemoryStore::new(100))),
             ),
         )

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use countersign::contentful::{DEFAULT_TTL, SigningSecret, Verifier};
+use countersign::contentful::{DEFAULT_TTL, RequestVerifier, SigningSecret};
 use countersign::replay::{BoxReplayStore, RedisStore};
 
 mod records;
@@ -82,7 +82,7 @@ async fn main() -> Result<(), Error> {
         .map(|v| v.parse().map(Duration::from_secs))
         .transpose()?
         .unwrap_or(DEFAULT_TTL);
-    let mut verifier = Verifier::with_secrets(secrets.clone())?.with_ttl(ttl);
+    let mut verifier = RequestVerifier::with_secrets(secrets.clone())?.with_ttl(ttl);
     for (space, secret) in example_support::tenant_secrets(var("CONTENTFUL_WEBHOOK_SECRETS"))? {
         let Some(space) = space else {
             return Err("CONTENTFUL_WEBHOOK_SECRETS: each entry is SPACE_ID=secret".into());

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentful::{Action, Entity, RequestKinds, Topic, Verifier};
+use countersign::contentful::{Action, Entity, RequestKinds, RequestVerifier, Topic};
 use countersign::replay::{DeliveryId, ReplayGuardLayer, ReplayStore};
-use countersign::{ContentfulLayer, ContentfulRequest, Rejection};
+use countersign::{ContentfulRequest, ContentfulRequestLayer, Rejection};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
@@ -135,7 +135,11 @@ async fn action(
 }
 
 /// Every route of the app, with its layers.
-pub(crate) fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: Records) -> Router {
+pub(crate) fn routes<St: ReplayStore>(
+    verifier: RequestVerifier,
+    replay: St,
+    records: Records,
+) -> Router {
     // Verification first, then replay protection (one store for every route): a webhook's
     // retries share its signed idempotency key; a captured action replayed within the TTL has
     // the same signed message, and is acknowledged rather than run again. Events and webhooks
@@ -143,13 +147,13 @@ pub(crate) fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: R
     // records changes nothing: verified only.
     let replay = ReplayGuardLayer::new(replay);
     let events = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(
+        .layer(ContentfulRequestLayer::new(
             verifier.clone().with_kinds(RequestKinds::EVENTS),
         ))
         .layer(replay.clone());
     let frontend = verifier.with_kinds(RequestKinds::FRONTEND);
     let actions = ServiceBuilder::new()
-        .layer(ContentfulLayer::new(frontend.clone()))
+        .layer(ContentfulRequestLayer::new(frontend.clone()))
         .layer(replay);
     Router::new()
         .route("/contentful/webhooks", post(accepted).layer(events.clone()))
@@ -157,7 +161,7 @@ pub(crate) fn routes<St: ReplayStore>(verifier: Verifier, replay: St, records: R
         .route("/contentful/actions/{name}", post(action).layer(actions))
         .route(
             "/api/deliveries",
-            get(deliveries).layer(ContentfulLayer::new(frontend)),
+            get(deliveries).layer(ContentfulRequestLayer::new(frontend)),
         )
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(records)

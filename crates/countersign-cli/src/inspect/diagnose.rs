@@ -4,7 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use countersign_core::contentful::{self, SigningSecret, Verifier};
+use countersign_core::contentful::steps::RequestSteps as _;
+use countersign_core::contentful::{self, RequestVerifier, SigningSecret};
+use countersign_core::contentstack::steps::WebhookSteps as _;
 use countersign_core::contentstack::{
     self, HmacSecret, KeySet, VerifiedBy, WebhookVerifier, json_reencode,
 };
@@ -46,7 +48,7 @@ pub(super) fn contentful(
             SigningSecret::new(s.trim()).map_err(|e| Failure::input(format!("invalid secret: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let verifier = Verifier::with_secrets(secrets)
+    let verifier = RequestVerifier::with_secrets(secrets)
         .map_err(Failure::input)?
         .with_ttl(Duration::from_secs(args.ttl));
     for header in [
@@ -60,8 +62,15 @@ pub(super) fn contentful(
             format!("{header} {}", present(&request.headers, header)),
         );
     }
-    let verify = |verifier: &Verifier, target: &str, body: &[u8], prefix: Option<&str>| {
-        verifier.verify_with_prefix(&request.method, target, &request.headers, body, now, prefix)
+    let verify = |verifier: &RequestVerifier, target: &str, body: &[u8], prefix: Option<&str>| {
+        verifier.verify_parts_with_prefix(
+            &request.method,
+            target,
+            &request.headers,
+            body,
+            now,
+            prefix,
+        )
     };
     match verify(&verifier, &request.target, &request.body, None) {
         Ok(verified) => {
@@ -210,7 +219,7 @@ pub(super) fn contentstack(
             format!("{header} {}", present(&request.headers, header)),
         );
     }
-    match verifier.verify(&request.headers, &request.body, keys, now) {
+    match verifier.verify_with_keys(&request.headers, &request.body, keys, now) {
         Ok(verified) => {
             report.check("signature", true, describe(verified.verified_by()));
             report.check(
@@ -252,8 +261,12 @@ pub(super) fn contentstack(
         if body == request.body.as_slice() {
             return false;
         }
-        strict.verify(&request.headers, body, keys, now).is_ok()
-            || fallback.verify(&request.headers, body, keys, now).is_ok()
+        strict
+            .verify_with_keys(&request.headers, body, keys, now)
+            .is_ok()
+            || fallback
+                .verify_with_keys(&request.headers, body, keys, now)
+                .is_ok()
     });
     if report.causes.is_empty() {
         report.causes.push(

@@ -38,7 +38,7 @@ pub enum ErrorKind {
     /// headers (another space, user or time). The toolkit accepts it; we refuse it.
     AmbiguousHeader,
     /// The request is authentic but of a kind this verifier does not take
-    /// ([`Verifier::with_kinds`](super::Verifier::with_kinds)): a frontend-signed request on a
+    /// ([`RequestVerifier::with_kinds`](super::RequestVerifier::with_kinds)): a frontend-signed request on a
     /// route for events and webhooks, for instance.
     KindNotAllowed,
     /// The signed `x-contentful-space-id` and the space of the signed `x-contentful-crn`

@@ -19,8 +19,8 @@ pub enum RequestKind {
     /// Signed by the app's signing secret without a user: an app event, or an app action
     /// call that Contentful makes to the app's endpoint.
     App,
-    /// Signed by a webhook signing secret ([`Verifier::with_webhook_secret`](super::Verifier::with_webhook_secret),
-    /// [`Verifier::with_space_webhook_secret`](super::Verifier::with_space_webhook_secret)).
+    /// Signed by a webhook signing secret ([`RequestVerifier::with_webhook_secret`](super::RequestVerifier::with_webhook_secret),
+    /// [`RequestVerifier::with_space_webhook_secret`](super::RequestVerifier::with_space_webhook_secret)).
     Webhook,
 }
 
@@ -51,7 +51,7 @@ impl fmt::Display for RequestKind {
 }
 
 /// A set of [`RequestKind`]s: the kinds a verifier accepts
-/// ([`Verifier::with_kinds`](super::Verifier::with_kinds)).
+/// ([`RequestVerifier::with_kinds`](super::RequestVerifier::with_kinds)).
 ///
 /// ```
 /// use countersign_core::contentful::{RequestKind, RequestKinds};

@@ -17,7 +17,7 @@
 //!   and for tests.
 //! - [`app_identity`] mints the one-time token of `getManagementToken` and reads the access
 //!   token exchange: an app backend calling Contentful as the app.
-//! - [`Verifier`] does what its `verifyRequest` does, and more: several secrets at once for
+//! - [`RequestVerifier`] does what its `verifyRequest` does, and more: several secrets at once for
 //!   rotation, a bound on clock skew into the future, a path prefix for proxies that strip one,
 //!   and a typed verdict ([`VerifiedRequest`] or an [`Error`] with a [`ErrorKind`]).
 //!
@@ -28,11 +28,11 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use countersign_core::contentful::{ErrorKind, SigningSecret, Verifier};
+//! use countersign_core::contentful::{ErrorKind, SigningSecret, RequestVerifier};
 //! use http::{HeaderMap, Method};
 //!
 //! # fn main() -> Result<(), countersign_core::ConfigError> {
-//! let verifier = Verifier::new(SigningSecret::new("a".repeat(64))?)
+//! let verifier = RequestVerifier::new(SigningSecret::new("a".repeat(64))?)
 //!     // During a rotation, accept the next secret too:
 //!     .with_secret(SigningSecret::new("b".repeat(64))?)
 //!     .with_ttl(Duration::from_secs(30))
@@ -51,7 +51,7 @@
 //!
 //! # Where this differs from the toolkit
 //!
-//! - A timestamp more than [`Verifier::with_future_skew`] ahead of the clock (default 60 s) is
+//! - A timestamp more than [`RequestVerifier::with_future_skew`] ahead of the clock (default 60 s) is
 //!   rejected; the toolkit accepts any future timestamp.
 //! - The timestamp header must be plain decimal digits; the toolkit's `parseInt` also accepts
 //!   trailing garbage.
@@ -67,9 +67,9 @@
 //! An app is installed by strangers, and every user of every space that installed it can have
 //! Contentful sign requests with the app's secret. So a verified request also says
 //! [what kind](RequestKind) it is (frontend-signed for a user, an app event or action, a
-//! webhook), and a verifier takes only the kinds a route is for ([`Verifier::with_kinds`]).
+//! webhook), and a verifier takes only the kinds a route is for ([`RequestVerifier::with_kinds`]).
 //! A space's webhook signing secret can be bound to that space
-//! ([`Verifier::with_space_webhook_secret`]): it then verifies only requests that sign that
+//! ([`RequestVerifier::with_space_webhook_secret`]): it then verifies only requests that sign that
 //! space. Replay keys are scoped to the app, the space and the kind ([`crate::replay`]).
 
 pub mod app_identity;
@@ -78,6 +78,7 @@ mod error;
 mod kind;
 mod secret;
 mod sign;
+pub mod steps;
 mod topic;
 mod verify;
 
@@ -87,7 +88,9 @@ pub use kind::{RequestKind, RequestKinds};
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};
 pub use topic::{Action, CONTENT_MANAGEMENT, Entity, Topic};
-pub use verify::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, VerifiedRequest, Verifier};
+pub use verify::{
+    DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, RequestVerifier, VerifiedRequest,
+};
 
 /// `x-contentful-signature`: lower-case hex HMAC-SHA256, 64 characters.
 pub const SIGNATURE: &str = "x-contentful-signature";

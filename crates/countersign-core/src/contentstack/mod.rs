@@ -49,6 +49,7 @@ mod hmac;
 mod keys;
 mod region;
 mod source;
+pub mod steps;
 mod tenant;
 mod webhook;
 

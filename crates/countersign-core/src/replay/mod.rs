@@ -37,7 +37,7 @@
 //! - the provider (its domain above);
 //! - a namespace, the app: the Contentstack app uid given to
 //!   [`Tenancy::with_app_uid`](crate::contentstack::Tenancy::with_app_uid) by default, or one
-//!   set with `WebhookVerifier::with_namespace` or `contentful::Verifier::with_namespace` (your
+//!   set with `WebhookVerifier::with_namespace` or `contentful::RequestVerifier::with_namespace` (your
 //!   app definition id). Two apps that share one store never share a key when each has one. It
 //!   comes from configuration only, never from a request;
 //! - the tenant: the stack (`api_key`) of a Contentstack delivery, the signed space of a

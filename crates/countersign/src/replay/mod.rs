@@ -3,7 +3,7 @@
 //! through Redis.
 //!
 //! The layer sits after a verification layer ([`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer)
-//! or [`ContentfulLayer`](crate::ContentfulLayer)), whose verdict says what identifies the
+//! or [`ContentfulRequestLayer`](crate::ContentfulRequestLayer)), whose verdict says what identifies the
 //! verified delivery and for how long its signature stays acceptable
 //! ([`Verdict`](countersign_core::Verdict)): for Contentstack the digest of the verified body, for
 //! Contentful the signed idempotency key (or the verified HMAC where there is none). Every form
@@ -360,7 +360,7 @@ where
 fn identity_missing() -> Rejection {
     Rejection::of(
         &reason::REPLAY_IDENTITY_MISSING,
-        "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulLayer)",
+        "ReplayGuardLayer must run after a verification layer (ContentstackWebhookLayer or ContentfulRequestLayer)",
     )
 }
 

@@ -63,7 +63,7 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use countersign_core::contentful::{
-    self, Context, IDEMPOTENCY_KEY, RequestToSign, SigningSecret, TOPIC, Verifier,
+    self, Context, IDEMPOTENCY_KEY, RequestToSign, RequestVerifier, SigningSecret, TOPIC,
 };
 use countersign_core::contentstack::{
     APP_TOKEN_LIFETIME, APP_TOKEN_QUERY_PARAMETER, AppTokenVerifier, HMAC_SIGNATURE_HEADER,
@@ -217,8 +217,8 @@ impl TestKit {
     /// A Contentful verifier that accepts the kit's requests: the app's signing secret, and
     /// the webhook signing secret bound to the space [`Self::SPACE`].
     #[must_use]
-    pub fn contentful_verifier(&self) -> Verifier {
-        Verifier::new(self.contentful.clone())
+    pub fn contentful_verifier(&self) -> RequestVerifier {
+        RequestVerifier::new(self.contentful.clone())
             .with_space_webhook_secret(Self::SPACE, self.contentful_webhook.clone())
     }
 

@@ -1,4 +1,4 @@
-//! [`Verifier`]: the settings, the entry point, and the checks in order.
+//! [`RequestVerifier`]: the settings, the entry point, and the checks in order.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,8 +28,12 @@ use crate::{ConfigError, ConfigErrorKind, Verdict};
 /// Defaults: a time-to-live of [`DEFAULT_TTL`], a future skew of [`DEFAULT_FUTURE_SKEW`], no
 /// path prefix, every [kind](RequestKind) of request, no replay namespace
 /// ([`with_namespace`](Self::with_namespace)). Cheap to clone and to share between threads.
+///
+/// A backend calls [`verify`](Self::verify) (the `countersign` crate's layer does); the
+/// [`steps`](super::super::steps) module runs its checks on a request given as parts, for
+/// diagnosis and tests.
 #[derive(Clone)]
-pub struct Verifier {
+pub struct RequestVerifier {
     secrets: Vec<Secret>,
     ttl: Duration,
     future_skew: Duration,
@@ -47,7 +51,7 @@ struct Secret {
     webhook: bool,
 }
 
-impl Verifier {
+impl RequestVerifier {
     /// A verifier for requests signed with `secret`, the app's signing secret (app events, app
     /// actions, frontend-signed requests).
     #[must_use]
@@ -191,7 +195,7 @@ impl Verifier {
     }
 
     /// Takes the path prefix from [`FORWARDED_PREFIX`] when, and only when, the request's
-    /// peer is one of `proxies` ([`verify_request`](Self::verify_request)); it replaces the
+    /// peer is one of `proxies` ([`verify`](Self::verify)); it replaces the
     /// configured prefix for that request.
     #[must_use]
     pub fn with_forwarded_prefix(mut self, proxies: IpAllowlist) -> Self {
@@ -213,31 +217,9 @@ impl Verifier {
         self.secrets.len()
     }
 
-    /// Verifies a request as it arrived.
-    ///
-    /// `target` is the raw request target: path and query exactly as received. `body` is the raw
-    /// body; an absent body is an empty one. `now` is the current time.
-    ///
-    /// # Errors
-    /// An [`Error`] whose [`kind`](Error::kind) says why the request is rejected.
-    pub fn verify(
-        &self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<VerifiedRequest, Error> {
-        self.verify_with_prefix(method, target, headers, body, now, None)
-    }
-
-    /// [`verify`](Self::verify), with a path prefix learned from this request (for instance
-    /// from `X-Forwarded-Prefix` sent by a trusted proxy). It replaces the configured prefix.
-    ///
-    /// # Errors
-    /// As [`verify`](Self::verify); a prefix that is not of the form `/segment[/segment...]` is
-    /// ignored.
-    pub fn verify_with_prefix(
+    /// The checks of [`verify`](Self::verify) on a request given as its parts, under `prefix`
+    /// when one is given (else the configured one): [`steps`](super::super::steps).
+    pub(crate) fn check_parts(
         &self,
         method: &Method,
         target: &str,
@@ -366,7 +348,7 @@ impl Verifier {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, Verifier};
+    /// use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, RequestVerifier};
     /// use http::Method;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -378,15 +360,15 @@ impl Verifier {
     /// *request.headers_mut() = signed.to_header_map()?;
     /// let (parts, ()) = request.into_parts();
     ///
-    /// let verdict = Verifier::new(secret).verify_request(&parts, "{}".into(), None, at)?;
+    /// let verdict = RequestVerifier::new(secret).verify(&parts, "{}".into(), None, at)?;
     /// assert_eq!(verdict.tenant(), Some("space-1"));
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// As [`verify`](Self::verify).
-    pub fn verify_request(
+    /// An [`Error`] whose [`kind`](Error::kind) says why the request is rejected.
+    pub fn verify(
         &self,
         parts: &http::request::Parts,
         body: Bytes,
@@ -399,7 +381,7 @@ impl Verifier {
             .filter(|(peer, proxies)| proxies.contains(*peer))
             .and_then(|_| forwarded_prefix(&parts.headers));
         let verified =
-            self.verify_with_prefix(&parts.method, target, &parts.headers, &body, now, forwarded)?;
+            self.check_parts(&parts.method, target, &parts.headers, &body, now, forwarded)?;
         Ok(Verdict::new(verified, body, self.acceptance_window()))
     }
 
@@ -441,9 +423,9 @@ impl Verifier {
     }
 }
 
-impl fmt::Debug for Verifier {
+impl fmt::Debug for RequestVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Verifier")
+        f.debug_struct("RequestVerifier")
             .field(
                 "secrets",
                 &format_args!("<{} redacted>", self.secrets.len()),

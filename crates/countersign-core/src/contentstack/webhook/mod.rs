@@ -1,7 +1,7 @@
 //! Verifying a webhook delivery: signature (RSA or HMAC), then freshness, then whose it is.
 //!
 //! - `verifier`: [`WebhookVerifier`], its settings and the one entry point,
-//!   [`verify_delivery`](WebhookVerifier::verify_delivery);
+//!   [`verify`](WebhookVerifier::verify);
 //! - `headers`: the two signature headers, parsed;
 //! - `envelope`: the body's top-level fields, read, and built the way Contentstack builds them;
 //! - `verified`: [`VerifiedWebhook`], what a verified delivery proved.

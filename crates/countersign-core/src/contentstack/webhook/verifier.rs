@@ -32,27 +32,9 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 /// skew of [`DEFAULT_FUTURE_SKEW`], the JSON fallback off, the replay namespace of the app uid
 /// ([`with_namespace`](Self::with_namespace)).
 ///
-/// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use std::time::{Duration, SystemTime};
-/// use countersign_core::contentstack::{KeySet, SaltLength, SigningKey, WebhookVerifier};
-/// use http::HeaderMap;
-///
-/// # let private_pem = include_str!("../../../tests/data/keys/contentstack-a.private.pem");
-/// let signing_key = SigningKey::from_pem(private_pem)?; // stands in for Contentstack
-/// let keys = KeySet::from(signing_key.public_key().clone());
-///
-/// let body = br#"{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","event":"publish","api_key":"blt1","data":{}}"#;
-/// let mut headers = HeaderMap::new();
-/// headers.insert("x-contentstack-request-signature", signing_key.sign_webhook(body, SaltLength::Digest)?.parse()?);
-///
-/// let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
-/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_721_897_330);
-/// let webhook = verifier.verify(&headers, body, Some(&keys), now)?;
-/// assert_eq!(webhook.event(), Some(countersign_core::contentstack::Event::Publish(None)));
-/// # Ok(())
-/// # }
-/// ```
+/// A backend calls [`verify`](Self::verify) (the `countersign` crate's layer does); the
+/// [`steps`](super::super::steps) module runs its checks one at a time, for diagnosis and
+/// tests.
 #[derive(Clone)]
 pub struct WebhookVerifier {
     rsa: bool,
@@ -120,7 +102,7 @@ impl WebhookVerifier {
 
     /// The namespace of this verifier's replay keys ([`crate::replay`]): deliveries of two
     /// namespaces never share a key, so two apps can share one store. By default the app uid
-    /// of the [`Tenancy`] given to [`verify_delivery`](Self::verify_delivery), or none.
+    /// of the [`Tenancy`] given to [`verify`](Self::verify), or none.
     #[must_use]
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(Arc::from(namespace.into()));
@@ -215,7 +197,7 @@ impl WebhookVerifier {
     /// let verifier = WebhookVerifier::new();
     /// let tenancy = Tenancy::new();
     /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
-    /// let verdict = verifier.verify_delivery(&headers, body.into(), &keys, &tenancy, at).await?;
+    /// let verdict = verifier.verify(&headers, body.into(), &keys, &tenancy, at).await?;
     /// assert_eq!(verdict.tenant(), Some("blt1"));
     /// assert_eq!(verdict.event(), Some(countersign_core::contentstack::Event::Publish(None)));
     /// # Ok::<_, countersign_core::contentstack::Error>(())
@@ -228,7 +210,7 @@ impl WebhookVerifier {
     /// An [`Error`] whose [`kind`](Error::kind) says why: the signature, the time, no key yet
     /// ([`ErrorKind::KeyUnavailable`]), or not this app's ([`ErrorKind::AppMismatch`],
     /// [`ErrorKind::StackNotAllowed`], [`ErrorKind::TenantCheckUnavailable`]).
-    pub async fn verify_delivery<K: KeySource, S: StackCheck>(
+    pub async fn verify<K: KeySource, S: StackCheck>(
         &self,
         headers: &HeaderMap,
         body: Bytes,
@@ -239,12 +221,12 @@ impl WebhookVerifier {
         let mut webhook = if self.method(headers) == Some(SignatureMethod::Rsa) {
             with_fresh_keys(
                 keys,
-                |keys| self.verify_rsa(headers, &body, keys, now),
+                |keys| self.step_rsa(headers, &body, keys, now),
                 |error: &Error| error.kind() == ErrorKind::SignatureMismatch,
             )
             .await?
         } else {
-            self.verify(headers, &body, None, now)?
+            self.step_with_keys(headers, &body, None, now)?
         };
         tenancy.check(&webhook).await?;
         if let (None, Some(app_uid)) = (&self.namespace, tenancy.app_uid()) {
@@ -254,13 +236,8 @@ impl WebhookVerifier {
         Ok(Verdict::new(webhook, body, Some(self.acceptance_window())))
     }
 
-    /// Verifies a delivery by whichever [`method`](Self::method) applies: signature, then
-    /// freshness. `body` is the raw body; `keys` are needed for the RSA method (`None`: none
-    /// available yet).
-    ///
-    /// # Errors
-    /// An [`Error`] whose [`kind`](Error::kind) says why.
-    pub fn verify(
+    /// [`WebhookSteps::verify_with_keys`](super::super::steps::WebhookSteps::verify_with_keys).
+    pub(crate) fn step_with_keys(
         &self,
         headers: &HeaderMap,
         body: &[u8],
@@ -268,7 +245,7 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
         match self.method(headers) {
-            Some(SignatureMethod::Hmac) => self.verify_hmac(headers, body, now),
+            Some(SignatureMethod::Hmac) => self.step_hmac(headers, body, now),
             Some(SignatureMethod::Rsa) => {
                 let keys = keys.ok_or_else(|| {
                     Error::new(
@@ -276,7 +253,7 @@ impl WebhookVerifier {
                         "no Contentstack public key is available yet",
                     )
                 })?;
-                self.verify_rsa(headers, body, keys, now)
+                self.step_rsa(headers, body, keys, now)
             }
             None => Err(self.no_accepted_signature(headers)),
         }
@@ -319,12 +296,8 @@ impl WebhookVerifier {
         }
     }
 
-    /// Verifies an RSA-signed delivery: the signature over the raw body (salt length 32, then
-    /// the maximum; then the JSON fallback if on), then `triggered_at`.
-    ///
-    /// # Errors
-    /// An [`Error`] whose [`kind`](Error::kind) says why.
-    pub fn verify_rsa(
+    /// [`WebhookSteps::verify_rsa`](super::super::steps::WebhookSteps::verify_rsa).
+    pub(crate) fn step_rsa(
         &self,
         headers: &HeaderMap,
         body: &[u8],
@@ -339,13 +312,8 @@ impl WebhookVerifier {
         Ok(self.verified(verified_by, canonical, triggered_at, envelope, digest))
     }
 
-    /// Checks only the RSA signature (no freshness): which key, element and salt matched, and
-    /// the canonical bytes when the JSON fallback was needed.
-    ///
-    /// # Errors
-    /// [`ErrorKind::MissingSignature`], [`ErrorKind::MalformedSignature`] or
-    /// [`ErrorKind::SignatureMismatch`].
-    pub fn check_rsa_signature(
+    /// [`WebhookSteps::rsa_signature`](super::super::steps::WebhookSteps::rsa_signature).
+    pub(crate) fn step_rsa_signature(
         &self,
         headers: &HeaderMap,
         body: &[u8],
@@ -355,7 +323,7 @@ impl WebhookVerifier {
             .map(|(by, canonical, _)| (by, canonical))
     }
 
-    /// [`check_rsa_signature`](Self::check_rsa_signature), and the SHA-256 of the bytes that
+    /// [`step_rsa_signature`](Self::step_rsa_signature), and the SHA-256 of the bytes that
     /// verified: each candidate body is hashed once, for every key, element and salt length.
     fn check_rsa(
         &self,
@@ -377,12 +345,8 @@ impl WebhookVerifier {
         })
     }
 
-    /// Verifies an HMAC-signed delivery: `v1 = hex(HMAC-SHA256(secret, "<t>.<body>"))` for any
-    /// configured secret, then `t` against the tolerance.
-    ///
-    /// # Errors
-    /// An [`Error`] whose [`kind`](Error::kind) says why.
-    pub fn verify_hmac(
+    /// [`WebhookSteps::verify_hmac`](super::super::steps::WebhookSteps::verify_hmac).
+    pub(crate) fn step_hmac(
         &self,
         headers: &HeaderMap,
         body: &[u8],
