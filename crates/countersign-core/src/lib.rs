@@ -14,7 +14,7 @@
 //! ```
 //! use std::time::{Duration, SystemTime, UNIX_EPOCH};
 //! use countersign_core::contentful::{self, Context, RequestToSign, SigningSecret, RequestVerifier};
-//! use http::{HeaderMap, Method};
+//! use http::Method;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = SigningSecret::new("a".repeat(64))?;
@@ -23,13 +23,15 @@
 //! // What Contentful does before it sends a request:
 //! let request = RequestToSign::new(Method::POST, "/hooks?source=contentful").with_body(b"{}");
 //! let signed = contentful::sign(&secret, &request, sent_at, &Context::default())?;
-//! let headers: HeaderMap = signed.to_header_map()?;
+//! let mut arrived = http::Request::post("/hooks?source=contentful").body(())?;
+//! *arrived.headers_mut() = signed.to_header_map()?;
+//! let (parts, ()) = arrived.into_parts();
 //!
 //! // What your backend does when it arrives (the raw request target and the raw body):
 //! let verifier = RequestVerifier::new(secret);
 //! let now = sent_at + Duration::from_secs(2);
-//! let verified = verifier.verify(&Method::POST, "/hooks?source=contentful", &headers, b"{}", now)?;
-//! assert_eq!(verified.secret_index(), 0);
+//! let verdict = verifier.verify(&parts, "{}".into(), None, now)?;
+//! assert_eq!(verdict.secret_index(), 0);
 //! # Ok(())
 //! # }
 //! ```

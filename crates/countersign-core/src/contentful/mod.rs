@@ -28,10 +28,9 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use countersign_core::contentful::{ErrorKind, SigningSecret, RequestVerifier};
-//! use http::{HeaderMap, Method};
+//! use countersign_core::contentful::{ErrorKind, RequestVerifier, SigningSecret};
 //!
-//! # fn main() -> Result<(), countersign_core::ConfigError> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let verifier = RequestVerifier::new(SigningSecret::new("a".repeat(64))?)
 //!     // During a rotation, accept the next secret too:
 //!     .with_secret(SigningSecret::new("b".repeat(64))?)
@@ -39,9 +38,9 @@
 //!     // A proxy in front of the app strips `/api` from what Contentful called:
 //!     .with_path_prefix("/api")?;
 //!
-//! let unsigned = HeaderMap::new();
+//! let (unsigned, ()) = http::Request::post("/webhook").body(())?.into_parts();
 //! let err = verifier
-//!     .verify(&Method::POST, "/webhook", &unsigned, b"{}", SystemTime::now())
+//!     .verify(&unsigned, "{}".into(), None, SystemTime::now())
 //!     .unwrap_err();
 //! assert_eq!(err.kind(), ErrorKind::MissingSignature);
 //! assert_eq!(err.kind().code(), "signature_missing");
