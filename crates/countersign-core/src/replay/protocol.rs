@@ -10,7 +10,8 @@ use super::{Claim, Owner, ReplayKey, ReplayStore, StoreError};
 pub const SPENDING_LEASE: Duration = Duration::from_secs(10);
 
 /// Claims `key` for `owner`. A store that failed may have applied the claim before its answer
-/// was lost; a claim is idempotent for its owner, so it is asked once more to find out.
+/// was lost; a claim is idempotent for its owner, so it is asked once more to find out, after
+/// `on_first_failure` has seen the first error (to log it).
 ///
 /// # Errors
 /// The store's second failure. A claim it may have applied is the caller's to release, or it
@@ -20,9 +21,13 @@ pub async fn claim<St: ReplayStore>(
     key: &ReplayKey,
     owner: &Owner,
     lease: Duration,
+    on_first_failure: impl FnOnce(&StoreError),
 ) -> Result<Claim, StoreError> {
     match store.claim(key, owner, lease).await {
-        Err(_) => store.claim(key, owner, lease).await,
+        Err(first) => {
+            on_first_failure(&first);
+            store.claim(key, owner, lease).await
+        }
         answer => answer,
     }
 }
@@ -39,7 +44,7 @@ pub async fn spend<St: ReplayStore>(
     remember: Duration,
 ) -> Result<Claim, StoreError> {
     let owner = Owner::random();
-    let answer = claim(store, key, &owner, SPENDING_LEASE).await?;
+    let answer = claim(store, key, &owner, SPENDING_LEASE, |_| {}).await?;
     if answer == Claim::Claimed {
         store.complete(key, &owner, remember).await?;
     }

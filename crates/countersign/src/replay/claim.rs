@@ -19,7 +19,10 @@ pub(super) async fn claim<St: ReplayStore>(
     owner: &Owner,
     lease: Duration,
 ) -> Result<Claim, StoreError> {
-    let answer = replay::claim(store.as_ref(), key, owner, lease).await;
+    let answer = replay::claim(store.as_ref(), key, owner, lease, |first| {
+        tracing::warn!(target: "countersign", error = %first, delivery = %key, "claiming failed; asking the store again");
+    })
+    .await;
     if answer.is_err() {
         release_in_background(Arc::clone(store), *key, owner.clone());
     }
