@@ -55,6 +55,10 @@ use crate::Clock;
 use crate::http_client::{describe, read_limited, secure_client};
 use crate::metrics;
 
+mod error;
+
+pub use error::{AccessTokenError, AccessTokenErrorKind};
+
 /// The default refresh margin: a token is replaced once it has less than this left.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// The default number of attempts per fetch (the first and three retries, as the toolkit).
@@ -413,118 +417,5 @@ impl fmt::Debug for AppIdentity {
     }
 }
 
-/// Why no access token could be had.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessTokenError {
-    kind: AccessTokenErrorKind,
-    message: String,
-    status: Option<http::StatusCode>,
-    retry_after: Option<Duration>,
-}
-
-/// What kind of failure an [`AccessTokenError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AccessTokenErrorKind {
-    /// The inputs cannot make a request: an id that is not a Contentful id, a key that cannot
-    /// sign. Nothing was sent.
-    Config,
-    /// Contentful refused (a `4xx` other than `429`, or a `201` without a token): the key is
-    /// not registered, the app is not installed there, the ids are wrong. Final.
-    Refused,
-    /// Still rate limited after the attempts, or asked to wait longer than the bound:
-    /// [`AccessTokenError::retry_after`] says when to try again.
-    RateLimited,
-    /// The host failed (`5xx`) or could not be reached, through every attempt.
-    Unavailable,
-}
-
-impl AccessTokenError {
-    fn config(error: ConfigError) -> Self {
-        Self::new(AccessTokenErrorKind::Config, error.to_string(), None)
-    }
-
-    fn refused(refusal: Refusal) -> Self {
-        Self::new(
-            AccessTokenErrorKind::Refused,
-            format!("Contentful refused the exchange: {refusal}"),
-            Some(refusal.status),
-        )
-    }
-
-    fn rate_limited(wait: Duration) -> Self {
-        Self {
-            retry_after: Some(wait),
-            ..Self::new(
-                AccessTokenErrorKind::RateLimited,
-                format!(
-                    "rate limited by Contentful for {} s",
-                    wait.as_secs_f64().ceil()
-                ),
-                Some(http::StatusCode::TOO_MANY_REQUESTS),
-            )
-        }
-    }
-
-    fn unavailable(message: String, status: Option<http::StatusCode>) -> Self {
-        Self::new(AccessTokenErrorKind::Unavailable, message, status)
-    }
-
-    fn new(kind: AccessTokenErrorKind, message: String, status: Option<http::StatusCode>) -> Self {
-        Self {
-            kind,
-            message,
-            status,
-            retry_after: None,
-        }
-    }
-
-    /// What kind of failure it is.
-    #[must_use]
-    pub fn kind(&self) -> AccessTokenErrorKind {
-        self.kind
-    }
-
-    /// The status Contentful last answered, when it answered.
-    #[must_use]
-    pub fn status(&self) -> Option<http::StatusCode> {
-        self.status
-    }
-
-    /// When to try again, for [`AccessTokenErrorKind::RateLimited`].
-    #[must_use]
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
-impl fmt::Display for AccessTokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for AccessTokenError {}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
-
-    use super::*;
-
-    #[test]
-    fn the_slots_stay_bounded_however_many_installations_ask() {
-        let key = AppKey::from_pem(include_str!("testing/dev-key.pem")).unwrap();
-        let identity = AppIdentity::new("app", key);
-        let held = identity.slot("held", "master");
-        for n in 0..MAX_SLOTS + 500 {
-            let _ = identity.slot(&format!("space-{n}"), "master");
-            let len = identity.inner.slots.lock().unwrap().len();
-            assert!(len <= MAX_SLOTS, "{len} slots after {n}");
-        }
-        assert!(
-            Arc::ptr_eq(&held, &identity.slot("held", "master")),
-            "a slot in use is kept"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,199 @@
+//! Contentful app
+
+use super::*;
+
+const SECRET: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+const WEBHOOK_SECRET: &str = "wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww";
+
+async fn contentful_send(
+    app: &App,
+    path: &str,
+    body: &str,
+    context: &Context,
+    idempotency: Option<&str>,
+) -> reqwest::Response {
+    contentful_send_signed(app, SECRET, path, body, context, idempotency).await
+}
+
+/// [`contentful_send`], signed with `secret`.
+async fn contentful_send_signed(
+    app: &App,
+    secret: &str,
+    path: &str,
+    body: &str,
+    context: &Context,
+    idempotency: Option<&str>,
+) -> reqwest::Response {
+    let mut request = RequestToSign::new(http::Method::POST, path).with_body(body.as_bytes());
+    let mut extra = vec![("content-type", "application/json".to_owned())];
+    if let Some(key) = idempotency {
+        extra.push(("x-contentful-idempotency-key", key.to_owned()));
+    }
+    for (name, value) in &extra {
+        request = request.with_header(name, value);
+    }
+    let signed = sign(
+        &SigningSecret::new(secret).unwrap(),
+        &request,
+        SystemTime::now(),
+        context,
+    )
+    .unwrap();
+    let mut http = client().post(format!("{}{path}", app.base));
+    for (name, value) in extra
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .chain(signed.iter())
+    {
+        http = http.header(name, value);
+    }
+    http.body(body.to_owned()).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn contentful_app_webhooks_events_and_actions() {
+    let dir = temp_dir("contentful");
+    let app = start(
+        "contentful-app",
+        &dir,
+        &[
+            ("CONTENTFUL_SIGNING_SECRETS", SECRET),
+            (
+                "CONTENTFUL_WEBHOOK_SECRETS",
+                &format!("space-1={WEBHOOK_SECRET}"),
+            ),
+        ],
+    )
+    .await;
+    for path in ["/contentful/webhooks", "/contentful/app-events"] {
+        let response = contentful_send(
+            &app,
+            path,
+            r#"{"sys":{"id":"e1"}}"#,
+            &Context::default(),
+            Some(path),
+        )
+        .await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"status": "accepted", "topic": null, "handling": "untyped"})
+        );
+        // A retry with a fresh signature and the same idempotency key is acknowledged.
+        let retry = contentful_send(
+            &app,
+            path,
+            r#"{"sys":{"id":"e1"}}"#,
+            &Context::default(),
+            Some(path),
+        )
+        .await;
+        assert_eq!(
+            retry.json::<Value>().await.unwrap(),
+            json!({"status": "duplicate"})
+        );
+    }
+    let forged = client()
+        .post(format!("{}/contentful/webhooks", app.base))
+        .header("x-contentful-signature", "0".repeat(64))
+        .header(
+            "x-contentful-signed-headers",
+            "x-contentful-signed-headers,x-contentful-timestamp",
+        )
+        .header("x-contentful-timestamp", "1700000000000")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let context = Context {
+        space_id: Some("space-1".into()),
+        environment_id: Some("master".into()),
+        user_id: Some("user-7".into()),
+        app_id: Some("app-3".into()),
+        crn: None,
+    };
+    let action = contentful_send(&app, "/contentful/actions/sync", "{}", &context, None).await;
+    assert_eq!(action.status(), 200);
+    assert_eq!(
+        action.json::<Value>().await.unwrap(),
+        json!({"action": "sync", "space_id": "space-1", "environment_id": "master", "user_id": "user-7", "app_id": "app-3"})
+    );
+    let no_user = Context {
+        user_id: None,
+        ..context.clone()
+    };
+    let refused = contentful_send(&app, "/contentful/actions/sync", "{}", &no_user, None).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["code"],
+        "request_kind_not_allowed"
+    );
+    // What a user had signed is no event or webhook.
+    for path in ["/contentful/webhooks", "/contentful/app-events"] {
+        let refused = contentful_send(&app, path, "{}", &context, Some("k")).await;
+        assert_eq!(refused.status(), 403, "{path}");
+    }
+    // Space 1's webhook secret signs space 1's webhooks, and no other space's.
+    for (space, status) in [("space-1", 200), ("space-2", 401)] {
+        let context = Context {
+            space_id: Some(space.into()),
+            ..Context::default()
+        };
+        let path = "/contentful/webhooks";
+        let answer =
+            contentful_send_signed(&app, WEBHOOK_SECRET, path, "{}", &context, Some(space)).await;
+        assert_eq!(answer.status(), status, "{space}");
+    }
+
+    let metrics = scrape(&app).await;
+    for (series, value) in [
+        (
+            r#"countersign_verifications_total{provider="contentful",outcome="accepted",reason="ok"}"#,
+            6.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentful",outcome="rejected",reason="timestamp_expired"}"#,
+            1.0,
+        ),
+        (
+            r#"countersign_verifications_total{provider="contentful",outcome="rejected",reason="request_kind_not_allowed"}"#,
+            3.0,
+        ),
+        (
+            r#"countersign_contentful_secret_matches_total{index="0"}"#,
+            5.0,
+        ),
+        // Space 1's webhook secret, after the app's.
+        (
+            r#"countersign_contentful_secret_matches_total{index="1"}"#,
+            1.0,
+        ),
+        (r#"countersign_replay_total{outcome="duplicate"}"#, 2.0),
+        (r#"countersign_replay_total{outcome="new"}"#, 4.0),
+    ] {
+        assert_eq!(
+            metrics.get(series),
+            Some(&value),
+            "{series} in\n{metrics:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn contentful_app_dev_mode_generates_and_keeps_a_secret() {
+    let dir = temp_dir("contentful-dev");
+    let app = start("contentful-app", &dir, &[]).await;
+    let secret = std::fs::read_to_string(dir.join("contentful-secret")).unwrap();
+    assert!(SigningSecret::new(secret.trim()).is_ok());
+    // The secret and its directory are this user's only (the secret used to be 0644).
+    assert_eq!(mode(&dir.join("contentful-secret")), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    drop(app);
+    let _again = start("contentful-app", &dir, &[]).await;
+    assert_eq!(
+        std::fs::read_to_string(dir.join("contentful-secret")).unwrap(),
+        secret
+    );
+}
