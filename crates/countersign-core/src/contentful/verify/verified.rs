@@ -184,28 +184,42 @@ impl crate::verdict::Facts for VerifiedRequest {
 /// The space a head signs: `x-contentful-space-id`, else the `spaces/<id>` of
 /// `x-contentful-crn`.
 pub(super) fn tenant_of(head: &Head) -> Option<&str> {
-    let mut space = None;
-    let mut crn = None;
-    for (name, value) in head.entries() {
-        match name {
-            SPACE_ID => space = Some(value),
-            CRN => crn = Some(value),
-            _ => {}
-        }
-    }
-    space.or_else(|| crn.and_then(crn_space))
+    SignedSpaces::read(head).tenant()
 }
 
-/// The signed space id and the signed CRN's space, when both are signed and differ.
-pub(super) fn conflicting_spaces(head: &Head) -> Option<(&str, &str)> {
-    let value = |wanted: &str| {
-        head.entries()
-            .find(|(name, _)| *name == wanted)
-            .map(|(_, value)| value)
-    };
-    let space = value(SPACE_ID)?;
-    let crn = value(CRN).and_then(crn_space)?;
-    (space != crn).then_some((space, crn))
+/// The spaces a request's signed headers name: the space id, and the space of the CRN.
+pub(super) struct SignedSpaces<'a> {
+    space_id: Option<&'a str>,
+    crn_space: Option<&'a str>,
+}
+
+impl<'a> SignedSpaces<'a> {
+    /// Both, read in one pass over the signed headers.
+    pub(super) fn read(head: &'a Head) -> Self {
+        let (mut space_id, mut crn) = (None, None);
+        for (name, value) in head.entries() {
+            match name {
+                SPACE_ID => space_id = Some(value),
+                CRN => crn = Some(value),
+                _ => {}
+            }
+        }
+        Self {
+            space_id,
+            crn_space: crn.and_then(crn_space),
+        }
+    }
+
+    /// The tenant: the signed space id, or else the CRN's space.
+    pub(super) fn tenant(&self) -> Option<&'a str> {
+        self.space_id.or(self.crn_space)
+    }
+
+    /// The signed space id and the signed CRN's space, when both are signed and differ.
+    pub(super) fn conflict(&self) -> Option<(&'a str, &'a str)> {
+        let (space, crn) = (self.space_id?, self.crn_space?);
+        (space != crn).then_some((space, crn))
+    }
 }
 
 /// The space of a CRN such as `crn:contentful:::content:spaces/abc/environments/master`.

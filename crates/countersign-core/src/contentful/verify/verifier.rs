@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 
 use super::received::{Received, parse_signature, parse_timestamp, split_list};
-use super::verified::{VerifiedRequest, conflicting_spaces, tenant_of};
+use super::verified::{SignedSpaces, VerifiedRequest};
 use super::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX};
 use crate::bound::Bound;
 use crate::contentful::canonical::{Head, boundary_mover};
@@ -281,7 +281,8 @@ impl RequestVerifier {
             return Err(ambiguous(name));
         }
         let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
-        if let Some((space, crn)) = conflicting_spaces(&head) {
+        let spaces = SignedSpaces::read(&head);
+        if let Some((space, crn)) = spaces.conflict() {
             return Err(Error::new(
                 ErrorKind::ContextConflict,
                 format!(
@@ -290,7 +291,7 @@ impl RequestVerifier {
                 ),
             ));
         }
-        let tenant = tenant_of(&head);
+        let tenant = spaces.tenant();
         let secret_index = self
             .secrets
             .iter()
