@@ -47,6 +47,7 @@ mod error;
 mod events;
 mod hmac;
 mod keys;
+pub mod oauth;
 mod region;
 mod source;
 pub mod steps;

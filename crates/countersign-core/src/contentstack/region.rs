@@ -100,6 +100,82 @@ impl Region {
     pub fn public_keys_url(&self) -> String {
         format!("{}{PUBLIC_KEYS_PATH}", self.app_base_url())
     }
+
+    /// Where OAuth codes and refresh tokens are exchanged: Developer Hub's `/token`, as
+    /// `@contentstack/management` posts them (`https://eu-developerhub-api.contentstack.com/token`),
+    /// or `/apps-api/token` on a custom base URL.
+    #[must_use]
+    pub fn token_url(&self) -> String {
+        match self {
+            Self::Na => "https://developerhub-api.contentstack.com/token".to_owned(),
+            Self::Custom(base) => format!("{base}/apps-api/token"),
+            other => format!(
+                "https://{}-developerhub-api.contentstack.com/token",
+                other.id()
+            ),
+        }
+    }
+
+    /// The Content Management API's base URL, version included: `https://api.contentstack.io/v3`
+    /// in North America, `https://eu-api.contentstack.com/v3` elsewhere, `{base}/v3` on a
+    /// custom base URL.
+    #[must_use]
+    pub fn cma_base_url(&self) -> String {
+        match self {
+            Self::Na => "https://api.contentstack.io/v3".to_owned(),
+            Self::Custom(base) => format!("{base}/v3"),
+            other => format!("https://{}-api.contentstack.com/v3", other.id()),
+        }
+    }
+
+    /// The region an OAuth redirect's `location` names (`NA`, `EU`, `AU`, `AZURE_NA`,
+    /// `AZURE_EU`, `GCP_NA`, `GCP_EU`): the installation's region, where its code must be
+    /// exchanged. Never a URL: a `location` comes with the redirect, and a URL there would send
+    /// the code and the client's secret wherever the URL points. When this region is a custom
+    /// base URL (a proxy, a local Developer Hub in tests), it serves every location.
+    ///
+    /// ```
+    /// use countersign_core::contentstack::Region;
+    /// assert_eq!(Region::Na.for_location("AZURE_EU").unwrap(), Region::AzureEu);
+    /// assert!(Region::Na.for_location("https://evil.example").is_err());
+    /// let local: Region = "http://127.0.0.1:8080".parse().unwrap();
+    /// assert_eq!(local.for_location("EU").unwrap(), local);
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::InvalidRegion`] for anything but the seven names.
+    pub fn for_location(&self, location: &str) -> Result<Region, ConfigError> {
+        let lower = location.trim().to_ascii_lowercase();
+        let named = Self::ALL
+            .into_iter()
+            .find(|region| region.location().eq_ignore_ascii_case(&lower))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    ConfigErrorKind::InvalidRegion,
+                    "an OAuth location is one of NA, EU, AU, AZURE_NA, AZURE_EU, GCP_NA, GCP_EU",
+                )
+            })?;
+        Ok(match self {
+            Self::Custom(_) => self.clone(),
+            _ => named,
+        })
+    }
+
+    /// The name an OAuth redirect's `location` gives this region (`NA`, `AZURE_EU`, ...), or
+    /// the base URL of a custom one.
+    #[must_use]
+    pub fn location(&self) -> &str {
+        match self {
+            Self::Na => "NA",
+            Self::Eu => "EU",
+            Self::Au => "AU",
+            Self::AzureNa => "AZURE_NA",
+            Self::AzureEu => "AZURE_EU",
+            Self::GcpNa => "GCP_NA",
+            Self::GcpEu => "GCP_EU",
+            Self::Custom(base) => base,
+        }
+    }
 }
 
 /// Whether verification keys may be fetched from `url`: `https://`, or plain `http://` to
