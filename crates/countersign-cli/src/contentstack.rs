@@ -61,6 +61,10 @@ pub(crate) enum Command {
     /// Mint and verify app-tokens of signed UI locations.
     #[command(subcommand)]
     AppToken(AppTokenCommand),
+    /// Authorize the app and get its tokens with Developer Hub's OAuth: the URL, the code
+    /// exchange, the refresh.
+    #[command(subcommand)]
+    Oauth(crate::oauth::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +245,7 @@ pub(crate) fn run(command: Command) -> Outcome {
         Command::HmacVerify(args) => hmac_verify(&args),
         Command::AppToken(AppTokenCommand::Mint(args)) => mint(&args),
         Command::AppToken(AppTokenCommand::Verify(args)) => app_token_verify(&args),
+        Command::Oauth(command) => crate::oauth::run(command),
     }
 }
 

@@ -13,6 +13,7 @@ mod contentful;
 mod contentstack;
 mod inspect;
 mod keygen;
+mod oauth;
 mod request_text;
 mod send;
 

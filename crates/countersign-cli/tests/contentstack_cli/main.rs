@@ -56,5 +56,6 @@ const SOON: &str = "2024-07-25T08:48:50Z";
 mod app_tokens;
 mod hmac;
 mod input_and_help;
+mod oauth;
 mod rsa;
 mod sending;
