@@ -115,6 +115,8 @@
 //! # Beyond verification
 //!
 //! - `app_identity` (feature `app-identity`): access tokens for calling Contentful as the app.
+//! - `contentstack_oauth` (feature `oauth`): OAuth tokens for calling Contentstack as the app,
+//!   per installation, refreshed once per installation across a fleet.
 //! - `testing` (feature `testing`): signed requests of every scheme for your handlers' tests.
 //! - [`metrics`]: what the layers count, through the `metrics` facade (feature `metrics`).
 //! - Typed events: [`contentstack::Module`], [`contentstack::Event`], [`contentful::Topic`].
@@ -122,13 +124,15 @@
 mod body;
 mod extract;
 pub mod guard;
-#[cfg(any(feature = "well-known", feature = "app-identity"))]
+#[cfg(any(feature = "well-known", feature = "app-identity", feature = "oauth"))]
 mod http_client;
 mod problem;
 
 #[cfg(feature = "app-identity")]
 pub mod app_identity;
 pub mod basic_auth;
+#[cfg(feature = "oauth")]
+pub mod contentstack_oauth;
 pub mod ip_allowlist;
 pub mod metrics;
 pub mod replay;

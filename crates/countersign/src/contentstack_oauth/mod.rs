@@ -1,0 +1,506 @@
+//! Calling Contentstack as the app (feature `oauth`): OAuth tokens per installation, kept in a
+//! [`TokenStore`] shared by the fleet, refreshed before they expire, one refresh per
+//! installation at a time across every instance.
+//!
+//! [`ContentstackOAuth`] exchanges the code the redirect brings ([`exchange`](ContentstackOAuth::exchange),
+//! at the region the redirect's `location` names), hands out each installation's access token
+//! ([`access_token`](ContentstackOAuth::access_token)) and the headers of a Content Management
+//! API call ([`cma`](ContentstackOAuth::cma)), refreshes when less than the margin is left (60 s,
+//! or half the token's lifetime if less), and forgets an installation when it is uninstalled.
+//!
+//! - **One refresh per installation across the fleet.** A used refresh token may stop working,
+//!   so two instances must never refresh with one. The store's lock makes one instance refresh;
+//!   the others wait for the tokens it saves. Within one instance, callers share one refresh.
+//! - **The rotated refresh token first.** The new token set, refresh token included, is saved
+//!   before the new access token is handed to anyone: an instance that stopped right after
+//!   could otherwise leave the store with a dead refresh token.
+//! - **A 401 from the CMA** refreshes once ([`after_unauthorized`](ContentstackOAuth::after_unauthorized))
+//!   and the call is made again.
+//! - No token, secret or code reaches `Debug`, a log or an error text.
+//!
+//! ```no_run
+//! use countersign::contentstack::Region;
+//! use countersign::contentstack::oauth::{Client, ClientSecret};
+//! use countersign::contentstack_oauth::{ContentstackOAuth, MemoryTokenStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::new("client-id", "https://my.app/oauth/callback")
+//!     .with_secret(ClientSecret::new(std::env::var("OAUTH_CLIENT_SECRET")?)?);
+//! let oauth = ContentstackOAuth::new(client, Region::Na, MemoryTokenStore::new());
+//!
+//! // GET /oauth/callback?code=..&location=EU
+//! let installation = oauth.exchange("the-code", Some("EU"), None).await?;
+//! // Later, as the app, in that installation's stack:
+//! let (base, headers) = oauth.cma(&installation).await?;
+//! let types = reqwest::Client::new()
+//!     .get(format!("{base}/content_types"))
+//!     .headers(headers)
+//!     .send()
+//!     .await?;
+//! # let _ = types;
+//! # Ok(())
+//! # }
+//! ```
+
+mod store;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use countersign_core::contentstack::Region;
+use countersign_core::contentstack::oauth::{
+    AccessToken, Answer, Client, CodeVerifier, RefreshToken, TokenSet, read_answer,
+};
+use http::{HeaderMap, HeaderValue};
+
+pub use store::{
+    Installation, MemoryTokenStore, StoreError, StoreErrorKind, StoredTokens, TokenStore,
+};
+
+use crate::Clock;
+use crate::http_client::{describe, read_limited, secure_client};
+
+/// The longest refresh margin: a token is refreshed once it has less than this left (or less
+/// than half its lifetime, if that is shorter).
+pub const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// How long an instance may hold an installation's refresh lock.
+pub const REFRESH_LEASE: Duration = Duration::from_secs(30);
+/// The bound of one token request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes read of a token answer.
+const MAX_ANSWER_LEN: usize = 64 * 1024;
+/// How often an instance that waits for another's refresh looks at the store.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
+/// OAuth tokens per installation, for calling Contentstack as the app. See the
+/// [module docs](self). Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct ContentstackOAuth<S> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    client: Client,
+    region: Region,
+    store: S,
+    http: reqwest::Client,
+    clock: Clock,
+    /// This instance's name in the store's locks.
+    owner: String,
+    /// One refresh at a time per installation within this instance.
+    refreshing: Mutex<HashMap<Installation, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl<S: TokenStore> ContentstackOAuth<S> {
+    /// A client of the app's OAuth `client`, in `region` (the app's default; a code is
+    /// exchanged at its redirect's location), keeping tokens in `store`.
+    pub fn new(client: Client, region: Region, store: S) -> Self {
+        let mut owner = [0u8; 16];
+        let owner = match getrandom::fill(&mut owner) {
+            Ok(()) => hex::encode(owner),
+            Err(_) => format!("{:?}-{}", std::thread::current().id(), std::process::id()),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                region,
+                store,
+                http: secure_client(REQUEST_TIMEOUT, &[]),
+                clock: Clock::system(),
+                owner,
+                refreshing: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The clock the expiries are read with (a test's).
+    #[must_use]
+    pub fn with_clock(self, clock: Clock) -> Self {
+        self.reconfigure(|inner| inner.clock = clock)
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Inner<S>)) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                change(&mut inner);
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(shared) => panic!(
+                "configure ContentstackOAuth before cloning it ({} clones)",
+                Arc::strong_count(&shared)
+            ),
+        }
+    }
+
+    /// Exchanges the code a redirect brought, at the region its `location` names (the
+    /// client's region when it has none; a custom base URL serves every location), with the
+    /// PKCE `verifier` of a public client; keeps the tokens for the installation the answer
+    /// names and returns it.
+    ///
+    /// # Errors
+    /// [`OAuthErrorKind::InvalidLocation`], a refused or failed exchange, or the store.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        location: Option<&str>,
+        verifier: Option<&CodeVerifier>,
+    ) -> Result<Installation, OAuthError> {
+        let region = match location {
+            Some(location) => self
+                .inner
+                .region
+                .for_location(location)
+                .map_err(|e| OAuthError::new(OAuthErrorKind::InvalidLocation, e.to_string()))?,
+            None => self.inner.region.clone(),
+        };
+        let form = self
+            .inner
+            .client
+            .exchange_form(code, verifier)
+            .map_err(|e| OAuthError::new(OAuthErrorKind::Refused, e.to_string()))?;
+        let issued = self.request(&region, form).await?;
+        let installation = Installation {
+            organization_uid: issued.organization_uid.clone().ok_or_else(|| {
+                OAuthError::new(
+                    OAuthErrorKind::Refused,
+                    "the token answer names no organization_uid",
+                )
+            })?,
+            stack_api_key: issued.stack_api_key.clone(),
+        };
+        let stored = stored(issued, None, &region, self.inner.clock.now());
+        self.inner.store.save(&installation, &stored).await?;
+        Ok(installation)
+    }
+
+    /// The installation's access token: the stored one while more than the margin is left,
+    /// else a fresh one (refreshed here, or by the instance that holds the lock).
+    ///
+    /// # Errors
+    /// [`OAuthErrorKind::NotAuthorized`] when the installation has no tokens (never
+    /// authorized, uninstalled, or its refresh token was refused), a failed refresh, or the
+    /// store.
+    pub async fn access_token(
+        &self,
+        installation: &Installation,
+    ) -> Result<AccessToken, OAuthError> {
+        Ok(self.fresh(installation, None).await?.access_token)
+    }
+
+    /// The base URL and headers of a Content Management API call as the app for
+    /// `installation`: `authorization: Bearer ..`, and `api_key` for a stack's installation or
+    /// `organization_uid` for an organization's; the base is the installation's region's
+    /// (`https://eu-api.contentstack.com/v3`).
+    ///
+    /// # Errors
+    /// As [`access_token`](Self::access_token).
+    pub async fn cma(
+        &self,
+        installation: &Installation,
+    ) -> Result<(String, HeaderMap), OAuthError> {
+        let tokens = self.fresh(installation, None).await?;
+        let region = self.region_of(&tokens);
+        let mut headers = HeaderMap::new();
+        let authorization = tokens.access_token.authorization().map_err(|_| {
+            OAuthError::new(
+                OAuthErrorKind::Refused,
+                "the access token cannot be a header",
+            )
+        })?;
+        headers.insert(http::header::AUTHORIZATION, authorization);
+        let (name, value) = match &installation.stack_api_key {
+            Some(stack) => ("api_key", stack),
+            None => ("organization_uid", &installation.organization_uid),
+        };
+        let value = HeaderValue::from_str(value).map_err(|_| {
+            OAuthError::new(
+                OAuthErrorKind::Refused,
+                format!("the {name} cannot be a header"),
+            )
+        })?;
+        headers.insert(name, value);
+        Ok((region.cma_base_url(), headers))
+    }
+
+    /// After the CMA answered 401 to a call made with `rejected`: a refreshed token (once: if
+    /// another caller refreshed meanwhile, theirs), to make the call again with.
+    ///
+    /// # Errors
+    /// As [`access_token`](Self::access_token).
+    pub async fn after_unauthorized(
+        &self,
+        installation: &Installation,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken, OAuthError> {
+        Ok(self.fresh(installation, Some(rejected)).await?.access_token)
+    }
+
+    /// Forgets the installation's tokens (on its uninstall event).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn forget(&self, installation: &Installation) -> Result<(), OAuthError> {
+        Ok(self.inner.store.forget(installation).await?)
+    }
+
+    /// The stored tokens if still good (and not `rejected`), else refreshed ones.
+    async fn fresh(
+        &self,
+        installation: &Installation,
+        rejected: Option<&AccessToken>,
+    ) -> Result<StoredTokens, OAuthError> {
+        let usable = |tokens: &StoredTokens, now: SystemTime| {
+            rejected != Some(&tokens.access_token) && is_fresh(tokens, now)
+        };
+        let tokens = self.load(installation).await?;
+        if usable(&tokens, self.inner.clock.now()) {
+            return Ok(tokens);
+        }
+        // One refresh at a time in this instance: the others wait here, then find it done.
+        let gate = {
+            let mut refreshing = self
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(refreshing.entry(installation.clone()).or_default())
+        };
+        let _turn = gate.lock().await;
+        let outcome = self.refresh_in_fleet(installation, tokens, &usable).await;
+        self.inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, gate| Arc::strong_count(gate) > 1);
+        outcome
+    }
+
+    /// Refreshes under the store's lock, or waits for the instance that holds it.
+    async fn refresh_in_fleet(
+        &self,
+        installation: &Installation,
+        mut tokens: StoredTokens,
+        usable: &(impl Fn(&StoredTokens, SystemTime) -> bool + Sync),
+    ) -> Result<StoredTokens, OAuthError> {
+        let store = &self.inner.store;
+        let waited_since = std::time::Instant::now();
+        loop {
+            // Someone else may have refreshed while this one waited.
+            let current = self.load(installation).await?;
+            if current.access_token != tokens.access_token {
+                if usable(&current, self.inner.clock.now()) {
+                    return Ok(current);
+                }
+                tokens = current;
+            }
+            if store
+                .lock(installation, &self.inner.owner, REFRESH_LEASE)
+                .await?
+            {
+                let outcome = self.refresh(installation, usable).await;
+                if let Err(error) = store.unlock(installation, &self.inner.owner).await {
+                    tracing::warn!(target: "countersign", %error, "could not release the refresh lock; it lapses with its lease");
+                }
+                return outcome;
+            }
+            if waited_since.elapsed() > REFRESH_LEASE {
+                return Err(OAuthError::new(
+                    OAuthErrorKind::Unavailable,
+                    "another instance held the refresh lock for longer than its lease",
+                ));
+            }
+            tokio::time::sleep(WAIT_STEP).await;
+        }
+    }
+
+    /// With the lock held: the stored tokens read again (another instance may have refreshed
+    /// just before), and refreshed if they still need it; the new set saved before it is used.
+    async fn refresh(
+        &self,
+        installation: &Installation,
+        usable: &(impl Fn(&StoredTokens, SystemTime) -> bool + Sync),
+    ) -> Result<StoredTokens, OAuthError> {
+        let tokens = self.load(installation).await?;
+        if usable(&tokens, self.inner.clock.now()) {
+            return Ok(tokens);
+        }
+        let refresh_token = tokens.refresh_token.clone().ok_or_else(|| {
+            OAuthError::new(
+                OAuthErrorKind::NotAuthorized,
+                "the installation's tokens have no refresh token: authorize the app again",
+            )
+        })?;
+        let region = self.region_of(&tokens);
+        let form = self.inner.client.refresh_form(&refresh_token);
+        let issued = match self.request(&region, form).await {
+            Err(error) if error.kind == OAuthErrorKind::InvalidGrant => {
+                // Dead: nobody can use these tokens again.
+                self.inner.store.forget(installation).await?;
+                return Err(OAuthError::new(
+                    OAuthErrorKind::NotAuthorized,
+                    format!(
+                        "the refresh token was refused ({}): authorize the app again",
+                        error.message
+                    ),
+                ));
+            }
+            other => other?,
+        };
+        let renewed = stored(issued, Some(refresh_token), &region, self.inner.clock.now());
+        self.inner.store.save(installation, &renewed).await?;
+        Ok(renewed)
+    }
+
+    async fn load(&self, installation: &Installation) -> Result<StoredTokens, OAuthError> {
+        self.inner.store.load(installation).await?.ok_or_else(|| {
+            OAuthError::new(
+                OAuthErrorKind::NotAuthorized,
+                "the installation has no tokens: it never authorized the app, or was uninstalled",
+            )
+        })
+    }
+
+    fn region_of(&self, tokens: &StoredTokens) -> Region {
+        self.inner
+            .region
+            .for_location(&tokens.region)
+            .unwrap_or_else(|_| self.inner.region.clone())
+    }
+
+    /// Posts `form` to `region`'s token endpoint.
+    async fn request(&self, region: &Region, form: String) -> Result<TokenSet, OAuthError> {
+        let url = region.token_url();
+        let response = self
+            .inner
+            .http
+            .post(&url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| OAuthError::new(OAuthErrorKind::Unavailable, describe(&e)))?;
+        let status = response.status();
+        let body = read_limited(response, MAX_ANSWER_LEN, "the token answer")
+            .await
+            .map_err(|e| OAuthError::new(OAuthErrorKind::Unavailable, e))?;
+        match read_answer(status, &body, self.inner.clock.now()) {
+            Answer::Issued(tokens) => Ok(tokens),
+            Answer::InvalidGrant(refusal) => Err(OAuthError::new(
+                OAuthErrorKind::InvalidGrant,
+                refusal.to_string(),
+            )),
+            Answer::Refused(refusal) => Err(OAuthError::new(
+                OAuthErrorKind::Refused,
+                refusal.to_string(),
+            )),
+            Answer::Unavailable(status) => Err(OAuthError::new(
+                OAuthErrorKind::Unavailable,
+                format!("the token endpoint answered {status}"),
+            )),
+        }
+    }
+}
+
+/// What is kept of an issued set: the refresh token it brought, or the one it was refreshed
+/// with when it brought none.
+fn stored(
+    issued: TokenSet,
+    previous: Option<RefreshToken>,
+    region: &Region,
+    now: SystemTime,
+) -> StoredTokens {
+    StoredTokens {
+        lifetime: issued.expires_at.duration_since(now).unwrap_or_default(),
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token.or(previous),
+        expires_at: issued.expires_at,
+        region: issued
+            .location
+            .filter(|location| region.for_location(location).is_ok())
+            .unwrap_or_else(|| region.location().to_owned()),
+    }
+}
+
+/// Whether more than the margin is left: 60 s, or half the lifetime if that is less.
+fn is_fresh(tokens: &StoredTokens, now: SystemTime) -> bool {
+    let margin = MAX_REFRESH_MARGIN.min(tokens.lifetime / 2);
+    now.checked_add(margin)
+        .is_some_and(|later| later < tokens.expires_at)
+}
+
+impl<S> fmt::Debug for ContentstackOAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContentstackOAuth")
+            .field("client_id", &self.inner.client.client_id())
+            .field("region", &self.inner.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    kind: OAuthErrorKind,
+    message: String,
+}
+
+/// The kinds of [`OAuthError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OAuthErrorKind {
+    /// The installation has no usable tokens: authorize the app again.
+    NotAuthorized,
+    /// The code or refresh token was used, expired or revoked (`400 invalid_grant`).
+    InvalidGrant,
+    /// The token endpoint refused for another reason (client id or secret, redirect URI), or
+    /// answered what is not a token set.
+    Refused,
+    /// The token endpoint or the store could not answer now: try again later.
+    Unavailable,
+    /// A redirect's `location` that is not one of the seven regions.
+    InvalidLocation,
+    /// The token store failed.
+    Store,
+}
+
+impl OAuthError {
+    fn new(kind: OAuthErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Why.
+    #[must_use]
+    pub fn kind(&self) -> OAuthErrorKind {
+        self.kind
+    }
+
+    /// What happened, without any token or secret.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(error: StoreError) -> Self {
+        Self::new(OAuthErrorKind::Store, error.to_string())
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OAuthError {}

@@ -1,0 +1,206 @@
+//! Where an installation's tokens are kept: [`TokenStore`], and [`MemoryTokenStore`] for one
+//! instance.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use countersign_core::contentstack::oauth::{AccessToken, RefreshToken};
+pub use countersign_core::replay::{StoreError, StoreErrorKind};
+
+/// An installation of the app: its organization and, for a stack app, its stack. Each has its
+/// own tokens, and no call made for one ever carries another's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Installation {
+    /// The organization (`organization_uid`).
+    pub organization_uid: String,
+    /// The stack (`stack_api_key`), for a stack app.
+    pub stack_api_key: Option<String>,
+}
+
+/// An installation's tokens as they are kept. `Debug` shows neither token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTokens {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token (the latest: a refresh that rotates it replaces it here before the
+    /// new access token is handed out).
+    pub refresh_token: Option<RefreshToken>,
+    /// When the access token expires.
+    pub expires_at: SystemTime,
+    /// How long it lived when issued (its `expires_in`): the refresh margin is the lesser of
+    /// 60 s and half of it.
+    pub lifetime: Duration,
+    /// The installation's region: a `location` (`NA`, `EU`, ...) or a custom base URL.
+    pub region: String,
+}
+
+/// Where tokens are kept, shared by every instance of the app: the tokens of each
+/// installation, and its refresh lock, so that one instance at a time refreshes (a used refresh
+/// token may stop working). [`MemoryTokenStore`] serves one instance; a fleet shares a
+/// database (the `marketplace-app` example's PostgreSQL store encrypts them at rest).
+pub trait TokenStore: Send + Sync + 'static {
+    /// The installation's tokens, if any.
+    fn load(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<Option<StoredTokens>, StoreError>> + Send;
+    /// Keeps `tokens` as the installation's, replacing what was there.
+    fn save(
+        &self,
+        installation: &Installation,
+        tokens: &StoredTokens,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forgets the installation's tokens (it was uninstalled).
+    fn forget(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes the installation's refresh lock for `owner` until `lease` has passed, unless
+    /// another owner holds it: `true` when taken (or already `owner`'s).
+    fn lock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Gives the lock back, if `owner` holds it.
+    fn unlock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Tokens in this process's memory: for one instance, and for tests.
+#[derive(Debug, Default)]
+pub struct MemoryTokenStore {
+    entries: Mutex<HashMap<Installation, Entry>>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    tokens: Option<StoredTokens>,
+    lock: Option<(String, Instant)>,
+}
+
+impl MemoryTokenStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, installation: &Installation, f: impl FnOnce(&mut Entry) -> T) -> T {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.entry(installation.clone()).or_default();
+        let result = f(entry);
+        if entry.tokens.is_none() && entry.lock.is_none() {
+            entries.remove(installation);
+        }
+        result
+    }
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn load(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<Option<StoredTokens>, StoreError>> + Send {
+        std::future::ready(Ok(self.with(installation, |entry| entry.tokens.clone())))
+    }
+
+    fn save(
+        &self,
+        installation: &Installation,
+        tokens: &StoredTokens,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.with(installation, |entry| entry.tokens = Some(tokens.clone()));
+        std::future::ready(Ok(()))
+    }
+
+    fn forget(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.with(installation, |entry| entry.tokens = None);
+        std::future::ready(Ok(()))
+    }
+
+    fn lock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let now = Instant::now();
+        let taken = self.with(installation, |entry| match &entry.lock {
+            Some((holder, until)) if holder != owner && *until > now => false,
+            _ => {
+                entry.lock = Some((owner.to_owned(), now + lease));
+                true
+            }
+        });
+        std::future::ready(Ok(taken))
+    }
+
+    fn unlock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.with(installation, |entry| {
+            if entry
+                .lock
+                .as_ref()
+                .is_some_and(|(holder, _)| holder == owner)
+            {
+                entry.lock = None;
+            }
+        });
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A shared store is a store: several clients can hold one through an `Arc`.
+impl<S: TokenStore> TokenStore for std::sync::Arc<S> {
+    fn load(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<Option<StoredTokens>, StoreError>> + Send {
+        S::load(self, installation)
+    }
+
+    fn save(
+        &self,
+        installation: &Installation,
+        tokens: &StoredTokens,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::save(self, installation, tokens)
+    }
+
+    fn forget(
+        &self,
+        installation: &Installation,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::forget(self, installation)
+    }
+
+    fn lock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        S::lock(self, installation, owner, lease)
+    }
+
+    fn unlock(
+        &self,
+        installation: &Installation,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::unlock(self, installation, owner)
+    }
+}
