@@ -338,6 +338,12 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         let form = self.inner.client.refresh_form(&refresh_token);
         let issued = match self.request(&region, form).await {
             Err(error) if error.kind == OAuthErrorKind::InvalidGrant => {
+                // Another instance may have used it a moment ago (its lease ran out while it
+                // refreshed): then its tokens are in the store, and they are the good ones.
+                let current = self.load(installation).await?;
+                if current.refresh_token.as_ref() != Some(&refresh_token) {
+                    return Ok(current);
+                }
                 // Dead: nobody can use these tokens again.
                 self.inner.store.forget(installation).await?;
                 return Err(OAuthError::new(
