@@ -11,6 +11,9 @@ use countersign_core::contentstack::oauth::{
 
 use crate::common::{Failure, Outcome, print_line};
 
+/// The most bytes of a token answer read.
+const MAX_ANSWER_LEN: usize = 64 * 1024;
+
 /// The environment variable that can hold the client secret instead of `--client-secret`.
 const CLIENT_SECRET_ENV: &str = "COUNTERSIGN_CONTENTSTACK_OAUTH_CLIENT_SECRET";
 
@@ -109,8 +112,14 @@ pub(crate) struct ExchangeArgs {
 pub(crate) struct RefreshArgs {
     #[command(flatten)]
     client: ClientArgs,
-    /// The refresh token; it goes into the form.
-    #[arg(long, value_name = "T")]
+    /// The refresh token; it goes into the form. It can come from
+    /// COUNTERSIGN_CONTENTSTACK_OAUTH_REFRESH_TOKEN instead (out of the process list).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "COUNTERSIGN_CONTENTSTACK_OAUTH_REFRESH_TOKEN",
+        hide_env_values = true
+    )]
     refresh_token: String,
 }
 
@@ -181,7 +190,13 @@ fn post(url: &str, form: String) -> Outcome {
         .build()
         .map_err(|e| Failure::input(format!("cannot start the runtime: {e}")))?;
     let (status, body) = runtime.block_on(async {
-        let response = reqwest::Client::new()
+        // No redirects: one would carry the form, secret and all, elsewhere.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::input(format!("cannot build the HTTP client: {e}")))?;
+        let response = client
             .post(url)
             .header(
                 http::header::CONTENT_TYPE,
@@ -199,6 +214,12 @@ fn post(url: &str, form: String) -> Outcome {
             code: "oauth_unavailable",
             message: format!("the answer from {url} broke off: {e}"),
         })?;
+        if body.len() > MAX_ANSWER_LEN {
+            return Err(Failure::Rejected {
+                code: "oauth_refused",
+                message: format!("the answer from {url} is larger than {MAX_ANSWER_LEN} bytes"),
+            });
+        }
         Ok::<_, Failure>((status, body))
     })?;
     match read_answer(status, &body, SystemTime::now()) {

@@ -63,6 +63,11 @@ async fn developer_hub(lifetime_s: u64) -> (Region, Arc<Hub>) {
                             r#"{"error":"invalid_grant","error_description":"refresh token used"}"#.to_owned(),
                         );
                     }
+                } else if field("code").as_deref() == Some("user-code") {
+                    return (
+                        StatusCode::OK,
+                        r#"{"access_token":"user-at","refresh_token":"user-rt","expires_in":3600,"organization_uid":"org1","authorization_type":"user","user_uid":"u1","stack_api_key":"blt1"}"#.to_owned(),
+                    );
                 } else if field("code").as_deref() != Some("good-code") {
                     return (
                         StatusCode::BAD_REQUEST,
@@ -148,6 +153,13 @@ async fn a_code_is_exchanged_at_its_location_and_the_installations_tokens_are_ke
         hub.forms.lock().unwrap().len(),
         2,
         "nothing was sent for a location that is a URL"
+    );
+    let member = oauth.exchange("user-code", None, None).await.unwrap_err();
+    assert_eq!(member.kind(), OAuthErrorKind::Refused);
+    assert_eq!(
+        oauth.access_token(&installation).await.unwrap().expose(),
+        "at-1",
+        "a member's user token never replaces the installation's app token"
     );
 
     let other = Installation {
@@ -307,4 +319,57 @@ async fn no_token_or_secret_reaches_debug_output() {
     for secret in ["s3cret", "at-1", "rt-1", "good-code"] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
+}
+
+#[tokio::test]
+async fn an_uninstall_during_a_refresh_is_not_undone_by_it() {
+    let (region, _hub) = developer_hub(100).await;
+    let (clock, offset) = clock();
+    let store = Arc::new(MemoryTokenStore::new());
+    let oauth = ContentstackOAuth::new(client(), region, Arc::clone(&store)).with_clock(clock);
+    let installation = oauth.exchange("good-code", None, None).await.unwrap();
+    offset.store(100, Ordering::SeqCst);
+    let refreshing = tokio::spawn({
+        let (oauth, installation) = (oauth.clone(), installation.clone());
+        async move { oauth.access_token(&installation).await }
+    });
+    // The hub takes 20 ms to answer a refresh: uninstalled meanwhile.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    oauth.forget(&installation).await.unwrap();
+    let outcome = refreshing.await.unwrap();
+    assert_eq!(outcome.unwrap_err().kind(), OAuthErrorKind::NotAuthorized);
+    assert!(
+        store.load(&installation).await.unwrap().is_none(),
+        "the refresh that finished after the uninstall wrote nothing back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_with_a_short_life_is_refreshed_once_not_by_every_waiting_caller() {
+    // Lifetime 1 s: the margin is half a second, so a fresh token is already within it for
+    // most of its life.
+    let (region, hub) = developer_hub(1).await;
+    let store = Arc::new(MemoryTokenStore::new());
+    let instances: Vec<_> = (0..2)
+        .map(|_| ContentstackOAuth::new(client(), region.clone(), Arc::clone(&store)))
+        .collect();
+    let installation = instances[0]
+        .exchange("good-code", None, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let calls = (0..30).map(|i| {
+        let (oauth, installation) = (instances[i % 2].clone(), installation.clone());
+        tokio::spawn(async move {
+            oauth
+                .access_token(&installation)
+                .await
+                .unwrap()
+                .expose()
+                .to_owned()
+        })
+    });
+    let tokens: HashSet<String> = futures_join(calls).await.into_iter().collect();
+    assert_eq!(tokens, HashSet::from(["at-2".to_owned()]));
+    assert_eq!(hub.refreshes.load(Ordering::SeqCst), 1);
 }

@@ -51,7 +51,8 @@ use std::time::{Duration, SystemTime};
 
 use countersign_core::contentstack::Region;
 use countersign_core::contentstack::oauth::{
-    AccessToken, Answer, Client, CodeVerifier, RefreshToken, TokenSet, read_answer,
+    AccessToken, Answer, AuthorizationType, Client, CodeVerifier, RefreshToken, TokenSet,
+    read_answer,
 };
 use http::{HeaderMap, HeaderValue};
 
@@ -60,7 +61,7 @@ pub use store::{
 };
 
 use crate::Clock;
-use crate::http_client::{describe, read_limited, secure_client};
+use crate::http_client::{describe, read_limited};
 
 /// The longest refresh margin: a token is refreshed once it has less than this left (or less
 /// than half its lifetime, if that is shorter).
@@ -97,17 +98,16 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     /// A client of the app's OAuth `client`, in `region` (the app's default; a code is
     /// exchanged at its redirect's location), keeping tokens in `store`.
     pub fn new(client: Client, region: Region, store: S) -> Self {
-        let mut owner = [0u8; 16];
-        let owner = match getrandom::fill(&mut owner) {
-            Ok(()) => hex::encode(owner),
-            Err(_) => format!("{:?}-{}", std::thread::current().id(), std::process::id()),
-        };
+        Self::with_owner(client, region, store, instance_name())
+    }
+
+    fn with_owner(client: Client, region: Region, store: S, owner: String) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 region,
                 store,
-                http: secure_client(REQUEST_TIMEOUT, &[]),
+                http: token_client(),
                 clock: Clock::system(),
                 owner,
                 refreshing: Mutex::new(HashMap::new()),
@@ -163,6 +163,14 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .exchange_form(code, verifier)
             .map_err(|e| OAuthError::new(OAuthErrorKind::Refused, e.to_string()))?;
         let issued = self.request(&region, form).await?;
+        if issued.authorization_type != Some(AuthorizationType::App) {
+            // A user token acts as that user: kept under the installation, it would replace
+            // the app's own token and make every later call as that member.
+            return Err(OAuthError::new(
+                OAuthErrorKind::Refused,
+                "the code authorized a user token; this client keeps app tokens (the install flow)",
+            ));
+        }
         let installation = Installation {
             organization_uid: issued.organization_uid.clone().ok_or_else(|| {
                 OAuthError::new(
@@ -253,12 +261,9 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         installation: &Installation,
         rejected: Option<&AccessToken>,
     ) -> Result<StoredTokens, OAuthError> {
-        let usable = |tokens: &StoredTokens, now: SystemTime| {
-            rejected != Some(&tokens.access_token) && is_fresh(tokens, now)
-        };
-        let tokens = self.load(installation).await?;
-        if usable(&tokens, self.inner.clock.now()) {
-            return Ok(tokens);
+        let seen = self.load(installation).await?;
+        if rejected != Some(&seen.access_token) && is_fresh(&seen, self.inner.clock.now()) {
+            return Ok(seen);
         }
         // One refresh at a time in this instance: the others wait here, then find it done.
         let gate = {
@@ -269,8 +274,9 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 .unwrap_or_else(PoisonError::into_inner);
             Arc::clone(refreshing.entry(installation.clone()).or_default())
         };
-        let _turn = gate.lock().await;
-        let outcome = self.refresh_in_fleet(installation, tokens, &usable).await;
+        let turn = gate.lock().await;
+        let outcome = self.refresh_in_fleet(installation, &seen).await;
+        drop(turn);
         self.inner
             .refreshing
             .lock()
@@ -279,29 +285,31 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         outcome
     }
 
+    /// Tokens newer than `seen` that have not expired: another caller's refresh, to use
+    /// rather than refresh again (even within the margin: a token issued with a short life
+    /// would otherwise be refreshed by every waiting caller in turn).
+    fn newer(&self, seen: &StoredTokens, current: StoredTokens) -> Option<StoredTokens> {
+        (current.access_token != seen.access_token && self.inner.clock.now() < current.expires_at)
+            .then_some(current)
+    }
+
     /// Refreshes under the store's lock, or waits for the instance that holds it.
     async fn refresh_in_fleet(
         &self,
         installation: &Installation,
-        mut tokens: StoredTokens,
-        usable: &(impl Fn(&StoredTokens, SystemTime) -> bool + Sync),
+        seen: &StoredTokens,
     ) -> Result<StoredTokens, OAuthError> {
         let store = &self.inner.store;
         let waited_since = std::time::Instant::now();
         loop {
-            // Someone else may have refreshed while this one waited.
-            let current = self.load(installation).await?;
-            if current.access_token != tokens.access_token {
-                if usable(&current, self.inner.clock.now()) {
-                    return Ok(current);
-                }
-                tokens = current;
+            if let Some(newer) = self.newer(seen, self.load(installation).await?) {
+                return Ok(newer);
             }
             if store
                 .lock(installation, &self.inner.owner, REFRESH_LEASE)
                 .await?
             {
-                let outcome = self.refresh(installation, usable).await;
+                let outcome = self.refresh(installation, seen).await;
                 if let Err(error) = store.unlock(installation, &self.inner.owner).await {
                     tracing::warn!(target: "countersign", %error, "could not release the refresh lock; it lapses with its lease");
                 }
@@ -318,15 +326,17 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     }
 
     /// With the lock held: the stored tokens read again (another instance may have refreshed
-    /// just before), and refreshed if they still need it; the new set saved before it is used.
+    /// just before), and refreshed if they are still what this caller saw. The outcome is
+    /// written only if the stored refresh token is still the one used, and the new set is
+    /// saved before it is used.
     async fn refresh(
         &self,
         installation: &Installation,
-        usable: &(impl Fn(&StoredTokens, SystemTime) -> bool + Sync),
+        seen: &StoredTokens,
     ) -> Result<StoredTokens, OAuthError> {
         let tokens = self.load(installation).await?;
-        if usable(&tokens, self.inner.clock.now()) {
-            return Ok(tokens);
+        if let Some(newer) = self.newer(seen, tokens.clone()) {
+            return Ok(newer);
         }
         let refresh_token = tokens.refresh_token.clone().ok_or_else(|| {
             OAuthError::new(
@@ -336,29 +346,41 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         })?;
         let region = self.region_of(&tokens);
         let form = self.inner.client.refresh_form(&refresh_token);
-        let issued = match self.request(&region, form).await {
-            Err(error) if error.kind == OAuthErrorKind::InvalidGrant => {
-                // Another instance may have used it a moment ago (its lease ran out while it
-                // refreshed): then its tokens are in the store, and they are the good ones.
-                let current = self.load(installation).await?;
-                if current.refresh_token.as_ref() != Some(&refresh_token) {
-                    return Ok(current);
+        let store = &self.inner.store;
+        match self.request(&region, form).await {
+            Ok(issued) => {
+                let renewed = stored(
+                    issued,
+                    Some(refresh_token.clone()),
+                    &region,
+                    self.inner.clock.now(),
+                );
+                if store
+                    .replace(installation, &refresh_token, Some(&renewed))
+                    .await?
+                {
+                    return Ok(renewed);
                 }
-                // Dead: nobody can use these tokens again.
-                self.inner.store.forget(installation).await?;
-                return Err(OAuthError::new(
-                    OAuthErrorKind::NotAuthorized,
-                    format!(
-                        "the refresh token was refused ({}): authorize the app again",
-                        error.message
-                    ),
-                ));
+                // Replaced meanwhile (another refresh, an uninstall, a new authorization):
+                // what is stored now wins.
+                self.load(installation).await
             }
-            other => other?,
-        };
-        let renewed = stored(issued, Some(refresh_token), &region, self.inner.clock.now());
-        self.inner.store.save(installation, &renewed).await?;
-        Ok(renewed)
+            Err(error) if error.kind == OAuthErrorKind::InvalidGrant => {
+                // Dead, unless another instance used it a moment ago: then its tokens are
+                // stored, and they are the good ones.
+                if store.replace(installation, &refresh_token, None).await? {
+                    return Err(OAuthError::new(
+                        OAuthErrorKind::NotAuthorized,
+                        format!(
+                            "the refresh token was refused ({}): authorize the app again",
+                            error.message
+                        ),
+                    ));
+                }
+                self.load(installation).await
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn load(&self, installation: &Installation) -> Result<StoredTokens, OAuthError> {
@@ -412,6 +434,34 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             )),
         }
     }
+}
+
+/// A name for this instance in the store's locks: random, or (without a random source) the
+/// process, the time and a counter, which no other instance shares.
+fn instance_name() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut random = [0u8; 16];
+    if getrandom::fill(&mut random).is_ok() {
+        return hex::encode(random);
+    }
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{count}", std::process::id())
+}
+
+/// The client of the token requests: https (plain http to this machine only), a bounded
+/// wait, and no redirects: a redirect would carry the form, secret and all, elsewhere.
+fn token_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .https_only(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 /// What is kept of an issued set: the refresh token it brought, or the one it was refreshed

@@ -57,6 +57,16 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         installation: &Installation,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces the installation's tokens with `tokens` (or forgets them, for `None`) only if
+    /// the stored refresh token is still `previous`: `true` when replaced. A refresh writes its
+    /// outcome this way, so that one whose lock lapsed never undoes another's refresh, an
+    /// uninstall or a new authorization.
+    fn replace(
+        &self,
+        installation: &Installation,
+        previous: &RefreshToken,
+        tokens: Option<&StoredTokens>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Takes the installation's refresh lock for `owner` until `lease` has passed, unless
     /// another owner holds it: `true` when taken (or already `owner`'s).
     fn lock(
@@ -128,6 +138,24 @@ impl TokenStore for MemoryTokenStore {
         std::future::ready(Ok(()))
     }
 
+    fn replace(
+        &self,
+        installation: &Installation,
+        previous: &RefreshToken,
+        tokens: Option<&StoredTokens>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let replaced = self.with(installation, |entry| {
+            let current = entry.tokens.as_ref().and_then(|t| t.refresh_token.as_ref());
+            if current == Some(previous) {
+                entry.tokens = tokens.cloned();
+                true
+            } else {
+                false
+            }
+        });
+        std::future::ready(Ok(replaced))
+    }
+
     fn lock(
         &self,
         installation: &Installation,
@@ -185,6 +213,15 @@ impl<S: TokenStore> TokenStore for std::sync::Arc<S> {
         installation: &Installation,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::forget(self, installation)
+    }
+
+    fn replace(
+        &self,
+        installation: &Installation,
+        previous: &RefreshToken,
+        tokens: Option<&StoredTokens>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        S::replace(self, installation, previous, tokens)
     }
 
     fn lock(
