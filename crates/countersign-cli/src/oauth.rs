@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use clap::{Args, Subcommand};
 use countersign_core::contentstack::Region;
 use countersign_core::contentstack::oauth::{
-    Answer, Authorization, Client, ClientSecret, CodeVerifier, RefreshToken, read_answer,
+    Answer, Authorization, Client, ClientSecret, CodeVerifier, FORM_CONTENT_TYPE, RefreshToken,
+    read_answer,
 };
 
 use crate::common::{Failure, Outcome, print_line};
@@ -198,10 +199,7 @@ fn post(url: &str, form: String) -> Outcome {
             .map_err(|e| Failure::input(format!("cannot build the HTTP client: {e}")))?;
         let response = client
             .post(url)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
+            .header(http::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
             .body(form)
             .send()
             .await

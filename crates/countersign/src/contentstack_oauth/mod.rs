@@ -51,8 +51,8 @@ use std::time::{Duration, SystemTime};
 
 use countersign_core::contentstack::Region;
 use countersign_core::contentstack::oauth::{
-    AccessToken, Answer, AuthorizationType, Client, CodeVerifier, RefreshToken, TokenSet,
-    read_answer,
+    AccessToken, Answer, AuthorizationType, Client, CodeVerifier, FORM_CONTENT_TYPE, RefreshToken,
+    TokenSet, read_answer,
 };
 use http::{HeaderMap, HeaderValue};
 
@@ -406,10 +406,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .inner
             .http
             .post(&url)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
+            .header(http::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
             .body(form)
             .send()
             .await

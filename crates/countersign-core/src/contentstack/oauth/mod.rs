@@ -50,6 +50,9 @@ pub use pkce::CodeVerifier;
 use super::Region;
 use crate::{ConfigError, ConfigErrorKind};
 
+/// The content type of the token endpoint's requests (the forms of [`Client`]).
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
 /// What an authorization URL asks for: the app, its OAuth client, where the code comes back,
 /// and, for a user token, the scopes, a state and a PKCE challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
