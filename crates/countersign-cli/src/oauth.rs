@@ -58,14 +58,14 @@ pub(crate) struct UrlArgs {
     #[arg(long, value_name = "URL")]
     redirect_uri: String,
     /// A scope to ask for (cm.entries.management:read, ...); may repeat. With --user.
-    #[arg(long = "scope", value_name = "S")]
+    #[arg(long = "scope", value_name = "S", requires = "user")]
     scopes: Vec<String>,
     /// A state the redirect brings back: check it in your callback.
     #[arg(long, value_name = "S")]
     state: Option<String>,
     /// A PKCE code verifier (43 to 128 of A-Z a-z 0-9 - . _ ~): its S256 challenge goes into
-    /// the URL, and the exchange gives it back.
-    #[arg(long, value_name = "V")]
+    /// the URL, and the exchange gives it back. With --user.
+    #[arg(long, value_name = "V", requires = "user")]
     code_verifier: Option<String>,
     /// A user token's authorize URL instead of the install URL of the app token.
     #[arg(long)]

@@ -133,7 +133,8 @@ async fn a_code_is_exchanged_at_its_location_and_the_installations_tokens_are_ke
         oauth.access_token(&installation).await.unwrap().expose(),
         "at-1"
     );
-    let (base, headers) = oauth.cma(&installation).await.unwrap();
+    let call = oauth.cma(&installation).await.unwrap();
+    let (base, headers) = (call.base_url.clone(), call.headers.clone());
     assert_eq!(base, format!("{}/v3", region.location()));
     assert_eq!(headers["authorization"], "Bearer at-1");
     assert!(headers["authorization"].is_sensitive());
@@ -274,14 +275,14 @@ async fn a_401_refreshes_once_and_a_dead_refresh_token_asks_for_authorization_ag
     let store = Arc::new(MemoryTokenStore::new());
     let oauth = ContentstackOAuth::new(client(), region, Arc::clone(&store));
     let installation = oauth.exchange("good-code", None, None).await.unwrap();
-    let rejected = oauth.access_token(&installation).await.unwrap();
+    let rejected = oauth.cma(&installation).await.unwrap();
     let (a, b) = tokio::join!(
-        oauth.after_unauthorized(&installation, &rejected),
-        oauth.after_unauthorized(&installation, &rejected)
+        oauth.cma_after_unauthorized(&installation, &rejected),
+        oauth.cma_after_unauthorized(&installation, &rejected)
     );
-    assert_eq!(a.unwrap().expose(), "at-2");
+    assert_eq!(a.unwrap().headers["authorization"], "Bearer at-2");
     assert_eq!(
-        b.unwrap().expose(),
+        b.unwrap().access_token.expose(),
         "at-2",
         "the second caller takes the first one's refresh"
     );
@@ -289,9 +290,9 @@ async fn a_401_refreshes_once_and_a_dead_refresh_token_asks_for_authorization_ag
 
     // Revoked at Contentstack: the refresh token no longer works.
     hub.live.lock().unwrap().clear();
-    let current = oauth.access_token(&installation).await.unwrap();
+    let current = oauth.cma(&installation).await.unwrap();
     let dead = oauth
-        .after_unauthorized(&installation, &current)
+        .cma_after_unauthorized(&installation, &current)
         .await
         .unwrap_err();
     assert_eq!(dead.kind(), OAuthErrorKind::NotAuthorized);

@@ -13,6 +13,7 @@
 //! - [`postgres`]: PostgreSQL for a fleet of instances (a pool, migrations, bounded operations).
 
 pub mod postgres;
+pub mod sealed;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

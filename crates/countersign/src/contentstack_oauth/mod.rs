@@ -2,11 +2,18 @@
 //! [`TokenStore`] shared by the fleet, refreshed before they expire, one refresh per
 //! installation at a time across every instance.
 //!
-//! [`ContentstackOAuth`] exchanges the code the redirect brings ([`exchange`](ContentstackOAuth::exchange),
-//! at the region the redirect's `location` names), hands out each installation's access token
-//! ([`access_token`](ContentstackOAuth::access_token)) and the headers of a Content Management
-//! API call ([`cma`](ContentstackOAuth::cma)), refreshes when less than the margin is left (60 s,
-//! or half the token's lifetime if less), and forgets an installation when it is uninstalled.
+//! [`ContentstackOAuth`] keeps **app tokens**, from the install flow (a user token would act
+//! as that member, and is refused): it exchanges the code the redirect brings
+//! ([`exchange`](ContentstackOAuth::exchange), at the region the redirect's `location` names;
+//! a backend is a confidential client, with its secret and no PKCE verifier), hands out each
+//! installation's access token ([`access_token`](ContentstackOAuth::access_token)) and what a
+//! Content Management API call needs ([`cma`](ContentstackOAuth::cma)), refreshes when less
+//! than the margin is left (60 s, or half the token's lifetime if that is shorter), and
+//! forgets an installation's tokens when your uninstall-event handler calls
+//! [`forget`](ContentstackOAuth::forget).
+//!
+//! The [`Installation`] of a later call is what `exchange` returned; from a UI location's
+//! session it is its `organization_uid` and `stack_api_key`, from a webhook its stack's.
 //!
 //! - **One refresh per installation across the fleet.** A used refresh token may stop working,
 //!   so two instances must never refresh with one. The store's lock makes one instance refresh;
@@ -14,8 +21,9 @@
 //! - **The rotated refresh token first.** The new token set, refresh token included, is saved
 //!   before the new access token is handed to anyone: an instance that stopped right after
 //!   could otherwise leave the store with a dead refresh token.
-//! - **A 401 from the CMA** refreshes once ([`after_unauthorized`](ContentstackOAuth::after_unauthorized))
-//!   and the call is made again.
+//! - **A 401 from the CMA** refreshes once
+//!   ([`cma_after_unauthorized`](ContentstackOAuth::cma_after_unauthorized)) and the call is
+//!   made again.
 //! - No token, secret or code reaches `Debug`, a log or an error text.
 //!
 //! ```no_run
@@ -31,12 +39,13 @@
 //! // GET /oauth/callback?code=..&location=EU
 //! let installation = oauth.exchange("the-code", Some("EU"), None).await?;
 //! // Later, as the app, in that installation's stack:
-//! let (base, headers) = oauth.cma(&installation).await?;
-//! let types = reqwest::Client::new()
-//!     .get(format!("{base}/content_types"))
-//!     .headers(headers)
-//!     .send()
-//!     .await?;
+//! let http = reqwest::Client::new();
+//! let mut call = oauth.cma(&installation).await?;
+//! let mut types = http.get(format!("{}/content_types", call.base_url)).headers(call.headers.clone()).send().await?;
+//! if types.status() == 401 {
+//!     call = oauth.cma_after_unauthorized(&installation, &call).await?;
+//!     types = http.get(format!("{}/content_types", call.base_url)).headers(call.headers.clone()).send().await?;
+//! }
 //! # let _ = types;
 //! # Ok(())
 //! # }
@@ -161,7 +170,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .inner
             .client
             .exchange_form(code, verifier)
-            .map_err(|e| OAuthError::new(OAuthErrorKind::Refused, e.to_string()))?;
+            .map_err(|e| OAuthError::new(OAuthErrorKind::Misconfigured, e.to_string()))?;
         let issued = self.request(&region, form).await?;
         if issued.authorization_type != Some(AuthorizationType::App) {
             // A user token acts as that user: kept under the installation, it would replace
@@ -199,18 +208,40 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         Ok(self.fresh(installation, None).await?.access_token)
     }
 
-    /// The base URL and headers of a Content Management API call as the app for
-    /// `installation`: `authorization: Bearer ..`, and `api_key` for a stack's installation or
-    /// `organization_uid` for an organization's; the base is the installation's region's
-    /// (`https://eu-api.contentstack.com/v3`).
+    /// What a Content Management API call as the app for `installation` needs: the base URL
+    /// of the installation's region (`https://eu-api.contentstack.com/v3`), and the headers
+    /// `authorization: Bearer ..` and `api_key` for a stack's installation or
+    /// `organization_uid` for an organization's. After a 401, pass the call to
+    /// [`cma_after_unauthorized`](Self::cma_after_unauthorized) and make it once more.
     ///
     /// # Errors
     /// As [`access_token`](Self::access_token).
-    pub async fn cma(
+    pub async fn cma(&self, installation: &Installation) -> Result<CmaCall, OAuthError> {
+        let tokens = self.fresh(installation, None).await?;
+        self.call(installation, tokens)
+    }
+
+    /// The call again after the CMA answered 401 to `rejected`: with a refreshed token (one
+    /// refresh, however many callers were refused).
+    ///
+    /// # Errors
+    /// As [`access_token`](Self::access_token).
+    pub async fn cma_after_unauthorized(
         &self,
         installation: &Installation,
-    ) -> Result<(String, HeaderMap), OAuthError> {
-        let tokens = self.fresh(installation, None).await?;
+        rejected: &CmaCall,
+    ) -> Result<CmaCall, OAuthError> {
+        let tokens = self
+            .fresh(installation, Some(&rejected.access_token))
+            .await?;
+        self.call(installation, tokens)
+    }
+
+    fn call(
+        &self,
+        installation: &Installation,
+        tokens: StoredTokens,
+    ) -> Result<CmaCall, OAuthError> {
         let region = self.region_of(&tokens);
         let mut headers = HeaderMap::new();
         let authorization = tokens.access_token.authorization().map_err(|_| {
@@ -231,20 +262,11 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             )
         })?;
         headers.insert(name, value);
-        Ok((region.cma_base_url(), headers))
-    }
-
-    /// After the CMA answered 401 to a call made with `rejected`: a refreshed token (once: if
-    /// another caller refreshed meanwhile, theirs), to make the call again with.
-    ///
-    /// # Errors
-    /// As [`access_token`](Self::access_token).
-    pub async fn after_unauthorized(
-        &self,
-        installation: &Installation,
-        rejected: &AccessToken,
-    ) -> Result<AccessToken, OAuthError> {
-        Ok(self.fresh(installation, Some(rejected)).await?.access_token)
+        Ok(CmaCall {
+            base_url: region.cma_base_url(),
+            headers,
+            access_token: tokens.access_token,
+        })
     }
 
     /// Forgets the installation's tokens (on its uninstall event).
@@ -497,6 +519,18 @@ impl<S> fmt::Debug for ContentstackOAuth<S> {
     }
 }
 
+/// A Content Management API call's base URL and headers ([`ContentstackOAuth::cma`]).
+/// `Debug` shows no token.
+#[derive(Debug, Clone)]
+pub struct CmaCall {
+    /// The installation's region's CMA, version included: append the path (`/content_types`).
+    pub base_url: String,
+    /// `authorization` (marked sensitive), and `api_key` or `organization_uid`.
+    pub headers: HeaderMap,
+    /// The access token in `authorization`, to say which one a 401 refused.
+    pub access_token: AccessToken,
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
@@ -519,6 +553,8 @@ pub enum OAuthErrorKind {
     Unavailable,
     /// A redirect's `location` that is not one of the seven regions.
     InvalidLocation,
+    /// This side's setup: a public client exchanging a code without its PKCE verifier.
+    Misconfigured,
     /// The token store failed.
     Store,
 }

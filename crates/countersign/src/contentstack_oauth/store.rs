@@ -38,8 +38,11 @@ pub struct StoredTokens {
 
 /// Where tokens are kept, shared by every instance of the app: the tokens of each
 /// installation, and its refresh lock, so that one instance at a time refreshes (a used refresh
-/// token may stop working). [`MemoryTokenStore`] serves one instance; a fleet shares a
-/// database (the `marketplace-app` example's PostgreSQL store encrypts them at rest).
+/// token may stop working). [`MemoryTokenStore`] serves one instance. A fleet implements the
+/// six methods over its shared database, keeping the tokens sealed (encrypted) at rest:
+/// `replace` is a compare-and-set on the stored refresh token (compare a keyed fingerprint,
+/// not the token), and `lock` sets an owner and an expiry unless another owner's has not
+/// passed (one `UPDATE ... WHERE` in SQL).
 pub trait TokenStore: Send + Sync + 'static {
     /// The installation's tokens, if any.
     fn load(

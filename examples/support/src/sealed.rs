@@ -1,0 +1,215 @@
+//! Secrets sealed at rest: the examples keep OAuth tokens in SQLite or PostgreSQL only as
+//! AES-256-GCM ciphertexts, so that neither the database file nor a `pg_dump` shows them.
+
+use std::fmt;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The length of a nonce, stored before each ciphertext.
+const NONCE_LEN: usize = 12;
+
+/// The key that seals stored secrets, from `OAUTH_TOKEN_KEY` (base64 of 32 bytes) or generated
+/// once and kept, readable by the owner only, under the data directory. `Debug` never shows it.
+pub struct SealingKey {
+    cipher: Aes256Gcm,
+    fingerprints: Hmac<Sha256>,
+}
+
+impl SealingKey {
+    /// The key in `text`: base64 of 32 bytes.
+    ///
+    /// # Errors
+    /// When it is not.
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| "the sealing key is not base64".to_owned())?;
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() != 32 {
+            return Err(format!("the sealing key has {} bytes, not 32", bytes.len()));
+        }
+        let cipher =
+            Aes256Gcm::new_from_slice(bytes).map_err(|_| "an unusable sealing key".to_owned())?;
+        let fingerprints = <Hmac<Sha256> as Mac>::new_from_slice(bytes)
+            .map_err(|_| "an unusable sealing key".to_owned())?;
+        Ok(Self {
+            cipher,
+            fingerprints,
+        })
+    }
+
+    /// The key of `configured` (the value of `OAUTH_TOKEN_KEY`), or else the one kept in
+    /// `dir/oauth-token-key`, made on the first start. A fleet sets the variable: each instance
+    /// must open what the others sealed.
+    ///
+    /// # Errors
+    /// A configured key that is not base64 of 32 bytes, or a key file that cannot be read or
+    /// written.
+    pub fn configured_or_kept(configured: Option<&str>, dir: &Path) -> Result<Self, String> {
+        if let Some(text) = configured {
+            return Self::from_base64(text).map_err(|e| format!("OAUTH_TOKEN_KEY: {e}"));
+        }
+        let path = dir.join("oauth-token-key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Self::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()));
+        }
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("the random source failed: {e}"))?;
+        crate::write_private(
+            &path,
+            &base64::engine::general_purpose::STANDARD.encode(bytes),
+        )
+        .map_err(|e| format!("cannot keep the sealing key in {}: {e}", path.display()))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// `plaintext` sealed for `context` (what it belongs to, such as the installation): a
+    /// random nonce, then the ciphertext and its tag. It opens only with this key and the same
+    /// context, so a sealed value copied to another row does not open there.
+    ///
+    /// # Errors
+    /// When the random source fails.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| format!("the random source failed: {e}"))?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
+            .map_err(|_| "sealing failed".to_owned())?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// What [`seal`](Self::seal) sealed for `context`.
+    ///
+    /// # Errors
+    /// When it was sealed with another key or for another context, or was altered.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, String> {
+        if sealed.len() < NONCE_LEN {
+            return Err("a sealed value is too short".to_owned());
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: context,
+                },
+            )
+            .map_err(|_| "a sealed value does not open with this key and context".to_owned())
+    }
+
+    /// A keyed fingerprint of `secret` (HMAC-SHA256, hex): what a store compares to find
+    /// whether a stored token is still the one a refresh used, without opening it.
+    #[must_use]
+    pub fn fingerprint(&self, secret: &str) -> String {
+        let mut mac = self.fingerprints.clone();
+        mac.update(secret.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealingKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SealingKey {
+        SealingKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_with_its_key_and_context() {
+        let sealed = key().seal(b"refresh-token-1", b"org1/blt1").unwrap();
+        assert!(
+            !sealed.windows(7).any(|w| w == b"refresh"),
+            "no plaintext in the sealed bytes"
+        );
+        assert_eq!(
+            key().open(&sealed, b"org1/blt1").unwrap(),
+            b"refresh-token-1"
+        );
+        assert!(
+            key().open(&sealed, b"org1/blt2").is_err(),
+            "moved to another installation"
+        );
+        let other =
+            SealingKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]))
+                .unwrap();
+        assert!(other.open(&sealed, b"org1/blt1").is_err());
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(key().open(&altered, b"org1/blt1").is_err());
+        assert!(key().open(&sealed[..5], b"org1/blt1").is_err());
+        assert_ne!(
+            key().seal(b"x", b"c").unwrap(),
+            key().seal(b"x", b"c").unwrap(),
+            "a nonce per seal"
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_debug_shows_no_key() {
+        assert_eq!(key().fingerprint("rt"), key().fingerprint("rt"));
+        assert_ne!(key().fingerprint("rt"), key().fingerprint("rt2"));
+        let other =
+            SealingKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([8u8; 32]))
+                .unwrap();
+        assert_ne!(key().fingerprint("rt"), other.fingerprint("rt"));
+        assert_eq!(format!("{:?}", key()), "SealingKey(<redacted>)");
+    }
+
+    #[test]
+    fn a_key_is_configured_or_made_once_and_kept_private() {
+        let dir = std::env::temp_dir().join(format!("sealed-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::private_dir(&dir).unwrap();
+        let first = SealingKey::configured_or_kept(None, &dir).unwrap();
+        let sealed = first.seal(b"t", b"c").unwrap();
+        let again = SealingKey::configured_or_kept(None, &dir).unwrap();
+        assert_eq!(
+            again.open(&sealed, b"c").unwrap(),
+            b"t",
+            "the kept key is reused"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.join("oauth-token-key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "owner only");
+        }
+        assert!(
+            SealingKey::configured_or_kept(Some("c2hvcnQ="), &dir).is_err(),
+            "not 32 bytes"
+        );
+        assert!(SealingKey::configured_or_kept(Some("!!"), &dir).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
