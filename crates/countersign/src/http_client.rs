@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use countersign_core::ip::is_secure_url;
-
 /// A client with `timeout` per request whose redirects stay on https (or this machine), trusting
 /// `roots` besides the system's.
+#[cfg(any(feature = "well-known", feature = "app-identity"))]
 pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::Client {
     roots
         .iter()
@@ -20,12 +19,25 @@ pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             if attempt.previous().len() >= 3 {
                 attempt.error("more than 3 redirects")
-            } else if is_secure_url(attempt.url().as_str()) {
+            } else if countersign_core::ip::is_secure_url(attempt.url().as_str()) {
                 attempt.follow()
             } else {
                 attempt.error("a redirect away from https (plain http only to this machine)")
             }
         }))
+        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// A client with `timeout` per request that follows no redirect: for requests that carry
+/// secrets in their body (OAuth's token requests), which a redirect would send elsewhere.
+#[cfg(feature = "oauth")]
+pub(crate) fn no_redirect_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_default()

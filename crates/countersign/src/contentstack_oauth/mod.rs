@@ -70,7 +70,7 @@ pub use store::{
 };
 
 use crate::Clock;
-use crate::http_client::{describe, read_limited};
+use crate::http_client::{describe, no_redirect_client, read_limited};
 
 /// The longest refresh margin: a token is refreshed once it has less than this left (or less
 /// than half its lifetime, if that is shorter).
@@ -107,18 +107,14 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     /// A client of the app's OAuth `client`, in `region` (the app's default; a code is
     /// exchanged at its redirect's location), keeping tokens in `store`.
     pub fn new(client: Client, region: Region, store: S) -> Self {
-        Self::with_owner(client, region, store, instance_name())
-    }
-
-    fn with_owner(client: Client, region: Region, store: S, owner: String) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 region,
                 store,
-                http: token_client(),
+                http: no_redirect_client(REQUEST_TIMEOUT),
                 clock: Clock::system(),
-                owner,
+                owner: instance_name(),
                 refreshing: Mutex::new(HashMap::new()),
             }),
         }
@@ -459,28 +455,14 @@ impl<S: TokenStore> ContentstackOAuth<S> {
 /// process, the time and a counter, which no other instance shares.
 fn instance_name() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut random = [0u8; 16];
-    if getrandom::fill(&mut random).is_ok() {
-        return hex::encode(random);
+    if let Ok(random) = countersign_core::random_hex(16) {
+        return random;
     }
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
     let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}-{nanos}-{count}", std::process::id())
-}
-
-/// The client of the token requests: https (plain http to this machine only), a bounded
-/// wait, and no redirects: a redirect would carry the form, secret and all, elsewhere.
-fn token_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .https_only(false)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("countersign/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
 }
 
 /// What is kept of an issued set: the refresh token it brought, or the one it was refreshed
