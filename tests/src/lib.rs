@@ -1,7 +1,9 @@
 //! Helpers of countersign's workspace-level tests: running the vendors' reference code in
-//! Node.js, a small deterministic generator of test inputs, throwaway PostgreSQL clusters, and
-//! the delivery [`simulator`].
+//! Node.js, a small deterministic generator of test inputs, throwaway PostgreSQL clusters, a
+//! local Contentstack [`developer_hub`] (token endpoint and CMA), and the delivery
+//! [`simulator`].
 
+pub mod developer_hub;
 pub mod simulator;
 
 use std::path::PathBuf;
@@ -247,6 +249,34 @@ impl Postgres {
     #[must_use]
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// What `pg_dump` writes of the database: every row, as a backup would hold it.
+    ///
+    /// # Panics
+    /// When `pg_dump` fails.
+    #[must_use]
+    pub fn dump(&self) -> String {
+        let output = self
+            .command("pg_dump")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "postgres",
+            ])
+            .current_dir(&self.dir)
+            .output()
+            .expect("pg_dump");
+        assert!(
+            output.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Stops the server (fast shutdown: connections are closed); the data stays.

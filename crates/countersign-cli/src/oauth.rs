@@ -9,6 +9,7 @@ use countersign_core::contentstack::oauth::{
     Answer, Authorization, Client, ClientSecret, CodeVerifier, FORM_CONTENT_TYPE, RefreshToken,
     read_answer,
 };
+use countersign_core::reason;
 
 use crate::common::{Failure, Outcome, print_line};
 
@@ -204,17 +205,17 @@ fn post(url: &str, form: String) -> Outcome {
             .send()
             .await
             .map_err(|e| Failure::Rejected {
-                code: "oauth_unavailable",
+                code: reason::OAUTH_UNAVAILABLE.code,
                 message: format!("nothing answered at {url}: {e}"),
             })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| Failure::Rejected {
-            code: "oauth_unavailable",
+            code: reason::OAUTH_UNAVAILABLE.code,
             message: format!("the answer from {url} broke off: {e}"),
         })?;
         if body.len() > MAX_ANSWER_LEN {
             return Err(Failure::Rejected {
-                code: "oauth_refused",
+                code: reason::OAUTH_REFUSED.code,
                 message: format!("the answer from {url} is larger than {MAX_ANSWER_LEN} bytes"),
             });
         }
@@ -223,15 +224,15 @@ fn post(url: &str, form: String) -> Outcome {
     match read_answer(status, &body, SystemTime::now()) {
         Answer::Issued(_) => print_line(&String::from_utf8_lossy(&body)),
         Answer::InvalidGrant(refusal) => Err(Failure::Rejected {
-            code: "oauth_invalid_grant",
+            code: reason::OAUTH_INVALID_GRANT.code,
             message: refusal.to_string(),
         }),
         Answer::Refused(refusal) => Err(Failure::Rejected {
-            code: "oauth_refused",
+            code: reason::OAUTH_REFUSED.code,
             message: refusal.to_string(),
         }),
         Answer::Unavailable(status) => Err(Failure::Rejected {
-            code: "oauth_unavailable",
+            code: reason::OAUTH_UNAVAILABLE.code,
             message: format!("{url} answered {status}: try again later"),
         }),
     }

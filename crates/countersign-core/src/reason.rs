@@ -146,6 +146,18 @@ catalogue! {
     /// A Contentstack webhook's `data` does not deserialize into the handler's type.
     WEBHOOK_DATA_INVALID = "webhook_data_invalid", UNPROCESSABLE_ENTITY, "Webhook data not as expected";
 
+    // Calling Contentstack as the app (OAuth): why no token could be had.
+    /// OAuth: the code or refresh token was used, expired or revoked (`400 invalid_grant`).
+    OAUTH_INVALID_GRANT = "oauth_invalid_grant", BAD_REQUEST, "Authorization not granted";
+    /// OAuth: a redirect's `location` that is not one of Contentstack's regions.
+    OAUTH_INVALID_LOCATION = "oauth_invalid_location", BAD_REQUEST, "Unknown region";
+    /// OAuth: the installation has no usable tokens; the app must be authorized (installed)
+    /// again.
+    OAUTH_NOT_AUTHORIZED = "oauth_not_authorized", FORBIDDEN, "App not authorized for this installation";
+    /// OAuth: the token endpoint refused for another reason (client id or secret, redirect
+    /// URI), or answered what is not a token set.
+    OAUTH_REFUSED = "oauth_refused", BAD_GATEWAY, "Token endpoint refused";
+
     // 500: the server is set up wrong.
     /// An extractor on a route without its layer.
     LAYER_MISSING = "layer_missing", INTERNAL_SERVER_ERROR, "Server misconfigured";
@@ -159,6 +171,8 @@ catalogue! {
     SESSION_KEY_MISSING = "session_key_missing", INTERNAL_SERVER_ERROR, "Server misconfigured";
     /// A session that does not fit in a cookie.
     SESSION_COOKIE = "session_cookie", INTERNAL_SERVER_ERROR, "Server misconfigured";
+    /// OAuth: a public client exchanging a code without its PKCE verifier.
+    OAUTH_MISCONFIGURED = "oauth_misconfigured", INTERNAL_SERVER_ERROR, "Server misconfigured";
 
     // 503: not the sender's fault; it retries.
     /// No verification key yet.
@@ -179,6 +193,10 @@ catalogue! {
     STORE_PROTOCOL = "store_protocol", SERVICE_UNAVAILABLE, "App-token store unavailable", retry;
     /// The spent app-token store has no room now.
     STORE_FULL = "store_full", SERVICE_UNAVAILABLE, "App-token store full", retry;
+    /// OAuth: the token endpoint cannot answer now (unreachable, 429, 5xx).
+    OAUTH_UNAVAILABLE = "oauth_unavailable", SERVICE_UNAVAILABLE, "Token endpoint unavailable", retry;
+    /// OAuth: the token store failed.
+    OAUTH_STORE_UNAVAILABLE = "oauth_store_unavailable", SERVICE_UNAVAILABLE, "Token store unavailable", retry;
 }
 
 #[cfg(test)]

@@ -87,12 +87,13 @@
 //! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
 //! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header) |
+//! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused) |
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
-//! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie` (misconfiguration) |
+//! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie`, `oauth_misconfigured` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard behind signatures that never expire) |
-//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol` |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol`; for OAuth `oauth_unavailable`, `oauth_store_unavailable` |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to
 //! `tracing` (target `countersign`, with the reason and the client address), and the

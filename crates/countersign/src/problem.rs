@@ -211,6 +211,13 @@ impl From<contentstack::Error> for Rejection {
     }
 }
 
+#[cfg(feature = "oauth")]
+impl From<crate::contentstack_oauth::OAuthError> for Rejection {
+    fn from(error: crate::contentstack_oauth::OAuthError) -> Self {
+        Self::of(error.kind().reason(), error.message())
+    }
+}
+
 impl From<AppTokenError> for Rejection {
     fn from(error: AppTokenError) -> Self {
         Self::of(error.kind().reason(), error.message())

@@ -1,5 +1,6 @@
 //! The UI location pages and the session's API: `GET /ui/{location}?app-token=...`,
-//! `GET|PUT /api/settings`, `GET /api/events`, and `GET /healthz`.
+//! `GET|PUT /api/settings`, `GET /api/events`, `GET /api/content-types` (as the app, see
+//! [`crate::oauth`]), `GET /oauth/callback`, and `GET /healthz`.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::oauth::{self, AsTheApp};
 use crate::store::Store;
 use crate::{AppResult, internal, ui};
 
@@ -37,6 +39,7 @@ pub(crate) fn router(
     let api = Router::new()
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/events", get(events))
+        .route("/api/content-types", get(oauth::content_types))
         .route_layer(SessionLayer::new(sessions));
     Router::new()
         .route("/ui/{location}", get(page).layer(ui))
@@ -44,6 +47,8 @@ pub(crate) fn router(
             config.frame_ancestors.as_str().into(),
         )))
         .merge(api)
+        .route("/oauth/callback", get(oauth::callback))
+        .layer(Extension(AsTheApp::new(config.oauth.as_ref(), &store)))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(store)
         .merge(webhooks)
@@ -73,7 +78,7 @@ async fn page(
     }
 }
 
-fn stack_of(session: &AppSession) -> Result<String, Rejection> {
+pub(crate) fn stack_of(session: &AppSession) -> Result<String, Rejection> {
     session.stack_api_key().map(str::to_owned).ok_or_else(|| {
         Rejection::new(
             StatusCode::FORBIDDEN,

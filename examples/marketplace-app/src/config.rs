@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use countersign::contentstack::oauth::{Client, ClientSecret};
 use countersign::contentstack::{
     APP_TOKEN_LIFETIME, DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys,
     mint_app_token,
@@ -12,6 +14,7 @@ use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::IpAllowlist;
 use countersign::session::SessionKey;
 use countersign::well_known::WellKnownKeys;
+use example_support::sealed::SealingKey;
 use example_support::{private_dir, write_private};
 
 /// Where the Contentstack public key comes from.
@@ -49,6 +52,19 @@ pub(crate) struct Config {
     pub(crate) app_uid: Option<String>,
     /// Set in dev mode: the key that signs like Contentstack, to print how to try the app.
     pub(crate) dev_key: Option<(SigningKey, PathBuf)>,
+    /// Calling Contentstack as the app, when its OAuth client is configured.
+    pub(crate) oauth: Option<OAuthConfig>,
+}
+
+/// The app's OAuth client (`CONTENTSTACK_OAUTH_CLIENT_ID`, `CONTENTSTACK_OAUTH_CLIENT_SECRET`,
+/// `CONTENTSTACK_OAUTH_REDIRECT_URI`), its region and the key its tokens are sealed with.
+pub(crate) struct OAuthConfig {
+    pub(crate) client: Client,
+    /// `CONTENTSTACK_REGION` (`NA` by default): where a code whose redirect names no location
+    /// is exchanged. A redirect's `location` wins; a custom base URL serves every location.
+    pub(crate) region: Region,
+    /// `OAUTH_TOKEN_KEY` (base64 of 32 bytes), or one made and kept under `DATA_DIR`.
+    pub(crate) sealing_key: Arc<SealingKey>,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -114,6 +130,7 @@ impl Config {
             .transpose()?;
         let trusted_proxies = list("TRUSTED_PROXIES").map(IpAllowlist::new).transpose()?;
         let body_limit = var("WEBHOOK_BODY_LIMIT").map(|v| v.parse()).transpose()?;
+        let oauth = oauth_config(&data_dir)?;
         let session_key = match var("SESSION_SECRET") {
             Some(secret) => SessionKey::new(secret)?,
             None => stored_session_key(&data_dir)?,
@@ -143,6 +160,7 @@ impl Config {
             app_uid: var("CONTENTSTACK_APP_UID")
                 .or_else(|| dev_key.is_some().then(|| DEV_APP_UID.to_owned())),
             dev_key,
+            oauth,
         })
     }
 
@@ -168,6 +186,7 @@ impl Config {
             database_url: None,
             app_uid: Some(countersign::testing::TestKit::APP_UID.to_owned()),
             dev_key: None,
+            oauth: None,
         }
     }
 
@@ -217,6 +236,38 @@ fn well_known(mut keys: WellKnownKeys) -> Result<WellKnownKeys, Error> {
         keys = keys.with_min_refetch_interval(Duration::from_secs(secs.parse()?));
     }
     Ok(keys)
+}
+
+/// The OAuth client, if `CONTENTSTACK_OAUTH_CLIENT_ID` is set: its secret and redirect URI are
+/// then required. A fleet (`DATABASE_URL`) must set `OAUTH_TOKEN_KEY`: each instance opens the
+/// tokens the others sealed.
+fn oauth_config(data_dir: &Path) -> Result<Option<OAuthConfig>, Error> {
+    let id = var("CONTENTSTACK_OAUTH_CLIENT_ID");
+    let secret = var("CONTENTSTACK_OAUTH_CLIENT_SECRET");
+    let redirect_uri = var("CONTENTSTACK_OAUTH_REDIRECT_URI");
+    let (id, secret, redirect_uri) = match (id, secret, redirect_uri) {
+        (None, None, None) => return Ok(None),
+        (Some(id), Some(secret), Some(redirect_uri)) => (id, secret, redirect_uri),
+        _ => {
+            return Err("set all of CONTENTSTACK_OAUTH_CLIENT_ID, CONTENTSTACK_OAUTH_CLIENT_SECRET and CONTENTSTACK_OAUTH_REDIRECT_URI, or none".into());
+        }
+    };
+    let configured_key = var("OAUTH_TOKEN_KEY");
+    if configured_key.is_none() && var("DATABASE_URL").is_some() {
+        return Err("with DATABASE_URL, set OAUTH_TOKEN_KEY (base64 of 32 bytes, the same for every instance): each instance must open the tokens the others sealed".into());
+    }
+    let region = match var("CONTENTSTACK_REGION") {
+        Some(region) => region.parse()?,
+        None => Region::Na,
+    };
+    Ok(Some(OAuthConfig {
+        client: Client::new(id, redirect_uri).with_secret(ClientSecret::new(secret)?),
+        region,
+        sealing_key: Arc::new(SealingKey::configured_or_kept(
+            configured_key.as_deref(),
+            data_dir,
+        )?),
+    }))
 }
 
 /// The origins Contentstack serves its app (and so its UI locations' host pages) from.

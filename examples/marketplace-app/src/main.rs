@@ -8,6 +8,10 @@
 //!   exchanged for the app's own session, which the page sends as a bearer token.
 //! - `GET|PUT /api/settings`, `GET /api/events[?before=&limit=]`: the session's installation and
 //!   stack only; events newest first, a page at a time, each with its webhook's `data`.
+//! - With an OAuth client configured: `GET /oauth/callback?code=..&location=..` (the install
+//!   flow's redirect: the installation's app token, kept sealed in the database) and
+//!   `GET /api/content-types` (the session's stack's content types, from Contentstack's API as
+//!   the app); an uninstall event forgets the installation's tokens.
 //! - `GET /healthz`; `GET /metrics` (Prometheus text: what the countersign layers count).
 //!
 //! Configuration is by environment variable; see this example's `README.md`. Without a Contentstack key it
@@ -19,6 +23,7 @@ use countersign::replay::{BoxReplayStore, RedisStore};
 
 mod api;
 mod config;
+mod oauth;
 mod store;
 mod ui;
 mod webhooks;

@@ -1,4 +1,5 @@
-//! Durable records: installations, events per stack, settings per tenant. In SQLite under
+//! Durable records: installations, events per stack, settings per tenant, and the app's OAuth
+//! tokens per installation, sealed ([`SealedTokens`]). In SQLite under
 //! DATA_DIR (one instance), or in PostgreSQL when `DATABASE_URL` is set (a fleet shares it).
 //!
 //! A webhook answered 200 has been committed, once: every delivery's effects are written in
@@ -15,6 +16,10 @@ use std::sync::{Arc, Mutex};
 use example_support::postgres::{Database, Schema, bounded};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
+
+mod tokens;
+
+pub(crate) use tokens::SealedTokens;
 
 /// What a delivery changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +58,10 @@ pub(crate) use example_support::postgres::Error as StoreError;
 
 /// The schema, one step per version, in SQLite's dialect; [`POSTGRES_MIGRATIONS`] holds the
 /// same steps in PostgreSQL's.
-const SQLITE_MIGRATIONS: [(i64, &str); 1] = [(
-    1,
-    "CREATE TABLE IF NOT EXISTS installations (
+const SQLITE_MIGRATIONS: [(i64, &str); 2] = [
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS installations (
          api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
          triggered_at TEXT, data TEXT NOT NULL, updated_at INTEGER NOT NULL);
      CREATE TABLE IF NOT EXISTS events (
@@ -65,12 +71,15 @@ const SQLITE_MIGRATIONS: [(i64, &str); 1] = [(
      CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
      CREATE TABLE IF NOT EXISTS deliveries (
          delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
-)];
+    ),
+    (2, tokens::SQLITE_MIGRATION),
+];
 
 /// The schema in PostgreSQL's dialect: the steps of [`SQLITE_MIGRATIONS`].
-const POSTGRES_MIGRATIONS: [(i64, &str); 1] = [(
-    1,
-    "CREATE TABLE IF NOT EXISTS installations (
+const POSTGRES_MIGRATIONS: [(i64, &str); 2] = [
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS installations (
          api_key TEXT PRIMARY KEY, status TEXT NOT NULL, event TEXT NOT NULL,
          triggered_at TEXT, data TEXT NOT NULL, updated_at BIGINT NOT NULL);
      CREATE TABLE IF NOT EXISTS events (
@@ -80,7 +89,9 @@ const POSTGRES_MIGRATIONS: [(i64, &str); 1] = [(
      CREATE TABLE IF NOT EXISTS settings (tenant TEXT PRIMARY KEY, json TEXT NOT NULL);
      CREATE TABLE IF NOT EXISTS deliveries (
          delivery_id TEXT PRIMARY KEY, received_at BIGINT NOT NULL);",
-)];
+    ),
+    (2, tokens::POSTGRES_MIGRATION),
+];
 
 /// Which of the SQLite migrations ran.
 const MIGRATIONS_TABLE: &str =
@@ -170,8 +181,9 @@ impl Store {
     }
 
     /// Records a verified delivery once by its id: installation events keep the installation's
-    /// record, every other event goes to its stack's log. `false`: the delivery was recorded
-    /// before, and nothing changed.
+    /// record (an uninstall forgets the stack's OAuth tokens in the same transaction), every
+    /// other event goes to its stack's log. `false`: the delivery was recorded before, and
+    /// nothing changed.
     pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
         let now = example_support::unix_now();
         let Delivery {
@@ -202,6 +214,9 @@ impl Store {
                              ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
                             params![api_key, status, event, triggered_at, data, now],
                         )?;
+                        if change == Change::Uninstalled {
+                            db.execute(tokens::FORGET_STACK, params![api_key])?;
+                        }
                     } else {
                         db.execute(
                             "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -235,6 +250,10 @@ impl Store {
                             &[&api_key, &status, &event, &triggered_at, &data, &now],
                         )
                         .await?;
+                        if change == Change::Uninstalled {
+                            db.execute(&tokens::FORGET_STACK.replace('?', "$"), &[&api_key])
+                                .await?;
+                        }
                     } else {
                         db.execute(
                             "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES ($1, $2, $3, $4, $5, $6)",

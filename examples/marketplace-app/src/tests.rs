@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 use super::*;
 
 fn router(kit: &TestKit, name: &str) -> Router {
+    router_and_store(kit, name).0
+}
+
+fn router_and_store(kit: &TestKit, name: &str) -> (Router, Store) {
     let dir = std::env::temp_dir().join(format!("marketplace-app-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -23,7 +27,10 @@ fn router(kit: &TestKit, name: &str) -> Router {
     let keys = BoxKeySource::new(kit.contentstack_keys());
     let replay = || BoxReplayStore::new(MemoryStore::new(1_000));
     let webhooks = webhooks::route(&config, keys.clone(), replay(), store.clone());
-    api::router(&config, keys, webhooks, store, replay())
+    (
+        api::router(&config, keys, webhooks, store.clone(), replay()),
+        store,
+    )
 }
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
@@ -196,4 +203,72 @@ async fn forged_and_stale_webhooks_and_other_apps_tokens_are_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_uninstall_event_forgets_the_stacks_oauth_tokens_and_no_other() {
+    use countersign::contentstack::oauth::{AccessToken, RefreshToken};
+    use countersign::contentstack_oauth::{Installation, StoredTokens, TokenStore as _};
+
+    let kit = TestKit::new();
+    let (router, store) = router_and_store(&kit, "uninstall-tokens");
+    let dir = std::env::temp_dir().join(format!(
+        "marketplace-app-uninstall-key-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = example_support::sealed::SealingKey::configured_or_kept(None, &dir).unwrap();
+    let tokens = store::SealedTokens::new(store, std::sync::Arc::new(key));
+    let of = |stack: &str| Installation {
+        organization_uid: TestKit::ORGANIZATION.into(),
+        stack_api_key: Some(stack.into()),
+    };
+    let set = StoredTokens {
+        access_token: AccessToken::new("at"),
+        refresh_token: Some(RefreshToken::new("rt")),
+        expires_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000),
+        lifetime: std::time::Duration::from_secs(3_600),
+        region: "NA".into(),
+    };
+    tokens.save(&of(TestKit::STACK), &set).await.unwrap();
+    tokens.save(&of("blt-another-stack"), &set).await.unwrap();
+
+    let path = "/webhooks/contentstack";
+    let (status, _) = send(
+        &router,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tokens.load(&of(TestKit::STACK)).await.unwrap().is_some(),
+        "an install keeps them"
+    );
+    let (status, _) = send(
+        &router,
+        kit.contentstack_webhook(path, &installation("uninstall")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tokens.load(&of(TestKit::STACK)).await.unwrap(), None);
+    assert_eq!(
+        tokens.load(&of("blt-another-stack")).await.unwrap(),
+        Some(set),
+        "another stack's tokens stay"
+    );
+}
+
+#[tokio::test]
+async fn without_an_oauth_client_the_oauth_routes_say_what_to_set() {
+    let kit = TestKit::new();
+    let router = router(&kit, "no-oauth");
+    let (status, body) = send(
+        &router,
+        Request::get("/oauth/callback?code=c&location=NA")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("oauth_not_configured"), "{body}");
 }

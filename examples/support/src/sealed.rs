@@ -12,6 +12,8 @@ use sha2::Sha256;
 
 /// The length of a nonce, stored before each ciphertext.
 const NONCE_LEN: usize = 12;
+/// What the fingerprint key is derived with: HMAC-SHA256 of this under the sealing key.
+const FINGERPRINT_KEY_LABEL: &[u8] = b"countersign sealed-token fingerprint v1";
 
 /// The key that seals stored secrets, from `OAUTH_TOKEN_KEY` (base64 of 32 bytes) or generated
 /// once and kept, readable by the owner only, under the data directory. `Debug` never shows it.
@@ -38,7 +40,12 @@ impl SealingKey {
         }
         let cipher =
             Aes256Gcm::new_from_slice(bytes).map_err(|_| "an unusable sealing key".to_owned())?;
-        let fingerprints = <Hmac<Sha256> as Mac>::new_from_slice(bytes)
+        // Fingerprints under a key of their own, derived from this one, so that no key
+        // serves two algorithms.
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(bytes)
+            .map_err(|_| "an unusable sealing key".to_owned())?;
+        derive.update(FINGERPRINT_KEY_LABEL);
+        let fingerprints = <Hmac<Sha256> as Mac>::new_from_slice(&derive.finalize().into_bytes())
             .map_err(|_| "an unusable sealing key".to_owned())?;
         Ok(Self {
             cipher,

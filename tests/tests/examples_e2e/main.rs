@@ -64,9 +64,16 @@ async fn start(name: &str, data_dir: &Path, env: &[(&str, &str)]) -> App {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("DATA_DIR", data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .env("RUST_LOG", "warn");
+    // What the app prints, kept in `DATA_DIR/app.log` for tests that read it.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("app.log"))
+        .unwrap();
+    command
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
     for (key, value) in env {
         command.env(key, value);
     }
@@ -184,5 +191,6 @@ mod browser;
 mod contentful;
 mod marketplace_faults;
 mod marketplace_guards;
+mod marketplace_oauth;
 mod marketplace_ui;
 mod marketplace_webhooks;

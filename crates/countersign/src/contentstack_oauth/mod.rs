@@ -63,6 +63,7 @@ use countersign_core::contentstack::oauth::{
     AccessToken, Answer, AuthorizationType, Client, CodeVerifier, FORM_CONTENT_TYPE, RefreshToken,
     TokenSet, read_answer,
 };
+use countersign_core::reason::{self, Reason};
 use http::{HeaderMap, HeaderValue};
 
 pub use store::{
@@ -539,6 +540,23 @@ pub enum OAuthErrorKind {
     Misconfigured,
     /// The token store failed.
     Store,
+}
+
+impl OAuthErrorKind {
+    /// Why, from the [catalogue](countersign_core::reason): the code and the HTTP status a
+    /// backend answers with (`Rejection::of(error.kind().reason(), error.message())`).
+    #[must_use]
+    pub const fn reason(self) -> &'static Reason {
+        match self {
+            Self::NotAuthorized => &reason::OAUTH_NOT_AUTHORIZED,
+            Self::InvalidGrant => &reason::OAUTH_INVALID_GRANT,
+            Self::Refused => &reason::OAUTH_REFUSED,
+            Self::Unavailable => &reason::OAUTH_UNAVAILABLE,
+            Self::InvalidLocation => &reason::OAUTH_INVALID_LOCATION,
+            Self::Misconfigured => &reason::OAUTH_MISCONFIGURED,
+            Self::Store => &reason::OAUTH_STORE_UNAVAILABLE,
+        }
+    }
 }
 
 impl OAuthError {

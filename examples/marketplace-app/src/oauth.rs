@@ -1,0 +1,173 @@
+//! Calling Contentstack as the app: `GET /oauth/callback` (where Contentstack sends the admin
+//! after installing the app) and `GET /api/content-types` (the session's stack's content
+//! types, read from the Content Management API as the app).
+//!
+//! The tokens are the installation's, kept sealed in the app's database ([`SealedTokens`]); a
+//! session reaches only the tokens of its own organization and stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use countersign::Rejection;
+use countersign::contentstack_oauth::{CmaCall, ContentstackOAuth, Installation};
+use countersign::session::AppSession;
+use serde_json::Value;
+
+use crate::AppResult;
+use crate::api::stack_of;
+use crate::config::OAuthConfig;
+use crate::store::{SealedTokens, Store};
+
+/// The bound of one CMA call.
+const CMA_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most bytes read of a CMA answer.
+const MAX_CMA_ANSWER: usize = 4 * 1024 * 1024;
+
+/// The OAuth client and the HTTP client of CMA calls, when OAuth is configured.
+#[derive(Clone)]
+pub(crate) struct AsTheApp(Option<(ContentstackOAuth<SealedTokens>, reqwest::Client)>);
+
+impl AsTheApp {
+    pub(crate) fn new(config: Option<&OAuthConfig>, store: &Store) -> Self {
+        Self(config.map(|config| {
+            let tokens = SealedTokens::new(store.clone(), Arc::clone(&config.sealing_key));
+            let oauth =
+                ContentstackOAuth::new(config.client.clone(), config.region.clone(), tokens);
+            // CMA calls follow no redirect: a redirect would carry the bearer token elsewhere.
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(CMA_TIMEOUT)
+                .build()
+                .unwrap_or_default();
+            (oauth, http)
+        }))
+    }
+
+    fn get(&self) -> Result<&(ContentstackOAuth<SealedTokens>, reqwest::Client), Rejection> {
+        self.0.as_ref().ok_or_else(|| {
+            Rejection::new(
+                StatusCode::NOT_FOUND,
+                "oauth_not_configured",
+                "OAuth not configured",
+                "set CONTENTSTACK_OAUTH_CLIENT_ID, CONTENTSTACK_OAUTH_CLIENT_SECRET and CONTENTSTACK_OAUTH_REDIRECT_URI",
+            )
+        })
+    }
+}
+
+/// What the redirect after an install brings.
+#[derive(serde::Deserialize)]
+pub(crate) struct Redirect {
+    code: Option<String>,
+    location: Option<String>,
+}
+
+/// `GET /oauth/callback?code=..&location=..`: exchanges the code at the region `location`
+/// names and keeps the app token of the installation the answer names. Nothing else is
+/// trusted: whoever sends a code can only store the tokens Contentstack issues for it.
+pub(crate) async fn callback(
+    Extension(app): Extension<AsTheApp>,
+    redirect: Result<Query<Redirect>, QueryRejection>,
+) -> AppResult<Response> {
+    let (oauth, _) = app.get().map_err(IntoResponse::into_response)?;
+    let Some((code, location)) = redirect
+        .ok()
+        .and_then(|Query(r)| Some((r.code.filter(|c| !c.is_empty())?, r.location)))
+    else {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "oauth_callback_invalid",
+            "Not an OAuth redirect",
+            "the redirect brings ?code= (and ?location=)",
+        )
+        .into_response());
+    };
+    let installation = oauth
+        .exchange(&code, location.as_deref(), None)
+        .await
+        .map_err(|error| Rejection::from(error).into_response())?;
+    tracing::info!(
+        organization = %installation.organization_uid,
+        stack = installation.stack_api_key.as_deref().unwrap_or("-"),
+        "the app is authorized for an installation"
+    );
+    Ok(Html(
+        "<!doctype html><title>Installed</title><p>The app is installed. You can close this tab.</p>",
+    )
+    .into_response())
+}
+
+/// `GET /api/content-types`: the session's stack's content types, from the CMA as the app
+/// (`GET /v3/content_types`), made once more with a refreshed token if it answers 401.
+pub(crate) async fn content_types(
+    Extension(app): Extension<AsTheApp>,
+    session: AppSession,
+) -> AppResult<Json<Value>> {
+    let (oauth, http) = app.get().map_err(IntoResponse::into_response)?;
+    let stack = stack_of(&session).map_err(IntoResponse::into_response)?;
+    let installation = Installation {
+        organization_uid: session.organization_uid().to_owned(),
+        stack_api_key: Some(stack),
+    };
+    let refused = |error| Rejection::from(error).into_response();
+    let mut call = oauth.cma(&installation).await.map_err(refused)?;
+    let mut answer = get(http, &call, "/content_types").await?;
+    if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+        call = oauth
+            .cma_after_unauthorized(&installation, &call)
+            .await
+            .map_err(refused)?;
+        answer = get(http, &call, "/content_types").await?;
+    }
+    let status = answer.status();
+    let body = read(answer).await?;
+    if !status.is_success() {
+        return Err(cma_failed(format!("the CMA answered {status}")));
+    }
+    let types = serde_json::from_slice(&body)
+        .map_err(|_| cma_failed("the CMA answered what is not JSON".to_owned()))?;
+    Ok(Json(types))
+}
+
+/// `GET {base}{path}` with the call's headers.
+async fn get(http: &reqwest::Client, call: &CmaCall, path: &str) -> AppResult<reqwest::Response> {
+    http.get(format!("{}{path}", call.base_url))
+        .headers(call.headers.clone())
+        .send()
+        .await
+        .map_err(|error| cma_failed(format!("the CMA did not answer: {error}")))
+}
+
+/// The answer's body, at most [`MAX_CMA_ANSWER`] bytes.
+async fn read(mut answer: reqwest::Response) -> AppResult<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|error| cma_failed(format!("the CMA's answer broke off: {error}")))?
+    {
+        if body.len() + chunk.len() > MAX_CMA_ANSWER {
+            return Err(cma_failed(format!(
+                "the CMA's answer is larger than {MAX_CMA_ANSWER} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The CMA failed: 502, with the detail in the log only.
+fn cma_failed(detail: String) -> Response {
+    Rejection::new(
+        StatusCode::BAD_GATEWAY,
+        "cma_failed",
+        "Contentstack's API failed",
+        detail,
+    )
+    .into_response()
+}
