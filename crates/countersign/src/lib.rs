@@ -167,6 +167,7 @@ macro_rules! doc_tests {
             feature = "well-known",
             feature = "redis",
             feature = "app-identity",
+            feature = "oauth",
             feature = "testing"
         ))]
         #[doc = include_str!($path)]

@@ -9,7 +9,14 @@ use std::collections::BTreeSet;
 use countersign::reason::ALL;
 
 /// The codes of the examples' own handlers, which are not the library's.
-const EXAMPLE_CODES: [&str; 3] = ["storage_unavailable", "context_missing", "invalid_page"];
+const EXAMPLE_CODES: [&str; 6] = [
+    "storage_unavailable",
+    "context_missing",
+    "invalid_page",
+    "oauth_not_configured",
+    "oauth_callback_invalid",
+    "cma_failed",
+];
 
 /// Every `NNN ... `code`` pair of a table: a status, then the codes in backticks that follow
 /// it on its line until the next status.

@@ -109,11 +109,8 @@ pub(crate) async fn content_types(
     session: AppSession,
 ) -> AppResult<Json<Value>> {
     let (oauth, http) = app.get().map_err(IntoResponse::into_response)?;
-    let stack = stack_of(&session).map_err(IntoResponse::into_response)?;
-    let installation = Installation {
-        organization_uid: session.organization_uid().to_owned(),
-        stack_api_key: Some(stack),
-    };
+    stack_of(&session).map_err(IntoResponse::into_response)?;
+    let installation = Installation::from(&session);
     let refused = |error| Rejection::from(error).into_response();
     let mut call = oauth.cma(&installation).await.map_err(refused)?;
     let mut answer = get(http, &call, "/content_types").await?;

@@ -19,6 +19,17 @@ pub struct Installation {
     pub stack_api_key: Option<String>,
 }
 
+/// A UI location's session acts for its own installation: its organization and stack, as the
+/// app-token that opened it named them.
+impl From<&crate::session::AppSession> for Installation {
+    fn from(session: &crate::session::AppSession) -> Self {
+        Self {
+            organization_uid: session.organization_uid().to_owned(),
+            stack_api_key: session.stack_api_key().map(str::to_owned),
+        }
+    }
+}
+
 /// An installation's tokens as they are kept. `Debug` shows neither token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTokens {
