@@ -103,8 +103,8 @@ impl DeveloperHub {
         }
     }
 
-    /// A one-time code that authorizes the app in `organization`'s `stack`, as the redirect
-    /// after an install brings it.
+    /// A one-time code that authorizes the app in `organization`'s `stack` (the organization
+    /// itself for an empty `stack`), as the redirect after an install brings it.
     pub fn code_for(&self, organization: &str, stack: &str) -> String {
         let code = format!(
             "code-{}",
@@ -277,10 +277,16 @@ async fn token(
     lock(&state.refresh_tokens).insert(refresh.clone(), installation.clone());
     lock(&state.issued_refresh_tokens).push(refresh.clone());
     let (organization, stack) = installation;
+    // An organization's installation (no stack) names no stack.
+    let stack = if stack.is_empty() {
+        String::new()
+    } else {
+        format!(r#","stack_api_key":"{stack}""#)
+    };
     answer(
         StatusCode::OK,
         format!(
-            r#"{{"access_token":"{access}","refresh_token":"{refresh}","token_type":"Bearer","expires_in":{lifetime},"location":"NA","organization_uid":"{organization}","authorization_type":"app","stack_api_key":"{stack}"}}"#
+            r#"{{"access_token":"{access}","refresh_token":"{refresh}","token_type":"Bearer","expires_in":{lifetime},"location":"NA","organization_uid":"{organization}","authorization_type":"app"{stack}}}"#
         ),
     )
 }

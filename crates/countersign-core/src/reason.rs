@@ -157,6 +157,8 @@ catalogue! {
     /// OAuth: the token endpoint refused for another reason (client id or secret, redirect
     /// URI), or answered what is not a token set.
     OAUTH_REFUSED = "oauth_refused", BAD_GATEWAY, "Token endpoint refused";
+    /// OAuth: Contentstack's Content Management API did not answer a call made as the app.
+    CMA_UNAVAILABLE = "cma_unavailable", BAD_GATEWAY, "Content Management API unavailable";
 
     // 500: the server is set up wrong.
     /// An extractor on a route without its layer.

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use countersign::reason::ALL;
 
 /// The codes of the examples' own handlers, which are not the library's.
-const EXAMPLE_CODES: [&str; 6] = [
+const EXAMPLE_CODES: [&str; 7] = [
+    "stack_required",
     "storage_unavailable",
     "context_missing",
     "invalid_page",

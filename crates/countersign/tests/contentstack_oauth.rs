@@ -86,6 +86,22 @@ async fn developer_hub(lifetime_s: u64) -> (Region, Arc<Hub>) {
             }
         }),
     );
+    // The CMA: the newest access token only, of stack blt1.
+    let cma = Arc::clone(&hub);
+    let app = app.route(
+        "/v3/content_types",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let hub = Arc::clone(&cma);
+            async move {
+                let newest = format!("Bearer at-{}", hub.issued.load(Ordering::SeqCst));
+                if headers["authorization"] == newest.as_str() && headers["api_key"] == "blt1" {
+                    (StatusCode::OK, r#"{"content_types":[]}"#)
+                } else {
+                    (StatusCode::UNAUTHORIZED, r#"{"error_code":105}"#)
+                }
+            }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -373,4 +389,92 @@ async fn a_token_issued_with_a_short_life_is_refreshed_once_not_by_every_waiting
     let tokens: HashSet<String> = futures_join(calls).await.into_iter().collect();
     assert_eq!(tokens, HashSet::from(["at-2".to_owned()]));
     assert_eq!(hub.refreshes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn send_calls_the_cma_and_once_more_with_a_refreshed_token_after_a_401() {
+    let (region, hub) = developer_hub(3600).await;
+    let oauth = ContentstackOAuth::new(client(), region, MemoryTokenStore::new());
+    let installation = oauth.exchange("good-code", None, None).await.unwrap();
+    let http = reqwest::Client::new();
+    let get = |call: &countersign::contentstack_oauth::CmaCall| {
+        http.get(format!("{}/content_types", call.base_url))
+            .headers(call.headers.clone())
+    };
+    let answer = oauth.send(&installation, get).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(hub.refreshes.load(Ordering::SeqCst), 0);
+
+    // The CMA refuses the stored token (as after a revocation): one refresh, the call again.
+    hub.issued.fetch_add(1, Ordering::SeqCst);
+    let answer = oauth.send(&installation, get).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(hub.refreshes.load(Ordering::SeqCst), 1);
+
+    let down = oauth
+        .send(&installation, |_| http.get("http://127.0.0.1:9/"))
+        .await
+        .unwrap_err();
+    assert_eq!(down.kind(), OAuthErrorKind::CmaUnavailable);
+    assert_eq!(down.kind().reason().code, "cma_unavailable");
+}
+
+#[tokio::test]
+async fn an_installation_event_names_its_installation_and_never_another_stack() {
+    use countersign::contentstack::WebhookBody;
+    use countersign::testing::TestKit;
+    use countersign::{ContentstackWebhook, ContentstackWebhookLayer};
+    use tower::ServiceExt as _;
+
+    let kit = TestKit::new();
+    let of = |target: serde_json::Value| {
+        let body = WebhookBody::new("app_installation", "uninstall")
+            .with_api_key(TestKit::STACK)
+            .with_data(&serde_json::json!({"app_installation": {
+                "app_uid": TestKit::APP_UID, "organization_uid": "org9", "target": target,
+            }}));
+        let request = kit.contentstack_webhook("/", &body);
+        let app = Router::new().route(
+            "/",
+            post(|webhook: ContentstackWebhook| async move {
+                format!("{:?}", Installation::of_event(&webhook))
+            })
+            .layer(ContentstackWebhookLayer::new(
+                kit.webhook_verifier(),
+                kit.contentstack_keys(),
+            )),
+        );
+        async move {
+            let answer = app.oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+    };
+    assert_eq!(
+        of(serde_json::json!({"type": "stack", "uid": TestKit::STACK})).await,
+        format!(
+            "{:?}",
+            Some(Installation {
+                organization_uid: "org9".into(),
+                stack_api_key: Some(TestKit::STACK.into()),
+            })
+        )
+    );
+    assert_eq!(
+        of(serde_json::json!({"type": "stack", "uid": "blt-another-stack"})).await,
+        "None",
+        "data that names another stack than the delivery's names nothing"
+    );
+    assert_eq!(
+        of(serde_json::json!({"type": "organization", "uid": "org9"})).await,
+        format!(
+            "{:?}",
+            Some(Installation {
+                organization_uid: "org9".into(),
+                stack_api_key: None,
+            })
+        )
+    );
 }

@@ -47,13 +47,12 @@ fn var(name: &str) -> Option<String> {
 
 /// The dev secret under `data_dir`, made on the first start.
 fn dev_secret(data_dir: &Path) -> Result<SigningSecret, Error> {
-    let path = data_dir.join("contentful-secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(SigningSecret::new(text.trim())?);
-    }
-    let secret = SigningSecret::generate()?;
-    example_support::write_private(&path, secret.expose())?;
-    Ok(secret)
+    let text = example_support::kept_secret(&data_dir.join("contentful-secret"), || {
+        SigningSecret::generate()
+            .map(|secret| secret.expose().to_owned())
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(SigningSecret::new(text)?)
 }
 
 #[tokio::main]

@@ -21,13 +21,15 @@ use crate::oauth::{self, AsTheApp};
 use crate::store::Store;
 use crate::{AppResult, internal, ui};
 
-/// The UI and API routes. `spent` is where app-tokens are spent: each opens one session.
+/// The UI and API routes. `spent` is where app-tokens are spent: each opens one session;
+/// `as_the_app` calls Contentstack as the app, when OAuth is configured.
 pub(crate) fn router(
     config: &Config,
     keys: BoxKeySource,
     webhooks: Router,
     store: Store,
     spent: BoxReplayStore,
+    as_the_app: AsTheApp,
 ) -> Router {
     let mut sessions = Sessions::new([config.session_key.clone()]);
     let mut verifier = AppTokenVerifier::new();
@@ -48,7 +50,7 @@ pub(crate) fn router(
         )))
         .merge(api)
         .route("/oauth/callback", get(oauth::callback))
-        .layer(Extension(AsTheApp::new(config.oauth.as_ref(), &store)))
+        .layer(Extension(as_the_app))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(store)
         .merge(webhooks)

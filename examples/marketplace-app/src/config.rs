@@ -309,11 +309,8 @@ fn dev_key_pair(dir: &Path) -> Result<SigningKey, Error> {
 
 /// The session key stored under `data_dir`, made on the first start.
 fn stored_session_key(data_dir: &Path) -> Result<SessionKey, Error> {
-    let path = data_dir.join("session-secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(SessionKey::new(text.trim())?);
-    }
-    let text = countersign::random_hex(32)?;
-    write_private(&path, &text)?;
+    let text = example_support::kept_secret(&data_dir.join("session-secret"), || {
+        countersign::random_hex(32).map_err(|e| e.to_string())
+    })?;
     Ok(SessionKey::new(text)?)
 }

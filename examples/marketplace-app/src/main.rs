@@ -83,7 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     };
     let webhooks = webhooks::route(&config, keys.clone(), replay_store()?, store.clone());
-    let router = api::router(&config, keys, webhooks, store, replay_store()?);
+    let as_the_app = oauth::AsTheApp::new(config.oauth.as_ref(), &store)?;
+    let router = api::router(&config, keys, webhooks, store, replay_store()?, as_the_app);
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;

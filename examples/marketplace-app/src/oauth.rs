@@ -8,15 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::{Extension, Json};
 use countersign::Rejection;
-use countersign::contentstack_oauth::{CmaCall, ContentstackOAuth, Installation};
+use countersign::contentstack_oauth::{ContentstackOAuth, Installation};
+use countersign::reason;
 use countersign::session::AppSession;
-use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use crate::AppResult;
 use crate::api::stack_of;
@@ -30,25 +31,41 @@ const MAX_CMA_ANSWER: usize = 4 * 1024 * 1024;
 
 /// The OAuth client and the HTTP client of CMA calls, when OAuth is configured.
 #[derive(Clone)]
-pub(crate) struct AsTheApp(Option<(ContentstackOAuth<SealedTokens>, reqwest::Client)>);
+pub(crate) struct AsTheApp(Option<Configured>);
+
+#[derive(Clone)]
+struct Configured {
+    oauth: ContentstackOAuth<SealedTokens>,
+    http: reqwest::Client,
+    /// The code exchanges under way: the callback is open to anyone, and each exchange
+    /// spends the app's requests at the token endpoint.
+    exchanges: Arc<Semaphore>,
+}
+
+/// The most code exchanges at once; beyond, 503 `oauth_unavailable` with `Retry-After`.
+const MAX_EXCHANGES: usize = 8;
+/// The longest code taken: Contentstack's are far shorter.
+const MAX_CODE_LEN: usize = 512;
 
 impl AsTheApp {
-    pub(crate) fn new(config: Option<&OAuthConfig>, store: &Store) -> Self {
-        Self(config.map(|config| {
-            let tokens = SealedTokens::new(store.clone(), Arc::clone(&config.sealing_key));
-            let oauth =
-                ContentstackOAuth::new(config.client.clone(), config.region.clone(), tokens);
-            // CMA calls follow no redirect: a redirect would carry the bearer token elsewhere.
-            let http = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(CMA_TIMEOUT)
-                .build()
-                .unwrap_or_default();
-            (oauth, http)
-        }))
+    pub(crate) fn new(config: Option<&OAuthConfig>, store: &Store) -> Result<Self, reqwest::Error> {
+        let Some(config) = config else {
+            return Ok(Self(None));
+        };
+        let tokens = SealedTokens::new(store.clone(), Arc::clone(&config.sealing_key));
+        // CMA calls follow no redirect: a redirect would carry the bearer token elsewhere.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(CMA_TIMEOUT)
+            .build()?;
+        Ok(Self(Some(Configured {
+            oauth: ContentstackOAuth::new(config.client.clone(), config.region.clone(), tokens),
+            http,
+            exchanges: Arc::new(Semaphore::new(MAX_EXCHANGES)),
+        })))
     }
 
-    fn get(&self) -> Result<&(ContentstackOAuth<SealedTokens>, reqwest::Client), Rejection> {
+    fn get(&self) -> Result<&Configured, Rejection> {
         self.0.as_ref().ok_or_else(|| {
             Rejection::new(
                 StatusCode::NOT_FOUND,
@@ -74,11 +91,11 @@ pub(crate) async fn callback(
     Extension(app): Extension<AsTheApp>,
     redirect: Result<Query<Redirect>, QueryRejection>,
 ) -> AppResult<Response> {
-    let (oauth, _) = app.get().map_err(IntoResponse::into_response)?;
-    let Some((code, location)) = redirect
-        .ok()
-        .and_then(|Query(r)| Some((r.code.filter(|c| !c.is_empty())?, r.location)))
-    else {
+    let app = app.get().map_err(IntoResponse::into_response)?;
+    let Some((code, location)) = redirect.ok().and_then(|Query(r)| {
+        let code = r.code.filter(|code| is_code(code))?;
+        Some((code, r.location))
+    }) else {
         return Err(Rejection::new(
             StatusCode::BAD_REQUEST,
             "oauth_callback_invalid",
@@ -87,10 +104,33 @@ pub(crate) async fn callback(
         )
         .into_response());
     };
-    let installation = oauth
+    let Ok(_turn) = Arc::clone(&app.exchanges).try_acquire_owned() else {
+        return Err(Rejection::of(
+            &reason::OAUTH_UNAVAILABLE,
+            "too many code exchanges at once",
+        )
+        .into_response());
+    };
+    let installation = app
+        .oauth
         .exchange(&code, location.as_deref(), None)
         .await
         .map_err(|error| Rejection::from(error).into_response())?;
+    if installation.stack_api_key.is_none() {
+        // An organization's installation: this app works in stacks, and nothing here would
+        // ever use or forget its tokens.
+        app.oauth
+            .forget(&installation)
+            .await
+            .map_err(|error| Rejection::from(error).into_response())?;
+        return Err(Rejection::new(
+            StatusCode::FORBIDDEN,
+            "stack_required",
+            "Stack app only",
+            "the installation has no stack",
+        )
+        .into_response());
+    }
     tracing::info!(
         organization = %installation.organization_uid,
         stack = installation.stack_api_key.as_deref().unwrap_or("-"),
@@ -103,41 +143,38 @@ pub(crate) async fn callback(
 }
 
 /// `GET /api/content-types`: the session's stack's content types, from the CMA as the app
-/// (`GET /v3/content_types`), made once more with a refreshed token if it answers 401.
+/// (`GET /v3/content_types`; after a 401, once more with a refreshed token).
 pub(crate) async fn content_types(
     Extension(app): Extension<AsTheApp>,
     session: AppSession,
-) -> AppResult<Json<Value>> {
-    let (oauth, http) = app.get().map_err(IntoResponse::into_response)?;
+) -> AppResult<Response> {
+    let Configured { oauth, http, .. } = app.get().map_err(IntoResponse::into_response)?;
     stack_of(&session).map_err(IntoResponse::into_response)?;
-    let installation = Installation::from(&session);
-    let refused = |error| Rejection::from(error).into_response();
-    let mut call = oauth.cma(&installation).await.map_err(refused)?;
-    let mut answer = get(http, &call, "/content_types").await?;
-    if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
-        call = oauth
-            .cma_after_unauthorized(&installation, &call)
-            .await
-            .map_err(refused)?;
-        answer = get(http, &call, "/content_types").await?;
-    }
+    let answer = oauth
+        .send(&Installation::from(&session), |call| {
+            http.get(format!("{}/content_types", call.base_url))
+                .headers(call.headers.clone())
+        })
+        .await
+        .map_err(|error| Rejection::from(error).into_response())?;
     let status = answer.status();
     let body = read(answer).await?;
     if !status.is_success() {
         return Err(cma_failed(format!("the CMA answered {status}")));
     }
-    let types = serde_json::from_slice(&body)
+    // Checked to be JSON and handed on as it came, without building it in memory.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
         .map_err(|_| cma_failed("the CMA answered what is not JSON".to_owned()))?;
-    Ok(Json(types))
+    Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// `GET {base}{path}` with the call's headers.
-async fn get(http: &reqwest::Client, call: &CmaCall, path: &str) -> AppResult<reqwest::Response> {
-    http.get(format!("{}{path}", call.base_url))
-        .headers(call.headers.clone())
-        .send()
-        .await
-        .map_err(|error| cma_failed(format!("the CMA did not answer: {error}")))
+/// Whether `code` looks like an authorization code: short, and URL-safe characters only.
+fn is_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= MAX_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// The answer's body, at most [`MAX_CMA_ANSWER`] bytes.

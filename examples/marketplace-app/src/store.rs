@@ -51,6 +51,8 @@ pub(crate) struct Delivery {
     pub(crate) event: String,
     pub(crate) api_key: String,
     pub(crate) triggered_at: Option<String>,
+    /// When it happened: its `triggered_at`, else when it was signed.
+    pub(crate) happened_at: std::time::SystemTime,
     pub(crate) data: Value,
 }
 
@@ -193,8 +195,10 @@ impl Store {
             event,
             api_key,
             triggered_at,
+            happened_at,
             data,
         } = delivery;
+        let happened_at = tokens::millis(happened_at);
         let data = data.to_string();
         match &self.backend {
             Backend::Sqlite(connection) => {
@@ -215,7 +219,7 @@ impl Store {
                             params![api_key, status, event, triggered_at, data, now],
                         )?;
                         if change == Change::Uninstalled {
-                            db.execute(tokens::FORGET_STACK, params![api_key])?;
+                            db.execute(tokens::FORGET_STACK, params![api_key, happened_at])?;
                         }
                     } else {
                         db.execute(
@@ -251,8 +255,11 @@ impl Store {
                         )
                         .await?;
                         if change == Change::Uninstalled {
-                            db.execute(&tokens::FORGET_STACK.replace('?', "$"), &[&api_key])
-                                .await?;
+                            db.execute(
+                                &tokens::FORGET_STACK.replace('?', "$"),
+                                &[&api_key, &happened_at],
+                            )
+                            .await?;
                         }
                     } else {
                         db.execute(

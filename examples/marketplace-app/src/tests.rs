@@ -28,7 +28,14 @@ fn router_and_store(kit: &TestKit, name: &str) -> (Router, Store) {
     let replay = || BoxReplayStore::new(MemoryStore::new(1_000));
     let webhooks = webhooks::route(&config, keys.clone(), replay(), store.clone());
     (
-        api::router(&config, keys, webhooks, store.clone(), replay()),
+        api::router(
+            &config,
+            keys,
+            webhooks,
+            store.clone(),
+            replay(),
+            oauth::AsTheApp::new(None, &store).unwrap(),
+        ),
         store,
     )
 }
@@ -243,6 +250,20 @@ async fn an_uninstall_event_forgets_the_stacks_oauth_tokens_and_no_other() {
     assert!(
         tokens.load(&of(TestKit::STACK)).await.unwrap().is_some(),
         "an install keeps them"
+    );
+    // An uninstall from before the app was authorized again (a late retry): the new tokens stay.
+    let earlier = kit
+        .clone()
+        .at(std::time::SystemTime::now() - std::time::Duration::from_secs(120));
+    let (status, _) = send(
+        &router,
+        earlier.contentstack_webhook(path, &installation("uninstall")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tokens.load(&of(TestKit::STACK)).await.unwrap().is_some(),
+        "an uninstall older than the tokens keeps them"
     );
     let (status, _) = send(
         &router,

@@ -111,6 +111,8 @@ async fn webhook(
             event: event.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
             api_key: webhook.api_key().unwrap_or("").to_owned(),
             triggered_at: webhook.triggered_at().map(str::to_owned),
+            happened_at: countersign::contentstack::triggered_at(webhook.body())
+                .unwrap_or_else(|_| webhook.signed_at()),
             data: webhook.data.clone(),
         })
         .await

@@ -361,6 +361,42 @@ pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> 
     options.open(path)?.write_all(text.as_bytes())
 }
 
+/// The secret kept in `path`, or, when there is no such file, `make()`'s, written there first
+/// (0600, created only if still absent: two instances starting at once keep one). A file that
+/// exists but cannot be read is an error, never replaced: what was sealed or signed with it
+/// stays usable.
+///
+/// # Errors
+/// The file cannot be read or written, or `make` failed.
+pub fn kept_secret(
+    path: &std::path::Path,
+    make: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    use std::io::Write as _;
+    let describe = |e: std::io::Error| format!("{}: {e}", path.display());
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok(text.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(describe(e)),
+        Err(_) => {}
+    }
+    let text = make()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(text.as_bytes()).map_err(describe)?;
+            file.sync_all().map_err(describe)?;
+            Ok(text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(describe),
+        Err(e) => Err(describe(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

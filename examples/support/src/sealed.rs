@@ -65,17 +65,12 @@ impl SealingKey {
             return Self::from_base64(text).map_err(|e| format!("OAUTH_TOKEN_KEY: {e}"));
         }
         let path = dir.join("oauth-token-key");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return Self::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()));
-        }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| format!("the random source failed: {e}"))?;
-        crate::write_private(
-            &path,
-            &base64::engine::general_purpose::STANDARD.encode(bytes),
-        )
-        .map_err(|e| format!("cannot keep the sealing key in {}: {e}", path.display()))?;
-        Self::from_bytes(&bytes)
+        let text = crate::kept_secret(&path, || {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| format!("the random source failed: {e}"))?;
+            Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+        })?;
+        Self::from_base64(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// `plaintext` sealed for `context` (what it belongs to, such as the installation): a

@@ -179,3 +179,23 @@ mod serving {
         }
     }
 }
+
+mod kept_secret {
+    #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+    #[test]
+    fn a_kept_secret_is_made_once_and_never_replaced_when_unreadable() {
+        let dir = std::env::temp_dir().join(format!("kept-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::private_dir(&dir).unwrap();
+        let path = dir.join("secret");
+        let first = crate::kept_secret(&path, || Ok("one".into())).unwrap();
+        let again = crate::kept_secret(&path, || Ok("two".into())).unwrap();
+        assert_eq!((first.as_str(), again.as_str()), ("one", "one"));
+        // Not UTF-8: an error, and the file stays as it was.
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(crate::kept_secret(&path, || Ok("three".into())).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), [0xff, 0xfe]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

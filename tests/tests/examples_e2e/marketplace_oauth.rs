@@ -103,8 +103,21 @@ async fn marketplace_app_installs_through_oauth_and_calls_the_cma_as_the_app() {
         (status, reason(&body)),
         (400, "oauth_invalid_location".to_owned())
     );
-    let (status, _) = get(&app, "/oauth/callback?location=NA", None).await;
-    assert_eq!(status, 400, "no code");
+    for not_a_code in [
+        "/oauth/callback?location=NA",
+        "/oauth/callback?code=a%20b%3C",
+    ] {
+        let (status, body) = get(&app, not_a_code, None).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (400, "oauth_callback_invalid".to_owned())
+        );
+    }
+    // An organization's installation: this app works in stacks; its tokens are not kept.
+    let organization = hub.code_for("org", "");
+    let (status, body) = get(&app, &format!("/oauth/callback?code={organization}"), None).await;
+    assert_eq!((status, reason(&body)), (403, "stack_required".to_owned()));
+    assert_eq!(hub.forms().len(), 3, "nothing sent for what is not a code");
 
     // The session's stack, as the app.
     let session = bootstrap(&app, &app_token(&key, "bltO")).await;

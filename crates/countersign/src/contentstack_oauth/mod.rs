@@ -6,14 +6,16 @@
 //! as that member, and is refused): it exchanges the code the redirect brings
 //! ([`exchange`](ContentstackOAuth::exchange), at the region the redirect's `location` names;
 //! a backend is a confidential client, with its secret and no PKCE verifier), hands out each
-//! installation's access token ([`access_token`](ContentstackOAuth::access_token)) and what a
-//! Content Management API call needs ([`cma`](ContentstackOAuth::cma)), refreshes when less
+//! installation's access token ([`access_token`](ContentstackOAuth::access_token)), makes
+//! Content Management API calls with your `reqwest` client ([`send`](ContentstackOAuth::send))
+//! or gives what one needs ([`cma`](ContentstackOAuth::cma)), refreshes when less
 //! than the margin is left (60 s, or half the token's lifetime if that is shorter), and
 //! forgets an installation's tokens when your uninstall-event handler calls
 //! [`forget`](ContentstackOAuth::forget).
 //!
-//! The [`Installation`] of a later call is what `exchange` returned; from a UI location's
-//! session it is its `organization_uid` and `stack_api_key`, from a webhook its stack's.
+//! The [`Installation`] of a later call is what `exchange` returned; a UI location's session
+//! acts for its own (`Installation::from(&session)`), and an installation event names its own
+//! ([`Installation::of_event`]).
 //!
 //! - **One refresh per installation across the fleet.** A used refresh token may stop working,
 //!   so two instances must never refresh with one. The store's lock makes one instance refresh;
@@ -86,10 +88,17 @@ const MAX_ANSWER_LEN: usize = 64 * 1024;
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
 /// OAuth tokens per installation, for calling Contentstack as the app. See the
-/// [module docs](self). Cheap to clone; clones share everything.
-#[derive(Clone)]
+/// [module docs](self). Cheap to clone, whatever the store; clones share everything.
 pub struct ContentstackOAuth<S> {
     inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for ContentstackOAuth<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 struct Inner<S> {
@@ -232,6 +241,52 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .fresh(installation, Some(&rejected.access_token))
             .await?;
         self.call(installation, tokens)
+    }
+
+    /// Sends the Content Management API request that `build` makes of a call (its base URL
+    /// and headers) as the app for `installation`; if the CMA answers 401, sends the request
+    /// `build` makes of a call with a refreshed token, once. The answer is the CMA's, whatever
+    /// its status. Your HTTP client, your request:
+    ///
+    /// ```no_run
+    /// # async fn run(oauth: countersign::contentstack_oauth::ContentstackOAuth<countersign::contentstack_oauth::MemoryTokenStore>, installation: countersign::contentstack_oauth::Installation) -> Result<(), Box<dyn std::error::Error>> {
+    /// let http = reqwest::Client::new();
+    /// let answer = oauth
+    ///     .send(&installation, |call| {
+    ///         http.get(format!("{}/content_types", call.base_url)).headers(call.headers.clone())
+    ///     })
+    ///     .await?;
+    /// # let _ = answer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`access_token`](Self::access_token), and [`OAuthErrorKind::CmaUnavailable`] when
+    /// the CMA did not answer.
+    pub async fn send(
+        &self,
+        installation: &Installation,
+        build: impl Fn(&CmaCall) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OAuthError> {
+        let send = |call: &CmaCall| {
+            let request = build(call);
+            async move {
+                request.send().await.map_err(|error| {
+                    OAuthError::new(
+                        OAuthErrorKind::CmaUnavailable,
+                        format!("the CMA did not answer: {}", describe(&error)),
+                    )
+                })
+            }
+        };
+        let call = self.cma(installation).await?;
+        let answer = send(&call).await?;
+        if answer.status() != http::StatusCode::UNAUTHORIZED {
+            return Ok(answer);
+        }
+        let call = self.cma_after_unauthorized(installation, &call).await?;
+        send(&call).await
     }
 
     fn call(
@@ -540,6 +595,8 @@ pub enum OAuthErrorKind {
     Misconfigured,
     /// The token store failed.
     Store,
+    /// The Content Management API did not answer ([`ContentstackOAuth::send`]).
+    CmaUnavailable,
 }
 
 impl OAuthErrorKind {
@@ -555,6 +612,7 @@ impl OAuthErrorKind {
             Self::InvalidLocation => &reason::OAUTH_INVALID_LOCATION,
             Self::Misconfigured => &reason::OAUTH_MISCONFIGURED,
             Self::Store => &reason::OAUTH_STORE_UNAVAILABLE,
+            Self::CmaUnavailable => &reason::CMA_UNAVAILABLE,
         }
     }
 }

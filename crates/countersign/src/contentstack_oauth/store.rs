@@ -30,6 +30,32 @@ impl From<&crate::session::AppSession> for Installation {
     }
 }
 
+impl Installation {
+    /// The installation an `app_installation` event (an uninstall, say) names: the
+    /// organization its data names (`data.app_installation.organization_uid`) and, for a
+    /// stack's installation, the delivery's verified stack. `None` when the data names no
+    /// organization, or a target stack other than the delivery's.
+    #[must_use]
+    pub fn of_event(webhook: &crate::ContentstackWebhook) -> Option<Self> {
+        let installation = webhook.data.get("app_installation")?;
+        let target = &installation["target"];
+        let stack_api_key = match target["type"].as_str() {
+            Some("stack") | None => {
+                let stack = webhook.api_key()?;
+                if target["uid"].is_string() && target["uid"] != stack {
+                    return None;
+                }
+                Some(stack.to_owned())
+            }
+            Some(_) => None,
+        };
+        Some(Self {
+            organization_uid: installation["organization_uid"].as_str()?.to_owned(),
+            stack_api_key,
+        })
+    }
+}
+
 /// An installation's tokens as they are kept. `Debug` shows neither token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTokens {

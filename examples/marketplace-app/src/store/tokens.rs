@@ -19,27 +19,33 @@ use serde_json::{Value, json};
 use super::{Backend, Store};
 
 /// The tokens table (SQLite): one row per installation, with its sealed tokens, the
-/// fingerprint of its refresh token, its stack (for the uninstall event) and its refresh lock.
+/// fingerprint of its refresh token, its stack and when it was authorized (for the uninstall
+/// event), and its refresh lock.
 pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS oauth_tokens (
          installation TEXT PRIMARY KEY, stack_api_key TEXT, sealed BLOB, refresh_fp TEXT,
-         lock_owner TEXT, lock_until INTEGER NOT NULL DEFAULT 0);
+         authorized_at INTEGER NOT NULL DEFAULT 0, lock_owner TEXT,
+         lock_until INTEGER NOT NULL DEFAULT 0);
      CREATE INDEX IF NOT EXISTS oauth_tokens_by_stack ON oauth_tokens (stack_api_key);";
 
 /// The tokens table in PostgreSQL's dialect.
 pub(super) const POSTGRES_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS oauth_tokens (
          installation TEXT PRIMARY KEY, stack_api_key TEXT, sealed BYTEA, refresh_fp TEXT,
-         lock_owner TEXT, lock_until BIGINT NOT NULL DEFAULT 0);
+         authorized_at BIGINT NOT NULL DEFAULT 0, lock_owner TEXT,
+         lock_until BIGINT NOT NULL DEFAULT 0);
      CREATE INDEX IF NOT EXISTS oauth_tokens_by_stack ON oauth_tokens (stack_api_key);";
 
-/// Forgets a stack's tokens (its uninstall event), in the delivery's transaction.
-pub(super) const FORGET_STACK: &str =
-    "UPDATE oauth_tokens SET sealed = NULL, refresh_fp = NULL WHERE stack_api_key = ?1";
+/// Forgets a stack's tokens authorized before its uninstall event (`?2`, milliseconds), in
+/// the delivery's transaction: an uninstall retried after the app was installed again leaves
+/// the new tokens alone.
+pub(super) const FORGET_STACK: &str = "UPDATE oauth_tokens SET sealed = NULL, refresh_fp = NULL
+     WHERE stack_api_key = ?1 AND authorized_at < ?2";
 
 /// Each statement is written once, with SQLite's `?N` parameters; PostgreSQL's are `$N`.
 const LOAD: &str = "SELECT sealed FROM oauth_tokens WHERE installation = ?1";
-const SAVE: &str = "INSERT INTO oauth_tokens (installation, stack_api_key, sealed, refresh_fp)
-     VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (installation) DO UPDATE SET sealed = excluded.sealed, refresh_fp = excluded.refresh_fp";
+const SAVE: &str = "INSERT INTO oauth_tokens (installation, stack_api_key, sealed, refresh_fp, authorized_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (installation) DO UPDATE SET sealed = excluded.sealed, refresh_fp = excluded.refresh_fp,
+         authorized_at = excluded.authorized_at";
 const FORGET: &str =
     "UPDATE oauth_tokens SET sealed = NULL, refresh_fp = NULL WHERE installation = ?1";
 const REPLACE: &str = "UPDATE oauth_tokens SET sealed = ?2, refresh_fp = ?3
@@ -210,7 +216,7 @@ fn tokens_of(value: &Value) -> Option<StoredTokens> {
     })
 }
 
-fn millis(time: SystemTime) -> i64 {
+pub(super) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
     })
@@ -240,7 +246,16 @@ impl TokenStore for SealedTokens {
         let (row, sealed, fingerprint) = self.row_args(installation, Some(tokens))?;
         let stack = Arg::Text(installation.stack_api_key.clone());
         self.store
-            .change(SAVE, vec![Arg::Text(Some(row)), stack, sealed, fingerprint])
+            .change(
+                SAVE,
+                vec![
+                    Arg::Text(Some(row)),
+                    stack,
+                    sealed,
+                    fingerprint,
+                    Arg::Int(millis(SystemTime::now())),
+                ],
+            )
             .await
             .map(drop)
             .map_err(|e| unavailable(&e))
