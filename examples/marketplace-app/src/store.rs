@@ -280,33 +280,34 @@ impl Store {
     /// tenants.
     pub(crate) async fn is_installed(&self, api_key: String) -> Result<bool, StoreError> {
         let status = self
-            .text(
+            .column::<String>(
                 "SELECT status FROM installations WHERE api_key = ?1",
-                "SELECT status FROM installations WHERE api_key = $1",
                 api_key,
             )
             .await?;
         Ok(status.as_deref() == Some("installed"))
     }
 
-    /// The one text column of the row `sqlite` / `postgres` selects by `key`, if any.
-    async fn text(
+    /// The one column of the row `sql` selects by `key` (`?1`; `$1` in PostgreSQL), if any.
+    pub(super) async fn column<T>(
         &self,
-        sqlite: &'static str,
-        postgres: &'static str,
+        sql: &'static str,
         key: String,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a> + Send + 'static,
+    {
         match &self.backend {
             Backend::Sqlite(connection) => {
                 Self::sqlite(connection, move |db| {
-                    db.query_row(sqlite, params![key], |row| row.get(0))
-                        .optional()
+                    db.query_row(sql, params![key], |row| row.get(0)).optional()
                 })
                 .await
             }
             Backend::Postgres(pg) => {
                 bounded(async {
-                    let row = pg.client().await?.query_opt(postgres, &[&key]).await?;
+                    let postgres = sql.replace('?', "$");
+                    let row = pg.client().await?.query_opt(&postgres, &[&key]).await?;
                     Ok(row.map(|row| row.get(0)))
                 })
                 .await
@@ -409,11 +410,7 @@ impl Store {
 
     pub(crate) async fn settings(&self, tenant: String) -> Result<Value, StoreError> {
         let text = self
-            .text(
-                "SELECT json FROM settings WHERE tenant = ?1",
-                "SELECT json FROM settings WHERE tenant = $1",
-                tenant,
-            )
+            .column::<String>("SELECT json FROM settings WHERE tenant = ?1", tenant)
             .await?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())

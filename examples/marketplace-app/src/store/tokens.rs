@@ -13,7 +13,6 @@ use countersign::contentstack_oauth::{
 };
 use example_support::postgres::bounded;
 use example_support::sealed::SealingKey;
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 
 use super::{Backend, Store};
@@ -105,31 +104,6 @@ impl Store {
                         .await?
                         .execute(&sql.replace('?', "$"), &params)
                         .await?)
-                })
-                .await
-            }
-        }
-    }
-
-    /// The sealed tokens of an installation's row, if any.
-    async fn sealed(&self, installation: String) -> Result<Option<Vec<u8>>, super::StoreError> {
-        match &self.backend {
-            Backend::Sqlite(connection) => {
-                Self::sqlite(connection, move |db| {
-                    db.query_row(LOAD, [&installation], |row| row.get(0))
-                        .optional()
-                        .map(Option::flatten)
-                })
-                .await
-            }
-            Backend::Postgres(pg) => {
-                bounded(async {
-                    let row = pg
-                        .client()
-                        .await?
-                        .query_opt(&LOAD.replace('?', "$"), &[&installation])
-                        .await?;
-                    Ok(row.and_then(|row| row.get(0)))
                 })
                 .await
             }
@@ -232,9 +206,10 @@ impl TokenStore for SealedTokens {
         let row = Self::row_key(installation);
         let sealed = self
             .store
-            .sealed(row.clone())
+            .column::<Option<Vec<u8>>>(LOAD, row.clone())
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| unavailable(&e))?
+            .flatten();
         sealed.map(|sealed| self.open(&row, &sealed)).transpose()
     }
 
