@@ -75,14 +75,14 @@ impl DeveloperHub {
         });
         let token_state = Arc::clone(&state);
         let cma_state = Arc::clone(&state);
+        let token_route = post(move |headers: HeaderMap, form: String| {
+            let state = Arc::clone(&token_state);
+            async move { token(&state, &headers, &form).await }
+        });
+        // The guide's path, and the SDK's (it posts to `{developer hub}/token`).
         let app = Router::new()
-            .route(
-                "/apps-api/token",
-                post(move |headers: HeaderMap, form: String| {
-                    let state = Arc::clone(&token_state);
-                    async move { token(&state, &headers, &form).await }
-                }),
-            )
+            .route("/apps-api/token", token_route.clone())
+            .route("/token", token_route)
             .route(
                 "/v3/content_types",
                 get(move |headers: HeaderMap| {
