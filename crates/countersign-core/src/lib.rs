@@ -76,6 +76,7 @@ pub mod credentials;
 mod crypto;
 mod error;
 mod freshness;
+pub mod inbox;
 pub mod ip;
 mod js;
 mod names;

@@ -195,6 +195,10 @@ catalogue! {
     STORE_PROTOCOL = "store_protocol", SERVICE_UNAVAILABLE, "App-token store unavailable", retry;
     /// The spent app-token store has no room now.
     STORE_FULL = "store_full", SERVICE_UNAVAILABLE, "App-token store full", retry;
+    /// The inbox cannot commit the delivery now.
+    INBOX_UNAVAILABLE = "inbox_unavailable", SERVICE_UNAVAILABLE, "Inbox unavailable", retry;
+    /// The delivery's tenant has its limit of deliveries waiting in the inbox.
+    INBOX_TENANT_FULL = "inbox_tenant_full", SERVICE_UNAVAILABLE, "Inbox share used up", retry;
     /// OAuth: the token endpoint cannot answer now (unreachable, 429, 5xx).
     OAUTH_UNAVAILABLE = "oauth_unavailable", SERVICE_UNAVAILABLE, "Token endpoint unavailable", retry;
     /// OAuth: the token store failed.

@@ -93,7 +93,7 @@
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
 //! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie`, `oauth_misconfigured` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard behind signatures that never expire) |
-//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol`; for OAuth `oauth_unavailable`, `oauth_store_unavailable` |
+//! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol`; for OAuth `oauth_unavailable`, `oauth_store_unavailable`; for the inbox `inbox_unavailable`, `inbox_tenant_full` |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to
 //! `tracing` (target `countersign`, with the reason and the client address), and the
@@ -118,6 +118,8 @@
 //! - `app_identity` (feature `app-identity`): access tokens for calling Contentful as the app.
 //! - `contentstack_oauth` (feature `oauth`): OAuth tokens for calling Contentstack as the app,
 //!   per installation, refreshed once per installation across a fleet.
+//! - `inbox` (feature `inbox`, `inbox-sqlite`): a durable inbox; deliveries acknowledged at
+//!   once and handled exactly once by workers, with retries and dead letters.
 //! - `testing` (feature `testing`): signed requests of every scheme for your handlers' tests.
 //! - [`metrics`]: what the layers count, through the `metrics` facade (feature `metrics`).
 //! - Typed events: [`contentstack::Module`], [`contentstack::Event`], [`contentful::Topic`].
@@ -134,6 +136,8 @@ pub mod app_identity;
 pub mod basic_auth;
 #[cfg(feature = "oauth")]
 pub mod contentstack_oauth;
+#[cfg(feature = "inbox")]
+pub mod inbox;
 pub mod ip_allowlist;
 pub mod metrics;
 pub mod replay;

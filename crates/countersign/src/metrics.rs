@@ -43,6 +43,10 @@ pub const REPLAY: &str = "countersign_replay_total";
 pub const KEY_FETCHES: &str = "countersign_key_fetches_total";
 /// Access token fetches of an app identity.
 pub const ACCESS_TOKEN_FETCHES: &str = "countersign_access_token_fetches_total";
+/// What the inbox answered a verified delivery: accepted, duplicate, tenant_full, store_error.
+pub const INBOX: &str = "countersign_inbox_total";
+/// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease.
+pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
 
 /// Names the series once, with their descriptions, in the installed recorder. Optional: the
 /// series appear on first use anyway.
@@ -73,6 +77,8 @@ pub fn describe() {
             ACCESS_TOKEN_FETCHES,
             "Contentful app identity access token fetches."
         );
+        describe_counter!(INBOX, "What the inbox answered verified deliveries.");
+        describe_counter!(INBOX_ATTEMPTS, "Outcomes of the inbox handler's attempts.");
     }
 }
 

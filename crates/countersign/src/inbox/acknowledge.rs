@@ -1,0 +1,166 @@
+//! [`Acknowledge`]: the route's endpoint that commits a verified delivery and answers it.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use countersign_core::reason;
+use countersign_core::replay::REPLAY_HEADER;
+use http::{HeaderValue, Request, header};
+use tower_service::Service;
+
+use super::{Commit, Inbox, InboxDelivery, InboxStore, Provider, remember_for};
+use crate::Rejection;
+use crate::extract::Verified;
+use crate::metrics;
+
+/// Commits each verified delivery to its [`Inbox`] and answers it: 200 `{"status":"accepted"}`
+/// once it is durable, 200 `{"status":"duplicate"}` (with `X-Countersign-Replay: duplicate`)
+/// for a delivery id already there, 503 `inbox_tenant_full` or `inbox_unavailable` (with
+/// `Retry-After`) when it cannot be committed. Made by [`Inbox::acknowledge`].
+pub struct Acknowledge<St> {
+    inbox: Inbox<St>,
+}
+
+impl<St> Acknowledge<St> {
+    pub(super) fn new(inbox: Inbox<St>) -> Self {
+        Self { inbox }
+    }
+}
+
+impl<St> Clone for Acknowledge<St> {
+    fn clone(&self) -> Self {
+        Self {
+            inbox: self.inbox.clone(),
+        }
+    }
+}
+
+impl<St> fmt::Debug for Acknowledge<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acknowledge").finish_non_exhaustive()
+    }
+}
+
+impl<St: InboxStore, B: Send + 'static> Service<Request<B>> for Acknowledge<St> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let inbox = self.inbox.clone();
+        let verified = request.extensions().get::<Verified>().cloned();
+        Box::pin(async move { Ok(acknowledge(&inbox, verified).await) })
+    }
+}
+
+async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verified>) -> Response {
+    let Some(verified) = verified else {
+        return Rejection::of(
+            &reason::LAYER_MISSING,
+            "Inbox::acknowledge must run after a verification layer (ContentstackWebhookLayer or ContentfulRequestLayer)",
+        )
+        .into_response();
+    };
+    // A signature that never expires (a Contentful TTL of 0) would need a delivery remembered
+    // forever; any shorter memory lets a captured request in again once it lapses.
+    let Some(window) = verified.window() else {
+        return Rejection::of(
+            &reason::REPLAY_WINDOW_UNBOUNDED,
+            "the inbox needs signatures that expire: the verifier's TTL is 0 (off); set a TTL",
+        )
+        .into_response();
+    };
+    let now = SystemTime::now();
+    let delivery = delivery_of(&verified, now);
+    let settings = &inbox.inner.settings;
+    let expires_at = now
+        .checked_add(remember_for(Some(window), settings.margin))
+        .unwrap_or(now);
+    let committed = inbox
+        .inner
+        .store
+        .commit(&delivery, expires_at, settings.tenant_limit)
+        .await;
+    metrics::outcome(
+        metrics::INBOX,
+        match &committed {
+            Ok(Commit::New) => "accepted",
+            Ok(Commit::Duplicate) => "duplicate",
+            Ok(Commit::TenantFull) => "tenant_full",
+            Err(_) => "store_error",
+        },
+    );
+    match committed {
+        Ok(Commit::New) => {
+            inbox.inner.committed.notify_waiters();
+            status("accepted")
+        }
+        Ok(Commit::Duplicate) => {
+            tracing::info!(target: "countersign", delivery = %delivery.id, "acknowledged a duplicate of a committed delivery");
+            let mut response = status("duplicate");
+            response
+                .headers_mut()
+                .insert(REPLAY_HEADER, HeaderValue::from_static("duplicate"));
+            response
+        }
+        Ok(Commit::TenantFull) => Rejection::of(
+            &reason::INBOX_TENANT_FULL,
+            "the delivery's tenant has its limit of deliveries waiting in the inbox; other tenants are served",
+        )
+        .into_response(),
+        Err(error) => Rejection::of(&reason::INBOX_UNAVAILABLE, error.to_string()).into_response(),
+    }
+}
+
+/// What the inbox keeps of a verified request.
+fn delivery_of(verified: &Verified, now: SystemTime) -> InboxDelivery {
+    let (provider, tenant, signed_headers) = match verified {
+        Verified::Contentstack(verdict) => (
+            Provider::Contentstack,
+            verdict.tenant().map(str::to_owned),
+            Vec::new(),
+        ),
+        Verified::Contentful(verdict) => (
+            Provider::Contentful,
+            verdict.tenant().map(str::to_owned),
+            verdict
+                .signed_headers()
+                .filter(|(name, _)| !countersign_core::SENSITIVE_HEADERS.contains(name))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        ),
+    };
+    InboxDelivery {
+        id: verified.replay_key().to_hex(),
+        provider,
+        tenant,
+        body: verified.body().clone(),
+        signed_headers,
+        received_at: now,
+        attempt: 0,
+    }
+}
+
+fn status(status: &'static str) -> Response {
+    let body = match status {
+        "accepted" => Bytes::from_static(br#"{"status":"accepted"}"#),
+        _ => Bytes::from_static(br#"{"status":"duplicate"}"#),
+    };
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

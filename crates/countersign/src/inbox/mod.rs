@@ -1,0 +1,434 @@
+//! A durable inbox (feature `inbox`): a verified delivery is committed, then acknowledged at
+//! once, and the application's handler runs it later from the inbox, exactly once.
+//!
+//! A provider stops sending when its deliveries fail: Contentstack disables a webhook after 10
+//! failures in a row, and waits 30 s per attempt. A handler that calls an API, or a database
+//! that restarts, turns into those failures. With an inbox, the request path only verifies
+//! and commits (a few milliseconds), and the handler's own slowness or failures stay here:
+//!
+//! - [`Inbox::acknowledge`] is the route's endpoint, behind a verification layer: it commits
+//!   the verified delivery (body, provider, tenant, the signed facts) keyed by its delivery id,
+//!   then answers 200 `{"status":"accepted"}`. A delivery id already there is answered 200
+//!   `{"status":"duplicate"}`: the inbox is also the replay store, for as long as the
+//!   signature stays acceptable plus a margin.
+//! - [`Inbox::work`] starts workers that hand each delivery to your handler. A worker holds a
+//!   delivery on a lease, renewed while the handler runs: a worker that dies lets its lease
+//!   lapse, and another takes the delivery over. A handler that fails is tried again after a
+//!   growing wait ([`Backoff`]); after the last attempt the delivery is a dead letter, listed by
+//!   [`Inbox::dead_letters`] and tried again by [`Inbox::retry`].
+//! - Tenants are kept apart: each batch a worker takes holds the oldest due delivery of each
+//!   tenant before a second of any, and a tenant with [`DEFAULT_TENANT_LIMIT`] deliveries
+//!   waiting (or dead) has its next ones refused with 503 `inbox_tenant_full`, so that none
+//!   fills the inbox.
+//!
+//! The handler is called at least once per delivery, and again only after a failure or a lost
+//! lease: make its effects idempotent by [`InboxDelivery::id`].
+//!
+//! ```no_run
+//! # #[cfg(feature = "inbox-sqlite")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{Router, routing::post_service};
+//! use countersign::ContentstackWebhookLayer;
+//! use countersign::contentstack::{StaticKeys, WebhookVerifier};
+//! use countersign::inbox::{Inbox, InboxDelivery, SqliteInbox};
+//!
+//! let inbox = Inbox::new(SqliteInbox::open("data/inbox.sqlite3")?);
+//! // The handler runs here, not on the request path.
+//! let _workers = inbox.work(4, |delivery: InboxDelivery| async move {
+//!     let webhook: serde_json::Value = delivery.json()?;
+//!     println!("{} {}", delivery.id, webhook["event"]);
+//!     Ok(())
+//! });
+//! let keys = StaticKeys::from_file("public-keys.json")?;
+//! let app: Router = Router::new().route(
+//!     "/webhooks/contentstack",
+//!     post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), keys)),
+//! );
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+pub use countersign_core::inbox::{Backoff, remember_for};
+pub use countersign_core::replay::{StoreError, StoreErrorKind};
+
+mod acknowledge;
+#[cfg(feature = "inbox-sqlite")]
+mod sqlite;
+mod worker;
+
+pub use acknowledge::Acknowledge;
+#[cfg(feature = "inbox-sqlite")]
+pub use sqlite::SqliteInbox;
+pub use worker::Workers;
+
+/// How many deliveries of one tenant may wait (or lie dead) in the inbox before its next ones
+/// are refused with 503 `inbox_tenant_full`.
+pub const DEFAULT_TENANT_LIMIT: u64 = 10_000;
+/// How long a worker holds a delivery before another may take it over, unless renewed (every
+/// third of it while the handler runs).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// How long a handled delivery is remembered beyond its signature's acceptance window.
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// How often an idle worker looks for deliveries another instance committed.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which provider sent a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// A Contentstack webhook.
+    Contentstack,
+    /// A Contentful webhook, app event or app action.
+    Contentful,
+}
+
+impl Provider {
+    /// `contentstack` or `contentful`, as stored.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Contentstack => "contentstack",
+            Self::Contentful => "contentful",
+        }
+    }
+
+    /// The provider named `name`, as stored.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "contentstack" => Some(Self::Contentstack),
+            "contentful" => Some(Self::Contentful),
+            _ => None,
+        }
+    }
+}
+
+/// A verified delivery as the inbox keeps it and hands it to the handler. `Debug` shows its
+/// size, not its body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InboxDelivery {
+    /// The delivery id: the same for every retry and replay of the delivery (the hex of its
+    /// [`ReplayKey`](countersign_core::replay::ReplayKey)). Make the handler's writes
+    /// idempotent by it.
+    pub id: String,
+    /// Who sent it.
+    pub provider: Provider,
+    /// Its tenant: the stack (`api_key`) of a Contentstack webhook, the space of a Contentful
+    /// request.
+    pub tenant: Option<String>,
+    /// The verified body.
+    pub body: Bytes,
+    /// Contentful: the signed headers (topic, space, environment, ...), credentials left out.
+    pub signed_headers: Vec<(String, String)>,
+    /// When it was committed.
+    pub received_at: SystemTime,
+    /// Which attempt this is: 1 for the first.
+    pub attempt: u32,
+}
+
+impl InboxDelivery {
+    /// The body, deserialized.
+    ///
+    /// # Errors
+    /// When the body is not a `T` in JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// A signed header's value (Contentful: `x-contentful-topic`, ...), by its lower-case name.
+    #[must_use]
+    pub fn signed_header(&self, name: &str) -> Option<&str> {
+        self.signed_headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl fmt::Debug for InboxDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboxDelivery")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("tenant", &self.tenant)
+            .field("body_len", &self.body.len())
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What committing a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// It is in the inbox now, due at once.
+    New,
+    /// It was there already (a retry or a replay): nothing changed.
+    Duplicate,
+    /// Its tenant has its limit of deliveries waiting: not committed.
+    TenantFull,
+}
+
+/// A delivery whose last attempt failed: kept until it is retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The delivery id.
+    pub id: String,
+    /// Who sent it.
+    pub provider: Provider,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// How many attempts it had.
+    pub attempts: u32,
+    /// What the last attempt's handler said.
+    pub last_error: Option<String>,
+    /// When it was committed.
+    pub received_at: SystemTime,
+}
+
+/// How full the inbox is: what the metrics and alerts read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Deliveries waiting for a worker (or for their next attempt).
+    pub pending: u64,
+    /// Deliveries a worker holds now.
+    pub leased: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// When the oldest delivery not yet handled (pending or leased) was committed.
+    pub oldest_unhandled: Option<SystemTime>,
+}
+
+/// Where an inbox keeps its deliveries: [`SqliteInbox`] for one instance (feature
+/// `inbox-sqlite`). Every time is the caller's, so that all instances agree on one clock.
+pub trait InboxStore: Send + Sync + 'static {
+    /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
+    /// id is there, or its tenant has `tenant_limit` deliveries pending, leased or dead. The
+    /// commit is durable when this returns.
+    fn commit(
+        &self,
+        delivery: &InboxDelivery,
+        expires_at: SystemTime,
+        tenant_limit: u64,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Takes up to `limit` deliveries that are due (pending, or leased on a lease that has
+    /// passed) for `owner` until `lease_until`, each tenant's oldest first, and counts an
+    /// attempt for each.
+    fn claim(
+        &self,
+        owner: &str,
+        now: SystemTime,
+        lease_until: SystemTime,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<InboxDelivery>, StoreError>> + Send;
+    /// Extends `owner`'s lease on `id` to `lease_until`: `false` when `owner` no longer holds it.
+    fn renew(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Marks `id` handled, if `owner` holds it.
+    fn complete(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records that `owner`'s attempt at `id` failed with `error`: due again at `retry_at`, or
+    /// a dead letter for `None`.
+    fn fail(
+        &self,
+        id: &str,
+        owner: &str,
+        error: &str,
+        retry_at: Option<SystemTime>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The dead letters of `tenant` (all tenants' for `None`), newest first, at most `limit`.
+    fn dead_letters(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+    /// Makes the dead letter `id` of `tenant` (any tenant's for `None`) due again at `now`,
+    /// with its attempts counted afresh: `false` when there is no such dead letter.
+    fn retry(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Forgets the handled deliveries remembered until before `now`: how many.
+    fn purge(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// How full the inbox is.
+    fn stats(&self) -> impl Future<Output = Result<InboxStats, StoreError>> + Send;
+}
+
+/// A durable inbox over a store. See the [module docs](self). Cheap to clone; clones share
+/// everything.
+pub struct Inbox<St> {
+    inner: Arc<Inner<St>>,
+}
+
+impl<St> Clone for Inbox<St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+struct Inner<St> {
+    store: St,
+    settings: Settings,
+    /// Wakes this instance's idle workers when a delivery is committed here.
+    committed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    backoff: Backoff,
+    lease: Duration,
+    margin: Duration,
+    tenant_limit: u64,
+    poll: Duration,
+}
+
+impl<St: fmt::Debug> fmt::Debug for Inbox<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("store", &self.inner.store)
+            .field("settings", &self.inner.settings)
+            .finish()
+    }
+}
+
+impl<St: InboxStore> Inbox<St> {
+    /// An inbox over `store`, with the defaults: [`Backoff::default`], [`DEFAULT_LEASE`],
+    /// [`DEFAULT_MARGIN`], [`DEFAULT_TENANT_LIMIT`] and [`DEFAULT_POLL`].
+    pub fn new(store: St) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                settings: Settings {
+                    backoff: Backoff::default(),
+                    lease: DEFAULT_LEASE,
+                    margin: DEFAULT_MARGIN,
+                    tenant_limit: DEFAULT_TENANT_LIMIT,
+                    poll: DEFAULT_POLL,
+                },
+                committed: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                change(&mut inner.settings);
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(shared) => panic!(
+                "configure the Inbox before cloning it ({} clones)",
+                Arc::strong_count(&shared)
+            ),
+        }
+    }
+
+    /// When a failed delivery is tried again, and after how many attempts it is a dead letter.
+    #[must_use]
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        self.reconfigure(|settings| settings.backoff = backoff)
+    }
+
+    /// How long a worker holds a delivery unless it renews the lease (at least 300 ms).
+    #[must_use]
+    pub fn with_lease(self, lease: Duration) -> Self {
+        let lease = lease.clamp(Duration::from_millis(300), countersign_core::MAX_WINDOW);
+        self.reconfigure(|settings| settings.lease = lease)
+    }
+
+    /// How long a handled delivery is remembered beyond its signature's acceptance window.
+    #[must_use]
+    pub fn with_margin(self, margin: Duration) -> Self {
+        self.reconfigure(|settings| settings.margin = margin.min(countersign_core::MAX_WINDOW))
+    }
+
+    /// How many deliveries of one tenant may wait or lie dead (at least 1).
+    #[must_use]
+    pub fn with_tenant_limit(self, limit: u64) -> Self {
+        self.reconfigure(|settings| settings.tenant_limit = limit.max(1))
+    }
+
+    /// How often an idle worker looks for deliveries other instances committed.
+    #[must_use]
+    pub fn with_poll_interval(self, poll: Duration) -> Self {
+        self.reconfigure(|settings| settings.poll = poll.max(Duration::from_millis(10)))
+    }
+
+    /// The route's endpoint, behind a verification layer: commits each verified delivery and
+    /// answers it (see the [module docs](self)).
+    #[must_use]
+    pub fn acknowledge(&self) -> Acknowledge<St> {
+        Acknowledge::new(self.clone())
+    }
+
+    /// Starts `concurrency` workers (at least 1) on the current Tokio runtime that hand each
+    /// delivery to `handler`; they stop when the returned [`Workers`] is dropped or stopped.
+    pub fn work<H, F>(&self, concurrency: usize, handler: H) -> Workers
+    where
+        H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        worker::start(self.clone(), concurrency.max(1), Arc::new(handler))
+    }
+
+    /// The dead letters of `tenant` (every tenant's for `None`: an operator's view), newest
+    /// first, at most `limit`.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn dead_letters(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.store.dead_letters(tenant, limit).await
+    }
+
+    /// Tries the dead letter `id` of `tenant` again (any tenant's for `None`), with its
+    /// attempts counted afresh: `false` when `tenant` has no such dead letter.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn retry(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
+        let retried = self
+            .inner
+            .store
+            .retry(tenant, id, SystemTime::now())
+            .await?;
+        if retried {
+            self.inner.committed.notify_waiters();
+        }
+        Ok(retried)
+    }
+
+    /// How full the inbox is.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn stats(&self) -> Result<InboxStats, StoreError> {
+        self.inner.store.stats().await
+    }
+}

@@ -1,0 +1,368 @@
+//! The durable inbox over SQLite, behind real verification layers on a real HTTP server:
+//! acknowledged once committed, handled once, tried again, dead letters, leases taken over
+//! from a dead worker, tenants kept apart, a restart survived.
+
+#![cfg(all(feature = "inbox-sqlite", feature = "testing"))]
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post_service;
+use countersign::contentstack::WebhookBody;
+use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, SqliteInbox};
+use countersign::testing::TestKit;
+use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
+use http::Request;
+use serde_json::{Value, json};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn sqlite(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("countersign-inbox-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("inbox.sqlite3")
+}
+
+/// A server whose webhook routes answer from `inbox`.
+async fn serve(kit: &TestKit, inbox: &Inbox<SqliteInbox>) -> String {
+    let app = Router::new()
+        .route(
+            "/webhooks/contentstack",
+            post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
+                kit.webhook_verifier(),
+                kit.contentstack_keys(),
+            )),
+        )
+        .route(
+            "/contentful/events",
+            post_service(inbox.acknowledge())
+                .layer(ContentfulRequestLayer::new(kit.contentful_verifier())),
+        );
+    format!("http://{}", common::serve(app).await)
+}
+
+/// Sends a request the kit built to `base`: the status and the JSON answer.
+async fn send(base: &str, request: Request<Body>) -> (u16, Value) {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let response = common::client()
+        .request(parts.method, format!("{base}{}", parts.uri))
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+fn publish(stack: &str, n: u32) -> WebhookBody {
+    WebhookBody::new("entry", "publish")
+        .with_api_key(stack)
+        .with_data(&json!({"entry": {"uid": format!("blt{n}")}}))
+}
+
+/// Waits until `done` holds, for at most 10 s.
+async fn until(done: impl Fn() -> bool) {
+    for _ in 0..1_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not within 10 s");
+}
+
+/// The id and attempt of each delivery a handler saw.
+type Seen = Arc<Mutex<Vec<(String, u32)>>>;
+
+/// A handler that records each delivery's id and attempt, and succeeds.
+fn recorder() -> (
+    Seen,
+    impl Fn(InboxDelivery) -> std::future::Ready<Result<(), BoxError>> + Send + Sync + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    (seen, move |delivery: InboxDelivery| {
+        record
+            .lock()
+            .unwrap()
+            .push((delivery.id.clone(), delivery.attempt));
+        std::future::ready(Ok(()))
+    })
+}
+
+#[tokio::test]
+async fn a_delivery_is_acknowledged_once_committed_and_handled_once() {
+    // One time for every signing: a retry carries the same body (its `triggered_at` too).
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("once")).unwrap());
+    let base = serve(&kit, &inbox).await;
+    let body = publish(TestKit::STACK, 1);
+    let first = kit.contentstack_webhook("/webhooks/contentstack", &body);
+    assert_eq!(
+        send(&base, first).await,
+        (200, json!({"status": "accepted"}))
+    );
+    // The same delivery again, signed afresh (a retry), and by HMAC: one delivery id.
+    for again in [
+        kit.contentstack_webhook("/webhooks/contentstack", &body),
+        kit.contentstack_hmac_webhook("/webhooks/contentstack", &body),
+    ] {
+        assert_eq!(
+            send(&base, again).await,
+            (200, json!({"status": "duplicate"}))
+        );
+    }
+    let forged = TestKit::new()
+        .with_contentstack_key(countersign::contentstack::SigningKey::generate().unwrap());
+    let (status, _) = send(
+        &base,
+        forged.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 2)),
+    )
+    .await;
+    assert_eq!(status, 401, "nothing unverified is committed");
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
+
+    let (seen, handler) = recorder();
+    let _workers = inbox.work(2, handler);
+    until(|| seen.lock().unwrap().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "handled once: {seen:?}");
+    assert_eq!(seen[0].1, 1, "the first attempt");
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.leased, stats.dead), (0, 0, 0));
+    assert_eq!(stats.oldest_unhandled, None);
+    // Handled: a replay is still a duplicate, never handled again.
+    let replay = kit.contentstack_webhook("/webhooks/contentstack", &body);
+    assert_eq!(send(&base, replay).await.1, json!({"status": "duplicate"}));
+}
+
+#[tokio::test]
+async fn a_slow_handler_holds_its_lease_and_never_delays_the_acknowledgement() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("slow")).unwrap())
+        .with_lease(Duration::from_millis(300));
+    let base = serve(&kit, &inbox).await;
+    let (calls, finished) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (counted, done) = (Arc::clone(&calls), Arc::clone(&finished));
+    let _workers = inbox.work(2, move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let done = Arc::clone(&done);
+        async move {
+            // Five leases long: renewed all along, so no other attempt starts.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            done.store(true, Ordering::SeqCst);
+            Ok::<(), BoxError>(())
+        }
+    });
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    assert!(
+        !finished.load(Ordering::SeqCst),
+        "acknowledged before the handler finished"
+    );
+    until(|| finished.load(Ordering::SeqCst)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one attempt");
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_tried_again_then_is_a_dead_letter_its_tenant_can_retry() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("dead")).unwrap()).with_backoff(Backoff::new(
+        Duration::from_millis(20),
+        2,
+        Duration::from_millis(50),
+        3,
+    ));
+    let base = serve(&kit, &inbox).await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let (is_healthy, record) = (Arc::clone(&healthy), Arc::clone(&attempts));
+    let _workers = inbox.work(1, move |delivery: InboxDelivery| {
+        record.lock().unwrap().push(delivery.attempt);
+        let healthy = is_healthy.load(Ordering::SeqCst);
+        async move {
+            if delivery.attempt == 2 {
+                panic!("a bug in the handler");
+            }
+            if healthy {
+                Ok(())
+            } else {
+                Err(BoxError::from("the API it calls is down"))
+            }
+        }
+    });
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    until(|| attempts.lock().unwrap().len() == 3).await;
+    let stack = Some(TestKit::STACK);
+    for _ in 0..100 {
+        if !inbox.dead_letters(stack, 10).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dead = inbox.dead_letters(stack, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].attempts,
+            dead[0].provider,
+            dead[0].tenant.as_deref()
+        ),
+        (3, Provider::Contentstack, stack)
+    );
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("the API it calls is down")
+    );
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [1, 2, 3],
+        "a panic is a failed attempt"
+    );
+    assert_eq!(inbox.stats().await.unwrap().dead, 1);
+
+    // Another tenant sees none of it and cannot retry it.
+    assert!(
+        inbox
+            .dead_letters(Some("blt-another"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!inbox.retry(Some("blt-another"), &dead[0].id).await.unwrap());
+    healthy.store(true, Ordering::SeqCst);
+    assert!(inbox.retry(stack, &dead[0].id).await.unwrap());
+    until(|| attempts.lock().unwrap().len() == 4).await;
+    assert_eq!(attempts.lock().unwrap()[3], 1, "attempts counted afresh");
+    for _ in 0..100 {
+        if inbox.stats().await.unwrap().dead == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(inbox.stats().await.unwrap().dead, 0);
+}
+
+#[tokio::test]
+async fn a_dead_workers_delivery_is_taken_over_when_its_lease_lapses() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("takeover")).unwrap())
+        .with_lease(Duration::from_millis(300))
+        .with_poll_interval(Duration::from_millis(20));
+    let base = serve(&kit, &inbox).await;
+    let started = Arc::new(AtomicBool::new(false));
+    let mark = Arc::clone(&started);
+    let stuck = inbox.work(1, move |_| {
+        mark.store(true, Ordering::SeqCst);
+        std::future::pending::<Result<(), BoxError>>()
+    });
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    until(|| started.load(Ordering::SeqCst)).await;
+    assert_eq!(inbox.stats().await.unwrap().leased, 1);
+    // The worker dies holding it (as a killed process would: nobody renews its lease).
+    drop(stuck);
+    let (seen, handler) = recorder();
+    let _rescuer = inbox.work(1, handler);
+    until(|| seen.lock().unwrap().len() == 1).await;
+    assert_eq!(
+        seen.lock().unwrap()[0].1,
+        2,
+        "the second attempt, by another worker"
+    );
+}
+
+#[tokio::test]
+async fn one_tenant_can_neither_fill_the_inbox_nor_go_before_another() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("tenants")).unwrap()).with_tenant_limit(3);
+    let base = serve(&kit, &inbox).await;
+    for n in 0..3 {
+        let request = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-noisy", n));
+        assert_eq!(send(&base, request).await.0, 200);
+    }
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-noisy", 3));
+    let (status, problem) = send(&base, request).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("inbox_tenant_full"))
+    );
+    let quiet = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-quiet", 0));
+    assert_eq!(send(&base, quiet).await.0, 200, "another tenant is served");
+
+    // The quiet tenant's one delivery, committed last, is in the first batch.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&order);
+    let _workers = inbox.work(2, move |delivery: InboxDelivery| {
+        record
+            .lock()
+            .unwrap()
+            .push(delivery.tenant.clone().unwrap());
+        std::future::ready(Ok::<(), BoxError>(()))
+    });
+    until(|| order.lock().unwrap().len() == 4).await;
+    let order = order.lock().unwrap().clone();
+    assert!(
+        order[..2].contains(&"blt-quiet".to_owned()),
+        "each tenant's oldest first: {order:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_contentful_events_signed_facts_and_a_restart_are_kept() {
+    let kit = TestKit::new();
+    let path = sqlite("restart");
+    let inbox = Inbox::new(SqliteInbox::open(&path).unwrap());
+    let base = serve(&kit, &inbox).await;
+    let event = kit.contentful_app_event(
+        "/contentful/events",
+        "ContentManagement.Entry.publish",
+        r#"{"sys":{"id":"e1"}}"#,
+        "key-1",
+    );
+    assert_eq!(send(&base, event).await.0, 200);
+    drop(inbox);
+
+    // The process restarts: the delivery is still there, with its facts.
+    let inbox = Inbox::new(SqliteInbox::open(&path).unwrap());
+    let seen = Arc::new(Mutex::new(None));
+    let record = Arc::clone(&seen);
+    let _workers = inbox.work(1, move |delivery: InboxDelivery| {
+        *record.lock().unwrap() = Some(delivery);
+        std::future::ready(Ok::<(), BoxError>(()))
+    });
+    until(|| seen.lock().unwrap().is_some()).await;
+    let delivery = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(delivery.provider, Provider::Contentful);
+    assert_eq!(
+        delivery.signed_header("x-contentful-topic"),
+        Some("ContentManagement.Entry.publish")
+    );
+    assert_eq!(delivery.tenant.as_deref(), Some(TestKit::SPACE));
+    assert_eq!(delivery.json::<Value>().unwrap()["sys"]["id"], "e1");
+    assert!(
+        delivery.signed_header("x-contentful-signature").is_none(),
+        "no credential is kept"
+    );
+    assert!(
+        !format!("{delivery:?}").contains("e1"),
+        "Debug shows no body"
+    );
+}
