@@ -61,11 +61,15 @@ pub use countersign_core::inbox::{Backoff, remember_for};
 pub use countersign_core::replay::{StoreError, StoreErrorKind};
 
 mod acknowledge;
+#[cfg(feature = "inbox-postgres")]
+mod postgres;
 #[cfg(feature = "inbox-sqlite")]
 mod sqlite;
 mod worker;
 
 pub use acknowledge::Acknowledge;
+#[cfg(feature = "inbox-postgres")]
+pub use postgres::PostgresInbox;
 #[cfg(feature = "inbox-sqlite")]
 pub use sqlite::SqliteInbox;
 pub use worker::Workers;
@@ -209,8 +213,8 @@ pub struct InboxStats {
     pub oldest_unhandled: Option<SystemTime>,
 }
 
-/// Where an inbox keeps its deliveries: [`SqliteInbox`] for one instance (feature
-/// `inbox-sqlite`). Every time is the caller's, so that all instances agree on one clock.
+/// Where an inbox keeps its deliveries: `SqliteInbox` for one instance (feature
+/// `inbox-sqlite`), `PostgresInbox` for a fleet (feature `inbox-postgres`). Every time is the caller's, so that all instances agree on one clock.
 pub trait InboxStore: Send + Sync + 'static {
     /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
     /// id is there, or its tenant has `tenant_limit` deliveries pending, leased or dead. The
@@ -431,4 +435,19 @@ impl<St: InboxStore> Inbox<St> {
     pub async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.inner.store.stats().await
     }
+}
+
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+/// Milliseconds since the Unix epoch: how the stores keep times.
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+/// The time `millis` milliseconds after the Unix epoch.
+pub(crate) fn from_millis(millis: i64) -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
 }

@@ -3,12 +3,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError, StoreErrorKind,
+    Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
+    StoreErrorKind, from_millis, millis,
 };
 
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
@@ -334,16 +335,4 @@ impl InboxStore for SqliteInbox {
         })
         .await
     }
-}
-
-/// Milliseconds since the Unix epoch: how the stores keep times.
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-    })
-}
-
-/// The time `millis` milliseconds after the Unix epoch.
-fn from_millis(millis: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
 }

@@ -1,0 +1,193 @@
+//! A fleet's inbox in one real PostgreSQL: three instances acknowledge and handle deliveries
+//! from one table, each delivery handled once though sent to several instances, retried after
+//! a failure, taken over from instances whose workers die; and 503 while the database is down.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post_service;
+use countersign::ContentstackWebhookLayer;
+use countersign::contentstack::WebhookBody;
+use countersign::inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Workers};
+use countersign::testing::TestKit;
+use http::Request;
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the handlers saw: per delivery id, the attempts that failed and those that succeeded.
+#[derive(Default)]
+struct Seen {
+    failed: HashMap<String, u32>,
+    handled: HashMap<String, u32>,
+}
+
+struct Instance {
+    base: String,
+    inbox: Inbox<PostgresInbox>,
+    workers: Option<Workers>,
+}
+
+async fn instance(url: &str, kit: &TestKit, seen: &Arc<Mutex<Seen>>) -> Instance {
+    let pool = example_support::postgres::pool(url).unwrap();
+    let inbox = Inbox::new(PostgresInbox::new(pool))
+        .with_lease(Duration::from_millis(600))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(50),
+            2,
+            Duration::from_millis(200),
+            5,
+        ));
+    let app = Router::new().route(
+        "/webhooks",
+        post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
+            kit.webhook_verifier(),
+            kit.contentstack_keys(),
+        )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let seen = Arc::clone(seen);
+    let workers = inbox.work(4, move |delivery: InboxDelivery| {
+        let seen = Arc::clone(&seen);
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut seen = seen.lock().unwrap();
+            // Every seventh delivery's first attempt fails, as a handler whose API is down.
+            let flaky = u8::from_str_radix(&delivery.id[..2], 16)
+                .unwrap()
+                .is_multiple_of(7);
+            if flaky && delivery.attempt == 1 {
+                *seen.failed.entry(delivery.id).or_default() += 1;
+                return Err(BoxError::from("the API is down"));
+            }
+            *seen.handled.entry(delivery.id).or_default() += 1;
+            Ok(())
+        }
+    });
+    Instance {
+        base,
+        inbox,
+        workers: Some(workers),
+    }
+}
+
+async fn send(base: &str, request: Request<Body>) -> (u16, serde_json::Value) {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{base}{}", parts.uri))
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
+    const DELIVERIES: usize = 120;
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url();
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(instance(&url, &kit, &seen).await);
+    }
+    let mut duplicates = 0;
+    for n in 0..DELIVERIES {
+        let body = WebhookBody::new("entry", "publish")
+            .with_api_key(format!("blt-stack-{}", n % 5))
+            .with_data(&json!({"entry": {"uid": format!("blt{n}")}}));
+        let first = &fleet[n % 3];
+        let request = kit.contentstack_webhook("/webhooks", &body);
+        assert_eq!(send(&first.base, request).await.0, 200);
+        // The provider's retry reaches another instance: acknowledged, not committed again.
+        let again = &fleet[(n + 1) % 3];
+        let (status, answer) =
+            send(&again.base, kit.contentstack_webhook("/webhooks", &body)).await;
+        assert_eq!(status, 200);
+        if answer["status"] == "duplicate" {
+            duplicates += 1;
+        }
+        if n == DELIVERIES / 2 {
+            // One instance's workers die mid-run: what they held is taken over.
+            fleet[0].workers.take();
+        }
+    }
+    assert_eq!(duplicates, DELIVERIES, "every retry was a duplicate");
+    for _ in 0..1_000 {
+        let stats = fleet[1].inbox.stats().await.unwrap();
+        if stats.pending + stats.leased == 0 && seen.lock().unwrap().handled.len() == DELIVERIES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.handled.len(), DELIVERIES, "none lost");
+        assert!(
+            seen.handled.values().all(|&times| times == 1),
+            "each handled once: {:?}",
+            seen.handled.values().filter(|&&t| t != 1).count()
+        );
+        assert!(!seen.failed.is_empty(), "some first attempts failed");
+        assert!(
+            seen.failed.keys().all(|id| seen.handled.contains_key(id)),
+            "and were retried"
+        );
+        eprintln!(
+            "fleet inbox: {DELIVERIES} deliveries, {duplicates} duplicates acknowledged, {} retried after a failure, each handled once",
+            seen.failed.len()
+        );
+    }
+
+    // The database goes down: 503 with Retry-After, so the provider retries; back, accepted.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let late = WebhookBody::new("entry", "publish")
+        .with_api_key("blt-stack-0")
+        .with_data(&json!({"entry": {"uid": "late"}}));
+    let (status, problem) =
+        send(&fleet[2].base, kit.contentstack_webhook("/webhooks", &late)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("inbox_unavailable"))
+    );
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = send(&fleet[2].base, kit.contentstack_webhook("/webhooks", &late))
+            .await
+            .0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "the inbox recovers by itself");
+    drop(pg);
+}
