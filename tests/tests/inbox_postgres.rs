@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::routing::post_service;
 use countersign::ContentstackWebhookLayer;
 use countersign::contentstack::WebhookBody;
-use countersign::inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Workers};
+use countersign::inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Spool, Workers};
 use countersign::testing::TestKit;
 use http::Request;
 use serde_json::json;
@@ -33,9 +33,14 @@ struct Instance {
     workers: Option<Workers>,
 }
 
-async fn instance(url: &str, kit: &TestKit, seen: &Arc<Mutex<Seen>>) -> Instance {
+async fn instance(
+    url: &str,
+    kit: &TestKit,
+    seen: &Arc<Mutex<Seen>>,
+    spool: Option<&std::path::Path>,
+) -> Instance {
     let pool = example_support::postgres::pool(url).unwrap();
-    let inbox = Inbox::new(PostgresInbox::new(pool))
+    let mut inbox = Inbox::new(PostgresInbox::new(pool))
         .with_lease(Duration::from_millis(600))
         .with_poll_interval(Duration::from_millis(50))
         .with_backoff(Backoff::new(
@@ -44,6 +49,10 @@ async fn instance(url: &str, kit: &TestKit, seen: &Arc<Mutex<Seen>>) -> Instance
             Duration::from_millis(200),
             5,
         ));
+    if let Some(dir) = spool {
+        // Small, so that its bounds are reached: 16 deliveries, 2 per tenant.
+        inbox = inbox.with_spool(Spool::with_limits(dir, 16, 1 << 20).unwrap());
+    }
     let app = Router::new().route(
         "/webhooks",
         post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
@@ -105,8 +114,11 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
     let kit = TestKit::new().at(std::time::SystemTime::now());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut fleet = Vec::new();
-    for _ in 0..3 {
-        fleet.push(instance(&url, &kit, &seen).await);
+    let spool = std::env::temp_dir().join(format!("countersign-spool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    for n in 0..3 {
+        let spool = (n == 2).then_some(spool.as_path());
+        fleet.push(instance(&url, &kit, &seen, spool).await);
     }
     let mut duplicates = 0;
     for n in 0..DELIVERIES {
@@ -156,33 +168,67 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
         );
     }
 
-    // The database goes down: 503 with Retry-After, so the provider retries; back, accepted.
+    // The database goes down. Without a spool: 503 with Retry-After, so the provider retries.
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
         pg
     })
     .await
     .unwrap();
-    let late = WebhookBody::new("entry", "publish")
-        .with_api_key("blt-stack-0")
-        .with_data(&json!({"entry": {"uid": "late"}}));
-    let (status, problem) =
-        send(&fleet[2].base, kit.contentstack_webhook("/webhooks", &late)).await;
+    let during = |stack: &str, n: u32| {
+        let body = WebhookBody::new("entry", "publish")
+            .with_api_key(stack)
+            .with_data(&json!({"entry": {"uid": format!("during-{n}")}}));
+        kit.contentstack_webhook("/webhooks", &body)
+    };
+    let (status, problem) = send(&fleet[1].base, during("blt-stack-0", 0)).await;
     assert_eq!(
         (status, problem["code"].as_str()),
         (503, Some("inbox_unavailable"))
     );
+    // With one, accepted: each waits on disk, up to the tenant's share of the spool.
+    for n in 1..=2 {
+        assert_eq!(send(&fleet[2].base, during("blt-stack-0", n)).await.0, 200);
+    }
+    let (status, problem) = send(&fleet[2].base, during("blt-stack-0", 3)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("inbox_unavailable")),
+        "the tenant's share is used up"
+    );
+    assert_eq!(
+        send(&fleet[2].base, during("blt-stack-1", 4)).await.0,
+        200,
+        "another tenant's is not"
+    );
+
+    // The instance restarts before the database is back: its spool is still there.
+    drop(fleet.pop());
+    fleet.push(instance(&url, &kit, &seen, Some(&spool)).await);
     let pg = tokio::task::spawn_blocking(move || {
         pg.resume();
         pg
     })
     .await
     .unwrap();
+    for _ in 0..1_000 {
+        if seen.lock().unwrap().handled.len() == DELIVERIES + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.handled.len(),
+            DELIVERIES + 3,
+            "the spooled deliveries were handled"
+        );
+        assert!(seen.handled.values().all(|&times| times == 1));
+    }
     let mut status = 0;
     for _ in 0..50 {
-        status = send(&fleet[2].base, kit.contentstack_webhook("/webhooks", &late))
-            .await
-            .0;
+        status = send(&fleet[1].base, during("blt-stack-0", 0)).await.0;
         if status == 200 {
             break;
         }

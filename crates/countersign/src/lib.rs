@@ -172,6 +172,7 @@ macro_rules! doc_tests {
             feature = "redis",
             feature = "app-identity",
             feature = "oauth",
+            feature = "inbox-sqlite",
             feature = "testing"
         ))]
         #[doc = include_str!($path)]

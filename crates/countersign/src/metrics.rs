@@ -47,6 +47,10 @@ pub const ACCESS_TOKEN_FETCHES: &str = "countersign_access_token_fetches_total";
 pub const INBOX: &str = "countersign_inbox_total";
 /// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease.
 pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
+/// Deliveries in the inbox by state (pending, leased, dead), as its workers last read it.
+pub const INBOX_DEPTH: &str = "countersign_inbox_depth";
+/// The age in seconds of the oldest delivery not yet handled (0 when none waits).
+pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";
 
 /// Names the series once, with their descriptions, in the installed recorder. Optional: the
 /// series appear on first use anyway.
@@ -79,6 +83,12 @@ pub fn describe() {
         );
         describe_counter!(INBOX, "What the inbox answered verified deliveries.");
         describe_counter!(INBOX_ATTEMPTS, "Outcomes of the inbox handler's attempts.");
+        ::metrics::describe_gauge!(INBOX_DEPTH, "Deliveries in the inbox by state.");
+        ::metrics::describe_gauge!(
+            INBOX_OLDEST_SECONDS,
+            Unit::Seconds,
+            "Age of the oldest delivery not yet handled."
+        );
     }
 }
 
@@ -175,6 +185,28 @@ pub(crate) fn contentful_match(secret_index: usize) {
 pub(crate) fn outcome(name: &'static str, outcome: &'static str) {
     #[cfg(feature = "metrics")]
     ::metrics::counter!(name, "outcome" => outcome).increment(1);
+}
+
+/// Records the inbox's depth by state and the age of its oldest unhandled delivery.
+#[cfg(feature = "inbox")]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn inbox_stats(stats: &crate::inbox::InboxStats) {
+    #[cfg(feature = "metrics")]
+    {
+        #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+        for (state, count) in [
+            ("pending", stats.pending),
+            ("leased", stats.leased),
+            ("dead", stats.dead),
+        ] {
+            ::metrics::gauge!(INBOX_DEPTH, "state" => state).set(count as f64);
+        }
+        let age = stats
+            .oldest_unhandled
+            .and_then(|oldest| oldest.elapsed().ok())
+            .map_or(0.0, |age| age.as_secs_f64());
+        ::metrics::gauge!(INBOX_OLDEST_SECONDS).set(age);
+    }
 }
 
 /// Indexes as static labels: rotations hold a few secrets or keys.

@@ -119,8 +119,33 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
             "the delivery's tenant has its limit of deliveries waiting in the inbox; other tenants are served",
         )
         .into_response(),
-        Err(error) => Rejection::of(&reason::INBOX_UNAVAILABLE, error.to_string()).into_response(),
+        Err(error) => spool(inbox, &delivery, expires_at, &error),
     }
+}
+
+/// The store failed: the delivery waits in the spool, if there is one and it has room.
+fn spool<St: InboxStore>(
+    inbox: &Inbox<St>,
+    delivery: &InboxDelivery,
+    expires_at: SystemTime,
+    error: &super::StoreError,
+) -> Response {
+    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+    if let Some(spool) = &inbox.inner.spool {
+        let detail = match spool.append(delivery, expires_at) {
+            Ok(()) => {
+                metrics::outcome(metrics::INBOX, "spooled");
+                tracing::warn!(target: "countersign", %error, delivery = %delivery.id, "the inbox is unavailable: the delivery waits in the spool");
+                inbox.inner.committed.notify_waiters();
+                return status("accepted");
+            }
+            Err(super::spool::Refused::Full) => format!("{error}; the spool is full"),
+            Err(super::spool::Refused::Io(io)) => format!("{error}; the spool failed: {io}"),
+        };
+        return Rejection::of(&reason::INBOX_UNAVAILABLE, detail).into_response();
+    }
+    let _ = (inbox, delivery, expires_at);
+    Rejection::of(&reason::INBOX_UNAVAILABLE, error.to_string()).into_response()
 }
 
 /// What the inbox keeps of a verified request.

@@ -16,6 +16,9 @@
 //!   lapse, and another takes the delivery over. A handler that fails is tried again after a
 //!   growing wait ([`Backoff`]); after the last attempt the delivery is a dead letter, listed by
 //!   [`Inbox::dead_letters`] and tried again by [`Inbox::retry`].
+//! - With a [`Spool`], an instance keeps accepting while the inbox's database is down: it
+//!   writes each verified delivery to a bounded directory of its own (flushed to disk before
+//!   the answer) and moves them into the inbox, idempotently, once the database is back.
 //! - Tenants are kept apart: each batch a worker takes holds the oldest due delivery of each
 //!   tenant before a second of any, and a tenant with [`DEFAULT_TENANT_LIMIT`] deliveries
 //!   waiting (or dead) has its next ones refused with 503 `inbox_tenant_full`, so that none
@@ -25,28 +28,28 @@
 //! lease: make its effects idempotent by [`InboxDelivery::id`].
 //!
 //! ```no_run
-//! # #[cfg(feature = "inbox-sqlite")]
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use axum::{Router, routing::post_service};
 //! use countersign::ContentstackWebhookLayer;
 //! use countersign::contentstack::{StaticKeys, WebhookVerifier};
-//! use countersign::inbox::{Inbox, InboxDelivery, SqliteInbox};
+//! use countersign::inbox::{Inbox, InboxDelivery, InboxStore, Workers};
 //!
-//! let inbox = Inbox::new(SqliteInbox::open("data/inbox.sqlite3")?);
-//! // The handler runs here, not on the request path.
-//! let _workers = inbox.work(4, |delivery: InboxDelivery| async move {
-//!     let webhook: serde_json::Value = delivery.json()?;
-//!     println!("{} {}", delivery.id, webhook["event"]);
-//!     Ok(())
-//! });
-//! let keys = StaticKeys::from_file("public-keys.json")?;
-//! let app: Router = Router::new().route(
-//!     "/webhooks/contentstack",
-//!     post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), keys)),
-//! );
-//! # let _ = app;
-//! # Ok(())
-//! # }
+//! // `store`: `SqliteInbox::open("data/inbox.sqlite3")?`, or `PostgresInbox::new(pool)`.
+//! // Serve the router while you hold the workers: dropping them stops them.
+//! fn app(store: impl InboxStore, keys: StaticKeys) -> (Router, Workers) {
+//!     let inbox = Inbox::new(store);
+//!     // The handler runs here, not on the request path.
+//!     let workers = inbox.work(4, |delivery: InboxDelivery| async move {
+//!         let webhook: serde_json::Value = delivery.json()?;
+//!         println!("{} {}", delivery.id, webhook["event"]);
+//!         Ok(())
+//!     });
+//!     let router = Router::new().route(
+//!         "/webhooks/contentstack",
+//!         post_service(inbox.acknowledge())
+//!             .layer(ContentstackWebhookLayer::new(WebhookVerifier::new(), keys)),
+//!     );
+//!     (router, workers)
+//! }
 //! ```
 
 use std::fmt;
@@ -63,6 +66,8 @@ pub use countersign_core::replay::{StoreError, StoreErrorKind};
 mod acknowledge;
 #[cfg(feature = "inbox-postgres")]
 mod postgres;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+mod spool;
 #[cfg(feature = "inbox-sqlite")]
 mod sqlite;
 mod worker;
@@ -70,6 +75,8 @@ mod worker;
 pub use acknowledge::Acknowledge;
 #[cfg(feature = "inbox-postgres")]
 pub use postgres::PostgresInbox;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};
 #[cfg(feature = "inbox-sqlite")]
 pub use sqlite::SqliteInbox;
 pub use worker::Workers;
@@ -294,6 +301,9 @@ impl<St> Clone for Inbox<St> {
 struct Inner<St> {
     store: St,
     settings: Settings,
+    /// Where deliveries wait while the store is down.
+    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+    spool: Option<Spool>,
     /// Wakes this instance's idle workers when a delivery is committed here.
     committed: tokio::sync::Notify,
 }
@@ -330,15 +340,21 @@ impl<St: InboxStore> Inbox<St> {
                     tenant_limit: DEFAULT_TENANT_LIMIT,
                     poll: DEFAULT_POLL,
                 },
+                #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+                spool: None,
                 committed: tokio::sync::Notify::new(),
             }),
         }
     }
 
     fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self {
+        self.rebuild(|inner| change(&mut inner.settings))
+    }
+
+    fn rebuild(self, change: impl FnOnce(&mut Inner<St>)) -> Self {
         match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
-                change(&mut inner.settings);
+                change(&mut inner);
                 Self {
                     inner: Arc::new(inner),
                 }
@@ -379,6 +395,15 @@ impl<St: InboxStore> Inbox<St> {
     #[must_use]
     pub fn with_poll_interval(self, poll: Duration) -> Self {
         self.reconfigure(|settings| settings.poll = poll.max(Duration::from_millis(10)))
+    }
+
+    /// Keeps verified deliveries in `spool`, this instance's own directory, while the store
+    /// cannot be reached, and acknowledges them; this instance's workers move them into the
+    /// inbox once it is back. Only a full spool answers 503.
+    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+    #[must_use]
+    pub fn with_spool(self, spool: Spool) -> Self {
+        self.rebuild(|inner| inner.spool = Some(spool))
     }
 
     /// The route's endpoint, behind a verification layer: commits each verified delivery and

@@ -15,6 +15,8 @@ use crate::metrics;
 
 /// How often the handled deliveries past their memory are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// How often the inbox's depth is read for the metrics.
+const STATS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a failure text kept with a delivery.
 const MAX_ERROR_LEN: usize = 500;
 
@@ -65,9 +67,18 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
+    let mut measured: Option<tokio::time::Instant> = None;
     let settings = inbox.inner.settings;
     loop {
         while running.try_join_next().is_some() {}
+        if measured.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
+            measured = Some(tokio::time::Instant::now());
+            if let Ok(stats) = inbox.inner.store.stats().await {
+                metrics::inbox_stats(&stats);
+            }
+        }
+        #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+        drain(&inbox).await;
         let Ok(first) = Arc::clone(&room).acquire_owned().await else {
             return;
         };
@@ -113,6 +124,38 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
                 attempt(&inbox, &handler, &owner, delivery).await;
                 drop(permit);
             });
+        }
+    }
+}
+
+/// Moves what waits in the spool into the inbox, while the store takes it. Each was
+/// acknowledged, so none is refused for its tenant's limit.
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
+    let Some(spool) = &inbox.inner.spool else {
+        return;
+    };
+    if spool.is_empty() {
+        return;
+    }
+    let spool = spool.clone();
+    let waiting = match tokio::task::spawn_blocking(move || (spool.peek(100), spool)).await {
+        Ok(waiting) => waiting,
+        Err(_) => return,
+    };
+    let (batch, spool) = waiting;
+    for (delivery, expires_at) in batch {
+        match inbox
+            .inner
+            .store
+            .commit(&delivery, expires_at, u64::MAX)
+            .await
+        {
+            Ok(_) => {
+                let (spool, id) = (spool.clone(), delivery.id.clone());
+                let _ = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
+            }
+            Err(_) => return,
         }
     }
 }
