@@ -210,7 +210,7 @@ async fn a_failing_handler_is_tried_again_then_is_a_dead_letter_its_tenant_can_r
     let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
     assert_eq!(send(&base, request).await.0, 200);
     until(|| attempts.lock().unwrap().len() == 3).await;
-    let stack = Some(TestKit::STACK);
+    let stack = TestKit::STACK;
     for _ in 0..100 {
         if !inbox.dead_letters(stack, 10).await.unwrap().is_empty() {
             break;
@@ -225,7 +225,7 @@ async fn a_failing_handler_is_tried_again_then_is_a_dead_letter_its_tenant_can_r
             dead[0].provider,
             dead[0].tenant.as_deref()
         ),
-        (3, Provider::Contentstack, stack)
+        (3, Provider::Contentstack, Some(stack))
     );
     assert_eq!(
         dead[0].last_error.as_deref(),
@@ -241,12 +241,17 @@ async fn a_failing_handler_is_tried_again_then_is_a_dead_letter_its_tenant_can_r
     // Another tenant sees none of it and cannot retry it.
     assert!(
         inbox
-            .dead_letters(Some("blt-another"), 10)
+            .dead_letters("blt-another", 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(!inbox.retry(Some("blt-another"), &dead[0].id).await.unwrap());
+    assert!(!inbox.retry("blt-another", &dead[0].id).await.unwrap());
+    assert_eq!(
+        inbox.all_dead_letters(10).await.unwrap(),
+        dead,
+        "the operator's view"
+    );
     healthy.store(true, Ordering::SeqCst);
     assert!(inbox.retry(stack, &dead[0].id).await.unwrap());
     until(|| attempts.lock().unwrap().len() == 4).await;
@@ -365,4 +370,108 @@ async fn a_contentful_events_signed_facts_and_a_restart_are_kept() {
         !format!("{delivery:?}").contains("e1"),
         "Debug shows no body"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_whose_handlers_hang_holds_two_workers_and_the_others_are_served() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("hang")).unwrap())
+        .with_poll_interval(Duration::from_millis(20));
+    let base = serve(&kit, &inbox).await;
+    for n in 0..5 {
+        let request = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-slow", n));
+        assert_eq!(send(&base, request).await.0, 200);
+    }
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&handled);
+    let _workers = inbox.work(4, move |delivery: InboxDelivery| {
+        let tenant = delivery.tenant.clone().unwrap();
+        let record = Arc::clone(&record);
+        async move {
+            if tenant == "blt-slow" {
+                std::future::pending::<()>().await;
+            }
+            record.lock().unwrap().push(tenant);
+            Ok::<(), BoxError>(())
+        }
+    });
+    until(|| inbox_leased(&inbox) == 2).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-quick", 0));
+    assert_eq!(send(&base, request).await.0, 200);
+    until(|| handled.lock().unwrap().len() == 1).await;
+    assert_eq!(*handled.lock().unwrap(), ["blt-quick"]);
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.leased, stats.pending),
+        (2, 3),
+        "the slow tenant holds two workers, no more"
+    );
+}
+
+/// How many deliveries are leased now (read on a thread of its own, for `until`).
+fn inbox_leased(inbox: &Inbox<SqliteInbox>) -> u64 {
+    let inbox = inbox.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(inbox.stats())
+            .unwrap()
+            .leased
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_attempt_past_its_timeout_fails_and_a_worker_dead_on_the_last_attempt_leaves_a_dead_letter()
+ {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("timeout")).unwrap())
+        .with_attempt_timeout(Duration::from_millis(100))
+        .with_lease(Duration::from_millis(300))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(10),
+            1,
+            Duration::from_millis(10),
+            2,
+        ));
+    let base = serve(&kit, &inbox).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    let stuck = inbox.work(1, move |_| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                // Past the attempt timeout: a failed attempt, tried again.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            // The second, last attempt: its worker dies while it runs.
+            std::future::pending::<Result<(), BoxError>>().await
+        }
+    });
+    until(|| attempts.load(Ordering::SeqCst) == 2).await;
+    drop(stuck);
+    let (seen, handler) = recorder();
+    let _rescuer = inbox.work(1, handler);
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        dead = inbox.dead_letters(TestKit::STACK, 10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dead.len(), 1, "buried after its last attempt's worker died");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("lease lapsed")
+    );
+    assert!(seen.lock().unwrap().is_empty(), "not taken a third time");
 }

@@ -119,28 +119,36 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
             "the delivery's tenant has its limit of deliveries waiting in the inbox; other tenants are served",
         )
         .into_response(),
-        Err(error) => spool(inbox, &delivery, expires_at, &error),
+        Err(error) => spool(inbox, delivery, expires_at, &error).await,
     }
 }
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.
-fn spool<St: InboxStore>(
+async fn spool<St: InboxStore>(
     inbox: &Inbox<St>,
-    delivery: &InboxDelivery,
+    delivery: InboxDelivery,
     expires_at: SystemTime,
     error: &super::StoreError,
 ) -> Response {
     #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-    if let Some(spool) = &inbox.inner.spool {
-        let detail = match spool.append(delivery, expires_at) {
-            Ok(()) => {
+    if let Some(spool) = inbox.inner.spool.clone() {
+        let id = delivery.id.clone();
+        // Written and flushed to disk off the async threads.
+        let appended =
+            tokio::task::spawn_blocking(move || spool.append(&delivery, expires_at)).await;
+        let detail = match appended {
+            Ok(Ok(())) => {
                 metrics::outcome(metrics::INBOX, "spooled");
-                tracing::warn!(target: "countersign", %error, delivery = %delivery.id, "the inbox is unavailable: the delivery waits in the spool");
+                tracing::warn!(target: "countersign", %error, delivery = %id, "the inbox is unavailable: the delivery waits in the spool");
                 inbox.inner.committed.notify_waiters();
                 return status("accepted");
             }
-            Err(super::spool::Refused::Full) => format!("{error}; the spool is full"),
-            Err(super::spool::Refused::Io(io)) => format!("{error}; the spool failed: {io}"),
+            Ok(Err(super::spool::Refused::Full)) => format!("{error}; the spool is full"),
+            Ok(Err(super::spool::Refused::Busy)) => {
+                format!("{error}; the same delivery is being spooled now")
+            }
+            Ok(Err(super::spool::Refused::Io(io))) => format!("{error}; the spool failed: {io}"),
+            Err(join) => format!("{error}; the spool failed: {join}"),
         };
         return Rejection::of(&reason::INBOX_UNAVAILABLE, detail).into_response();
     }

@@ -1,5 +1,5 @@
 //! A durable inbox (feature `inbox`): a verified delivery is committed, then acknowledged at
-//! once, and the application's handler runs it later from the inbox, exactly once.
+//! once, and the application's handler runs it later from the inbox until it succeeds once.
 //!
 //! A provider stops sending when its deliveries fail: Contentstack disables a webhook after 10
 //! failures in a row, and waits 30 s per attempt. A handler that calls an API, or a database
@@ -14,15 +14,17 @@
 //! - [`Inbox::work`] starts workers that hand each delivery to your handler. A worker holds a
 //!   delivery on a lease, renewed while the handler runs: a worker that dies lets its lease
 //!   lapse, and another takes the delivery over. A handler that fails is tried again after a
-//!   growing wait ([`Backoff`]); after the last attempt the delivery is a dead letter, listed by
-//!   [`Inbox::dead_letters`] and tried again by [`Inbox::retry`].
-//! - With a [`Spool`], an instance keeps accepting while the inbox's database is down: it
+//!   growing wait ([`Backoff`]), and so is one that runs longer than the attempt timeout (5 min);
+//!   after the last attempt the delivery is a dead letter, listed by [`Inbox::dead_letters`]
+//!   and tried again by [`Inbox::retry`] (per tenant), kept for 7 days.
+//! - With a `Spool`, an instance keeps accepting while the inbox's database is down: it
 //!   writes each verified delivery to a bounded directory of its own (flushed to disk before
 //!   the answer) and moves them into the inbox, idempotently, once the database is back.
-//! - Tenants are kept apart: each batch a worker takes holds the oldest due delivery of each
-//!   tenant before a second of any, and a tenant with [`DEFAULT_TENANT_LIMIT`] deliveries
-//!   waiting (or dead) has its next ones refused with 503 `inbox_tenant_full`, so that none
-//!   fills the inbox.
+//! - Tenants are kept apart: a worker takes each tenant's oldest due delivery before a second of
+//!   any, no tenant runs more than [`DEFAULT_TENANT_CONCURRENCY`] deliveries at once across the
+//!   fleet (so one whose handlers hang holds two workers, not all), and a tenant with
+//!   [`DEFAULT_TENANT_LIMIT`] deliveries waiting has its next ones refused with 503
+//!   `inbox_tenant_full`, so that none fills the inbox.
 //!
 //! The handler is called at least once per delivery, and again only after a failure or a lost
 //! lease: make its effects idempotent by [`InboxDelivery::id`].
@@ -81,8 +83,8 @@ pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};
 pub use sqlite::SqliteInbox;
 pub use worker::Workers;
 
-/// How many deliveries of one tenant may wait (or lie dead) in the inbox before its next ones
-/// are refused with 503 `inbox_tenant_full`.
+/// How many deliveries of one tenant may wait in the inbox (pending or running) before its
+/// next ones are refused with 503 `inbox_tenant_full`.
 pub const DEFAULT_TENANT_LIMIT: u64 = 10_000;
 /// How long a worker holds a delivery before another may take it over, unless renewed (every
 /// third of it while the handler runs).
@@ -91,6 +93,13 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 /// How often an idle worker looks for deliveries another instance committed.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+/// How many deliveries of one tenant run at once, across every instance: a tenant whose
+/// handlers are slow or hang holds no more workers than this.
+pub const DEFAULT_TENANT_CONCURRENCY: u64 = 2;
+/// How long one attempt may run before it counts as failed.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a dead letter is kept (then forgotten, body and all).
+pub const DEFAULT_DEAD_LETTER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -220,12 +229,34 @@ pub struct InboxStats {
     pub oldest_unhandled: Option<SystemTime>,
 }
 
+/// What a worker asks of [`InboxStore::claim`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// The workers' name: each delivery's lease is `{owner}:{attempt}`, so that an attempt
+    /// whose lease lapsed never acts on a later attempt's.
+    pub owner: &'a str,
+    /// Now, by the caller's clock.
+    pub now: SystemTime,
+    /// When the leases taken end unless renewed.
+    pub lease_until: SystemTime,
+    /// The most deliveries to take.
+    pub limit: usize,
+    /// The most deliveries of one tenant on live leases (across every instance).
+    pub tenant_concurrency: u64,
+    /// A delivery whose lease lapsed on its last attempt (its worker died) becomes a dead
+    /// letter, kept until `dead_until`, rather than being taken again.
+    pub max_attempts: u32,
+    /// Until when a dead letter is kept.
+    pub dead_until: SystemTime,
+}
+
 /// Where an inbox keeps its deliveries: `SqliteInbox` for one instance (feature
-/// `inbox-sqlite`), `PostgresInbox` for a fleet (feature `inbox-postgres`). Every time is the caller's, so that all instances agree on one clock.
+/// `inbox-sqlite`), `PostgresInbox` for a fleet (feature `inbox-postgres`). Every time is the
+/// caller's. A `lease` is the `{owner}:{attempt}` a claim gave the delivery.
 pub trait InboxStore: Send + Sync + 'static {
     /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
-    /// id is there, or its tenant has `tenant_limit` deliveries pending, leased or dead. The
-    /// commit is durable when this returns.
+    /// id is there, or its tenant has `tenant_limit` deliveries pending or leased. The commit
+    /// is durable when this returns.
     fn commit(
         &self,
         delivery: &InboxDelivery,
@@ -233,38 +264,36 @@ pub trait InboxStore: Send + Sync + 'static {
         tenant_limit: u64,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     /// Takes up to `limit` deliveries that are due (pending, or leased on a lease that has
-    /// passed) for `owner` until `lease_until`, each tenant's oldest first, and counts an
-    /// attempt for each.
+    /// passed), each tenant's oldest first and none of a tenant with `tenant_concurrency` on
+    /// live leases, and counts an attempt for each.
     fn claim(
         &self,
-        owner: &str,
-        now: SystemTime,
-        lease_until: SystemTime,
-        limit: usize,
+        request: ClaimRequest<'_>,
     ) -> impl Future<Output = Result<Vec<InboxDelivery>, StoreError>> + Send;
-    /// Extends `owner`'s lease on `id` to `lease_until`: `false` when `owner` no longer holds it.
+    /// Extends `lease` on `id` to `lease_until`: `false` when it is not `id`'s lease any more.
     fn renew(
         &self,
         id: &str,
-        owner: &str,
+        lease: &str,
         lease_until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Marks `id` handled, if `owner` holds it.
+    /// Marks `id` handled, if `lease` is still its lease.
     fn complete(
         &self,
         id: &str,
-        owner: &str,
+        lease: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Records that `owner`'s attempt at `id` failed with `error`: due again at `retry_at`, or
-    /// a dead letter for `None`.
+    /// Records that the attempt on `lease` at `id` failed with `error`: due again at
+    /// `retry_at`, or for `None` a dead letter kept until `dead_until`.
     fn fail(
         &self,
         id: &str,
-        owner: &str,
+        lease: &str,
         error: &str,
         retry_at: Option<SystemTime>,
+        dead_until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The dead letters of `tenant` (all tenants' for `None`), newest first, at most `limit`.
+    /// The dead letters of `tenant` (every tenant's for `None`), newest first, at most `limit`.
     fn dead_letters(
         &self,
         tenant: Option<&str>,
@@ -278,7 +307,7 @@ pub trait InboxStore: Send + Sync + 'static {
         id: &str,
         now: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Forgets the handled deliveries remembered until before `now`: how many.
+    /// Forgets the handled deliveries and the dead letters kept until before `now`: how many.
     fn purge(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// How full the inbox is.
     fn stats(&self) -> impl Future<Output = Result<InboxStats, StoreError>> + Send;
@@ -314,6 +343,9 @@ struct Settings {
     lease: Duration,
     margin: Duration,
     tenant_limit: u64,
+    tenant_concurrency: u64,
+    attempt_timeout: Duration,
+    dead_letter_ttl: Duration,
     poll: Duration,
 }
 
@@ -338,6 +370,9 @@ impl<St: InboxStore> Inbox<St> {
                     lease: DEFAULT_LEASE,
                     margin: DEFAULT_MARGIN,
                     tenant_limit: DEFAULT_TENANT_LIMIT,
+                    tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
+                    attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+                    dead_letter_ttl: DEFAULT_DEAD_LETTER_TTL,
                     poll: DEFAULT_POLL,
                 },
                 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
@@ -385,10 +420,31 @@ impl<St: InboxStore> Inbox<St> {
         self.reconfigure(|settings| settings.margin = margin.min(countersign_core::MAX_WINDOW))
     }
 
-    /// How many deliveries of one tenant may wait or lie dead (at least 1).
+    /// How many deliveries of one tenant may wait (at least 1).
     #[must_use]
     pub fn with_tenant_limit(self, limit: u64) -> Self {
         self.reconfigure(|settings| settings.tenant_limit = limit.max(1))
+    }
+
+    /// How many deliveries of one tenant run at once across every instance (at least 1; a
+    /// single-tenant app raises it to its workers' number).
+    #[must_use]
+    pub fn with_tenant_concurrency(self, concurrency: u64) -> Self {
+        self.reconfigure(|settings| settings.tenant_concurrency = concurrency.max(1))
+    }
+
+    /// How long one attempt may run before it counts as failed (and is tried again).
+    #[must_use]
+    pub fn with_attempt_timeout(self, timeout: Duration) -> Self {
+        let timeout = timeout.min(countersign_core::MAX_WINDOW);
+        self.reconfigure(|settings| settings.attempt_timeout = timeout)
+    }
+
+    /// How long a dead letter is kept before it is forgotten.
+    #[must_use]
+    pub fn with_dead_letter_ttl(self, ttl: Duration) -> Self {
+        let ttl = ttl.min(countersign_core::MAX_WINDOW);
+        self.reconfigure(|settings| settings.dead_letter_ttl = ttl)
     }
 
     /// How often an idle worker looks for deliveries other instances committed.
@@ -423,25 +479,45 @@ impl<St: InboxStore> Inbox<St> {
         worker::start(self.clone(), concurrency.max(1), Arc::new(handler))
     }
 
-    /// The dead letters of `tenant` (every tenant's for `None`: an operator's view), newest
-    /// first, at most `limit`.
+    /// The dead letters of `tenant`, newest first, at most `limit`: what a tenant's own
+    /// session may see.
     ///
     /// # Errors
     /// The store failed.
     pub async fn dead_letters(
         &self,
-        tenant: Option<&str>,
+        tenant: &str,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.inner.store.dead_letters(tenant, limit).await
+        self.inner.store.dead_letters(Some(tenant), limit).await
     }
 
-    /// Tries the dead letter `id` of `tenant` again (any tenant's for `None`), with its
-    /// attempts counted afresh: `false` when `tenant` has no such dead letter.
+    /// Every tenant's dead letters, newest first, at most `limit`: an operator's view.
     ///
     /// # Errors
     /// The store failed.
-    pub async fn retry(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
+    pub async fn all_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.store.dead_letters(None, limit).await
+    }
+
+    /// Tries `tenant`'s dead letter `id` again, its attempts counted afresh: `false` when
+    /// `tenant` has no such dead letter (another tenant's id is not found).
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.retry_of(Some(tenant), id).await
+    }
+
+    /// Tries the dead letter `id` of any tenant again: an operator's action.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn retry_any(&self, id: &str) -> Result<bool, StoreError> {
+        self.retry_of(None, id).await
+    }
+
+    async fn retry_of(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
         let retried = self
             .inner
             .store

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
 use super::{
-    Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
+    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
     StoreErrorKind, from_millis, millis,
 };
 
@@ -37,14 +37,23 @@ CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, du
 CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
 ";
 
-/// Each tenant's oldest due delivery before a second of any (the candidates, ranked within
-/// their tenant), then as many of them as are not locked by another instance's claim.
+/// Each tenant's oldest due delivery before a second of any: a candidate's turn is its rank
+/// within its tenant plus the tenant's deliveries on live leases, none past the tenant's
+/// concurrency; then as many candidates as are not locked by another instance's claim. Each
+/// lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
-WITH candidates AS (
+WITH busy AS (
+    SELECT tenant, count(*) AS n FROM countersign_inbox
+     WHERE state = 'leased' AND due_at > $3 GROUP BY tenant),
+candidates AS (
     SELECT id, due_at, turn FROM (
-        SELECT id, due_at, ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY due_at, id) AS turn
-          FROM countersign_inbox
-         WHERE state IN ('pending', 'leased') AND due_at <= $3) ranked
+        SELECT i.id, i.due_at,
+               ROW_NUMBER() OVER (PARTITION BY i.tenant ORDER BY i.due_at, i.id)
+                   + coalesce(b.n, 0) AS turn
+          FROM countersign_inbox i
+          LEFT JOIN busy b ON b.tenant IS NOT DISTINCT FROM i.tenant
+         WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3) ranked
+     WHERE turn <= $6
      ORDER BY turn, due_at, id
      LIMIT $5),
 locked AS (
@@ -54,9 +63,17 @@ locked AS (
      LIMIT $4
      FOR UPDATE OF i SKIP LOCKED)
 UPDATE countersign_inbox i
-   SET state = 'leased', lease_owner = $1, due_at = $2, attempts = i.attempts + 1
+   SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
+       attempts = i.attempts + 1
   FROM locked WHERE i.id = locked.id
 RETURNING i.id, i.provider, i.tenant, i.body, i.signed_headers, i.attempts, i.received_at";
+
+/// A delivery whose worker died on its last attempt is a dead letter, not taken again.
+const BURY: &str = "
+UPDATE countersign_inbox
+   SET state = 'dead', lease_owner = NULL, expires_at = $3,
+       last_error = 'its worker stopped during the last attempt (the lease lapsed)'
+ WHERE state = 'leased' AND due_at <= $1 AND attempts >= $2";
 
 /// The inbox in PostgreSQL, through your pool: a fleet shares it. The table
 /// (`countersign_inbox`) is made with the first operation, so an instance starts (and answers
@@ -154,14 +171,26 @@ impl InboxStore for PostgresInbox {
             if known {
                 return Ok(Commit::Duplicate);
             }
-            let waiting: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM countersign_inbox
-                      WHERE tenant IS NOT DISTINCT FROM $1 AND state != 'done'",
-                    &[&delivery.tenant],
-                )
-                .await?
-                .get(0);
+            // `tenant = $1` (not `IS NOT DISTINCT FROM`, which no index serves).
+            let waiting: i64 = match &delivery.tenant {
+                Some(tenant) => {
+                    db.query_one(
+                        "SELECT count(*) FROM countersign_inbox
+                          WHERE tenant = $1 AND state IN ('pending', 'leased')",
+                        &[tenant],
+                    )
+                    .await?
+                }
+                None => {
+                    db.query_one(
+                        "SELECT count(*) FROM countersign_inbox
+                          WHERE tenant IS NULL AND state IN ('pending', 'leased')",
+                        &[],
+                    )
+                    .await?
+                }
+            }
+            .get(0);
             if waiting >= limit {
                 return Ok(Commit::TenantFull);
             }
@@ -190,26 +219,29 @@ impl InboxStore for PostgresInbox {
         .await
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        now: SystemTime,
-        lease_until: SystemTime,
-        limit: usize,
-    ) -> Result<Vec<InboxDelivery>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<InboxDelivery>, StoreError> {
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
         // Candidates to spare for those other instances hold locked now.
         let candidates = limit.saturating_mul(4).max(16);
+        let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
+        let max_attempts = i32::try_from(request.max_attempts).unwrap_or(i32::MAX);
+        let (now, lease_until) = (millis(request.now), millis(request.lease_until));
+        let dead_until = millis(request.dead_until);
+        let owner = request.owner;
         self.with(|client| async move {
+            client
+                .execute(BURY, &[&now, &max_attempts, &dead_until])
+                .await?;
             let rows = client
                 .query(
                     CLAIM,
                     &[
                         &owner,
-                        &millis(lease_until),
-                        &millis(now),
+                        &lease_until,
+                        &now,
                         &limit,
                         &candidates,
+                        &concurrency,
                     ],
                 )
                 .await?;
@@ -259,17 +291,19 @@ impl InboxStore for PostgresInbox {
         owner: &str,
         error: &str,
         retry_at: Option<SystemTime>,
+        dead_until: SystemTime,
     ) -> Result<bool, StoreError> {
-        let retry_at = retry_at.map(millis);
+        let (retry_at, dead_until) = (retry_at.map(millis), millis(dead_until));
         self.with(|client| async move {
             let changed = client
                 .execute(
                     "UPDATE countersign_inbox
                         SET state = CASE WHEN $4::BIGINT IS NULL THEN 'dead' ELSE 'pending' END,
                             due_at = coalesce($4::BIGINT, due_at), lease_owner = NULL,
-                            last_error = $3
+                            last_error = $3,
+                            expires_at = CASE WHEN $4::BIGINT IS NULL THEN $5 ELSE expires_at END
                       WHERE id = $1 AND lease_owner = $2 AND state = 'leased'",
-                    &[&id, &owner, &error, &retry_at],
+                    &[&id, &owner, &error, &retry_at, &dead_until],
                 )
                 .await?;
             Ok(changed == 1)
@@ -334,7 +368,8 @@ impl InboxStore for PostgresInbox {
         self.with(|client| async move {
             client
                 .execute(
-                    "DELETE FROM countersign_inbox WHERE state = 'done' AND expires_at <= $1",
+                    "DELETE FROM countersign_inbox
+                      WHERE state IN ('done', 'dead') AND expires_at <= $1",
                     &[&millis(now)],
                 )
                 .await

@@ -23,8 +23,10 @@ pub const DEFAULT_SPOOL_ENTRIES: usize = 10_000;
 /// The most bytes a spool holds by default.
 pub const DEFAULT_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
 
-/// A bounded directory of deliveries waiting for the database. No tenant takes more than an
-/// eighth of it. Cheap to clone; clones share everything.
+/// A bounded directory of deliveries waiting for the database, this instance's own (an
+/// instance taken out of a fleet for good leaves its spool behind: drain it first). No tenant
+/// takes more than an eighth of its entries or of its bytes. Cheap to clone; clones share
+/// everything.
 #[derive(Clone)]
 pub struct Spool {
     inner: Arc<Inner>,
@@ -39,10 +41,18 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The spooled deliveries: their tenant and size.
-    entries: HashMap<String, (Option<String>, u64)>,
+    /// The spooled deliveries, and those being written.
+    entries: HashMap<String, Entry>,
     bytes: u64,
-    per_tenant: HashMap<Option<String>, usize>,
+    /// Each tenant's deliveries and bytes.
+    per_tenant: HashMap<Option<String>, (usize, u64)>,
+}
+
+struct Entry {
+    tenant: Option<String>,
+    size: u64,
+    /// On disk (flushed and renamed): acknowledged.
+    durable: bool,
 }
 
 impl fmt::Debug for Spool {
@@ -59,6 +69,8 @@ impl fmt::Debug for Spool {
 pub(super) enum Refused {
     /// The spool, or the tenant's share of it, is full.
     Full,
+    /// The same delivery is being written now: the provider's retry comes back.
+    Busy,
     /// The disk failed.
     Io(std::io::Error),
 }
@@ -95,9 +107,17 @@ impl Spool {
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
-            if let Ok(delivery) = read(&entry.path()) {
-                let size = entry.metadata()?.len();
-                state.add(delivery.0.id, delivery.0.tenant, size);
+            if name.ends_with(".bad") {
+                continue;
+            }
+            match read(&entry.path()) {
+                Ok((delivery, _)) => {
+                    let size = entry.metadata()?.len();
+                    state.add(delivery.id, delivery.tenant, size, true);
+                }
+                Err(error) => {
+                    tracing::error!(target: "countersign", file = %entry.path().display(), %error, "a spooled delivery cannot be read; it stays where it is");
+                }
             }
         }
         Ok(Self {
@@ -146,23 +166,39 @@ impl Spool {
         .to_string();
         let size = (head.len() + 1 + delivery.body.len()) as u64;
         {
-            let state = self.state();
-            if state.entries.contains_key(&delivery.id) {
-                return Ok(());
+            // Reserved before it is written: a second copy of the delivery waits for the first.
+            let mut state = self.state();
+            if let Some(entry) = state.entries.get(&delivery.id) {
+                return if entry.durable {
+                    Ok(())
+                } else {
+                    Err(Refused::Busy)
+                };
             }
-            let share = (self.inner.max_entries / 8).max(1);
-            let tenant_count = state.per_tenant.get(&delivery.tenant).copied().unwrap_or(0);
+            let entries_share = (self.inner.max_entries / 8).max(1);
+            let bytes_share = self.inner.max_bytes / 8;
+            let (count, bytes) = state
+                .per_tenant
+                .get(&delivery.tenant)
+                .copied()
+                .unwrap_or((0, 0));
             if state.entries.len() >= self.inner.max_entries
                 || state.bytes + size > self.inner.max_bytes
-                || tenant_count >= share
+                || count >= entries_share
+                || bytes + size > bytes_share
             {
                 return Err(Refused::Full);
             }
+            state.add(delivery.id.clone(), delivery.tenant.clone(), size, false);
         }
         let path = self.inner.dir.join(&delivery.id);
-        let temporary = self.inner.dir.join(format!("{}.tmp", delivery.id));
+        let nonce = countersign_core::random_hex(8).unwrap_or_default();
+        let temporary = self.inner.dir.join(format!("{}.{nonce}.tmp", delivery.id));
         let written = (|| {
-            let mut file = std::fs::File::create(&temporary)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)?;
             file.write_all(head.as_bytes())?;
             file.write_all(b"\n")?;
             file.write_all(&delivery.body)?;
@@ -170,24 +206,45 @@ impl Spool {
             std::fs::rename(&temporary, &path)?;
             std::fs::File::open(&self.inner.dir)?.sync_all()
         })();
-        if let Err(error) = written {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(Refused::Io(error));
+        let mut state = self.state();
+        match written {
+            Ok(()) => {
+                if let Some(entry) = state.entries.get_mut(&delivery.id) {
+                    entry.durable = true;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&temporary);
+                state.remove(&delivery.id);
+                Err(Refused::Io(error))
+            }
         }
-        self.state()
-            .add(delivery.id.clone(), delivery.tenant.clone(), size);
-        Ok(())
     }
 
     /// The spooled deliveries, each with when it is forgotten once handled: at most `limit`.
+    /// One that is not a spooled delivery is set aside (`.bad`) for an operator.
     pub(super) fn peek(&self, limit: usize) -> Vec<(InboxDelivery, SystemTime)> {
-        let ids: Vec<String> = self.state().entries.keys().take(limit).cloned().collect();
+        let ids: Vec<String> = self
+            .state()
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.durable)
+            .take(limit)
+            .map(|(id, _)| id.clone())
+            .collect();
         ids.into_iter()
             .filter_map(|id| match read(&self.inner.dir.join(&id)) {
                 Ok(delivery) => Some(delivery),
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(target: "countersign", delivery = %id, %error, "a spooled delivery is unreadable: set aside as .bad");
+                    let from = self.inner.dir.join(&id);
+                    let _ = std::fs::rename(&from, self.inner.dir.join(format!("{id}.bad")));
+                    self.state().remove(&id);
+                    None
+                }
                 Err(error) => {
-                    tracing::warn!(target: "countersign", delivery = %id, %error, "an unreadable spooled delivery is dropped");
-                    self.remove(&id);
+                    tracing::warn!(target: "countersign", delivery = %id, %error, "a spooled delivery cannot be read now");
                     None
                 }
             })
@@ -207,19 +264,33 @@ impl Spool {
 }
 
 impl State {
-    fn add(&mut self, id: String, tenant: Option<String>, size: u64) {
-        *self.per_tenant.entry(tenant.clone()).or_default() += 1;
+    /// Counts a delivery once, however often it is added.
+    fn add(&mut self, id: String, tenant: Option<String>, size: u64, durable: bool) {
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        let share = self.per_tenant.entry(tenant.clone()).or_default();
+        share.0 += 1;
+        share.1 += size;
         self.bytes += size;
-        self.entries.insert(id, (tenant, size));
+        self.entries.insert(
+            id,
+            Entry {
+                tenant,
+                size,
+                durable,
+            },
+        );
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some((tenant, size)) = self.entries.remove(id) {
-            self.bytes = self.bytes.saturating_sub(size);
-            if let Some(count) = self.per_tenant.get_mut(&tenant) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.per_tenant.remove(&tenant);
+        if let Some(entry) = self.entries.remove(id) {
+            self.bytes = self.bytes.saturating_sub(entry.size);
+            if let Some(share) = self.per_tenant.get_mut(&entry.tenant) {
+                share.0 = share.0.saturating_sub(1);
+                share.1 = share.1.saturating_sub(entry.size);
+                if share.0 == 0 {
+                    self.per_tenant.remove(&entry.tenant);
                 }
             }
         }

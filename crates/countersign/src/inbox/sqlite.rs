@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
+    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
     StoreErrorKind, from_millis, millis,
 };
 
@@ -33,20 +33,34 @@ CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, du
 CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
 ";
 
-/// Each tenant's oldest due delivery before a second of any: the rank of a delivery within
-/// its tenant orders the batch.
+/// Each tenant's oldest due delivery before a second of any: a delivery's turn is its rank
+/// within its tenant plus the tenant's deliveries on live leases, and none past the tenant's
+/// concurrency is taken. Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
 UPDATE countersign_inbox
-   SET state = 'leased', lease_owner = ?1, due_at = ?2, attempts = attempts + 1
+   SET state = 'leased', lease_owner = ?1 || ':' || (attempts + 1), due_at = ?2,
+       attempts = attempts + 1
  WHERE id IN (
      SELECT id FROM (
-         SELECT id, due_at,
-                ROW_NUMBER() OVER (PARTITION BY tenant ORDER BY due_at, id) AS turn
-           FROM countersign_inbox
-          WHERE state IN ('pending', 'leased') AND due_at <= ?3)
+         SELECT i.id, i.due_at,
+                ROW_NUMBER() OVER (PARTITION BY i.tenant ORDER BY i.due_at, i.id)
+                    + coalesce(b.busy, 0) AS turn
+           FROM countersign_inbox i
+           LEFT JOIN (SELECT tenant, count(*) AS busy FROM countersign_inbox
+                       WHERE state = 'leased' AND due_at > ?3 GROUP BY tenant) b
+             ON b.tenant IS i.tenant
+          WHERE i.state IN ('pending', 'leased') AND i.due_at <= ?3)
+      WHERE turn <= ?5
       ORDER BY turn, due_at, id
       LIMIT ?4)
 RETURNING id, provider, tenant, body, signed_headers, attempts, received_at";
+
+/// A delivery whose worker died on its last attempt is a dead letter, not taken again.
+const BURY: &str = "
+UPDATE countersign_inbox
+   SET state = 'dead', lease_owner = NULL, expires_at = ?3,
+       last_error = 'its worker stopped during the last attempt (the lease lapsed)'
+ WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
 
 /// The inbox in a SQLite file: durable (write-ahead log, `synchronous = FULL`: a delivery
 /// acknowledged is on disk), readable by its owner only. For one instance; a fleet shares a
@@ -145,7 +159,8 @@ impl InboxStore for SqliteInbox {
                 return Ok(Commit::Duplicate);
             }
             let waiting: u64 = db.query_row(
-                "SELECT count(*) FROM countersign_inbox WHERE tenant IS ?1 AND state != 'done'",
+                "SELECT count(*) FROM countersign_inbox
+                  WHERE tenant IS ?1 AND state IN ('pending', 'leased')",
                 [&delivery.tenant],
                 |row| row.get(0),
             )?;
@@ -173,22 +188,25 @@ impl InboxStore for SqliteInbox {
         .await
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        now: SystemTime,
-        lease_until: SystemTime,
-        limit: usize,
-    ) -> Result<Vec<InboxDelivery>, StoreError> {
-        let owner = owner.to_owned();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<InboxDelivery>, StoreError> {
+        let owner = request.owner.to_owned();
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
+        let (now, lease_until) = (millis(request.now), millis(request.lease_until));
+        let (max_attempts, dead_until) = (request.max_attempts, millis(request.dead_until));
         self.run(move |db| {
-            let mut statement = db.prepare_cached(CLAIM)?;
-            let rows = statement.query_map(
-                params![owner, millis(lease_until), millis(now), limit],
-                delivery,
-            )?;
-            rows.collect()
+            let db = db.transaction()?;
+            db.execute(BURY, params![now, max_attempts, dead_until])?;
+            let claimed = {
+                let mut statement = db.prepare_cached(CLAIM)?;
+                let rows = statement.query_map(
+                    params![owner, lease_until, now, limit, concurrency],
+                    delivery,
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            db.commit()?;
+            Ok(claimed)
         })
         .await
     }
@@ -233,16 +251,18 @@ impl InboxStore for SqliteInbox {
         owner: &str,
         error: &str,
         retry_at: Option<SystemTime>,
+        dead_until: SystemTime,
     ) -> Result<bool, StoreError> {
         let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
-        let retry_at = retry_at.map(millis);
+        let (retry_at, dead_until) = (retry_at.map(millis), millis(dead_until));
         self.run(move |db| {
             db.execute(
                 "UPDATE countersign_inbox
                     SET state = CASE WHEN ?4 IS NULL THEN 'dead' ELSE 'pending' END,
-                        due_at = coalesce(?4, due_at), lease_owner = NULL, last_error = ?3
+                        due_at = coalesce(?4, due_at), lease_owner = NULL, last_error = ?3,
+                        expires_at = CASE WHEN ?4 IS NULL THEN ?5 ELSE expires_at END
                   WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'",
-                params![id, owner, error, retry_at],
+                params![id, owner, error, retry_at, dead_until],
             )
             .map(|changed| changed == 1)
         })
@@ -301,7 +321,8 @@ impl InboxStore for SqliteInbox {
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.run(move |db| {
             db.execute(
-                "DELETE FROM countersign_inbox WHERE state = 'done' AND expires_at <= ?1",
+                "DELETE FROM countersign_inbox
+                  WHERE state IN ('done', 'dead') AND expires_at <= ?1",
                 [millis(now)],
             )
             .map(|deleted| deleted as u64)

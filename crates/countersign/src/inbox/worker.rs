@@ -10,7 +10,7 @@ use countersign_core::replay::Owner;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{BoxError, Inbox, InboxDelivery, InboxStore};
+use super::{BoxError, ClaimRequest, Inbox, InboxDelivery, InboxStore};
 use crate::metrics;
 
 /// How often the handled deliveries past their memory are purged.
@@ -89,11 +89,18 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
         // Registered before the claim, so that a commit made while it runs still wakes us.
         let committed = inbox.inner.committed.notified();
         let now = SystemTime::now();
-        let lease_until = now.checked_add(settings.lease).unwrap_or(now);
         let claimed = inbox
             .inner
             .store
-            .claim(&owner, now, lease_until, permits.len())
+            .claim(ClaimRequest {
+                owner: &owner,
+                now,
+                lease_until: now.checked_add(settings.lease).unwrap_or(now),
+                limit: permits.len(),
+                tenant_concurrency: settings.tenant_concurrency,
+                max_attempts: settings.backoff.max_attempts(),
+                dead_until: now.checked_add(settings.dead_letter_ttl).unwrap_or(now),
+            })
             .await;
         let batch = match claimed {
             Ok(batch) => batch,
@@ -171,6 +178,11 @@ async fn attempt<St: InboxStore>(
     let store = &inbox.inner.store;
     let settings = inbox.inner.settings;
     let (id, attempt) = (delivery.id.clone(), delivery.attempt);
+    // This attempt's lease: a later attempt's (after this one's lapsed) is another.
+    let lease = format!("{owner}:{attempt}");
+    let owner = lease.as_str();
+    let deadline = tokio::time::sleep(settings.attempt_timeout);
+    tokio::pin!(deadline);
     // The handler in a task of its own: a panic is a failed attempt, not a dead worker. It
     // is aborted with this attempt (stopped workers hold nothing).
     let mut run = AbortOnDrop(tokio::spawn(handler(delivery)));
@@ -178,7 +190,10 @@ async fn attempt<St: InboxStore>(
     renewal.tick().await;
     let outcome = loop {
         tokio::select! {
-            outcome = &mut run.0 => break outcome,
+            outcome = &mut run.0 => break outcome.map_err(|join| {
+                if join.is_panic() { "the handler panicked" } else { "the handler was cancelled" }
+            }),
+            () = &mut deadline => break Err("the handler took longer than the attempt timeout"),
             _ = renewal.tick() => {
                 let now = SystemTime::now();
                 let until = now.checked_add(settings.lease).unwrap_or(now);
@@ -198,11 +213,11 @@ async fn attempt<St: InboxStore>(
             }
         }
     };
+    drop(run);
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error.to_string()),
-        Err(join) if join.is_panic() => Some("the handler panicked".to_owned()),
-        Err(_) => Some("the handler was cancelled".to_owned()),
+        Err(why) => Some(why.to_owned()),
     };
     let recorded = match failure {
         None => {
@@ -230,7 +245,9 @@ async fn attempt<St: InboxStore>(
                 },
             );
             tracing::warn!(target: "countersign", delivery = %id, attempt, dead = retry_at.is_none(), %error, "the inbox's handler failed");
-            store.fail(&id, owner, &error, retry_at).await
+            let now = SystemTime::now();
+            let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
+            store.fail(&id, owner, &error, retry_at, dead_until).await
         }
     };
     if let Err(error) = recorded {
