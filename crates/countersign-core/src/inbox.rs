@@ -33,7 +33,7 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// 2 s, 8 s, 32 s, 2 min 8 s, then every 10 min, for 8 attempts in all (about 43 min).
+    /// 2 s, 8 s, 32 s, 128 s, 512 s, then 600 s twice: 8 attempts over about 31 minutes.
     fn default() -> Self {
         Self {
             first: Duration::from_secs(2),

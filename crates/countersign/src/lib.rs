@@ -92,7 +92,7 @@
 //! | 413 | `payload_too_large` |
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
 //! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie`, `oauth_misconfigured` (misconfiguration) |
-//! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard behind signatures that never expire) |
+//! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard or an inbox behind signatures that never expire) |
 //! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol`; for OAuth `oauth_unavailable`, `oauth_store_unavailable`; for the inbox `inbox_unavailable`, `inbox_tenant_full` |
 //!
 //! The answer never holds a secret, a key, a signature or the body; the detail goes to

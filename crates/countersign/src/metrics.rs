@@ -43,11 +43,13 @@ pub const REPLAY: &str = "countersign_replay_total";
 pub const KEY_FETCHES: &str = "countersign_key_fetches_total";
 /// Access token fetches of an app identity.
 pub const ACCESS_TOKEN_FETCHES: &str = "countersign_access_token_fetches_total";
-/// What the inbox answered a verified delivery: accepted, duplicate, tenant_full, store_error.
+/// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
+/// tenant_full, spooled (accepted while its store was down), store_error (503).
 pub const INBOX: &str = "countersign_inbox_total";
 /// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease.
 pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
-/// Deliveries in the inbox by state (pending, leased, dead), as its workers last read it.
+/// Deliveries in the inbox by state (pending, leased, dead), as its workers last read it. Every
+/// instance of a fleet reads the one shared table: aggregate with `max`, not `sum`.
 pub const INBOX_DEPTH: &str = "countersign_inbox_depth";
 /// The age in seconds of the oldest delivery not yet handled (0 when none waits).
 pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";

@@ -92,15 +92,17 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
         .store
         .commit(&delivery, expires_at, settings.tenant_limit)
         .await;
-    metrics::outcome(
-        metrics::INBOX,
-        match &committed {
-            Ok(Commit::New) => "accepted",
-            Ok(Commit::Duplicate) => "duplicate",
-            Ok(Commit::TenantFull) => "tenant_full",
-            Err(_) => "store_error",
-        },
-    );
+    // One outcome per request; a store error is counted where the spool decides it.
+    if let Ok(commit) = &committed {
+        metrics::outcome(
+            metrics::INBOX,
+            match commit {
+                Commit::New => "accepted",
+                Commit::Duplicate => "duplicate",
+                Commit::TenantFull => "tenant_full",
+            },
+        );
+    }
     match committed {
         Ok(Commit::New) => {
             inbox.inner.committed.notify_waiters();
@@ -150,9 +152,11 @@ async fn spool<St: InboxStore>(
             Ok(Err(super::spool::Refused::Io(io))) => format!("{error}; the spool failed: {io}"),
             Err(join) => format!("{error}; the spool failed: {join}"),
         };
+        metrics::outcome(metrics::INBOX, "store_error");
         return Rejection::of(&reason::INBOX_UNAVAILABLE, detail).into_response();
     }
     let _ = (inbox, delivery, expires_at);
+    metrics::outcome(metrics::INBOX, "store_error");
     Rejection::of(&reason::INBOX_UNAVAILABLE, error.to_string()).into_response()
 }
 

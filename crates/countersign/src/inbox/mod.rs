@@ -26,8 +26,9 @@
 //!   [`DEFAULT_TENANT_LIMIT`] deliveries waiting has its next ones refused with 503
 //!   `inbox_tenant_full`, so that none fills the inbox.
 //!
-//! The handler is called at least once per delivery, and again only after a failure or a lost
-//! lease: make its effects idempotent by [`InboxDelivery::id`].
+//! The handler is called at least once per delivery, and again only after a failure, a
+//! timeout or a lost lease ([`Inbox::work`] says when): make its effects idempotent by
+//! [`InboxDelivery::id`].
 //!
 //! ```no_run
 //! use axum::{Router, routing::post_service};
@@ -360,7 +361,9 @@ impl<St: fmt::Debug> fmt::Debug for Inbox<St> {
 
 impl<St: InboxStore> Inbox<St> {
     /// An inbox over `store`, with the defaults: [`Backoff::default`], [`DEFAULT_LEASE`],
-    /// [`DEFAULT_MARGIN`], [`DEFAULT_TENANT_LIMIT`] and [`DEFAULT_POLL`].
+    /// [`DEFAULT_MARGIN`], [`DEFAULT_TENANT_LIMIT`], [`DEFAULT_TENANT_CONCURRENCY`],
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`], [`DEFAULT_DEAD_LETTER_TTL`] and [`DEFAULT_POLL`]. Set
+    /// them with the `with_*` methods before cloning the inbox (they panic after).
     pub fn new(store: St) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -470,7 +473,14 @@ impl<St: InboxStore> Inbox<St> {
     }
 
     /// Starts `concurrency` workers (at least 1) on the current Tokio runtime that hand each
-    /// delivery to `handler`; they stop when the returned [`Workers`] is dropped or stopped.
+    /// delivery to `handler`; they stop when the returned [`Workers`] is dropped or stopped:
+    /// hold it while the server runs.
+    ///
+    /// The handler is called at least once per delivery, in no particular order. It may be
+    /// called again after it failed, timed out or was cancelled (its workers stopped, or its
+    /// lease lost while the store was unreachable: then another attempt may run beside it).
+    /// Write by [`InboxDelivery::id`], in a transaction, so that a second run changes nothing.
+    #[must_use = "the workers stop when this is dropped"]
     pub fn work<H, F>(&self, concurrency: usize, handler: H) -> Workers
     where
         H: Fn(InboxDelivery) -> F + Send + Sync + 'static,

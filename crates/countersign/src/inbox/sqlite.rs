@@ -84,12 +84,16 @@ fn unavailable(error: impl fmt::Display) -> StoreError {
 }
 
 impl SqliteInbox {
-    /// The inbox in the SQLite file at `path`, made (0600) with its table when absent.
+    /// The inbox in the SQLite file at `path`, made (0600, its directory too) with its table
+    /// when absent.
     ///
     /// # Errors
     /// When the file cannot be opened or written.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_owned();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
         let connection = Connection::open(&path).map_err(unavailable)?;
         #[cfg(unix)]
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))

@@ -24,7 +24,9 @@ type Handler = Arc<dyn Fn(InboxDelivery) -> HandlerFuture + Send + Sync>;
 type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// Running workers ([`Inbox::work`]). Dropping them stops them at once, as a killed process
-/// would: the deliveries they hold are taken over by others when their leases lapse.
+/// would: the deliveries they hold are taken over by others when their leases lapse (and that
+/// attempt counts).
+#[must_use = "the workers stop when this is dropped"]
 pub struct Workers {
     claimer: tokio::task::JoinHandle<()>,
 }
