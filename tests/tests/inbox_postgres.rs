@@ -68,6 +68,9 @@ async fn instance(
         let seen = Arc::clone(&seen);
         async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
+            if delivery.body.windows(6).any(|w| w == b"poison") {
+                return Err(BoxError::from("a body this handler cannot take"));
+            }
             let mut seen = seen.lock().unwrap();
             // Every seventh delivery's first attempt fails, as a handler whose API is down.
             let flaky = u8::from_str_radix(&delivery.id[..2], 16)
@@ -167,6 +170,63 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
             seen.failed.len()
         );
     }
+
+    // A delivery its handler can never take: a dead letter after the last attempt, which only
+    // its own tenant lists and retries.
+    let poison = WebhookBody::new("entry", "publish")
+        .with_api_key("blt-stack-3")
+        .with_data(&json!({"entry": {"uid": "poison"}}));
+    assert_eq!(
+        send(
+            &fleet[1].base,
+            kit.contentstack_webhook("/webhooks", &poison)
+        )
+        .await
+        .0,
+        200
+    );
+    let mut dead = Vec::new();
+    for _ in 0..500 {
+        dead = fleet[2]
+            .inbox
+            .dead_letters("blt-stack-3", 10)
+            .await
+            .unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 5);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("a body this handler cannot take")
+    );
+    assert_eq!(fleet[1].inbox.all_dead_letters(10).await.unwrap(), dead);
+    assert!(
+        fleet[1]
+            .inbox
+            .dead_letters("blt-stack-4", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !fleet[1]
+            .inbox
+            .retry("blt-stack-4", &dead[0].id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        fleet[1]
+            .inbox
+            .retry("blt-stack-3", &dead[0].id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(fleet[1].inbox.stats().await.unwrap().dead, 0, "due again");
 
     // The database goes down. Without a spool: 503 with Retry-After, so the provider retries.
     let pg = tokio::task::spawn_blocking(move || {

@@ -138,6 +138,26 @@ pub mod basic_auth;
 pub mod contentstack_oauth;
 #[cfg(feature = "inbox")]
 pub mod inbox;
+
+/// `shared` changed by `change`, for a builder method: it must not have been cloned yet (a
+/// clone would keep the old settings), and panics naming `what` when it was.
+#[cfg(any(feature = "oauth", feature = "inbox"))]
+pub(crate) fn configure<T>(
+    shared: std::sync::Arc<T>,
+    what: &str,
+    change: impl FnOnce(&mut T),
+) -> std::sync::Arc<T> {
+    match std::sync::Arc::try_unwrap(shared) {
+        Ok(mut inner) => {
+            change(&mut inner);
+            std::sync::Arc::new(inner)
+        }
+        Err(shared) => panic!(
+            "configure the {what} before cloning it ({} clones)",
+            std::sync::Arc::strong_count(&shared)
+        ),
+    }
+}
 pub mod ip_allowlist;
 pub mod metrics;
 pub mod replay;

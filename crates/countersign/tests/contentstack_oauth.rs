@@ -419,6 +419,7 @@ async fn send_calls_the_cma_and_once_more_with_a_refreshed_token_after_a_401() {
     assert_eq!(down.kind().reason().code, "cma_unavailable");
 }
 
+#[cfg(feature = "testing")]
 #[tokio::test]
 async fn an_installation_event_names_its_installation_and_never_another_stack() {
     use countersign::contentstack::WebhookBody;

@@ -137,17 +137,8 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     }
 
     fn reconfigure(self, change: impl FnOnce(&mut Inner<S>)) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                change(&mut inner);
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(shared) => panic!(
-                "configure ContentstackOAuth before cloning it ({} clones)",
-                Arc::strong_count(&shared)
-            ),
+        Self {
+            inner: crate::configure(self.inner, "ContentstackOAuth", change),
         }
     }
 

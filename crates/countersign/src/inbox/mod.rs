@@ -71,6 +71,8 @@ mod acknowledge;
 mod postgres;
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 mod spool;
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+mod sql;
 #[cfg(feature = "inbox-sqlite")]
 mod sqlite;
 mod worker;
@@ -390,17 +392,8 @@ impl<St: InboxStore> Inbox<St> {
     }
 
     fn rebuild(self, change: impl FnOnce(&mut Inner<St>)) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                change(&mut inner);
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(shared) => panic!(
-                "configure the Inbox before cloning it ({} clones)",
-                Arc::strong_count(&shared)
-            ),
+        Self {
+            inner: crate::configure(self.inner, "Inbox", change),
         }
     }
 

@@ -10,8 +10,8 @@ use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
 use super::{
-    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
-    StoreErrorKind, from_millis, millis,
+    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, StoreError,
+    StoreErrorKind, millis, sql,
 };
 
 /// The longest one operation may take: a paused or unreachable server is an error in time.
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS countersign_inbox (
     body BYTEA,
     signed_headers TEXT,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     due_at BIGINT NOT NULL,
     lease_owner TEXT,
     received_at BIGINT NOT NULL,
@@ -66,14 +66,7 @@ UPDATE countersign_inbox i
    SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
        attempts = i.attempts + 1
   FROM locked WHERE i.id = locked.id
-RETURNING i.id, i.provider, i.tenant, i.body, i.signed_headers, i.attempts, i.received_at";
-
-/// A delivery whose worker died on its last attempt is a dead letter, not taken again.
-const BURY: &str = "
-UPDATE countersign_inbox
-   SET state = 'dead', lease_owner = NULL, expires_at = $3,
-       last_error = 'its worker stopped during the last attempt (the lease lapsed)'
- WHERE state = 'leased' AND due_at <= $1 AND attempts >= $2";
+RETURNING i.";
 
 /// The inbox in PostgreSQL, through your pool: a fleet shares it. The table
 /// (`countersign_inbox`) is made with the first operation, so an instance starts (and answers
@@ -102,6 +95,19 @@ impl PostgresInbox {
             pool,
             schema: std::sync::Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Runs `statement` with `params`: whether it changed one row.
+    async fn change(
+        &self,
+        statement: &'static str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        self.with(|client| async move {
+            let changed = client.execute(&sql::postgres(statement), params).await?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     /// A connection, the schema made first; the whole of `f` bounded in time.
@@ -136,20 +142,17 @@ impl PostgresInbox {
     }
 }
 
+/// A claimed row ([`sql::CLAIMED`]).
 fn delivery(row: &tokio_postgres::Row) -> InboxDelivery {
-    let provider: String = row.get(1);
-    let signed_headers: Option<String> = row.get(4);
-    InboxDelivery {
-        id: row.get(0),
-        provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
-        tenant: row.get(2),
-        body: row.get::<_, Option<Vec<u8>>>(3).unwrap_or_default().into(),
-        signed_headers: signed_headers
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default(),
-        attempt: u32::try_from(row.get::<_, i32>(5)).unwrap_or(0),
-        received_at: from_millis(row.get(6)),
-    }
+    sql::delivery((
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+    ))
 }
 
 impl InboxStore for PostgresInbox {
@@ -165,56 +168,47 @@ impl InboxStore for PostgresInbox {
         self.with(|mut client| async move {
             let db = client.transaction().await?;
             let known = db
-                .query_opt("SELECT 1 FROM countersign_inbox WHERE id = $1", &[&delivery.id])
+                .query_opt(&sql::postgres(sql::KNOWN), &[&delivery.id])
                 .await?
                 .is_some();
             if known {
                 return Ok(Commit::Duplicate);
             }
-            // `tenant = $1` (not `IS NOT DISTINCT FROM`, which no index serves).
             let waiting: i64 = match &delivery.tenant {
                 Some(tenant) => {
-                    db.query_one(
-                        "SELECT count(*) FROM countersign_inbox
-                          WHERE tenant = $1 AND state IN ('pending', 'leased')",
-                        &[tenant],
-                    )
-                    .await?
+                    db.query_one(&sql::postgres(sql::WAITING), &[tenant])
+                        .await?
                 }
                 None => {
-                    db.query_one(
-                        "SELECT count(*) FROM countersign_inbox
-                          WHERE tenant IS NULL AND state IN ('pending', 'leased')",
-                        &[],
-                    )
-                    .await?
+                    db.query_one(&sql::postgres(sql::WAITING_UNTENANTED), &[])
+                        .await?
                 }
             }
             .get(0);
             if waiting >= limit {
                 return Ok(Commit::TenantFull);
             }
-            let received = millis(delivery.received_at);
             let inserted = db
                 .execute(
-                    "INSERT INTO countersign_inbox
-                         (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $7)
-                     ON CONFLICT (id) DO NOTHING",
+                    &sql::postgres(sql::INSERT),
                     &[
                         &delivery.id,
                         &delivery.provider.as_str(),
                         &delivery.tenant,
                         &delivery.body.as_ref(),
                         &signed_headers,
-                        &received,
+                        &millis(delivery.received_at),
                         &millis(expires_at),
                     ],
                 )
                 .await?;
             db.commit().await?;
             // Another instance committed it between the look and the insert: a duplicate.
-            Ok(if inserted == 1 { Commit::New } else { Commit::Duplicate })
+            Ok(if inserted == 1 {
+                Commit::New
+            } else {
+                Commit::Duplicate
+            })
         })
         .await
     }
@@ -224,17 +218,20 @@ impl InboxStore for PostgresInbox {
         // Candidates to spare for those other instances hold locked now.
         let candidates = limit.saturating_mul(4).max(16);
         let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
-        let max_attempts = i32::try_from(request.max_attempts).unwrap_or(i32::MAX);
+        let max_attempts = i64::from(request.max_attempts);
         let (now, lease_until) = (millis(request.now), millis(request.lease_until));
         let dead_until = millis(request.dead_until);
         let owner = request.owner;
         self.with(|client| async move {
             client
-                .execute(BURY, &[&now, &max_attempts, &dead_until])
+                .execute(
+                    &sql::postgres(sql::BURY),
+                    &[&now, &max_attempts, &dead_until],
+                )
                 .await?;
             let rows = client
                 .query(
-                    CLAIM,
+                    &format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i.")),
                     &[
                         &owner,
                         &lease_until,
@@ -250,65 +247,26 @@ impl InboxStore for PostgresInbox {
         .await
     }
 
-    async fn renew(
-        &self,
-        id: &str,
-        owner: &str,
-        lease_until: SystemTime,
-    ) -> Result<bool, StoreError> {
-        self.with(|client| async move {
-            let changed = client
-                .execute(
-                    "UPDATE countersign_inbox SET due_at = $3
-                      WHERE id = $1 AND lease_owner = $2 AND state = 'leased'",
-                    &[&id, &owner, &millis(lease_until)],
-                )
-                .await?;
-            Ok(changed == 1)
-        })
-        .await
+    async fn renew(&self, id: &str, lease: &str, until: SystemTime) -> Result<bool, StoreError> {
+        self.change(sql::RENEW, &[&id, &lease, &millis(until)])
+            .await
     }
 
-    async fn complete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        self.with(|client| async move {
-            let changed = client
-                .execute(
-                    "UPDATE countersign_inbox
-                        SET state = 'done', lease_owner = NULL, body = NULL,
-                            signed_headers = NULL, last_error = NULL
-                      WHERE id = $1 AND lease_owner = $2 AND state = 'leased'",
-                    &[&id, &owner],
-                )
-                .await?;
-            Ok(changed == 1)
-        })
-        .await
+    async fn complete(&self, id: &str, lease: &str) -> Result<bool, StoreError> {
+        self.change(sql::COMPLETE, &[&id, &lease]).await
     }
 
     async fn fail(
         &self,
         id: &str,
-        owner: &str,
+        lease: &str,
         error: &str,
         retry_at: Option<SystemTime>,
         dead_until: SystemTime,
     ) -> Result<bool, StoreError> {
         let (retry_at, dead_until) = (retry_at.map(millis), millis(dead_until));
-        self.with(|client| async move {
-            let changed = client
-                .execute(
-                    "UPDATE countersign_inbox
-                        SET state = CASE WHEN $4::BIGINT IS NULL THEN 'dead' ELSE 'pending' END,
-                            due_at = coalesce($4::BIGINT, due_at), lease_owner = NULL,
-                            last_error = $3,
-                            expires_at = CASE WHEN $4::BIGINT IS NULL THEN $5 ELSE expires_at END
-                      WHERE id = $1 AND lease_owner = $2 AND state = 'leased'",
-                    &[&id, &owner, &error, &retry_at, &dead_until],
-                )
-                .await?;
-            Ok(changed == 1)
-        })
-        .await
+        self.change(sql::FAIL, &[&id, &lease, &error, &retry_at, &dead_until])
+            .await
     }
 
     async fn dead_letters(
@@ -319,26 +277,19 @@ impl InboxStore for PostgresInbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|client| async move {
             let rows = client
-                .query(
-                    "SELECT id, provider, tenant, attempts, last_error, received_at
-                       FROM countersign_inbox
-                      WHERE state = 'dead' AND ($1::TEXT IS NULL OR tenant = $1)
-                      ORDER BY received_at DESC, id LIMIT $2",
-                    &[&tenant, &limit],
-                )
+                .query(&sql::postgres(sql::DEAD_LETTERS), &[&tenant, &limit])
                 .await?;
             Ok(rows
                 .iter()
                 .map(|row| {
-                    let provider: String = row.get(1);
-                    DeadLetter {
-                        id: row.get(0),
-                        provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
-                        tenant: row.get(2),
-                        attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
-                        last_error: row.get(4),
-                        received_at: from_millis(row.get(5)),
-                    }
+                    sql::dead_letter((
+                        row.get(0),
+                        row.get(1),
+                        row.get(2),
+                        row.get(3),
+                        row.get(4),
+                        row.get(5),
+                    ))
                 })
                 .collect())
         })
@@ -351,27 +302,13 @@ impl InboxStore for PostgresInbox {
         id: &str,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
-        self.with(|client| async move {
-            let changed = client
-                .execute(
-                    "UPDATE countersign_inbox SET state = 'pending', due_at = $3, attempts = 0
-                      WHERE id = $1 AND state = 'dead' AND ($2::TEXT IS NULL OR tenant = $2)",
-                    &[&id, &tenant, &millis(now)],
-                )
-                .await?;
-            Ok(changed == 1)
-        })
-        .await
+        self.change(sql::RETRY, &[&id, &tenant, &millis(now)]).await
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.with(|client| async move {
             client
-                .execute(
-                    "DELETE FROM countersign_inbox
-                      WHERE state IN ('done', 'dead') AND expires_at <= $1",
-                    &[&millis(now)],
-                )
+                .execute(&sql::postgres(sql::PURGE), &[&millis(now)])
                 .await
         })
         .await
@@ -379,30 +316,10 @@ impl InboxStore for PostgresInbox {
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.with(|client| async move {
-            let rows = client
-                .query(
-                    "SELECT state, count(*), min(received_at) FROM countersign_inbox
-                      WHERE state != 'done' GROUP BY state",
-                    &[],
-                )
-                .await?;
-            let mut stats = InboxStats::default();
-            for row in rows {
-                let (state, count, oldest): (String, i64, i64) =
-                    (row.get(0), row.get(1), row.get(2));
-                let count = u64::try_from(count).unwrap_or(0);
-                match state.as_str() {
-                    "pending" => stats.pending = count,
-                    "leased" => stats.leased = count,
-                    _ => stats.dead = count,
-                }
-                if state != "dead" {
-                    let oldest = from_millis(oldest);
-                    stats.oldest_unhandled =
-                        Some(stats.oldest_unhandled.map_or(oldest, |o| o.min(oldest)));
-                }
-            }
-            Ok(stats)
+            let rows = client.query(&sql::postgres(sql::STATS), &[]).await?;
+            Ok(sql::stats(
+                rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
+            ))
         })
         .await
     }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, Provider, StoreError,
-    StoreErrorKind, from_millis, millis,
+    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, StoreError,
+    StoreErrorKind, millis, sql,
 };
 
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
@@ -53,14 +54,7 @@ UPDATE countersign_inbox
       WHERE turn <= ?5
       ORDER BY turn, due_at, id
       LIMIT ?4)
-RETURNING id, provider, tenant, body, signed_headers, attempts, received_at";
-
-/// A delivery whose worker died on its last attempt is a dead letter, not taken again.
-const BURY: &str = "
-UPDATE countersign_inbox
-   SET state = 'dead', lease_owner = NULL, expires_at = ?3,
-       last_error = 'its worker stopped during the last attempt (the lease lapsed)'
- WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
+RETURNING ";
 
 /// The inbox in a SQLite file: durable (write-ahead log, `synchronous = FULL`: a delivery
 /// acknowledged is on disk), readable by its owner only. For one instance; a fleet shares a
@@ -121,22 +115,33 @@ impl SqliteInbox {
         .await
         .map_err(unavailable)?
     }
+
+    /// Runs `statement` with `values`: the rows it changed.
+    async fn change(&self, statement: &'static str, values: Vec<Value>) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            db.execute(statement, rusqlite::params_from_iter(values.iter()))
+                .map(|changed| changed as u64)
+        })
+        .await
+    }
 }
 
+/// A text parameter.
+fn text(value: &str) -> Value {
+    Value::Text(value.to_owned())
+}
+
+/// A claimed row ([`sql::CLAIMED`]).
 fn delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<InboxDelivery> {
-    let provider: String = row.get(1)?;
-    let signed_headers: Option<String> = row.get(4)?;
-    Ok(InboxDelivery {
-        id: row.get(0)?,
-        provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
-        tenant: row.get(2)?,
-        body: row.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default().into(),
-        signed_headers: signed_headers
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default(),
-        attempt: row.get(5)?,
-        received_at: from_millis(row.get(6)?),
-    })
+    Ok(sql::delivery((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    )))
 }
 
 impl InboxStore for SqliteInbox {
@@ -152,37 +157,28 @@ impl InboxStore for SqliteInbox {
         self.run(move |db| {
             let db = db.transaction()?;
             let known = db
-                .query_row(
-                    "SELECT 1 FROM countersign_inbox WHERE id = ?1",
-                    [&delivery.id],
-                    |_| Ok(()),
-                )
+                .query_row(sql::KNOWN, [&delivery.id], |_| Ok(()))
                 .optional()?
                 .is_some();
             if known {
                 return Ok(Commit::Duplicate);
             }
-            let waiting: u64 = db.query_row(
-                "SELECT count(*) FROM countersign_inbox
-                  WHERE tenant IS ?1 AND state IN ('pending', 'leased')",
-                [&delivery.tenant],
-                |row| row.get(0),
-            )?;
+            let waiting: u64 = match &delivery.tenant {
+                Some(tenant) => db.query_row(sql::WAITING, [tenant], |row| row.get(0))?,
+                None => db.query_row(sql::WAITING_UNTENANTED, [], |row| row.get(0))?,
+            };
             if waiting >= tenant_limit {
                 return Ok(Commit::TenantFull);
             }
-            let received = millis(delivery.received_at);
             db.execute(
-                "INSERT INTO countersign_inbox
-                     (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)",
+                sql::INSERT,
                 params![
                     delivery.id,
                     delivery.provider.as_str(),
                     delivery.tenant,
                     delivery.body.as_ref(),
                     signed_headers,
-                    received,
+                    millis(delivery.received_at),
                     millis(expires_at),
                 ],
             )?;
@@ -200,9 +196,9 @@ impl InboxStore for SqliteInbox {
         let (max_attempts, dead_until) = (request.max_attempts, millis(request.dead_until));
         self.run(move |db| {
             let db = db.transaction()?;
-            db.execute(BURY, params![now, max_attempts, dead_until])?;
+            db.execute(sql::BURY, params![now, max_attempts, dead_until])?;
             let claimed = {
-                let mut statement = db.prepare_cached(CLAIM)?;
+                let mut statement = db.prepare_cached(&format!("{CLAIM}{}", sql::CLAIMED))?;
                 let rows = statement.query_map(
                     params![owner, lease_until, now, limit, concurrency],
                     delivery,
@@ -215,62 +211,39 @@ impl InboxStore for SqliteInbox {
         .await
     }
 
-    async fn renew(
-        &self,
-        id: &str,
-        owner: &str,
-        lease_until: SystemTime,
-    ) -> Result<bool, StoreError> {
-        let (id, owner) = (id.to_owned(), owner.to_owned());
-        self.run(move |db| {
-            db.execute(
-                "UPDATE countersign_inbox SET due_at = ?3
-                  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'",
-                params![id, owner, millis(lease_until)],
-            )
-            .map(|changed| changed == 1)
-        })
+    async fn renew(&self, id: &str, lease: &str, until: SystemTime) -> Result<bool, StoreError> {
+        self.change(
+            sql::RENEW,
+            vec![text(id), text(lease), millis(until).into()],
+        )
         .await
+        .map(|changed| changed == 1)
     }
 
-    async fn complete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        let (id, owner) = (id.to_owned(), owner.to_owned());
-        self.run(move |db| {
-            // The body is not needed any more: the id alone answers a replay.
-            db.execute(
-                "UPDATE countersign_inbox
-                    SET state = 'done', lease_owner = NULL, body = NULL, signed_headers = NULL,
-                        last_error = NULL
-                  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'",
-                params![id, owner],
-            )
+    async fn complete(&self, id: &str, lease: &str) -> Result<bool, StoreError> {
+        self.change(sql::COMPLETE, vec![text(id), text(lease)])
+            .await
             .map(|changed| changed == 1)
-        })
-        .await
     }
 
     async fn fail(
         &self,
         id: &str,
-        owner: &str,
+        lease: &str,
         error: &str,
         retry_at: Option<SystemTime>,
         dead_until: SystemTime,
     ) -> Result<bool, StoreError> {
-        let (id, owner, error) = (id.to_owned(), owner.to_owned(), error.to_owned());
-        let (retry_at, dead_until) = (retry_at.map(millis), millis(dead_until));
-        self.run(move |db| {
-            db.execute(
-                "UPDATE countersign_inbox
-                    SET state = CASE WHEN ?4 IS NULL THEN 'dead' ELSE 'pending' END,
-                        due_at = coalesce(?4, due_at), lease_owner = NULL, last_error = ?3,
-                        expires_at = CASE WHEN ?4 IS NULL THEN ?5 ELSE expires_at END
-                  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'",
-                params![id, owner, error, retry_at, dead_until],
-            )
+        let values = vec![
+            text(id),
+            text(lease),
+            text(error),
+            retry_at.map(millis).into(),
+            millis(dead_until).into(),
+        ];
+        self.change(sql::FAIL, values)
+            .await
             .map(|changed| changed == 1)
-        })
-        .await
     }
 
     async fn dead_letters(
@@ -281,22 +254,16 @@ impl InboxStore for SqliteInbox {
         let tenant = tenant.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |db| {
-            let mut statement = db.prepare_cached(
-                "SELECT id, provider, tenant, attempts, last_error, received_at
-                   FROM countersign_inbox
-                  WHERE state = 'dead' AND (?1 IS NULL OR tenant = ?1)
-                  ORDER BY received_at DESC, id LIMIT ?2",
-            )?;
+            let mut statement = db.prepare_cached(sql::DEAD_LETTERS)?;
             let rows = statement.query_map(params![tenant, limit], |row| {
-                let provider: String = row.get(1)?;
-                Ok(DeadLetter {
-                    id: row.get(0)?,
-                    provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
-                    tenant: row.get(2)?,
-                    attempts: row.get(3)?,
-                    last_error: row.get(4)?,
-                    received_at: from_millis(row.get(5)?),
-                })
+                Ok(sql::dead_letter((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                )))
             })?;
             rows.collect()
         })
@@ -309,54 +276,28 @@ impl InboxStore for SqliteInbox {
         id: &str,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
-        let (tenant, id) = (tenant.map(str::to_owned), id.to_owned());
-        self.run(move |db| {
-            db.execute(
-                "UPDATE countersign_inbox
-                    SET state = 'pending', due_at = ?3, attempts = 0
-                  WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR tenant = ?2)",
-                params![id, tenant, millis(now)],
-            )
-            .map(|changed| changed == 1)
-        })
+        self.change(
+            sql::RETRY,
+            vec![
+                text(id),
+                tenant.map(str::to_owned).into(),
+                millis(now).into(),
+            ],
+        )
         .await
+        .map(|changed| changed == 1)
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.run(move |db| {
-            db.execute(
-                "DELETE FROM countersign_inbox
-                  WHERE state IN ('done', 'dead') AND expires_at <= ?1",
-                [millis(now)],
-            )
-            .map(|deleted| deleted as u64)
-        })
-        .await
+        self.change(sql::PURGE, vec![millis(now).into()]).await
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.run(|db| {
-            let mut stats = InboxStats::default();
-            let mut statement = db.prepare_cached(
-                "SELECT state, count(*), min(received_at) FROM countersign_inbox
-                  WHERE state != 'done' GROUP BY state",
-            )?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                let (state, count, oldest): (String, u64, i64) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
-                match state.as_str() {
-                    "pending" => stats.pending = count,
-                    "leased" => stats.leased = count,
-                    _ => stats.dead = count,
-                }
-                if state != "dead" {
-                    let oldest = from_millis(oldest);
-                    stats.oldest_unhandled =
-                        Some(stats.oldest_unhandled.map_or(oldest, |o| o.min(oldest)));
-                }
-            }
-            Ok(stats)
+            let mut statement = db.prepare_cached(sql::STATS)?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            Ok(sql::stats(rows.collect::<rusqlite::Result<Vec<_>>>()?))
         })
         .await
     }

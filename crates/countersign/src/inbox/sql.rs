@@ -1,0 +1,141 @@
+//! What the SQL stores share: each statement written once, with SQLite's `?N` parameters
+//! ([`postgres`] gives PostgreSQL's `$N`), and the rows read back into the inbox's types. Only
+//! the schema and the claim differ between the two.
+
+use std::time::SystemTime;
+
+use super::{DeadLetter, InboxDelivery, InboxStats, Provider, from_millis};
+
+/// Whether the delivery is there.
+pub(super) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
+
+/// A tenant's deliveries waiting (`tenant = ?1`, which an index serves).
+pub(super) const WAITING: &str = "SELECT count(*) FROM countersign_inbox
+  WHERE tenant = ?1 AND state IN ('pending', 'leased')";
+
+/// The deliveries of no tenant waiting.
+pub(super) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM countersign_inbox
+  WHERE tenant IS NULL AND state IN ('pending', 'leased')";
+
+/// A new delivery, due at once.
+pub(super) const INSERT: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)
+  ON CONFLICT (id) DO NOTHING";
+
+/// A delivery whose worker died on its last attempt is a dead letter, not taken again.
+pub(super) const BURY: &str = "UPDATE countersign_inbox
+   SET state = 'dead', lease_owner = NULL, expires_at = ?3,
+       last_error = 'its worker stopped during the last attempt (the lease lapsed)'
+ WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
+
+/// A lease extended, if it is still the delivery's.
+pub(super) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
+  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
+
+/// Handled: the id alone answers a replay now, so the body goes.
+pub(super) const COMPLETE: &str = "UPDATE countersign_inbox
+    SET state = 'done', lease_owner = NULL, body = NULL, signed_headers = NULL,
+        last_error = NULL
+  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
+
+/// A failed attempt: due again at `?4`, or (`?4` null) a dead letter kept until `?5`.
+pub(super) const FAIL: &str = "UPDATE countersign_inbox
+    SET state = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
+        due_at = coalesce(CAST(?4 AS BIGINT), due_at), lease_owner = NULL, last_error = ?3,
+        expires_at = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN ?5 ELSE expires_at END
+  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
+
+/// The dead letters of tenant `?1` (every tenant's when null), newest first.
+pub(super) const DEAD_LETTERS: &str =
+    "SELECT id, provider, tenant, attempts, last_error, received_at
+   FROM countersign_inbox
+  WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR tenant = ?1)
+  ORDER BY received_at DESC, id LIMIT ?2";
+
+/// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh.
+pub(super) const RETRY: &str =
+    "UPDATE countersign_inbox SET state = 'pending', due_at = ?3, attempts = 0
+  WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
+
+/// Handled deliveries and dead letters past their time.
+pub(super) const PURGE: &str = "DELETE FROM countersign_inbox
+  WHERE state IN ('done', 'dead') AND expires_at <= ?1";
+
+/// Each state's deliveries and its oldest.
+pub(super) const STATS: &str = "SELECT state, count(*), min(received_at) FROM countersign_inbox
+  WHERE state != 'done' GROUP BY state";
+
+/// What the claim returns of each delivery, in this order ([`delivery`] reads it).
+pub(super) const CLAIMED: &str =
+    "id, provider, tenant, body, signed_headers, attempts, received_at";
+
+#[cfg(feature = "inbox-postgres")]
+/// `sql` with PostgreSQL's parameters (`$N` for `?N`).
+#[cfg(feature = "inbox-postgres")]
+pub(super) fn postgres(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// The columns of [`CLAIMED`], in order.
+pub(super) type ClaimedRow = (
+    String,
+    String,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+/// The columns of [`DEAD_LETTERS`], in order.
+pub(super) type DeadLetterRow = (String, String, Option<String>, i64, Option<String>, i64);
+
+/// A claimed row ([`CLAIMED`]).
+pub(super) fn delivery(
+    (id, provider, tenant, body, signed_headers, attempts, received_at): ClaimedRow,
+) -> InboxDelivery {
+    InboxDelivery {
+        id,
+        provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
+        tenant,
+        body: body.unwrap_or_default().into(),
+        signed_headers: signed_headers
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
+        attempt: u32::try_from(attempts).unwrap_or(0),
+        received_at: from_millis(received_at),
+    }
+}
+
+/// A row of [`DEAD_LETTERS`].
+pub(super) fn dead_letter(
+    (id, provider, tenant, attempts, last_error, received_at): DeadLetterRow,
+) -> DeadLetter {
+    DeadLetter {
+        id,
+        provider: Provider::from_name(&provider).unwrap_or(Provider::Contentstack),
+        tenant,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error,
+        received_at: from_millis(received_at),
+    }
+}
+
+/// The rows of [`STATS`].
+pub(super) fn stats(rows: impl IntoIterator<Item = (String, i64, i64)>) -> InboxStats {
+    let mut stats = InboxStats::default();
+    for (state, count, oldest) in rows {
+        let count = u64::try_from(count).unwrap_or(0);
+        match state.as_str() {
+            "pending" => stats.pending = count,
+            "leased" => stats.leased = count,
+            _ => stats.dead = count,
+        }
+        if state != "dead" {
+            let oldest: SystemTime = from_millis(oldest);
+            stats.oldest_unhandled = Some(stats.oldest_unhandled.map_or(oldest, |o| o.min(oldest)));
+        }
+    }
+    stats
+}
