@@ -53,6 +53,9 @@ pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
 pub const INBOX_DEPTH: &str = "countersign_inbox_depth";
 /// The age in seconds of the oldest delivery not yet handled (0 when none waits).
 pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";
+/// Deliveries in this instance's spool, acknowledged while the inbox's database was down and
+/// not yet moved into it. Each instance has its own spool: aggregate with `sum`.
+pub const INBOX_SPOOLED: &str = "countersign_inbox_spooled";
 
 /// Names the series once, with their descriptions, in the installed recorder. Optional: the
 /// series appear on first use anyway.
@@ -86,6 +89,10 @@ pub fn describe() {
         describe_counter!(INBOX, "What the inbox answered verified deliveries.");
         describe_counter!(INBOX_ATTEMPTS, "Outcomes of the inbox handler's attempts.");
         ::metrics::describe_gauge!(INBOX_DEPTH, "Deliveries in the inbox by state.");
+        ::metrics::describe_gauge!(
+            INBOX_SPOOLED,
+            "Deliveries in this instance's spool, waiting for the inbox's database."
+        );
         ::metrics::describe_gauge!(
             INBOX_OLDEST_SECONDS,
             Unit::Seconds,
@@ -209,6 +216,15 @@ pub(crate) fn inbox_stats(stats: &crate::inbox::InboxStats) {
             .map_or(0.0, |age| age.as_secs_f64());
         ::metrics::gauge!(INBOX_OLDEST_SECONDS).set(age);
     }
+}
+
+/// Records how many deliveries wait in this instance's spool.
+#[cfg(feature = "inbox")]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn inbox_spooled(count: usize) {
+    #[cfg(feature = "metrics")]
+    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
+    ::metrics::gauge!(INBOX_SPOOLED).set(count as f64);
 }
 
 /// Indexes as static labels: rotations hold a few secrets or keys.

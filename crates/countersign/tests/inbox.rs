@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post_service;
 use countersign::contentstack::WebhookBody;
-use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, SqliteInbox};
+use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, SqliteInbox, rusqlite};
 use countersign::testing::TestKit;
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use http::Request;
@@ -474,4 +474,155 @@ async fn an_attempt_past_its_timeout_fails_and_a_worker_dead_on_the_last_attempt
             .contains("lease lapsed")
     );
     assert!(seen.lock().unwrap().is_empty(), "not taken a third time");
+}
+
+/// How many rows `table` has in the SQLite database `connection` opened.
+fn rows(connection: &Mutex<rusqlite::Connection>, table: &str) -> i64 {
+    connection
+        .lock()
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_handler_in_the_inbox_transaction_commits_its_writes_once_and_a_failure_writes_nothing() {
+    let kit = TestKit::new();
+    let path = sqlite("transaction");
+    let connection = Arc::new(Mutex::new(rusqlite::Connection::open(&path).unwrap()));
+    connection
+        .lock()
+        .unwrap()
+        .execute_batch("CREATE TABLE events (delivery TEXT NOT NULL, attempt INTEGER NOT NULL)")
+        .unwrap();
+    let inbox = Inbox::new(SqliteInbox::sharing(Arc::clone(&connection)).unwrap())
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(10),
+            1,
+            Duration::from_millis(10),
+            3,
+        ));
+    let base = serve(&kit, &inbox).await;
+    for n in 1..=2 {
+        let request =
+            kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, n));
+        assert_eq!(send(&base, request).await.0, 200);
+    }
+    // Delivery 1 writes, then fails on its first attempt: that write is rolled back. No
+    // `UNIQUE` on `delivery`: only the transaction keeps a second row out.
+    let first = inbox.stats().await.unwrap();
+    assert_eq!(first.pending, 2);
+    let _workers = inbox.work_in_transaction(2, |db, delivery: &InboxDelivery| {
+        db.execute(
+            "INSERT INTO events (delivery, attempt) VALUES (?1, ?2)",
+            rusqlite::params![delivery.id, delivery.attempt],
+        )?;
+        if delivery.json::<Value>()?["data"]["entry"]["uid"] == "blt1" && delivery.attempt == 1 {
+            return Err("the first attempt fails after its write".into());
+        }
+        Ok(())
+    });
+    for _ in 0..500 {
+        if inbox.stats().await.unwrap().pending + inbox.stats().await.unwrap().leased == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rows(&connection, "events"), 2, "one row per delivery");
+    let attempts: Vec<i64> = {
+        let db = connection.lock().unwrap();
+        let mut rows = db
+            .prepare("SELECT attempt FROM events ORDER BY attempt")
+            .unwrap();
+        rows.query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        attempts,
+        [1, 2],
+        "the failed attempt's write is gone, the retry's kept"
+    );
+    assert_eq!(
+        rows(&connection, "countersign_inbox WHERE state = 'done'"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_handler_that_gives_up_makes_a_dead_letter_at_once() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("give-up")).unwrap())
+        .with_poll_interval(Duration::from_millis(20));
+    let base = serve(&kit, &inbox).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    let _workers = inbox.work(1, move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err::<(), BoxError>(
+            countersign::inbox::GiveUp::new("not an event this app knows").into(),
+        ))
+    });
+    let mut dead = Vec::new();
+    for _ in 0..500 {
+        dead = inbox.dead_letters(TestKit::STACK, 10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "no second attempt");
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("not an event this app knows")
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_shutdown_lets_the_attempt_under_way_finish_and_takes_no_other() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("shutdown")).unwrap())
+        .with_poll_interval(Duration::from_millis(20));
+    let base = serve(&kit, &inbox).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    let started = Arc::new(AtomicBool::new(false));
+    let (mark, done) = (Arc::clone(&started), Arc::new(AtomicUsize::new(0)));
+    let finished = Arc::clone(&done);
+    let workers = inbox.work(1, move |_| {
+        mark.store(true, Ordering::SeqCst);
+        let finished = Arc::clone(&finished);
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), BoxError>(())
+        }
+    });
+    until(|| started.load(Ordering::SeqCst)).await;
+    workers.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        1,
+        "the attempt under way finished"
+    );
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.leased),
+        (0, 0),
+        "and was recorded as handled"
+    );
+    // Stopped workers take nothing more.
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 2));
+    assert_eq!(send(&base, request).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(inbox.stats().await.unwrap().pending, 1);
 }

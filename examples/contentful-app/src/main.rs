@@ -101,7 +101,13 @@ async fn main() -> Result<(), Error> {
             "REPLAY_STORE_CAPACITY",
         ))?),
     };
-    let router = routes(verifier, replay, records);
+    // Webhooks and app events are answered once committed to the durable inbox, and recorded
+    // from there by its workers.
+    let inbox = records
+        .inbox(&data_dir)
+        .map_err(|e| format!("the inbox: {e}"))?;
+    let workers = records.work(&inbox);
+    let router = routes(verifier, replay, records, inbox);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
@@ -128,6 +134,8 @@ async fn main() -> Result<(), Error> {
         example_support::MAX_CONNECTIONS_PER_PEER,
     )
     .await?;
+    // The server stopped: the deliveries being recorded finish, the others wait in the inbox.
+    workers.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 

@@ -2,16 +2,64 @@
 //! (one instance, lost on restart, the latest [`MEMORY_CAPACITY`] only) or, with
 //! `DATABASE_URL`, in PostgreSQL, which a fleet shares.
 //!
-//! A delivery answered 200 has been recorded, once: the record is keyed by the delivery's id
-//! (its signed idempotency key), so a retry that reaches another instance, or this one after
-//! the replay store lost its state, changes nothing. When PostgreSQL cannot be reached the
-//! routes answer 503, so that Contentful retries.
+//! A delivery answered 200 has been committed to the durable inbox ([`Records::inbox`]: SQLite
+//! under `DATA_DIR`, or the fleet's PostgreSQL with a spool of this instance's own), and its
+//! workers record it from there ([`Records::work`]). In PostgreSQL, the record is written in
+//! the inbox's own transaction, so it is written exactly once; in memory, it is keyed by the
+//! delivery's id (its signed idempotency key), so a second attempt changes nothing.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use countersign::contentful::{Action, Entity, Topic};
+use countersign::inbox::{Inbox, InboxDelivery, SqliteInbox, Workers};
+use example_support::inbox::AnyInbox;
 use example_support::postgres::{Database, Error, Schema, bounded};
 use serde_json::{Value, json};
+
+/// How many deliveries one instance records at once.
+const WORKERS: usize = 8;
+
+/// The row of a delivery, once per delivery id.
+const INSERT: &str = "INSERT INTO contentful_deliveries
+    (delivery_id, space_id, environment_id, topic, handling, body, received_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_id) DO NOTHING";
+
+/// What a verified webhook or app event asks of this app, by its signed topic.
+pub(crate) fn handling(topic: Option<&Topic>) -> &'static str {
+    let Some(topic) = topic else {
+        return "untyped";
+    };
+    match (topic.entity(), topic.action()) {
+        (Entity::Entry | Entity::Asset, Action::Publish | Action::Unpublish) => "content_changed",
+        (Entity::Entry | Entity::Asset, Action::Delete) => "content_deleted",
+        (Entity::AppInstallation, Action::Delete) => "uninstalled",
+        (Entity::AppInstallation, _) => "installation_changed",
+        // Recorded as such: nothing for this app to do.
+        _ => "ignored",
+    }
+}
+
+impl Received {
+    /// The delivery a worker was handed: its tenant is the signed space (or the signed CRN's),
+    /// its environment and topic the signed headers'.
+    fn of(delivery: &InboxDelivery) -> Self {
+        let topic = delivery
+            .signed_header("x-contentful-topic")
+            .map(Topic::parse);
+        Self {
+            id: delivery.id.clone(),
+            space_id: delivery.tenant.clone().unwrap_or_default(),
+            environment_id: delivery
+                .signed_header("x-contentful-environment-id")
+                .unwrap_or("")
+                .to_owned(),
+            handling: handling(topic.as_ref()),
+            topic: topic.as_ref().map(ToString::to_string),
+            body: String::from_utf8_lossy(&delivery.body).into_owned(),
+        }
+    }
+}
 
 /// A verified delivery, as recorded.
 pub(crate) struct Received {
@@ -45,6 +93,21 @@ pub(crate) enum Records {
     Postgres(Arc<Database>),
 }
 
+impl Received {
+    /// The parameters of [`INSERT`].
+    fn params<'a>(&'a self, now: &'a i64) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [
+            &self.id,
+            &self.space_id,
+            &self.environment_id,
+            &self.topic,
+            &self.handling,
+            &self.body,
+            now,
+        ]
+    }
+}
+
 /// How many deliveries the in-memory records keep; the oldest go first.
 pub(crate) const MEMORY_CAPACITY: usize = 10_000;
 
@@ -67,6 +130,48 @@ impl Records {
         Ok(Self::Postgres(Arc::new(Database::connect(url, SCHEMA)?)))
     }
 
+    /// The durable inbox the webhook routes answer from: the fleet's PostgreSQL (with a spool
+    /// under `data_dir`), or SQLite under `data_dir`.
+    pub(crate) fn inbox(&self, data_dir: &std::path::Path) -> Result<AnyInbox, Error> {
+        Ok(match self {
+            Self::Memory(_) => AnyInbox::Sqlite(Inbox::new(SqliteInbox::open(
+                data_dir.join("inbox.sqlite3"),
+            )?)),
+            Self::Postgres(db) => AnyInbox::postgres(db.pool().clone(), data_dir)?,
+        })
+    }
+
+    /// Starts the workers that record each delivery of `inbox`.
+    pub(crate) fn work(&self, inbox: &AnyInbox) -> Workers {
+        match (self, inbox) {
+            (Self::Postgres(db), AnyInbox::Postgres(inbox)) => {
+                let db = Arc::clone(db);
+                inbox.work_in_transaction(WORKERS, move |tx, delivery| {
+                    let db = Arc::clone(&db);
+                    Box::pin(async move {
+                        // The app's table, before the first write to it.
+                        db.client().await.map(drop)?;
+                        let received = Received::of(delivery);
+                        tx.execute(INSERT, &received.params(&example_support::unix_now()))
+                            .await?;
+                        Ok(())
+                    })
+                })
+            }
+            (records, inbox) => {
+                let records = records.clone();
+                let handle = move |delivery: InboxDelivery| {
+                    let records = records.clone();
+                    async move { records.record(Received::of(&delivery)).await.map(drop) }
+                };
+                match inbox {
+                    AnyInbox::Sqlite(inbox) => inbox.work(WORKERS, handle),
+                    AnyInbox::Postgres(inbox) => inbox.work(WORKERS, handle),
+                }
+            }
+        }
+    }
+
     /// Records `received` once by its id; `false`: it was recorded before.
     pub(crate) async fn record(&self, received: Received) -> Result<bool, Error> {
         match self {
@@ -87,23 +192,11 @@ impl Records {
             }
             Self::Postgres(db) => {
                 bounded(async {
+                    let now = example_support::unix_now();
                     let inserted = db
                         .client()
                         .await?
-                        .execute(
-                            "INSERT INTO contentful_deliveries
-                             (delivery_id, space_id, environment_id, topic, handling, body, received_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_id) DO NOTHING",
-                            &[
-                                &received.id,
-                                &received.space_id,
-                                &received.environment_id,
-                                &received.topic,
-                                &received.handling,
-                                &received.body,
-                                &example_support::unix_now(),
-                            ],
-                        )
+                        .execute(INSERT, &received.params(&now))
                         .await?;
                     Ok(inserted == 1)
                 })

@@ -1,5 +1,6 @@
-//! The routes: webhooks and app events (recorded once per delivery), app actions and the
-//! deliveries' read-back (frontend-signed), each behind the layers it needs.
+//! The routes: webhooks and app events (committed to the durable inbox and answered at once;
+//! recorded from there), app actions and the deliveries' read-back (frontend-signed), each
+//! behind the layers it needs.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -7,58 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentful::{Action, Entity, RequestKinds, RequestVerifier, Topic};
-use countersign::replay::{DeliveryId, ReplayGuardLayer, ReplayStore};
+use countersign::contentful::{RequestKinds, RequestVerifier};
+use countersign::replay::{ReplayGuardLayer, ReplayStore};
 use countersign::{ContentfulRequest, ContentfulRequestLayer, Rejection};
+use example_support::inbox::AnyInbox;
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
-use crate::records::{Received, Records};
-
-/// What a verified webhook or app event asks of this app, by its signed topic.
-fn handling(topic: Option<&Topic>) -> &'static str {
-    let Some(topic) = topic else {
-        return "untyped";
-    };
-    match (topic.entity(), topic.action()) {
-        (Entity::Entry | Entity::Asset, Action::Publish | Action::Unpublish) => "content_changed",
-        (Entity::Entry | Entity::Asset, Action::Delete) => "content_deleted",
-        (Entity::AppInstallation, Action::Delete) => "uninstalled",
-        (Entity::AppInstallation, _) => "installation_changed",
-        // Acknowledge what this app does not handle, so that Contentful does not retry it.
-        _ => "ignored",
-    }
-}
-
-/// A verified webhook or app event: recorded once, then answered with its handling.
-async fn accepted(
-    State(records): State<Records>,
-    DeliveryId(id): DeliveryId,
-    request: ContentfulRequest,
-) -> Result<Json<Value>, Response> {
-    let topic = request.topic();
-    let handling = handling(topic.as_ref());
-    let received = Received {
-        id: id.to_hex(),
-        // The tenant: the signed space, or the signed CRN's.
-        space_id: request.tenant().unwrap_or("").to_owned(),
-        environment_id: request.environment_id().unwrap_or("").to_owned(),
-        topic: topic.as_ref().map(ToString::to_string),
-        handling,
-        body: String::from_utf8_lossy(request.body()).into_owned(),
-    };
-    let new = records
-        .record(received)
-        .await
-        .map_err(|e| example_support::storage_unavailable(&e))?;
-    if !new {
-        tracing::info!(delivery = %id, "the delivery was recorded before; nothing changed");
-    }
-    tracing::info!(?topic, space = ?request.space_id(), handling, "accepted a verified Contentful request");
-    Ok(Json(
-        json!({"status": "accepted", "topic": topic, "handling": handling}),
-    ))
-}
+use crate::records::Records;
 
 /// A page of `/api/deliveries`: `?limit=` (1 to 500, default 50) deliveries after the
 /// sequence number `?after=` (default: from the first).
@@ -139,25 +96,29 @@ pub(crate) fn routes<St: ReplayStore>(
     verifier: RequestVerifier,
     replay: St,
     records: Records,
+    inbox: AnyInbox,
 ) -> Router {
-    // Verification first, then replay protection (one store for every route): a webhook's
-    // retries share its signed idempotency key; a captured action replayed within the TTL has
-    // the same signed message, and is acknowledged rather than run again. Events and webhooks
-    // are never a request a user had signed; actions and reads are nothing else. Reading the
-    // records changes nothing: verified only.
-    let replay = ReplayGuardLayer::new(replay);
-    let events = ServiceBuilder::new()
-        .layer(ContentfulRequestLayer::new(
-            verifier.clone().with_kinds(RequestKinds::EVENTS),
-        ))
-        .layer(replay.clone());
+    // Verification first. Webhooks and app events then go to the inbox, which is their
+    // replay store too: a webhook's retries share its signed idempotency key. A captured
+    // action replayed within the TTL has the same signed message, and is acknowledged rather
+    // than run again (the replay store). Events and webhooks are never a request a user had
+    // signed; actions and reads are nothing else. Reading the records changes nothing:
+    // verified only.
+    let events = ContentfulRequestLayer::new(verifier.clone().with_kinds(RequestKinds::EVENTS));
+    let accepted = post(move |request: axum::extract::Request| {
+        let inbox = inbox.clone();
+        async move { inbox.acknowledge(request).await }
+    });
     let frontend = verifier.with_kinds(RequestKinds::FRONTEND);
     let actions = ServiceBuilder::new()
         .layer(ContentfulRequestLayer::new(frontend.clone()))
-        .layer(replay);
+        .layer(ReplayGuardLayer::new(replay));
     Router::new()
-        .route("/contentful/webhooks", post(accepted).layer(events.clone()))
-        .route("/contentful/app-events", post(accepted).layer(events))
+        .route(
+            "/contentful/webhooks",
+            accepted.clone().layer(events.clone()),
+        )
+        .route("/contentful/app-events", accepted.layer(events))
         .route("/contentful/actions/{name}", post(action).layer(actions))
         .route(
             "/api/deliveries",

@@ -14,21 +14,61 @@ use serde_json::{Value, json};
 use super::*;
 use crate::records::Received;
 
-async fn send(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router.clone().oneshot(request).await.unwrap();
+/// The app's router over `records`, its inbox (SQLite in a directory named for `name`) and
+/// the inbox's workers.
+struct App {
+    router: Router,
+    inbox: example_support::inbox::AnyInbox,
+    _workers: countersign::inbox::Workers,
+}
+
+fn app(kit: &TestKit, records: &Records, name: &str) -> App {
+    let dir = std::env::temp_dir().join(format!("contentful-app-{name}-{}", std::process::id()));
+    let inbox = records.inbox(&dir).unwrap();
+    App {
+        router: routes(
+            kit.contentful_verifier(),
+            MemoryStore::new(1_000),
+            records.clone(),
+            inbox.clone(),
+        ),
+        _workers: records.work(&inbox),
+        inbox,
+    }
+}
+
+/// A fresh app over `records` in a fresh directory.
+fn fresh_app(kit: &TestKit, records: &Records, name: &str) -> App {
+    let dir = std::env::temp_dir().join(format!("contentful-app-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    app(kit, records, name)
+}
+
+/// Sends `request`; a webhook or event is also recorded by the inbox's workers before this
+/// returns.
+async fn send(app: &App, request: Request<Body>) -> (StatusCode, Value) {
+    let event = request.uri().path().starts_with("/contentful/webhooks")
+        || request.uri().path().starts_with("/contentful/app-events");
+    let response = app.router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    if event {
+        for _ in 0..1_000 {
+            let stats = app.inbox.stats().await.unwrap();
+            if stats.pending + stats.leased == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn webhooks_and_app_events_are_handled_by_topic_once() {
     let kit = TestKit::new();
-    let router = routes(
-        kit.contentful_verifier(),
-        MemoryStore::new(1_000),
-        Records::memory(),
-    );
+    let router = fresh_app(&kit, &Records::memory(), "topics");
+    let mut expected = Vec::new();
     for (topic, handling) in [
         ("ContentManagement.Entry.publish", "content_changed"),
         ("ContentManagement.Asset.unpublish", "content_changed"),
@@ -47,11 +87,22 @@ async fn webhooks_and_app_events_are_handled_by_topic_once() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{topic}: {body}");
-        assert_eq!(
-            body,
-            json!({"status": "accepted", "topic": topic, "handling": handling})
-        );
+        assert_eq!(body, json!({"status": "accepted"}));
+        expected.push(json!({"topic": topic, "handling": handling}));
     }
+    let (status, page) = send(
+        &router,
+        kit.contentful_frontend_request(axum::http::Method::GET, "/api/deliveries", "user-1", ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let handled: Vec<Value> = page["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| json!({"topic": d["topic"], "handling": d["handling"]}))
+        .collect();
+    assert_eq!(handled, expected, "each recorded once, by its signed topic");
     let event = || {
         kit.contentful_app_event(
             "/contentful/app-events",
@@ -67,16 +118,11 @@ async fn webhooks_and_app_events_are_handled_by_topic_once() {
 #[tokio::test]
 async fn each_delivery_is_recorded_once_and_read_back_by_its_space_environment() {
     let kit = TestKit::new();
-    // No replay store memory between the two copies of one event: the record alone keeps
-    // it once (a second instance, or a flushed Redis).
+    // No replay store between the two copies of one event: the inbox alone keeps it once
+    // (a second instance on the same inbox, or a flushed Redis).
     let records = Records::memory();
-    let fresh = || {
-        routes(
-            kit.contentful_verifier(),
-            MemoryStore::new(1_000),
-            records.clone(),
-        )
-    };
+    let _ = fresh_app(&kit, &records, "once");
+    let fresh = || app(&kit, &records, "once");
     for n in 0..3 {
         let event = kit.contentful_app_event(
             "/contentful/app-events",
@@ -92,7 +138,7 @@ async fn each_delivery_is_recorded_once_and_read_back_by_its_space_environment()
         r#"{"n":0}"#,
         "event-0",
     );
-    assert_eq!(send(&fresh(), again).await.1["status"], "accepted");
+    assert_eq!(send(&fresh(), again).await.1["status"], "duplicate");
 
     let read =
         |uri: &str| kit.contentful_frontend_request(axum::http::Method::GET, uri, "user-1", "");
@@ -175,11 +221,7 @@ async fn the_records_in_memory_keep_the_latest_ones() {
 #[tokio::test]
 async fn actions_need_a_signed_user() {
     let kit = TestKit::new();
-    let router = routes(
-        kit.contentful_verifier(),
-        MemoryStore::new(1_000),
-        Records::memory(),
-    );
+    let router = fresh_app(&kit, &Records::memory(), "actions");
     let (status, body) = send(
         &router,
         kit.contentful_action("/contentful/actions/sync", "user-1", "{}"),
@@ -214,11 +256,7 @@ async fn actions_need_a_signed_user() {
 #[tokio::test]
 async fn event_routes_refuse_what_a_user_had_signed_and_webhook_secrets_their_other_spaces() {
     let kit = TestKit::new();
-    let router = routes(
-        kit.contentful_verifier(),
-        MemoryStore::new(1_000),
-        Records::memory(),
-    );
+    let router = fresh_app(&kit, &Records::memory(), "kinds");
     // A user of an installation has the app frontend sign an uninstall event.
     let uninstall = r#"{"sys":{"type":"AppInstallation"}}"#;
     for route in ["/contentful/app-events", "/contentful/webhooks"] {

@@ -1,5 +1,6 @@
 //! The UI location pages and the session's API: `GET /ui/{location}?app-token=...`,
-//! `GET|PUT /api/settings`, `GET /api/events`, `GET /api/content-types` (as the app, see
+//! `GET|PUT /api/settings`, `GET /api/events`, `GET /api/deliveries?state=dead`,
+//! `POST /api/deliveries/{id}/retry` (see [`crate::deliveries`]), `GET /api/content-types` (as the app, see
 //! [`crate::oauth`]), `GET /oauth/callback`, and `GET /healthz`.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign::Rejection;
 use countersign::contentstack::{AppTokenVerifier, BoxKeySource};
@@ -17,6 +18,7 @@ use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::deliveries::{self, Deliveries};
 use crate::oauth::{self, AsTheApp};
 use crate::store::Store;
 use crate::{AppResult, internal, ui};
@@ -30,6 +32,7 @@ pub(crate) fn router(
     store: Store,
     spent: BoxReplayStore,
     as_the_app: AsTheApp,
+    deliveries: Deliveries,
 ) -> Router {
     let mut sessions = Sessions::new([config.session_key.clone()]);
     let mut verifier = AppTokenVerifier::new();
@@ -42,7 +45,10 @@ pub(crate) fn router(
         .route("/api/settings", get(get_settings).put(put_settings))
         .route("/api/events", get(events))
         .route("/api/content-types", get(oauth::content_types))
-        .route_layer(SessionLayer::new(sessions));
+        .route("/api/deliveries", get(deliveries::list))
+        .route("/api/deliveries/{id}/retry", post(deliveries::retry))
+        .route_layer(SessionLayer::new(sessions))
+        .layer(Extension(deliveries));
     Router::new()
         .route("/ui/{location}", get(page).layer(ui))
         .layer(Extension(FrameAncestors(

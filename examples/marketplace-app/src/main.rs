@@ -23,6 +23,7 @@ use countersign::replay::{BoxReplayStore, RedisStore};
 
 mod api;
 mod config;
+mod deliveries;
 mod oauth;
 mod store;
 mod ui;
@@ -72,8 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             BoxKeySource::new(keys.clone())
         }
     };
-    // Deliveries and spent app-tokens in stores of their own, so that webhooks never crowd
-    // the tokens out: one Redis for a fleet, or memory.
+    // Spent app-tokens: one Redis for a fleet, or memory. (Deliveries are remembered by the
+    // inbox.)
     let replay_store = || -> Result<BoxReplayStore, Box<dyn std::error::Error>> {
         Ok(match &config.redis_url {
             Some(url) => BoxReplayStore::new(RedisStore::new(url)?),
@@ -82,9 +83,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )?),
         })
     };
-    let webhooks = webhooks::route(&config, keys.clone(), replay_store()?, store.clone());
+    // The webhooks' inbox, in the app's database; with a fleet's PostgreSQL, each instance
+    // also spools under its own DATA_DIR while the database is down.
+    let deliveries = store
+        .inbox(&config.data_dir)
+        .map_err(|e| format!("the inbox: {e}"))?;
+    let workers = deliveries::work(&deliveries, &store);
+    let webhooks = webhooks::route(&config, keys.clone(), store.clone(), deliveries.clone());
     let as_the_app = oauth::AsTheApp::new(config.oauth.as_ref(), &store)?;
-    let router = api::router(&config, keys, webhooks, store, replay_store()?, as_the_app);
+    let router = api::router(
+        &config,
+        keys,
+        webhooks,
+        store,
+        replay_store()?,
+        as_the_app,
+        deliveries,
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
@@ -113,6 +128,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         example_support::MAX_CONNECTIONS_PER_PEER,
     )
     .await?;
+    // The server stopped: the deliveries being handled finish, the others wait in the inbox.
+    workers.shutdown(std::time::Duration::from_secs(10)).await;
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use example_support::inbox::AnyInbox;
 use example_support::postgres::{Database, Schema, bounded};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -159,6 +160,15 @@ impl Store {
         })
     }
 
+    /// The SQLite connection, for tests that write what no request can.
+    #[cfg(test)]
+    pub(crate) fn sqlite_connection(&self) -> Arc<Mutex<Connection>> {
+        match &self.backend {
+            Backend::Sqlite(connection) => Arc::clone(connection),
+            Backend::Postgres(_) => unreachable!("the tests run on SQLite"),
+        }
+    }
+
     /// Runs the migrations now (PostgreSQL; SQLite ran them on open).
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
@@ -182,53 +192,16 @@ impl Store {
         .await?
     }
 
-    /// Records a verified delivery once by its id: installation events keep the installation's
-    /// record (an uninstall forgets the stack's OAuth tokens in the same transaction), every
-    /// other event goes to its stack's log. `false`: the delivery was recorded before, and
-    /// nothing changed.
+    /// Records a verified delivery once by its id, in a transaction of its own (see
+    /// [`record_sqlite`]). `false`: the delivery was recorded before, and nothing changed.
     pub(crate) async fn record(&self, delivery: Delivery) -> Result<bool, StoreError> {
-        let now = example_support::unix_now();
-        let Delivery {
-            id,
-            change,
-            module,
-            event,
-            api_key,
-            triggered_at,
-            happened_at,
-            data,
-        } = delivery;
-        let happened_at = tokens::millis(happened_at);
-        let data = data.to_string();
         match &self.backend {
             Backend::Sqlite(connection) => {
                 Self::sqlite(connection, move |db| {
                     let db = db.transaction()?;
-                    let new = db.execute(
-                        "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                        params![id, now],
-                    )? == 1;
-                    if !new {
-                        return Ok(false);
-                    }
-                    if let Some(status) = change.status() {
-                        db.execute(
-                            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                             ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
-                            params![api_key, status, event, triggered_at, data, now],
-                        )?;
-                        if change == Change::Uninstalled {
-                            db.execute(tokens::FORGET_STACK, params![api_key, happened_at])?;
-                        }
-                    } else {
-                        db.execute(
-                            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![api_key, event, module, triggered_at, data, now],
-                        )?;
-                    }
+                    let new = record_sqlite(&db, &delivery)?;
                     db.commit()?;
-                    Ok(true)
+                    Ok(new)
                 })
                 .await
             }
@@ -236,44 +209,26 @@ impl Store {
                 bounded(async {
                     let mut client = pg.client().await?;
                     let db = client.transaction().await?;
-                    let new = db
-                        .execute(
-                            "INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                            &[&id, &now],
-                        )
-                        .await?
-                        == 1;
-                    if !new {
-                        return Ok(false);
-                    }
-                    if let Some(status) = change.status() {
-                        db.execute(
-                            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6)
-                             ON CONFLICT(api_key) DO UPDATE SET status = $2, event = $3, triggered_at = $4, data = $5, updated_at = $6",
-                            &[&api_key, &status, &event, &triggered_at, &data, &now],
-                        )
-                        .await?;
-                        if change == Change::Uninstalled {
-                            db.execute(
-                                &tokens::FORGET_STACK.replace('?', "$"),
-                                &[&api_key, &happened_at],
-                            )
-                            .await?;
-                        }
-                    } else {
-                        db.execute(
-                            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                            &[&api_key, &event, &module, &triggered_at, &data, &now],
-                        )
-                        .await?;
-                    }
+                    let new = record_postgres(&db, &delivery).await?;
                     db.commit().await?;
-                    Ok(true)
+                    Ok(new)
                 })
                 .await
             }
         }
+    }
+
+    /// The durable inbox in this database: its table beside the app's, so that a delivery's
+    /// effects are written in the inbox's own transaction ([`crate::deliveries`]).
+    /// With PostgreSQL, this instance spools under `data_dir` while the database is down.
+    pub(crate) fn inbox(&self, data_dir: &Path) -> Result<AnyInbox, StoreError> {
+        use countersign::inbox::{Inbox, SqliteInbox};
+        Ok(match &self.backend {
+            Backend::Sqlite(connection) => {
+                AnyInbox::Sqlite(Inbox::new(SqliteInbox::sharing(Arc::clone(connection))?))
+            }
+            Backend::Postgres(pg) => AnyInbox::postgres(pg.pool().clone(), data_dir)?,
+        })
     }
 
     /// Whether the stack has a recorded installation that is not uninstalled: the app's
@@ -449,4 +404,82 @@ impl Store {
             }
         }
     }
+}
+
+/// The rows a delivery's effects write, once per delivery id: installation events keep the
+/// installation's record (an uninstall forgets the stack's OAuth tokens authorized before it),
+/// every other event goes to its stack's log. `false`: the delivery was recorded before, and
+/// nothing changed. In the caller's transaction (the inbox's, or one of its own).
+pub(crate) fn record_sqlite(db: &Connection, delivery: &Delivery) -> rusqlite::Result<bool> {
+    let now = example_support::unix_now();
+    let data = delivery.data.to_string();
+    let new = db.execute(
+        "INSERT INTO deliveries (delivery_id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![delivery.id, now],
+    )? == 1;
+    if !new {
+        return Ok(false);
+    }
+    if let Some(status) = delivery.change.status() {
+        db.execute(
+            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
+            params![delivery.api_key, status, delivery.event, delivery.triggered_at, data, now],
+        )?;
+        if delivery.change == Change::Uninstalled {
+            db.execute(
+                tokens::FORGET_STACK,
+                params![delivery.api_key, tokens::millis(delivery.happened_at)],
+            )?;
+        }
+    } else {
+        db.execute(
+            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![delivery.api_key, delivery.event, delivery.module, delivery.triggered_at, data, now],
+        )?;
+    }
+    Ok(true)
+}
+
+/// [`record_sqlite`] in PostgreSQL.
+pub(crate) async fn record_postgres(
+    db: &tokio_postgres::Transaction<'_>,
+    delivery: &Delivery,
+) -> Result<bool, tokio_postgres::Error> {
+    let now = example_support::unix_now();
+    let data = delivery.data.to_string();
+    let new = db
+        .execute(
+            "INSERT INTO deliveries (delivery_id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&delivery.id, &now],
+        )
+        .await?
+        == 1;
+    if !new {
+        return Ok(false);
+    }
+    if let Some(status) = delivery.change.status() {
+        db.execute(
+            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT(api_key) DO UPDATE SET status = $2, event = $3, triggered_at = $4, data = $5, updated_at = $6",
+            &[&delivery.api_key, &status, &delivery.event, &delivery.triggered_at, &data, &now],
+        )
+        .await?;
+        if delivery.change == Change::Uninstalled {
+            db.execute(
+                &tokens::FORGET_STACK.replace('?', "$"),
+                &[&delivery.api_key, &tokens::millis(delivery.happened_at)],
+            )
+            .await?;
+        }
+    } else {
+        db.execute(
+            "INSERT INTO events (api_key, event, module, triggered_at, data, received_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&delivery.api_key, &delivery.event, &delivery.module, &delivery.triggered_at, &data, &now],
+        )
+        .await?;
+    }
+    Ok(true)
 }

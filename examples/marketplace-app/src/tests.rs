@@ -13,12 +13,20 @@ use axum::Router;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::deliveries::Deliveries;
 
-fn router(kit: &TestKit, name: &str) -> Router {
+/// The app's router, its inbox and the inbox's workers.
+struct App {
+    router: Router,
+    deliveries: Deliveries,
+    _workers: countersign::inbox::Workers,
+}
+
+fn router(kit: &TestKit, name: &str) -> App {
     router_and_store(kit, name).0
 }
 
-fn router_and_store(kit: &TestKit, name: &str) -> (Router, Store) {
+fn router_and_store(kit: &TestKit, name: &str) -> (App, Store) {
     let dir = std::env::temp_dir().join(format!("marketplace-app-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -26,25 +34,50 @@ fn router_and_store(kit: &TestKit, name: &str) -> (Router, Store) {
     let store = Store::open(&dir).unwrap();
     let keys = BoxKeySource::new(kit.contentstack_keys());
     let replay = || BoxReplayStore::new(MemoryStore::new(1_000));
-    let webhooks = webhooks::route(&config, keys.clone(), replay(), store.clone());
+    let deliveries = store.inbox(&dir).unwrap();
+    let workers = deliveries::work(&deliveries, &store);
+    let webhooks = webhooks::route(&config, keys.clone(), store.clone(), deliveries.clone());
+    let router = api::router(
+        &config,
+        keys,
+        webhooks,
+        store.clone(),
+        replay(),
+        oauth::AsTheApp::new(None, &store).unwrap(),
+        deliveries.clone(),
+    );
     (
-        api::router(
-            &config,
-            keys,
-            webhooks,
-            store.clone(),
-            replay(),
-            oauth::AsTheApp::new(None, &store).unwrap(),
-        ),
+        App {
+            router,
+            deliveries,
+            _workers: workers,
+        },
         store,
     )
 }
 
-async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
-    let response = router.clone().oneshot(request).await.unwrap();
+/// Sends `request`; a webhook is also handled by the inbox's workers before this returns.
+async fn send(app: &App, request: Request<Body>) -> (StatusCode, String) {
+    let webhook = request.uri().path().starts_with("/webhooks/");
+    let response = app.router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    if webhook {
+        handled(&app.deliveries).await;
+    }
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Waits until the inbox has nothing left to handle (at most 10 s).
+async fn handled(deliveries: &Deliveries) {
+    for _ in 0..1_000 {
+        let stats = deliveries.stats().await.unwrap();
+        if stats.pending + stats.leased == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the inbox did not empty within 10 s");
 }
 
 /// The session a UI location's page embeds.
@@ -292,4 +325,86 @@ async fn without_an_oauth_client_the_oauth_routes_say_what_to_set() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("oauth_not_configured"), "{body}");
+}
+
+/// A session of `stack`'s (through a UI location's page).
+async fn session_of(app: &App, kit: &TestKit, stack: &str) -> String {
+    let (status, page) = send(
+        app,
+        kit.app_token_page_load("/ui/sidebar", &json!({"stack_api_key": stack})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    session_in(&page)
+}
+
+fn with_session(request: http::request::Builder, token: &str) -> Request<Body> {
+    request
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stacks_session_lists_and_retries_its_own_dead_letters_only() {
+    let kit = TestKit::new();
+    let (app, store) = router_and_store(&kit, "dead-letters");
+    let path = "/webhooks/contentstack";
+    send(
+        &app,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    // A delivery whose every attempt failed (the database was down, say), of this stack.
+    let body = publish().to_bytes(std::time::SystemTime::now());
+    store
+        .sqlite_connection()
+        .lock()
+        .unwrap()
+        .execute(
+            "INSERT INTO countersign_inbox (id, provider, tenant, body, signed_headers, state,
+                attempts, due_at, received_at, expires_at, last_error)
+             VALUES ('d1', 'contentstack', ?1, ?2, '[]', 'dead', 8, 0, 1, 9999999999999,
+                'the database did not answer in time')",
+            rusqlite::params![TestKit::STACK, body],
+        )
+        .unwrap();
+    let ours = session_of(&app, &kit, TestKit::STACK).await;
+    let theirs = session_of(&app, &kit, "blt-another-stack").await;
+
+    let list = |token: &str| with_session(Request::get("/api/deliveries?state=dead"), token);
+    let (status, listed) = send(&app, list(&ours)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["deliveries"][0]["id"], "d1");
+    assert_eq!(listed["deliveries"][0]["attempts"], 8);
+    let (_, listed) = send(&app, list(&theirs)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap()["deliveries"],
+        json!([]),
+        "another stack sees none of ours"
+    );
+    let (status, body) = send(
+        &app,
+        with_session(Request::get("/api/deliveries?state=pending"), &ours),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("invalid_state"), "{body}");
+
+    let retry = |token: &str| with_session(Request::post("/api/deliveries/d1/retry"), token);
+    let (status, body) = send(&app, retry(&theirs)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not another stack's: {body}");
+    assert!(body.contains("dead_letter_not_found"), "{body}");
+    let (status, body) = send(&app, retry(&ours)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    handled(&app.deliveries).await;
+    let (_, events) = send(&app, with_session(Request::get("/api/events"), &ours)).await;
+    let events: Value = serde_json::from_str(&events).unwrap();
+    assert_eq!(
+        events["events"][0]["event"], "publish",
+        "handled once retried"
+    );
+    let (status, _) = send(&app, retry(&ours)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not dead any more");
 }

@@ -1,35 +1,67 @@
 //! `POST /webhooks/contentstack`: the layers that verify a delivery, in order, and the
-//! handler that records it once per delivery id.
+//! inbox that commits it once per delivery id and answers at once ([`crate::deliveries`]).
 
-use axum::extract::State;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
 use countersign::contentstack::{
-    AnyStack, BoxKeySource, BoxStackCheck, Event, Module, StackCheck, Tenancy, TenantUnavailable,
+    AnyStack, BoxKeySource, BoxStackCheck, Module, StackCheck, Tenancy, TenantUnavailable,
     WebhookVerifier, stack_check_fn,
 };
 use countersign::ip::ForwardedHeader;
-use countersign::replay::{BoxReplayStore, DeliveryId, ReplayGuardLayer};
+use countersign::replay::DeliveryId;
 use countersign::{
     BasicAuthLayer, ContentstackWebhook, ContentstackWebhookLayer, IpAllowlistLayer,
     RequiredHeadersLayer,
 };
-use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
 use crate::config::Config;
-use crate::store::{Change, Delivery, Store};
-use crate::{AppResult, internal};
+use crate::deliveries::{Deliveries, RECORD_NOW_TIMEOUT, from_body};
+use crate::store::Store;
 
-/// This app's stacks: those with a recorded installation that is not uninstalled.
+/// The most stacks remembered as installed for when the database cannot be read.
+const REMEMBERED_STACKS: usize = 100_000;
+
+/// This app's stacks: those with a recorded installation that is not uninstalled. While the
+/// database cannot be read (or does not answer within a second), a stack read as installed
+/// before is still taken, so that its deliveries go on being acknowledged (into the spool);
+/// any other is answered 503.
 fn installed_stacks(store: Store) -> impl StackCheck {
+    let installed = Arc::new(Mutex::new(HashSet::<String>::new()));
     stack_check_fn(move |api_key: &str| {
-        let (store, api_key) = (store.clone(), api_key.to_owned());
+        let (store, api_key, installed) =
+            (store.clone(), api_key.to_owned(), Arc::clone(&installed));
         async move {
-            store.is_installed(api_key).await.map_err(|error| {
-                tracing::error!(%error, "cannot read the installation records");
-                TenantUnavailable::new("the installation records cannot be read")
-            })
+            let read =
+                tokio::time::timeout(RECORD_NOW_TIMEOUT, store.is_installed(api_key.clone()))
+                    .await
+                    .unwrap_or_else(|_| Err("the database did not answer in time".into()));
+            let mut remembered = installed.lock().unwrap_or_else(PoisonError::into_inner);
+            match read {
+                Ok(true) => {
+                    if remembered.len() < REMEMBERED_STACKS {
+                        remembered.insert(api_key);
+                    }
+                    Ok(true)
+                }
+                Ok(false) => {
+                    remembered.remove(&api_key);
+                    Ok(false)
+                }
+                Err(_) if remembered.contains(&api_key) => Ok(true),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the installation records");
+                    Err(TenantUnavailable::new(
+                        "the installation records cannot be read",
+                    ))
+                }
+            }
         }
     })
 }
@@ -39,8 +71,8 @@ fn installed_stacks(store: Store) -> impl StackCheck {
 pub(crate) fn route(
     config: &Config,
     keys: BoxKeySource,
-    replay: BoxReplayStore,
     store: Store,
+    deliveries: Deliveries,
 ) -> Router {
     let tenancy = match &config.app_uid {
         Some(app_uid) => Tenancy::new()
@@ -74,7 +106,7 @@ pub(crate) fn route(
         }
     });
     // In this order: the address, Basic auth, the custom headers, the body, signature and
-    // tenant, replay protection.
+    // tenant. The inbox is the replay store: a delivery id already there is a duplicate.
     let layers = ServiceBuilder::new()
         .option_layer(ip_allowlist)
         .option_layer(config.basic_auth.clone().map(BasicAuthLayer::new))
@@ -84,41 +116,47 @@ pub(crate) fn route(
                 .clone()
                 .map(RequiredHeadersLayer::new),
         )
-        .layer(verification)
-        .layer(ReplayGuardLayer::new(replay));
+        .layer(verification);
     Router::new()
         .route("/webhooks/contentstack", post(webhook).layer(layers))
-        .with_state(store)
+        .with_state(Webhooks { store, deliveries })
 }
 
+#[derive(Clone)]
+struct Webhooks {
+    store: Store,
+    deliveries: Deliveries,
+}
+
+/// Commits the verified delivery to the inbox and answers it. An installation event is also
+/// recorded at once when the database answers within a second, since the stack check of the
+/// deliveries that follow reads it; the workers' record of it then changes nothing.
 async fn webhook(
-    State(store): State<Store>,
+    State(app): State<Webhooks>,
     DeliveryId(id): DeliveryId,
     webhook: ContentstackWebhook,
-) -> AppResult<Json<Value>> {
-    let (module, event) = (webhook.module(), webhook.event());
-    let change = match (&module, &event) {
-        (Some(Module::AppInstallation), Some(Event::Install | Event::Upgrade)) => Change::Installed,
-        (Some(Module::AppInstallation), Some(Event::Uninstall)) => Change::Uninstalled,
-        // Content events, releases, and installation events we do not know: logged.
-        _ => Change::Logged,
-    };
-    let new = store
-        .record(Delivery {
-            id: id.to_hex(),
-            change,
-            module: module.map_or_else(|| "unknown".to_owned(), |m| m.to_string()),
-            event: event.map_or_else(|| "unknown".to_owned(), |e| e.to_string()),
-            api_key: webhook.api_key().unwrap_or("").to_owned(),
-            triggered_at: webhook.triggered_at().map(str::to_owned),
-            happened_at: countersign::contentstack::triggered_at(webhook.body())
-                .unwrap_or_else(|_| webhook.signed_at()),
-            data: webhook.data.clone(),
+    request: Request,
+) -> Response {
+    let installation = (webhook.module() == Some(Module::AppInstallation))
+        .then(|| {
+            from_body(
+                id.to_hex(),
+                webhook.api_key(),
+                webhook.body(),
+                SystemTime::now(),
+            )
         })
-        .await
-        .map_err(internal)?;
-    if !new {
-        tracing::info!(delivery = %id, "the delivery was recorded before; nothing changed");
+        .flatten();
+    if let Some(delivery) = installation {
+        match tokio::time::timeout(RECORD_NOW_TIMEOUT, app.store.record(delivery)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, delivery = %id, "an installation event waits in the inbox: the database failed");
+            }
+            Err(_) => {
+                tracing::warn!(delivery = %id, "an installation event waits in the inbox: the database did not answer in time");
+            }
+        }
     }
-    Ok(Json(json!({"status": "accepted"})))
+    app.deliveries.acknowledge(request).await
 }

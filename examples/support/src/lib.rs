@@ -12,6 +12,7 @@
 //!   only.
 //! - [`postgres`]: PostgreSQL for a fleet of instances (a pool, migrations, bounded operations).
 
+pub mod inbox;
 pub mod postgres;
 pub mod sealed;
 

@@ -122,6 +122,13 @@ impl Database {
         })
     }
 
+    /// The pool, for what shares the database (an inbox): its connections are not migrated
+    /// first; call [`Database::client`] once before.
+    #[must_use]
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.pool
+    }
+
     /// A pooled connection, the schema migrated first.
     ///
     /// # Errors

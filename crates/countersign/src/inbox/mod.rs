@@ -79,11 +79,15 @@ mod worker;
 
 pub use acknowledge::Acknowledge;
 #[cfg(feature = "inbox-postgres")]
-pub use postgres::PostgresInbox;
+pub use postgres::{PostgresInbox, TransactionFuture};
+#[cfg(feature = "inbox-sqlite")]
+pub use rusqlite;
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};
 #[cfg(feature = "inbox-sqlite")]
 pub use sqlite::SqliteInbox;
+#[cfg(feature = "inbox-postgres")]
+pub use tokio_postgres;
 pub use worker::Workers;
 
 /// How many deliveries of one tenant may wait in the inbox (pending or running) before its
@@ -190,6 +194,43 @@ impl fmt::Debug for InboxDelivery {
             .finish_non_exhaustive()
     }
 }
+
+/// A handler's error that makes its delivery a dead letter at once, with no further attempt:
+/// for a delivery that no retry can help (its body is not an event the app knows, say).
+///
+/// ```
+/// use countersign::inbox::{GiveUp, InboxDelivery};
+///
+/// async fn handle(delivery: InboxDelivery) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     let Ok(event) = delivery.json::<serde_json::Value>() else {
+///         return Err(GiveUp::new("the body is not JSON").into());
+///     };
+///     println!("{}", event["event"]);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiveUp {
+    reason: String,
+}
+
+impl GiveUp {
+    /// Gives up on the delivery, for `reason` (kept with the dead letter).
+    #[must_use]
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for GiveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for GiveUp {}
 
 /// What committing a delivery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,7 +520,7 @@ impl<St: InboxStore> Inbox<St> {
         H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        worker::start(self.clone(), concurrency.max(1), Arc::new(handler))
+        worker::start(self.clone(), concurrency.max(1), worker::plain(handler))
     }
 
     /// The dead letters of `tenant`, newest first, at most `limit`: what a tenant's own

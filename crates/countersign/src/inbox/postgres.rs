@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
+use super::worker::{self, Handled};
 use super::{
-    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, StoreError,
-    StoreErrorKind, millis, sql,
+    BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
+    StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
 /// The longest one operation may take: a paused or unreachable server is an error in time.
@@ -139,6 +140,74 @@ impl PostgresInbox {
                     "the inbox's database did not answer in time",
                 )
             })?
+    }
+}
+
+/// What a handler run by [`Inbox::work_in_transaction`] returns: its writes, borrowing the
+/// transaction and the delivery.
+pub type TransactionFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+impl Inbox<PostgresInbox> {
+    /// Like [`Inbox::work`], with a handler that writes in the inbox's own transaction (on a
+    /// connection of the inbox's pool): its writes and the delivery's "handled" commit
+    /// together, or not at all (when it fails, or when its lease was lost meanwhile), so its
+    /// effects happen exactly once. Keep your tables in the inbox's database.
+    ///
+    /// ```no_run
+    /// use countersign::inbox::{Inbox, PostgresInbox, Workers};
+    ///
+    /// fn start(inbox: &Inbox<PostgresInbox>) -> Workers {
+    ///     inbox.work_in_transaction(4, |db, delivery| {
+    ///         Box::pin(async move {
+    ///             db.execute(
+    ///                 "INSERT INTO events (delivery_id, body) VALUES ($1, $2)",
+    ///                 &[&delivery.id, &delivery.body.as_ref()],
+    ///             )
+    ///             .await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    /// }
+    /// ```
+    #[must_use = "the workers stop when this is dropped"]
+    pub fn work_in_transaction<H>(&self, concurrency: usize, handler: H) -> Workers
+    where
+        H: for<'a> Fn(
+                &'a tokio_postgres::Transaction<'a>,
+                &'a InboxDelivery,
+            ) -> TransactionFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let handler = std::sync::Arc::new(handler);
+        let store = self.inner.store.clone();
+        let handler: worker::Handler = std::sync::Arc::new(move |delivery, lease| {
+            let (store, handler) = (store.clone(), std::sync::Arc::clone(&handler));
+            Box::pin(async move {
+                let mut client = tokio::time::timeout(OPERATION_TIMEOUT, store.pool.get())
+                    .await
+                    .map_err(|_| "the inbox's database did not answer in time")??;
+                let db = client.transaction().await?;
+                handler(&db, &delivery).await?;
+                let statement = sql::postgres(sql::COMPLETE);
+                let completed = tokio::time::timeout(
+                    OPERATION_TIMEOUT,
+                    db.execute(&statement, &[&delivery.id, &lease]),
+                )
+                .await
+                .map_err(|_| "the inbox's database did not answer in time")??;
+                if completed == 0 {
+                    return Ok(Handled::LostLease);
+                }
+                tokio::time::timeout(OPERATION_TIMEOUT, db.commit())
+                    .await
+                    .map_err(|_| "the inbox's database did not answer in time")??;
+                Ok(Handled::Completed)
+            })
+        });
+        worker::start(self.clone(), concurrency.max(1), handler)
     }
 }
 

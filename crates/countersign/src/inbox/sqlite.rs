@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::worker::{self, Handled};
 use super::{
-    ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, InboxStore, StoreError,
-    StoreErrorKind, millis, sql,
+    BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
+    StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
@@ -95,9 +96,24 @@ impl SqliteInbox {
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(unavailable)?;
-        connection.execute_batch(SCHEMA).map_err(unavailable)?;
+        Self::sharing(Arc::new(Mutex::new(connection)))
+    }
+
+    /// The inbox in the database your own `connection` opened, its table made when absent:
+    /// share it so that a handler run by [`Inbox::work_in_transaction`] writes your tables in
+    /// the inbox's transaction. Open it durable (`PRAGMA journal_mode = WAL; PRAGMA
+    /// synchronous = FULL`), readable by its owner only.
+    ///
+    /// # Errors
+    /// When the table cannot be made.
+    pub fn sharing(connection: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
+        let path = {
+            let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            db.execute_batch(SCHEMA).map_err(unavailable)?;
+            db.path().map(PathBuf::from).unwrap_or_default()
+        };
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            connection,
             path: Arc::new(path),
         })
     }
@@ -123,6 +139,50 @@ impl SqliteInbox {
                 .map(|changed| changed as u64)
         })
         .await
+    }
+}
+
+impl Inbox<SqliteInbox> {
+    /// Like [`Inbox::work`], with a handler that writes in the inbox's own transaction: its
+    /// writes and the delivery's "handled" commit together, or not at all (when it fails, or
+    /// when its lease was lost meanwhile), so its effects happen exactly once. Share the
+    /// database with [`SqliteInbox::sharing`] to write your own tables.
+    ///
+    /// The handler runs off the async threads and holds the database while it runs: keep it
+    /// to the writes, and do slow work (an API call) in a plain [`Inbox::work`] handler.
+    #[must_use = "the workers stop when this is dropped"]
+    pub fn work_in_transaction<H>(&self, concurrency: usize, handler: H) -> Workers
+    where
+        H: Fn(&rusqlite::Transaction<'_>, &InboxDelivery) -> Result<(), BoxError>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let handler = Arc::new(handler);
+        let store = self.inner.store.clone();
+        let handler: worker::Handler = Arc::new(move |delivery, lease| {
+            let (store, handler) = (store.clone(), Arc::clone(&handler));
+            Box::pin(async move {
+                let connection = Arc::clone(&store.connection);
+                let handled = tokio::task::spawn_blocking(move || {
+                    let mut db = connection.lock().unwrap_or_else(PoisonError::into_inner);
+                    let db = db.transaction()?;
+                    handler(&db, &delivery)?;
+                    if db.execute(sql::COMPLETE, params![delivery.id, lease])? == 0 {
+                        return Ok(Handled::LostLease);
+                    }
+                    db.commit()?;
+                    Ok::<_, BoxError>(Handled::Completed)
+                })
+                .await;
+                match handled {
+                    Ok(handled) => handled,
+                    Err(join) if join.is_panic() => Err("the handler panicked".into()),
+                    Err(join) => Err(join.into()),
+                }
+            })
+        });
+        worker::start(self.clone(), concurrency.max(1), handler)
     }
 }
 

@@ -10,7 +10,7 @@ use countersign_core::replay::Owner;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{BoxError, ClaimRequest, Inbox, InboxDelivery, InboxStore};
+use super::{BoxError, ClaimRequest, GiveUp, Inbox, InboxDelivery, InboxStore};
 use crate::metrics;
 
 /// How often the handled deliveries past their memory are purged.
@@ -20,15 +20,29 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a failure text kept with a delivery.
 const MAX_ERROR_LEN: usize = 500;
 
-type Handler = Arc<dyn Fn(InboxDelivery) -> HandlerFuture + Send + Sync>;
-type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+/// A handler as the workers call it: the delivery and its attempt's lease.
+pub(super) type Handler = Arc<dyn Fn(InboxDelivery, String) -> HandlerFuture + Send + Sync>;
+type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<Handled, BoxError>> + Send>>;
 
-/// Running workers ([`Inbox::work`]). Dropping them stops them at once, as a killed process
-/// would: the deliveries they hold are taken over by others when their leases lapse (and that
-/// attempt counts).
+/// What a successful handler left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handled {
+    /// The worker marks the delivery handled.
+    ToComplete,
+    /// Marked handled in the handler's own transaction, with its effects.
+    Completed,
+    /// The lease was another attempt's when the handler's transaction would have committed:
+    /// its effects were rolled back.
+    LostLease,
+}
+
+/// Running workers ([`Inbox::work`]). [`Workers::shutdown`] lets the attempts under way
+/// finish; dropping them stops them at once, as a killed process would: the deliveries they
+/// hold are taken over by others when their leases lapse (and that attempt counts).
 #[must_use = "the workers stop when this is dropped"]
 pub struct Workers {
-    claimer: tokio::task::JoinHandle<()>,
+    claimer: Option<tokio::task::JoinHandle<()>>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl Workers {
@@ -36,11 +50,26 @@ impl Workers {
     pub fn stop(self) {
         drop(self);
     }
+
+    /// Stops taking deliveries, and waits up to `grace` for the attempts under way to finish
+    /// and be recorded; those still running then are abandoned (their leases lapse). Call it
+    /// when the server stops (after it stopped accepting requests).
+    pub async fn shutdown(mut self, grace: Duration) {
+        let Some(mut claimer) = self.claimer.take() else {
+            return;
+        };
+        self.stop.notify_one();
+        if tokio::time::timeout(grace, &mut claimer).await.is_err() {
+            claimer.abort();
+        }
+    }
 }
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.claimer.abort();
+        if let Some(claimer) = &self.claimer {
+            claimer.abort();
+        }
     }
 }
 
@@ -50,27 +79,51 @@ impl fmt::Debug for Workers {
     }
 }
 
-pub(super) fn start<St, H, F>(inbox: Inbox<St>, concurrency: usize, handler: Arc<H>) -> Workers
+/// A handler whose success leaves the worker to mark the delivery handled.
+pub(super) fn plain<H, F>(handler: H) -> Handler
 where
-    St: InboxStore,
     H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
-    let handler: Handler = Arc::new(move |delivery| Box::pin(handler(delivery)));
+    Arc::new(move |delivery, _lease| {
+        let run = handler(delivery);
+        Box::pin(async move { run.await.map(|()| Handled::ToComplete) })
+    })
+}
+
+pub(super) fn start<St: InboxStore>(
+    inbox: Inbox<St>,
+    concurrency: usize,
+    handler: Handler,
+) -> Workers {
+    let stop = Arc::new(tokio::sync::Notify::new());
     Workers {
-        claimer: tokio::spawn(claim_loop(inbox, concurrency, handler)),
+        claimer: Some(tokio::spawn(claim_loop(
+            inbox,
+            concurrency,
+            handler,
+            Arc::clone(&stop),
+        ))),
+        stop,
     }
 }
 
 /// Takes due deliveries while there is room, and runs each in a task of its own. The tasks
 /// live in a set owned by this loop: aborting the loop aborts them.
-async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handler: Handler) {
+async fn claim_loop<St: InboxStore>(
+    inbox: Inbox<St>,
+    concurrency: usize,
+    handler: Handler,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let owner = Owner::random().as_str().to_owned();
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
     let mut measured: Option<tokio::time::Instant> = None;
     let settings = inbox.inner.settings;
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
     loop {
         while running.try_join_next().is_some() {}
         if measured.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
@@ -81,7 +134,11 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
         }
         #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
         drain(&inbox).await;
-        let Ok(first) = Arc::clone(&room).acquire_owned().await else {
+        let first = tokio::select! {
+            permit = Arc::clone(&room).acquire_owned() => permit,
+            () = &mut stopped => break,
+        };
+        let Ok(first) = first else {
             return;
         };
         let mut permits = vec![first];
@@ -124,6 +181,7 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
             tokio::select! {
                 () = committed => {}
                 () = tokio::time::sleep(settings.poll) => {}
+                () = &mut stopped => break,
             }
             continue;
         }
@@ -135,6 +193,8 @@ async fn claim_loop<St: InboxStore>(inbox: Inbox<St>, concurrency: usize, handle
             });
         }
     }
+    // Stopping: the attempts under way finish and are recorded.
+    while running.join_next().await.is_some() {}
 }
 
 /// Moves what waits in the spool into the inbox, while the store takes it. Each was
@@ -144,6 +204,7 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
     let Some(spool) = &inbox.inner.spool else {
         return;
     };
+    metrics::inbox_spooled(spool.len());
     if spool.is_empty() {
         return;
     }
@@ -187,7 +248,7 @@ async fn attempt<St: InboxStore>(
     tokio::pin!(deadline);
     // The handler in a task of its own: a panic is a failed attempt, not a dead worker. It
     // is aborted with this attempt (stopped workers hold nothing).
-    let mut run = AbortOnDrop(tokio::spawn(handler(delivery)));
+    let mut run = AbortOnDrop(tokio::spawn(handler(delivery, lease.clone())));
     let mut renewal = tokio::time::interval(settings.lease / 3);
     renewal.tick().await;
     let outcome = loop {
@@ -216,43 +277,50 @@ async fn attempt<St: InboxStore>(
         }
     };
     drop(run);
-    let failure = match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(error.to_string()),
-        Err(why) => Some(why.to_owned()),
-    };
-    let recorded = match failure {
-        None => {
+    let (failure, give_up) = match outcome {
+        Ok(Ok(Handled::ToComplete)) => {
             metrics::outcome(metrics::INBOX_ATTEMPTS, "handled");
-            store.complete(&id, owner).await
-        }
-        Some(mut error) => {
-            if error.len() > MAX_ERROR_LEN {
-                let mut end = MAX_ERROR_LEN;
-                while !error.is_char_boundary(end) {
-                    end -= 1;
-                }
-                error.truncate(end);
+            if let Err(error) = store.complete(&id, owner).await {
+                // The lease lapses, and the delivery is tried again: the handler must be
+                // idempotent.
+                tracing::warn!(target: "countersign", delivery = %id, %error, "could not record an attempt's outcome");
             }
-            let retry_at = settings
-                .backoff
-                .after(attempt)
-                .and_then(|wait| SystemTime::now().checked_add(wait));
-            metrics::outcome(
-                metrics::INBOX_ATTEMPTS,
-                if retry_at.is_some() {
-                    "retried"
-                } else {
-                    "dead"
-                },
-            );
-            tracing::warn!(target: "countersign", delivery = %id, attempt, dead = retry_at.is_none(), %error, "the inbox's handler failed");
-            let now = SystemTime::now();
-            let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
-            store.fail(&id, owner, &error, retry_at, dead_until).await
+            return;
         }
+        Ok(Ok(Handled::Completed)) => {
+            metrics::outcome(metrics::INBOX_ATTEMPTS, "handled");
+            return;
+        }
+        Ok(Ok(Handled::LostLease)) => {
+            tracing::warn!(target: "countersign", delivery = %id, "lost the lease on a delivery while its handler ran; its transaction was rolled back");
+            metrics::outcome(metrics::INBOX_ATTEMPTS, "lost_lease");
+            return;
+        }
+        Ok(Err(error)) => (error.to_string(), error.downcast_ref::<GiveUp>().is_some()),
+        Err(why) => (why.to_owned(), false),
     };
-    if let Err(error) = recorded {
+    let mut error = failure;
+    if error.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error.truncate(end);
+    }
+    let retry_at = settings
+        .backoff
+        .after(attempt)
+        .filter(|_| !give_up)
+        .and_then(|wait| SystemTime::now().checked_add(wait));
+    let dead = retry_at.is_none();
+    metrics::outcome(
+        metrics::INBOX_ATTEMPTS,
+        if dead { "dead" } else { "retried" },
+    );
+    tracing::warn!(target: "countersign", delivery = %id, attempt, dead, %error, "the inbox's handler failed");
+    let now = SystemTime::now();
+    let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
+    if let Err(error) = store.fail(&id, owner, &error, retry_at, dead_until).await {
         // The lease lapses, and the delivery is tried again: the handler must be idempotent.
         tracing::warn!(target: "countersign", delivery = %id, %error, "could not record an attempt's outcome");
     }

@@ -1,0 +1,77 @@
+//! The examples' durable inbox: SQLite under `DATA_DIR` for one instance, or the fleet's
+//! PostgreSQL with a spool of each instance's own while it is down.
+
+use std::path::Path;
+
+use axum::extract::Request;
+use axum::response::Response;
+use countersign::inbox::{DeadLetter, Inbox, InboxStats, PostgresInbox, Spool, SqliteInbox};
+use tower::ServiceExt;
+
+use crate::postgres::Error;
+
+/// An inbox in SQLite or PostgreSQL.
+#[derive(Clone)]
+pub enum AnyInbox {
+    /// One instance's.
+    Sqlite(Inbox<SqliteInbox>),
+    /// A fleet's.
+    Postgres(Inbox<PostgresInbox>),
+}
+
+impl AnyInbox {
+    /// The fleet's inbox in the database `pool` connects to, with a spool under this
+    /// instance's `data_dir` for while the database is down.
+    ///
+    /// # Errors
+    /// When the spool's directory cannot be made or read.
+    pub fn postgres(pool: deadpool_postgres::Pool, data_dir: &Path) -> Result<Self, Error> {
+        let spool = Spool::open(data_dir.join("spool"))?;
+        Ok(Self::Postgres(
+            Inbox::new(PostgresInbox::new(pool)).with_spool(spool),
+        ))
+    }
+
+    /// Commits the verified delivery in `request` and answers it (see
+    /// [`countersign::inbox::Acknowledge`]).
+    pub async fn acknowledge(&self, request: Request) -> Response {
+        let answer = match self {
+            Self::Sqlite(inbox) => inbox.acknowledge().oneshot(request).await,
+            Self::Postgres(inbox) => inbox.acknowledge().oneshot(request).await,
+        };
+        answer.unwrap_or_else(|never| match never {})
+    }
+
+    /// The dead letters of `tenant`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        Ok(match self {
+            Self::Sqlite(inbox) => inbox.dead_letters(tenant, limit).await?,
+            Self::Postgres(inbox) => inbox.dead_letters(tenant, limit).await?,
+        })
+    }
+
+    /// Tries `tenant`'s dead letter `id` again: `false` when it has none.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<bool, Error> {
+        Ok(match self {
+            Self::Sqlite(inbox) => inbox.retry(tenant, id).await?,
+            Self::Postgres(inbox) => inbox.retry(tenant, id).await?,
+        })
+    }
+
+    /// How full the inbox is.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn stats(&self) -> Result<InboxStats, Error> {
+        Ok(match self {
+            Self::Sqlite(inbox) => inbox.stats().await?,
+            Self::Postgres(inbox) => inbox.stats().await?,
+        })
+    }
+}
