@@ -279,6 +279,38 @@ impl Postgres {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The rows `sql` selects, one line each (`psql`'s unaligned output), for a failing test to
+    /// show.
+    ///
+    /// # Panics
+    /// When `psql` cannot run.
+    #[must_use]
+    pub fn query(&self, sql: &str) -> String {
+        let output = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-A",
+                "-t",
+                "-c",
+                sql,
+                "postgres",
+            ])
+            .current_dir(&self.dir)
+            .output()
+            .expect("psql");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
     /// Stops the server (fast shutdown: connections are closed); the data stays.
     pub fn stop(&self) {
         self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &self.data()]);

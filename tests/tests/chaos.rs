@@ -7,8 +7,15 @@
 //! own APIs, what each stack and space recorded: every delivery that was not given up must be
 //! there exactly once.
 //!
-//! CI runs it small (`CHAOS_DELIVERIES` 300 over `CHAOS_SECONDS` 12, the schedule at
-//! `CHAOS_SCALE` 0.02, a fault every `CHAOS_FAULT_GAP` 1 s); `scripts/chaos` runs it at full
+//! Each webhook is answered once committed to the example's durable inbox in PostgreSQL (or,
+//! while PostgreSQL is down, to the instance's spool), and recorded from there. The test
+//! reports, per kind of fault, the longest run of failed attempts each provider saw and the
+//! acknowledgement latency, and fails when a fault other than a killed instance makes either
+//! provider see more than 3 failed attempts in a row.
+//!
+//! CI runs it small (`CHAOS_DELIVERIES` 300 over `CHAOS_SECONDS` 20, the schedule at
+//! `CHAOS_SCALE` 0.02, a fault every `CHAOS_FAULT_GAP` 1 s, PostgreSQL and Redis down for
+//! `CHAOS_OUTAGE` 2 s; `CHAOS_REDIS=0` runs without Redis); `scripts/chaos` runs it at full
 //! scale for `RELIABILITY.md`.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
@@ -20,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use countersign_core::contentful::SigningSecret;
 use countersign_core::contentstack::{HmacSecret, SigningKey};
-use countersign_tests::simulator::{Credentials, Fleet, Load, Report, Schedule, Simulator, run};
+use countersign_tests::simulator::{
+    Attempt, Credentials, Fleet, Load, Report, Schedule, Simulator, latency_percentile,
+    longest_failure_run, run,
+};
 use countersign_tests::{Postgres, Redis};
 
 const APP_UID: &str = "chaos-app";
@@ -138,16 +148,18 @@ enum Fault {
     PostgresRestart,
     /// One marketplace instance paused past the provider's timeout, then resumed.
     Pause,
+    /// No fault: the whole run, in the report.
+    None,
 }
 
 /// The faults in the order they are injected, over and over until the deliveries are sent.
 const CYCLE: [Fault; 6] = [
     Fault::Kill,
+    Fault::PostgresRestart,
     Fault::Pause,
     Fault::RedisRestart,
     Fault::RedisPause,
     Fault::Kill,
-    Fault::PostgresRestart,
 ];
 
 fn setting(name: &str, default: f64) -> f64 {
@@ -157,11 +169,15 @@ fn setting(name: &str, default: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_once() {
     let deliveries = setting("CHAOS_DELIVERIES", 300.0) as usize;
-    let window = Duration::from_secs_f64(setting("CHAOS_SECONDS", 12.0));
+    let window = Duration::from_secs_f64(setting("CHAOS_SECONDS", 20.0));
     let scale = setting("CHAOS_SCALE", 0.02);
     let schedule = Schedule::contentstack(scale, Duration::from_secs(2));
     // Past the timeout and the next retry or two, which go to other instances.
     let pause = schedule.timeout + Duration::from_secs(2);
+    // How long PostgreSQL and Redis stay down (60 s at full scale).
+    let outage = Duration::from_secs_f64(setting("CHAOS_OUTAGE", 2.0));
+    // Without Redis, the fleet has only PostgreSQL (the webhooks need nothing else).
+    let with_redis = setting("CHAOS_REDIS", 1.0) != 0.0;
 
     let pg = Arc::new(tokio::task::spawn_blocking(Postgres::start).await.unwrap());
     let mut redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
@@ -170,12 +186,14 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
     std::fs::create_dir_all(&run_dir).unwrap();
     let public = run_dir.join("contentstack-public.pem");
     std::fs::write(&public, key.public_key().to_pkcs1_pem()).unwrap();
+    let redis_url = redis.url();
     let shared = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         [
             ("DATABASE_URL", pg.url().as_str()),
-            ("REDIS_URL", &redis.url()),
+            ("REDIS_URL", redis_url.as_str()),
         ]
         .iter()
+        .filter(|(name, _)| with_redis || *name != "REDIS_URL")
         .chain(pairs)
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
@@ -239,11 +257,18 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
     // cycle at least once, and on until the last delivery is sent.
     let gap = Duration::from_secs_f64(setting("CHAOS_FAULT_GAP", 1.0));
     let mut injected: Vec<Fault> = Vec::new();
+    // When each fault began and ended.
+    let mut windows: Vec<(Fault, Instant, Instant)> = Vec::new();
     let mut flushed = false;
     let mut n = 0;
     while n < CYCLE.len() || started.elapsed() < window {
         tokio::time::sleep(gap).await;
         let fault = CYCLE[n % CYCLE.len()];
+        if !with_redis && matches!(fault, Fault::RedisRestart | Fault::RedisPause) {
+            n += 1;
+            continue;
+        }
+        let began = Instant::now();
         match fault {
             Fault::Kill => {
                 let (m, c) = (&mut marketplace[n % 3], &mut contentful[(n + 1) % 3]);
@@ -255,7 +280,7 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
             }
             Fault::RedisRestart => {
                 redis.stop();
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(outage).await;
                 redis = tokio::task::spawn_blocking(move || {
                     redis.resume();
                     redis
@@ -268,13 +293,13 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
                 tokio::time::sleep(pause).await;
                 redis.signal("-CONT");
             }
-            Fault::RedisFlush => redis.flush(),
+            Fault::RedisFlush | Fault::None => redis.flush(),
             Fault::PostgresRestart => {
                 let stopped = pg.clone();
                 tokio::task::spawn_blocking(move || stopped.stop())
                     .await
                     .unwrap();
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(outage).await;
                 let started = pg.clone();
                 tokio::task::spawn_blocking(move || started.resume())
                     .await
@@ -283,7 +308,7 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
             Fault::Pause => {
                 let paused = &marketplace[(n + 2) % 3];
                 paused.signal("-STOP");
-                if flushed {
+                if flushed || !with_redis {
                     tokio::time::sleep(pause).await;
                 } else {
                     tokio::time::sleep(pause - Duration::from_millis(200)).await;
@@ -296,18 +321,71 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
             }
         }
         injected.push(fault);
+        windows.push((fault, began, Instant::now()));
         n += 1;
     }
     let outcomes = traffic.await.unwrap().unwrap();
-    let recorded = simulator.read_back(&load.tenants()).await.unwrap();
-    let report = Report::new(&outcomes, &recorded, simulator.longest_failure_run());
+    // Deliveries are handled off the request path: read back until every acknowledged one
+    // is recorded (a delivery whose worker was killed waits for its lease to lapse, one whose
+    // attempt failed for its backoff), for at most 120 s.
+    let sent = Instant::now();
+    let report = loop {
+        let recorded = simulator.read_back(&load.tenants()).await.unwrap();
+        let report = Report::new(&outcomes, &recorded, simulator.longest_failure_run());
+        if !report.lost.is_empty() && sent.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        break report;
+    };
+    let settled = sent.elapsed();
+    if !report.is_clean() {
+        // What the shared inbox and each instance's spool still hold.
+        println!(
+            "the inbox's unhandled deliveries:\n{}",
+            pg.query(
+                "SELECT id, provider, tenant, state, attempts, lease_owner, last_error \
+                 FROM marketplace_app_inbox WHERE state <> 'done' UNION ALL \
+                 SELECT id, provider, tenant, state, attempts, lease_owner, last_error \
+                 FROM contentful_app_inbox WHERE state <> 'done'"
+            )
+        );
+        println!(
+            "inbox rows by provider and state:\n{}events by stack:\n{}contentful records by space:\n{}deliveries rows: {}",
+            pg.query(
+                "SELECT provider, state, count(*) FROM marketplace_app_inbox GROUP BY 1, 2 \
+                 UNION ALL SELECT provider, state, count(*) FROM contentful_app_inbox GROUP BY 1, 2"
+            ),
+            pg.query("SELECT api_key, count(*) FROM events GROUP BY 1"),
+            pg.query(
+                "SELECT space_id, environment_id, count(*) FROM contentful_deliveries GROUP BY 1, 2"
+            ),
+            pg.query("SELECT count(*) FROM deliveries"),
+        );
+        for instance in marketplace.iter().chain(&contentful) {
+            let spool = std::path::Path::new(
+                &instance
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "DATA_DIR")
+                    .unwrap()
+                    .1,
+            )
+            .join("spool");
+            let waiting = std::fs::read_dir(&spool).map_or(0, Iterator::count);
+            println!("{} spool: {waiting} files", spool.display());
+        }
+    }
+    let attempts = simulator.attempts();
+    let faults = per_fault(&attempts, &windows, schedule.timeout);
 
     let count = |fault: Fault| injected.iter().filter(|f| **f == fault).count();
     println!(
         "chaos: {} instances, schedule x{scale} (timeout {:?}), {:.0} s; faults {}: {} SIGKILL \
          rounds (one instance of each example), {} Redis restarts, {} Redis pauses, {} Redis \
          flush (during a pause), {} PostgreSQL restarts, {} SIGSTOP pauses of an instance, \
-         pauses of {:?}; {} answers lost on the way\n{report}",
+         pauses of {:?}, outages of {:?}, Redis {}; {} answers lost on the way; all handled \
+         {:.1} s after the last answer\n{report}{faults}",
         marketplace.len() + contentful.len(),
         schedule.timeout,
         started.elapsed().as_secs_f64(),
@@ -319,7 +397,10 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
         count(Fault::PostgresRestart),
         count(Fault::Pause),
         pause,
+        outage,
+        if with_redis { "used" } else { "absent" },
         simulator.lost_answers(),
+        settled.as_secs_f64(),
     );
     assert!(
         report.is_clean(),
@@ -335,7 +416,21 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
         Fault::PostgresRestart,
         Fault::Pause,
     ] {
-        assert!(count(fault) >= 1, "{fault:?} injected");
+        assert!(
+            count(fault) >= 1 || !with_redis && fault != Fault::Kill,
+            "{fault:?} injected"
+        );
+    }
+    // The inbox keeps the providers' circuit breakers closed: no fault but a killed
+    // instance's own requests fails more than 3 attempts in a row at either provider.
+    for row in &faults.rows {
+        if row.fault != Fault::Kill {
+            assert!(
+                row.contentstack_run <= 3 && row.contentful_run <= 3,
+                "{:?}: a run of failed attempts longer than 3\n{faults}",
+                row.fault
+            );
+        }
     }
     assert!(report.attempts > report.deliveries, "faults cost attempts");
     assert!(
@@ -352,6 +447,111 @@ async fn a_fleet_under_kills_restarts_and_pauses_records_every_delivery_exactly_
     );
     drop(pg);
     let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// What the providers saw during each kind of fault.
+struct Faults {
+    rows: Vec<FaultRow>,
+}
+
+struct FaultRow {
+    fault: Fault,
+    contentstack_run: usize,
+    contentful_run: usize,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+}
+
+/// Per kind of fault, over the attempts sent while it lasted (and the attempt timeout after,
+/// which is when its failures show): the longest run of failed attempts each provider saw, and
+/// the acknowledgement latency.
+fn per_fault(
+    attempts: &[Attempt],
+    windows: &[(Fault, Instant, Instant)],
+    timeout: Duration,
+) -> Faults {
+    let mut kinds: Vec<Fault> = windows.iter().map(|(fault, ..)| *fault).collect();
+    kinds.sort_by_key(|fault| format!("{fault:?}"));
+    kinds.dedup();
+    let (first, last) = (
+        attempts
+            .iter()
+            .map(|a| a.sent)
+            .min()
+            .unwrap_or_else(Instant::now),
+        Instant::now(),
+    );
+    let mut rows: Vec<FaultRow> = kinds
+        .into_iter()
+        .map(|kind| {
+            let spans: Vec<(Instant, Instant)> = windows
+                .iter()
+                .filter(|(fault, ..)| *fault == kind)
+                .map(|(_, began, ended)| (*began, *ended + timeout))
+                .collect();
+            let run = |contentstack: bool| {
+                spans
+                    .iter()
+                    .map(|(from, until)| longest_failure_run(attempts, contentstack, *from, *until))
+                    .max()
+                    .unwrap_or(0)
+            };
+            let during: Vec<Attempt> = attempts
+                .iter()
+                .filter(|a| {
+                    spans
+                        .iter()
+                        .any(|(from, until)| a.sent >= *from && a.sent <= *until)
+                })
+                .copied()
+                .collect();
+            FaultRow {
+                fault: kind,
+                contentstack_run: run(true),
+                contentful_run: run(false),
+                p50: latency_percentile(&during, first, last, 50.0),
+                p99: latency_percentile(&during, first, last, 99.0),
+            }
+        })
+        .collect();
+    rows.push(FaultRow {
+        fault: Fault::None,
+        contentstack_run: longest_failure_run(attempts, true, first, last),
+        contentful_run: longest_failure_run(attempts, false, first, last),
+        p50: latency_percentile(attempts, first, last, 50.0),
+        p99: latency_percentile(attempts, first, last, 99.0),
+    });
+    Faults { rows }
+}
+
+impl std::fmt::Display for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "fault | longest failed run (Contentstack, Contentful) | acknowledgement p50, p99"
+        )?;
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".to_owned(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1e3)
+            })
+        };
+        for row in &self.rows {
+            let name = if row.fault == Fault::None {
+                "the whole run".to_owned()
+            } else {
+                format!("{:?}", row.fault)
+            };
+            writeln!(
+                f,
+                "{name} | {}, {} | {}, {}",
+                row.contentstack_run,
+                row.contentful_run,
+                ms(row.p50),
+                ms(row.p99)
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The `simulate` binary against one instance of each example (SQLite, in-memory records and

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use countersign::reason::ALL;
 
 /// The codes of the examples' own handlers, which are not the library's.
-const EXAMPLE_CODES: [&str; 7] = [
+const EXAMPLE_CODES: [&str; 9] = [
     "stack_required",
     "storage_unavailable",
     "context_missing",
@@ -17,6 +17,8 @@ const EXAMPLE_CODES: [&str; 7] = [
     "oauth_not_configured",
     "oauth_callback_invalid",
     "cma_failed",
+    "invalid_state",
+    "dead_letter_not_found",
 ];
 
 /// Every `NNN ... `code`` pair of a table: a status, then the codes in backticks that follow

@@ -137,7 +137,9 @@ impl Records {
             Self::Memory(_) => AnyInbox::Sqlite(Inbox::new(SqliteInbox::open(
                 data_dir.join("inbox.sqlite3"),
             )?)),
-            Self::Postgres(db) => AnyInbox::postgres(db.pool().clone(), data_dir)?,
+            Self::Postgres(db) => {
+                AnyInbox::postgres(db.pool().clone(), "contentful_app_inbox", data_dir)?
+            }
         })
     }
 
@@ -150,7 +152,7 @@ impl Records {
                     let db = Arc::clone(&db);
                     Box::pin(async move {
                         // The app's table, before the first write to it.
-                        db.client().await.map(drop)?;
+                        db.migrated().await?;
                         let received = Received::of(delivery);
                         tx.execute(INSERT, &received.params(&example_support::unix_now()))
                             .await?;

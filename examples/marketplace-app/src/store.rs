@@ -169,11 +169,11 @@ impl Store {
         }
     }
 
-    /// Runs the migrations now (PostgreSQL; SQLite ran them on open).
+    /// Runs the migrations now, unless they ran (PostgreSQL; SQLite ran them on open).
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(pg) => pg.client().await.map(drop),
+            Backend::Postgres(pg) => pg.migrated().await,
         }
     }
 
@@ -227,7 +227,9 @@ impl Store {
             Backend::Sqlite(connection) => {
                 AnyInbox::Sqlite(Inbox::new(SqliteInbox::sharing(Arc::clone(connection))?))
             }
-            Backend::Postgres(pg) => AnyInbox::postgres(pg.pool().clone(), data_dir)?,
+            Backend::Postgres(pg) => {
+                AnyInbox::postgres(pg.pool().clone(), "marketplace_app_inbox", data_dir)?
+            }
         })
     }
 
@@ -241,6 +243,37 @@ impl Store {
             )
             .await?;
         Ok(status.as_deref() == Some("installed"))
+    }
+
+    /// Every stack with a recorded installation that is not uninstalled: at most `limit`.
+    pub(crate) async fn installed_stacks(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match &self.backend {
+            Backend::Sqlite(connection) => {
+                Self::sqlite(connection, move |db| {
+                    let mut statement = db.prepare(
+                        "SELECT api_key FROM installations WHERE status = 'installed' LIMIT ?1",
+                    )?;
+                    let rows = statement.query_map(params![limit], |row| row.get(0))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    let rows = pg
+                        .client()
+                        .await?
+                        .query(
+                            "SELECT api_key FROM installations WHERE status = 'installed' LIMIT $1",
+                            &[&limit],
+                        )
+                        .await?;
+                    Ok(rows.iter().map(|row| row.get(0)).collect())
+                })
+                .await
+            }
+        }
     }
 
     /// The one column of the row `sql` selects by `key` (`?1`; `$1` in PostgreSQL), if any.

@@ -28,12 +28,35 @@ use crate::store::Store;
 /// The most stacks remembered as installed for when the database cannot be read.
 const REMEMBERED_STACKS: usize = 100_000;
 
+/// How often every installed stack is read again, for when the database cannot be read.
+const REREAD_INSTALLED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// This app's stacks: those with a recorded installation that is not uninstalled. While the
 /// database cannot be read (or does not answer within a second), a stack read as installed
-/// before is still taken, so that its deliveries go on being acknowledged (into the spool);
-/// any other is answered 503.
+/// before (by a delivery, or by the reading of every installed stack at start and every
+/// [`REREAD_INSTALLED`]) is still taken, so that its deliveries go on being acknowledged (into
+/// the spool); any other is answered 503.
 fn installed_stacks(store: Store) -> impl StackCheck {
     let installed = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let (reader, known) = (store.clone(), Arc::downgrade(&installed));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(REREAD_INSTALLED);
+        loop {
+            every.tick().await;
+            let Some(known) = known.upgrade() else {
+                return;
+            };
+            if let Ok(Ok(stacks)) = tokio::time::timeout(
+                RECORD_NOW_TIMEOUT,
+                reader.installed_stacks(REMEMBERED_STACKS),
+            )
+            .await
+            {
+                *known.lock().unwrap_or_else(PoisonError::into_inner) =
+                    stacks.into_iter().collect();
+            }
+        }
+    });
     stack_check_fn(move |api_key: &str| {
         let (store, api_key, installed) =
             (store.clone(), api_key.to_owned(), Arc::clone(&installed));

@@ -20,15 +20,20 @@ pub enum AnyInbox {
 }
 
 impl AnyInbox {
-    /// The fleet's inbox in the database `pool` connects to, with a spool under this
-    /// instance's `data_dir` for while the database is down.
+    /// The fleet's inbox in the table `table` of the database `pool` connects to (each app
+    /// its own: the examples may share a database), with a spool under this instance's
+    /// `data_dir` for while the database is down.
     ///
     /// # Errors
-    /// When the spool's directory cannot be made or read.
-    pub fn postgres(pool: deadpool_postgres::Pool, data_dir: &Path) -> Result<Self, Error> {
+    /// When `table` is not a plain name, or the spool's directory cannot be made or read.
+    pub fn postgres(
+        pool: deadpool_postgres::Pool,
+        table: &str,
+        data_dir: &Path,
+    ) -> Result<Self, Error> {
         let spool = Spool::open(data_dir.join("spool"))?;
         Ok(Self::Postgres(
-            Inbox::new(PostgresInbox::new(pool)).with_spool(spool),
+            Inbox::new(PostgresInbox::new(pool).with_table(table)?).with_spool(spool),
         ))
     }
 

@@ -129,6 +129,18 @@ impl Database {
         &self.pool
     }
 
+    /// The schema migrated, at once when it was before (no connection taken): what a handler
+    /// running in another connection's transaction calls before it writes.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or a migration fails.
+    pub async fn migrated(&self) -> Result<(), Error> {
+        if self.migrated.initialized() {
+            return Ok(());
+        }
+        self.client().await.map(drop)
+    }
+
     /// A pooled connection, the schema migrated first.
     ///
     /// # Errors

@@ -7,13 +7,26 @@ pub struct Simulator {
     fleet: Fleet,
     credentials: Credentials,
     schedule: Schedule,
+    contentful_schedule: Schedule,
     client: reqwest::Client,
+    contentful_client: reqwest::Client,
+    log: Mutex<Vec<Attempt>>,
     turn: [AtomicUsize; 2],
     failures: Mutex<Failures>,
     /// Lose one acknowledgement in this many (0: none).
     lose_one_in: usize,
     acknowledgements: AtomicUsize,
     lost_answers: AtomicUsize,
+}
+
+/// A client that gives up on an answer after the schedule's timeout.
+fn client(schedule: &Schedule) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(schedule.timeout)
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client")
 }
 
 /// Failed attempts in a row, as the provider counts them for a webhook (Contentstack disables
@@ -31,23 +44,43 @@ impl Simulator {
     /// When the HTTP client cannot be built.
     #[must_use]
     pub fn new(fleet: Fleet, credentials: Credentials, schedule: Schedule) -> Self {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(schedule.timeout)
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .expect("an HTTP client");
+        // Contentful's policy at the scale of the Contentstack schedule given.
+        let scale = schedule.retries.first().map_or(1.0, |first| {
+            first.as_secs_f64() / RETRY_SCHEDULE[0].as_secs_f64()
+        });
+        let contentful_schedule = Schedule::contentful(scale, schedule.timeout);
         Self {
             fleet,
             credentials,
+            client: client(&schedule),
+            contentful_client: client(&contentful_schedule),
             schedule,
-            client,
+            contentful_schedule,
+            log: Mutex::default(),
             turn: [AtomicUsize::new(0), AtomicUsize::new(0)],
             failures: Mutex::default(),
             lose_one_in: 0,
             acknowledgements: AtomicUsize::new(0),
             lost_answers: AtomicUsize::new(0),
         }
+    }
+
+    /// Contentful's deliveries on `schedule` rather than its published policy at the scale of
+    /// Contentstack's.
+    #[must_use]
+    pub fn with_contentful_schedule(mut self, schedule: Schedule) -> Self {
+        self.contentful_client = client(&schedule);
+        self.contentful_schedule = schedule;
+        self
+    }
+
+    /// Every attempt made so far, in the order their answers came.
+    ///
+    /// # Panics
+    /// When a thread panicked while holding the log.
+    #[must_use]
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.log.lock().expect("the attempt log").clone()
     }
 
     /// Loses one 2xx answer in `n` on the way (`0`: none): the attempt was handled, the
@@ -126,9 +159,14 @@ impl Simulator {
         let idempotency_key = countersign_core::random_hex(16).expect("the random source");
         let mut first: Option<Vec<(String, String)>> = None;
         let mut answers = Vec::new();
-        for attempt in 0..=self.schedule.retries.len() {
+        let schedule = if planned.provider.is_contentstack() {
+            &self.schedule
+        } else {
+            &self.contentful_schedule
+        };
+        for attempt in 0..=schedule.retries.len() {
             if attempt > 0 {
-                tokio::time::sleep(self.schedule.retries[attempt - 1]).await;
+                tokio::time::sleep(schedule.retries[attempt - 1]).await;
             }
             let headers = match (&first, planned.resend, planned.provider) {
                 (Some(headers), Resend::SameBytes, provider) if provider.is_contentstack() => {
@@ -137,9 +175,14 @@ impl Simulator {
                 _ => self.sign(&planned, &body, &idempotency_key),
             };
             first.get_or_insert_with(|| headers.clone());
-            let mut answer = self
-                .attempt(self.next(planned.provider), &headers, &body)
-                .await;
+            let sent = std::time::Instant::now();
+            let mut answer = self.attempt(planned.provider, &headers, &body).await;
+            self.log.lock().expect("the attempt log").push(Attempt {
+                contentstack: planned.provider.is_contentstack(),
+                sent,
+                took: sent.elapsed(),
+                acknowledged: answer.acknowledged(),
+            });
             if answer.acknowledged() && self.loses_this_one() {
                 answer = Answer::Lost;
             }
@@ -224,8 +267,18 @@ impl Simulator {
             .collect()
     }
 
-    async fn attempt(&self, url: String, headers: &[(String, String)], body: &str) -> Answer {
-        let mut request = self.client.post(url).body(body.to_owned());
+    async fn attempt(
+        &self,
+        provider: Provider,
+        headers: &[(String, String)],
+        body: &str,
+    ) -> Answer {
+        let client = if provider.is_contentstack() {
+            &self.client
+        } else {
+            &self.contentful_client
+        };
+        let mut request = client.post(self.next(provider)).body(body.to_owned());
         for (name, value) in headers {
             request = request.header(name, value);
         }

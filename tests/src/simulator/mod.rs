@@ -8,8 +8,13 @@
 //!   signature, a new HMAC `t`); [`Resend::SameBytes`] (mode B) sends the first attempt's bytes
 //!   and headers again. Whether Contentstack re-signs a retry is not documented: both happen.
 //! - **Contentful** (`contentful-app`): webhooks with an `x-contentful-idempotency-key` shared by
-//!   every attempt, each attempt signed afresh (its timestamp is in the signature). Contentful's
-//!   own retry schedule is not in our spec; the simulator gives it the same schedule.
+//!   every attempt, each attempt signed afresh (its timestamp is in the signature), on
+//!   Contentful's published retry policy ([`Schedule::contentful`]: two more attempts, 30 s
+//!   apart, each waiting 30 s) unless [`Simulator::with_contentful_schedule`] says otherwise.
+//! - Every attempt is logged ([`Simulator::attempts`]): when it was sent, how long its answer
+//!   took, and whether it was a 2xx, so that a test can tell, per fault, the longest run of
+//!   failed attempts a provider saw ([`longest_failure_run`]) and the acknowledgement latency
+//!   ([`latency_percentile`]).
 //! - An answer may be lost on the way ([`Simulator::losing_answers`]): the provider sees no
 //!   answer although the fleet handled the attempt, and retries it, as it would when a
 //!   connection breaks after the request was read.
@@ -33,7 +38,7 @@ mod tests;
 
 pub use deliver::Simulator;
 pub use load::{Load, run};
-pub use report::Report;
+pub use report::{Report, latency_percentile, longest_failure_run};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -73,6 +78,17 @@ impl Schedule {
         Self {
             retries: RETRY_SCHEDULE.iter().map(|d| d.mul_f64(scale)).collect(),
             timeout: ATTEMPT_TIMEOUT.mul_f64(scale).max(min_timeout),
+        }
+    }
+
+    /// Contentful's published retry policy with every time multiplied by `scale`: two more
+    /// attempts, 30 s apart, each waiting 30 s for its answer (at least `min_timeout`).
+    #[must_use]
+    pub fn contentful(scale: f64, min_timeout: Duration) -> Self {
+        let thirty = Duration::from_secs(30).mul_f64(scale);
+        Self {
+            retries: vec![thirty, thirty],
+            timeout: Duration::from_secs(30).mul_f64(scale).max(min_timeout),
         }
     }
 
@@ -150,6 +166,19 @@ pub struct Planned {
     pub marker: String,
     /// How a Contentstack retry is sent (Contentful re-signs every attempt).
     pub resend: Resend,
+}
+
+/// One attempt, as the provider saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// Contentstack's webhook or Contentful's (each has its own circuit breaker).
+    pub contentstack: bool,
+    /// When it was sent.
+    pub sent: std::time::Instant,
+    /// How long until its answer (or until it gave up).
+    pub took: Duration,
+    /// Whether it got a 2xx (a 2xx lost on the way counts as one: the fleet answered).
+    pub acknowledged: bool,
 }
 
 /// What one attempt got.

@@ -106,3 +106,50 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+/// The longest run of failed attempts in a row that one provider's webhook saw (among
+/// `attempts`, in the order their answers came) that holds an attempt sent from `from` to
+/// `until`: what its circuit breaker counts (Contentstack disables a webhook after 10).
+#[must_use]
+pub fn longest_failure_run(
+    attempts: &[Attempt],
+    contentstack: bool,
+    from: std::time::Instant,
+    until: std::time::Instant,
+) -> usize {
+    let (mut current, mut touches, mut longest) = (0, false, 0);
+    for attempt in attempts.iter().filter(|a| a.contentstack == contentstack) {
+        if attempt.acknowledged {
+            (current, touches) = (0, false);
+        } else {
+            current += 1;
+            touches |= attempt.sent >= from && attempt.sent <= until;
+            if touches {
+                longest = longest.max(current);
+            }
+        }
+    }
+    longest
+}
+
+/// The `percentile` (0 to 100) of how long the acknowledged `attempts` sent from `from` to
+/// `until` waited for their answer; `None` when there are none.
+#[must_use]
+pub fn latency_percentile(
+    attempts: &[Attempt],
+    from: std::time::Instant,
+    until: std::time::Instant,
+    percentile: f64,
+) -> Option<Duration> {
+    let mut took: Vec<Duration> = attempts
+        .iter()
+        .filter(|a| a.acknowledged && a.sent >= from && a.sent <= until)
+        .map(|a| a.took)
+        .collect();
+    if took.is_empty() {
+        return None;
+    }
+    took.sort_unstable();
+    let rank = ((percentile / 100.0) * (took.len() - 1) as f64).round() as usize;
+    Some(took[rank.min(took.len() - 1)])
+}

@@ -77,7 +77,7 @@ async fn contentful_app_webhooks_events_and_actions() {
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(
             response.json::<Value>().await.unwrap(),
-            json!({"status": "accepted", "topic": null, "handling": "untyped"})
+            json!({"status": "accepted"})
         );
         // A retry with a fresh signature and the same idempotency key is acknowledged.
         let retry = contentful_send(
@@ -170,8 +170,10 @@ async fn contentful_app_webhooks_events_and_actions() {
             r#"countersign_contentful_secret_matches_total{index="1"}"#,
             1.0,
         ),
-        (r#"countersign_replay_total{outcome="duplicate"}"#, 2.0),
-        (r#"countersign_replay_total{outcome="new"}"#, 4.0),
+        // Webhooks and events go to the inbox (its replay store too), actions to the guard.
+        (r#"countersign_inbox_total{outcome="accepted"}"#, 3.0),
+        (r#"countersign_inbox_total{outcome="duplicate"}"#, 2.0),
+        (r#"countersign_replay_total{outcome="new"}"#, 1.0),
     ] {
         assert_eq!(
             metrics.get(series),

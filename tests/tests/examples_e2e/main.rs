@@ -184,6 +184,20 @@ async fn api(app: &App, session: &str, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// The session's stack's events once at least `n` are recorded: the inbox's workers record a
+/// delivery after its answer. For at most 20 s.
+async fn events_when(app: &App, session: &str, n: usize) -> Value {
+    let mut events = Value::Null;
+    for _ in 0..200 {
+        events = api(app, session, "/api/events").await;
+        if events["events"].as_array().is_some_and(|e| e.len() >= n) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} events recorded within 20 s: {events}");
+}
+
 use marketplace_guards::{mode, problem_code};
 use marketplace_webhooks::{installed_with_one_event, scrape};
 

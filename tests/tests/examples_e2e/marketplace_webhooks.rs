@@ -49,7 +49,13 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
 
     // Only the good delivery was recorded.
     let session = bootstrap(&app, &app_token(&key, "bltA")).await;
-    let events = api(&app, &session, "/api/events").await;
+    let events = events_when(&app, &session, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        api(&app, &session, "/api/events").await["events"],
+        events["events"],
+        "one event, no more"
+    );
     assert_eq!(events["events"].as_array().unwrap().len(), 1);
 
     // What the layers counted, scraped as Prometheus would.
@@ -79,8 +85,9 @@ async fn marketplace_app_webhooks_good_forged_stale_replayed_oversized() {
             r#"countersign_contentstack_signature_matches_total{method="rsa",index="0",salt="32"}"#,
             3.0,
         ),
-        (r#"countersign_replay_total{outcome="new"}"#, 2.0),
-        (r#"countersign_replay_total{outcome="duplicate"}"#, 1.0),
+        // The installation and the good delivery; the replay of it.
+        (r#"countersign_inbox_total{outcome="accepted"}"#, 2.0),
+        (r#"countersign_inbox_total{outcome="duplicate"}"#, 1.0),
         (
             r#"countersign_verification_seconds_count{provider="contentstack",outcome="accepted"}"#,
             3.0,
@@ -126,6 +133,7 @@ pub(crate) async fn installed_with_one_event(dir: &Path) -> (App, SigningKey) {
     install(&app, &key, "bltA").await;
     let body = webhook_body(Duration::from_secs(1), "publish", "bltA", "");
     assert_eq!(deliver(&app, &key, &body).await.status(), 200);
+    events_when(&app, &bootstrap(&app, &app_token(&key, "bltA")).await, 1).await;
     (app, key)
 }
 

@@ -76,6 +76,7 @@ RETURNING i.";
 pub struct PostgresInbox {
     pool: Pool,
     schema: std::sync::Arc<OnceCell<()>>,
+    sql: std::sync::Arc<sql::Statements>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -89,23 +90,44 @@ fn unavailable(error: impl fmt::Display) -> StoreError {
 }
 
 impl PostgresInbox {
-    /// The inbox in the database `pool` connects to.
+    /// The inbox in the database `pool` connects to, in the table `countersign_inbox`.
     #[must_use]
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
             schema: std::sync::Arc::new(OnceCell::new()),
+            sql: std::sync::Arc::new(sql::Statements::new(
+                sql::DEFAULT_TABLE,
+                true,
+                SCHEMA,
+                CLAIM,
+            )),
         }
     }
 
-    /// Runs `statement` with `params`: whether it changed one row.
+    /// The inbox in the table `table` (made with the first operation) rather than
+    /// `countersign_inbox`: each app whose deliveries share one database needs its own, since
+    /// an inbox's workers take whatever its table holds.
+    ///
+    /// # Errors
+    /// When `table` is not 1 to 48 of `a-z`, `0-9` and `_`, not starting with a digit.
+    pub fn with_table(self, table: &str) -> Result<Self, countersign_core::ConfigError> {
+        let table = sql::table_name(table)?;
+        Ok(Self {
+            sql: std::sync::Arc::new(sql::Statements::new(table, true, SCHEMA, CLAIM)),
+            schema: std::sync::Arc::new(OnceCell::new()),
+            ..self
+        })
+    }
+
+    /// Runs the statement `which` picks with `params`: whether it changed one row.
     async fn change(
         &self,
-        statement: &'static str,
+        which: fn(&sql::Statements) -> &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<bool, StoreError> {
         self.with(|client| async move {
-            let changed = client.execute(&sql::postgres(statement), params).await?;
+            let changed = client.execute(which(&self.sql), params).await?;
             Ok(changed == 1)
         })
         .await
@@ -126,7 +148,9 @@ impl PostgresInbox {
                     db.execute("SELECT pg_advisory_xact_lock(7262071)", &[])
                         .await
                         .map_err(unavailable)?;
-                    db.batch_execute(SCHEMA).await.map_err(unavailable)?;
+                    db.batch_execute(&self.sql.schema)
+                        .await
+                        .map_err(unavailable)?;
                     db.commit().await.map_err(unavailable)
                 })
                 .await?;
@@ -191,10 +215,9 @@ impl Inbox<PostgresInbox> {
                     .map_err(|_| "the inbox's database did not answer in time")??;
                 let db = client.transaction().await?;
                 handler(&db, &delivery).await?;
-                let statement = sql::postgres(sql::COMPLETE);
                 let completed = tokio::time::timeout(
                     OPERATION_TIMEOUT,
-                    db.execute(&statement, &[&delivery.id, &lease]),
+                    db.execute(&store.sql.complete, &[&delivery.id, &lease]),
                 )
                 .await
                 .map_err(|_| "the inbox's database did not answer in time")??;
@@ -237,21 +260,15 @@ impl InboxStore for PostgresInbox {
         self.with(|mut client| async move {
             let db = client.transaction().await?;
             let known = db
-                .query_opt(&sql::postgres(sql::KNOWN), &[&delivery.id])
+                .query_opt(&self.sql.known, &[&delivery.id])
                 .await?
                 .is_some();
             if known {
                 return Ok(Commit::Duplicate);
             }
             let waiting: i64 = match &delivery.tenant {
-                Some(tenant) => {
-                    db.query_one(&sql::postgres(sql::WAITING), &[tenant])
-                        .await?
-                }
-                None => {
-                    db.query_one(&sql::postgres(sql::WAITING_UNTENANTED), &[])
-                        .await?
-                }
+                Some(tenant) => db.query_one(&self.sql.waiting, &[tenant]).await?,
+                None => db.query_one(&self.sql.waiting_untenanted, &[]).await?,
             }
             .get(0);
             if waiting >= limit {
@@ -259,7 +276,7 @@ impl InboxStore for PostgresInbox {
             }
             let inserted = db
                 .execute(
-                    &sql::postgres(sql::INSERT),
+                    &self.sql.insert,
                     &[
                         &delivery.id,
                         &delivery.provider.as_str(),
@@ -293,14 +310,11 @@ impl InboxStore for PostgresInbox {
         let owner = request.owner;
         self.with(|client| async move {
             client
-                .execute(
-                    &sql::postgres(sql::BURY),
-                    &[&now, &max_attempts, &dead_until],
-                )
+                .execute(&self.sql.bury, &[&now, &max_attempts, &dead_until])
                 .await?;
             let rows = client
                 .query(
-                    &format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i.")),
+                    &format!("{}{}", self.sql.claim, sql::CLAIMED.replace(", ", ", i.")),
                     &[
                         &owner,
                         &lease_until,
@@ -317,12 +331,12 @@ impl InboxStore for PostgresInbox {
     }
 
     async fn renew(&self, id: &str, lease: &str, until: SystemTime) -> Result<bool, StoreError> {
-        self.change(sql::RENEW, &[&id, &lease, &millis(until)])
+        self.change(|sql| &sql.renew, &[&id, &lease, &millis(until)])
             .await
     }
 
     async fn complete(&self, id: &str, lease: &str) -> Result<bool, StoreError> {
-        self.change(sql::COMPLETE, &[&id, &lease]).await
+        self.change(|sql| &sql.complete, &[&id, &lease]).await
     }
 
     async fn fail(
@@ -334,8 +348,11 @@ impl InboxStore for PostgresInbox {
         dead_until: SystemTime,
     ) -> Result<bool, StoreError> {
         let (retry_at, dead_until) = (retry_at.map(millis), millis(dead_until));
-        self.change(sql::FAIL, &[&id, &lease, &error, &retry_at, &dead_until])
-            .await
+        self.change(
+            |sql| &sql.fail,
+            &[&id, &lease, &error, &retry_at, &dead_until],
+        )
+        .await
     }
 
     async fn dead_letters(
@@ -346,7 +363,7 @@ impl InboxStore for PostgresInbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|client| async move {
             let rows = client
-                .query(&sql::postgres(sql::DEAD_LETTERS), &[&tenant, &limit])
+                .query(&self.sql.dead_letters, &[&tenant, &limit])
                 .await?;
             Ok(rows
                 .iter()
@@ -371,21 +388,18 @@ impl InboxStore for PostgresInbox {
         id: &str,
         now: SystemTime,
     ) -> Result<bool, StoreError> {
-        self.change(sql::RETRY, &[&id, &tenant, &millis(now)]).await
+        self.change(|sql| &sql.retry, &[&id, &tenant, &millis(now)])
+            .await
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.with(|client| async move {
-            client
-                .execute(&sql::postgres(sql::PURGE), &[&millis(now)])
-                .await
-        })
-        .await
+        self.with(|client| async move { client.execute(&self.sql.purge, &[&millis(now)]).await })
+            .await
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.with(|client| async move {
-            let rows = client.query(&sql::postgres(sql::STATS), &[]).await?;
+            let rows = client.query(&self.sql.stats, &[]).await?;
             Ok(sql::stats(
                 rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
             ))

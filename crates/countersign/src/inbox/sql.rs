@@ -70,11 +70,76 @@ pub(super) const STATS: &str = "SELECT state, count(*), min(received_at) FROM co
 pub(super) const CLAIMED: &str =
     "id, provider, tenant, body, signed_headers, attempts, received_at";
 
-#[cfg(feature = "inbox-postgres")]
-/// `sql` with PostgreSQL's parameters (`$N` for `?N`).
-#[cfg(feature = "inbox-postgres")]
-pub(super) fn postgres(sql: &str) -> String {
-    sql.replace('?', "$")
+/// The table every statement names, unless the store was given another.
+pub(super) const DEFAULT_TABLE: &str = "countersign_inbox";
+
+/// Every statement of one store, over its table and in its database's dialect: written once
+/// above, made once when the store is.
+#[derive(Debug)]
+pub(super) struct Statements {
+    pub(super) schema: String,
+    pub(super) claim: String,
+    pub(super) known: String,
+    pub(super) waiting: String,
+    pub(super) waiting_untenanted: String,
+    pub(super) insert: String,
+    pub(super) bury: String,
+    pub(super) renew: String,
+    pub(super) complete: String,
+    pub(super) fail: String,
+    pub(super) dead_letters: String,
+    pub(super) retry: String,
+    pub(super) purge: String,
+    pub(super) stats: String,
+}
+
+impl Statements {
+    /// The statements over `table` (checked by [`table_name`]); `postgres` turns `?N` into
+    /// `$N`. `schema` and `claim` are the dialect's own.
+    pub(super) fn new(table: &str, postgres: bool, schema: &str, claim: &str) -> Self {
+        let make = |sql: &str| {
+            let sql = sql.replace(DEFAULT_TABLE, table);
+            if postgres { sql.replace('?', "$") } else { sql }
+        };
+        Self {
+            schema: make(schema),
+            claim: make(claim),
+            known: make(KNOWN),
+            waiting: make(WAITING),
+            waiting_untenanted: make(WAITING_UNTENANTED),
+            insert: make(INSERT),
+            bury: make(BURY),
+            renew: make(RENEW),
+            complete: make(COMPLETE),
+            fail: make(FAIL),
+            dead_letters: make(DEAD_LETTERS),
+            retry: make(RETRY),
+            purge: make(PURGE),
+            stats: make(STATS),
+        }
+    }
+}
+
+/// `table`, when it is a plain lower-case SQL name of at most 48 bytes (its indexes add a
+/// suffix, and PostgreSQL keeps 63).
+///
+/// # Errors
+/// When it is not.
+pub(super) fn table_name(table: &str) -> Result<&str, countersign_core::ConfigError> {
+    let mut bytes = table.bytes();
+    let plain = bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == b'_')
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && table.len() <= 48;
+    if plain {
+        Ok(table)
+    } else {
+        Err(countersign_core::ConfigError::new(
+            countersign_core::ConfigErrorKind::InvalidSetting,
+            "an inbox table's name is 1 to 48 of a-z, 0-9 and _, not starting with a digit",
+        ))
+    }
 }
 
 /// The columns of [`CLAIMED`], in order.
@@ -138,4 +203,35 @@ pub(super) fn stats(rows: impl IntoIterator<Item = (String, i64, i64)>) -> Inbox
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_name_is_a_plain_name_and_replaces_the_default_everywhere() {
+        for good in ["contentful_app_inbox", "_inbox", "inbox2"] {
+            assert_eq!(table_name(good).unwrap(), good);
+        }
+        let too_long = "a".repeat(49);
+        for bad in [
+            "",
+            "2inbox",
+            "Inbox",
+            "inbox; DROP TABLE x",
+            "in-box",
+            "\"inbox\"",
+            &too_long,
+        ] {
+            assert!(table_name(bad).is_err(), "{bad}");
+        }
+        let sql = Statements::new("app_inbox", true, "CREATE TABLE countersign_inbox ();", "");
+        assert_eq!(sql.schema, "CREATE TABLE app_inbox ();");
+        assert!(sql.insert.starts_with("INSERT INTO app_inbox"));
+        assert!(sql.insert.contains("$7") && !sql.insert.contains('?'));
+        for statement in [&sql.known, &sql.bury, &sql.stats, &sql.purge, &sql.fail] {
+            assert!(!statement.contains(DEFAULT_TABLE), "{statement}");
+        }
+    }
 }

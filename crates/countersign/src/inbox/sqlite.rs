@@ -64,6 +64,7 @@ RETURNING ";
 pub struct SqliteInbox {
     connection: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
+    sql: Arc<sql::Statements>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -107,14 +108,16 @@ impl SqliteInbox {
     /// # Errors
     /// When the table cannot be made.
     pub fn sharing(connection: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
+        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, SCHEMA, CLAIM);
         let path = {
             let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            db.execute_batch(SCHEMA).map_err(unavailable)?;
+            db.execute_batch(&sql.schema).map_err(unavailable)?;
             db.path().map(PathBuf::from).unwrap_or_default()
         };
         Ok(Self {
             connection,
             path: Arc::new(path),
+            sql: Arc::new(sql),
         })
     }
 
@@ -132,10 +135,15 @@ impl SqliteInbox {
         .map_err(unavailable)?
     }
 
-    /// Runs `statement` with `values`: the rows it changed.
-    async fn change(&self, statement: &'static str, values: Vec<Value>) -> Result<u64, StoreError> {
+    /// Runs the statement `which` picks with `values`: the rows it changed.
+    async fn change(
+        &self,
+        which: fn(&sql::Statements) -> &str,
+        values: Vec<Value>,
+    ) -> Result<u64, StoreError> {
+        let sql = Arc::clone(&self.sql);
         self.run(move |db| {
-            db.execute(statement, rusqlite::params_from_iter(values.iter()))
+            db.execute(which(&sql), rusqlite::params_from_iter(values.iter()))
                 .map(|changed| changed as u64)
         })
         .await
@@ -162,13 +170,14 @@ impl Inbox<SqliteInbox> {
         let store = self.inner.store.clone();
         let handler: worker::Handler = Arc::new(move |delivery, lease| {
             let (store, handler) = (store.clone(), Arc::clone(&handler));
+            let sql = Arc::clone(&store.sql);
             Box::pin(async move {
                 let connection = Arc::clone(&store.connection);
                 let handled = tokio::task::spawn_blocking(move || {
                     let mut db = connection.lock().unwrap_or_else(PoisonError::into_inner);
                     let db = db.transaction()?;
                     handler(&db, &delivery)?;
-                    if db.execute(sql::COMPLETE, params![delivery.id, lease])? == 0 {
+                    if db.execute(&sql.complete, params![delivery.id, lease])? == 0 {
                         return Ok(Handled::LostLease);
                     }
                     db.commit()?;
@@ -214,24 +223,25 @@ impl InboxStore for SqliteInbox {
         let delivery = delivery.clone();
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
+        let sql = Arc::clone(&self.sql);
         self.run(move |db| {
             let db = db.transaction()?;
             let known = db
-                .query_row(sql::KNOWN, [&delivery.id], |_| Ok(()))
+                .query_row(&sql.known, [&delivery.id], |_| Ok(()))
                 .optional()?
                 .is_some();
             if known {
                 return Ok(Commit::Duplicate);
             }
             let waiting: u64 = match &delivery.tenant {
-                Some(tenant) => db.query_row(sql::WAITING, [tenant], |row| row.get(0))?,
-                None => db.query_row(sql::WAITING_UNTENANTED, [], |row| row.get(0))?,
+                Some(tenant) => db.query_row(&sql.waiting, [tenant], |row| row.get(0))?,
+                None => db.query_row(&sql.waiting_untenanted, [], |row| row.get(0))?,
             };
             if waiting >= tenant_limit {
                 return Ok(Commit::TenantFull);
             }
             db.execute(
-                sql::INSERT,
+                &sql.insert,
                 params![
                     delivery.id,
                     delivery.provider.as_str(),
@@ -254,11 +264,12 @@ impl InboxStore for SqliteInbox {
         let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
         let (now, lease_until) = (millis(request.now), millis(request.lease_until));
         let (max_attempts, dead_until) = (request.max_attempts, millis(request.dead_until));
+        let sql = Arc::clone(&self.sql);
         self.run(move |db| {
             let db = db.transaction()?;
-            db.execute(sql::BURY, params![now, max_attempts, dead_until])?;
+            db.execute(&sql.bury, params![now, max_attempts, dead_until])?;
             let claimed = {
-                let mut statement = db.prepare_cached(&format!("{CLAIM}{}", sql::CLAIMED))?;
+                let mut statement = db.prepare_cached(&format!("{}{}", sql.claim, sql::CLAIMED))?;
                 let rows = statement.query_map(
                     params![owner, lease_until, now, limit, concurrency],
                     delivery,
@@ -273,7 +284,7 @@ impl InboxStore for SqliteInbox {
 
     async fn renew(&self, id: &str, lease: &str, until: SystemTime) -> Result<bool, StoreError> {
         self.change(
-            sql::RENEW,
+            |sql| &sql.renew,
             vec![text(id), text(lease), millis(until).into()],
         )
         .await
@@ -281,7 +292,7 @@ impl InboxStore for SqliteInbox {
     }
 
     async fn complete(&self, id: &str, lease: &str) -> Result<bool, StoreError> {
-        self.change(sql::COMPLETE, vec![text(id), text(lease)])
+        self.change(|sql| &sql.complete, vec![text(id), text(lease)])
             .await
             .map(|changed| changed == 1)
     }
@@ -301,7 +312,7 @@ impl InboxStore for SqliteInbox {
             retry_at.map(millis).into(),
             millis(dead_until).into(),
         ];
-        self.change(sql::FAIL, values)
+        self.change(|sql| &sql.fail, values)
             .await
             .map(|changed| changed == 1)
     }
@@ -313,8 +324,9 @@ impl InboxStore for SqliteInbox {
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let tenant = tenant.map(str::to_owned);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = Arc::clone(&self.sql);
         self.run(move |db| {
-            let mut statement = db.prepare_cached(sql::DEAD_LETTERS)?;
+            let mut statement = db.prepare_cached(&sql.dead_letters)?;
             let rows = statement.query_map(params![tenant, limit], |row| {
                 Ok(sql::dead_letter((
                     row.get(0)?,
@@ -337,7 +349,7 @@ impl InboxStore for SqliteInbox {
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         self.change(
-            sql::RETRY,
+            |sql| &sql.retry,
             vec![
                 text(id),
                 tenant.map(str::to_owned).into(),
@@ -349,12 +361,14 @@ impl InboxStore for SqliteInbox {
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.change(sql::PURGE, vec![millis(now).into()]).await
+        self.change(|sql| &sql.purge, vec![millis(now).into()])
+            .await
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
-        self.run(|db| {
-            let mut statement = db.prepare_cached(sql::STATS)?;
+        let sql = Arc::clone(&self.sql);
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(&sql.stats)?;
             let rows =
                 statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
             Ok(sql::stats(rows.collect::<rusqlite::Result<Vec<_>>>()?))
