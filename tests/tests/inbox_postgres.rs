@@ -212,19 +212,21 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        !fleet[1]
+    assert_eq!(
+        fleet[1]
             .inbox
             .retry("blt-stack-4", &dead[0].id)
             .await
-            .unwrap()
+            .unwrap(),
+        countersign::inbox::Retried::NotFound
     );
-    assert!(
+    assert_eq!(
         fleet[1]
             .inbox
             .retry("blt-stack-3", &dead[0].id)
             .await
-            .unwrap()
+            .unwrap(),
+        countersign::inbox::Retried::Due
     );
     assert_eq!(fleet[1].inbox.stats().await.unwrap().dead, 0, "due again");
 

@@ -1,9 +1,10 @@
 //! The servers of the end-to-end benchmark: the same axum endpoint bare, behind the Contentful
 //! layer, and behind the Contentstack webhook layer; and the Contentful layer answering from a
 //! SQLite inbox (verify, commit, acknowledge), whose handler is instant (`inbox-sqlite`) or
-//! takes 60 s (`inbox-sqlite-slow`).
+//! takes 60 s (`inbox-sqlite-slow`), or from a PostgreSQL inbox at `BENCH_DATABASE_URL`
+//! (`inbox-postgres`, handler instant).
 //!
-//! `bench-server <bare|contentful|contentstack|uploads|inbox-sqlite|inbox-sqlite-slow> <addr>`
+//! `bench-server <bare|contentful|contentstack|uploads|inbox-sqlite|inbox-sqlite-slow|inbox-postgres> <addr>`
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -14,7 +15,7 @@ use axum::body::Bytes;
 use axum::routing::{post, post_service};
 use countersign::contentful::{RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
-use countersign::inbox::{Inbox, InboxDelivery, SqliteInbox};
+use countersign::inbox::{Inbox, InboxDelivery, InboxStore, PostgresInbox, SqliteInbox, Workers};
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 
 const PUBLIC: &str =
@@ -60,31 +61,56 @@ async fn main() {
             let dir = std::env::temp_dir().join(format!("bench-inbox-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            // Every request is its own delivery of one tenant: no limit, so that none is refused.
-            let inbox = Inbox::new(SqliteInbox::open(dir.join("inbox.sqlite3")).unwrap())
-                .with_tenant_limit(u64::MAX)
-                .with_tenant_concurrency(u64::MAX);
             let handler_takes = if mode == "inbox-sqlite-slow" {
                 Duration::from_secs(60)
             } else {
                 Duration::ZERO
             };
-            let workers = inbox.work(4, move |_: InboxDelivery| async move {
-                tokio::time::sleep(handler_takes).await;
-                Ok(())
-            });
-            // The workers run while the server does.
+            let store = SqliteInbox::open(dir.join("inbox.sqlite3")).unwrap();
+            let (router, workers) = from_inbox(store, handler_takes);
             _workers = Some(workers);
-            Router::new().route(
-                "/webhook",
-                post_service(inbox.acknowledge()).layer(ContentfulRequestLayer::new(
-                    RequestVerifier::new(SigningSecret::new(SECRET).unwrap()),
-                )),
-            )
+            router
+        }
+        "inbox-postgres" => {
+            let url = std::env::var("BENCH_DATABASE_URL").expect("BENCH_DATABASE_URL");
+            let manager = deadpool_postgres::Manager::from_config(
+                url.parse().unwrap(),
+                tokio_postgres::NoTls,
+                deadpool_postgres::ManagerConfig {
+                    recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                },
+            );
+            let pool = deadpool_postgres::Pool::builder(manager)
+                .max_size(16)
+                .build()
+                .unwrap();
+            let (router, workers) = from_inbox(PostgresInbox::new(pool), Duration::ZERO);
+            _workers = Some(workers);
+            router
         }
         other => panic!("unknown mode {other}"),
     };
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     println!("listening on {}", listener.local_addr().unwrap());
     axum::serve(listener, app).await.unwrap();
+}
+
+/// The Contentful layer answering from an inbox over `store`, its handler taking
+/// `handler_takes`. Every request is its own delivery of one tenant: no limit, so that none is
+/// refused.
+fn from_inbox(store: impl InboxStore, handler_takes: Duration) -> (Router, Workers) {
+    let inbox = Inbox::new(store)
+        .with_tenant_limit(u64::MAX)
+        .with_tenant_concurrency(u64::MAX);
+    let workers = inbox.work(4, move |_: InboxDelivery| async move {
+        tokio::time::sleep(handler_takes).await;
+        Ok(())
+    });
+    let router = Router::new().route(
+        "/webhook",
+        post_service(inbox.acknowledge()).layer(ContentfulRequestLayer::new(RequestVerifier::new(
+            SigningSecret::new(SECRET).unwrap(),
+        ))),
+    );
+    (router, workers)
 }

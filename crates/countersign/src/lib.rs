@@ -193,6 +193,7 @@ macro_rules! doc_tests {
             feature = "app-identity",
             feature = "oauth",
             feature = "inbox-sqlite",
+            feature = "inbox-postgres",
             feature = "testing"
         ))]
         #[doc = include_str!($path)]

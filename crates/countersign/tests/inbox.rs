@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post_service;
 use countersign::contentstack::WebhookBody;
-use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, SqliteInbox, rusqlite};
+use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, Retried, SqliteInbox, rusqlite};
 use countersign::testing::TestKit;
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use http::Request;
@@ -246,14 +246,17 @@ async fn a_failing_handler_is_tried_again_then_is_a_dead_letter_its_tenant_can_r
             .unwrap()
             .is_empty()
     );
-    assert!(!inbox.retry("blt-another", &dead[0].id).await.unwrap());
+    assert_eq!(
+        inbox.retry("blt-another", &dead[0].id).await.unwrap(),
+        Retried::NotFound
+    );
     assert_eq!(
         inbox.all_dead_letters(10).await.unwrap(),
         dead,
         "the operator's view"
     );
     healthy.store(true, Ordering::SeqCst);
-    assert!(inbox.retry(stack, &dead[0].id).await.unwrap());
+    assert_eq!(inbox.retry(stack, &dead[0].id).await.unwrap(), Retried::Due);
     until(|| attempts.lock().unwrap().len() == 4).await;
     assert_eq!(attempts.lock().unwrap()[3], 1, "attempts counted afresh");
     for _ in 0..100 {
@@ -625,4 +628,42 @@ async fn a_shutdown_lets_the_attempt_under_way_finish_and_takes_no_other() {
     assert_eq!(send(&base, request).await.0, 200);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(inbox.stats().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn retrying_dead_letters_cannot_take_a_tenant_past_its_limit() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("retry-limit")).unwrap())
+        .with_tenant_limit(1)
+        .with_poll_interval(Duration::from_millis(20));
+    let base = serve(&kit, &inbox).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    // Its only attempt gives up: a dead letter, which no longer counts toward the limit.
+    let workers = inbox.work(1, |_| {
+        std::future::ready(Err::<(), BoxError>(
+            countersign::inbox::GiveUp::new("not now").into(),
+        ))
+    });
+    for _ in 0..500 {
+        if inbox.stats().await.unwrap().dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.shutdown(Duration::from_secs(5)).await;
+    let dead = inbox.dead_letters(TestKit::STACK, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    // The tenant fills its one place: the dead letter waits rather than go past it.
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 2));
+    assert_eq!(send(&base, request).await.0, 200);
+    assert_eq!(
+        inbox.retry(TestKit::STACK, &dead[0].id).await.unwrap(),
+        Retried::TenantFull
+    );
+    assert_eq!(
+        inbox.retry_any(&dead[0].id).await.unwrap(),
+        Retried::Due,
+        "the operator's retry is not limited"
+    );
 }

@@ -12,7 +12,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use countersign::contentful::{Action, Entity, Topic};
-use countersign::inbox::{Inbox, InboxDelivery, SqliteInbox, Workers};
+use countersign::inbox::{GiveUp, Inbox, InboxDelivery, SqliteInbox, Workers};
 use example_support::inbox::AnyInbox;
 use example_support::postgres::{Database, Error, Schema, bounded};
 use serde_json::{Value, json};
@@ -40,14 +40,23 @@ pub(crate) fn handling(topic: Option<&Topic>) -> &'static str {
     }
 }
 
+/// A failed write, logged in full for the operator; the dead letter says only what failed.
+fn failed(error: impl std::fmt::Display) -> countersign::inbox::BoxError {
+    tracing::warn!(%error, "recording a delivery failed; it will be tried again");
+    "the database failed".into()
+}
+
 impl Received {
     /// The delivery a worker was handed: its tenant is the signed space (or the signed CRN's),
-    /// its environment and topic the signed headers'.
-    fn of(delivery: &InboxDelivery) -> Self {
+    /// its environment and topic the signed headers'. Only Contentful's.
+    fn of(delivery: &InboxDelivery) -> Result<Self, GiveUp> {
+        if delivery.provider != countersign::inbox::Provider::Contentful {
+            return Err(GiveUp::new("not a Contentful delivery"));
+        }
         let topic = delivery
             .signed_header("x-contentful-topic")
             .map(Topic::parse);
-        Self {
+        Ok(Self {
             id: delivery.id.clone(),
             space_id: delivery.tenant.clone().unwrap_or_default(),
             environment_id: delivery
@@ -57,7 +66,7 @@ impl Received {
             handling: handling(topic.as_ref()),
             topic: topic.as_ref().map(ToString::to_string),
             body: String::from_utf8_lossy(&delivery.body).into_owned(),
-        }
+        })
     }
 }
 
@@ -151,11 +160,12 @@ impl Records {
                 inbox.work_in_transaction(WORKERS, move |tx, delivery| {
                     let db = Arc::clone(&db);
                     Box::pin(async move {
+                        let received = Received::of(delivery)?;
                         // The app's table, before the first write to it.
-                        db.migrated().await?;
-                        let received = Received::of(delivery);
+                        db.migrated().await.map_err(failed)?;
                         tx.execute(INSERT, &received.params(&example_support::unix_now()))
-                            .await?;
+                            .await
+                            .map_err(failed)?;
                         Ok(())
                     })
                 })
@@ -164,7 +174,10 @@ impl Records {
                 let records = records.clone();
                 let handle = move |delivery: InboxDelivery| {
                     let records = records.clone();
-                    async move { records.record(Received::of(&delivery)).await.map(drop) }
+                    async move {
+                        let received = Received::of(&delivery)?;
+                        records.record(received).await.map(drop).map_err(failed)
+                    }
                 };
                 match inbox {
                     AnyInbox::Sqlite(inbox) => inbox.work(WORKERS, handle),

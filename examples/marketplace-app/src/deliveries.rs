@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use countersign::Rejection;
 use countersign::contentstack::{Event, Module};
-use countersign::inbox::{GiveUp, InboxDelivery, Workers};
+use countersign::inbox::{GiveUp, InboxDelivery, Retried, Workers};
 use countersign::session::AppSession;
 use example_support::inbox::AnyInbox;
 use serde_json::{Value, json};
@@ -38,7 +38,8 @@ pub(crate) type Deliveries = AnyInbox;
 pub(crate) fn work(deliveries: &Deliveries, store: &Store) -> Workers {
     match deliveries {
         AnyInbox::Sqlite(inbox) => inbox.work_in_transaction(WORKERS, |db, delivery| {
-            record_sqlite(db, &of_inbox(delivery)?)?;
+            let delivery = of_inbox(delivery)?;
+            record_sqlite(db, &delivery).map_err(failed)?;
             Ok(())
         }),
         AnyInbox::Postgres(inbox) => {
@@ -46,9 +47,10 @@ pub(crate) fn work(deliveries: &Deliveries, store: &Store) -> Workers {
             inbox.work_in_transaction(WORKERS, move |db, delivery| {
                 let store = store.clone();
                 Box::pin(async move {
+                    let delivery = of_inbox(delivery)?;
                     // The app's tables, before the first write to them.
-                    store.migrate().await?;
-                    record_postgres(db, &of_inbox(delivery)?).await?;
+                    store.migrate().await.map_err(failed)?;
+                    record_postgres(db, &delivery).await.map_err(failed)?;
                     Ok(())
                 })
             })
@@ -86,8 +88,18 @@ pub(crate) fn from_body(
     })
 }
 
-/// The delivery a worker was handed, as recorded.
+/// A failed write, logged in full for the operator; the dead letter a stack's session reads
+/// says only what failed.
+fn failed(error: impl std::fmt::Display) -> countersign::inbox::BoxError {
+    tracing::warn!(%error, "recording a delivery failed; it will be tried again");
+    "the database failed".into()
+}
+
+/// The delivery a worker was handed, as recorded: a Contentstack webhook's.
 fn of_inbox(delivery: &InboxDelivery) -> Result<Delivery, GiveUp> {
+    if delivery.provider != countersign::inbox::Provider::Contentstack {
+        return Err(GiveUp::new("not a Contentstack delivery"));
+    }
     from_body(
         delivery.id.clone(),
         delivery.tenant.as_deref(),
@@ -144,17 +156,21 @@ pub(crate) async fn retry(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Response> {
     let stack = stack_of(&session).map_err(IntoResponse::into_response)?;
-    if deliveries.retry(&stack, &id).await.map_err(internal)? {
-        Ok(Json(json!({ "status": "retrying" })))
-    } else {
+    match deliveries.retry(&stack, &id).await.map_err(internal)? {
+        Retried::Due => Ok(Json(json!({ "status": "retrying" }))),
         // Another stack's dead letter is not found either.
-        Err(Rejection::new(
+        Retried::NotFound => Err(Rejection::new(
             StatusCode::NOT_FOUND,
             "dead_letter_not_found",
             "No such dead letter",
             "this stack has no dead letter with this id",
         )
-        .into_response())
+        .into_response()),
+        Retried::TenantFull => Err(Rejection::of(
+            &countersign::reason::INBOX_TENANT_FULL,
+            "this stack has its limit of deliveries waiting; retry once they are handled",
+        )
+        .into_response()),
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) use example_support::postgres::Error as StoreError;
 
 /// The schema, one step per version, in SQLite's dialect; [`POSTGRES_MIGRATIONS`] holds the
 /// same steps in PostgreSQL's.
-const SQLITE_MIGRATIONS: [(i64, &str); 2] = [
+const SQLITE_MIGRATIONS: [(i64, &str); 3] = [
     (
         1,
         "CREATE TABLE IF NOT EXISTS installations (
@@ -76,10 +76,11 @@ const SQLITE_MIGRATIONS: [(i64, &str); 2] = [
          delivery_id TEXT PRIMARY KEY, received_at INTEGER NOT NULL);",
     ),
     (2, tokens::SQLITE_MIGRATION),
+    (3, INSTALLATION_ORDER),
 ];
 
 /// The schema in PostgreSQL's dialect: the steps of [`SQLITE_MIGRATIONS`].
-const POSTGRES_MIGRATIONS: [(i64, &str); 2] = [
+const POSTGRES_MIGRATIONS: [(i64, &str); 3] = [
     (
         1,
         "CREATE TABLE IF NOT EXISTS installations (
@@ -94,7 +95,13 @@ const POSTGRES_MIGRATIONS: [(i64, &str); 2] = [
          delivery_id TEXT PRIMARY KEY, received_at BIGINT NOT NULL);",
     ),
     (2, tokens::POSTGRES_MIGRATION),
+    (3, INSTALLATION_ORDER),
 ];
+
+/// When the event an installation's record holds happened (Unix ms): an older event that
+/// arrives later (a retry, a dead letter tried again) changes nothing.
+const INSTALLATION_ORDER: &str =
+    "ALTER TABLE installations ADD COLUMN happened_at BIGINT NOT NULL DEFAULT 0;";
 
 /// Which of the SQLite migrations ran.
 const MIGRATIONS_TABLE: &str =
@@ -184,9 +191,10 @@ impl Store {
     ) -> Result<T, StoreError> {
         let connection = Arc::clone(connection);
         tokio::task::spawn_blocking(move || {
+            // The inbox shares this connection and goes on after a panic: so does the app.
             let mut connection = connection
                 .lock()
-                .map_err(|_| "the database lock is poisoned")?;
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut connection).map_err(StoreError::from)
         })
         .await?
@@ -439,6 +447,16 @@ impl Store {
     }
 }
 
+/// An installation's record, replaced only by an event that happened no earlier than the one
+/// it holds: installation events arrive in any order (retries, two workers, a dead letter
+/// tried again), and the latest one decides.
+const UPSERT_INSTALLATION: &str =
+    "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at, happened_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (api_key) DO UPDATE
+        SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6, happened_at = ?7
+      WHERE installations.happened_at <= ?7";
+
 /// The rows a delivery's effects write, once per delivery id: installation events keep the
 /// installation's record (an uninstall forgets the stack's OAuth tokens authorized before it),
 /// every other event goes to its stack's log. `false`: the delivery was recorded before, and
@@ -455,10 +473,16 @@ pub(crate) fn record_sqlite(db: &Connection, delivery: &Delivery) -> rusqlite::R
     }
     if let Some(status) = delivery.change.status() {
         db.execute(
-            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(api_key) DO UPDATE SET status = ?2, event = ?3, triggered_at = ?4, data = ?5, updated_at = ?6",
-            params![delivery.api_key, status, delivery.event, delivery.triggered_at, data, now],
+            UPSERT_INSTALLATION,
+            params![
+                delivery.api_key,
+                status,
+                delivery.event,
+                delivery.triggered_at,
+                data,
+                now,
+                tokens::millis(delivery.happened_at)
+            ],
         )?;
         if delivery.change == Change::Uninstalled {
             db.execute(
@@ -494,10 +518,16 @@ pub(crate) async fn record_postgres(
     }
     if let Some(status) = delivery.change.status() {
         db.execute(
-            "INSERT INTO installations (api_key, status, event, triggered_at, data, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT(api_key) DO UPDATE SET status = $2, event = $3, triggered_at = $4, data = $5, updated_at = $6",
-            &[&delivery.api_key, &status, &delivery.event, &delivery.triggered_at, &data, &now],
+            &UPSERT_INSTALLATION.replace('?', "$"),
+            &[
+                &delivery.api_key,
+                &status,
+                &delivery.event,
+                &delivery.triggered_at,
+                &data,
+                &now,
+                &tokens::millis(delivery.happened_at),
+            ],
         )
         .await?;
         if delivery.change == Change::Uninstalled {

@@ -408,3 +408,41 @@ async fn a_stacks_session_lists_and_retries_its_own_dead_letters_only() {
     let (status, _) = send(&app, retry(&ours)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "not dead any more");
 }
+
+#[tokio::test]
+async fn an_installation_event_older_than_the_record_changes_nothing() {
+    let kit = TestKit::new();
+    let app = router(&kit, "installation-order");
+    let path = "/webhooks/contentstack";
+    let (status, _) = send(
+        &app,
+        kit.contentstack_webhook(path, &installation("install")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // An uninstall triggered before that install, arriving after it (a retry, a dead letter
+    // tried again): the stack stays installed.
+    let earlier = kit
+        .clone()
+        .at(std::time::SystemTime::now() - std::time::Duration::from_secs(120));
+    let (status, _) = send(
+        &app,
+        earlier.contentstack_webhook(path, &installation("uninstall")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(&app, kit.contentstack_webhook(path, &publish())).await;
+    assert_eq!(status, StatusCode::OK, "still installed: {body}");
+    // A later uninstall does uninstall it.
+    let (status, _) = send(
+        &app,
+        kit.contentstack_webhook(path, &installation("uninstall")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let later = WebhookBody::new("entry", "publish")
+        .with_api_key(TestKit::STACK)
+        .with_data(&json!({"entry": {"uid": "blt2"}}));
+    let (status, _) = send(&app, kit.contentstack_webhook(path, &later)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

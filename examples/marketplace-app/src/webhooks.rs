@@ -23,7 +23,7 @@ use tower::ServiceBuilder;
 
 use crate::config::Config;
 use crate::deliveries::{Deliveries, RECORD_NOW_TIMEOUT, from_body};
-use crate::store::Store;
+use crate::store::{Change, Store};
 
 /// The most stacks remembered as installed for when the database cannot be read.
 const REMEMBERED_STACKS: usize = 100_000;
@@ -32,10 +32,11 @@ const REMEMBERED_STACKS: usize = 100_000;
 const REREAD_INSTALLED: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// This app's stacks: those with a recorded installation that is not uninstalled. While the
-/// database cannot be read (or does not answer within a second), a stack read as installed
-/// before (by a delivery, or by the reading of every installed stack at start and every
-/// [`REREAD_INSTALLED`]) is still taken, so that its deliveries go on being acknowledged (into
-/// the spool); any other is answered 503.
+/// database cannot be read (or does not answer within a second), a stack found installed by
+/// the last reading of every installed stack (at start and every [`REREAD_INSTALLED`]) is
+/// still taken, so that its deliveries go on being acknowledged (into the spool); any other is
+/// answered 503. Only that reading adds stacks (a delivery's read that raced an uninstall
+/// cannot), and a delivery's read that finds a stack uninstalled removes it at once.
 fn installed_stacks(store: Store) -> impl StackCheck {
     let installed = Arc::new(Mutex::new(HashSet::<String>::new()));
     let (reader, known) = (store.clone(), Arc::downgrade(&installed));
@@ -67,12 +68,7 @@ fn installed_stacks(store: Store) -> impl StackCheck {
                     .unwrap_or_else(|_| Err("the database did not answer in time".into()));
             let mut remembered = installed.lock().unwrap_or_else(PoisonError::into_inner);
             match read {
-                Ok(true) => {
-                    if remembered.len() < REMEMBERED_STACKS {
-                        remembered.insert(api_key);
-                    }
-                    Ok(true)
-                }
+                Ok(true) => Ok(true),
                 Ok(false) => {
                     remembered.remove(&api_key);
                     Ok(false)
@@ -169,7 +165,8 @@ async fn webhook(
                 SystemTime::now(),
             )
         })
-        .flatten();
+        .flatten()
+        .filter(|delivery| delivery.change != Change::Logged);
     if let Some(delivery) = installation {
         match tokio::time::timeout(RECORD_NOW_TIMEOUT, app.store.record(delivery)).await {
             Ok(Ok(_)) => {}

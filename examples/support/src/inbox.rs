@@ -5,7 +5,9 @@ use std::path::Path;
 
 use axum::extract::Request;
 use axum::response::Response;
-use countersign::inbox::{DeadLetter, Inbox, InboxStats, PostgresInbox, Spool, SqliteInbox};
+use countersign::inbox::{
+    DeadLetter, Inbox, InboxStats, PostgresInbox, Retried, Spool, SqliteInbox,
+};
 use tower::ServiceExt;
 
 use crate::postgres::Error;
@@ -22,7 +24,7 @@ pub enum AnyInbox {
 impl AnyInbox {
     /// The fleet's inbox in the table `table` of the database `pool` connects to (each app
     /// its own: the examples may share a database), with a spool under this instance's
-    /// `data_dir` for while the database is down.
+    /// `data_dir` (`spool/<table>`, each app its own too) for while the database is down.
     ///
     /// # Errors
     /// When `table` is not a plain name, or the spool's directory cannot be made or read.
@@ -31,7 +33,7 @@ impl AnyInbox {
         table: &str,
         data_dir: &Path,
     ) -> Result<Self, Error> {
-        let spool = Spool::open(data_dir.join("spool"))?;
+        let spool = Spool::open(data_dir.join("spool").join(table))?;
         Ok(Self::Postgres(
             Inbox::new(PostgresInbox::new(pool).with_table(table)?).with_spool(spool),
         ))
@@ -58,11 +60,11 @@ impl AnyInbox {
         })
     }
 
-    /// Tries `tenant`'s dead letter `id` again: `false` when it has none.
+    /// Tries `tenant`'s dead letter `id` again.
     ///
     /// # Errors
     /// The store failed.
-    pub async fn retry(&self, tenant: &str, id: &str) -> Result<bool, Error> {
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<Retried, Error> {
         Ok(match self {
             Self::Sqlite(inbox) => inbox.retry(tenant, id).await?,
             Self::Postgres(inbox) => inbox.retry(tenant, id).await?,

@@ -39,7 +39,9 @@ async fn marketplace_app_on_postgresql_is_shared_and_acknowledges_while_it_is_do
     );
 
     // PostgreSQL goes down: the first instance acknowledges on, into its spool, for the stack
-    // it read as installed; a stack it never read cannot be checked.
+    // its last reading of the installed stacks (every 2 s) found; a stack not there cannot be
+    // checked.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
         pg
@@ -65,7 +67,9 @@ async fn marketplace_app_on_postgresql_is_shared_and_acknowledges_while_it_is_do
         (503, json!("tenant_check_unavailable"))
     );
     assert_eq!(
-        std::fs::read_dir(dir.join("spool")).unwrap().count(),
+        std::fs::read_dir(dir.join("spool/marketplace_app_inbox"))
+            .unwrap()
+            .count(),
         1,
         "the delivery waits in the first instance's spool"
     );

@@ -145,19 +145,30 @@ async fn spool<St: InboxStore>(
                 inbox.inner.committed.notify_waiters();
                 return status("accepted");
             }
-            Ok(Err(super::spool::Refused::Full)) => format!("{error}; the spool is full"),
-            Ok(Err(super::spool::Refused::Busy)) => {
-                format!("{error}; the same delivery is being spooled now")
+            Ok(Err(super::spool::Refused::Full)) => {
+                "the inbox is unavailable and the spool is full"
             }
-            Ok(Err(super::spool::Refused::Io(io))) => format!("{error}; the spool failed: {io}"),
-            Err(join) => format!("{error}; the spool failed: {join}"),
+            Ok(Err(super::spool::Refused::Busy)) => {
+                "the inbox is unavailable and the same delivery is being spooled now"
+            }
+            Ok(Err(super::spool::Refused::Io(io))) => {
+                tracing::error!(target: "countersign", %error, %io, delivery = %id, "the inbox is unavailable and the spool failed");
+                "the inbox is unavailable and the spool failed"
+            }
+            Err(join) => {
+                tracing::error!(target: "countersign", %error, %join, delivery = %id, "the inbox is unavailable and the spool failed");
+                "the inbox is unavailable and the spool failed"
+            }
         };
         metrics::outcome(metrics::INBOX, "store_error");
+        // The store's own error stays in the log: it may name hosts and tables.
+        tracing::warn!(target: "countersign", %error, delivery = %id, detail, "a delivery was refused: the inbox is unavailable");
         return Rejection::of(&reason::INBOX_UNAVAILABLE, detail).into_response();
     }
-    let _ = (inbox, delivery, expires_at);
+    let _ = (inbox, expires_at);
     metrics::outcome(metrics::INBOX, "store_error");
-    Rejection::of(&reason::INBOX_UNAVAILABLE, error.to_string()).into_response()
+    tracing::warn!(target: "countersign", %error, delivery = %delivery.id, "a delivery was refused: the inbox is unavailable");
+    Rejection::of(&reason::INBOX_UNAVAILABLE, "the inbox is unavailable").into_response()
 }
 
 /// What the inbox keeps of a verified request.

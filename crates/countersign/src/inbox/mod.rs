@@ -108,7 +108,8 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a dead letter is kept (then forgotten, body and all).
 pub const DEFAULT_DEAD_LETTER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What a handler's error is.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Which provider sent a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,6 +244,17 @@ pub enum Commit {
     TenantFull,
 }
 
+/// What trying a dead letter again did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retried {
+    /// It is due again, its attempts counted afresh.
+    Due,
+    /// There is no such dead letter (of this tenant).
+    NotFound,
+    /// Its tenant has its limit of deliveries waiting: try again later.
+    TenantFull,
+}
+
 /// A delivery whose last attempt failed: kept until it is retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -344,13 +356,15 @@ pub trait InboxStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
     /// Makes the dead letter `id` of `tenant` (any tenant's for `None`) due again at `now`,
-    /// with its attempts counted afresh: `false` when there is no such dead letter.
+    /// with its attempts counted afresh, unless its tenant has `tenant_limit` deliveries
+    /// pending or leased.
     fn retry(
         &self,
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        tenant_limit: u64,
+    ) -> impl Future<Output = Result<Retried, StoreError>> + Send;
     /// Forgets the handled deliveries and the dead letters kept until before `now`: how many.
     fn purge(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// How full the inbox is.
@@ -544,30 +558,39 @@ impl<St: InboxStore> Inbox<St> {
         self.inner.store.dead_letters(None, limit).await
     }
 
-    /// Tries `tenant`'s dead letter `id` again, its attempts counted afresh: `false` when
-    /// `tenant` has no such dead letter (another tenant's id is not found).
+    /// Tries `tenant`'s dead letter `id` again, its attempts counted afresh:
+    /// [`Retried::NotFound`] when `tenant` has no such dead letter (another tenant's id is not
+    /// found), [`Retried::TenantFull`] when `tenant` has its limit of deliveries waiting (so
+    /// that retrying cannot go past it).
     ///
     /// # Errors
     /// The store failed.
-    pub async fn retry(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        self.retry_of(Some(tenant), id).await
+    pub async fn retry(&self, tenant: &str, id: &str) -> Result<Retried, StoreError> {
+        let limit = self.inner.settings.tenant_limit;
+        self.retry_of(Some(tenant), id, limit).await
     }
 
-    /// Tries the dead letter `id` of any tenant again: an operator's action.
+    /// Tries the dead letter `id` of any tenant again, whatever its tenant has waiting: an
+    /// operator's action.
     ///
     /// # Errors
     /// The store failed.
-    pub async fn retry_any(&self, id: &str) -> Result<bool, StoreError> {
-        self.retry_of(None, id).await
+    pub async fn retry_any(&self, id: &str) -> Result<Retried, StoreError> {
+        self.retry_of(None, id, u64::MAX).await
     }
 
-    async fn retry_of(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
+    async fn retry_of(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        limit: u64,
+    ) -> Result<Retried, StoreError> {
         let retried = self
             .inner
             .store
-            .retry(tenant, id, SystemTime::now())
+            .retry(tenant, id, SystemTime::now(), limit)
             .await?;
-        if retried {
+        if retried == Retried::Due {
             self.inner.committed.notify_waiters();
         }
         Ok(retried)

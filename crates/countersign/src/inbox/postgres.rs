@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use super::worker::{self, Handled};
 use super::{
     BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
-    StoreError, StoreErrorKind, Workers, millis, sql,
+    Retried, StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
 /// The longest one operation may take: a paused or unreachable server is an error in time.
@@ -70,8 +70,9 @@ UPDATE countersign_inbox i
 RETURNING i.";
 
 /// The inbox in PostgreSQL, through your pool: a fleet shares it. The table
-/// (`countersign_inbox`) is made with the first operation, so an instance starts (and answers
-/// 503) while the server is down.
+/// (`countersign_inbox`, or [`PostgresInbox::with_table`]'s) is made with the first operation,
+/// so an instance starts while the server is down (and spools, with a `Spool`, or answers
+/// 503).
 #[derive(Clone)]
 pub struct PostgresInbox {
     pool: Pool,
@@ -387,9 +388,25 @@ impl InboxStore for PostgresInbox {
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        self.change(|sql| &sql.retry, &[&id, &tenant, &millis(now)])
-            .await
+        tenant_limit: u64,
+    ) -> Result<Retried, StoreError> {
+        let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+        self.with(|client| async move {
+            if client
+                .execute(&self.sql.retry, &[&id, &tenant, &millis(now), &limit])
+                .await?
+                == 1
+            {
+                return Ok(Retried::Due);
+            }
+            let dead = client.query_opt(&self.sql.dead, &[&id, &tenant]).await?;
+            Ok(if dead.is_some() {
+                Retried::TenantFull
+            } else {
+                Retried::NotFound
+            })
+        })
+        .await
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {

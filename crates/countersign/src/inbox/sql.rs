@@ -53,9 +53,17 @@ pub(super) const DEAD_LETTERS: &str =
   WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR tenant = ?1)
   ORDER BY received_at DESC, id LIMIT ?2";
 
-/// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh.
+/// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh,
+/// unless its tenant has `?4` deliveries waiting already.
 pub(super) const RETRY: &str =
     "UPDATE countersign_inbox SET state = 'pending', due_at = ?3, attempts = 0
+  WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)
+    AND (SELECT count(*) FROM countersign_inbox w
+          WHERE w.tenant = countersign_inbox.tenant
+            AND w.state IN ('pending', 'leased')) < CAST(?4 AS BIGINT)";
+
+/// Whether `?1` is a dead letter of tenant `?2` (any tenant's when null).
+pub(super) const DEAD: &str = "SELECT 1 FROM countersign_inbox
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
 
 /// Handled deliveries and dead letters past their time.
@@ -89,6 +97,7 @@ pub(super) struct Statements {
     pub(super) fail: String,
     pub(super) dead_letters: String,
     pub(super) retry: String,
+    pub(super) dead: String,
     pub(super) purge: String,
     pub(super) stats: String,
 }
@@ -114,6 +123,7 @@ impl Statements {
             fail: make(FAIL),
             dead_letters: make(DEAD_LETTERS),
             retry: make(RETRY),
+            dead: make(DEAD),
             purge: make(PURGE),
             stats: make(STATS),
         }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::worker::{self, Handled};
 use super::{
     BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
-    StoreError, StoreErrorKind, Workers, millis, sql,
+    Retried, StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
@@ -347,17 +347,29 @@ impl InboxStore for SqliteInbox {
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-    ) -> Result<bool, StoreError> {
-        self.change(
-            |sql| &sql.retry,
-            vec![
-                text(id),
-                tenant.map(str::to_owned).into(),
-                millis(now).into(),
-            ],
-        )
+        tenant_limit: u64,
+    ) -> Result<Retried, StoreError> {
+        let (sql, id, tenant) = (
+            Arc::clone(&self.sql),
+            id.to_owned(),
+            tenant.map(str::to_owned),
+        );
+        let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            if db.execute(&sql.retry, params![id, tenant, millis(now), limit])? == 1 {
+                return Ok(Retried::Due);
+            }
+            let dead = db
+                .query_row(&sql.dead, params![id, tenant], |_| Ok(()))
+                .optional()?
+                .is_some();
+            Ok(if dead {
+                Retried::TenantFull
+            } else {
+                Retried::NotFound
+            })
+        })
         .await
-        .map(|changed| changed == 1)
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {

@@ -117,6 +117,7 @@ async fn claim_loop<St: InboxStore>(
     stop: Arc<tokio::sync::Notify>,
 ) {
     let owner = Owner::random().as_str().to_owned();
+    let mut claims: u64 = 0;
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
@@ -147,6 +148,10 @@ async fn claim_loop<St: InboxStore>(
         }
         // Registered before the claim, so that a commit made while it runs still wakes us.
         let committed = inbox.inner.committed.notified();
+        // Each claim its own owner: a lease is never the same twice, even for an attempt
+        // number seen before (a dead letter tried again counts afresh).
+        claims += 1;
+        let owner = format!("{owner}.{claims}");
         let now = SystemTime::now();
         let claimed = inbox
             .inner
