@@ -257,20 +257,7 @@ impl Postgres {
     /// When `pg_dump` fails.
     #[must_use]
     pub fn dump(&self) -> String {
-        let output = self
-            .command("pg_dump")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "postgres",
-            ])
-            .current_dir(&self.dir)
-            .output()
-            .expect("pg_dump");
+        let output = self.client_tool("pg_dump", &[]);
         assert!(
             output.status.success(),
             "pg_dump failed: {}",
@@ -286,29 +273,24 @@ impl Postgres {
     /// When `psql` cannot run.
     #[must_use]
     pub fn query(&self, sql: &str) -> String {
-        let output = self
-            .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-A",
-                "-t",
-                "-c",
-                sql,
-                "postgres",
-            ])
-            .current_dir(&self.dir)
-            .output()
-            .expect("psql");
+        let output = self.client_tool("psql", &["-A", "-t", "-c", sql]);
         format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         )
+    }
+
+    /// `program` (`pg_dump`, `psql`) run against the database `postgres` with `args`.
+    fn client_tool(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let port = self.port.to_string();
+        self.command(program)
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
+            .args(args)
+            .arg("postgres")
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
     }
 
     /// Stops the server (fast shutdown: connections are closed); the data stays.

@@ -299,3 +299,43 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
     assert_eq!(status, 200, "the inbox recovers by itself");
     drop(pg);
 }
+
+/// At a cold start, many commits at once: the table is made on a connection of its own, so
+/// requests that hold every connection of the pool do not leave it none (they did: each took
+/// one, then waited for the schema, which waited for a connection, until every request timed
+/// out, again and again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_commits_at_a_cold_start_make_the_table_and_all_go_in() {
+    use countersign::inbox::{Commit, InboxStore, Provider};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    // A pool of 16 connections, and 40 commits before the table exists.
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    let store = PostgresInbox::new(pool)
+        .with_table("cold_start_inbox")
+        .unwrap();
+    let expires = std::time::SystemTime::now() + Duration::from_secs(600);
+    let commits: Vec<_> = (0..40)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let delivery = InboxDelivery {
+                    id: format!("delivery-{n}"),
+                    provider: Provider::Contentstack,
+                    tenant: Some(format!("blt-stack-{}", n % 4)),
+                    body: b"{}".to_vec().into(),
+                    signed_headers: Vec::new(),
+                    received_at: std::time::SystemTime::now(),
+                    attempt: 0,
+                };
+                store.commit(&delivery, expires, 1_000).await
+            })
+        })
+        .collect();
+    for commit in commits {
+        assert_eq!(commit.await.unwrap().unwrap(), Commit::New);
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 40);
+}

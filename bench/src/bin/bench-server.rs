@@ -2,9 +2,10 @@
 //! layer, and behind the Contentstack webhook layer; and the Contentful layer answering from a
 //! SQLite inbox (verify, commit, acknowledge), whose handler is instant (`inbox-sqlite`) or
 //! takes 60 s (`inbox-sqlite-slow`), or from a PostgreSQL inbox at `BENCH_DATABASE_URL`
-//! (`inbox-postgres`, handler instant).
+//! (`inbox-postgres`, handler instant; `inbox-postgres-ack`, no workers: the request path
+//! alone, as the Express peer).
 //!
-//! `bench-server <bare|contentful|contentstack|uploads|inbox-sqlite|inbox-sqlite-slow|inbox-postgres> <addr>`
+//! `bench-server <bare|contentful|contentstack|uploads|inbox-sqlite|inbox-sqlite-slow|inbox-postgres|inbox-postgres-ack> <addr>`
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -71,7 +72,7 @@ async fn main() {
             _workers = Some(workers);
             router
         }
-        "inbox-postgres" => {
+        "inbox-postgres" | "inbox-postgres-ack" => {
             let url = std::env::var("BENCH_DATABASE_URL").expect("BENCH_DATABASE_URL");
             let manager = deadpool_postgres::Manager::from_config(
                 url.parse().unwrap(),
@@ -85,7 +86,11 @@ async fn main() {
                 .build()
                 .unwrap();
             let (router, workers) = from_inbox(PostgresInbox::new(pool), Duration::ZERO);
-            _workers = Some(workers);
+            // `-ack`: the request path alone (verify, commit, acknowledge), no worker taking
+            // the deliveries, as the Express peer does.
+            if mode == "inbox-postgres" {
+                _workers = Some(workers);
+            }
             router
         }
         other => panic!("unknown mode {other}"),
@@ -96,11 +101,12 @@ async fn main() {
 }
 
 /// The Contentful layer answering from an inbox over `store`, its handler taking
-/// `handler_takes`. Every request is its own delivery of one tenant: no limit, so that none is
-/// refused.
+/// `handler_takes`. Every request is its own delivery of one tenant: no limit (so that none is
+/// refused, and nothing is counted), unless `BENCH_TENANT_LIMIT` sets one.
 fn from_inbox(store: impl InboxStore, handler_takes: Duration) -> (Router, Workers) {
+    let limit = std::env::var("BENCH_TENANT_LIMIT").map_or(u64::MAX, |v| v.parse().unwrap());
     let inbox = Inbox::new(store)
-        .with_tenant_limit(u64::MAX)
+        .with_tenant_limit(limit)
         .with_tenant_concurrency(u64::MAX);
     let workers = inbox.work(4, move |_: InboxDelivery| async move {
         tokio::time::sleep(handler_takes).await;

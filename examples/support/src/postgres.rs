@@ -146,7 +146,9 @@ impl Database {
     /// # Errors
     /// When the server cannot be reached or a migration fails.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, Error> {
-        let client = self.pool.get().await?;
+        // Migrated first, on a connection of its own that goes back before this one is taken:
+        // requests at a cold start wait for it holding none (holding one each, they would
+        // leave it none).
         self.migrated
             .get_or_try_init(|| async {
                 let mut client = self.pool.get().await?;
@@ -171,7 +173,7 @@ impl Database {
                 Ok::<_, Error>(())
             })
             .await?;
-        Ok(client)
+        Ok(self.pool.get().await?)
     }
 }
 

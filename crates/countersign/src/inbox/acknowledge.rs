@@ -90,7 +90,11 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
     let committed = inbox
         .inner
         .store
-        .commit(&delivery, expires_at, settings.tenant_limit)
+        .commit(
+            &delivery,
+            expires_at,
+            inbox.limit_for(delivery.tenant.as_ref()),
+        )
         .await;
     // One outcome per request; a store error is counted where the spool decides it.
     if let Ok(commit) = &committed {

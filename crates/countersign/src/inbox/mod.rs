@@ -365,6 +365,12 @@ pub trait InboxStore: Send + Sync + 'static {
         now: SystemTime,
         tenant_limit: u64,
     ) -> impl Future<Output = Result<Retried, StoreError>> + Send;
+    /// The tenants (`None`: deliveries of no tenant) with at least `threshold` deliveries
+    /// pending or leased: those whose commits count what they have waiting.
+    fn crowded(
+        &self,
+        threshold: u64,
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
     /// Forgets the handled deliveries and the dead letters kept until before `now`: how many.
     fn purge(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// How full the inbox is.
@@ -393,7 +399,21 @@ struct Inner<St> {
     spool: Option<Spool>,
     /// Wakes this instance's idle workers when a delivery is committed here.
     committed: tokio::sync::Notify,
+    /// The tenants near their limit, as last read: only their commits count.
+    crowded: std::sync::Mutex<Crowded>,
 }
+
+/// The tenants with half their limit or more waiting, read at most every [`CROWDED_EVERY`].
+#[derive(Default)]
+struct Crowded {
+    tenants: std::collections::HashSet<Option<String>>,
+    /// When they were read (`None`: never yet, so every commit counts).
+    read_at: Option<std::time::Instant>,
+    reading: bool,
+}
+
+/// How often the tenants near their limit are read again.
+const CROWDED_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -438,6 +458,7 @@ impl<St: InboxStore> Inbox<St> {
                 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
                 spool: None,
                 committed: tokio::sync::Notify::new(),
+                crowded: std::sync::Mutex::default(),
             }),
         }
     }
@@ -602,6 +623,51 @@ impl<St: InboxStore> Inbox<St> {
     /// The store failed.
     pub async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.inner.store.stats().await
+    }
+}
+
+impl<St: InboxStore> Inbox<St> {
+    /// The limit a commit of `tenant` checks: the tenant's limit when it was read near it (or
+    /// nothing was read yet), else none, so that a commit of a tenant far from its limit counts
+    /// nothing. The tenants near their limit (half of it waiting) are read again every second,
+    /// by one commit at a time, off the request: a tenant may go past its limit by what it
+    /// sends within about a second.
+    pub(crate) fn limit_for(&self, tenant: Option<&String>) -> u64 {
+        let limit = self.inner.settings.tenant_limit;
+        if limit == u64::MAX {
+            return limit;
+        }
+        let mut crowded = self
+            .inner
+            .crowded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = crowded
+            .read_at
+            .is_none_or(|at| at.elapsed() >= CROWDED_EVERY);
+        if stale && !crowded.reading {
+            crowded.reading = true;
+            let inbox = self.clone();
+            tokio::spawn(async move {
+                let read = inbox.inner.store.crowded((limit / 2).max(1)).await;
+                let mut crowded = inbox
+                    .inner
+                    .crowded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                crowded.reading = false;
+                if let Ok(tenants) = read {
+                    crowded.tenants = tenants.into_iter().collect();
+                    crowded.read_at = Some(std::time::Instant::now());
+                }
+            });
+        }
+        let known = crowded.read_at.is_some();
+        if !known || crowded.tenants.contains(&tenant.cloned()) {
+            limit
+        } else {
+            u64::MAX
+        }
     }
 }
 

@@ -69,6 +69,37 @@ UPDATE countersign_inbox i
   FROM locked WHERE i.id = locked.id
 RETURNING i.";
 
+/// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
+/// or its id is there: one statement, so one round trip and one commit. The count stops at the
+/// limit, so only a tenant near its limit makes its own commits count that far. (Two commits
+/// at once may both see room for one: the limit bounds a tenant's share, give or take the
+/// requests in flight.)
+const ADMIT: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+         $7::BIGINT
+   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+           WHERE tenant = $3::TEXT AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
+         < $8::BIGINT
+  ON CONFLICT (id) DO NOTHING";
+
+/// [`ADMIT`] for a delivery of no tenant (`$3` null).
+const ADMIT_UNTENANTED: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+         $7::BIGINT
+   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+           WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
+         < $8::BIGINT
+  ON CONFLICT (id) DO NOTHING";
+
+/// [`ADMIT`] for an inbox with no limit per tenant: nothing to count.
+const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  VALUES ($1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+          $7::BIGINT)
+  ON CONFLICT (id) DO NOTHING";
+
 /// The inbox in PostgreSQL, through your pool: a fleet shares it. The table
 /// (`countersign_inbox`, or [`PostgresInbox::with_table`]'s) is made with the first operation,
 /// so an instance starts while the server is down (and spools, with a `Spool`, or answers
@@ -78,6 +109,8 @@ pub struct PostgresInbox {
     pool: Pool,
     schema: std::sync::Arc<OnceCell<()>>,
     sql: std::sync::Arc<sql::Statements>,
+    /// [`ADMIT`], [`ADMIT_UNTENANTED`] and [`ADMIT_UNLIMITED`] over the table.
+    admit: std::sync::Arc<[String; 3]>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -101,8 +134,9 @@ impl PostgresInbox {
                 sql::DEFAULT_TABLE,
                 true,
                 SCHEMA,
-                CLAIM,
+                &claim(),
             )),
+            admit: std::sync::Arc::new(admit(sql::DEFAULT_TABLE)),
         }
     }
 
@@ -115,7 +149,8 @@ impl PostgresInbox {
     pub fn with_table(self, table: &str) -> Result<Self, countersign_core::ConfigError> {
         let table = sql::table_name(table)?;
         Ok(Self {
-            sql: std::sync::Arc::new(sql::Statements::new(table, true, SCHEMA, CLAIM)),
+            sql: std::sync::Arc::new(sql::Statements::new(table, true, SCHEMA, &claim())),
+            admit: std::sync::Arc::new(admit(table)),
             schema: std::sync::Arc::new(OnceCell::new()),
             ..self
         })
@@ -127,8 +162,12 @@ impl PostgresInbox {
         which: fn(&sql::Statements) -> &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<bool, StoreError> {
-        self.with(|client| async move {
-            let changed = client.execute(which(&self.sql), params).await?;
+        self.with(|mut client| async move {
+            let db = bookkeeping(&mut client).await?;
+            let changed = db
+                .execute(&db.prepare_cached(which(&self.sql)).await?, params)
+                .await?;
+            db.commit().await?;
             Ok(changed == 1)
         })
         .await
@@ -141,7 +180,9 @@ impl PostgresInbox {
         Fut: Future<Output = Result<T, tokio_postgres::Error>>,
     {
         let operation = async {
-            let client = self.pool.get().await.map_err(unavailable)?;
+            // The schema first, on a connection of its own that goes back before the
+            // operation takes one: many requests at a cold start wait for it holding none
+            // (holding one each, they would leave it none).
             self.schema
                 .get_or_try_init(|| async {
                     let mut client = self.pool.get().await.map_err(unavailable)?;
@@ -155,6 +196,7 @@ impl PostgresInbox {
                     db.commit().await.map_err(unavailable)
                 })
                 .await?;
+            let client = self.pool.get().await.map_err(unavailable)?;
             f(client).await.map_err(unavailable)
         };
         tokio::time::timeout(OPERATION_TIMEOUT, operation)
@@ -216,10 +258,10 @@ impl Inbox<PostgresInbox> {
                     .map_err(|_| "the inbox's database did not answer in time")??;
                 let db = client.transaction().await?;
                 handler(&db, &delivery).await?;
-                let completed = tokio::time::timeout(
-                    OPERATION_TIMEOUT,
-                    db.execute(&store.sql.complete, &[&delivery.id, &lease]),
-                )
+                let completed = tokio::time::timeout(OPERATION_TIMEOUT, async {
+                    let complete = db.prepare_cached(&store.sql.complete).await?;
+                    db.execute(&complete, &[&delivery.id, &lease]).await
+                })
                 .await
                 .map_err(|_| "the inbox's database did not answer in time")??;
                 if completed == 0 {
@@ -233,6 +275,30 @@ impl Inbox<PostgresInbox> {
         });
         worker::start(self.clone(), concurrency.max(1), handler)
     }
+}
+
+/// A transaction for the inbox's bookkeeping (claims, leases, outcomes, purges), whose commit
+/// does not wait for the disk (`synchronous_commit` off for it alone): a database crash may
+/// forget its last moments, and then a delivery is taken or handled again, which a handler
+/// bears anyway. A delivery's commit, and a [`Inbox::work_in_transaction`] handler's writes
+/// with its "handled", wait for the disk.
+async fn bookkeeping(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    let db = client.transaction().await?;
+    db.batch_execute("SET LOCAL synchronous_commit TO OFF")
+        .await?;
+    Ok(db)
+}
+
+/// [`CLAIM`] with what it returns of each delivery.
+fn claim() -> String {
+    format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
+}
+
+/// [`ADMIT`], [`ADMIT_UNTENANTED`] and [`ADMIT_UNLIMITED`] over `table`.
+fn admit(table: &str) -> [String; 3] {
+    [ADMIT, ADMIT_UNTENANTED, ADMIT_UNLIMITED].map(|sql| sql::for_table(sql, table, true))
 }
 
 /// A claimed row ([`sql::CLAIMED`]).
@@ -258,43 +324,43 @@ impl InboxStore for PostgresInbox {
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
         let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
-            let known = db
-                .query_opt(&self.sql.known, &[&delivery.id])
+        let (admit, limited) = match (&delivery.tenant, limit) {
+            (_, i64::MAX) => (&self.admit[2], false),
+            (Some(_), _) => (&self.admit[0], true),
+            (None, _) => (&self.admit[1], true),
+        };
+        self.with(|client| async move {
+            let at = millis(delivery.received_at);
+            let expires = millis(expires_at);
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &delivery.id,
+                &delivery.provider.as_str(),
+                &delivery.tenant,
+                &delivery.body.as_ref(),
+                &signed_headers,
+                &at,
+                &expires,
+                &limit,
+            ];
+            let params = if limited { &params[..] } else { &params[..7] };
+            let inserted = client
+                .execute(&client.prepare_cached(admit).await?, params)
+                .await?;
+            if inserted == 1 {
+                return Ok(Commit::New);
+            }
+            // Not inserted: its id was there, or its tenant had no room.
+            let known = client
+                .query_opt(
+                    &client.prepare_cached(&self.sql.known).await?,
+                    &[&delivery.id],
+                )
                 .await?
                 .is_some();
-            if known {
-                return Ok(Commit::Duplicate);
-            }
-            let waiting: i64 = match &delivery.tenant {
-                Some(tenant) => db.query_one(&self.sql.waiting, &[tenant]).await?,
-                None => db.query_one(&self.sql.waiting_untenanted, &[]).await?,
-            }
-            .get(0);
-            if waiting >= limit {
-                return Ok(Commit::TenantFull);
-            }
-            let inserted = db
-                .execute(
-                    &self.sql.insert,
-                    &[
-                        &delivery.id,
-                        &delivery.provider.as_str(),
-                        &delivery.tenant,
-                        &delivery.body.as_ref(),
-                        &signed_headers,
-                        &millis(delivery.received_at),
-                        &millis(expires_at),
-                    ],
-                )
-                .await?;
-            db.commit().await?;
-            // Another instance committed it between the look and the insert: a duplicate.
-            Ok(if inserted == 1 {
-                Commit::New
-            } else {
+            Ok(if known {
                 Commit::Duplicate
+            } else {
+                Commit::TenantFull
             })
         })
         .await
@@ -309,13 +375,16 @@ impl InboxStore for PostgresInbox {
         let (now, lease_until) = (millis(request.now), millis(request.lease_until));
         let dead_until = millis(request.dead_until);
         let owner = request.owner;
-        self.with(|client| async move {
-            client
-                .execute(&self.sql.bury, &[&now, &max_attempts, &dead_until])
-                .await?;
-            let rows = client
+        self.with(|mut client| async move {
+            let db = bookkeeping(&mut client).await?;
+            db.execute(
+                &db.prepare_cached(&self.sql.bury).await?,
+                &[&now, &max_attempts, &dead_until],
+            )
+            .await?;
+            let rows = db
                 .query(
-                    &format!("{}{}", self.sql.claim, sql::CLAIMED.replace(", ", ", i.")),
+                    &db.prepare_cached(&self.sql.claim).await?,
                     &[
                         &owner,
                         &lease_until,
@@ -326,6 +395,7 @@ impl InboxStore for PostgresInbox {
                     ],
                 )
                 .await?;
+            db.commit().await?;
             Ok(rows.iter().map(delivery).collect())
         })
         .await
@@ -364,7 +434,10 @@ impl InboxStore for PostgresInbox {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(|client| async move {
             let rows = client
-                .query(&self.sql.dead_letters, &[&tenant, &limit])
+                .query(
+                    &client.prepare_cached(&self.sql.dead_letters).await?,
+                    &[&tenant, &limit],
+                )
                 .await?;
             Ok(rows
                 .iter()
@@ -393,13 +466,21 @@ impl InboxStore for PostgresInbox {
         let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
         self.with(|client| async move {
             if client
-                .execute(&self.sql.retry, &[&id, &tenant, &millis(now), &limit])
+                .execute(
+                    &client.prepare_cached(&self.sql.retry).await?,
+                    &[&id, &tenant, &millis(now), &limit],
+                )
                 .await?
                 == 1
             {
                 return Ok(Retried::Due);
             }
-            let dead = client.query_opt(&self.sql.dead, &[&id, &tenant]).await?;
+            let dead = client
+                .query_opt(
+                    &client.prepare_cached(&self.sql.dead).await?,
+                    &[&id, &tenant],
+                )
+                .await?;
             Ok(if dead.is_some() {
                 Retried::TenantFull
             } else {
@@ -409,14 +490,37 @@ impl InboxStore for PostgresInbox {
         .await
     }
 
+    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
+        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
+        self.with(|client| async move {
+            let rows = client
+                .query(
+                    &client.prepare_cached(&self.sql.crowded).await?,
+                    &[&threshold],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+        .await
+    }
+
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.with(|client| async move { client.execute(&self.sql.purge, &[&millis(now)]).await })
-            .await
+        self.with(|mut client| async move {
+            let db = bookkeeping(&mut client).await?;
+            let purged = db
+                .execute(&db.prepare_cached(&self.sql.purge).await?, &[&millis(now)])
+                .await?;
+            db.commit().await?;
+            Ok(purged)
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.with(|client| async move {
-            let rows = client.query(&self.sql.stats, &[]).await?;
+            let rows = client
+                .query(&client.prepare_cached(&self.sql.stats).await?, &[])
+                .await?;
             Ok(sql::stats(
                 rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
             ))

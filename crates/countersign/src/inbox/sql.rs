@@ -9,13 +9,13 @@ use super::{DeadLetter, InboxDelivery, InboxStats, Provider, from_millis};
 /// Whether the delivery is there.
 pub(super) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
 
-/// A tenant's deliveries waiting (`tenant = ?1`, which an index serves).
-pub(super) const WAITING: &str = "SELECT count(*) FROM countersign_inbox
-  WHERE tenant = ?1 AND state IN ('pending', 'leased')";
+/// A tenant's deliveries waiting (`tenant = ?1`, which an index serves), counted up to `?2`.
+pub(super) const WAITING: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+  WHERE tenant = ?1 AND state IN ('pending', 'leased') LIMIT ?2)";
 
-/// The deliveries of no tenant waiting.
-pub(super) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM countersign_inbox
-  WHERE tenant IS NULL AND state IN ('pending', 'leased')";
+/// The deliveries of no tenant waiting, counted up to `?1`.
+pub(super) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+  WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT ?1)";
 
 /// A new delivery, due at once.
 pub(super) const INSERT: &str = "INSERT INTO countersign_inbox
@@ -62,6 +62,10 @@ pub(super) const RETRY: &str =
           WHERE w.tenant = countersign_inbox.tenant
             AND w.state IN ('pending', 'leased')) < CAST(?4 AS BIGINT)";
 
+/// The tenants with at least `?1` deliveries waiting (null: those of no tenant).
+pub(super) const CROWDED: &str = "SELECT tenant FROM countersign_inbox
+  WHERE state IN ('pending', 'leased') GROUP BY tenant HAVING count(*) >= ?1";
+
 /// Whether `?1` is a dead letter of tenant `?2` (any tenant's when null).
 pub(super) const DEAD: &str = "SELECT 1 FROM countersign_inbox
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
@@ -98,6 +102,7 @@ pub(super) struct Statements {
     pub(super) dead_letters: String,
     pub(super) retry: String,
     pub(super) dead: String,
+    pub(super) crowded: String,
     pub(super) purge: String,
     pub(super) stats: String,
 }
@@ -106,10 +111,7 @@ impl Statements {
     /// The statements over `table` (checked by [`table_name`]); `postgres` turns `?N` into
     /// `$N`. `schema` and `claim` are the dialect's own.
     pub(super) fn new(table: &str, postgres: bool, schema: &str, claim: &str) -> Self {
-        let make = |sql: &str| {
-            let sql = sql.replace(DEFAULT_TABLE, table);
-            if postgres { sql.replace('?', "$") } else { sql }
-        };
+        let make = |sql: &str| for_table(sql, table, postgres);
         Self {
             schema: make(schema),
             claim: make(claim),
@@ -124,10 +126,17 @@ impl Statements {
             dead_letters: make(DEAD_LETTERS),
             retry: make(RETRY),
             dead: make(DEAD),
+            crowded: make(CROWDED),
             purge: make(PURGE),
             stats: make(STATS),
         }
     }
+}
+
+/// `sql` over `table`; `postgres` turns `?N` into `$N`.
+pub(super) fn for_table(sql: &str, table: &str, postgres: bool) -> String {
+    let sql = sql.replace(DEFAULT_TABLE, table);
+    if postgres { sql.replace('?', "$") } else { sql }
 }
 
 /// `table`, when it is a plain lower-case SQL name of at most 48 bytes (its indexes add a

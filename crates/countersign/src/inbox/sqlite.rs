@@ -108,7 +108,8 @@ impl SqliteInbox {
     /// # Errors
     /// When the table cannot be made.
     pub fn sharing(connection: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
-        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, SCHEMA, CLAIM);
+        let claim = format!("{CLAIM}{}", sql::CLAIMED);
+        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, SCHEMA, &claim);
         let path = {
             let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
             db.execute_batch(&sql.schema).map_err(unavailable)?;
@@ -233,12 +234,18 @@ impl InboxStore for SqliteInbox {
             if known {
                 return Ok(Commit::Duplicate);
             }
-            let waiting: u64 = match &delivery.tenant {
-                Some(tenant) => db.query_row(&sql.waiting, [tenant], |row| row.get(0))?,
-                None => db.query_row(&sql.waiting_untenanted, [], |row| row.get(0))?,
-            };
-            if waiting >= tenant_limit {
-                return Ok(Commit::TenantFull);
+            // Counted up to the limit, and not at all without one.
+            let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+            if limit < i64::MAX {
+                let waiting: i64 = match &delivery.tenant {
+                    Some(tenant) => {
+                        db.query_row(&sql.waiting, params![tenant, limit], |row| row.get(0))?
+                    }
+                    None => db.query_row(&sql.waiting_untenanted, [limit], |row| row.get(0))?,
+                };
+                if waiting >= limit {
+                    return Ok(Commit::TenantFull);
+                }
             }
             db.execute(
                 &sql.insert,
@@ -269,7 +276,7 @@ impl InboxStore for SqliteInbox {
             let db = db.transaction()?;
             db.execute(&sql.bury, params![now, max_attempts, dead_until])?;
             let claimed = {
-                let mut statement = db.prepare_cached(&format!("{}{}", sql.claim, sql::CLAIMED))?;
+                let mut statement = db.prepare_cached(&sql.claim)?;
                 let rows = statement.query_map(
                     params![owner, lease_until, now, limit, concurrency],
                     delivery,
@@ -368,6 +375,17 @@ impl InboxStore for SqliteInbox {
             } else {
                 Retried::NotFound
             })
+        })
+        .await
+    }
+
+    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
+        let sql = Arc::clone(&self.sql);
+        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(&sql.crowded)?;
+            let rows = statement.query_map([threshold], |row| row.get(0))?;
+            rows.collect()
         })
         .await
     }
