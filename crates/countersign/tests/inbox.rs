@@ -667,3 +667,29 @@ async fn retrying_dead_letters_cannot_take_a_tenant_past_its_limit() {
         "the operator's retry is not limited"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_read_near_its_limit_is_held_to_it_after_the_reading() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("crowded")).unwrap()).with_tenant_limit(4);
+    let base = serve(&kit, &inbox).await;
+    let deliver = |n: u32| {
+        let request =
+            kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, n));
+        send(&base, request)
+    };
+    // Half its limit waiting (no workers), then the tenants near their limit are read again.
+    for n in 0..2 {
+        assert_eq!(deliver(n).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(deliver(2).await.0, 200, "reads them again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(deliver(3).await.0, 200);
+    let (status, body) = deliver(4).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("inbox_tenant_full")),
+        "the fifth is refused: the tenant was read near its limit, so its commits count"
+    );
+}

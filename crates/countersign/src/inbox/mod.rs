@@ -407,8 +407,10 @@ struct Inner<St> {
 #[derive(Default)]
 struct Crowded {
     tenants: std::collections::HashSet<Option<String>>,
-    /// When they were read (`None`: never yet, so every commit counts).
-    read_at: Option<std::time::Instant>,
+    /// Whether they were ever read (if not, every commit counts).
+    known: bool,
+    /// When a reading last began: one a second at most, even while they fail.
+    tried_at: Option<std::time::Instant>,
     reading: bool,
 }
 
@@ -643,10 +645,11 @@ impl<St: InboxStore> Inbox<St> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stale = crowded
-            .read_at
+            .tried_at
             .is_none_or(|at| at.elapsed() >= CROWDED_EVERY);
         if stale && !crowded.reading {
             crowded.reading = true;
+            crowded.tried_at = Some(std::time::Instant::now());
             let inbox = self.clone();
             tokio::spawn(async move {
                 let read = inbox.inner.store.crowded((limit / 2).max(1)).await;
@@ -658,12 +661,11 @@ impl<St: InboxStore> Inbox<St> {
                 crowded.reading = false;
                 if let Ok(tenants) = read {
                     crowded.tenants = tenants.into_iter().collect();
-                    crowded.read_at = Some(std::time::Instant::now());
+                    crowded.known = true;
                 }
             });
         }
-        let known = crowded.read_at.is_some();
-        if !known || crowded.tenants.contains(&tenant.cloned()) {
+        if !crowded.known || crowded.tenants.contains(&tenant.cloned()) {
             limit
         } else {
             u64::MAX
