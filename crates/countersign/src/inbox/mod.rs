@@ -311,8 +311,8 @@ pub struct ClaimRequest<'a> {
 /// caller's. A `lease` is the `{owner}:{attempt}` a claim gave the delivery.
 pub trait InboxStore: Send + Sync + 'static {
     /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
-    /// id is there, or its tenant has `tenant_limit` deliveries pending or leased. The commit
-    /// is durable when this returns.
+    /// id is there, or its tenant has `tenant_limit` deliveries pending or leased (`u64::MAX`:
+    /// no limit, and nothing to count). The commit is durable when this returns.
     fn commit(
         &self,
         delivery: &InboxDelivery,
