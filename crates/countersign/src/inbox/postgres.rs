@@ -18,26 +18,6 @@ use super::{
 /// The longest one operation may take: a paused or unreachable server is an error in time.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The table and its indexes, made once (instances that start together take turns).
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS countersign_inbox (
-    id TEXT PRIMARY KEY,
-    provider TEXT NOT NULL,
-    tenant TEXT,
-    body BYTEA,
-    signed_headers TEXT,
-    state TEXT NOT NULL,
-    attempts BIGINT NOT NULL DEFAULT 0,
-    due_at BIGINT NOT NULL,
-    lease_owner TEXT,
-    received_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
-CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
-";
-
 /// Each tenant's oldest due delivery before a second of any: a candidate's turn is its rank
 /// within its tenant plus the tenant's deliveries on live leases, none past the tenant's
 /// concurrency; then as many candidates as are not locked by another instance's claim. Each
@@ -130,12 +110,7 @@ impl PostgresInbox {
         Self {
             pool,
             schema: std::sync::Arc::new(OnceCell::new()),
-            sql: std::sync::Arc::new(sql::Statements::new(
-                sql::DEFAULT_TABLE,
-                true,
-                SCHEMA,
-                &claim(),
-            )),
+            sql: std::sync::Arc::new(sql::Statements::new(sql::DEFAULT_TABLE, true, &claim())),
             admit: std::sync::Arc::new(admit(sql::DEFAULT_TABLE)),
         }
     }
@@ -149,7 +124,7 @@ impl PostgresInbox {
     pub fn with_table(self, table: &str) -> Result<Self, countersign_core::ConfigError> {
         let table = sql::table_name(table)?;
         Ok(Self {
-            sql: std::sync::Arc::new(sql::Statements::new(table, true, SCHEMA, &claim())),
+            sql: std::sync::Arc::new(sql::Statements::new(table, true, &claim())),
             admit: std::sync::Arc::new(admit(table)),
             schema: std::sync::Arc::new(OnceCell::new()),
             ..self

@@ -82,6 +82,28 @@ pub(super) const STATS: &str = "SELECT state, count(*), min(received_at) FROM co
 pub(super) const CLAIMED: &str =
     "id, provider, tenant, body, signed_headers, attempts, received_at";
 
+/// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
+/// when a leased one's lease ends; `expires_at` when a handled one is forgotten. In SQLite's
+/// words; PostgreSQL's body is `BYTEA` ([`Statements::new`]).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS countersign_inbox (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    tenant TEXT,
+    body BLOB,
+    signed_headers TEXT,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    due_at BIGINT NOT NULL,
+    lease_owner TEXT,
+    received_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
+CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
+";
+
 /// The table every statement names, unless the store was given another.
 pub(super) const DEFAULT_TABLE: &str = "countersign_inbox";
 
@@ -109,11 +131,16 @@ pub(super) struct Statements {
 
 impl Statements {
     /// The statements over `table` (checked by [`table_name`]); `postgres` turns `?N` into
-    /// `$N`. `schema` and `claim` are the dialect's own.
-    pub(super) fn new(table: &str, postgres: bool, schema: &str, claim: &str) -> Self {
+    /// `$N` and the body's `BLOB` into `BYTEA`. `claim` is the dialect's own.
+    pub(super) fn new(table: &str, postgres: bool, claim: &str) -> Self {
         let make = |sql: &str| for_table(sql, table, postgres);
+        let schema = if postgres {
+            SCHEMA.replace(" BLOB,", " BYTEA,")
+        } else {
+            SCHEMA.to_owned()
+        };
         Self {
-            schema: make(schema),
+            schema: make(&schema),
             claim: make(claim),
             known: make(KNOWN),
             waiting: make(WAITING),
@@ -245,8 +272,13 @@ mod tests {
         ] {
             assert!(table_name(bad).is_err(), "{bad}");
         }
-        let sql = Statements::new("app_inbox", true, "CREATE TABLE countersign_inbox ();", "");
-        assert_eq!(sql.schema, "CREATE TABLE app_inbox ();");
+        let sql = Statements::new("app_inbox", true, "");
+        assert!(
+            sql.schema
+                .contains("CREATE TABLE IF NOT EXISTS app_inbox (")
+        );
+        assert!(sql.schema.contains("body BYTEA,"));
+        assert!(sql.schema.contains("ON app_inbox (state, due_at)"));
         assert!(sql.insert.starts_with("INSERT INTO app_inbox"));
         assert!(sql.insert.contains("$7") && !sql.insert.contains('?'));
         for statement in [&sql.known, &sql.bury, &sql.stats, &sql.purge, &sql.fail] {

@@ -14,27 +14,6 @@ use super::{
     Retried, StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
-/// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
-/// when a leased one's lease ends; `expires_at` when a handled one is forgotten.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS countersign_inbox (
-    id TEXT PRIMARY KEY,
-    provider TEXT NOT NULL,
-    tenant TEXT,
-    body BLOB,
-    signed_headers TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    due_at INTEGER NOT NULL,
-    lease_owner TEXT,
-    received_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
-CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
-";
-
 /// Each tenant's oldest due delivery before a second of any: a delivery's turn is its rank
 /// within its tenant plus the tenant's deliveries on live leases, and none past the tenant's
 /// concurrency is taken. Each lease is `{owner}:{attempt}`.
@@ -109,7 +88,7 @@ impl SqliteInbox {
     /// When the table cannot be made.
     pub fn sharing(connection: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
         let claim = format!("{CLAIM}{}", sql::CLAIMED);
-        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, SCHEMA, &claim);
+        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, &claim);
         let path = {
             let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
             db.execute_batch(&sql.schema).map_err(unavailable)?;
