@@ -134,6 +134,11 @@ pub(crate) fn run(command: Command) -> Outcome {
                 Some(location) => region.for_location(location).map_err(Failure::input)?,
                 None => region,
             };
+            if args.client.client_secret.is_none() && args.code_verifier.is_none() {
+                return Err(Failure::input(format!(
+                    "oauth exchange needs --client-secret (or {CLIENT_SECRET_ENV}) for a confidential client such as a backend, or --code-verifier for a public client"
+                )));
+            }
             let verifier = args
                 .code_verifier
                 .as_deref()

@@ -125,6 +125,9 @@ catalogue! {
     STACK_NOT_ALLOWED = "stack_not_allowed", FORBIDDEN, "Not one of this app's stacks";
     /// A Contentstack installation event of another app.
     APP_UID_MISMATCH = "app_uid_mismatch", FORBIDDEN, "Not for this app";
+    /// A Contentstack installation event signed with a stack's HMAC secret, which the stack's
+    /// admins hold: only the Marketplace's RSA signature makes one.
+    INSTALLATION_EVENT_NOT_RSA = "installation_event_not_rsa", FORBIDDEN, "Installation event not trusted";
     /// An `app-token` of another app.
     APP_TOKEN_APP_MISMATCH = "app_token_app_mismatch", FORBIDDEN, "App-token not verified";
     /// A session of another app.

@@ -84,7 +84,7 @@
 //! | 401 | `signature_missing`, `signature_method_not_configured`, `signature_malformed`, `signature_mismatch`, `signed_headers_missing`, `signed_headers_too_many`, `signed_header_ambiguous`, `context_conflict`, `target_unsigned`, `timestamp_missing`, `timestamp_malformed`, `timestamp_expired`, `timestamp_in_future`, `basic_auth_missing`, `basic_auth_malformed`, `basic_auth_mismatch`, `header_missing`, `header_mismatch` |
 //! | 401 (sessions) | `app_token_missing`, `app_token_malformed`, `app_token_signature_mismatch`, `app_token_algorithm_not_allowed`, `app_token_expired`, `app_token_not_yet_valid`, `app_token_reused`, `session_missing`, `session_malformed`, `session_unknown_key`, `session_tampered`, `session_expired` |
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
-//! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
+//! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch`, `installation_event_not_rsa` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
 //! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header) |
 //! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused), 502 `cma_unavailable` |

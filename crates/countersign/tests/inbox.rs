@@ -693,3 +693,7 @@ async fn a_tenant_read_near_its_limit_is_held_to_it_after_the_reading() {
         "the fifth is refused: the tenant was read near its limit, so its commits count"
     );
 }
+
+/// The edges of "exactly once": late drains, lost leases, late successes, spool shares.
+#[path = "inbox/edges.rs"]
+mod edges;

@@ -228,6 +228,11 @@ fn a_used_grant_exits_1_and_a_location_that_is_a_url_exits_2() {
         &base,
     ]);
     assert_eq!(public_without_verifier.status.code(), Some(2));
+    let told = stderr(&public_without_verifier);
+    assert!(
+        told.contains("--client-secret") && told.contains("--code-verifier"),
+        "an exchange without either names both: {told}"
+    );
     assert_eq!(
         forms.lock().unwrap().len(),
         sent_before,

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     TimestampInFuture,
     /// An authentic installation event of another app (`data.app_installation.app_uid`).
     AppMismatch,
+    /// An installation event (install, upgrade, uninstall) signed with an HMAC secret: a
+    /// stack's admins hold that secret, and only the Marketplace's RSA signature makes one.
+    InstallationEventNotRsa,
     /// An authentic delivery of a stack that is not one of this app's tenants.
     StackNotAllowed,
     /// Whether the stack is ours cannot be told now (the app's records are unreachable). Not
@@ -62,6 +65,7 @@ impl ErrorKind {
             Self::Expired => &crate::reason::TIMESTAMP_EXPIRED,
             Self::TimestampInFuture => &crate::reason::TIMESTAMP_IN_FUTURE,
             Self::AppMismatch => &crate::reason::APP_UID_MISMATCH,
+            Self::InstallationEventNotRsa => &crate::reason::INSTALLATION_EVENT_NOT_RSA,
             Self::StackNotAllowed => &crate::reason::STACK_NOT_ALLOWED,
             Self::TenantCheckUnavailable => &crate::reason::TENANT_CHECK_UNAVAILABLE,
         }

@@ -195,9 +195,11 @@ impl StackCheck for BoxStackCheck {
 /// another backend within the tolerance. [`Tenancy`] is the check that comes after the
 /// signature:
 ///
-/// - an installation event (`module` `app_installation`) is accepted only when its
-///   `data.app_installation.app_uid` is this app's uid (when one is configured). It is not asked
-///   about the stack: an `install` is how a stack becomes ours;
+/// - an installation event (`module` `app_installation`) is accepted only when it is signed
+///   with Contentstack's RSA key (a stack's HMAC secret is its admins' to read, so they could
+///   sign an uninstall with it), and its `data.app_installation.app_uid` is this app's uid
+///   (when one is configured). It is not asked about the stack: an `install` is how a stack
+///   becomes ours;
 /// - every other delivery is accepted only when its `api_key` is one of our stacks, as a
 ///   [`StackCheck`] says: a static [`StackAllowlist`], or [`stack_check_fn`] over the app's own
 ///   installation records.
@@ -259,10 +261,22 @@ impl<S: StackCheck> Tenancy<S> {
     /// Whether `webhook` is ours.
     ///
     /// # Errors
-    /// [`ErrorKind::AppMismatch`] for an installation event of another app,
+    /// [`ErrorKind::InstallationEventNotRsa`] for an installation event signed with an HMAC
+    /// secret (whatever the app uid), [`ErrorKind::AppMismatch`] for an installation event of
+    /// another app,
     /// [`ErrorKind::StackNotAllowed`] for a delivery of a stack that is not ours (or of none),
     /// [`ErrorKind::TenantCheckUnavailable`] when the [`StackCheck`] cannot answer.
     pub async fn check(&self, webhook: &VerifiedWebhook) -> Result<(), Error> {
+        if webhook.is_installation_event()
+            && matches!(webhook.verified_by(), super::VerifiedBy::Hmac { .. })
+        {
+            // A stack's HMAC secret is its admins' to read: with it, an admin could sign an
+            // uninstall (or an install) for their stack. The Marketplace signs with RSA.
+            return Err(Error::new(
+                ErrorKind::InstallationEventNotRsa,
+                "an installation event must be signed with Contentstack's RSA key; this one was signed with a stack's HMAC secret, which the stack's admins hold",
+            ));
+        }
         if let Some(ours) = self.app_uid.as_deref()
             && webhook.is_installation_event()
         {

@@ -116,3 +116,48 @@ fn an_app_token_of_another_app_is_refused_when_the_app_uid_is_required() {
     assert_eq!(err.kind(), AppTokenErrorKind::AppMismatch);
     assert_eq!(err.kind().code(), "app_token_app_mismatch");
 }
+
+/// A stack's admins can read its HMAC secret, so an installation event signed with it could be
+/// a forged uninstall of their own stack (or an install of one): only RSA makes one, whatever
+/// the tenancy, and even with no app uid set.
+#[test]
+fn installation_events_are_trusted_only_when_rsa_signed() {
+    let secret = HmacSecret::new("stack-admins-secret").unwrap();
+    for tenancy in [Tenancy::new().with_app_uid("app-ours"), Tenancy::new()] {
+        for event in ["install", "upgrade", "uninstall"] {
+            let body = installation("app-ours", event, "blt-known");
+            let hmac = WebhookVerifier::hmac_only(secret.clone())
+                .verify_with_keys(
+                    &hmac_headers(&secret.sign(&body, at_ms(TRIGGERED_MS))),
+                    &body,
+                    None,
+                    soon(),
+                )
+                .unwrap();
+            let refused = now_or_never(tenancy.check(&hmac)).unwrap_err();
+            assert_eq!(
+                refused.kind(),
+                ErrorKind::InstallationEventNotRsa,
+                "{event}"
+            );
+            assert_eq!(refused.kind().code(), "installation_event_not_rsa");
+            assert_eq!(refused.kind().reason().status, http::StatusCode::FORBIDDEN);
+            assert_eq!(
+                tenancy_error(&tenancy, &body),
+                None,
+                "{event}, signed with RSA"
+            );
+        }
+    }
+    // A content event signed with the stack's HMAC secret is the stack's own to send.
+    let content = body();
+    let hmac = WebhookVerifier::hmac_only(secret.clone())
+        .verify_with_keys(
+            &hmac_headers(&secret.sign(&content, at_ms(TRIGGERED_MS))),
+            &content,
+            None,
+            soon(),
+        )
+        .unwrap();
+    assert!(now_or_never(Tenancy::new().check(&hmac)).is_ok());
+}

@@ -22,7 +22,14 @@
 //!   the others wait for the tokens it saves. Within one instance, callers share one refresh.
 //! - **The rotated refresh token first.** The new token set, refresh token included, is saved
 //!   before the new access token is handed to anyone: an instance that stopped right after
-//!   could otherwise leave the store with a dead refresh token.
+//!   could otherwise leave the store with a dead refresh token. If the store fails to keep it
+//!   (tried three times), the set is kept in this instance's memory and written at the next
+//!   call: the refresh token it replaces is spent.
+//! - **A refused refresh token forgets nothing.** After `invalid_grant` the store is read
+//!   again for a set another instance saved; if there is none, the call answers
+//!   [`OAuthErrorKind::NotAuthorized`] and the tokens stay, since another instance may still
+//!   be saving the set it refreshed with them. Tokens go with the uninstall ([`forget`](ContentstackOAuth::forget)) or
+//!   a new authorization.
 //! - **A 401 from the CMA** refreshes once
 //!   ([`cma_after_unauthorized`](ContentstackOAuth::cma_after_unauthorized)) and the call is
 //!   made again.
@@ -111,7 +118,21 @@ struct Inner<S> {
     owner: String,
     /// One refresh at a time per installation within this instance.
     refreshing: Mutex<HashMap<Installation, Arc<tokio::sync::Mutex<()>>>>,
+    /// Token sets a refresh brought that the store failed to keep: the refresh token they
+    /// replace is spent at Developer Hub, so they are kept here and written at the next call.
+    unsaved: Mutex<HashMap<Installation, Unsaved>>,
 }
+
+/// A refreshed set not yet in the store, and the refresh token the store still holds (what
+/// the write compares with).
+#[derive(Clone)]
+struct Unsaved {
+    stored_refresh: RefreshToken,
+    tokens: StoredTokens,
+}
+
+/// How often a refreshed set's write is tried before it is kept in memory for the next call.
+const SAVE_TRIES: u32 = 3;
 
 impl<S: TokenStore> ContentstackOAuth<S> {
     /// A client of the app's OAuth `client`, in `region` (the app's default; a code is
@@ -126,6 +147,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 clock: Clock::system(),
                 owner: instance_name(),
                 refreshing: Mutex::new(HashMap::new()),
+                unsaved: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -326,7 +348,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         installation: &Installation,
         rejected: Option<&AccessToken>,
     ) -> Result<StoredTokens, OAuthError> {
-        let seen = self.load(installation).await?;
+        let (seen, _) = self.current(installation).await?;
         if rejected != Some(&seen.access_token) && is_fresh(&seen, self.inner.clock.now()) {
             return Ok(seen);
         }
@@ -367,7 +389,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         let store = &self.inner.store;
         let waited_since = std::time::Instant::now();
         loop {
-            if let Some(newer) = self.newer(seen, self.load(installation).await?) {
+            if let Some(newer) = self.newer(seen, self.current(installation).await?.0) {
                 return Ok(newer);
             }
             if store
@@ -393,13 +415,16 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     /// With the lock held: the stored tokens read again (another instance may have refreshed
     /// just before), and refreshed if they are still what this caller saw. The outcome is
     /// written only if the stored refresh token is still the one used, and the new set is
-    /// saved before it is used.
+    /// saved before it is used; if the store fails, the set is kept here and written at the
+    /// next call (the refresh token it replaces is spent). A refresh token refused with
+    /// `invalid_grant` forgets nothing: the set may be one another instance is still saving
+    /// (it refreshed with it, then stalled), and an uninstall forgets tokens by itself.
     async fn refresh(
         &self,
         installation: &Installation,
         seen: &StoredTokens,
     ) -> Result<StoredTokens, OAuthError> {
-        let tokens = self.load(installation).await?;
+        let (tokens, stored_refresh) = self.current(installation).await?;
         if let Some(newer) = self.newer(seen, tokens.clone()) {
             return Ok(newer);
         }
@@ -411,7 +436,6 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         })?;
         let region = self.region_of(&tokens);
         let form = self.inner.client.refresh_form(&refresh_token);
-        let store = &self.inner.store;
         match self.request(&region, form).await {
             Ok(issued) => {
                 let renewed = stored(
@@ -420,32 +444,109 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                     &region,
                     self.inner.clock.now(),
                 );
-                if store
-                    .replace(installation, &refresh_token, Some(&renewed))
-                    .await?
-                {
+                let Some(stored_refresh) = stored_refresh else {
                     return Ok(renewed);
+                };
+                match self.save(installation, &stored_refresh, &renewed).await {
+                    Ok(true) => Ok(renewed),
+                    // Replaced meanwhile (another refresh, an uninstall, a new authorization):
+                    // what is stored now wins.
+                    Ok(false) => self.load(installation).await,
+                    Err(error) => {
+                        tracing::error!(target: "countersign", %error, "could not keep an installation's refreshed tokens: kept in memory, and written at its next call");
+                        self.unsaved_tokens().insert(
+                            installation.clone(),
+                            Unsaved {
+                                stored_refresh,
+                                tokens: renewed.clone(),
+                            },
+                        );
+                        Ok(renewed)
+                    }
                 }
-                // Replaced meanwhile (another refresh, an uninstall, a new authorization):
-                // what is stored now wins.
-                self.load(installation).await
             }
             Err(error) if error.kind == OAuthErrorKind::InvalidGrant => {
-                // Dead, unless another instance used it a moment ago: then its tokens are
-                // stored, and they are the good ones.
-                if store.replace(installation, &refresh_token, None).await? {
-                    return Err(OAuthError::new(
-                        OAuthErrorKind::NotAuthorized,
-                        format!(
-                            "the refresh token was refused ({}): authorize the app again",
-                            error.message
-                        ),
-                    ));
+                // Another instance may have refreshed with it a moment ago: its tokens are the
+                // good ones, if it saved them.
+                if let Some(newer) = self.newer(seen, self.current(installation).await?.0) {
+                    return Ok(newer);
                 }
-                self.load(installation).await
+                Err(OAuthError::new(
+                    OAuthErrorKind::NotAuthorized,
+                    format!(
+                        "the refresh token was refused ({}): authorize the app again",
+                        error.message
+                    ),
+                ))
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Writes a refreshed set over `stored_refresh`, tried [`SAVE_TRIES`] times on a store
+    /// error: whether the store still held `stored_refresh`.
+    async fn save(
+        &self,
+        installation: &Installation,
+        stored_refresh: &RefreshToken,
+        tokens: &StoredTokens,
+    ) -> Result<bool, OAuthError> {
+        let mut wait = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .inner
+                .store
+                .replace(installation, stored_refresh, Some(tokens))
+                .await
+            {
+                Ok(replaced) => return Ok(replaced),
+                Err(error) if tries >= SAVE_TRIES => return Err(error.into()),
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+            }
+        }
+    }
+
+    fn unsaved_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<Installation, Unsaved>> {
+        self.inner
+            .unsaved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The installation's tokens as this instance knows them, and the refresh token the store
+    /// holds (what a refresh's write compares with): a set the store failed to keep is written
+    /// first, and used while the store still fails.
+    async fn current(
+        &self,
+        installation: &Installation,
+    ) -> Result<(StoredTokens, Option<RefreshToken>), OAuthError> {
+        let unsaved = self.unsaved_tokens().get(installation).cloned();
+        if let Some(unsaved) = unsaved {
+            match self
+                .inner
+                .store
+                .replace(installation, &unsaved.stored_refresh, Some(&unsaved.tokens))
+                .await
+            {
+                Ok(replaced) => {
+                    self.unsaved_tokens().remove(installation);
+                    if replaced {
+                        tracing::info!(target: "countersign", "an installation's refreshed tokens were kept after a store error");
+                    }
+                }
+                Err(_) => {
+                    return Ok((unsaved.tokens, Some(unsaved.stored_refresh)));
+                }
+            }
+        }
+        let tokens = self.load(installation).await?;
+        let stored_refresh = tokens.refresh_token.clone();
+        Ok((tokens, stored_refresh))
     }
 
     async fn load(&self, installation: &Installation) -> Result<StoredTokens, OAuthError> {

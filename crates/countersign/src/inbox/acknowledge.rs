@@ -20,6 +20,10 @@ use crate::Rejection;
 use crate::extract::Verified;
 use crate::metrics;
 
+/// How long a commit may take before the delivery goes to the spool (or is refused), well
+/// within the 30 s a provider waits for an answer.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Commits each verified delivery to its [`Inbox`] and answers it: 200 `{"status":"accepted"}`
 /// once it is durable, 200 `{"status":"duplicate"}` (with `X-Countersign-Replay: duplicate`)
 /// for a delivery id already there, 503 `inbox_tenant_full` or `inbox_unavailable` (with
@@ -84,18 +88,25 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
     let now = SystemTime::now();
     let delivery = delivery_of(&verified, now);
     let settings = &inbox.inner.settings;
-    let expires_at = now
-        .checked_add(remember_for(Some(window), settings.margin))
-        .unwrap_or(now);
-    let committed = inbox
-        .inner
-        .store
-        .commit(
+    let memory = remember_for(Some(window), settings.margin).max(settings.retry_horizon);
+    let expires_at = now.checked_add(memory).unwrap_or(now);
+    // A commit that takes too long goes to the spool: it may still land, and the spooled copy
+    // is then a duplicate of it.
+    let committed = tokio::time::timeout(
+        COMMIT_TIMEOUT,
+        inbox.inner.store.commit(
             &delivery,
             expires_at,
             inbox.limit_for(delivery.tenant.as_ref()),
-        )
-        .await;
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(super::StoreError::new(
+            super::StoreErrorKind::Timeout,
+            "the inbox's store did not commit in time",
+        ))
+    });
     // One outcome per request; a store error is counted where the spool decides it.
     if let Ok(commit) = &committed {
         metrics::outcome(

@@ -98,6 +98,12 @@ pub const DEFAULT_TENANT_LIMIT: u64 = 10_000;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// How long a handled delivery is remembered beyond its signature's acceptance window.
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// How long a delivery's id is remembered at the least, once handled (as a tombstone: the id,
+/// without its body), whatever its signature's window: longer than the providers' published
+/// retries (Contentful: 3 attempts 30 s apart; Contentstack: 5 to 625 s, about 16 minutes in
+/// all), so that a retry signed afresh is still a duplicate. A Contentful webhook with a
+/// custom retry policy (up to 24 h) needs [`Inbox::with_retry_horizon`] set past it.
+pub const DEFAULT_RETRY_HORIZON: Duration = Duration::from_secs(3600);
 /// How often an idle worker looks for deliveries another instance committed.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 /// How many deliveries of one tenant run at once, across every instance: a tenant whose
@@ -107,6 +113,12 @@ pub const DEFAULT_TENANT_CONCURRENCY: u64 = 2;
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a dead letter is kept (then forgotten, body and all).
 pub const DEFAULT_DEAD_LETTER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What a dead letter says when it is a spooled delivery that waited in the spool past half
+/// the retry horizon ([`Inbox::with_retry_horizon`]): it was set aside, not run, since another
+/// instance may have committed and handled it already and forgotten its id since. An
+/// operator checks the handler's own records before retrying it.
+pub const MAYBE_HANDLED: &str = "set aside unrun: it waited in an instance's spool past half the retry horizon, so it may have been handled already; retry it only if its effects are absent";
 
 /// What a handler's error is.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -304,6 +316,9 @@ pub struct ClaimRequest<'a> {
     pub max_attempts: u32,
     /// Until when a dead letter is kept.
     pub dead_until: SystemTime,
+    /// Where this claim starts the rotation of tenants with equal turns (any number: a claim's
+    /// own, so that no tenant is always first).
+    pub rotation: u32,
 }
 
 /// Where an inbox keeps its deliveries: `SqliteInbox` for one instance (feature
@@ -318,6 +333,16 @@ pub trait InboxStore: Send + Sync + 'static {
         delivery: &InboxDelivery,
         expires_at: SystemTime,
         tenant_limit: u64,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Commits `delivery` as a dead letter kept until `dead_until`, with `note` as its last
+    /// error, unless its id is there: a spooled delivery that waited too long to be told apart
+    /// from one handled and forgotten already. [`Commit::New`] when set aside,
+    /// [`Commit::Duplicate`] when its id was there.
+    fn set_aside(
+        &self,
+        delivery: &InboxDelivery,
+        note: &str,
+        dead_until: SystemTime,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
     /// Takes up to `limit` deliveries that are due (pending, or leased on a lease that has
     /// passed), each tenant's oldest first and none of a tenant with `tenant_concurrency` on
@@ -422,6 +447,7 @@ struct Settings {
     backoff: Backoff,
     lease: Duration,
     margin: Duration,
+    retry_horizon: Duration,
     tenant_limit: u64,
     tenant_concurrency: u64,
     attempt_timeout: Duration,
@@ -440,7 +466,7 @@ impl<St: fmt::Debug> fmt::Debug for Inbox<St> {
 
 impl<St: InboxStore> Inbox<St> {
     /// An inbox over `store`, with the defaults: [`Backoff::default`], [`DEFAULT_LEASE`],
-    /// [`DEFAULT_MARGIN`], [`DEFAULT_TENANT_LIMIT`], [`DEFAULT_TENANT_CONCURRENCY`],
+    /// [`DEFAULT_MARGIN`], [`DEFAULT_RETRY_HORIZON`], [`DEFAULT_TENANT_LIMIT`], [`DEFAULT_TENANT_CONCURRENCY`],
     /// [`DEFAULT_ATTEMPT_TIMEOUT`], [`DEFAULT_DEAD_LETTER_TTL`] and [`DEFAULT_POLL`]. Set
     /// them with the `with_*` methods before cloning the inbox (they panic after).
     pub fn new(store: St) -> Self {
@@ -451,6 +477,7 @@ impl<St: InboxStore> Inbox<St> {
                     backoff: Backoff::default(),
                     lease: DEFAULT_LEASE,
                     margin: DEFAULT_MARGIN,
+                    retry_horizon: DEFAULT_RETRY_HORIZON,
                     tenant_limit: DEFAULT_TENANT_LIMIT,
                     tenant_concurrency: DEFAULT_TENANT_CONCURRENCY,
                     attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
@@ -492,6 +519,18 @@ impl<St: InboxStore> Inbox<St> {
     #[must_use]
     pub fn with_margin(self, margin: Duration) -> Self {
         self.reconfigure(|settings| settings.margin = margin.min(countersign_core::MAX_WINDOW))
+    }
+
+    /// How long a handled delivery's id is remembered at the least ([`DEFAULT_RETRY_HORIZON`]):
+    /// longer than the provider goes on retrying a delivery (a Contentful webhook's custom
+    /// retry policy, say), and longer than a spooled delivery may wait for the database. A
+    /// spooled delivery still waiting after half of it is not run: it may have been committed
+    /// and handled by another instance already, and forgotten since, so it is set aside as a
+    /// dead letter that says so (see [`Spool`]). Each id costs a row without its body.
+    #[must_use]
+    pub fn with_retry_horizon(self, horizon: Duration) -> Self {
+        let horizon = horizon.min(countersign_core::MAX_WINDOW);
+        self.reconfigure(|settings| settings.retry_horizon = horizon)
     }
 
     /// How many deliveries of one tenant may wait (at least 1).

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
-use super::worker::{self, Handled};
+use super::worker::{self, Handled, StoreFailed};
 use super::{
     BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
     Retried, StoreError, StoreErrorKind, Workers, millis, sql,
@@ -18,29 +18,54 @@ use super::{
 /// The longest one operation may take: a paused or unreachable server is an error in time.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Each tenant's oldest due delivery before a second of any: a candidate's turn is its rank
-/// within its tenant plus the tenant's deliveries on live leases, none past the tenant's
-/// concurrency; then as many candidates as are not locked by another instance's claim. Each
-/// lease is `{owner}:{attempt}`.
+/// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
+/// the backlog: the tenants with pending deliveries are found by a loose scan of the index
+/// (one seek per tenant), each gives at most `$7` of its oldest due ones, and the leases that
+/// lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
+/// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
+/// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
+/// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
+/// candidates as are not locked by another instance's claim. Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
-WITH busy AS (
+WITH RECURSIVE tenants AS (
+    (SELECT tenant FROM countersign_inbox
+      WHERE state = 'pending' AND tenant IS NOT NULL ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT i.tenant FROM countersign_inbox i
+             WHERE i.state = 'pending' AND i.tenant > t.tenant ORDER BY i.tenant LIMIT 1)
+      FROM tenants t WHERE t.tenant IS NOT NULL
+),
+candidates AS (
+    SELECT c.id, c.tenant, c.due_at FROM tenants t CROSS JOIN LATERAL (
+        SELECT id, tenant, due_at FROM countersign_inbox
+         WHERE state = 'pending' AND tenant = t.tenant AND due_at <= $3
+         ORDER BY due_at, id LIMIT $7) c
+    UNION ALL
+    (SELECT id, tenant, due_at FROM countersign_inbox
+      WHERE state = 'pending' AND tenant IS NULL AND due_at <= $3
+      ORDER BY due_at, id LIMIT $7)
+    UNION ALL
+    SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
+),
+busy AS (
     SELECT tenant, count(*) AS n FROM countersign_inbox
      WHERE state = 'leased' AND due_at > $3 GROUP BY tenant),
-candidates AS (
-    SELECT id, due_at, turn FROM (
-        SELECT i.id, i.due_at,
-               ROW_NUMBER() OVER (PARTITION BY i.tenant ORDER BY i.due_at, i.id)
-                   + coalesce(b.n, 0) AS turn
-          FROM countersign_inbox i
-          LEFT JOIN busy b ON b.tenant IS NOT DISTINCT FROM i.tenant
-         WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3) ranked
+ranked AS (
+    SELECT id, due_at, turn, spot FROM (
+        SELECT id, due_at, turn, (place + $8) % max(place) OVER () AS spot FROM (
+            SELECT c.id, c.due_at,
+                   ROW_NUMBER() OVER (PARTITION BY c.tenant ORDER BY c.due_at, c.id)
+                       + coalesce(b.n, 0) AS turn,
+                   DENSE_RANK() OVER (ORDER BY c.tenant) AS place
+              FROM candidates c
+              LEFT JOIN busy b ON b.tenant IS NOT DISTINCT FROM c.tenant) numbered) placed
      WHERE turn <= $6
-     ORDER BY turn, due_at, id
+     ORDER BY turn, spot, due_at, id
      LIMIT $5),
 locked AS (
-    SELECT i.id FROM countersign_inbox i JOIN candidates c ON c.id = i.id
+    SELECT i.id FROM countersign_inbox i JOIN ranked c ON c.id = i.id
      WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3
-     ORDER BY c.turn, c.due_at, c.id
+     ORDER BY c.turn, c.spot, c.due_at, c.id
      LIMIT $4
      FOR UPDATE OF i SKIP LOCKED)
 UPDATE countersign_inbox i
@@ -228,23 +253,27 @@ impl Inbox<PostgresInbox> {
         let handler: worker::Handler = std::sync::Arc::new(move |delivery, lease| {
             let (store, handler) = (store.clone(), std::sync::Arc::clone(&handler));
             Box::pin(async move {
+                let late = |_| StoreFailed::boxed("the inbox's database did not answer in time");
                 let mut client = tokio::time::timeout(OPERATION_TIMEOUT, store.pool.get())
                     .await
-                    .map_err(|_| "the inbox's database did not answer in time")??;
-                let db = client.transaction().await?;
+                    .map_err(late)?
+                    .map_err(StoreFailed::boxed)?;
+                let db = client.transaction().await.map_err(StoreFailed::boxed)?;
                 handler(&db, &delivery).await?;
                 let completed = tokio::time::timeout(OPERATION_TIMEOUT, async {
                     let complete = db.prepare_cached(&store.sql.complete).await?;
                     db.execute(&complete, &[&delivery.id, &lease]).await
                 })
                 .await
-                .map_err(|_| "the inbox's database did not answer in time")??;
+                .map_err(late)?
+                .map_err(StoreFailed::boxed)?;
                 if completed == 0 {
                     return Ok(Handled::LostLease);
                 }
                 tokio::time::timeout(OPERATION_TIMEOUT, db.commit())
                     .await
-                    .map_err(|_| "the inbox's database did not answer in time")??;
+                    .map_err(late)?
+                    .map_err(StoreFailed::boxed)?;
                 Ok(Handled::Completed)
             })
         });
@@ -341,6 +370,41 @@ impl InboxStore for PostgresInbox {
         .await
     }
 
+    async fn set_aside(
+        &self,
+        delivery: &InboxDelivery,
+        note: &str,
+        dead_until: SystemTime,
+    ) -> Result<Commit, StoreError> {
+        let signed_headers =
+            serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
+        let (at, until) = (millis(delivery.received_at), millis(dead_until));
+        let inserted = self
+            .with(|client| async move {
+                client
+                    .execute(
+                        &client.prepare_cached(&self.sql.set_aside).await?,
+                        &[
+                            &delivery.id,
+                            &delivery.provider.as_str(),
+                            &delivery.tenant,
+                            &delivery.body.as_ref(),
+                            &signed_headers,
+                            &at,
+                            &until,
+                            &note,
+                        ],
+                    )
+                    .await
+            })
+            .await?;
+        Ok(if inserted == 1 {
+            Commit::New
+        } else {
+            Commit::Duplicate
+        })
+    }
+
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<InboxDelivery>, StoreError> {
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
         // Candidates to spare for those other instances hold locked now.
@@ -367,6 +431,8 @@ impl InboxStore for PostgresInbox {
                         &limit,
                         &candidates,
                         &concurrency,
+                        &concurrency.min(candidates),
+                        &i64::from(request.rotation),
                     ],
                 )
                 .await?;

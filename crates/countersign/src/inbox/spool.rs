@@ -22,10 +22,21 @@ use super::{InboxDelivery, Provider, from_millis, millis};
 pub const DEFAULT_SPOOL_ENTRIES: usize = 10_000;
 /// The most bytes a spool holds by default.
 pub const DEFAULT_SPOOL_BYTES: u64 = 256 * 1024 * 1024;
+/// Below how many entries a tenant may spool into the reserve (an eighth of the spool, kept
+/// for tenants with only their first few spooled); fewer in a small spool.
+const FIRST_DELIVERIES: usize = 16;
 
 /// A bounded directory of deliveries waiting for the database, this instance's own (an
 /// instance taken out of a fleet for good leaves its spool behind: drain it first). No tenant
-/// takes more than an eighth of its entries or of its bytes. Cheap to clone; clones share
+/// takes more than an eighth of its entries or of its bytes outside a reserve, and the reserve
+/// (an eighth of the spool) takes only the first few deliveries of each tenant: eight tenants
+/// that fill their shares leave room for the others' first deliveries.
+///
+/// A delivery still in the spool after half the inbox's retry horizon
+/// ([`Inbox::with_retry_horizon`](super::Inbox::with_retry_horizon)) is not run: it is set
+/// aside as a dead letter marked [`MAYBE_HANDLED`](super::MAYBE_HANDLED). Its commit may
+/// have reached the database although this instance saw an error, another instance may have
+/// handled it, and its id may have been forgotten since. Cheap to clone; clones share
 /// everything.
 #[derive(Clone)]
 pub struct Spool {
@@ -175,18 +186,12 @@ impl Spool {
                     Err(Refused::Busy)
                 };
             }
-            let entries_share = (self.inner.max_entries / 8).max(1);
-            let bytes_share = self.inner.max_bytes / 8;
             let (count, bytes) = state
                 .per_tenant
                 .get(&delivery.tenant)
                 .copied()
                 .unwrap_or((0, 0));
-            if state.entries.len() >= self.inner.max_entries
-                || state.bytes + size > self.inner.max_bytes
-                || count >= entries_share
-                || bytes + size > bytes_share
-            {
+            if !self.has_room(&state, count, bytes, size) {
                 return Err(Refused::Full);
             }
             state.add(delivery.id.clone(), delivery.tenant.clone(), size, false);
@@ -222,6 +227,45 @@ impl Spool {
         }
     }
 
+    /// How many entries one tenant may hold: an eighth of those outside the reserve.
+    pub(super) fn tenant_share(&self) -> u64 {
+        let (general, _) = self.areas();
+        (general / 8).max(1) as u64
+    }
+
+    /// The entries and bytes outside the reserve, then the reserve's: an eighth of each is
+    /// kept for tenants that hold only their first few ([`FIRST_DELIVERIES`]).
+    fn areas(&self) -> (usize, u64) {
+        let reserve_entries = self.inner.max_entries / 8;
+        let reserve_bytes = self.inner.max_bytes / 8;
+        (
+            self.inner.max_entries - reserve_entries,
+            self.inner.max_bytes - reserve_bytes,
+        )
+    }
+
+    /// Whether a tenant holding `count` entries and `bytes` may add one of `size` bytes: within
+    /// its share (an eighth of the spool outside the reserve), and in that part of the spool
+    /// or, while it holds fewer than [`FIRST_DELIVERIES`], in the reserve. So however many
+    /// tenants fill their shares, one with nothing spooled can still spool its first ones.
+    fn has_room(&self, state: &State, count: usize, bytes: u64, size: u64) -> bool {
+        let (general_entries, general_bytes) = self.areas();
+        let share_entries = (general_entries / 8).max(1);
+        let share_bytes = general_bytes / 8;
+        let within_share = count < share_entries && bytes + size <= share_bytes;
+        let in_general =
+            state.entries.len() < general_entries && state.bytes + size <= general_bytes;
+        // Each tenant's first few: at most an eighth of the reserve, so that eight at least
+        // fit in it.
+        let first = FIRST_DELIVERIES
+            .min((self.inner.max_entries / 8) / 8)
+            .max(1);
+        let in_reserve = count < first
+            && state.entries.len() < self.inner.max_entries
+            && state.bytes + size <= self.inner.max_bytes;
+        within_share && (in_general || in_reserve)
+    }
+
     /// The spooled deliveries, each with when it is forgotten once handled: at most `limit`.
     /// One that is not a spooled delivery is set aside (`.bad`) for an operator.
     pub(super) fn peek(&self, limit: usize) -> Vec<(InboxDelivery, SystemTime)> {
@@ -251,11 +295,16 @@ impl Spool {
             .collect()
     }
 
-    /// Forgets `id`: it is in the inbox now.
+    /// Forgets `id`: it is in the inbox now. The removal is flushed to disk, so that a crash
+    /// does not bring the file back (drained again, it would be a duplicate of its row; set
+    /// aside, if that row was forgotten since). A file that cannot be removed stays, and is
+    /// drained again as a duplicate.
     pub(super) fn remove(&self, id: &str) {
-        if let Err(error) = std::fs::remove_file(self.inner.dir.join(id))
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
+        let removed = match std::fs::remove_file(self.inner.dir.join(id)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => std::fs::File::open(&self.inner.dir).and_then(|dir| dir.sync_all()),
+        };
+        if let Err(error) = removed {
             tracing::warn!(target: "countersign", delivery = %id, %error, "could not remove a spooled delivery");
             return;
         }
@@ -315,4 +364,60 @@ fn read(path: &Path) -> std::io::Result<(InboxDelivery, SystemTime)> {
     };
     let expires_at = from_millis(head["expires_at"].as_i64().ok_or_else(invalid)?);
     Ok((delivery, expires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(tenant: &str, n: usize) -> InboxDelivery {
+        InboxDelivery {
+            id: format!("{tenant}-{n}"),
+            provider: Provider::Contentstack,
+            tenant: Some(tenant.to_owned()),
+            body: Bytes::from_static(b"{}"),
+            signed_headers: Vec::new(),
+            received_at: SystemTime::now(),
+            attempt: 0,
+        }
+    }
+
+    /// Spools `tenant`'s deliveries until refused: how many it took.
+    fn fill(spool: &Spool, tenant: &str) -> usize {
+        (0..1_000)
+            .take_while(|&n| {
+                spool
+                    .append(&delivery(tenant, n), SystemTime::now())
+                    .is_ok()
+            })
+            .count()
+    }
+
+    #[test]
+    fn eight_tenants_that_fill_their_shares_leave_room_for_the_others_first_deliveries() {
+        let dir =
+            std::env::temp_dir().join(format!("countersign-spool-share-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let spool = Spool::with_limits(&dir, 160, 1 << 20).unwrap();
+        let shares: Vec<usize> = (0..8).map(|t| fill(&spool, &format!("big{t}"))).collect();
+        assert_eq!(
+            shares, [17; 8],
+            "an eighth of the spool outside the reserve each"
+        );
+        // Any number of other tenants, each with nothing spooled, spool their first ones while
+        // the reserve lasts; none of the eight gets more.
+        for t in 0..8 {
+            assert!(
+                fill(&spool, &format!("small{t}")) >= 2,
+                "tenant {t} spooled its first"
+            );
+        }
+        let more = delivery("big0", 999);
+        assert!(matches!(
+            spool.append(&more, SystemTime::now()),
+            Err(Refused::Full)
+        ));
+        assert!(spool.len() <= 160);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -23,9 +23,18 @@ pub(super) const INSERT: &str = "INSERT INTO countersign_inbox
   VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)
   ON CONFLICT (id) DO NOTHING";
 
+/// A delivery set aside as a dead letter kept until `?7`, with the note `?8`, unless its id is
+/// there ([`InboxStore::set_aside`](super::InboxStore::set_aside)).
+pub(super) const SET_ASIDE: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at,
+     last_error)
+  VALUES (?1, ?2, ?3, ?4, ?5, 'dead', ?6, ?6, ?7, ?8)
+  ON CONFLICT (id) DO NOTHING";
+
 /// A delivery whose worker died on its last attempt is a dead letter, not taken again.
+/// It keeps its lease, so that a late success of that attempt is still recorded ([`COMPLETE`]).
 pub(super) const BURY: &str = "UPDATE countersign_inbox
-   SET state = 'dead', lease_owner = NULL, expires_at = ?3,
+   SET state = 'dead', expires_at = ?3,
        last_error = 'its worker stopped during the last attempt (the lease lapsed)'
  WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
 
@@ -33,11 +42,13 @@ pub(super) const BURY: &str = "UPDATE countersign_inbox
 pub(super) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
   WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
 
-/// Handled: the id alone answers a replay now, so the body goes.
+/// Handled: the id alone answers a replay now, so the body goes. A dead letter buried while
+/// this very attempt still ran (its lease lapsed on the last attempt) is handled too: left
+/// dead, a retry would run it a second time.
 pub(super) const COMPLETE: &str = "UPDATE countersign_inbox
     SET state = 'done', lease_owner = NULL, body = NULL, signed_headers = NULL,
         last_error = NULL
-  WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
+  WHERE id = ?1 AND lease_owner = ?2 AND state IN ('leased', 'dead')";
 
 /// A failed attempt: due again at `?4`, or (`?4` null) a dead letter kept until `?5`.
 pub(super) const FAIL: &str = "UPDATE countersign_inbox
@@ -56,7 +67,7 @@ pub(super) const DEAD_LETTERS: &str =
 /// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh,
 /// unless its tenant has `?4` deliveries waiting already.
 pub(super) const RETRY: &str =
-    "UPDATE countersign_inbox SET state = 'pending', due_at = ?3, attempts = 0
+    "UPDATE countersign_inbox SET state = 'pending', due_at = ?3, attempts = 0, lease_owner = NULL
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)
     AND (SELECT count(*) FROM countersign_inbox w
           WHERE w.tenant = countersign_inbox.tenant
@@ -102,6 +113,7 @@ CREATE TABLE IF NOT EXISTS countersign_inbox (
 );
 CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
 CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
+CREATE INDEX IF NOT EXISTS countersign_inbox_turns ON countersign_inbox (state, tenant, due_at, id);
 ";
 
 /// The table every statement names, unless the store was given another.
@@ -117,6 +129,7 @@ pub(super) struct Statements {
     pub(super) waiting: String,
     pub(super) waiting_untenanted: String,
     pub(super) insert: String,
+    pub(super) set_aside: String,
     pub(super) bury: String,
     pub(super) renew: String,
     pub(super) complete: String,
@@ -146,6 +159,7 @@ impl Statements {
             waiting: make(WAITING),
             waiting_untenanted: make(WAITING_UNTENANTED),
             insert: make(INSERT),
+            set_aside: make(SET_ASIDE),
             bury: make(BURY),
             renew: make(RENEW),
             complete: make(COMPLETE),

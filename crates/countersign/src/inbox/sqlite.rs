@@ -8,32 +8,60 @@ use std::time::SystemTime;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::worker::{self, Handled};
+use super::worker::{self, Handled, StoreFailed};
 use super::{
     BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
     Retried, StoreError, StoreErrorKind, Workers, millis, sql,
 };
 
-/// Each tenant's oldest due delivery before a second of any: a delivery's turn is its rank
-/// within its tenant plus the tenant's deliveries on live leases, and none past the tenant's
-/// concurrency is taken. Each lease is `{owner}:{attempt}`.
+/// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
+/// the backlog: the tenants with pending deliveries are found by a loose scan of the index
+/// (one seek per tenant), each gives at most `?6` of its oldest due ones, and the leases that
+/// lapsed are taken over with them (the tenants the outer loop, whatever SQLite's statistics
+/// say: `CROSS JOIN`). A candidate's turn is its rank within its tenant plus the tenant's
+/// deliveries on live leases; none past the tenant's concurrency `?5` is taken. Among equal
+/// turns the tenants take their places in a rotation that each claim starts elsewhere (`?7`),
+/// so that a tenant whose backlog is older never goes before a newcomer for long. Each lease
+/// is `{owner}:{attempt}`.
 const CLAIM: &str = "
+WITH RECURSIVE tenants(tenant) AS (
+    SELECT (SELECT tenant FROM countersign_inbox
+             WHERE state = 'pending' AND tenant IS NOT NULL ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT tenant FROM countersign_inbox
+             WHERE state = 'pending' AND tenant > t.tenant ORDER BY tenant LIMIT 1)
+      FROM tenants t WHERE t.tenant IS NOT NULL
+),
+candidates AS (
+    SELECT i.id, i.tenant, i.due_at FROM tenants t CROSS JOIN countersign_inbox i
+        ON i.id IN (SELECT id FROM countersign_inbox
+                     WHERE state = 'pending' AND tenant = t.tenant AND due_at <= ?3
+                     ORDER BY due_at, id LIMIT ?6)
+    UNION ALL
+    SELECT id, tenant, due_at FROM (SELECT id, tenant, due_at FROM countersign_inbox
+         WHERE state = 'pending' AND tenant IS NULL AND due_at <= ?3
+         ORDER BY due_at, id LIMIT ?6)
+    UNION ALL
+    SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= ?3
+),
+busy AS (
+    SELECT tenant, count(*) AS n FROM countersign_inbox
+     WHERE state = 'leased' AND due_at > ?3 GROUP BY tenant
+),
+ranked AS (
+    SELECT c.id, c.due_at,
+           ROW_NUMBER() OVER (PARTITION BY c.tenant ORDER BY c.due_at, c.id)
+               + coalesce(b.n, 0) AS turn,
+           DENSE_RANK() OVER (ORDER BY c.tenant) AS place
+      FROM candidates c LEFT JOIN busy b ON b.tenant IS c.tenant
+),
+rotated AS (
+    SELECT id, due_at, turn, (place + ?7) % max(place) OVER () AS spot FROM ranked
+)
 UPDATE countersign_inbox
    SET state = 'leased', lease_owner = ?1 || ':' || (attempts + 1), due_at = ?2,
        attempts = attempts + 1
- WHERE id IN (
-     SELECT id FROM (
-         SELECT i.id, i.due_at,
-                ROW_NUMBER() OVER (PARTITION BY i.tenant ORDER BY i.due_at, i.id)
-                    + coalesce(b.busy, 0) AS turn
-           FROM countersign_inbox i
-           LEFT JOIN (SELECT tenant, count(*) AS busy FROM countersign_inbox
-                       WHERE state = 'leased' AND due_at > ?3 GROUP BY tenant) b
-             ON b.tenant IS i.tenant
-          WHERE i.state IN ('pending', 'leased') AND i.due_at <= ?3)
-      WHERE turn <= ?5
-      ORDER BY turn, due_at, id
-      LIMIT ?4)
+ WHERE id IN (SELECT id FROM rotated WHERE turn <= ?5 ORDER BY turn, spot, due_at, id LIMIT ?4)
 RETURNING ";
 
 /// The inbox in a SQLite file: durable (write-ahead log, `synchronous = FULL`: a delivery
@@ -155,19 +183,22 @@ impl Inbox<SqliteInbox> {
                 let connection = Arc::clone(&store.connection);
                 let handled = tokio::task::spawn_blocking(move || {
                     let mut db = connection.lock().unwrap_or_else(PoisonError::into_inner);
-                    let db = db.transaction()?;
+                    let db = db.transaction().map_err(StoreFailed::boxed)?;
                     handler(&db, &delivery)?;
-                    if db.execute(&sql.complete, params![delivery.id, lease])? == 0 {
+                    let completed = db
+                        .execute(&sql.complete, params![delivery.id, lease])
+                        .map_err(StoreFailed::boxed)?;
+                    if completed == 0 {
                         return Ok(Handled::LostLease);
                     }
-                    db.commit()?;
+                    db.commit().map_err(StoreFailed::boxed)?;
                     Ok::<_, BoxError>(Handled::Completed)
                 })
                 .await;
                 match handled {
                     Ok(handled) => handled,
                     Err(join) if join.is_panic() => Err("the handler panicked".into()),
-                    Err(join) => Err(join.into()),
+                    Err(_) => Err("the handler was cancelled".into()),
                 }
             })
         });
@@ -244,12 +275,39 @@ impl InboxStore for SqliteInbox {
         .await
     }
 
+    async fn set_aside(
+        &self,
+        delivery: &InboxDelivery,
+        note: &str,
+        dead_until: SystemTime,
+    ) -> Result<Commit, StoreError> {
+        let signed_headers =
+            serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
+        let values = vec![
+            text(&delivery.id),
+            text(delivery.provider.as_str()),
+            delivery.tenant.clone().into(),
+            Value::Blob(delivery.body.to_vec()),
+            text(&signed_headers),
+            millis(delivery.received_at).into(),
+            millis(dead_until).into(),
+            text(note),
+        ];
+        let inserted = self.change(|sql| &sql.set_aside, values).await?;
+        Ok(if inserted == 1 {
+            Commit::New
+        } else {
+            Commit::Duplicate
+        })
+    }
+
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Vec<InboxDelivery>, StoreError> {
         let owner = request.owner.to_owned();
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
         let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
         let (now, lease_until) = (millis(request.now), millis(request.lease_until));
         let (max_attempts, dead_until) = (request.max_attempts, millis(request.dead_until));
+        let rotation = i64::from(request.rotation);
         let sql = Arc::clone(&self.sql);
         self.run(move |db| {
             let db = db.transaction()?;
@@ -257,7 +315,15 @@ impl InboxStore for SqliteInbox {
             let claimed = {
                 let mut statement = db.prepare_cached(&sql.claim)?;
                 let rows = statement.query_map(
-                    params![owner, lease_until, now, limit, concurrency],
+                    params![
+                        owner,
+                        lease_until,
+                        now,
+                        limit,
+                        concurrency,
+                        concurrency.min(limit),
+                        rotation
+                    ],
                     delivery,
                 )?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?

@@ -10,6 +10,8 @@ use countersign_core::replay::Owner;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+use super::MAYBE_HANDLED;
 use super::{BoxError, ClaimRequest, GiveUp, Inbox, InboxDelivery, InboxStore};
 use crate::metrics;
 
@@ -153,6 +155,7 @@ async fn claim_loop<St: InboxStore>(
         claims += 1;
         let owner = format!("{owner}.{claims}");
         let now = SystemTime::now();
+        let leased_at = tokio::time::Instant::now();
         let claimed = inbox
             .inner
             .store
@@ -164,6 +167,7 @@ async fn claim_loop<St: InboxStore>(
                 tenant_concurrency: settings.tenant_concurrency,
                 max_attempts: settings.backoff.max_attempts(),
                 dead_until: now.checked_add(settings.dead_letter_ttl).unwrap_or(now),
+                rotation: rotation(claims),
             })
             .await;
         let batch = match claimed {
@@ -193,7 +197,7 @@ async fn claim_loop<St: InboxStore>(
         for (delivery, permit) in batch.into_iter().zip(permits.drain(..)) {
             let (inbox, handler, owner) = (inbox.clone(), Arc::clone(&handler), owner.clone());
             running.spawn(async move {
-                attempt(&inbox, &handler, &owner, delivery).await;
+                attempt(&inbox, &handler, &owner, delivery, leased_at).await;
                 drop(permit);
             });
         }
@@ -203,7 +207,10 @@ async fn claim_loop<St: InboxStore>(
 }
 
 /// Moves what waits in the spool into the inbox, while the store takes it. Each was
-/// acknowledged, so none is refused for its tenant's limit.
+/// acknowledged, so a tenant's limit is raised by its share of the spool for it (and one past
+/// even that waits in the spool for room). One that waited half the retry horizon or more is
+/// set aside as a dead letter instead ([`MAYBE_HANDLED`]): its commit may have reached the
+/// store after all and been handled, and its id been forgotten since.
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
     let Some(spool) = &inbox.inner.spool else {
@@ -213,19 +220,40 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
     if spool.is_empty() {
         return;
     }
+    let settings = inbox.inner.settings;
     let spool = spool.clone();
     let waiting = match tokio::task::spawn_blocking(move || (spool.peek(100), spool)).await {
         Ok(waiting) => waiting,
         Err(_) => return,
     };
     let (batch, spool) = waiting;
+    let mut full = std::collections::HashSet::new();
     for (delivery, expires_at) in batch {
-        match inbox
-            .inner
-            .store
-            .commit(&delivery, expires_at, u64::MAX)
-            .await
-        {
+        if full.contains(&delivery.tenant) {
+            continue;
+        }
+        let now = SystemTime::now();
+        let waited = now.duration_since(delivery.received_at).unwrap_or_default();
+        let moved = if waited >= settings.retry_horizon / 2 {
+            tracing::error!(target: "countersign", delivery = %delivery.id, waited_s = waited.as_secs(), "a spooled delivery waited past half the retry horizon: set aside as a dead letter, since it may have been handled already");
+            metrics::outcome(metrics::INBOX, "set_aside");
+            let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
+            inbox
+                .inner
+                .store
+                .set_aside(&delivery, MAYBE_HANDLED, dead_until)
+                .await
+        } else {
+            let limit = match inbox.limit_for(delivery.tenant.as_ref()) {
+                u64::MAX => u64::MAX,
+                limit => limit.saturating_add(spool.tenant_share()),
+            };
+            inbox.inner.store.commit(&delivery, expires_at, limit).await
+        };
+        match moved {
+            Ok(super::Commit::TenantFull) => {
+                full.insert(delivery.tenant);
+            }
             Ok(_) => {
                 let (spool, id) = (spool.clone(), delivery.id.clone());
                 let _ = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
@@ -236,12 +264,18 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
 }
 
 /// One attempt: the handler runs while the lease is renewed; then the delivery is marked
-/// handled, due again, or dead.
+/// handled, due again, or dead. `leased_at` is when the claim read the clock: the lease runs
+/// from there.
+///
+/// A worker that cannot renew stops its handler before its lease may lapse (at
+/// [`LAPSE_SHARE`] of a lease since the last renewal it asked for): past that, another
+/// worker may take the delivery over, and two runs would overlap.
 async fn attempt<St: InboxStore>(
     inbox: &Inbox<St>,
     handler: &Handler,
     owner: &str,
     delivery: InboxDelivery,
+    leased_at: tokio::time::Instant,
 ) {
     let store = &inbox.inner.store;
     let settings = inbox.inner.settings;
@@ -249,8 +283,13 @@ async fn attempt<St: InboxStore>(
     // This attempt's lease: a later attempt's (after this one's lapsed) is another.
     let lease = format!("{owner}:{attempt}");
     let owner = lease.as_str();
+    let held_for = settings.lease.mul_f64(LAPSE_SHARE);
     let deadline = tokio::time::sleep(settings.attempt_timeout);
     tokio::pin!(deadline);
+    // When this worker must let go unless a renewal succeeds first.
+    let mut held_until = leased_at + held_for;
+    let lapse = tokio::time::sleep_until(held_until);
+    tokio::pin!(lapse);
     // The handler in a task of its own: a panic is a failed attempt, not a dead worker. It
     // is aborted with this attempt (stopped workers hold nothing).
     let mut run = AbortOnDrop(tokio::spawn(handler(delivery, lease.clone())));
@@ -262,21 +301,34 @@ async fn attempt<St: InboxStore>(
                 if join.is_panic() { "the handler panicked" } else { "the handler was cancelled" }
             }),
             () = &mut deadline => break Err("the handler took longer than the attempt timeout"),
+            () = &mut lapse => {
+                // Renewals failed for most of a lease: another worker may take it over now,
+                // so this run stops here (aborted when `run` drops) and the next one counts.
+                tracing::warn!(target: "countersign", delivery = %id, "could not renew a lease for most of its length: the handler was stopped, and the delivery will be taken over");
+                metrics::outcome(metrics::INBOX_ATTEMPTS, "lost_lease");
+                return;
+            }
             _ = renewal.tick() => {
+                let asked_at = tokio::time::Instant::now();
                 let now = SystemTime::now();
                 let until = now.checked_add(settings.lease).unwrap_or(now);
-                match store.renew(&id, owner, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match tokio::time::timeout_at(held_until, store.renew(&id, owner, until)).await {
+                    Ok(Ok(true)) => {
+                        held_until = asked_at + held_for;
+                        lapse.as_mut().reset(held_until);
+                    }
+                    Ok(Ok(false)) => {
                         // Another worker took it over (this one stalled past its lease): its
                         // attempt is the one that counts now.
                         tracing::warn!(target: "countersign", delivery = %id, "lost the lease on a delivery while its handler ran");
                         metrics::outcome(metrics::INBOX_ATTEMPTS, "lost_lease");
                         return;
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         tracing::warn!(target: "countersign", delivery = %id, %error, "could not renew a lease");
                     }
+                    // The lapse fires next.
+                    Err(_) => {}
                 }
             }
         }
@@ -285,10 +337,12 @@ async fn attempt<St: InboxStore>(
     let (failure, give_up) = match outcome {
         Ok(Ok(Handled::ToComplete)) => {
             metrics::outcome(metrics::INBOX_ATTEMPTS, "handled");
-            if let Err(error) = store.complete(&id, owner).await {
-                // The lease lapses, and the delivery is tried again: the handler must be
-                // idempotent.
-                tracing::warn!(target: "countersign", delivery = %id, %error, "could not record an attempt's outcome");
+            let completed = record(held_until, || store.complete(&id, owner)).await;
+            if completed == Some(false) {
+                // Taken over after all (this worker's clock ran slow, or the store's lease
+                // lapsed first): the other attempt runs the handler again.
+                tracing::warn!(target: "countersign", delivery = %id, "a handler succeeded after its lease was another attempt's: a second run may follow, which its idempotency must absorb");
+                metrics::outcome(metrics::INBOX_ATTEMPTS, "late_success");
             }
             return;
         }
@@ -301,7 +355,15 @@ async fn attempt<St: InboxStore>(
             metrics::outcome(metrics::INBOX_ATTEMPTS, "lost_lease");
             return;
         }
-        Ok(Err(error)) => (error.to_string(), error.downcast_ref::<GiveUp>().is_some()),
+        Ok(Err(error)) => match error.downcast_ref::<StoreFailed>() {
+            // The inbox's own database, not the handler: its error names hosts and tables,
+            // and the dead letter is the tenant's to read.
+            Some(failed) => {
+                tracing::warn!(target: "countersign", delivery = %id, error = %failed, "the inbox's database failed during an attempt");
+                (STORE_FAILED.to_owned(), false)
+            }
+            None => (error.to_string(), error.downcast_ref::<GiveUp>().is_some()),
+        },
         Err(why) => (why.to_owned(), false),
     };
     let mut error = failure;
@@ -325,10 +387,78 @@ async fn attempt<St: InboxStore>(
     tracing::warn!(target: "countersign", delivery = %id, attempt, dead, %error, "the inbox's handler failed");
     let now = SystemTime::now();
     let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
-    if let Err(error) = store.fail(&id, owner, &error, retry_at, dead_until).await {
-        // The lease lapses, and the delivery is tried again: the handler must be idempotent.
-        tracing::warn!(target: "countersign", delivery = %id, %error, "could not record an attempt's outcome");
+    record(held_until, || {
+        store.fail(&id, owner, &error, retry_at, dead_until)
+    })
+    .await;
+}
+
+/// Records an attempt's outcome, tried again on a store error until the lease is held no
+/// more (then the delivery is taken over, and the handler must bear a second run): whether
+/// the lease was still this attempt's, `None` when it could not be told.
+async fn record<F, Fut>(held_until: tokio::time::Instant, write: F) -> Option<bool>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<bool, super::StoreError>>,
+{
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(held_until, write()).await {
+            Ok(Ok(recorded)) => return Some(recorded),
+            Ok(Err(error)) => {
+                tracing::warn!(target: "countersign", %error, "could not record an attempt's outcome; trying again");
+            }
+            Err(_) => break,
+        }
+        if tokio::time::Instant::now() + wait >= held_until {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
+    tracing::warn!(target: "countersign", "could not record an attempt's outcome within its lease: the delivery will be taken over and tried again");
+    None
+}
+
+/// How much of a lease a worker holds a delivery without a successful renewal before it stops
+/// the handler: enough before the lease's end that the store's clock, a slow renewal and the
+/// abort itself all fit.
+pub(super) const LAPSE_SHARE: f64 = 5.0 / 6.0;
+
+/// What the dead letter says when the inbox's own database failed during an attempt: the
+/// error itself goes to the log.
+pub(super) const STORE_FAILED: &str = "the inbox's database failed during the attempt";
+
+/// The inbox's own database failed during an attempt run in its transaction (not the
+/// handler's writes): logged, and kept with the delivery only as [`STORE_FAILED`].
+#[derive(Debug)]
+pub(super) struct StoreFailed(pub(super) String);
+
+impl StoreFailed {
+    /// `error`, as a handler's error.
+    pub(super) fn boxed(error: impl fmt::Display) -> BoxError {
+        Box::new(Self(error.to_string()))
+    }
+}
+
+impl fmt::Display for StoreFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreFailed {}
+
+/// Where the `claims`-th claim starts the rotation of tenants: spread by the clock's
+/// nanoseconds, so that the fleet's instances start at different tenants too.
+fn rotation(claims: u64) -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    // Truncation is the point: any 32 bits of the mix will do.
+    #[allow(clippy::cast_possible_truncation)]
+    let claims = claims as u32;
+    nanos.wrapping_mul(2_654_435_761).wrapping_add(claims)
 }
 
 /// A task aborted when its handle is dropped.

@@ -250,7 +250,7 @@ impl Client {
             (None, None) => {
                 return Err(ConfigError::new(
                     ConfigErrorKind::InvalidSetting,
-                    "a public OAuth client exchanges a code with the PKCE verifier its authorization URL was made with",
+                    "a code exchange needs the client secret (a confidential client, such as a backend) or, for a public client, the PKCE verifier its authorization URL was made with",
                 ));
             }
         };
