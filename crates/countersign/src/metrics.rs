@@ -46,7 +46,8 @@ pub const ACCESS_TOKEN_FETCHES: &str = "countersign_access_token_fetches_total";
 /// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
 /// tenant_full, spooled (accepted while its store was down), store_error (503).
 pub const INBOX: &str = "countersign_inbox_total";
-/// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease.
+/// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease,
+/// late_success.
 pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
 /// Deliveries in the inbox by state (pending, leased, dead), as its workers last read it. Every
 /// instance of a fleet reads the one shared table: aggregate with `max`, not `sum`.
