@@ -185,17 +185,18 @@ async fn api(app: &App, session: &str, path: &str) -> Value {
 }
 
 /// The session's stack's events once at least `n` are recorded: the inbox's workers record a
-/// delivery after its answer. For at most 20 s.
+/// delivery after its answer. For at most 45 s: a killed instance's worker may have held the
+/// delivery on a lease (30 s) that must lapse first.
 async fn events_when(app: &App, session: &str, n: usize) -> Value {
     let mut events = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..450 {
         events = api(app, session, "/api/events").await;
         if events["events"].as_array().is_some_and(|e| e.len() >= n) {
             return events;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("fewer than {n} events recorded within 20 s: {events}");
+    panic!("fewer than {n} events recorded within 45 s: {events}");
 }
 
 use marketplace_guards::{mode, problem_code};

@@ -171,6 +171,34 @@ async fn marketplace_app_basic_auth_and_hmac_from_the_environment() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        (
+            installed.status().as_u16(),
+            installed.json::<Value>().await.unwrap()["code"].clone()
+        ),
+        (403, json!("installation_event_not_rsa")),
+        "the stack's admins hold its HMAC secret: an installation event signed with it is refused"
+    );
+    assert_eq!(
+        send(Some("s3cret")).await.unwrap().status(),
+        403,
+        "not installed"
+    );
+    // The Marketplace's own install, signed with Contentstack's key, installs it.
+    let install = installation_body(DEV_APP, "install", "bltA");
+    let installed = client()
+        .post(format!("{}/webhooks/contentstack", app.base))
+        .header(
+            "x-contentstack-request-signature",
+            dev_key(&app)
+                .sign_webhook(install.as_bytes(), SaltLength::Digest)
+                .unwrap(),
+        )
+        .basic_auth("hook", Some("s3cret"))
+        .body(install)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(installed.status(), 200);
     assert_eq!(send(Some("s3cret")).await.unwrap().status(), 200);
 }

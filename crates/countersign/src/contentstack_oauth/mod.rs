@@ -121,6 +121,10 @@ struct Inner<S> {
     /// Token sets a refresh brought that the store failed to keep: the refresh token they
     /// replace is spent at Developer Hub, so they are kept here and written at the next call.
     unsaved: Mutex<HashMap<Installation, Unsaved>>,
+    /// The refresh token each installation had refused with `invalid_grant`: not sent again
+    /// (a dead installation would spend the app's requests at Developer Hub on every call)
+    /// until the stored one changes.
+    refused: Mutex<HashMap<Installation, RefreshToken>>,
 }
 
 /// A refreshed set not yet in the store, and the refresh token the store still holds (what
@@ -148,6 +152,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 owner: instance_name(),
                 refreshing: Mutex::new(HashMap::new()),
                 unsaved: Mutex::new(HashMap::new()),
+                refused: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -434,6 +439,15 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 "the installation's tokens have no refresh token: authorize the app again",
             )
         })?;
+        let refused = || {
+            OAuthError::new(
+                OAuthErrorKind::NotAuthorized,
+                "the installation's refresh token was refused: authorize the app again",
+            )
+        };
+        if self.refused_tokens().get(installation) == Some(&refresh_token) {
+            return Err(refused());
+        }
         let region = self.region_of(&tokens);
         let form = self.inner.client.refresh_form(&refresh_token);
         match self.request(&region, form).await {
@@ -447,7 +461,13 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 let Some(stored_refresh) = stored_refresh else {
                     return Ok(renewed);
                 };
-                match self.save(installation, &stored_refresh, &renewed).await {
+                let mut saved = self.save(installation, &stored_refresh, &renewed).await;
+                if saved.as_ref().is_ok_and(|saved| !saved) && stored_refresh != refresh_token {
+                    // The set this refresh started from (kept in memory) reached the store
+                    // meanwhile: write over it.
+                    saved = self.save(installation, &refresh_token, &renewed).await;
+                }
+                match saved {
                     Ok(true) => Ok(renewed),
                     // Replaced meanwhile (another refresh, an uninstall, a new authorization):
                     // what is stored now wins.
@@ -471,13 +491,10 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 if let Some(newer) = self.newer(seen, self.current(installation).await?.0) {
                     return Ok(newer);
                 }
-                Err(OAuthError::new(
-                    OAuthErrorKind::NotAuthorized,
-                    format!(
-                        "the refresh token was refused ({}): authorize the app again",
-                        error.message
-                    ),
-                ))
+                tracing::warn!(target: "countersign", reason = %error.message, "an installation's refresh token was refused: it must authorize the app again");
+                self.refused_tokens()
+                    .insert(installation.clone(), refresh_token);
+                Err(refused())
             }
             Err(error) => Err(error),
         }
@@ -511,6 +528,13 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         }
     }
 
+    fn refused_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<Installation, RefreshToken>> {
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn unsaved_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<Installation, Unsaved>> {
         self.inner
             .unsaved
@@ -534,7 +558,15 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 .await
             {
                 Ok(replaced) => {
-                    self.unsaved_tokens().remove(installation);
+                    // Unless a later refresh kept a newer set meanwhile.
+                    let mut unsaved_now = self.unsaved_tokens();
+                    if unsaved_now
+                        .get(installation)
+                        .is_some_and(|now| now.tokens.access_token == unsaved.tokens.access_token)
+                    {
+                        unsaved_now.remove(installation);
+                    }
+                    drop(unsaved_now);
                     if replaced {
                         tracing::info!(target: "countersign", "an installation's refreshed tokens were kept after a store error");
                     }

@@ -260,20 +260,27 @@ impl Spool {
         let first = FIRST_DELIVERIES
             .min((self.inner.max_entries / 8) / 8)
             .max(1);
+        let reserve_bytes = self.inner.max_bytes - general_bytes;
         let in_reserve = count < first
+            && bytes + size <= reserve_bytes / 8
             && state.entries.len() < self.inner.max_entries
             && state.bytes + size <= self.inner.max_bytes;
         within_share && (in_general || in_reserve)
     }
 
-    /// The spooled deliveries, each with when it is forgotten once handled: at most `limit`.
+    /// The spooled deliveries but those of the tenants in `skip`, each with when it is
+    /// forgotten once handled: at most `limit`.
     /// One that is not a spooled delivery is set aside (`.bad`) for an operator.
-    pub(super) fn peek(&self, limit: usize) -> Vec<(InboxDelivery, SystemTime)> {
+    pub(super) fn peek(
+        &self,
+        limit: usize,
+        skip: &std::collections::HashSet<Option<String>>,
+    ) -> Vec<(InboxDelivery, SystemTime)> {
         let ids: Vec<String> = self
             .state()
             .entries
             .iter()
-            .filter(|(_, entry)| entry.durable)
+            .filter(|(_, entry)| entry.durable && !skip.contains(&entry.tenant))
             .take(limit)
             .map(|(id, _)| id.clone())
             .collect();
@@ -284,6 +291,10 @@ impl Spool {
                     tracing::error!(target: "countersign", delivery = %id, %error, "a spooled delivery is unreadable: set aside as .bad");
                     let from = self.inner.dir.join(&id);
                     let _ = std::fs::rename(&from, self.inner.dir.join(format!("{id}.bad")));
+                    self.state().remove(&id);
+                    None
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                     self.state().remove(&id);
                     None
                 }
@@ -300,15 +311,16 @@ impl Spool {
     /// aside, if that row was forgotten since). A file that cannot be removed stays, and is
     /// drained again as a duplicate.
     pub(super) fn remove(&self, id: &str) {
-        let removed = match std::fs::remove_file(self.inner.dir.join(id)) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
-            _ => std::fs::File::open(&self.inner.dir).and_then(|dir| dir.sync_all()),
-        };
-        if let Err(error) = removed {
+        if let Err(error) = std::fs::remove_file(self.inner.dir.join(id))
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
             tracing::warn!(target: "countersign", delivery = %id, %error, "could not remove a spooled delivery");
             return;
         }
         self.state().remove(id);
+        if let Err(error) = std::fs::File::open(&self.inner.dir).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(target: "countersign", delivery = %id, %error, "could not flush the spool's directory after a removal");
+        }
     }
 }
 

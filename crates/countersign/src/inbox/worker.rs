@@ -124,6 +124,8 @@ async fn claim_loop<St: InboxStore>(
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
     let mut measured: Option<tokio::time::Instant> = None;
+    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+    let mut held_back = HeldBack::new();
     let settings = inbox.inner.settings;
     let stopped = stop.notified();
     tokio::pin!(stopped);
@@ -136,7 +138,7 @@ async fn claim_loop<St: InboxStore>(
             }
         }
         #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-        drain(&inbox).await;
+        drain(&inbox, &mut held_back).await;
         let first = tokio::select! {
             permit = Arc::clone(&room).acquire_owned() => permit,
             () = &mut stopped => break,
@@ -206,13 +208,28 @@ async fn claim_loop<St: InboxStore>(
     while running.join_next().await.is_some() {}
 }
 
-/// Moves what waits in the spool into the inbox, while the store takes it. Each was
-/// acknowledged, so a tenant's limit is raised by its share of the spool for it (and one past
-/// even that waits in the spool for room). One that waited half the retry horizon or more is
-/// set aside as a dead letter instead ([`MAYBE_HANDLED`]): its commit may have reached the
-/// store after all and been handled, and its id been forgotten since.
+/// The tenants whose spooled deliveries wait for room under their limit, and since when: left
+/// out of the drain for [`HELD_BACK_FOR`], so that they cannot fill every batch.
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
+type HeldBack = std::collections::HashMap<Option<String>, tokio::time::Instant>;
+
+/// How long a tenant found at its limit is left out of the drain.
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+const HELD_BACK_FOR: Duration = Duration::from_secs(5);
+
+/// How many deliveries in a row may fail to move before a drain stops (the store is down).
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+const DRAIN_FAILURES: usize = 3;
+
+/// Moves what waits in the spool into the inbox, while the store takes it. Each was
+/// acknowledged, so a tenant's limit is raised by its share of the spool for it; a tenant past
+/// even that waits in the spool for room, left out of the drain a while (`held_back`) so that
+/// the others' deliveries move meanwhile. One that waited half the retry horizon or more is set
+/// aside as a dead letter instead ([`MAYBE_HANDLED`]), whatever its tenant has waiting: its
+/// commit may have reached the store after all and been handled, and its id been forgotten
+/// since.
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
     let Some(spool) = &inbox.inner.spool else {
         return;
     };
@@ -220,18 +237,18 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
     if spool.is_empty() {
         return;
     }
+    held_back.retain(|_, since| since.elapsed() < HELD_BACK_FOR);
     let settings = inbox.inner.settings;
     let spool = spool.clone();
-    let waiting = match tokio::task::spawn_blocking(move || (spool.peek(100), spool)).await {
+    // A held-back tenant's deliveries are read again once it has been held back a while.
+    let skip: std::collections::HashSet<_> = held_back.keys().cloned().collect();
+    let waiting = match tokio::task::spawn_blocking(move || (spool.peek(100, &skip), spool)).await {
         Ok(waiting) => waiting,
         Err(_) => return,
     };
     let (batch, spool) = waiting;
-    let mut full = std::collections::HashSet::new();
+    let mut failures = 0;
     for (delivery, expires_at) in batch {
-        if full.contains(&delivery.tenant) {
-            continue;
-        }
         let now = SystemTime::now();
         let waited = now.duration_since(delivery.received_at).unwrap_or_default();
         let moved = if waited >= settings.retry_horizon / 2 {
@@ -252,13 +269,20 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>) {
         };
         match moved {
             Ok(super::Commit::TenantFull) => {
-                full.insert(delivery.tenant);
+                held_back.insert(delivery.tenant, tokio::time::Instant::now());
             }
             Ok(_) => {
+                failures = 0;
                 let (spool, id) = (spool.clone(), delivery.id.clone());
                 let _ = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
             }
-            Err(_) => return,
+            Err(error) => {
+                tracing::warn!(target: "countersign", delivery = %delivery.id, %error, "a spooled delivery could not be moved into the inbox yet");
+                failures += 1;
+                if failures >= DRAIN_FAILURES {
+                    return;
+                }
+            }
         }
     }
 }
@@ -297,6 +321,8 @@ async fn attempt<St: InboxStore>(
     renewal.tick().await;
     let outcome = loop {
         tokio::select! {
+            // The handler first: a success that is ready is recorded, whatever else is.
+            biased;
             outcome = &mut run.0 => break outcome.map_err(|join| {
                 if join.is_panic() { "the handler panicked" } else { "the handler was cancelled" }
             }),
