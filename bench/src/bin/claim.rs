@@ -58,7 +58,11 @@ fn summary(mut times: Vec<Duration>) -> (f64, f64) {
     (ms(times[times.len() / 2]), ms(times[times.len() * 9 / 10]))
 }
 
-async fn time_claims(store: &impl InboxStore, reset: impl Fn()) -> Vec<Duration> {
+async fn time_claims<F, Fut>(store: &impl InboxStore, reset: F) -> Vec<Duration>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut times = Vec::new();
     for n in 0..CLAIMS + 3 {
         let owner = format!("bench.{n}");
@@ -74,7 +78,7 @@ async fn time_claims(store: &impl InboxStore, reset: impl Fn()) -> Vec<Duration>
         if n >= 3 {
             times.push(took);
         }
-        reset();
+        reset().await;
     }
     times
 }
@@ -105,7 +109,11 @@ fn seeded_sqlite(n: u64) -> (SqliteInbox, countersign::inbox::rusqlite::Connecti
 async fn sqlite(n: u64) -> (f64, f64) {
     let (store, db) = seeded_sqlite(n);
     let reset = RESET.replace("{table}", "countersign_inbox");
-    let times = time_claims(&store, || db.execute_batch(&reset).unwrap()).await;
+    let times = time_claims(&store, || {
+        db.execute_batch(&reset).unwrap();
+        std::future::ready(())
+    })
+    .await;
     summary(times)
 }
 
@@ -154,22 +162,11 @@ async fn seeded_postgres(url: &str, n: u64) -> (PostgresInbox, deadpool_postgres
 async fn postgres(url: &str, n: u64) -> (f64, f64) {
     let (store, client, table) = seeded_postgres(url, n).await;
     let reset = RESET.replace("{table}", &table);
-    let mut times = Vec::new();
-    for n in 0..CLAIMS + 3 {
-        let owner = format!("bench.{n}");
-        let started = Instant::now();
-        let claimed = store.claim(request(&owner)).await.unwrap();
-        let took = started.elapsed();
-        assert_eq!(
-            claimed.len(),
-            8,
-            "a claim takes 8 of the 30 tenants' oldest"
-        );
-        if n >= 3 {
-            times.push(took);
-        }
-        client.batch_execute(&reset).await.unwrap();
-    }
+    let (connection, reset) = (&client, reset.as_str());
+    let times = time_claims(&store, move || async move {
+        connection.batch_execute(reset).await.unwrap();
+    })
+    .await;
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
