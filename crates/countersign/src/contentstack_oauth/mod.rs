@@ -344,7 +344,10 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     /// # Errors
     /// The store failed.
     pub async fn forget(&self, installation: &Installation) -> Result<(), OAuthError> {
-        Ok(self.inner.store.forget(installation).await?)
+        self.inner.store.forget(installation).await?;
+        self.unsaved_tokens().remove(installation);
+        self.refused_tokens().remove(installation);
+        Ok(())
     }
 
     /// The stored tokens if still good (and not `rejected`), else refreshed ones.

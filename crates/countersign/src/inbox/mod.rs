@@ -115,10 +115,11 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DEAD_LETTER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a dead letter says when it is a spooled delivery that waited in the spool past half
-/// the retry horizon ([`Inbox::with_retry_horizon`]): it was set aside, not run, since another
+/// the time its id is remembered (the retry horizon, [`Inbox::with_retry_horizon`], or its
+/// signature's window and the margin if longer): it was set aside, not run, since another
 /// instance may have committed and handled it already and forgotten its id since. An
 /// operator checks the handler's own records before retrying it.
-pub const MAYBE_HANDLED: &str = "set aside unrun: it waited in an instance's spool past half the retry horizon, so it may have been handled already; retry it only if its effects are absent";
+pub const MAYBE_HANDLED: &str = "set aside unrun: it waited in an instance's spool past half the time its id is remembered, so it may have been handled already; retry it only if its effects are absent";
 
 /// What a handler's error is.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -524,7 +525,8 @@ impl<St: InboxStore> Inbox<St> {
     /// How long a handled delivery's id is remembered at the least ([`DEFAULT_RETRY_HORIZON`]):
     /// longer than the provider goes on retrying a delivery (a Contentful webhook's custom
     /// retry policy, say), and longer than a spooled delivery may wait for the database. A
-    /// spooled delivery still waiting after half of it is not run: it may have been committed
+    /// spooled delivery still waiting after half of it (or of its signature's window and the
+    /// margin, if longer) is not run: it may have been committed
     /// and handled by another instance already, and forgotten since, so it is set aside as a
     /// dead letter that says so (see [`Spool`]). Each id costs a row without its body.
     #[must_use]

@@ -250,7 +250,7 @@ impl Inbox<PostgresInbox> {
     {
         let handler = std::sync::Arc::new(handler);
         let store = self.inner.store.clone();
-        let handler: worker::Handler = std::sync::Arc::new(move |delivery, lease| {
+        let handler: worker::Run = std::sync::Arc::new(move |delivery, lease| {
             let (store, handler) = (store.clone(), std::sync::Arc::clone(&handler));
             Box::pin(async move {
                 let late = |_| StoreFailed::boxed("the inbox's database did not answer in time");
@@ -277,7 +277,11 @@ impl Inbox<PostgresInbox> {
                 Ok(Handled::Completed)
             })
         });
-        worker::start(self.clone(), concurrency.max(1), handler)
+        worker::start(
+            self.clone(),
+            concurrency.max(1),
+            worker::in_transaction(handler),
+        )
     }
 }
 

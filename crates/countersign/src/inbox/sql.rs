@@ -44,11 +44,11 @@ pub(super) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
 
 /// Handled: the id alone answers a replay now, so the body goes. A dead letter buried while
 /// this very attempt still ran (its lease lapsed on the last attempt) is handled too: left
-/// dead, a retry would run it a second time.
+/// dead, a retry would run it a second time. The lease stays, so that the same attempt
+/// marking it again (its first write landed, but its answer was lost) finds it its own.
 pub(super) const COMPLETE: &str = "UPDATE countersign_inbox
-    SET state = 'done', lease_owner = NULL, body = NULL, signed_headers = NULL,
-        last_error = NULL
-  WHERE id = ?1 AND lease_owner = ?2 AND state IN ('leased', 'dead')";
+    SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
+  WHERE id = ?1 AND lease_owner = ?2 AND state IN ('leased', 'dead', 'done')";
 
 /// A failed attempt: due again at `?4`, or (`?4` null) a dead letter kept until `?5`.
 pub(super) const FAIL: &str = "UPDATE countersign_inbox
@@ -113,7 +113,8 @@ CREATE TABLE IF NOT EXISTS countersign_inbox (
 );
 CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
 CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
-CREATE INDEX IF NOT EXISTS countersign_inbox_turns ON countersign_inbox (state, tenant, due_at, id);
+CREATE INDEX IF NOT EXISTS countersign_inbox_pending ON countersign_inbox (tenant, due_at, id)
+    WHERE state = 'pending';
 ";
 
 /// The table every statement names, unless the store was given another.

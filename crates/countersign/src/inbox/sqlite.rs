@@ -176,7 +176,7 @@ impl Inbox<SqliteInbox> {
     {
         let handler = Arc::new(handler);
         let store = self.inner.store.clone();
-        let handler: worker::Handler = Arc::new(move |delivery, lease| {
+        let handler: worker::Run = Arc::new(move |delivery, lease| {
             let (store, handler) = (store.clone(), Arc::clone(&handler));
             let sql = Arc::clone(&store.sql);
             Box::pin(async move {
@@ -202,7 +202,11 @@ impl Inbox<SqliteInbox> {
                 }
             })
         });
-        worker::start(self.clone(), concurrency.max(1), handler)
+        worker::start(
+            self.clone(),
+            concurrency.max(1),
+            worker::in_transaction(handler),
+        )
     }
 }
 

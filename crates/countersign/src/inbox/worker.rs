@@ -23,7 +23,25 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 const MAX_ERROR_LEN: usize = 500;
 
 /// A handler as the workers call it: the delivery and its attempt's lease.
-pub(super) type Handler = Arc<dyn Fn(InboxDelivery, String) -> HandlerFuture + Send + Sync>;
+pub(super) type Run = Arc<dyn Fn(InboxDelivery, String) -> HandlerFuture + Send + Sync>;
+
+/// A handler, and whether its effects commit in the inbox's transaction, with the lease
+/// checked there ([`in_transaction`]): such a run is never stopped for want of a renewal,
+/// since a second run beside it commits nothing unless it holds the lease.
+#[derive(Clone)]
+pub(super) struct Handler {
+    run: Run,
+    in_transaction: bool,
+}
+
+/// A handler whose writes and "handled" commit together, if its lease is still its own.
+pub(super) fn in_transaction(run: Run) -> Handler {
+    Handler {
+        run,
+        in_transaction: true,
+    }
+}
+
 type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<Handled, BoxError>> + Send>>;
 
 /// What a successful handler left to do.
@@ -87,10 +105,13 @@ where
     H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
-    Arc::new(move |delivery, _lease| {
-        let run = handler(delivery);
-        Box::pin(async move { run.await.map(|()| Handled::ToComplete) })
-    })
+    Handler {
+        run: Arc::new(move |delivery, _lease| {
+            let run = handler(delivery);
+            Box::pin(async move { run.await.map(|()| Handled::ToComplete) })
+        }),
+        in_transaction: false,
+    }
 }
 
 pub(super) fn start<St: InboxStore>(
@@ -197,7 +218,7 @@ async fn claim_loop<St: InboxStore>(
             continue;
         }
         for (delivery, permit) in batch.into_iter().zip(permits.drain(..)) {
-            let (inbox, handler, owner) = (inbox.clone(), Arc::clone(&handler), owner.clone());
+            let (inbox, handler, owner) = (inbox.clone(), handler.clone(), owner.clone());
             running.spawn(async move {
                 attempt(&inbox, &handler, &owner, delivery, leased_at).await;
                 drop(permit);
@@ -224,10 +245,10 @@ const DRAIN_FAILURES: usize = 3;
 /// Moves what waits in the spool into the inbox, while the store takes it. Each was
 /// acknowledged, so a tenant's limit is raised by its share of the spool for it; a tenant past
 /// even that waits in the spool for room, left out of the drain a while (`held_back`) so that
-/// the others' deliveries move meanwhile. One that waited half the retry horizon or more is set
-/// aside as a dead letter instead ([`MAYBE_HANDLED`]), whatever its tenant has waiting: its
-/// commit may have reached the store after all and been handled, and its id been forgotten
-/// since.
+/// the others' deliveries move meanwhile. One that waited half the time its id is remembered
+/// or more (the retry horizon, or its signature's window and the margin if longer) is set aside
+/// as a dead letter instead ([`MAYBE_HANDLED`]), whatever its tenant has waiting: its commit may
+/// have reached the store after all and been handled, and its id been forgotten since.
 #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
     let Some(spool) = &inbox.inner.spool else {
@@ -251,8 +272,13 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
     for (delivery, expires_at) in batch {
         let now = SystemTime::now();
         let waited = now.duration_since(delivery.received_at).unwrap_or_default();
-        let moved = if waited >= settings.retry_horizon / 2 {
-            tracing::error!(target: "countersign", delivery = %delivery.id, waited_s = waited.as_secs(), "a spooled delivery waited past half the retry horizon: set aside as a dead letter, since it may have been handled already");
+        // Half the time its id is remembered once handled (the retry horizon at least):
+        // past that, another instance may have handled it and forgotten it.
+        let memory = expires_at
+            .duration_since(delivery.received_at)
+            .unwrap_or_default();
+        let moved = if waited >= memory / 2 {
+            tracing::error!(target: "countersign", delivery = %delivery.id, waited_s = waited.as_secs(), "a spooled delivery waited past half the time its id is remembered: set aside as a dead letter, since it may have been handled already");
             metrics::outcome(metrics::INBOX, "set_aside");
             let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
             inbox
@@ -293,7 +319,9 @@ async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
 ///
 /// A worker that cannot renew stops its handler before its lease may lapse (at
 /// [`LAPSE_SHARE`] of a lease since the last renewal it asked for): past that, another
-/// worker may take the delivery over, and two runs would overlap.
+/// worker may take the delivery over, and two runs would overlap. A handler in the inbox's
+/// transaction runs on: its effects commit only with its lease (and SQLite's, holding the
+/// database, keeps the renewals waiting).
 async fn attempt<St: InboxStore>(
     inbox: &Inbox<St>,
     handler: &Handler,
@@ -316,7 +344,7 @@ async fn attempt<St: InboxStore>(
     tokio::pin!(lapse);
     // The handler in a task of its own: a panic is a failed attempt, not a dead worker. It
     // is aborted with this attempt (stopped workers hold nothing).
-    let mut run = AbortOnDrop(tokio::spawn(handler(delivery, lease.clone())));
+    let mut run = AbortOnDrop(tokio::spawn((handler.run)(delivery, lease.clone())));
     let mut renewal = tokio::time::interval(settings.lease / 3);
     renewal.tick().await;
     let outcome = loop {
@@ -327,7 +355,7 @@ async fn attempt<St: InboxStore>(
                 if join.is_panic() { "the handler panicked" } else { "the handler was cancelled" }
             }),
             () = &mut deadline => break Err("the handler took longer than the attempt timeout"),
-            () = &mut lapse => {
+            () = &mut lapse, if !handler.in_transaction => {
                 // Renewals failed for most of a lease: another worker may take it over now,
                 // so this run stops here (aborted when `run` drops) and the next one counts.
                 tracing::warn!(target: "countersign", delivery = %id, "could not renew a lease for most of its length: the handler was stopped, and the delivery will be taken over");
@@ -360,10 +388,13 @@ async fn attempt<St: InboxStore>(
         }
     };
     drop(run);
+    // The outcome's writes check the lease themselves: they are tried for as long as it may
+    // still be this attempt's.
+    let record_until = held_until.max(tokio::time::Instant::now() + held_for);
     let (failure, give_up) = match outcome {
         Ok(Ok(Handled::ToComplete)) => {
             metrics::outcome(metrics::INBOX_ATTEMPTS, "handled");
-            let completed = record(held_until, || store.complete(&id, owner)).await;
+            let completed = record(record_until, || store.complete(&id, owner)).await;
             if completed == Some(false) {
                 // Taken over after all (this worker's clock ran slow, or the store's lease
                 // lapsed first): the other attempt runs the handler again.
@@ -413,7 +444,7 @@ async fn attempt<St: InboxStore>(
     tracing::warn!(target: "countersign", delivery = %id, attempt, dead, %error, "the inbox's handler failed");
     let now = SystemTime::now();
     let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
-    record(held_until, || {
+    record(record_until, || {
         store.fail(&id, owner, &error, retry_at, dead_until)
     })
     .await;

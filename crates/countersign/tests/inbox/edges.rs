@@ -112,13 +112,27 @@ impl InboxStore for Faulty {
 
 /// A server whose Contentstack webhook route answers from `inbox`.
 async fn serve_faulty(kit: &TestKit, inbox: &Inbox<Faulty>) -> String {
+    serve_faulty_with(kit, inbox, kit.webhook_verifier()).await
+}
+
+/// The same, with signatures acceptable for `tolerance` only.
+async fn serve_faulty_within(kit: &TestKit, inbox: &Inbox<Faulty>, tolerance: Duration) -> String {
+    let verifier = kit
+        .webhook_verifier()
+        .with_tolerance(tolerance)
+        .with_future_skew(Duration::ZERO);
+    serve_faulty_with(kit, inbox, verifier).await
+}
+
+async fn serve_faulty_with(
+    kit: &TestKit,
+    inbox: &Inbox<Faulty>,
+    verifier: countersign::contentstack::WebhookVerifier,
+) -> String {
     let app = axum::Router::new().route(
         "/webhooks/contentstack",
         axum::routing::post_service(inbox.acknowledge()).layer(
-            countersign::ContentstackWebhookLayer::new(
-                kit.webhook_verifier(),
-                kit.contentstack_keys(),
-            ),
+            countersign::ContentstackWebhookLayer::new(verifier, kit.contentstack_keys()),
         ),
     );
     format!("http://{}", crate::common::serve(app).await)
@@ -136,12 +150,15 @@ async fn a_spooled_delivery_drained_after_its_id_was_forgotten_is_set_aside_neve
     let spool_dir = path.with_file_name("spool");
     let faulty = Faulty::new(SqliteInbox::open(&path).unwrap());
     faulty.commit_lands_then_fails.store(true, Ordering::SeqCst);
+    // The id's memory scaled down: a 1 s signature window (no future skew), no margin, and a
+    // 1.2 s horizon.
     let horizon = Duration::from_millis(1_200);
     let a = Inbox::new(faulty.clone())
         .with_spool(Spool::open(&spool_dir).unwrap())
         .with_retry_horizon(horizon)
+        .with_margin(Duration::ZERO)
         .with_poll_interval(Duration::from_millis(20));
-    let base = serve_faulty(&kit, &a).await;
+    let base = serve_faulty_within(&kit, &a, Duration::from_secs(1)).await;
     let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
     assert_eq!(
         send(&base, request).await.0,
@@ -312,6 +329,14 @@ async fn a_success_after_the_delivery_was_buried_is_recorded_and_cannot_be_retri
         "the late success is recorded"
     );
     assert!(
+        store.complete("d1", "a:1").await.unwrap(),
+        "marked again by the same attempt (its first answer lost): still its own"
+    );
+    assert!(
+        !store.complete("d1", "b:1").await.unwrap(),
+        "never another's"
+    );
+    assert!(
         store
             .dead_letters(Some("blt-a"), 10)
             .await
@@ -412,4 +437,45 @@ async fn a_tenants_dead_letter_never_shows_the_inbox_databases_own_error() {
     assert!(!said.contains("countersign_inbox"), "{said}");
     assert_eq!(said, "the inbox's database failed during the attempt");
     assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+/// A handler in the inbox's SQLite transaction holds the database, so no renewal gets through
+/// while it runs; it must not be stopped for that (its effects commit only with its lease),
+/// and its failure is recorded with its backoff rather than lost to a lapse.
+#[tokio::test]
+async fn a_handler_in_the_transaction_longer_than_its_lease_runs_on_and_its_failure_waits_its_backoff()
+ {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("long-transaction")).unwrap())
+        .with_lease(Duration::from_millis(600))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_backoff(Backoff::new(
+            Duration::from_secs(30),
+            1,
+            Duration::from_secs(30),
+            3,
+        ));
+    let base = super::serve(&kit, &inbox).await;
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
+    assert_eq!(send(&base, request).await.0, 200);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&attempts);
+    let _workers = inbox.work_in_transaction(2, move |_, _| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(1_000));
+        Err("the handler's own failure".into())
+    });
+    until(|| attempts.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "not tried again before its backoff"
+    );
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.leased),
+        (1, 0),
+        "its failure was recorded"
+    );
 }
