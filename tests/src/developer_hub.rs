@@ -47,6 +47,8 @@ struct State {
     bad_forms: AtomicUsize,
     cma_calls: AtomicUsize,
     cma_unauthorized: AtomicUsize,
+    /// How long an unknown code takes to be refused, in milliseconds (a slow hub).
+    bogus_delay_ms: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,6 +103,14 @@ impl DeveloperHub {
             base: format!("http://{address}"),
             state,
         }
+    }
+
+    /// Takes `delay` to refuse a code it never issued, as a slow token endpoint would.
+    pub fn refuse_unknown_codes_after(&self, delay: Duration) {
+        self.state.bogus_delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
     }
 
     /// A one-time code that authorizes the app in `organization`'s `stack` (the organization
@@ -254,6 +264,8 @@ async fn token(
     } else {
         let Some(installation) = lock(&state.codes).remove(field("code").unwrap_or_default())
         else {
+            let delay = state.bogus_delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
             state.invalid_grants.fetch_add(1, Ordering::SeqCst);
             return refusal("invalid_grant", "the code was used or has expired");
         };

@@ -619,3 +619,44 @@ async fn an_instance_refused_with_invalid_grant_never_forgets_a_set_another_is_s
         "B uses it: no reinstall"
     );
 }
+
+/// An uninstall event carries Contentstack's time; the authorization it is compared with is
+/// timed by Contentstack's clock too (the token endpoint's `Date`), never this host's: a host
+/// whose clock is an hour ahead would otherwise keep the tokens past every uninstall of that
+/// hour. Refreshes keep the authorization's time.
+#[tokio::test]
+async fn an_authorization_is_timed_by_contentstacks_clock_not_this_hosts() {
+    let (region, _hub) = developer_hub(100).await;
+    let (clock, offset) = clock();
+    offset.store(3_600, Ordering::SeqCst);
+    let store = Arc::new(MemoryTokenStore::new());
+    let oauth = ContentstackOAuth::new(client(), region, Arc::clone(&store)).with_clock(clock);
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let installation = oauth.exchange("good-code", None, None).await.unwrap();
+    let after = SystemTime::now() + Duration::from_secs(1);
+    let authorized_at = store
+        .load(&installation)
+        .await
+        .unwrap()
+        .unwrap()
+        .authorized_at;
+    assert!(
+        before <= authorized_at && authorized_at <= after,
+        "the hub's Date, not the host's clock an hour ahead"
+    );
+    offset.store(3_600 + 60, Ordering::SeqCst);
+    assert_eq!(
+        oauth.access_token(&installation).await.unwrap().expose(),
+        "at-2"
+    );
+    assert_eq!(
+        store
+            .load(&installation)
+            .await
+            .unwrap()
+            .unwrap()
+            .authorized_at,
+        authorized_at,
+        "a refresh keeps it"
+    );
+}

@@ -14,7 +14,7 @@ use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::IpAllowlist;
 use countersign::session::SessionKey;
 use countersign::well_known::WellKnownKeys;
-use example_support::sealed::SealingKey;
+use example_support::sealed::SealingKeys;
 use example_support::{private_dir, write_private};
 
 /// Where the Contentstack public key comes from.
@@ -63,8 +63,9 @@ pub(crate) struct OAuthConfig {
     /// `CONTENTSTACK_REGION` (`NA` by default): where a code whose redirect names no location
     /// is exchanged. A redirect's `location` wins; a custom base URL serves every location.
     pub(crate) region: Region,
-    /// `OAUTH_TOKEN_KEY` (base64 of 32 bytes), or one made and kept under `DATA_DIR`.
-    pub(crate) sealing_key: Arc<SealingKey>,
+    /// `OAUTH_TOKEN_KEY` (base64 of 32 bytes; keys separated by commas, the one that seals
+    /// first, to rotate), or one made and kept under `DATA_DIR`.
+    pub(crate) sealing_key: Arc<SealingKeys>,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -263,7 +264,7 @@ fn oauth_config(data_dir: &Path) -> Result<Option<OAuthConfig>, Error> {
     Ok(Some(OAuthConfig {
         client: Client::new(id, redirect_uri).with_secret(ClientSecret::new(secret)?),
         region,
-        sealing_key: Arc::new(SealingKey::configured_or_kept(
+        sealing_key: Arc::new(SealingKeys::configured_or_kept(
             configured_key.as_deref(),
             data_dir,
         )?),

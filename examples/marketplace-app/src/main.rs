@@ -90,7 +90,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("the inbox: {e}"))?;
     let workers = deliveries::work(&deliveries, &store);
     let webhooks = webhooks::route(&config, keys.clone(), store.clone(), deliveries.clone());
-    let as_the_app = oauth::AsTheApp::new(config.oauth.as_ref(), &store)?;
+    let as_the_app = oauth::AsTheApp::new(
+        config.oauth.as_ref(),
+        &store,
+        config.trusted_proxies.clone(),
+    )?;
     let router = api::router(
         &config,
         keys,

@@ -5,16 +5,20 @@
 //! The tokens are the installation's, kept sealed in the app's database ([`SealedTokens`]); a
 //! session reaches only the tokens of its own organization and stack.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use countersign::Rejection;
-use countersign::contentstack_oauth::{ContentstackOAuth, Installation};
+use countersign::contentstack_oauth::{ContentstackOAuth, Installation, OAuthErrorKind};
+use countersign::ip::{ForwardedHeader, IpAllowlist, client_ip};
 use countersign::reason;
 use countersign::session::AppSession;
 use tokio::sync::Semaphore;
@@ -37,18 +41,142 @@ pub(crate) struct AsTheApp(Option<Configured>);
 struct Configured {
     oauth: ContentstackOAuth<SealedTokens>,
     http: reqwest::Client,
-    /// The code exchanges under way: the callback is open to anyone, and each exchange
-    /// spends the app's requests at the token endpoint.
-    exchanges: Arc<Semaphore>,
+    /// The code exchanges under way, per client and in all: the callback is open to anyone,
+    /// and each exchange spends the app's requests at the token endpoint.
+    exchanges: Arc<Exchanges>,
+    /// The proxies whose forwarding header names the client.
+    trusted_proxies: Option<IpAllowlist>,
 }
 
 /// The most code exchanges at once; beyond, 503 `oauth_unavailable` with `Retry-After`.
-const MAX_EXCHANGES: usize = 8;
+const MAX_EXCHANGES: usize = 32;
+/// The most one client (an IPv4 address, an IPv6 /64) runs at once: a real install makes one.
+const MAX_EXCHANGES_PER_CLIENT: usize = 2;
+/// How many refused codes a client may send within [`REFUSALS_FORGOTTEN_AFTER`] before its
+/// callbacks are answered without asking the token endpoint.
+const MAX_REFUSALS_PER_CLIENT: usize = 3;
+/// How long a refused code counts against its client.
+const REFUSALS_FORGOTTEN_AFTER: Duration = Duration::from_secs(60);
+/// The most clients remembered (beyond, the callback answers 503 until some are forgotten).
+const MAX_CLIENTS: usize = 10_000;
+
+/// The callback's exchanges: at most [`MAX_EXCHANGES`] in all and
+/// [`MAX_EXCHANGES_PER_CLIENT`] per client, so that one client's bogus callbacks never hold
+/// every slot; and a client whose codes were refused [`MAX_REFUSALS_PER_CLIENT`] times lately
+/// is answered at once, without the token endpoint (a bogus code costs it nothing more).
+struct Exchanges {
+    all: Arc<Semaphore>,
+    clients: Mutex<HashMap<IpAddr, Client>>,
+}
+
+#[derive(Default)]
+struct Client {
+    running: usize,
+    refused: VecDeque<Instant>,
+}
+
+/// One exchange's place: given back when dropped.
+struct Turn {
+    exchanges: Arc<Exchanges>,
+    client: IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Exchanges {
+    fn new() -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(MAX_EXCHANGES)),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Client>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A turn for `client`, or why not.
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Turn, &'static str> {
+        let mut clients = self.clients();
+        let now = Instant::now();
+        if clients.len() >= MAX_CLIENTS {
+            clients.retain(|_, c| {
+                c.refused
+                    .retain(|at| now.duration_since(*at) < REFUSALS_FORGOTTEN_AFTER);
+                c.running > 0 || !c.refused.is_empty()
+            });
+            if clients.len() >= MAX_CLIENTS {
+                return Err("too many clients are exchanging codes");
+            }
+        }
+        let entry = clients.entry(client).or_default();
+        entry
+            .refused
+            .retain(|at| now.duration_since(*at) < REFUSALS_FORGOTTEN_AFTER);
+        if entry.refused.len() >= MAX_REFUSALS_PER_CLIENT {
+            return Err("this address sent codes that were refused: try again in a minute");
+        }
+        if entry.running >= MAX_EXCHANGES_PER_CLIENT {
+            return Err("too many code exchanges from this address at once");
+        }
+        let permit = Arc::clone(&self.all)
+            .try_acquire_owned()
+            .map_err(|_| "too many code exchanges at once")?;
+        entry.running += 1;
+        Ok(Turn {
+            exchanges: Arc::clone(self),
+            client,
+            _permit: permit,
+        })
+    }
+}
+
+impl Turn {
+    /// The token endpoint refused the code.
+    fn refused(&self) {
+        if let Some(client) = self.exchanges.clients().get_mut(&self.client) {
+            client.refused.push_back(Instant::now());
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut clients = self.exchanges.clients();
+        if let Some(client) = clients.get_mut(&self.client) {
+            client.running = client.running.saturating_sub(1);
+            if client.running == 0 && client.refused.is_empty() {
+                clients.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Whom the callback counts a request against: its client's address (past trusted proxies),
+/// an IPv6 one by its /64 (one subscriber's block).
+fn client_of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: Option<&IpAllowlist>) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let client = match trusted {
+        Some(trusted) => {
+            client_ip(peer, headers, trusted, ForwardedHeader::XForwardedFor).unwrap_or(peer)
+        }
+        None => peer,
+    };
+    match client {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
+}
 /// The longest code taken: Contentstack's are far shorter.
 const MAX_CODE_LEN: usize = 512;
 
 impl AsTheApp {
-    pub(crate) fn new(config: Option<&OAuthConfig>, store: &Store) -> Result<Self, reqwest::Error> {
+    pub(crate) fn new(
+        config: Option<&OAuthConfig>,
+        store: &Store,
+        trusted_proxies: Option<IpAllowlist>,
+    ) -> Result<Self, reqwest::Error> {
         let Some(config) = config else {
             return Ok(Self(None));
         };
@@ -61,7 +189,8 @@ impl AsTheApp {
         Ok(Self(Some(Configured {
             oauth: ContentstackOAuth::new(config.client.clone(), config.region.clone(), tokens),
             http,
-            exchanges: Arc::new(Semaphore::new(MAX_EXCHANGES)),
+            exchanges: Arc::new(Exchanges::new()),
+            trusted_proxies,
         })))
     }
 
@@ -89,6 +218,8 @@ pub(crate) struct Redirect {
 /// trusted: whoever sends a code can only store the tokens Contentstack issues for it.
 pub(crate) async fn callback(
     Extension(app): Extension<AsTheApp>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     redirect: Result<Query<Redirect>, QueryRejection>,
 ) -> AppResult<Response> {
     let app = app.get().map_err(IntoResponse::into_response)?;
@@ -104,18 +235,29 @@ pub(crate) async fn callback(
         )
         .into_response());
     };
-    let Ok(_turn) = Arc::clone(&app.exchanges).try_acquire_owned() else {
-        return Err(Rejection::of(
-            &reason::OAUTH_UNAVAILABLE,
-            "too many code exchanges at once",
-        )
-        .into_response());
-    };
+    let client = client_of(
+        peer.map(|Extension(ConnectInfo(peer))| peer.ip()),
+        &headers,
+        app.trusted_proxies.as_ref(),
+    );
+    let turn = app
+        .exchanges
+        .admit(client)
+        .map_err(|why| Rejection::of(&reason::OAUTH_UNAVAILABLE, why).into_response())?;
     let installation = app
         .oauth
         .exchange(&code, location.as_deref(), None)
         .await
-        .map_err(|error| Rejection::from(error).into_response())?;
+        .map_err(|error| {
+            if matches!(
+                error.kind(),
+                OAuthErrorKind::InvalidGrant | OAuthErrorKind::Refused
+            ) {
+                turn.refused();
+            }
+            Rejection::from(error).into_response()
+        })?;
+    drop(turn);
     if installation.stack_api_key.is_none() {
         // An organization's installation: this app works in stacks, and nothing here would
         // ever use or forget its tokens.

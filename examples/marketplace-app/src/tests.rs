@@ -43,7 +43,7 @@ fn router_and_store(kit: &TestKit, name: &str) -> (App, Store) {
         webhooks,
         store.clone(),
         replay(),
-        oauth::AsTheApp::new(None, &store).unwrap(),
+        oauth::AsTheApp::new(None, &store, None).unwrap(),
         deliveries.clone(),
     );
     (
@@ -257,7 +257,7 @@ async fn an_uninstall_event_forgets_the_stacks_oauth_tokens_and_no_other() {
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = example_support::sealed::SealingKey::configured_or_kept(None, &dir).unwrap();
+    let key = example_support::sealed::SealingKeys::configured_or_kept(None, &dir).unwrap();
     let tokens = store::SealedTokens::new(store, std::sync::Arc::new(key));
     let of = |stack: &str| Installation {
         organization_uid: TestKit::ORGANIZATION.into(),
@@ -269,6 +269,18 @@ async fn an_uninstall_event_forgets_the_stacks_oauth_tokens_and_no_other() {
         expires_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000_000),
         lifetime: std::time::Duration::from_secs(3_600),
         region: "NA".into(),
+        // By Contentstack's clock: a minute ago (kept to the millisecond).
+        authorized_at: std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(
+                u64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis(),
+                )
+                .unwrap()
+                    - 60_000,
+            ),
     };
     tokens.save(&of(TestKit::STACK), &set).await.unwrap();
     tokens.save(&of("blt-another-stack"), &set).await.unwrap();

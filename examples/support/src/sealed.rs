@@ -135,6 +135,91 @@ impl fmt::Debug for SealingKey {
     }
 }
 
+/// The sealing keys in force: the first seals, every one opens. Rotating `OAUTH_TOKEN_KEY` is
+/// putting a new key first and keeping the old ones after it (`new,old`) until every row was
+/// read once (each is sealed again with the new key when it is read). `Debug` shows none.
+pub struct SealingKeys {
+    keys: Vec<SealingKey>,
+}
+
+impl SealingKeys {
+    /// The keys of `configured` (`OAUTH_TOKEN_KEY`: base64 keys separated by commas, the one
+    /// that seals first), or else the one kept in `dir/oauth-token-key`, made on the first
+    /// start.
+    ///
+    /// # Errors
+    /// A configured key that is not base64 of 32 bytes, an empty list, or a key file that
+    /// cannot be read or written.
+    pub fn configured_or_kept(configured: Option<&str>, dir: &Path) -> Result<Self, String> {
+        let Some(list) = configured else {
+            return Ok(Self::from(SealingKey::configured_or_kept(None, dir)?));
+        };
+        let keys = list
+            .split(',')
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .enumerate()
+            .map(|(n, key)| {
+                SealingKey::from_base64(key)
+                    .map_err(|e| format!("OAUTH_TOKEN_KEY, key {}: {e}", n + 1))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err("OAUTH_TOKEN_KEY names no key".to_owned());
+        }
+        Ok(Self { keys })
+    }
+
+    /// `plaintext` sealed for `context` with the first key.
+    ///
+    /// # Errors
+    /// When the random source fails.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, String> {
+        self.keys[0].seal(plaintext, context)
+    }
+
+    /// What one of the keys sealed for `context`, and whether that was the first (else it is
+    /// to be sealed again).
+    ///
+    /// # Errors
+    /// When no key opens it for `context`.
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<(Vec<u8>, bool), String> {
+        self.keys
+            .iter()
+            .enumerate()
+            .find_map(|(n, key)| key.open(sealed, context).ok().map(|plain| (plain, n == 0)))
+            .ok_or_else(|| "a sealed value does not open with any key and this context".to_owned())
+    }
+
+    /// `secret`'s fingerprint under the first key: what a new row keeps.
+    #[must_use]
+    pub fn fingerprint(&self, secret: &str) -> String {
+        self.keys[0].fingerprint(secret)
+    }
+
+    /// `secret`'s fingerprint under every key, the first key's first: a row sealed before a
+    /// rotation keeps an old key's.
+    #[must_use]
+    pub fn fingerprints(&self, secret: &str) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|key| key.fingerprint(secret))
+            .collect()
+    }
+}
+
+impl From<SealingKey> for SealingKeys {
+    fn from(key: SealingKey) -> Self {
+        Self { keys: vec![key] }
+    }
+}
+
+impl fmt::Debug for SealingKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealingKeys({} keys, <redacted>)", self.keys.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +268,31 @@ mod tests {
                 .unwrap();
         assert_ne!(key().fingerprint("rt"), other.fingerprint("rt"));
         assert_eq!(format!("{:?}", key()), "SealingKey(<redacted>)");
+    }
+
+    #[test]
+    fn a_ring_seals_with_its_first_key_and_opens_with_any() {
+        let b64 = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+        let dir = std::env::temp_dir();
+        let old = SealingKeys::configured_or_kept(Some(&b64(7)), &dir).unwrap();
+        let sealed_old = old.seal(b"t", b"c").unwrap();
+        let ring = SealingKeys::configured_or_kept(Some(&format!("{}, {}", b64(8), b64(7))), &dir)
+            .unwrap();
+        assert_eq!(
+            ring.open(&sealed_old, b"c").unwrap(),
+            (b"t".to_vec(), false)
+        );
+        let sealed_new = ring.seal(b"t", b"c").unwrap();
+        assert_eq!(ring.open(&sealed_new, b"c").unwrap(), (b"t".to_vec(), true));
+        assert!(
+            old.open(&sealed_new, b"c").is_err(),
+            "sealed with the new key"
+        );
+        assert_eq!(ring.fingerprints("rt")[1], old.fingerprint("rt"));
+        assert_eq!(ring.fingerprint("rt"), ring.fingerprints("rt")[0]);
+        assert!(SealingKeys::configured_or_kept(Some(" , "), &dir).is_err());
+        assert!(SealingKeys::configured_or_kept(Some(&format!("{},!!", b64(8))), &dir).is_err());
+        assert_eq!(format!("{ring:?}"), "SealingKeys(2 keys, <redacted>)");
     }
 
     #[test]

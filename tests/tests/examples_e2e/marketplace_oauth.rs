@@ -296,3 +296,81 @@ async fn three_marketplace_instances_on_one_postgresql_refresh_once_per_expiry()
     }
     drop(pg);
 }
+
+/// The install callback is open to anyone, and each code it is sent is exchanged with the
+/// app's secret. One client's bogus callbacks, held long by a slow token endpoint, take at most
+/// two of its places, so a real install from elsewhere still goes through; and a client whose
+/// codes were refused three times is answered at once, without the token endpoint.
+#[tokio::test]
+async fn the_oauth_callback_is_bounded_per_client_and_bogus_codes_become_cheap() {
+    let hub = DeveloperHub::start(REDIRECT_URI, Duration::from_secs(3_600)).await;
+    hub.refuse_unknown_codes_after(Duration::from_millis(1_500));
+    let dir = temp_dir("oauth-callback-bound");
+    let (_key, public) = contentstack_key(&dir);
+    let mut env = oauth_env(&hub, &public);
+    // Behind a proxy on loopback: its X-Forwarded-For names each client.
+    env.push(("TRUSTED_PROXIES", "127.0.0.1/32"));
+    let app = start("marketplace-app", &dir, &env).await;
+    let callback = |code: String, from: &'static str| {
+        let url = format!("{}/oauth/callback?code={code}", app.base);
+        async move {
+            let response = client()
+                .get(url)
+                .header("x-forwarded-for", from)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            (status, if status == 200 { body } else { reason(&body) })
+        }
+    };
+    let attacker = "198.51.100.7";
+    let bogus: Vec<_> = (0..8)
+        .map(|n| tokio::spawn(callback(format!("bogus-{n}"), attacker)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The attacker's eight are in flight or refused; a real install from elsewhere goes through.
+    let (status, body) = callback(hub.code_for("org", "bltReal"), "203.0.113.9").await;
+    assert_eq!(status, 200, "{body}");
+    let mut answers = Vec::new();
+    for call in bogus {
+        answers.push(call.await.unwrap());
+    }
+    answers.sort();
+    let refused_by_the_hub = answers
+        .iter()
+        .filter(|answer| **answer == (400, "oauth_invalid_grant".to_owned()))
+        .count();
+    let turned_away = answers
+        .iter()
+        .filter(|answer| **answer == (503, "oauth_unavailable".to_owned()))
+        .count();
+    assert_eq!(
+        (refused_by_the_hub, turned_away),
+        (2, 6),
+        "two of the client's exchanges at once: {answers:?}"
+    );
+    // One more refused code, and the client's callbacks no longer reach the hub.
+    assert_eq!(
+        callback("bogus-8".to_owned(), attacker).await,
+        (400, "oauth_invalid_grant".to_owned())
+    );
+    let asked = hub.forms().len();
+    assert_eq!(
+        callback("bogus-9".to_owned(), attacker).await,
+        (503, "oauth_unavailable".to_owned())
+    );
+    assert_eq!(
+        hub.forms().len(),
+        asked,
+        "answered without the token endpoint"
+    );
+    // Another client is not held to the attacker's record.
+    assert_eq!(
+        callback(hub.code_for("org", "bltOther"), "203.0.113.10")
+            .await
+            .0,
+        200
+    );
+}

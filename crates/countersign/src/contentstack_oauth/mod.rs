@@ -195,7 +195,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .client
             .exchange_form(code, verifier)
             .map_err(|e| OAuthError::new(OAuthErrorKind::Misconfigured, e.to_string()))?;
-        let issued = self.request(&region, form).await?;
+        let (issued, answered_at) = self.request(&region, form).await?;
         if issued.authorization_type != Some(AuthorizationType::App) {
             // A user token acts as that user: kept under the installation, it would replace
             // the app's own token and make every later call as that member.
@@ -213,7 +213,9 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             })?,
             stack_api_key: issued.stack_api_key.clone(),
         };
-        let stored = stored(issued, None, &region, self.inner.clock.now());
+        // By Contentstack's clock: its answer's `Date` (to the second).
+        let authorized_at = answered_at.unwrap_or_else(|| self.inner.clock.now());
+        let stored = stored(issued, None, &region, self.inner.clock.now(), authorized_at);
         self.inner.store.save(&installation, &stored).await?;
         Ok(installation)
     }
@@ -454,12 +456,13 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         let region = self.region_of(&tokens);
         let form = self.inner.client.refresh_form(&refresh_token);
         match self.request(&region, form).await {
-            Ok(issued) => {
+            Ok((issued, _)) => {
                 let renewed = stored(
                     issued,
                     Some(refresh_token.clone()),
                     &region,
                     self.inner.clock.now(),
+                    tokens.authorized_at,
                 );
                 let Some(stored_refresh) = stored_refresh else {
                     return Ok(renewed);
@@ -600,8 +603,13 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .unwrap_or_else(|_| self.inner.region.clone())
     }
 
-    /// Posts `form` to `region`'s token endpoint.
-    async fn request(&self, region: &Region, form: String) -> Result<TokenSet, OAuthError> {
+    /// Posts `form` to `region`'s token endpoint: the token set, and when the endpoint
+    /// answered by its own clock (its `Date`), if it said.
+    async fn request(
+        &self,
+        region: &Region,
+        form: String,
+    ) -> Result<(TokenSet, Option<SystemTime>), OAuthError> {
         let url = region.token_url();
         let response = self
             .inner
@@ -613,11 +621,16 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             .await
             .map_err(|e| OAuthError::new(OAuthErrorKind::Unavailable, describe(&e)))?;
         let status = response.status();
+        let answered_at = response
+            .headers()
+            .get(http::header::DATE)
+            .and_then(|date| date.to_str().ok())
+            .and_then(|date| httpdate::parse_http_date(date).ok());
         let body = read_limited(response, MAX_ANSWER_LEN, "the token answer")
             .await
             .map_err(|e| OAuthError::new(OAuthErrorKind::Unavailable, e))?;
         match read_answer(status, &body, self.inner.clock.now()) {
-            Answer::Issued(tokens) => Ok(tokens),
+            Answer::Issued(tokens) => Ok((tokens, answered_at)),
             Answer::InvalidGrant(refusal) => Err(OAuthError::new(
                 OAuthErrorKind::InvalidGrant,
                 refusal.to_string(),
@@ -649,14 +662,16 @@ fn instance_name() -> String {
 }
 
 /// What is kept of an issued set: the refresh token it brought, or the one it was refreshed
-/// with when it brought none.
+/// with when it brought none; authorized at `authorized_at` (Contentstack's clock).
 fn stored(
     issued: TokenSet,
     previous: Option<RefreshToken>,
     region: &Region,
     now: SystemTime,
+    authorized_at: SystemTime,
 ) -> StoredTokens {
     StoredTokens {
+        authorized_at,
         lifetime: issued.expires_at.duration_since(now).unwrap_or_default(),
         access_token: issued.access_token,
         refresh_token: issued.refresh_token.or(previous),

@@ -71,6 +71,12 @@ pub struct StoredTokens {
     pub lifetime: Duration,
     /// The installation's region: a `location` (`NA`, `EU`, ...) or a custom base URL.
     pub region: String,
+    /// When the installation authorized the app, by Contentstack's clock: the token
+    /// endpoint's `Date` at the code's exchange, to the second (this host's clock when it sent
+    /// none), kept through refreshes. An uninstall event triggered before it
+    /// is an earlier installation's (a retried uninstall after a new install), whatever this
+    /// host's clock says.
+    pub authorized_at: SystemTime,
 }
 
 /// Where tokens are kept, shared by every instance of the app: the tokens of each

@@ -12,7 +12,7 @@ use countersign::contentstack_oauth::{
     Installation, StoreError, StoreErrorKind, StoredTokens, TokenStore,
 };
 use example_support::postgres::bounded;
-use example_support::sealed::SealingKey;
+use example_support::sealed::SealingKeys;
 use serde_json::{Value, json};
 
 use super::{Backend, Store};
@@ -35,7 +35,9 @@ pub(super) const POSTGRES_MIGRATION: &str = "CREATE TABLE IF NOT EXISTS oauth_to
 
 /// Forgets a stack's tokens authorized before its uninstall event (`?2`, milliseconds), in
 /// the delivery's transaction: an uninstall retried after the app was installed again leaves
-/// the new tokens alone.
+/// the new tokens alone. Both times are Contentstack's: the uninstall's `triggered_at`, and the
+/// token endpoint's `Date` when the code was exchanged (`StoredTokens::authorized_at`), never
+/// this host's clock.
 pub(super) const FORGET_STACK: &str = "UPDATE oauth_tokens SET sealed = NULL, refresh_fp = NULL
      WHERE stack_api_key = ?1 AND authorized_at < ?2";
 
@@ -54,11 +56,14 @@ const LOCK: &str = "INSERT INTO oauth_tokens (installation, stack_api_key, lock_
      ON CONFLICT (installation) DO UPDATE SET lock_owner = excluded.lock_owner, lock_until = excluded.lock_until
      WHERE oauth_tokens.lock_owner IS NULL OR oauth_tokens.lock_owner = excluded.lock_owner
         OR oauth_tokens.lock_until <= ?5";
+/// A row opened with an old key, sealed again with the first, unless it changed meanwhile.
+const RESEAL: &str = "UPDATE oauth_tokens SET sealed = ?2, refresh_fp = ?3
+     WHERE installation = ?1 AND sealed = ?4";
 const UNLOCK: &str = "UPDATE oauth_tokens SET lock_owner = NULL, lock_until = 0
      WHERE installation = ?1 AND lock_owner = ?2";
 
 /// A statement's parameter, typed for both databases (a PostgreSQL `NULL` has a type).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Arg {
     Text(Option<String>),
     Bytes(Option<Vec<u8>>),
@@ -115,11 +120,11 @@ impl Store {
 #[derive(Clone)]
 pub(crate) struct SealedTokens {
     store: Store,
-    key: Arc<SealingKey>,
+    key: Arc<SealingKeys>,
 }
 
 impl SealedTokens {
-    pub(crate) fn new(store: Store, key: Arc<SealingKey>) -> Self {
+    pub(crate) fn new(store: Store, key: Arc<SealingKeys>) -> Self {
         Self { store, key }
     }
 
@@ -136,6 +141,7 @@ impl SealedTokens {
             "expires_at_ms": millis(tokens.expires_at),
             "lifetime_ms": u64::try_from(tokens.lifetime.as_millis()).unwrap_or(u64::MAX),
             "region": tokens.region,
+            "authorized_at_ms": millis(tokens.authorized_at),
         })
         .to_string();
         self.key
@@ -143,20 +149,21 @@ impl SealedTokens {
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))
     }
 
-    fn open(&self, row: &str, sealed: &[u8]) -> Result<StoredTokens, StoreError> {
-        let unreadable = |why: &str| {
-            StoreError::new(
-                StoreErrorKind::Protocol,
-                format!("the stored tokens of {row} {why}"),
-            )
-        };
-        let plain = self
-            .key
-            .open(sealed, row.as_bytes())
-            .map_err(|_| unreadable("do not open with this OAUTH_TOKEN_KEY"))?;
-        let value: Value =
-            serde_json::from_slice(&plain).map_err(|_| unreadable("are not a token set"))?;
-        tokens_of(&value).ok_or_else(|| unreadable("are not a token set"))
+    /// The tokens of a row, and whether the first key sealed them; `None` when no key opens
+    /// them (sealed with a key no longer configured, or copied from another installation's
+    /// row): the installation authorizes again, and its next authorization replaces the row.
+    fn open(&self, row: &str, sealed: &[u8]) -> Option<(StoredTokens, bool)> {
+        let opened = self.key.open(sealed, row.as_bytes()).map_err(|_| {
+            tracing::error!(installation = %row, "an installation's stored tokens open with no key of OAUTH_TOKEN_KEY: it must authorize the app again (keep an old key after the new one to rotate)");
+        });
+        let (plain, current) = opened.ok()?;
+        let tokens = serde_json::from_slice::<Value>(&plain)
+            .ok()
+            .and_then(|value| tokens_of(&value));
+        if tokens.is_none() {
+            tracing::error!(installation = %row, "an installation's stored tokens are not a token set: it must authorize the app again");
+        }
+        Some((tokens?, current))
     }
 
     fn fingerprint(&self, tokens: Option<&StoredTokens>) -> Option<String> {
@@ -187,6 +194,8 @@ fn tokens_of(value: &Value) -> Option<StoredTokens> {
         expires_at: UNIX_EPOCH.checked_add(Duration::from_millis(number("expires_at_ms")?))?,
         lifetime: Duration::from_millis(number("lifetime_ms")?),
         region: text("region")?,
+        // Rows sealed before it was kept: the epoch (any uninstall is later).
+        authorized_at: UNIX_EPOCH + Duration::from_millis(number("authorized_at_ms").unwrap_or(0)),
     })
 }
 
@@ -204,13 +213,32 @@ fn unavailable(error: &super::StoreError) -> StoreError {
 impl TokenStore for SealedTokens {
     async fn load(&self, installation: &Installation) -> Result<Option<StoredTokens>, StoreError> {
         let row = Self::row_key(installation);
-        let sealed = self
+        let Some(sealed) = self
             .store
             .column::<Option<Vec<u8>>>(LOAD, row.clone())
             .await
             .map_err(|e| unavailable(&e))?
-            .flatten();
-        sealed.map(|sealed| self.open(&row, &sealed)).transpose()
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let Some((tokens, current)) = self.open(&row, &sealed) else {
+            return Ok(None);
+        };
+        if !current {
+            // Sealed with an old key: sealed again with the new one, unless it changed.
+            let (_, resealed, fingerprint) = self.row_args(installation, Some(&tokens))?;
+            let args = vec![
+                Arg::Text(Some(row)),
+                resealed,
+                fingerprint,
+                Arg::Bytes(Some(sealed)),
+            ];
+            if let Err(error) = self.store.change(RESEAL, args).await {
+                tracing::warn!(%error, "could not seal an installation's tokens again with the new key; tried at its next read");
+            }
+        }
+        Ok(Some(tokens))
     }
 
     async fn save(
@@ -228,7 +256,7 @@ impl TokenStore for SealedTokens {
                     stack,
                     sealed,
                     fingerprint,
-                    Arg::Int(millis(SystemTime::now())),
+                    Arg::Int(millis(tokens.authorized_at)),
                 ],
             )
             .await
@@ -252,16 +280,25 @@ impl TokenStore for SealedTokens {
         tokens: Option<&StoredTokens>,
     ) -> Result<bool, StoreError> {
         let (row, sealed, fingerprint) = self.row_args(installation, tokens)?;
-        let previous = Arg::Text(Some(self.key.fingerprint(previous.expose())));
-        let changed = self
-            .store
-            .change(
-                REPLACE,
-                vec![Arg::Text(Some(row)), sealed, fingerprint, previous],
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(changed == 1)
+        // The row's fingerprint is under the key that sealed it: the new one, or an old one
+        // until the row is read again.
+        for previous in self.key.fingerprints(previous.expose()) {
+            let args = vec![
+                Arg::Text(Some(row.clone())),
+                sealed.clone(),
+                fingerprint.clone(),
+                Arg::Text(Some(previous)),
+            ];
+            let changed = self
+                .store
+                .change(REPLACE, args)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            if changed == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn lock(

@@ -12,7 +12,7 @@ fn store(name: &str) -> (SealedTokens, std::path::PathBuf) {
         std::env::temp_dir().join(format!("marketplace-tokens-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let key = SealingKey::configured_or_kept(None, &dir).unwrap();
+    let key = SealingKeys::configured_or_kept(None, &dir).unwrap();
     (
         SealedTokens::new(Store::open(&dir).unwrap(), Arc::new(key)),
         dir,
@@ -33,6 +33,7 @@ fn tokens(n: u32) -> StoredTokens {
         expires_at: UNIX_EPOCH + Duration::from_millis(1_900_000_000_123),
         lifetime: Duration::from_secs(3_600),
         region: "EU".into(),
+        authorized_at: UNIX_EPOCH + Duration::from_millis(1_800_000_000_000),
     }
 }
 
@@ -64,8 +65,8 @@ async fn tokens_are_kept_sealed_and_open_only_for_their_installation() {
         "no token in the database file"
     );
 
-    // Another installation's sealed row copied into this one's opens to an error, not to
-    // the other's tokens.
+    // Another installation's sealed row copied into this one's opens to nothing (authorize
+    // again), not to the other's tokens.
     store.save(&installation("blt2"), &tokens(2)).await.unwrap();
     let Backend::Sqlite(connection) = &store.store.backend else {
         unreachable!("the store is SQLite")
@@ -81,16 +82,70 @@ async fn tokens_are_kept_sealed_and_open_only_for_their_installation() {
             ],
         )
         .unwrap();
-    let moved = store.load(&installation("blt2")).await.unwrap_err();
-    assert_eq!(moved.kind(), StoreErrorKind::Protocol);
+    assert_eq!(store.load(&installation("blt2")).await.unwrap(), None);
 
-    // Another key (OAUTH_TOKEN_KEY changed) opens nothing either.
-    let zeros = format!("{}=", "A".repeat(43));
-    let other = SealedTokens::new(
-        store.store.clone(),
-        Arc::new(SealingKey::from_base64(&zeros).unwrap()),
+    // Another key (OAUTH_TOKEN_KEY changed without the old one kept) opens nothing either.
+    let other = SealedTokens::new(store.store.clone(), Arc::new(ring(&[0])));
+    assert_eq!(other.load(&installation("blt1")).await.unwrap(), None);
+}
+
+/// `OAUTH_TOKEN_KEY` of the keys made of these bytes, the first sealing.
+fn ring(bytes: &[u8]) -> SealingKeys {
+    use base64::Engine as _;
+    let keys: Vec<String> = bytes
+        .iter()
+        .map(|&byte| base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+        .collect();
+    SealingKeys::configured_or_kept(Some(&keys.join(",")), std::path::Path::new("/")).unwrap()
+}
+
+/// `OAUTH_TOKEN_KEY` rotated to `new,old`: rows sealed with the old key still open, are sealed
+/// again with the new one when read, and a refresh's compare-and-set finds them before and
+/// after; with the old key dropped, a row not read since answers "authorize again" (`None`),
+/// never a store error for ever.
+#[tokio::test]
+async fn a_rotated_key_opens_old_rows_and_seals_them_again_on_read() {
+    let (store, _) = store("rotation");
+    let old = SealedTokens::new(store.store.clone(), Arc::new(ring(&[1])));
+    let rotated = SealedTokens::new(store.store.clone(), Arc::new(ring(&[2, 1])));
+    let new_only = SealedTokens::new(store.store.clone(), Arc::new(ring(&[2])));
+    let (read, unread) = (installation("blt1"), installation("blt2"));
+    old.save(&read, &tokens(1)).await.unwrap();
+    old.save(&unread, &tokens(1)).await.unwrap();
+    // A refresh over a row still sealed with the old key.
+    let used = RefreshToken::new("secret-refresh-1");
+    assert!(
+        rotated
+            .replace(&unread, &used, Some(&tokens(2)))
+            .await
+            .unwrap()
     );
-    assert!(other.load(&installation("blt1")).await.is_err());
+    assert_eq!(
+        new_only.load(&unread).await.unwrap(),
+        Some(tokens(2)),
+        "written with the new key"
+    );
+    old.save(&unread, &tokens(1)).await.unwrap();
+
+    assert_eq!(rotated.load(&read).await.unwrap(), Some(tokens(1)));
+    assert_eq!(
+        new_only.load(&read).await.unwrap(),
+        Some(tokens(1)),
+        "sealed again with the new key when read"
+    );
+    let again = RefreshToken::new("secret-refresh-1");
+    assert!(
+        new_only
+            .replace(&read, &again, Some(&tokens(3)))
+            .await
+            .unwrap(),
+        "its fingerprint is the new key's too"
+    );
+    assert_eq!(
+        new_only.load(&unread).await.unwrap(),
+        None,
+        "no key opens it: the installation authorizes again"
+    );
 }
 
 #[tokio::test]
