@@ -57,7 +57,7 @@ const MAX_EXCHANGES_PER_CLIENT: usize = 2;
 const MAX_REFUSALS_PER_CLIENT: usize = 3;
 /// How long a refused code counts against its client.
 const REFUSALS_FORGOTTEN_AFTER: Duration = Duration::from_secs(60);
-/// The most clients remembered (beyond, the callback answers 503 until some are forgotten).
+/// The most clients remembered: beyond, those with no exchange running are forgotten.
 const MAX_CLIENTS: usize = 10_000;
 
 /// The callback's exchanges: at most [`MAX_EXCHANGES`] in all and
@@ -99,14 +99,10 @@ impl Exchanges {
         let mut clients = self.clients();
         let now = Instant::now();
         if clients.len() >= MAX_CLIENTS {
-            clients.retain(|_, c| {
-                c.refused
-                    .retain(|at| now.duration_since(*at) < REFUSALS_FORGOTTEN_AFTER);
-                c.running > 0 || !c.refused.is_empty()
-            });
-            if clients.len() >= MAX_CLIENTS {
-                return Err("too many clients are exchanging codes");
-            }
+            // Full (addresses are cheap): those with no exchange running are forgotten,
+            // their refusals with them, rather than a newcomer refused. At most
+            // MAX_EXCHANGES are running.
+            clients.retain(|_, c| c.running > 0);
         }
         let entry = clients.entry(client).or_default();
         entry
@@ -151,8 +147,8 @@ impl Drop for Turn {
     }
 }
 
-/// Whom the callback counts a request against: its client's address (past trusted proxies),
-/// an IPv6 one by its /64 (one subscriber's block).
+/// Whom the callback counts a request against: its client's network (past trusted proxies),
+/// as the server counts its connections.
 fn client_of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: Option<&IpAllowlist>) -> IpAddr {
     let peer = peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let client = match trusted {
@@ -161,13 +157,9 @@ fn client_of(peer: Option<IpAddr>, headers: &HeaderMap, trusted: Option<&IpAllow
         }
         None => peer,
     };
-    match client {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
-            u128::from(v6) & !((1u128 << 64) - 1),
-        )),
-        v4 => v4,
-    }
+    example_support::client_network(client)
 }
+
 /// The longest code taken: Contentstack's are far shorter.
 const MAX_CODE_LEN: usize = 512;
 
@@ -346,4 +338,27 @@ fn cma_failed(detail: String) -> Response {
         detail,
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_its_ipv4_address_or_its_ipv6_64_however_it_arrives() {
+        let of = |ip: &str| client_of(Some(ip.parse().unwrap()), &HeaderMap::new(), None);
+        // A dual-stack listener sees IPv4 clients as mapped IPv6 addresses: each its own.
+        assert_eq!(of("::ffff:198.51.100.7"), of("198.51.100.7"));
+        assert_ne!(of("::ffff:198.51.100.7"), of("::ffff:203.0.113.9"));
+        assert_eq!(of("2001:db8:1:2::1"), of("2001:db8:1:2:ffff::9"), "one /64");
+        assert_ne!(of("2001:db8:1:2::1"), of("2001:db8:1:3::1"));
+        // Past a trusted proxy, the client its header names.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        let proxies = IpAllowlist::new(["127.0.0.1/32"]).unwrap();
+        assert_eq!(
+            client_of(Some("127.0.0.1".parse().unwrap()), &headers, Some(&proxies)),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
 }

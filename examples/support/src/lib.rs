@@ -126,9 +126,10 @@ pub async fn serve(
     Ok(())
 }
 
-/// What counts as one client: an IPv4 address, or an IPv6 /64 (one host usually holds a
-/// whole /64, and may use any address in it).
-fn client_network(ip: IpAddr) -> IpAddr {
+/// What counts as one client: an IPv4 address (an IPv4-mapped IPv6 one as its IPv4), or an
+/// IPv6 /64 (one host usually holds a whole /64, and may use any address in it).
+#[must_use]
+pub fn client_network(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

@@ -32,8 +32,9 @@ const FIRST_DELIVERIES: usize = 16;
 /// (an eighth of the spool) takes only the first few deliveries of each tenant: eight tenants
 /// that fill their shares leave room for the others' first deliveries.
 ///
-/// A delivery still in the spool after half the inbox's retry horizon
-/// ([`Inbox::with_retry_horizon`](super::Inbox::with_retry_horizon)) is not run: it is set
+/// A delivery still in the spool after half the time its id is remembered (the inbox's retry
+/// horizon, [`Inbox::with_retry_horizon`](super::Inbox::with_retry_horizon), or its
+/// signature's window and the margin if longer) is not run: it is set
 /// aside as a dead letter marked [`MAYBE_HANDLED`](super::MAYBE_HANDLED). Its commit may
 /// have reached the database although this instance saw an error, another instance may have
 /// handled it, and its id may have been forgotten since. Cheap to clone; clones share

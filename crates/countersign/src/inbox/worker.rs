@@ -366,7 +366,14 @@ async fn attempt<St: InboxStore>(
                 let asked_at = tokio::time::Instant::now();
                 let now = SystemTime::now();
                 let until = now.checked_add(settings.lease).unwrap_or(now);
-                match tokio::time::timeout_at(held_until, store.renew(&id, owner, until)).await {
+                // A plain handler's renewal may take until it must let go; one in the inbox's
+                // transaction runs on, so each renewal gets a third of a lease.
+                let answer_by = if handler.in_transaction {
+                    asked_at + settings.lease / 3
+                } else {
+                    held_until
+                };
+                match tokio::time::timeout_at(answer_by, store.renew(&id, owner, until)).await {
                     Ok(Ok(true)) => {
                         held_until = asked_at + held_for;
                         lapse.as_mut().reset(held_until);
