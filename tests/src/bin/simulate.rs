@@ -118,10 +118,25 @@ async fn simulate(args: Args) -> Result<Report, String> {
         run: format!("sim-{run_id}"),
     };
     let outcomes = run(&simulator, &load).await?;
-    let recorded = simulator.read_back(&load.tenants()).await?;
-    Ok(Report::new(
-        &outcomes,
-        &recorded,
-        simulator.longest_failure_run(),
-    ))
+    // Deliveries are handled off the request path (an inbox): read back until every
+    // acknowledged one is recorded, for at most READ_BACK_FOR. A stack whose installation is
+    // not yet recorded opens no session: read again too.
+    let since = std::time::Instant::now();
+    loop {
+        let last_chance = since.elapsed() >= READ_BACK_FOR;
+        match simulator.read_back(&load.tenants()).await {
+            Ok(recorded) => {
+                let report = Report::new(&outcomes, &recorded, simulator.longest_failure_run());
+                if report.lost.is_empty() || last_chance {
+                    return Ok(report);
+                }
+            }
+            Err(error) if last_chance => return Err(error),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
+
+/// How long the fleet is given to handle what it acknowledged.
+const READ_BACK_FOR: Duration = Duration::from_secs(60);
