@@ -126,15 +126,7 @@ fn installation_events_are_trusted_only_when_rsa_signed() {
     for tenancy in [Tenancy::new().with_app_uid("app-ours"), Tenancy::new()] {
         for event in ["install", "upgrade", "uninstall"] {
             let body = installation("app-ours", event, "blt-known");
-            let hmac = WebhookVerifier::hmac_only(secret.clone())
-                .verify_with_keys(
-                    &hmac_headers(&secret.sign(&body, at_ms(TRIGGERED_MS))),
-                    &body,
-                    None,
-                    soon(),
-                )
-                .unwrap();
-            let refused = now_or_never(tenancy.check(&hmac)).unwrap_err();
+            let refused = now_or_never(tenancy.check(&hmac_verified(&secret, &body))).unwrap_err();
             assert_eq!(
                 refused.kind(),
                 ErrorKind::InstallationEventNotRsa,
@@ -150,14 +142,18 @@ fn installation_events_are_trusted_only_when_rsa_signed() {
         }
     }
     // A content event signed with the stack's HMAC secret is the stack's own to send.
-    let content = body();
-    let hmac = WebhookVerifier::hmac_only(secret.clone())
+    let content = hmac_verified(&secret, &body());
+    assert!(now_or_never(Tenancy::new().check(&content)).is_ok());
+}
+
+/// `body` signed with `secret` by the HMAC method, verified.
+fn hmac_verified(secret: &HmacSecret, body: &[u8]) -> VerifiedWebhook {
+    WebhookVerifier::hmac_only(secret.clone())
         .verify_with_keys(
-            &hmac_headers(&secret.sign(&content, at_ms(TRIGGERED_MS))),
-            &content,
+            &hmac_headers(&secret.sign(body, at_ms(TRIGGERED_MS))),
+            body,
             None,
             soon(),
         )
-        .unwrap();
-    assert!(now_or_never(Tenancy::new().check(&hmac)).is_ok());
+        .unwrap()
 }

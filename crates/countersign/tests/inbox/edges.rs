@@ -110,6 +110,18 @@ impl InboxStore for Faulty {
     }
 }
 
+/// The kit's stack's dead letters once there is one, for at most 3 s.
+async fn dead_letters_when_any<St: InboxStore>(inbox: &Inbox<St>) -> Vec<DeadLetter> {
+    for _ in 0..300 {
+        let dead = inbox.dead_letters(TestKit::STACK, 10).await.unwrap();
+        if !dead.is_empty() {
+            return dead;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Vec::new()
+}
+
 /// A server whose Contentstack webhook route answers from `inbox`.
 async fn serve_faulty(kit: &TestKit, inbox: &Inbox<Faulty>) -> String {
     serve_faulty_with(kit, inbox, kit.webhook_verifier()).await
@@ -186,14 +198,7 @@ async fn a_spooled_delivery_drained_after_its_id_was_forgotten_is_set_aside_neve
         record.lock().unwrap().push((delivery.id, delivery.attempt));
         std::future::ready(Ok::<(), BoxError>(()))
     });
-    let mut dead = Vec::new();
-    for _ in 0..300 {
-        dead = a.dead_letters(TestKit::STACK, 10).await.unwrap();
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let dead = dead_letters_when_any(&a).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(seen.lock().unwrap().len(), 1, "handled once, by B only");
     assert_eq!(dead.len(), 1, "set aside for the operator");
@@ -424,14 +429,7 @@ async fn a_tenants_dead_letter_never_shows_the_inbox_databases_own_error() {
         db.execute_batch("ALTER TABLE countersign_inbox RENAME TO gone")?;
         Ok(())
     });
-    let mut dead = Vec::new();
-    for _ in 0..300 {
-        dead = inbox.dead_letters(TestKit::STACK, 10).await.unwrap();
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let dead = dead_letters_when_any(&inbox).await;
     assert_eq!(dead.len(), 1);
     let said = dead[0].last_error.clone().unwrap();
     assert!(!said.contains("countersign_inbox"), "{said}");
