@@ -292,7 +292,7 @@ pub fn canonical_string(
 /// carries `;x-contentful-space-id:<victim>;...`, can send the same signature with those
 /// entries as real headers, and the canonical string is the same. Refusing every such value
 /// leaves one reading of each canonical string: two requests whose signed headers differ
-/// never share a signature (`../tests/contentful_props.rs` tries it). Every header Contentful
+/// never share a signature (`../tests/it/contentful_props.rs` tries it). Every header Contentful
 /// sends passes: its values hold no `;` (ids, CRNs, timestamps, topics), or a `;` followed by
 /// a space or by no name and colon (`content-type: application/json; charset=utf-8`).
 pub(super) fn boundary_mover<'p>(

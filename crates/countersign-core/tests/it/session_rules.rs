@@ -14,7 +14,7 @@ use countersign_core::session::{
 };
 use http::{HeaderMap, HeaderValue, Method, header};
 
-const PRIVATE: &str = include_str!("data/keys/contentstack-a.private.pem");
+const PRIVATE: &str = include_str!("../data/keys/contentstack-a.private.pem");
 const APP: &str = "app-1";
 
 fn now() -> SystemTime {

@@ -13,7 +13,7 @@ use countersign_core::contentful::app_identity::{
 };
 use http::{HeaderMap, StatusCode};
 
-const KEY: &str = include_str!("data/keys/contentstack-a.private.pem");
+const KEY: &str = include_str!("../data/keys/contentstack-a.private.pem");
 const NOW_SECS: u64 = 1_700_000_000;
 
 fn now() -> std::time::SystemTime {

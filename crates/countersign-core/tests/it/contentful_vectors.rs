@@ -42,7 +42,7 @@ struct Request {
 
 fn vectors() -> Vec<Vector> {
     // Headers are an object in the file; keep their order by reading them as pairs.
-    let text = include_str!("data/contentful-vectors.json");
+    let text = include_str!("../data/contentful-vectors.json");
     let mut raw: serde_json::Value = serde_json::from_str(text).unwrap();
     for v in raw["vectors"].as_array_mut().unwrap() {
         if let Some(headers) = v["request"].get("headers").cloned() {

@@ -52,8 +52,8 @@ fn pkcs8_and_pkcs1_private_keys_give_the_same_public_key() {
 #[test]
 fn unusable_keys_are_configuration_errors() {
     let cases = [
-        include_str!("../data/keys/weak-1024.public.pem"),
-        include_str!("../data/keys/ec-p256.spki.pem"),
+        include_str!("../../data/keys/weak-1024.public.pem"),
+        include_str!("../../data/keys/ec-p256.spki.pem"),
         KEY_A, // a private key where a public one belongs
         "not a key",
         "{\"other\":\"x\"}",
@@ -90,7 +90,12 @@ fn keys_come_from_files_and_environment_variables() {
 fn read_in_child_process(name: &str, value: &str) {
     let exe = std::env::current_exe().unwrap();
     let output = std::process::Command::new(exe)
-        .args(["--exact", "keys::env_probe", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "contentstack_rules::keys::env_probe",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(name, value)
         .env("COUNTERSIGN_ENV_PROBE", name)
         .output()

@@ -17,13 +17,13 @@ use countersign_core::replay::ReplayKey;
 use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 
-const KEY_A: &str = include_str!("../data/keys/contentstack-a.private.pem");
-const KEY_A_PKCS1: &str = include_str!("../data/keys/contentstack-a.pkcs1-private.pem");
-const KEY_B: &str = include_str!("../data/keys/contentstack-b.private.pem");
-const PUBLIC_A: &str = include_str!("../data/keys/contentstack-a.public.pem");
-const SPKI_A: &str = include_str!("../data/keys/contentstack-a.spki.pem");
-const JSON_A: &str = include_str!("../data/keys/contentstack-a.public-keys.json");
-const PUBLIC_B: &str = include_str!("../data/keys/contentstack-b.public.pem");
+const KEY_A: &str = include_str!("../../data/keys/contentstack-a.private.pem");
+const KEY_A_PKCS1: &str = include_str!("../../data/keys/contentstack-a.pkcs1-private.pem");
+const KEY_B: &str = include_str!("../../data/keys/contentstack-b.private.pem");
+const PUBLIC_A: &str = include_str!("../../data/keys/contentstack-a.public.pem");
+const SPKI_A: &str = include_str!("../../data/keys/contentstack-a.spki.pem");
+const JSON_A: &str = include_str!("../../data/keys/contentstack-a.public-keys.json");
+const PUBLIC_B: &str = include_str!("../../data/keys/contentstack-b.public.pem");
 
 /// 2024-07-25T08:48:46.861Z
 const TRIGGERED_MS: u64 = 1_721_897_326_861;

@@ -42,7 +42,7 @@ fn app_token_leeway_is_configurable() {
 #[test]
 fn app_token_algorithm_is_pinned_but_configurable() {
     let v: serde_json::Value =
-        serde_json::from_str(include_str!("../data/contentstack-vectors.json")).unwrap();
+        serde_json::from_str(include_str!("../../data/contentstack-vectors.json")).unwrap();
     let rs512 = v["app_tokens"]
         .as_array()
         .unwrap()

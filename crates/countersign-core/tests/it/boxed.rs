@@ -11,7 +11,7 @@ use countersign_core::contentstack::{
 };
 use countersign_core::replay::{BoxReplayStore, Claim, MemoryStore, Owner, ReplayKey, ReplayStore};
 
-const PUBLIC_A: &str = include_str!("data/keys/contentstack-a.public.pem");
+const PUBLIC_A: &str = include_str!("../data/keys/contentstack-a.public.pem");
 
 #[tokio::test]
 async fn a_boxed_store_claims_renews_completes_and_releases_as_the_store_does() {
@@ -84,7 +84,7 @@ async fn a_tenancy_with_a_boxed_check_refuses_another_stack_and_takes_any_withou
         ErrorKind, SaltLength, SigningKey, Tenancy, WebhookBody, WebhookVerifier,
     };
     let signer =
-        SigningKey::from_pem(include_str!("data/keys/contentstack-a.private.pem")).unwrap();
+        SigningKey::from_pem(include_str!("../data/keys/contentstack-a.private.pem")).unwrap();
     let keys = StaticKeys::new(signer.public_key().clone().into());
     let at = std::time::UNIX_EPOCH + Duration::from_secs(1_721_897_326);
     let delivery = |stack: &str| {

@@ -16,7 +16,7 @@ use countersign_core::contentstack::{
 };
 use http::{HeaderMap, HeaderValue, Method};
 
-const KEY_A: &str = include_str!("data/keys/contentstack-a.private.pem");
+const KEY_A: &str = include_str!("../data/keys/contentstack-a.private.pem");
 
 #[test]
 fn every_known_module_round_trips_through_its_name() {

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("data/contentstack-vectors.json")).unwrap()
+    serde_json::from_str(include_str!("../data/contentstack-vectors.json")).unwrap()
 }
 
 fn now(v: &Value) -> SystemTime {
@@ -22,7 +22,7 @@ fn now(v: &Value) -> SystemTime {
 }
 
 fn key_a() -> KeySet {
-    KeySet::parse(include_str!("data/keys/contentstack-a.public.pem")).unwrap()
+    KeySet::parse(include_str!("../data/keys/contentstack-a.public.pem")).unwrap()
 }
 
 fn headers(name: &'static str, value: &str) -> HeaderMap {
