@@ -3,15 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 #[cfg(feature = "well-known")]
 use axum::routing::get;
 use axum::routing::post;
-use common::*;
 use countersign::contentstack::NoKeys;
 use countersign::contentstack::{HmacSecret, StaticKeys, WebhookVerifier};
 #[cfg(feature = "well-known")]

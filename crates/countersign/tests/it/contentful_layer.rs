@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::*;
 use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::ip::IpAllowlist;
 use countersign::{Clock, ContentfulRequest, ContentfulRequestLayer};

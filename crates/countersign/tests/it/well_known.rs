@@ -18,13 +18,13 @@ use countersign::well_known::WellKnownKeys;
 use http::{HeaderMap, HeaderValue};
 
 const KEY_A: &str =
-    include_str!("../../countersign-core/tests/data/keys/contentstack-a.public-keys.json");
+    include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public-keys.json");
 const KEY_B: &str =
-    include_str!("../../countersign-core/tests/data/keys/contentstack-b.public-keys.json");
+    include_str!("../../../countersign-core/tests/data/keys/contentstack-b.public-keys.json");
 const PRIVATE_A: &str =
-    include_str!("../../countersign-core/tests/data/keys/contentstack-a.private.pem");
+    include_str!("../../../countersign-core/tests/data/keys/contentstack-a.private.pem");
 const PRIVATE_B: &str =
-    include_str!("../../countersign-core/tests/data/keys/contentstack-b.private.pem");
+    include_str!("../../../countersign-core/tests/data/keys/contentstack-b.private.pem");
 
 #[derive(Clone, Copy, Debug)]
 enum Mode {

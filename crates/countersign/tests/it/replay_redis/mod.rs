@@ -5,19 +5,16 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 use countersign::contentstack::steps::WebhookSteps as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::*;
 use countersign::ContentstackWebhookLayer;
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::replay::{

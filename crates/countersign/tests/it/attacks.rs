@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use axum::Router;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::contentstack::{
     AppTokenVerifier, SigningKey, StackAllowlist, StaticKeys, Tenancy, WebhookVerifier,

@@ -2,13 +2,11 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use axum::routing::post;
 use axum::{Json, Router};
-use common::*;
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::{ForwardedHeader, IpAllowlist};

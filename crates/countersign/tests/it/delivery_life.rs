@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 use axum::routing::post;
-use common::*;
 use countersign::contentstack::{
     HmacSecret, SaltLength, SigningKey, StackAllowlist, StaticKeys, Tenancy, TenantUnavailable,
     WebhookVerifier, stack_check_fn,

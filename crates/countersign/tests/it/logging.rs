@@ -87,9 +87,10 @@ async fn an_app_token_never_reaches_the_log() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let keys_b = include_str!("../../countersign-core/tests/data/keys/contentstack-b.public.pem");
+    let keys_b =
+        include_str!("../../../countersign-core/tests/data/keys/contentstack-b.public.pem");
     let signer = SigningKey::from_pem(include_str!(
-        "../../countersign-core/tests/data/keys/contentstack-a.private.pem"
+        "../../../countersign-core/tests/data/keys/contentstack-a.private.pem"
     ))
     .unwrap();
     let claims = serde_json::json!({"app_uid": "a", "installation_uid": "i", "organization_uid": "o", "user_uid": "u"});

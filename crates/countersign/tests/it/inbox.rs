@@ -5,8 +5,6 @@
 #![cfg(all(feature = "inbox-sqlite", feature = "testing"))]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,14 +43,14 @@ async fn serve(kit: &TestKit, inbox: &Inbox<SqliteInbox>) -> String {
             post_service(inbox.acknowledge())
                 .layer(ContentfulRequestLayer::new(kit.contentful_verifier())),
         );
-    format!("http://{}", common::serve(app).await)
+    format!("http://{}", crate::common::serve(app).await)
 }
 
 /// Sends a request the kit built to `base`: the status and the JSON answer.
 async fn send(base: &str, request: Request<Body>) -> (u16, Value) {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let response = common::client()
+    let response = crate::common::client()
         .request(parts.method, format!("{base}{}", parts.uri))
         .headers(parts.headers)
         .body(body)
@@ -695,5 +693,4 @@ async fn a_tenant_read_near_its_limit_is_held_to_it_after_the_reading() {
 }
 
 /// The edges of "exactly once": late drains, lost leases, late successes, spool shares.
-#[path = "inbox/edges.rs"]
 mod edges;

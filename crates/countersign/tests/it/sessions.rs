@@ -3,14 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::*;
 use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
 use countersign::session::{
     AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions, Transport,

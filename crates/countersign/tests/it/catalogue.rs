@@ -53,7 +53,7 @@ fn catalogue() -> BTreeSet<(u16, String)> {
 
 #[test]
 fn the_crate_docs_answer_table_is_the_catalogue() {
-    let docs = include_str!("../src/lib.rs");
+    let docs = include_str!("../../src/lib.rs");
     let start = docs.find("//! | status | codes |").unwrap();
     let end = start + docs[start..].find("\n//!\n").unwrap();
     let table = pairs(&docs[start..end]);
@@ -83,15 +83,15 @@ fn adjacent_pairs(text: &str) -> BTreeSet<(u16, String)> {
 #[test]
 fn the_readme_names_each_code_with_its_status() {
     let docs = [
-        include_str!("../../../README.md"),
-        include_str!("../../../docs/security.md"),
-        include_str!("../../../docs/contentful.md"),
-        include_str!("../../../docs/contentstack.md"),
-        include_str!("../../../docs/delivery.md"),
-        include_str!("../../../docs/composition.md"),
-        include_str!("../../../docs/testing.md"),
-        include_str!("../../../examples/marketplace-app/README.md"),
-        include_str!("../../../examples/contentful-app/README.md"),
+        include_str!("../../../../README.md"),
+        include_str!("../../../../docs/security.md"),
+        include_str!("../../../../docs/contentful.md"),
+        include_str!("../../../../docs/contentstack.md"),
+        include_str!("../../../../docs/delivery.md"),
+        include_str!("../../../../docs/composition.md"),
+        include_str!("../../../../docs/testing.md"),
+        include_str!("../../../../examples/marketplace-app/README.md"),
+        include_str!("../../../../examples/contentful-app/README.md"),
     ];
     let catalogue = catalogue();
     let named = adjacent_pairs(&docs.concat());

@@ -12,15 +12,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const PRIVATE_A: &str =
-    include_str!("../../../countersign-core/tests/data/keys/contentstack-a.private.pem");
+    include_str!("../../../../countersign-core/tests/data/keys/contentstack-a.private.pem");
 pub const PRIVATE_B: &str =
-    include_str!("../../../countersign-core/tests/data/keys/contentstack-b.private.pem");
+    include_str!("../../../../countersign-core/tests/data/keys/contentstack-b.private.pem");
 pub const PUBLIC_A: &str =
-    include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public.pem");
+    include_str!("../../../../countersign-core/tests/data/keys/contentstack-a.public.pem");
 pub const KEYS_JSON_A: &str =
-    include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public-keys.json");
+    include_str!("../../../../countersign-core/tests/data/keys/contentstack-a.public-keys.json");
 pub const KEYS_JSON_B: &str =
-    include_str!("../../../countersign-core/tests/data/keys/contentstack-b.public-keys.json");
+    include_str!("../../../../countersign-core/tests/data/keys/contentstack-b.public-keys.json");
 
 pub const SECRET: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 pub const NEXT_SECRET: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";

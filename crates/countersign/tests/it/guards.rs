@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::*;
 use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::{ForwardedHeader, IpAllowlist};
 use countersign::{

@@ -2,16 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::*;
 use countersign::contentful::{Context, RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::replay::{

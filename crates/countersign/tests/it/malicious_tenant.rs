@@ -7,14 +7,12 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::common::*;
 use axum::Router;
 use axum::routing::{get, post};
-use common::*;
 use countersign::contentful::{
     Context, RequestKinds, RequestVerifier, SigningSecret, canonical_string,
 };
