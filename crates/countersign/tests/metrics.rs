@@ -1,6 +1,6 @@
 //! What the layers count, read back through a debugging recorder: which secret, key and salt
 //! matched, replay outcomes, key fetches (ok, failed, stale key served). The examples' scrape
-//! of `/metrics` after real requests is in `tests/tests/examples_e2e.rs`.
+//! of `/metrics` after real requests is in `tests/tests/it/examples_e2e/`.
 
 #![cfg(all(feature = "metrics", feature = "well-known", feature = "testing"))]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.

@@ -1,6 +1,6 @@
 //! The pure rules of a Contentful app's access token exchange: the request, the reading of
 //! the answer, the retry delays. The exchange itself runs against a local Contentful in
-//! `tests/tests/app_identity.rs`, with the toolkit as oracle.
+//! `tests/tests/it/app_identity/`, with the toolkit as oracle.
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 

@@ -149,10 +149,10 @@ const KEYS_DIR: &str = concat!(
     "/../crates/countersign-core/tests/data/keys"
 );
 const KEYS_JSON_A: &str = include_str!(
-    "../../../crates/countersign-core/tests/data/keys/contentstack-a.public-keys.json"
+    "../../../../crates/countersign-core/tests/data/keys/contentstack-a.public-keys.json"
 );
 const KEYS_JSON_B: &str = include_str!(
-    "../../../crates/countersign-core/tests/data/keys/contentstack-b.public-keys.json"
+    "../../../../crates/countersign-core/tests/data/keys/contentstack-b.public-keys.json"
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

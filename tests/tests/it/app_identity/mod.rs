@@ -24,9 +24,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
 const KEY_A: &str =
-    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
+    include_str!("../../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
 const KEY_B: &str =
-    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-b.private.pem");
+    include_str!("../../../../crates/countersign-core/tests/data/keys/contentstack-b.private.pem");
 const APP: &str = "5GqqNVnhR8ZPI3ZKOvpArP";
 const SPACE: &str = "space1";
 const ENV: &str = "master";

@@ -19,9 +19,9 @@ use serde_json::json;
 use tower::ServiceBuilder;
 
 const PRIVATE: &str =
-    include_str!("../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
 const PUBLIC: &str =
-    include_str!("../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
 
 #[tokio::test]
 async fn a_delivery_the_reference_signer_signs_afresh_for_each_attempt_is_handled_once() {

@@ -17,9 +17,9 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 const PRIVATE: &str =
-    include_str!("../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.private.pem");
 const PUBLIC: &str =
-    include_str!("../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
+    include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");
 
 const TEXT: &[&str] = &[
     "a", "Z", "0", " ", "\n", "\"", "\\", "/", "é", "€", "😀", "\u{2028}", "{", "}", ",", ":",
