@@ -197,30 +197,23 @@ pub(crate) fn outcome(name: &'static str, outcome: &'static str) {
     ::metrics::counter!(name, "outcome" => outcome).increment(1);
 }
 
-/// Records the inbox's depth by state and the age of its oldest unhandled delivery.
+/// Records the inbox's depth by state (`pending`, `leased`, `dead`: how many of each) and the
+/// age of its oldest unhandled delivery (none: zero).
 #[cfg(feature = "inbox")]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn inbox_stats(stats: &crate::inbox::InboxStats) {
+pub(crate) fn inbox_depth(by_state: [(&'static str, u64); 3], oldest: Option<std::time::Duration>) {
     #[cfg(feature = "metrics")]
     {
         #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-        for (state, count) in [
-            ("pending", stats.pending),
-            ("leased", stats.leased),
-            ("dead", stats.dead),
-        ] {
+        for (state, count) in by_state {
             ::metrics::gauge!(INBOX_DEPTH, "state" => state).set(count as f64);
         }
-        let age = stats
-            .oldest_unhandled
-            .and_then(|oldest| oldest.elapsed().ok())
-            .map_or(0.0, |age| age.as_secs_f64());
-        ::metrics::gauge!(INBOX_OLDEST_SECONDS).set(age);
+        ::metrics::gauge!(INBOX_OLDEST_SECONDS).set(oldest.map_or(0.0, |age| age.as_secs_f64()));
     }
 }
 
 /// Records how many deliveries wait in this instance's spool.
-#[cfg(feature = "inbox")]
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn inbox_spooled(count: usize) {
     #[cfg(feature = "metrics")]

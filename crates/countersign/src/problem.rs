@@ -12,6 +12,8 @@ use countersign_core::reason::{self, Reason};
 use countersign_core::{contentful, contentstack};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
+/// What `Retry-After` says for a delivery in flight, or a store to try again, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 5;
 /// Why a layer or an extractor refused a request.
 ///
 /// The answer's body is `application/problem+json` with `type`, `title`, `status` and a stable
@@ -111,13 +113,10 @@ impl Rejection {
         )
     }
 
-    /// Adds `Retry-After` ([`RETRY_AFTER_SECS`](crate::replay::RETRY_AFTER_SECS)): the sender
+    /// Adds `Retry-After` ([`RETRY_AFTER_SECS`]): the sender
     /// should come back, for the refusal is not its fault.
     pub(crate) fn retry_later(self) -> Self {
-        self.with_header(
-            header::RETRY_AFTER,
-            HeaderValue::from(crate::replay::RETRY_AFTER_SECS),
-        )
+        self.with_header(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS))
     }
 
     /// The default answer: the status, `application/problem+json`, and the rejection's headers.

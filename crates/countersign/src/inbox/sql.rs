@@ -127,8 +127,12 @@ pub(super) struct Statements {
     pub(super) schema: String,
     pub(super) claim: String,
     pub(super) known: String,
+    // SQLite's commit counts and inserts in steps; PostgreSQL's is one statement of its own.
+    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
     pub(super) waiting: String,
+    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
     pub(super) waiting_untenanted: String,
+    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
     pub(super) insert: String,
     pub(super) set_aside: String,
     pub(super) bury: String,
@@ -186,6 +190,7 @@ pub(super) fn for_table(sql: &str, table: &str, postgres: bool) -> String {
 ///
 /// # Errors
 /// When it is not.
+#[cfg(any(feature = "inbox-postgres", test))]
 pub(super) fn table_name(table: &str) -> Result<&str, countersign_core::ConfigError> {
     let mut bytes = table.bytes();
     let plain = bytes

@@ -35,6 +35,7 @@ pub(super) struct Handler {
 }
 
 /// A handler whose writes and "handled" commit together, if its lease is still its own.
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 pub(super) fn in_transaction(run: Run) -> Handler {
     Handler {
         run,
@@ -46,6 +47,11 @@ type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<Handled, BoxEr
 
 /// What a successful handler left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only a store's transactional handler completes in its own transaction.
+#[cfg_attr(
+    not(any(feature = "inbox-sqlite", feature = "inbox-postgres")),
+    allow(dead_code)
+)]
 pub(super) enum Handled {
     /// The worker marks the delivery handled.
     ToComplete,
@@ -155,7 +161,16 @@ async fn claim_loop<St: InboxStore>(
         if measured.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
             measured = Some(tokio::time::Instant::now());
             if let Ok(stats) = inbox.inner.store.stats().await {
-                metrics::inbox_stats(&stats);
+                metrics::inbox_depth(
+                    [
+                        ("pending", stats.pending),
+                        ("leased", stats.leased),
+                        ("dead", stats.dead),
+                    ],
+                    stats
+                        .oldest_unhandled
+                        .and_then(|oldest| oldest.elapsed().ok()),
+                );
             }
         }
         #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
@@ -498,6 +513,7 @@ pub(super) const STORE_FAILED: &str = "the inbox's database failed during the at
 #[derive(Debug)]
 pub(super) struct StoreFailed(pub(super) String);
 
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
 impl StoreFailed {
     /// `error`, as a handler's error.
     pub(super) fn boxed(error: impl fmt::Display) -> BoxError {

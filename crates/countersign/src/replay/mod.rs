@@ -138,8 +138,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 const _: () = assert!(
     DEFAULT_LEASE.as_millis() < countersign_core::contentstack::RETRY_SCHEDULE[0].as_millis()
 );
-/// What `Retry-After` says for a delivery in flight, in seconds.
-pub const RETRY_AFTER_SECS: u32 = 5;
+pub use crate::problem::RETRY_AFTER_SECS;
 /// How often marking a handled delivery done is tried in the background after the first
 /// attempt failed, and the pause before each try.
 const COMPLETE_RETRIES: [Duration; 5] = [
