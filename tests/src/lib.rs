@@ -1,10 +1,32 @@
 //! Helpers of countersign's workspace-level tests: running the vendors' reference code in
 //! Node.js, a small deterministic generator of test inputs, throwaway PostgreSQL clusters, a
 //! local Contentstack [`developer_hub`] (token endpoint and CMA), and the delivery
-//! [`simulator`].
+//! [`simulator`]. The README's and the guides' examples run as its doc tests: this is the one
+//! crate that has both `countersign` and `countersign-inbox` with every feature.
 
 pub mod developer_hub;
 pub mod simulator;
+
+/// The README's and the guides' examples, compiled and run as doc tests.
+macro_rules! doc_tests {
+    ($($name:ident = $path:literal;)*) => {$(
+        #[cfg(doctest)]
+        #[doc = include_str!($path)]
+        struct $name;
+    )*};
+}
+
+doc_tests! {
+    ReadmeDoctests = "../../README.md";
+    CompositionDoctests = "../../docs/composition.md";
+    ContentfulDoctests = "../../docs/contentful.md";
+    ContentstackDoctests = "../../docs/contentstack.md";
+    DeliveryDoctests = "../../docs/delivery.md";
+    EventsDoctests = "../../docs/events.md";
+    AppIdentityDoctests = "../../docs/app-identity.md";
+    TestingDoctests = "../../docs/testing.md";
+    InboxReadmeDoctests = "../../crates/countersign-inbox/README.md";
+}
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -16,8 +16,8 @@ use axum::body::Bytes;
 use axum::routing::{post, post_service};
 use countersign::contentful::{RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
-use countersign::inbox::{Inbox, InboxDelivery, InboxStore, PostgresInbox, SqliteInbox, Workers};
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
+use countersign_inbox::{Inbox, InboxDelivery, InboxStore, PostgresInbox, SqliteInbox, Workers};
 
 const PUBLIC: &str =
     include_str!("../../../crates/countersign-core/tests/data/keys/contentstack-a.public.pem");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use countersign::ContentstackWebhookLayer;
 use countersign::contentstack::{HmacSecret, StaticKeys, WebhookVerifier};
-use countersign::inbox::{
-    ClaimRequest, Inbox, InboxDelivery, InboxStore, PostgresInbox, SqliteInbox,
+use countersign_inbox::{
+    ClaimRequest, Inbox, InboxDelivery, InboxStore, PostgresInbox, SqliteInbox, WorkerStore,
 };
 
 const PUBLIC: &str =
@@ -58,7 +58,7 @@ fn summary(mut times: Vec<Duration>) -> (f64, f64) {
     (ms(times[times.len() / 2]), ms(times[times.len() * 9 / 10]))
 }
 
-async fn time_claims<F, Fut>(store: &impl InboxStore, reset: F) -> Vec<Duration>
+async fn time_claims<F, Fut>(store: &impl WorkerStore, reset: F) -> Vec<Duration>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -84,7 +84,7 @@ where
 }
 
 /// A SQLite inbox with `n` due deliveries over 30 tenants, and a connection of its own.
-fn seeded_sqlite(n: u64) -> (SqliteInbox, countersign::inbox::rusqlite::Connection) {
+fn seeded_sqlite(n: u64) -> (SqliteInbox, countersign_inbox::rusqlite::Connection) {
     let dir = std::env::temp_dir().join(format!("countersign-claim-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join(format!("inbox-{n}.sqlite3"));
@@ -117,8 +117,8 @@ async fn sqlite(n: u64) -> (f64, f64) {
     summary(times)
 }
 
-fn rusqlite_connection(path: &std::path::Path) -> countersign::inbox::rusqlite::Connection {
-    countersign::inbox::rusqlite::Connection::open(path).unwrap()
+fn rusqlite_connection(path: &std::path::Path) -> countersign_inbox::rusqlite::Connection {
+    countersign_inbox::rusqlite::Connection::open(path).unwrap()
 }
 
 /// A PostgreSQL inbox in a table of its own with `n` due deliveries over 30 tenants.

@@ -80,6 +80,7 @@ pub mod inbox;
 pub mod ip;
 mod js;
 mod names;
+mod provider;
 pub mod reason;
 pub mod replay;
 pub mod session;
@@ -97,6 +98,7 @@ pub mod fuzzing {
 }
 
 pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
+pub use provider::Provider;
 pub use verdict::Verdict;
 
 /// The longest duration a time setting holds (about a hundred years): a longer time-to-live,

@@ -11,26 +11,80 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use bytes::Bytes;
-use countersign_core::Verdict;
 use countersign_core::contentful::VerifiedRequest;
 use countersign_core::contentstack::VerifiedWebhook;
 use countersign_core::replay::ReplayKey;
+use countersign_core::{Provider, Verdict};
 
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::Rejection;
 
-/// The one extension a verification layer inserts: its verdict.
+/// The one extension a verification layer inserts: its verdict. Only the layers make one
+/// (its variants are `#[non_exhaustive]`); what reads verified deliveries on from a route
+/// (the durable inbox, a layer of your own) reads it from the request's extensions.
+///
+/// ```
+/// use countersign::Verified;
+///
+/// fn delivery_id(request: &http::Request<axum::body::Body>) -> Option<String> {
+///     let verified = request.extensions().get::<Verified>()?;
+///     Some(verified.replay_key().to_hex())
+/// }
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) enum Verified {
+#[non_exhaustive]
+pub enum Verified {
+    /// A Contentstack webhook that [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) verified.
+    #[non_exhaustive]
     Contentstack(Arc<Verdict<VerifiedWebhook>>),
+    /// A Contentful request that [`ContentfulRequestLayer`](crate::ContentfulRequestLayer) verified.
+    #[non_exhaustive]
     Contentful(Arc<Verdict<VerifiedRequest>>),
 }
 
 impl Verified {
+    /// Who signed it.
+    #[must_use]
+    pub fn provider(&self) -> Provider {
+        match self {
+            Self::Contentstack(_) => Provider::Contentstack,
+            Self::Contentful(_) => Provider::Contentful,
+        }
+    }
+
+    /// The verdict of a Contentstack webhook.
+    #[must_use]
+    pub fn contentstack(&self) -> Option<&Verdict<VerifiedWebhook>> {
+        match self {
+            Self::Contentstack(verdict) => Some(verdict),
+            Self::Contentful(_) => None,
+        }
+    }
+
+    /// The verdict of a Contentful request.
+    #[must_use]
+    pub fn contentful(&self) -> Option<&Verdict<VerifiedRequest>> {
+        match self {
+            Self::Contentful(verdict) => Some(verdict),
+            Self::Contentstack(_) => None,
+        }
+    }
+
+    /// The tenant it was verified for: the stack's API key or the space, where the layer
+    /// knows it.
+    #[must_use]
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Contentstack(verdict) => verdict.tenant(),
+            Self::Contentful(verdict) => verdict.tenant(),
+        }
+    }
+
     /// The bytes the handler reads.
-    pub(crate) fn body(&self) -> &Bytes {
+    #[must_use]
+    pub fn body(&self) -> &Bytes {
         match self {
             Self::Contentstack(verdict) => verdict.body(),
             Self::Contentful(verdict) => verdict.body(),
@@ -38,15 +92,17 @@ impl Verified {
     }
 
     /// What identifies the delivery.
-    pub(crate) fn replay_key(&self) -> ReplayKey {
+    #[must_use]
+    pub fn replay_key(&self) -> ReplayKey {
         match self {
             Self::Contentstack(verdict) => verdict.replay_key(),
             Self::Contentful(verdict) => verdict.replay_key(),
         }
     }
 
-    /// How long its signature stays acceptable.
-    pub(crate) fn window(&self) -> Option<std::time::Duration> {
+    /// How long its signature stays acceptable (`None`: for ever).
+    #[must_use]
+    pub fn window(&self) -> Option<std::time::Duration> {
         match self {
             Self::Contentstack(verdict) => verdict.window(),
             Self::Contentful(verdict) => verdict.window(),

@@ -118,8 +118,9 @@
 //! - `app_identity` (feature `app-identity`): access tokens for calling Contentful as the app.
 //! - `contentstack_oauth` (feature `oauth`): OAuth tokens for calling Contentstack as the app,
 //!   per installation, refreshed once per installation across a fleet.
-//! - `inbox` (feature `inbox`, `inbox-sqlite`): a durable inbox; deliveries acknowledged at
-//!   once and handled exactly once by workers, with retries and dead letters.
+//! - The durable inbox is a crate of its own, `countersign-inbox`: deliveries acknowledged at
+//!   once and handled exactly once by workers, with retries and dead letters. It reads the
+//!   [`Verified`] facts the layers insert.
 //! - `testing` (feature `testing`): signed requests of every scheme for your handlers' tests.
 //! - [`metrics`]: what the layers count, through the `metrics` facade (feature `metrics`).
 //! - Typed events: [`contentstack::Module`], [`contentstack::Event`], [`contentful::Topic`].
@@ -136,12 +137,10 @@ pub mod app_identity;
 pub mod basic_auth;
 #[cfg(feature = "oauth")]
 pub mod contentstack_oauth;
-#[cfg(feature = "inbox")]
-pub mod inbox;
 
 /// `shared` changed by `change`, for a builder method: it must not have been cloned yet (a
 /// clone would keep the old settings), and panics naming `what` when it was.
-#[cfg(any(feature = "oauth", feature = "inbox"))]
+#[cfg(feature = "oauth")]
 pub(crate) fn configure<T>(
     shared: std::sync::Arc<T>,
     what: &str,
@@ -176,38 +175,11 @@ pub use countersign_core::{
     Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, SENSITIVE_HEADERS, Verdict, backend,
     contentful, contentstack, credentials, ip, mark_sensitive, random_hex, reason,
 };
-pub use extract::{ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, VerifiedBody};
+pub use extract::{
+    ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, Verified, VerifiedBody,
+};
 pub use guard::Clock;
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
 pub use verify_contentful::ContentfulRequestLayer;
 pub use verify_contentstack::ContentstackWebhookLayer;
-
-/// The README's and the guides' examples, compiled and run as doc tests.
-macro_rules! doc_tests {
-    ($($name:ident = $path:literal;)*) => {$(
-        #[cfg(all(
-            doctest,
-            feature = "well-known",
-            feature = "redis",
-            feature = "app-identity",
-            feature = "oauth",
-            feature = "inbox-sqlite",
-            feature = "inbox-postgres",
-            feature = "testing"
-        ))]
-        #[doc = include_str!($path)]
-        struct $name;
-    )*};
-}
-
-doc_tests! {
-    ReadmeDoctests = "../../../README.md";
-    CompositionDoctests = "../../../docs/composition.md";
-    ContentfulDoctests = "../../../docs/contentful.md";
-    ContentstackDoctests = "../../../docs/contentstack.md";
-    DeliveryDoctests = "../../../docs/delivery.md";
-    EventsDoctests = "../../../docs/events.md";
-    AppIdentityDoctests = "../../../docs/app-identity.md";
-    TestingDoctests = "../../../docs/testing.md";
-}

@@ -14,6 +14,8 @@
 //! | [`KEY_FETCHES`] | counter | `outcome` (`ok`, `failed`, `stale_served`) |
 //! | [`ACCESS_TOKEN_FETCHES`] | counter | `outcome` (`ok`, `refused`, `rate_limited`, `unavailable`) |
 //!
+//! The durable inbox counts its own series: `countersign_inbox::metrics`.
+//!
 //! Two alerts matter (PromQL, with `metrics-exporter-prometheus`):
 //!
 //! - **Before Contentstack disables a webhook** (after 10 failures in a row): any refused
@@ -43,21 +45,6 @@ pub const REPLAY: &str = "countersign_replay_total";
 pub const KEY_FETCHES: &str = "countersign_key_fetches_total";
 /// Access token fetches of an app identity.
 pub const ACCESS_TOKEN_FETCHES: &str = "countersign_access_token_fetches_total";
-/// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
-/// tenant_full, spooled (accepted while its store was down), store_error (503).
-pub const INBOX: &str = "countersign_inbox_total";
-/// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease,
-/// late_success.
-pub const INBOX_ATTEMPTS: &str = "countersign_inbox_attempts_total";
-/// Deliveries in the inbox by state (pending, leased, dead), as its workers last read it. Every
-/// instance of a fleet reads the one shared table: aggregate with `max`, not `sum`.
-pub const INBOX_DEPTH: &str = "countersign_inbox_depth";
-/// The age in seconds of the oldest delivery not yet handled (0 when none waits).
-pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";
-/// Deliveries in this instance's spool, acknowledged while the inbox's database was down and
-/// not yet moved into it. Each instance has its own spool: aggregate with `sum`.
-pub const INBOX_SPOOLED: &str = "countersign_inbox_spooled";
-
 /// Names the series once, with their descriptions, in the installed recorder. Optional: the
 /// series appear on first use anyway.
 pub fn describe() {
@@ -86,18 +73,6 @@ pub fn describe() {
         describe_counter!(
             ACCESS_TOKEN_FETCHES,
             "Contentful app identity access token fetches."
-        );
-        describe_counter!(INBOX, "What the inbox answered verified deliveries.");
-        describe_counter!(INBOX_ATTEMPTS, "Outcomes of the inbox handler's attempts.");
-        ::metrics::describe_gauge!(INBOX_DEPTH, "Deliveries in the inbox by state.");
-        ::metrics::describe_gauge!(
-            INBOX_SPOOLED,
-            "Deliveries in this instance's spool, waiting for the inbox's database."
-        );
-        ::metrics::describe_gauge!(
-            INBOX_OLDEST_SECONDS,
-            Unit::Seconds,
-            "Age of the oldest delivery not yet handled."
         );
     }
 }
@@ -195,30 +170,6 @@ pub(crate) fn contentful_match(secret_index: usize) {
 pub(crate) fn outcome(name: &'static str, outcome: &'static str) {
     #[cfg(feature = "metrics")]
     ::metrics::counter!(name, "outcome" => outcome).increment(1);
-}
-
-/// Records the inbox's depth by state (`pending`, `leased`, `dead`: how many of each) and the
-/// age of its oldest unhandled delivery (none: zero).
-#[cfg(feature = "inbox")]
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn inbox_depth(by_state: [(&'static str, u64); 3], oldest: Option<std::time::Duration>) {
-    #[cfg(feature = "metrics")]
-    {
-        #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-        for (state, count) in by_state {
-            ::metrics::gauge!(INBOX_DEPTH, "state" => state).set(count as f64);
-        }
-        ::metrics::gauge!(INBOX_OLDEST_SECONDS).set(oldest.map_or(0.0, |age| age.as_secs_f64()));
-    }
-}
-
-/// Records how many deliveries wait in this instance's spool.
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn inbox_spooled(count: usize) {
-    #[cfg(feature = "metrics")]
-    #[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
-    ::metrics::gauge!(INBOX_SPOOLED).set(count as f64);
 }
 
 /// Indexes as static labels: rotations hold a few secrets or keys.

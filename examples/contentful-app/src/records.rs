@@ -12,7 +12,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use countersign::contentful::{Action, Entity, Topic};
-use countersign::inbox::{GiveUp, Inbox, InboxDelivery, SqliteInbox, Workers};
+use countersign_inbox::{GiveUp, Inbox, InboxDelivery, SqliteInbox, Workers};
 use example_support::inbox::AnyInbox;
 use example_support::postgres::{Database, Error, Schema, bounded};
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ pub(crate) fn handling(topic: Option<&Topic>) -> &'static str {
 }
 
 /// A failed write, logged in full for the operator; the dead letter says only what failed.
-fn failed(error: impl std::fmt::Display) -> countersign::inbox::BoxError {
+fn failed(error: impl std::fmt::Display) -> countersign_inbox::BoxError {
     tracing::warn!(%error, "recording a delivery failed; it will be tried again");
     "the database failed".into()
 }
@@ -50,7 +50,7 @@ impl Received {
     /// The delivery a worker was handed: its tenant is the signed space (or the signed CRN's),
     /// its environment and topic the signed headers'. Only Contentful's.
     fn of(delivery: &InboxDelivery) -> Result<Self, GiveUp> {
-        if delivery.provider != countersign::inbox::Provider::Contentful {
+        if delivery.provider != countersign_inbox::Provider::Contentful {
             return Err(GiveUp::new("not a Contentful delivery"));
         }
         let topic = delivery

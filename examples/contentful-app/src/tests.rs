@@ -19,7 +19,7 @@ use crate::records::Received;
 struct App {
     router: Router,
     inbox: example_support::inbox::AnyInbox,
-    _workers: countersign::inbox::Workers,
+    _workers: countersign_inbox::Workers,
 }
 
 fn app(kit: &TestKit, records: &Records, name: &str) -> App {

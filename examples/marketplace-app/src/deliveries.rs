@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use countersign::Rejection;
 use countersign::contentstack::{Event, Module};
-use countersign::inbox::{GiveUp, InboxDelivery, Retried, Workers};
 use countersign::session::AppSession;
+use countersign_inbox::{GiveUp, InboxDelivery, Retried, Workers};
 use example_support::inbox::AnyInbox;
 use serde_json::{Value, json};
 
@@ -90,14 +90,14 @@ pub(crate) fn from_body(
 
 /// A failed write, logged in full for the operator; the dead letter a stack's session reads
 /// says only what failed.
-fn failed(error: impl std::fmt::Display) -> countersign::inbox::BoxError {
+fn failed(error: impl std::fmt::Display) -> countersign_inbox::BoxError {
     tracing::warn!(%error, "recording a delivery failed; it will be tried again");
     "the database failed".into()
 }
 
 /// The delivery a worker was handed, as recorded: a Contentstack webhook's.
 fn of_inbox(delivery: &InboxDelivery) -> Result<Delivery, GiveUp> {
-    if delivery.provider != countersign::inbox::Provider::Contentstack {
+    if delivery.provider != countersign_inbox::Provider::Contentstack {
         return Err(GiveUp::new("not a Contentstack delivery"));
     }
     from_body(

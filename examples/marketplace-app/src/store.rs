@@ -230,7 +230,7 @@ impl Store {
     /// effects are written in the inbox's own transaction ([`crate::deliveries`]).
     /// With PostgreSQL, this instance spools under `data_dir` while the database is down.
     pub(crate) fn inbox(&self, data_dir: &Path) -> Result<AnyInbox, StoreError> {
-        use countersign::inbox::{Inbox, SqliteInbox};
+        use countersign_inbox::{Inbox, SqliteInbox};
         Ok(match &self.backend {
             Backend::Sqlite(connection) => {
                 AnyInbox::Sqlite(Inbox::new(SqliteInbox::sharing(Arc::clone(connection))?))

@@ -19,7 +19,7 @@ use crate::deliveries::Deliveries;
 struct App {
     router: Router,
     deliveries: Deliveries,
-    _workers: countersign::inbox::Workers,
+    _workers: countersign_inbox::Workers,
 }
 
 fn router(kit: &TestKit, name: &str) -> App {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use axum::extract::Request;
 use axum::response::Response;
-use countersign::inbox::{
+use countersign_inbox::{
     DeadLetter, Inbox, InboxStats, PostgresInbox, Retried, Spool, SqliteInbox,
 };
 use tower::ServiceExt;
@@ -40,7 +40,7 @@ impl AnyInbox {
     }
 
     /// Commits the verified delivery in `request` and answers it (see
-    /// [`countersign::inbox::Acknowledge`]).
+    /// [`countersign_inbox::Acknowledge`]).
     pub async fn acknowledge(&self, request: Request) -> Response {
         let answer = match self {
             Self::Sqlite(inbox) => inbox.acknowledge().oneshot(request).await,

@@ -13,8 +13,8 @@ use axum::body::Body;
 use axum::routing::post_service;
 use countersign::ContentstackWebhookLayer;
 use countersign::contentstack::WebhookBody;
-use countersign::inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Spool, Workers};
 use countersign::testing::TestKit;
+use countersign_inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Spool, Workers};
 use http::Request;
 use serde_json::json;
 
@@ -218,7 +218,7 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
             .retry("blt-stack-4", &dead[0].id)
             .await
             .unwrap(),
-        countersign::inbox::Retried::NotFound
+        countersign_inbox::Retried::NotFound
     );
     assert_eq!(
         fleet[1]
@@ -226,7 +226,7 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
             .retry("blt-stack-3", &dead[0].id)
             .await
             .unwrap(),
-        countersign::inbox::Retried::Due
+        countersign_inbox::Retried::Due
     );
     assert_eq!(fleet[1].inbox.stats().await.unwrap().dead, 0, "due again");
 
@@ -307,7 +307,7 @@ async fn a_fleet_shares_one_postgresql_inbox_and_handles_each_delivery_once() {
 /// out, again and again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_commits_at_a_cold_start_make_the_table_and_all_go_in() {
-    use countersign::inbox::{Commit, InboxStore, Provider};
+    use countersign_inbox::{Commit, Provider, WorkerStore};
 
     let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
         .await
@@ -331,7 +331,7 @@ async fn many_commits_at_a_cold_start_make_the_table_and_all_go_in() {
                     received_at: std::time::SystemTime::now(),
                     attempt: 0,
                 };
-                store.commit(&delivery, expires, 1_000).await
+                store.commit(&delivery, expires, Some(1_000)).await
             })
         })
         .collect();

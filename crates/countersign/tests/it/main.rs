@@ -1,6 +1,6 @@
 //! The tower crate's integration tests, one binary, a module by topic: the layers over real
 //! HTTP, attacks and malicious tenants, sessions, replay stores (memory and a real Redis),
-//! OAuth against a local Developer Hub, the durable inbox, the test kit, logging and the
+//! OAuth against a local Developer Hub, the test kit, logging and the
 //! catalogue of reasons. (`metrics` is a binary of its own: it installs the process's global
 //! metrics recorder.)
 
@@ -15,7 +15,6 @@ mod contentstack_layer;
 mod contentstack_oauth;
 mod delivery_life;
 mod guards;
-mod inbox;
 mod logging;
 mod malicious_tenant;
 mod replay_memory;

@@ -15,10 +15,15 @@ use countersign_core::replay::REPLAY_HEADER;
 use http::{HeaderValue, Request, header};
 use tower_service::Service;
 
-use super::{Commit, Inbox, InboxDelivery, InboxStore, Provider, remember_for};
-use crate::Rejection;
-use crate::extract::Verified;
+use countersign::{Rejection, Verified};
+use countersign_core::inbox::remember_for;
+use countersign_core::replay::{StoreError, StoreErrorKind};
+
+use crate::delivery::{Commit, InboxDelivery};
+use crate::inbox::Inbox;
 use crate::metrics;
+use crate::spool::Refused;
+use crate::store::InboxStore;
 
 /// How long a commit may take before the delivery goes to the spool (or is refused), well
 /// within the 30 s a provider waits for an answer.
@@ -33,7 +38,7 @@ pub struct Acknowledge<St> {
 }
 
 impl<St> Acknowledge<St> {
-    pub(super) fn new(inbox: Inbox<St>) -> Self {
+    pub(crate) fn new(inbox: Inbox<St>) -> Self {
         Self { inbox }
     }
 }
@@ -102,8 +107,8 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
     )
     .await
     .unwrap_or_else(|_| {
-        Err(super::StoreError::new(
-            super::StoreErrorKind::Timeout,
+        Err(StoreError::new(
+            StoreErrorKind::Timeout,
             "the inbox's store did not commit in time",
         ))
     });
@@ -145,9 +150,8 @@ async fn spool<St: InboxStore>(
     inbox: &Inbox<St>,
     delivery: InboxDelivery,
     expires_at: SystemTime,
-    error: &super::StoreError,
+    error: &StoreError,
 ) -> Response {
-    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
     if let Some(spool) = inbox.inner.spool.clone() {
         let id = delivery.id.clone();
         // Written and flushed to disk off the async threads.
@@ -160,13 +164,11 @@ async fn spool<St: InboxStore>(
                 inbox.inner.committed.notify_waiters();
                 return status("accepted");
             }
-            Ok(Err(super::spool::Refused::Full)) => {
-                "the inbox is unavailable and the spool is full"
-            }
-            Ok(Err(super::spool::Refused::Busy)) => {
+            Ok(Err(Refused::Full)) => "the inbox is unavailable and the spool is full",
+            Ok(Err(Refused::Busy)) => {
                 "the inbox is unavailable and the same delivery is being spooled now"
             }
-            Ok(Err(super::spool::Refused::Io(io))) => {
+            Ok(Err(Refused::Io(io))) => {
                 tracing::error!(target: "countersign", %error, %io, delivery = %id, "the inbox is unavailable and the spool failed");
                 "the inbox is unavailable and the spool failed"
             }
@@ -188,22 +190,17 @@ async fn spool<St: InboxStore>(
 
 /// What the inbox keeps of a verified request.
 fn delivery_of(verified: &Verified, now: SystemTime) -> InboxDelivery {
-    let (provider, tenant, signed_headers) = match verified {
-        Verified::Contentstack(verdict) => (
-            Provider::Contentstack,
-            verdict.tenant().map(str::to_owned),
-            Vec::new(),
-        ),
-        Verified::Contentful(verdict) => (
-            Provider::Contentful,
-            verdict.tenant().map(str::to_owned),
-            verdict
-                .signed_headers()
-                .filter(|(name, _)| !countersign_core::SENSITIVE_HEADERS.contains(name))
-                .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                .collect(),
-        ),
-    };
+    let provider = verified.provider();
+    // Contentful's signed headers (space, environment, user, topic...) are kept, the signature
+    // and credentials never.
+    let signed_headers = verified.contentful().map_or_else(Vec::new, |verdict| {
+        verdict
+            .signed_headers()
+            .filter(|(name, _)| !countersign_core::SENSITIVE_HEADERS.contains(name))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    });
+    let tenant = verified.tenant().map(str::to_owned);
     InboxDelivery {
         id: verified.replay_key().to_hex(),
         provider,

@@ -16,7 +16,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{InboxDelivery, Provider, from_millis, millis};
+use countersign_core::Provider;
+
+use crate::delivery::{InboxDelivery, from_millis, millis};
 
 /// The most deliveries a spool holds by default.
 pub const DEFAULT_SPOOL_ENTRIES: usize = 10_000;
@@ -33,9 +35,9 @@ const FIRST_DELIVERIES: usize = 16;
 /// that fill their shares leave room for the others' first deliveries.
 ///
 /// A delivery still in the spool after half the time its id is remembered (the inbox's retry
-/// horizon, [`Inbox::with_retry_horizon`](super::Inbox::with_retry_horizon), or its
+/// horizon, [`Inbox::with_retry_horizon`](crate::Inbox::with_retry_horizon), or its
 /// signature's window and the margin if longer) is not run: it is set
-/// aside as a dead letter marked [`MAYBE_HANDLED`](super::MAYBE_HANDLED). Its commit may
+/// aside as a dead letter marked [`MAYBE_HANDLED`](crate::MAYBE_HANDLED). Its commit may
 /// have reached the database although this instance saw an error, another instance may have
 /// handled it, and its id may have been forgotten since. Cheap to clone; clones share
 /// everything.

@@ -1,4 +1,4 @@
-//! [`SqliteInbox`]: the inbox in one SQLite file, for one instance (feature `inbox-sqlite`).
+//! [`SqliteInbox`]: the inbox in one SQLite file, for one instance (feature `sqlite`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,11 +8,15 @@ use std::time::SystemTime;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::worker::{self, Handled, StoreFailed};
-use super::{
-    BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
-    Retried, StoreError, StoreErrorKind, Workers, millis, sql,
+use countersign_core::replay::{StoreError, StoreErrorKind};
+
+use crate::delivery::{
+    BoxError, ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried, millis,
 };
+use crate::inbox::Inbox;
+use crate::sql;
+use crate::store::{OperatorStore, WorkerStore};
+use crate::worker::{self, Handled, StoreFailed, Workers};
 
 /// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
 /// the backlog: the tenants with pending deliveries are found by a loose scan of the index
@@ -228,12 +232,12 @@ fn delivery(row: &rusqlite::Row<'_>) -> rusqlite::Result<InboxDelivery> {
     )))
 }
 
-impl InboxStore for SqliteInbox {
+impl WorkerStore for SqliteInbox {
     async fn commit(
         &self,
         delivery: &InboxDelivery,
         expires_at: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
         let delivery = delivery.clone();
         let signed_headers =
@@ -249,7 +253,8 @@ impl InboxStore for SqliteInbox {
                 return Ok(Commit::Duplicate);
             }
             // Counted up to the limit, and not at all without one.
-            let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+            let limit =
+                tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
             if limit < i64::MAX {
                 let waiting: i64 = match &delivery.tenant {
                     Some(tenant) => {
@@ -373,6 +378,35 @@ impl InboxStore for SqliteInbox {
             .map(|changed| changed == 1)
     }
 
+    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
+        let sql = Arc::clone(&self.sql);
+        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(&sql.crowded)?;
+            let rows = statement.query_map([threshold], |row| row.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.change(|sql| &sql.purge, vec![millis(now).into()])
+            .await
+    }
+
+    async fn stats(&self) -> Result<InboxStats, StoreError> {
+        let sql = Arc::clone(&self.sql);
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(&sql.stats)?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            Ok(sql::stats(rows.collect::<rusqlite::Result<Vec<_>>>()?))
+        })
+        .await
+    }
+}
+
+impl OperatorStore for SqliteInbox {
     async fn dead_letters(
         &self,
         tenant: Option<&str>,
@@ -403,14 +437,14 @@ impl InboxStore for SqliteInbox {
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Retried, StoreError> {
         let (sql, id, tenant) = (
             Arc::clone(&self.sql),
             id.to_owned(),
             tenant.map(str::to_owned),
         );
-        let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+        let limit = tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         self.run(move |db| {
             if db.execute(&sql.retry, params![id, tenant, millis(now), limit])? == 1 {
                 return Ok(Retried::Due);
@@ -424,33 +458,6 @@ impl InboxStore for SqliteInbox {
             } else {
                 Retried::NotFound
             })
-        })
-        .await
-    }
-
-    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
-        let sql = Arc::clone(&self.sql);
-        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
-        self.run(move |db| {
-            let mut statement = db.prepare_cached(&sql.crowded)?;
-            let rows = statement.query_map([threshold], |row| row.get(0))?;
-            rows.collect()
-        })
-        .await
-    }
-
-    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.change(|sql| &sql.purge, vec![millis(now).into()])
-            .await
-    }
-
-    async fn stats(&self) -> Result<InboxStats, StoreError> {
-        let sql = Arc::clone(&self.sql);
-        self.run(move |db| {
-            let mut statement = db.prepare_cached(&sql.stats)?;
-            let rows =
-                statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-            Ok(sql::stats(rows.collect::<rusqlite::Result<Vec<_>>>()?))
         })
         .await
     }

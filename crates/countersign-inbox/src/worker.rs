@@ -10,10 +10,11 @@ use countersign_core::replay::Owner;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-use super::MAYBE_HANDLED;
-use super::{BoxError, ClaimRequest, GiveUp, Inbox, InboxDelivery, InboxStore};
+use crate::delivery::{BoxError, ClaimRequest, GiveUp, InboxDelivery};
+use crate::drain::{HeldBack, drain};
+use crate::inbox::Inbox;
 use crate::metrics;
+use crate::store::InboxStore;
 
 /// How often the handled deliveries past their memory are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -23,20 +24,20 @@ const STATS_EVERY: Duration = Duration::from_secs(5);
 const MAX_ERROR_LEN: usize = 500;
 
 /// A handler as the workers call it: the delivery and its attempt's lease.
-pub(super) type Run = Arc<dyn Fn(InboxDelivery, String) -> HandlerFuture + Send + Sync>;
+pub(crate) type Run = Arc<dyn Fn(InboxDelivery, String) -> HandlerFuture + Send + Sync>;
 
 /// A handler, and whether its effects commit in the inbox's transaction, with the lease
 /// checked there ([`in_transaction`]): such a run is never stopped for want of a renewal,
 /// since a second run beside it commits nothing unless it holds the lease.
 #[derive(Clone)]
-pub(super) struct Handler {
+pub(crate) struct Handler {
     run: Run,
     in_transaction: bool,
 }
 
 /// A handler whose writes and "handled" commit together, if its lease is still its own.
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-pub(super) fn in_transaction(run: Run) -> Handler {
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn in_transaction(run: Run) -> Handler {
     Handler {
         run,
         in_transaction: true,
@@ -48,11 +49,8 @@ type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = Result<Handled, BoxEr
 /// What a successful handler left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 // Only a store's transactional handler completes in its own transaction.
-#[cfg_attr(
-    not(any(feature = "inbox-sqlite", feature = "inbox-postgres")),
-    allow(dead_code)
-)]
-pub(super) enum Handled {
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) enum Handled {
     /// The worker marks the delivery handled.
     ToComplete,
     /// Marked handled in the handler's own transaction, with its effects.
@@ -106,7 +104,7 @@ impl fmt::Debug for Workers {
 }
 
 /// A handler whose success leaves the worker to mark the delivery handled.
-pub(super) fn plain<H, F>(handler: H) -> Handler
+pub(crate) fn plain<H, F>(handler: H) -> Handler
 where
     H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), BoxError>> + Send + 'static,
@@ -120,7 +118,7 @@ where
     }
 }
 
-pub(super) fn start<St: InboxStore>(
+pub(crate) fn start<St: InboxStore>(
     inbox: Inbox<St>,
     concurrency: usize,
     handler: Handler,
@@ -151,7 +149,6 @@ async fn claim_loop<St: InboxStore>(
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
     let mut measured: Option<tokio::time::Instant> = None;
-    #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
     let mut held_back = HeldBack::new();
     let settings = inbox.inner.settings;
     let stopped = stop.notified();
@@ -173,7 +170,6 @@ async fn claim_loop<St: InboxStore>(
                 );
             }
         }
-        #[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
         drain(&inbox, &mut held_back).await;
         let first = tokio::select! {
             permit = Arc::clone(&room).acquire_owned() => permit,
@@ -242,90 +238,6 @@ async fn claim_loop<St: InboxStore>(
     }
     // Stopping: the attempts under way finish and are recorded.
     while running.join_next().await.is_some() {}
-}
-
-/// The tenants whose spooled deliveries wait for room under their limit, and since when: left
-/// out of the drain for [`HELD_BACK_FOR`], so that they cannot fill every batch.
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-type HeldBack = std::collections::HashMap<Option<String>, tokio::time::Instant>;
-
-/// How long a tenant found at its limit is left out of the drain.
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-const HELD_BACK_FOR: Duration = Duration::from_secs(5);
-
-/// How many deliveries in a row may fail to move before a drain stops (the store is down).
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-const DRAIN_FAILURES: usize = 3;
-
-/// Moves what waits in the spool into the inbox, while the store takes it. Each was
-/// acknowledged, so a tenant's limit is raised by its share of the spool for it; a tenant past
-/// even that waits in the spool for room, left out of the drain a while (`held_back`) so that
-/// the others' deliveries move meanwhile. One that waited half the time its id is remembered
-/// or more (the retry horizon, or its signature's window and the margin if longer) is set aside
-/// as a dead letter instead ([`MAYBE_HANDLED`]), whatever its tenant has waiting: its commit may
-/// have reached the store after all and been handled, and its id been forgotten since.
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
-    let Some(spool) = &inbox.inner.spool else {
-        return;
-    };
-    metrics::inbox_spooled(spool.len());
-    if spool.is_empty() {
-        return;
-    }
-    held_back.retain(|_, since| since.elapsed() < HELD_BACK_FOR);
-    let settings = inbox.inner.settings;
-    let spool = spool.clone();
-    // A held-back tenant's deliveries are read again once it has been held back a while.
-    let skip: std::collections::HashSet<_> = held_back.keys().cloned().collect();
-    let waiting = match tokio::task::spawn_blocking(move || (spool.peek(100, &skip), spool)).await {
-        Ok(waiting) => waiting,
-        Err(_) => return,
-    };
-    let (batch, spool) = waiting;
-    let mut failures = 0;
-    for (delivery, expires_at) in batch {
-        let now = SystemTime::now();
-        let waited = now.duration_since(delivery.received_at).unwrap_or_default();
-        // Half the time its id is remembered once handled (the retry horizon at least):
-        // past that, another instance may have handled it and forgotten it.
-        let memory = expires_at
-            .duration_since(delivery.received_at)
-            .unwrap_or_default();
-        let moved = if waited >= memory / 2 {
-            tracing::error!(target: "countersign", delivery = %delivery.id, waited_s = waited.as_secs(), "a spooled delivery waited past half the time its id is remembered: set aside as a dead letter, since it may have been handled already");
-            metrics::outcome(metrics::INBOX, "set_aside");
-            let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
-            inbox
-                .inner
-                .store
-                .set_aside(&delivery, MAYBE_HANDLED, dead_until)
-                .await
-        } else {
-            let limit = match inbox.limit_for(delivery.tenant.as_ref()) {
-                u64::MAX => u64::MAX,
-                limit => limit.saturating_add(spool.tenant_share()),
-            };
-            inbox.inner.store.commit(&delivery, expires_at, limit).await
-        };
-        match moved {
-            Ok(super::Commit::TenantFull) => {
-                held_back.insert(delivery.tenant, tokio::time::Instant::now());
-            }
-            Ok(_) => {
-                failures = 0;
-                let (spool, id) = (spool.clone(), delivery.id.clone());
-                let _ = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
-            }
-            Err(error) => {
-                tracing::warn!(target: "countersign", delivery = %delivery.id, %error, "a spooled delivery could not be moved into the inbox yet");
-                failures += 1;
-                if failures >= DRAIN_FAILURES {
-                    return;
-                }
-            }
-        }
-    }
 }
 
 /// One attempt: the handler runs while the lease is renewed; then the delivery is marked
@@ -478,7 +390,7 @@ async fn attempt<St: InboxStore>(
 async fn record<F, Fut>(held_until: tokio::time::Instant, write: F) -> Option<bool>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<bool, super::StoreError>>,
+    Fut: Future<Output = Result<bool, countersign_core::replay::StoreError>>,
 {
     let mut wait = Duration::from_millis(50);
     loop {
@@ -502,21 +414,21 @@ where
 /// How much of a lease a worker holds a delivery without a successful renewal before it stops
 /// the handler: enough before the lease's end that the store's clock, a slow renewal and the
 /// abort itself all fit.
-pub(super) const LAPSE_SHARE: f64 = 5.0 / 6.0;
+pub(crate) const LAPSE_SHARE: f64 = 5.0 / 6.0;
 
 /// What the dead letter says when the inbox's own database failed during an attempt: the
 /// error itself goes to the log.
-pub(super) const STORE_FAILED: &str = "the inbox's database failed during the attempt";
+pub(crate) const STORE_FAILED: &str = "the inbox's database failed during the attempt";
 
 /// The inbox's own database failed during an attempt run in its transaction (not the
 /// handler's writes): logged, and kept with the delivery only as [`STORE_FAILED`].
 #[derive(Debug)]
-pub(super) struct StoreFailed(pub(super) String);
+pub(crate) struct StoreFailed(pub(crate) String);
 
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl StoreFailed {
     /// `error`, as a handler's error.
-    pub(super) fn boxed(error: impl fmt::Display) -> BoxError {
+    pub(crate) fn boxed(error: impl fmt::Display) -> BoxError {
         Box::new(Self(error.to_string()))
     }
 }

@@ -6,14 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use countersign::inbox::{
-    Backoff, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
-    MAYBE_HANDLED, Provider, Retried, Spool, SqliteInbox, StoreError, StoreErrorKind, rusqlite,
-};
 use countersign::testing::TestKit;
+use countersign_inbox::{
+    Backoff, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
+    MAYBE_HANDLED, OperatorStore, Provider, Retried, Spool, SqliteInbox, StoreError,
+    StoreErrorKind, WorkerStore, rusqlite,
+};
 use serde_json::json;
 
-use super::{BoxError, publish, recorder, send, sqlite, until};
+use crate::inbox::{BoxError, publish, recorder, send, sqlite, until};
 
 /// A SQLite inbox with faults: a commit that lands and then reports a timeout (the database
 /// committed, the answer was lost), and renewals that fail.
@@ -38,12 +39,12 @@ fn timeout() -> StoreError {
     StoreError::new(StoreErrorKind::Timeout, "did not answer in time")
 }
 
-impl InboxStore for Faulty {
+impl WorkerStore for Faulty {
     async fn commit(
         &self,
         delivery: &InboxDelivery,
         expires_at: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
         let committed = self.inner.commit(delivery, expires_at, tenant_limit).await;
         if self.commit_lands_then_fails.load(Ordering::SeqCst) {
@@ -83,6 +84,18 @@ impl InboxStore for Faulty {
             .fail(id, lease, error, retry_at, dead_until)
             .await
     }
+    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
+        self.inner.crowded(threshold).await
+    }
+    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.inner.purge(now).await
+    }
+    async fn stats(&self) -> Result<InboxStats, StoreError> {
+        self.inner.stats().await
+    }
+}
+
+impl OperatorStore for Faulty {
     async fn dead_letters(
         &self,
         tenant: Option<&str>,
@@ -95,18 +108,9 @@ impl InboxStore for Faulty {
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Retried, StoreError> {
         self.inner.retry(tenant, id, now, tenant_limit).await
-    }
-    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
-        self.inner.crowded(threshold).await
-    }
-    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.inner.purge(now).await
-    }
-    async fn stats(&self) -> Result<InboxStats, StoreError> {
-        self.inner.stats().await
     }
 }
 
@@ -147,7 +151,7 @@ async fn serve_faulty_with(
             countersign::ContentstackWebhookLayer::new(verifier, kit.contentstack_keys()),
         ),
     );
-    format!("http://{}", crate::common::serve(app).await)
+    format!("http://{}", crate::serve(app).await)
 }
 
 /// Instance A's commit reaches the database but A sees a timeout, so A spools the delivery and
@@ -295,7 +299,7 @@ async fn a_success_after_the_delivery_was_buried_is_recorded_and_cannot_be_retri
         attempt: 0,
     };
     assert_eq!(
-        store.commit(&delivery, far, u64::MAX).await.unwrap(),
+        store.commit(&delivery, far, None).await.unwrap(),
         Commit::New
     );
     let claim = |owner: &'static str, lease: Duration| {
@@ -350,7 +354,7 @@ async fn a_success_after_the_delivery_was_buried_is_recorded_and_cannot_be_retri
     );
     assert_eq!(
         store
-            .retry(Some("blt-a"), "d1", SystemTime::now(), u64::MAX)
+            .retry(Some("blt-a"), "d1", SystemTime::now(), None)
             .await
             .unwrap(),
         Retried::NotFound,
@@ -367,7 +371,7 @@ async fn a_contentful_delivery_is_remembered_for_the_retry_horizon_without_its_b
     let path = sqlite("horizon");
     let store = SqliteInbox::open(&path).unwrap();
     let inbox = Inbox::new(store.clone()).with_poll_interval(Duration::from_millis(20));
-    let base = super::serve(&kit, &inbox).await;
+    let base = crate::inbox::serve(&kit, &inbox).await;
     let event = || {
         kit.contentful_app_event(
             "/contentful/events",
@@ -418,7 +422,7 @@ async fn a_tenants_dead_letter_never_shows_the_inbox_databases_own_error() {
             Duration::from_millis(10),
             1,
         ));
-    let base = super::serve(&kit, &inbox).await;
+    let base = crate::inbox::serve(&kit, &inbox).await;
     let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
     assert_eq!(send(&base, request).await.0, 200);
     let ran = Arc::new(AtomicUsize::new(0));
@@ -453,7 +457,7 @@ async fn a_handler_in_the_transaction_longer_than_its_lease_runs_on_and_its_fail
             Duration::from_secs(30),
             3,
         ));
-    let base = super::serve(&kit, &inbox).await;
+    let base = crate::inbox::serve(&kit, &inbox).await;
     let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1));
     assert_eq!(send(&base, request).await.0, 200);
     let attempts = Arc::new(AtomicUsize::new(0));

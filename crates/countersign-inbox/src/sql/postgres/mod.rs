@@ -1,4 +1,4 @@
-//! [`PostgresInbox`]: the inbox in PostgreSQL, shared by a fleet (feature `inbox-postgres`).
+//! [`PostgresInbox`]: the inbox in PostgreSQL, shared by a fleet (feature `postgres`).
 //! Workers of every instance take deliveries with `FOR UPDATE SKIP LOCKED`, which PostgreSQL
 //! documents for queues: two never take one delivery, and none waits for another's lock.
 
@@ -9,101 +9,22 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::Pool;
 use tokio::sync::OnceCell;
 
-use super::worker::{self, Handled, StoreFailed};
-use super::{
-    BoxError, ClaimRequest, Commit, DeadLetter, Inbox, InboxDelivery, InboxStats, InboxStore,
-    Retried, StoreError, StoreErrorKind, Workers, millis, sql,
+use countersign_core::replay::{StoreError, StoreErrorKind};
+
+use crate::delivery::{
+    BoxError, ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried, millis,
 };
+use crate::inbox::Inbox;
+use crate::sql;
+use crate::store::{OperatorStore, WorkerStore};
+use crate::worker::{self, Handled, StoreFailed, Workers};
+
+mod statements;
+
+use statements::{Admit, claim};
 
 /// The longest one operation may take: a paused or unreachable server is an error in time.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
-/// the backlog: the tenants with pending deliveries are found by a loose scan of the index
-/// (one seek per tenant), each gives at most `$7` of its oldest due ones, and the leases that
-/// lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
-/// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
-/// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
-/// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
-/// candidates as are not locked by another instance's claim. Each lease is `{owner}:{attempt}`.
-const CLAIM: &str = "
-WITH RECURSIVE tenants AS (
-    (SELECT tenant FROM countersign_inbox
-      WHERE state = 'pending' AND tenant IS NOT NULL ORDER BY tenant LIMIT 1)
-    UNION ALL
-    SELECT (SELECT i.tenant FROM countersign_inbox i
-             WHERE i.state = 'pending' AND i.tenant > t.tenant ORDER BY i.tenant LIMIT 1)
-      FROM tenants t WHERE t.tenant IS NOT NULL
-),
-candidates AS (
-    SELECT c.id, c.tenant, c.due_at FROM tenants t CROSS JOIN LATERAL (
-        SELECT id, tenant, due_at FROM countersign_inbox
-         WHERE state = 'pending' AND tenant = t.tenant AND due_at <= $3
-         ORDER BY due_at, id LIMIT $7) c
-    UNION ALL
-    (SELECT id, tenant, due_at FROM countersign_inbox
-      WHERE state = 'pending' AND tenant IS NULL AND due_at <= $3
-      ORDER BY due_at, id LIMIT $7)
-    UNION ALL
-    SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
-),
-busy AS (
-    SELECT tenant, count(*) AS n FROM countersign_inbox
-     WHERE state = 'leased' AND due_at > $3 GROUP BY tenant),
-ranked AS (
-    SELECT id, due_at, turn, spot FROM (
-        SELECT id, due_at, turn, (place + $8) % max(place) OVER () AS spot FROM (
-            SELECT c.id, c.due_at,
-                   ROW_NUMBER() OVER (PARTITION BY c.tenant ORDER BY c.due_at, c.id)
-                       + coalesce(b.n, 0) AS turn,
-                   DENSE_RANK() OVER (ORDER BY c.tenant) AS place
-              FROM candidates c
-              LEFT JOIN busy b ON b.tenant IS NOT DISTINCT FROM c.tenant) numbered) placed
-     WHERE turn <= $6
-     ORDER BY turn, spot, due_at, id
-     LIMIT $5),
-locked AS (
-    SELECT i.id FROM countersign_inbox i JOIN ranked c ON c.id = i.id
-     WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3
-     ORDER BY c.turn, c.spot, c.due_at, c.id
-     LIMIT $4
-     FOR UPDATE OF i SKIP LOCKED)
-UPDATE countersign_inbox i
-   SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
-       attempts = i.attempts + 1
-  FROM locked WHERE i.id = locked.id
-RETURNING i.";
-
-/// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
-/// or its id is there: one statement, so one round trip and one commit. The count stops at the
-/// limit, so only a tenant near its limit makes its own commits count that far. (Two commits
-/// at once may both see room for one: the limit bounds a tenant's share, give or take the
-/// requests in flight.)
-const ADMIT: &str = "INSERT INTO countersign_inbox
-    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
-         $7::BIGINT
-   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
-           WHERE tenant = $3::TEXT AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
-         < $8::BIGINT
-  ON CONFLICT (id) DO NOTHING";
-
-/// [`ADMIT`] for a delivery of no tenant (`$3` null).
-const ADMIT_UNTENANTED: &str = "INSERT INTO countersign_inbox
-    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
-         $7::BIGINT
-   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
-           WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
-         < $8::BIGINT
-  ON CONFLICT (id) DO NOTHING";
-
-/// [`ADMIT`] for an inbox with no limit per tenant: nothing to count.
-const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
-    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-  VALUES ($1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
-          $7::BIGINT)
-  ON CONFLICT (id) DO NOTHING";
 
 /// The inbox in PostgreSQL, through your pool: a fleet shares it. The table
 /// (`countersign_inbox`, or [`PostgresInbox::with_table`]'s) is made with the first operation,
@@ -114,8 +35,8 @@ pub struct PostgresInbox {
     pool: Pool,
     schema: std::sync::Arc<OnceCell<()>>,
     sql: std::sync::Arc<sql::Statements>,
-    /// [`ADMIT`], [`ADMIT_UNTENANTED`] and [`ADMIT_UNLIMITED`] over the table.
-    admit: std::sync::Arc<[String; 3]>,
+    /// The commits of a delivery over the table.
+    admit: std::sync::Arc<Admit>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -136,7 +57,7 @@ impl PostgresInbox {
             pool,
             schema: std::sync::Arc::new(OnceCell::new()),
             sql: std::sync::Arc::new(sql::Statements::new(sql::DEFAULT_TABLE, true, &claim())),
-            admit: std::sync::Arc::new(admit(sql::DEFAULT_TABLE)),
+            admit: std::sync::Arc::new(Admit::over(sql::DEFAULT_TABLE)),
         }
     }
 
@@ -150,7 +71,7 @@ impl PostgresInbox {
         let table = sql::table_name(table)?;
         Ok(Self {
             sql: std::sync::Arc::new(sql::Statements::new(table, true, &claim())),
-            admit: std::sync::Arc::new(admit(table)),
+            admit: std::sync::Arc::new(Admit::over(table)),
             schema: std::sync::Arc::new(OnceCell::new()),
             ..self
         })
@@ -222,7 +143,7 @@ impl Inbox<PostgresInbox> {
     /// effects happen exactly once. Keep your tables in the inbox's database.
     ///
     /// ```no_run
-    /// use countersign::inbox::{Inbox, PostgresInbox, Workers};
+    /// use countersign_inbox::{Inbox, PostgresInbox, Workers};
     ///
     /// fn start(inbox: &Inbox<PostgresInbox>) -> Workers {
     ///     inbox.work_in_transaction(4, |db, delivery| {
@@ -299,16 +220,6 @@ async fn bookkeeping(
     Ok(db)
 }
 
-/// [`CLAIM`] with what it returns of each delivery.
-fn claim() -> String {
-    format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
-}
-
-/// [`ADMIT`], [`ADMIT_UNTENANTED`] and [`ADMIT_UNLIMITED`] over `table`.
-fn admit(table: &str) -> [String; 3] {
-    [ADMIT, ADMIT_UNTENANTED, ADMIT_UNLIMITED].map(|sql| sql::for_table(sql, table, true))
-}
-
 /// A claimed row ([`sql::CLAIMED`]).
 fn delivery(row: &tokio_postgres::Row) -> InboxDelivery {
     sql::delivery((
@@ -322,20 +233,20 @@ fn delivery(row: &tokio_postgres::Row) -> InboxDelivery {
     ))
 }
 
-impl InboxStore for PostgresInbox {
+impl WorkerStore for PostgresInbox {
     async fn commit(
         &self,
         delivery: &InboxDelivery,
         expires_at: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+        let limit = tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         let (admit, limited) = match (&delivery.tenant, limit) {
-            (_, i64::MAX) => (&self.admit[2], false),
-            (Some(_), _) => (&self.admit[0], true),
-            (None, _) => (&self.admit[1], true),
+            (_, i64::MAX) => (&self.admit.unlimited, false),
+            (Some(_), _) => (&self.admit.tenanted, true),
+            (None, _) => (&self.admit.untenanted, true),
         };
         self.with(|client| async move {
             let at = millis(delivery.received_at);
@@ -471,6 +382,46 @@ impl InboxStore for PostgresInbox {
         .await
     }
 
+    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
+        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
+        self.with(|client| async move {
+            let rows = client
+                .query(
+                    &client.prepare_cached(&self.sql.crowded).await?,
+                    &[&threshold],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+        .await
+    }
+
+    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.with(|mut client| async move {
+            let db = bookkeeping(&mut client).await?;
+            let purged = db
+                .execute(&db.prepare_cached(&self.sql.purge).await?, &[&millis(now)])
+                .await?;
+            db.commit().await?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<InboxStats, StoreError> {
+        self.with(|client| async move {
+            let rows = client
+                .query(&client.prepare_cached(&self.sql.stats).await?, &[])
+                .await?;
+            Ok(sql::stats(
+                rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
+            ))
+        })
+        .await
+    }
+}
+
+impl OperatorStore for PostgresInbox {
     async fn dead_letters(
         &self,
         tenant: Option<&str>,
@@ -506,9 +457,9 @@ impl InboxStore for PostgresInbox {
         tenant: Option<&str>,
         id: &str,
         now: SystemTime,
-        tenant_limit: u64,
+        tenant_limit: Option<u64>,
     ) -> Result<Retried, StoreError> {
-        let limit = i64::try_from(tenant_limit).unwrap_or(i64::MAX);
+        let limit = tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         self.with(|client| async move {
             if client
                 .execute(
@@ -531,44 +482,6 @@ impl InboxStore for PostgresInbox {
             } else {
                 Retried::NotFound
             })
-        })
-        .await
-    }
-
-    async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
-        let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
-        self.with(|client| async move {
-            let rows = client
-                .query(
-                    &client.prepare_cached(&self.sql.crowded).await?,
-                    &[&threshold],
-                )
-                .await?;
-            Ok(rows.iter().map(|row| row.get(0)).collect())
-        })
-        .await
-    }
-
-    async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.with(|mut client| async move {
-            let db = bookkeeping(&mut client).await?;
-            let purged = db
-                .execute(&db.prepare_cached(&self.sql.purge).await?, &[&millis(now)])
-                .await?;
-            db.commit().await?;
-            Ok(purged)
-        })
-        .await
-    }
-
-    async fn stats(&self) -> Result<InboxStats, StoreError> {
-        self.with(|client| async move {
-            let rows = client
-                .query(&client.prepare_cached(&self.sql.stats).await?, &[])
-                .await?;
-            Ok(sql::stats(
-                rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
-            ))
         })
         .await
     }

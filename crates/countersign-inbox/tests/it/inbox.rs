@@ -2,9 +2,6 @@
 //! acknowledged once committed, handled once, tried again, dead letters, leases taken over
 //! from a dead worker, tenants kept apart, a restart survived.
 
-#![cfg(all(feature = "inbox-sqlite", feature = "testing"))]
-#![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,15 +10,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post_service;
 use countersign::contentstack::WebhookBody;
-use countersign::inbox::{Backoff, Inbox, InboxDelivery, Provider, Retried, SqliteInbox, rusqlite};
 use countersign::testing::TestKit;
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
+use countersign_inbox::{Backoff, Inbox, InboxDelivery, Provider, Retried, SqliteInbox, rusqlite};
 use http::Request;
 use serde_json::{Value, json};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn sqlite(name: &str) -> std::path::PathBuf {
+pub(crate) fn sqlite(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("countersign-inbox-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -29,7 +26,7 @@ fn sqlite(name: &str) -> std::path::PathBuf {
 }
 
 /// A server whose webhook routes answer from `inbox`.
-async fn serve(kit: &TestKit, inbox: &Inbox<SqliteInbox>) -> String {
+pub(crate) async fn serve(kit: &TestKit, inbox: &Inbox<SqliteInbox>) -> String {
     let app = Router::new()
         .route(
             "/webhooks/contentstack",
@@ -43,14 +40,14 @@ async fn serve(kit: &TestKit, inbox: &Inbox<SqliteInbox>) -> String {
             post_service(inbox.acknowledge())
                 .layer(ContentfulRequestLayer::new(kit.contentful_verifier())),
         );
-    format!("http://{}", crate::common::serve(app).await)
+    format!("http://{}", crate::serve(app).await)
 }
 
 /// Sends a request the kit built to `base`: the status and the JSON answer.
-async fn send(base: &str, request: Request<Body>) -> (u16, Value) {
+pub(crate) async fn send(base: &str, request: Request<Body>) -> (u16, Value) {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let response = crate::common::client()
+    let response = crate::client()
         .request(parts.method, format!("{base}{}", parts.uri))
         .headers(parts.headers)
         .body(body)
@@ -63,14 +60,14 @@ async fn send(base: &str, request: Request<Body>) -> (u16, Value) {
     )
 }
 
-fn publish(stack: &str, n: u32) -> WebhookBody {
+pub(crate) fn publish(stack: &str, n: u32) -> WebhookBody {
     WebhookBody::new("entry", "publish")
         .with_api_key(stack)
         .with_data(&json!({"entry": {"uid": format!("blt{n}")}}))
 }
 
 /// Waits until `done` holds, for at most 10 s.
-async fn until(done: impl Fn() -> bool) {
+pub(crate) async fn until(done: impl Fn() -> bool) {
     for _ in 0..1_000 {
         if done() {
             return;
@@ -84,7 +81,7 @@ async fn until(done: impl Fn() -> bool) {
 type Seen = Arc<Mutex<Vec<(String, u32)>>>;
 
 /// A handler that records each delivery's id and attempt, and succeeds.
-fn recorder() -> (
+pub(crate) fn recorder() -> (
     Seen,
     impl Fn(InboxDelivery) -> std::future::Ready<Result<(), BoxError>> + Send + Sync + 'static,
 ) {
@@ -567,7 +564,7 @@ async fn a_handler_that_gives_up_makes_a_dead_letter_at_once() {
     let _workers = inbox.work(1, move |_| {
         counted.fetch_add(1, Ordering::SeqCst);
         std::future::ready(Err::<(), BoxError>(
-            countersign::inbox::GiveUp::new("not an event this app knows").into(),
+            countersign_inbox::GiveUp::new("not an event this app knows").into(),
         ))
     });
     let mut dead = Vec::new();
@@ -640,7 +637,7 @@ async fn retrying_dead_letters_cannot_take_a_tenant_past_its_limit() {
     // Its only attempt gives up: a dead letter, which no longer counts toward the limit.
     let workers = inbox.work(1, |_| {
         std::future::ready(Err::<(), BoxError>(
-            countersign::inbox::GiveUp::new("not now").into(),
+            countersign_inbox::GiveUp::new("not now").into(),
         ))
     });
     for _ in 0..500 {
@@ -691,6 +688,3 @@ async fn a_tenant_read_near_its_limit_is_held_to_it_after_the_reading() {
         "the fifth is refused: the tenant was read near its limit, so its commits count"
     );
 }
-
-/// The edges of "exactly once": late drains, lost leases, late successes, spool shares.
-mod edges;

@@ -2,30 +2,37 @@
 //! ([`postgres`] gives PostgreSQL's `$N`), and the rows read back into the inbox's types. Only
 //! the schema and the claim differ between the two.
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
 use std::time::SystemTime;
 
-use super::{DeadLetter, InboxDelivery, InboxStats, Provider, from_millis};
+use countersign_core::Provider;
+
+use crate::delivery::{DeadLetter, InboxDelivery, InboxStats, from_millis};
 
 /// Whether the delivery is there.
-pub(super) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
+pub(crate) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
 
 /// A tenant's deliveries waiting (`tenant = ?1`, which an index serves), counted up to `?2`.
-pub(super) const WAITING: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+pub(crate) const WAITING: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
   WHERE tenant = ?1 AND state IN ('pending', 'leased') LIMIT ?2)";
 
 /// The deliveries of no tenant waiting, counted up to `?1`.
-pub(super) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+pub(crate) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
   WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT ?1)";
 
 /// A new delivery, due at once.
-pub(super) const INSERT: &str = "INSERT INTO countersign_inbox
+pub(crate) const INSERT: &str = "INSERT INTO countersign_inbox
     (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
   VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7)
   ON CONFLICT (id) DO NOTHING";
 
 /// A delivery set aside as a dead letter kept until `?7`, with the note `?8`, unless its id is
-/// there ([`InboxStore::set_aside`](super::InboxStore::set_aside)).
-pub(super) const SET_ASIDE: &str = "INSERT INTO countersign_inbox
+/// there ([`InboxStore::set_aside`](crate::WorkerStore::set_aside)).
+pub(crate) const SET_ASIDE: &str = "INSERT INTO countersign_inbox
     (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at,
      last_error)
   VALUES (?1, ?2, ?3, ?4, ?5, 'dead', ?6, ?6, ?7, ?8)
@@ -33,32 +40,32 @@ pub(super) const SET_ASIDE: &str = "INSERT INTO countersign_inbox
 
 /// A delivery whose worker died on its last attempt is a dead letter, not taken again.
 /// It keeps its lease, so that a late success of that attempt is still recorded ([`COMPLETE`]).
-pub(super) const BURY: &str = "UPDATE countersign_inbox
+pub(crate) const BURY: &str = "UPDATE countersign_inbox
    SET state = 'dead', expires_at = ?3,
        last_error = 'its worker stopped during the last attempt (the lease lapsed)'
  WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
 
 /// A lease extended, if it is still the delivery's.
-pub(super) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
+pub(crate) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
   WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
 
 /// Handled: the id alone answers a replay now, so the body goes. A dead letter buried while
 /// this very attempt still ran (its lease lapsed on the last attempt) is handled too: left
 /// dead, a retry would run it a second time. The lease stays, so that the same attempt
 /// marking it again (its first write landed, but its answer was lost) finds it its own.
-pub(super) const COMPLETE: &str = "UPDATE countersign_inbox
+pub(crate) const COMPLETE: &str = "UPDATE countersign_inbox
     SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
   WHERE id = ?1 AND lease_owner = ?2 AND state IN ('leased', 'dead', 'done')";
 
 /// A failed attempt: due again at `?4`, or (`?4` null) a dead letter kept until `?5`.
-pub(super) const FAIL: &str = "UPDATE countersign_inbox
+pub(crate) const FAIL: &str = "UPDATE countersign_inbox
     SET state = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
         due_at = coalesce(CAST(?4 AS BIGINT), due_at), lease_owner = NULL, last_error = ?3,
         expires_at = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN ?5 ELSE expires_at END
   WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
 
 /// The dead letters of tenant `?1` (every tenant's when null), newest first.
-pub(super) const DEAD_LETTERS: &str =
+pub(crate) const DEAD_LETTERS: &str =
     "SELECT id, provider, tenant, attempts, last_error, received_at
    FROM countersign_inbox
   WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR tenant = ?1)
@@ -66,7 +73,7 @@ pub(super) const DEAD_LETTERS: &str =
 
 /// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh,
 /// unless its tenant has `?4` deliveries waiting already.
-pub(super) const RETRY: &str =
+pub(crate) const RETRY: &str =
     "UPDATE countersign_inbox SET state = 'pending', due_at = ?3, attempts = 0, lease_owner = NULL
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)
     AND (SELECT count(*) FROM countersign_inbox w
@@ -74,23 +81,23 @@ pub(super) const RETRY: &str =
             AND w.state IN ('pending', 'leased')) < CAST(?4 AS BIGINT)";
 
 /// The tenants with at least `?1` deliveries waiting (null: those of no tenant).
-pub(super) const CROWDED: &str = "SELECT tenant FROM countersign_inbox
+pub(crate) const CROWDED: &str = "SELECT tenant FROM countersign_inbox
   WHERE state IN ('pending', 'leased') GROUP BY tenant HAVING count(*) >= ?1";
 
 /// Whether `?1` is a dead letter of tenant `?2` (any tenant's when null).
-pub(super) const DEAD: &str = "SELECT 1 FROM countersign_inbox
+pub(crate) const DEAD: &str = "SELECT 1 FROM countersign_inbox
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
 
 /// Handled deliveries and dead letters past their time.
-pub(super) const PURGE: &str = "DELETE FROM countersign_inbox
+pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
   WHERE state IN ('done', 'dead') AND expires_at <= ?1";
 
 /// Each state's deliveries and its oldest.
-pub(super) const STATS: &str = "SELECT state, count(*), min(received_at) FROM countersign_inbox
+pub(crate) const STATS: &str = "SELECT state, count(*), min(received_at) FROM countersign_inbox
   WHERE state != 'done' GROUP BY state";
 
 /// What the claim returns of each delivery, in this order ([`delivery`] reads it).
-pub(super) const CLAIMED: &str =
+pub(crate) const CLAIMED: &str =
     "id, provider, tenant, body, signed_headers, attempts, received_at";
 
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
@@ -118,39 +125,39 @@ CREATE INDEX IF NOT EXISTS countersign_inbox_pending ON countersign_inbox (tenan
 ";
 
 /// The table every statement names, unless the store was given another.
-pub(super) const DEFAULT_TABLE: &str = "countersign_inbox";
+pub(crate) const DEFAULT_TABLE: &str = "countersign_inbox";
 
 /// Every statement of one store, over its table and in its database's dialect: written once
 /// above, made once when the store is.
 #[derive(Debug)]
-pub(super) struct Statements {
-    pub(super) schema: String,
-    pub(super) claim: String,
-    pub(super) known: String,
+pub(crate) struct Statements {
+    pub(crate) schema: String,
+    pub(crate) claim: String,
+    pub(crate) known: String,
     // SQLite's commit counts and inserts in steps; PostgreSQL's is one statement of its own.
-    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
-    pub(super) waiting: String,
-    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
-    pub(super) waiting_untenanted: String,
-    #[cfg_attr(not(feature = "inbox-sqlite"), allow(dead_code))]
-    pub(super) insert: String,
-    pub(super) set_aside: String,
-    pub(super) bury: String,
-    pub(super) renew: String,
-    pub(super) complete: String,
-    pub(super) fail: String,
-    pub(super) dead_letters: String,
-    pub(super) retry: String,
-    pub(super) dead: String,
-    pub(super) crowded: String,
-    pub(super) purge: String,
-    pub(super) stats: String,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) waiting: String,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) waiting_untenanted: String,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) insert: String,
+    pub(crate) set_aside: String,
+    pub(crate) bury: String,
+    pub(crate) renew: String,
+    pub(crate) complete: String,
+    pub(crate) fail: String,
+    pub(crate) dead_letters: String,
+    pub(crate) retry: String,
+    pub(crate) dead: String,
+    pub(crate) crowded: String,
+    pub(crate) purge: String,
+    pub(crate) stats: String,
 }
 
 impl Statements {
     /// The statements over `table` (checked by [`table_name`]); `postgres` turns `?N` into
     /// `$N` and the body's `BLOB` into `BYTEA`. `claim` is the dialect's own.
-    pub(super) fn new(table: &str, postgres: bool, claim: &str) -> Self {
+    pub(crate) fn new(table: &str, postgres: bool, claim: &str) -> Self {
         let make = |sql: &str| for_table(sql, table, postgres);
         let schema = if postgres {
             SCHEMA.replace(" BLOB,", " BYTEA,")
@@ -180,7 +187,7 @@ impl Statements {
 }
 
 /// `sql` over `table`; `postgres` turns `?N` into `$N`.
-pub(super) fn for_table(sql: &str, table: &str, postgres: bool) -> String {
+pub(crate) fn for_table(sql: &str, table: &str, postgres: bool) -> String {
     let sql = sql.replace(DEFAULT_TABLE, table);
     if postgres { sql.replace('?', "$") } else { sql }
 }
@@ -190,8 +197,8 @@ pub(super) fn for_table(sql: &str, table: &str, postgres: bool) -> String {
 ///
 /// # Errors
 /// When it is not.
-#[cfg(any(feature = "inbox-postgres", test))]
-pub(super) fn table_name(table: &str) -> Result<&str, countersign_core::ConfigError> {
+#[cfg(any(feature = "postgres", test))]
+pub(crate) fn table_name(table: &str) -> Result<&str, countersign_core::ConfigError> {
     let mut bytes = table.bytes();
     let plain = bytes
         .next()
@@ -209,7 +216,7 @@ pub(super) fn table_name(table: &str) -> Result<&str, countersign_core::ConfigEr
 }
 
 /// The columns of [`CLAIMED`], in order.
-pub(super) type ClaimedRow = (
+pub(crate) type ClaimedRow = (
     String,
     String,
     Option<String>,
@@ -220,10 +227,10 @@ pub(super) type ClaimedRow = (
 );
 
 /// The columns of [`DEAD_LETTERS`], in order.
-pub(super) type DeadLetterRow = (String, String, Option<String>, i64, Option<String>, i64);
+pub(crate) type DeadLetterRow = (String, String, Option<String>, i64, Option<String>, i64);
 
 /// A claimed row ([`CLAIMED`]).
-pub(super) fn delivery(
+pub(crate) fn delivery(
     (id, provider, tenant, body, signed_headers, attempts, received_at): ClaimedRow,
 ) -> InboxDelivery {
     InboxDelivery {
@@ -240,7 +247,7 @@ pub(super) fn delivery(
 }
 
 /// A row of [`DEAD_LETTERS`].
-pub(super) fn dead_letter(
+pub(crate) fn dead_letter(
     (id, provider, tenant, attempts, last_error, received_at): DeadLetterRow,
 ) -> DeadLetter {
     DeadLetter {
@@ -254,7 +261,7 @@ pub(super) fn dead_letter(
 }
 
 /// The rows of [`STATS`].
-pub(super) fn stats(rows: impl IntoIterator<Item = (String, i64, i64)>) -> InboxStats {
+pub(crate) fn stats(rows: impl IntoIterator<Item = (String, i64, i64)>) -> InboxStats {
     let mut stats = InboxStats::default();
     for (state, count, oldest) in rows {
         let count = u64::try_from(count).unwrap_or(0);

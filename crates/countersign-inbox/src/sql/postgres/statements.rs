@@ -1,0 +1,117 @@
+//! The statements only PostgreSQL's inbox has: its claim and its one-statement commits.
+
+use crate::sql;
+
+/// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
+/// the backlog: the tenants with pending deliveries are found by a loose scan of the index
+/// (one seek per tenant), each gives at most `$7` of its oldest due ones, and the leases that
+/// lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
+/// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
+/// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
+/// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
+/// candidates as are not locked by another instance's claim. Each lease is `{owner}:{attempt}`.
+const CLAIM: &str = "
+WITH RECURSIVE tenants AS (
+    (SELECT tenant FROM countersign_inbox
+      WHERE state = 'pending' AND tenant IS NOT NULL ORDER BY tenant LIMIT 1)
+    UNION ALL
+    SELECT (SELECT i.tenant FROM countersign_inbox i
+             WHERE i.state = 'pending' AND i.tenant > t.tenant ORDER BY i.tenant LIMIT 1)
+      FROM tenants t WHERE t.tenant IS NOT NULL
+),
+candidates AS (
+    SELECT c.id, c.tenant, c.due_at FROM tenants t CROSS JOIN LATERAL (
+        SELECT id, tenant, due_at FROM countersign_inbox
+         WHERE state = 'pending' AND tenant = t.tenant AND due_at <= $3
+         ORDER BY due_at, id LIMIT $7) c
+    UNION ALL
+    (SELECT id, tenant, due_at FROM countersign_inbox
+      WHERE state = 'pending' AND tenant IS NULL AND due_at <= $3
+      ORDER BY due_at, id LIMIT $7)
+    UNION ALL
+    SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
+),
+busy AS (
+    SELECT tenant, count(*) AS n FROM countersign_inbox
+     WHERE state = 'leased' AND due_at > $3 GROUP BY tenant),
+ranked AS (
+    SELECT id, due_at, turn, spot FROM (
+        SELECT id, due_at, turn, (place + $8) % max(place) OVER () AS spot FROM (
+            SELECT c.id, c.due_at,
+                   ROW_NUMBER() OVER (PARTITION BY c.tenant ORDER BY c.due_at, c.id)
+                       + coalesce(b.n, 0) AS turn,
+                   DENSE_RANK() OVER (ORDER BY c.tenant) AS place
+              FROM candidates c
+              LEFT JOIN busy b ON b.tenant IS NOT DISTINCT FROM c.tenant) numbered) placed
+     WHERE turn <= $6
+     ORDER BY turn, spot, due_at, id
+     LIMIT $5),
+locked AS (
+    SELECT i.id FROM countersign_inbox i JOIN ranked c ON c.id = i.id
+     WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3
+     ORDER BY c.turn, c.spot, c.due_at, c.id
+     LIMIT $4
+     FOR UPDATE OF i SKIP LOCKED)
+UPDATE countersign_inbox i
+   SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
+       attempts = i.attempts + 1
+  FROM locked WHERE i.id = locked.id
+RETURNING i.";
+
+/// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
+/// or its id is there: one statement, so one round trip and one commit. The count stops at the
+/// limit, so only a tenant near its limit makes its own commits count that far. (Two commits
+/// at once may both see room for one: the limit bounds a tenant's share, give or take the
+/// requests in flight.)
+const ADMIT: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+         $7::BIGINT
+   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+           WHERE tenant = $3::TEXT AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
+         < $8::BIGINT
+  ON CONFLICT (id) DO NOTHING";
+
+/// [`ADMIT`] for a delivery of no tenant (`$3` null).
+const ADMIT_UNTENANTED: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+         $7::BIGINT
+   WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
+           WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
+         < $8::BIGINT
+  ON CONFLICT (id) DO NOTHING";
+
+/// [`ADMIT`] for an inbox with no limit per tenant: nothing to count.
+const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
+  VALUES ($1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
+          $7::BIGINT)
+  ON CONFLICT (id) DO NOTHING";
+
+/// [`CLAIM`] with what it returns of each delivery.
+pub(super) fn claim() -> String {
+    format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
+}
+
+/// The one-statement commits of a delivery over a table, by what its tenant's limit asks.
+pub(super) struct Admit {
+    /// [`ADMIT`]: a delivery of a tenant, counted up to the limit.
+    pub(super) tenanted: String,
+    /// [`ADMIT_UNTENANTED`]: a delivery of no tenant, counted up to the limit.
+    pub(super) untenanted: String,
+    /// [`ADMIT_UNLIMITED`]: no limit, nothing counted.
+    pub(super) unlimited: String,
+}
+
+impl Admit {
+    /// The three over `table`.
+    pub(super) fn over(table: &str) -> Self {
+        let over = |statement| sql::for_table(statement, table, true);
+        Self {
+            tenanted: over(ADMIT),
+            untenanted: over(ADMIT_UNTENANTED),
+            unlimited: over(ADMIT_UNLIMITED),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Where an inbox keeps its deliveries: what its workers call ([`WorkerStore`]) and what an
+//! operator calls ([`OperatorStore`]).
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use countersign_core::replay::StoreError;
+
+use crate::delivery::{ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried};
+
+/// What the request path and the workers ask of a store: commit, claim, renew, record the
+/// outcome, forget. `SqliteInbox` (feature `sqlite`) and `PostgresInbox` (feature `postgres`)
+/// are the two. Every time is the caller's. A `lease` is the `{owner}:{attempt}` a claim gave
+/// the delivery. A `tenant_limit` of `None` counts nothing.
+pub trait WorkerStore: Send + Sync + 'static {
+    /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
+    /// id is there, or its tenant has `tenant_limit` deliveries pending or leased (`None`:
+    /// no limit, and nothing to count). The commit is durable when this returns.
+    fn commit(
+        &self,
+        delivery: &InboxDelivery,
+        expires_at: SystemTime,
+        tenant_limit: Option<u64>,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Commits `delivery` as a dead letter kept until `dead_until`, with `note` as its last
+    /// error, unless its id is there: a spooled delivery that waited too long to be told apart
+    /// from one handled and forgotten already. [`Commit::New`] when set aside,
+    /// [`Commit::Duplicate`] when its id was there.
+    fn set_aside(
+        &self,
+        delivery: &InboxDelivery,
+        note: &str,
+        dead_until: SystemTime,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Takes up to `limit` deliveries that are due (pending, or leased on a lease that has
+    /// passed), each tenant's oldest first and none of a tenant with `tenant_concurrency` on
+    /// live leases, and counts an attempt for each.
+    fn claim(
+        &self,
+        request: ClaimRequest<'_>,
+    ) -> impl Future<Output = Result<Vec<InboxDelivery>, StoreError>> + Send;
+    /// Extends `lease` on `id` to `lease_until`: `false` when it is not `id`'s lease any more.
+    fn renew(
+        &self,
+        id: &str,
+        lease: &str,
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Marks `id` handled, if `lease` is still its lease.
+    fn complete(
+        &self,
+        id: &str,
+        lease: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records that the attempt on `lease` at `id` failed with `error`: due again at
+    /// `retry_at`, or for `None` a dead letter kept until `dead_until`.
+    fn fail(
+        &self,
+        id: &str,
+        lease: &str,
+        error: &str,
+        retry_at: Option<SystemTime>,
+        dead_until: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The tenants (`None`: deliveries of no tenant) with at least `threshold` deliveries
+    /// pending or leased: those whose commits count what they have waiting.
+    fn crowded(
+        &self,
+        threshold: u64,
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
+    /// Forgets the handled deliveries and the dead letters kept until before `now`: how many.
+    fn purge(&self, now: SystemTime) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// How full the inbox is.
+    fn stats(&self) -> impl Future<Output = Result<InboxStats, StoreError>> + Send;
+}
+
+/// What an operator asks of a store: the dead letters, and trying one again.
+pub trait OperatorStore: Send + Sync + 'static {
+    /// The dead letters of `tenant` (every tenant's for `None`), newest first, at most `limit`.
+    fn dead_letters(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+    /// Makes the dead letter `id` of `tenant` (any tenant's for `None`) due again at `now`,
+    /// with its attempts counted afresh, unless its tenant has `tenant_limit` deliveries
+    /// pending or leased.
+    fn retry(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        now: SystemTime,
+        tenant_limit: Option<u64>,
+    ) -> impl Future<Output = Result<Retried, StoreError>> + Send;
+}
+
+/// A store the [`Inbox`](crate::Inbox) runs on: what its workers call and what an operator
+/// calls. Implemented for every type that is both.
+pub trait InboxStore: WorkerStore + OperatorStore {}
+
+impl<T: WorkerStore + OperatorStore> InboxStore for T {}
