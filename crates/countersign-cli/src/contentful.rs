@@ -82,7 +82,7 @@ pub(crate) struct AccessTokenArgs {
     #[arg(long, value_name = "ID")]
     key_id: Option<String>,
     /// The Content Management API's base URL.
-    #[arg(long, value_name = "URL", default_value = countersign::app_identity::DEFAULT_HOST)]
+    #[arg(long, value_name = "URL", default_value = countersign::contentful::app_identity::DEFAULT_HOST)]
     host: String,
 }
 
@@ -156,7 +156,7 @@ pub(crate) fn run(command: Command) -> Outcome {
 }
 
 fn run_access_token(args: &AccessTokenArgs) -> Outcome {
-    use countersign::app_identity::{AccessTokenErrorKind, AppIdentity};
+    use countersign::contentful::app_identity::{AccessTokenErrorKind, AppIdentity};
     use countersign_core::contentful::app_identity::AppKey;
 
     let key = if args.private_key.trim_start().starts_with("-----BEGIN") {

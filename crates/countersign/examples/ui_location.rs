@@ -7,10 +7,10 @@
 use std::time::{Duration, SystemTime};
 
 use axum::{Json, Router, routing::get};
-use countersign::contentstack::{AppTokenVerifier, KeySet, SigningKey, StaticKeys, mint_app_token};
-use countersign::session::{
+use countersign::contentstack::session::{
     AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions,
 };
+use countersign::contentstack::{AppTokenVerifier, KeySet, SigningKey, StaticKeys, mint_app_token};
 
 async fn page(session: AppSession, SessionToken { token, .. }: SessionToken) -> String {
     format!(

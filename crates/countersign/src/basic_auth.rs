@@ -22,8 +22,8 @@ use axum::body::Body;
 use countersign_core::credentials::{BasicAuth, RequiredHeaders};
 use http::{HeaderValue, Request, header};
 
-use crate::Rejection;
 use crate::guard::{Guard, GuardLayer, sealed};
+use crate::problem::Rejection;
 
 /// Requires `Authorization: Basic` with one of the configured `user:password` pairs; answers
 /// 401 with a `WWW-Authenticate` challenge otherwise.

@@ -13,8 +13,8 @@ use http::request::Parts;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
-use crate::Rejection;
 use crate::extract::Verified;
+use crate::problem::Rejection;
 
 /// The default body limit: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;

@@ -19,7 +19,7 @@ use countersign_core::{Provider, Verdict};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::Rejection;
+use crate::problem::Rejection;
 
 /// The one extension a verification layer inserts: its verdict. Only the layers make one
 /// (its variants are `#[non_exhaustive]`); what reads verified deliveries on from a route

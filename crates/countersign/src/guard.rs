@@ -32,8 +32,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::BodyLimits;
+use crate::extract::ClientIp;
+use crate::problem::Rejection;
 use crate::problem::Respond;
-use crate::{ClientIp, Rejection};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

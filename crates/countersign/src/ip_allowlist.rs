@@ -36,8 +36,9 @@ use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
 use countersign_core::reason;
 use http::Request;
 
+use crate::extract::ClientIp;
 use crate::guard::{Guard, GuardLayer, sealed};
-use crate::{ClientIp, Rejection};
+use crate::problem::Rejection;
 
 /// Lets only allowlisted client addresses through. See the [module docs](self).
 pub type IpAllowlistLayer = GuardLayer<IpGuard>;

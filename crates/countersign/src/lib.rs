@@ -132,48 +132,24 @@ pub mod guard;
 mod http_client;
 mod problem;
 
-#[cfg(feature = "app-identity")]
-pub mod app_identity;
 pub mod basic_auth;
-#[cfg(feature = "oauth")]
-pub mod contentstack_oauth;
-
-/// `shared` changed by `change`, for a builder method: it must not have been cloned yet (a
-/// clone would keep the old settings), and panics naming `what` when it was.
-#[cfg(feature = "oauth")]
-pub(crate) fn configure<T>(
-    shared: std::sync::Arc<T>,
-    what: &str,
-    change: impl FnOnce(&mut T),
-) -> std::sync::Arc<T> {
-    match std::sync::Arc::try_unwrap(shared) {
-        Ok(mut inner) => {
-            change(&mut inner);
-            std::sync::Arc::new(inner)
-        }
-        Err(shared) => panic!(
-            "configure the {what} before cloning it ({} clones)",
-            std::sync::Arc::strong_count(&shared)
-        ),
-    }
-}
+pub mod contentful;
+pub mod contentstack;
 pub mod ip_allowlist;
 pub mod metrics;
 pub mod replay;
-pub mod session;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod verify_contentful;
-pub mod verify_contentstack;
-#[cfg(feature = "well-known")]
-pub mod well_known;
 
 pub use basic_auth::{BasicAuthLayer, RequiredHeadersLayer};
 pub use body::{BodyLimits, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
-pub use countersign_core::contentstack::NoKeys;
+pub use contentful::ContentfulRequestLayer;
+pub use contentstack::ContentstackWebhookLayer;
+pub use contentstack::NoKeys;
+pub use contentstack::session::{AppSession, AppTokenLayer, SessionLayer};
 pub use countersign_core::{
-    Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, SENSITIVE_HEADERS, Verdict, backend,
-    contentful, contentstack, credentials, ip, mark_sensitive, random_hex, reason,
+    Backend, ConfigError, ConfigErrorKind, MAX_WINDOW, Provider, SENSITIVE_HEADERS, Verdict,
+    backend, credentials, ip, mark_sensitive, random_hex, reason,
 };
 pub use extract::{
     ClientIp, ContentfulRequest, ContentstackWebhook, DeliveryId, Verified, VerifiedBody,
@@ -181,5 +157,3 @@ pub use extract::{
 pub use guard::Clock;
 pub use ip_allowlist::IpAllowlistLayer;
 pub use problem::Rejection;
-pub use verify_contentful::ContentfulRequestLayer;
-pub use verify_contentstack::ContentstackWebhookLayer;

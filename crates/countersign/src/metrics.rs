@@ -29,8 +29,6 @@
 //! Verification time ([`VERIFICATION_SECONDS`]) covers the core's check of a buffered request,
 //! not the reading of the body.
 
-use crate::Rejection;
-
 /// Verifications by provider, outcome and reason code.
 pub const VERIFICATIONS: &str = "countersign_verifications_total";
 /// How long a verification took, in seconds, by provider and outcome.
@@ -77,24 +75,9 @@ pub fn describe() {
     }
 }
 
-/// The provider label of a verification.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Provider {
-    Contentstack,
-    Contentful,
-    AppToken,
-}
-
-impl Provider {
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    fn label(self) -> &'static str {
-        match self {
-            Self::Contentstack => "contentstack",
-            Self::Contentful => "contentful",
-            Self::AppToken => "contentstack_app_token",
-        }
-    }
-}
+/// The provider label of a signed UI location's `app-token` (the providers' own labels are
+/// [`Provider::as_str`](countersign_core::Provider::as_str)).
+pub(crate) const APP_TOKEN: &str = "contentstack_app_token";
 
 /// Times a verification; without the `metrics` feature it reads no clock.
 pub(crate) struct Timer(#[cfg(feature = "metrics")] std::time::Instant);
@@ -108,16 +91,12 @@ impl Timer {
     }
 }
 
-/// Records one verification: its outcome and how long it took.
+/// Records one verification: accepted, or rejected with a reason's code, and how long it took.
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn verification<T>(provider: Provider, result: &Result<T, Rejection>, timer: Timer) {
+pub(crate) fn verification(provider: &'static str, rejected: Option<&'static str>, timer: Timer) {
     #[cfg(feature = "metrics")]
     {
-        let (outcome, reason) = match result {
-            Ok(_) => ("accepted", "ok"),
-            Err(rejection) => ("rejected", rejection.code()),
-        };
-        let provider = provider.label();
+        let (outcome, reason) = rejected.map_or(("accepted", "ok"), |code| ("rejected", code));
         ::metrics::counter!(VERIFICATIONS, "provider" => provider, "outcome" => outcome, "reason" => reason)
             .increment(1);
         ::metrics::histogram!(VERIFICATION_SECONDS, "provider" => provider, "outcome" => outcome)
@@ -127,9 +106,9 @@ pub(crate) fn verification<T>(provider: Provider, result: &Result<T, Rejection>,
 
 /// Records a request refused before its verification (its body too large or too slow).
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn rejected(provider: Provider, rejection: &Rejection) {
+pub(crate) fn rejected(provider: &'static str, code: &'static str) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(VERIFICATIONS, "provider" => provider.label(), "outcome" => "rejected", "reason" => rejection.code())
+    ::metrics::counter!(VERIFICATIONS, "provider" => provider, "outcome" => "rejected", "reason" => code)
         .increment(1);
 }
 

@@ -211,8 +211,8 @@ impl From<contentstack::Error> for Rejection {
 }
 
 #[cfg(feature = "oauth")]
-impl From<crate::contentstack_oauth::OAuthError> for Rejection {
-    fn from(error: crate::contentstack_oauth::OAuthError) -> Self {
+impl From<crate::contentstack::oauth::OAuthError> for Rejection {
+    fn from(error: crate::contentstack::oauth::OAuthError) -> Self {
         Self::of(error.kind().reason(), error.message())
     }
 }

@@ -14,13 +14,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::{get, post};
 use countersign::contentful::{RequestVerifier, SigningSecret};
+use countersign::contentstack::well_known::WellKnownKeys;
 use countersign::contentstack::{KeySource, WebhookBody, WebhookVerifier};
 use countersign::metrics::{
     CONTENTFUL_MATCHES, CONTENTSTACK_MATCHES, KEY_FETCHES, REPLAY, VERIFICATIONS,
 };
 use countersign::replay::{MemoryStore, ReplayGuardLayer};
 use countersign::testing::TestKit;
-use countersign::well_known::WellKnownKeys;
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use http::{Request, StatusCode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};

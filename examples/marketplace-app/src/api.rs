@@ -12,9 +12,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign::Rejection;
+use countersign::contentstack::session::{
+    AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions,
+};
 use countersign::contentstack::{AppTokenVerifier, BoxKeySource};
 use countersign::replay::BoxReplayStore;
-use countersign::session::{AppSession, AppTokenLayer, SessionLayer, SessionToken, Sessions};
 use serde_json::{Value, json};
 
 use crate::config::Config;

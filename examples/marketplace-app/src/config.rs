@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use countersign::contentstack::oauth::{Client, ClientSecret};
+use countersign::contentstack::session::SessionKey;
+use countersign::contentstack::well_known::WellKnownKeys;
 use countersign::contentstack::{
     APP_TOKEN_LIFETIME, DEFAULT_TOLERANCE, HmacSecret, Region, SigningKey, StaticKeys,
     mint_app_token,
 };
 use countersign::credentials::{BasicAuth, RequiredHeaders};
 use countersign::ip::IpAllowlist;
-use countersign::session::SessionKey;
-use countersign::well_known::WellKnownKeys;
 use example_support::sealed::SealingKeys;
 use example_support::{private_dir, write_private};
 

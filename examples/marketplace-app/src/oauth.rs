@@ -17,10 +17,10 @@ use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use countersign::Rejection;
-use countersign::contentstack_oauth::{ContentstackOAuth, Installation, OAuthErrorKind};
+use countersign::contentstack::oauth::{ContentstackOAuth, Installation, OAuthErrorKind};
+use countersign::contentstack::session::AppSession;
 use countersign::ip::{ForwardedHeader, IpAllowlist, client_ip};
 use countersign::reason;
-use countersign::session::AppSession;
 use tokio::sync::Semaphore;
 
 use crate::AppResult;

@@ -248,7 +248,7 @@ async fn forged_and_stale_webhooks_and_other_apps_tokens_are_refused() {
 #[tokio::test]
 async fn an_uninstall_event_forgets_the_stacks_oauth_tokens_and_no_other() {
     use countersign::contentstack::oauth::{AccessToken, RefreshToken};
-    use countersign::contentstack_oauth::{Installation, StoredTokens, TokenStore as _};
+    use countersign::contentstack::oauth::{Installation, StoredTokens, TokenStore as _};
 
     let kit = TestKit::new();
     let (router, store) = router_and_store(&kit, "uninstall-tokens");

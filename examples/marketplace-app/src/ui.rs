@@ -1,6 +1,6 @@
 //! The UI location page: it embeds the app's session and calls the API with it.
 
-use countersign::session::AppSession;
+use countersign::contentstack::session::AppSession;
 
 /// The UI locations this app serves.
 const LOCATIONS: [&str; 8] = [

@@ -305,7 +305,7 @@ fn the_sdks_oauth_handler_and_countersign_send_the_same_forms_to_the_same_endpoi
 /// fields, their order, the client), issues tokens, and rotates the refresh token.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdk_and_our_client_exchange_and_refresh_at_one_local_developer_hub() {
-    use countersign::contentstack_oauth::{ContentstackOAuth, MemoryTokenStore};
+    use countersign::contentstack::oauth::{ContentstackOAuth, MemoryTokenStore};
     use countersign_core::contentstack::oauth::{Client, ClientSecret};
     use countersign_tests::developer_hub::{CLIENT_ID, CLIENT_SECRET, DeveloperHub};
 

@@ -120,9 +120,9 @@ pub use countersign_core::replay::{
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, UnavailablePolicy};
 
-use crate::Rejection;
 use crate::extract::Verified;
 use crate::metrics;
+use crate::problem::Rejection;
 use crate::problem::Respond;
 use claim::{Held, claim, renew};
 

@@ -178,7 +178,7 @@ impl TestKit {
 
     /// The key source holding the kit's Contentstack public key, for
     /// [`ContentstackWebhookLayer`](crate::ContentstackWebhookLayer) and
-    /// [`AppTokenLayer`](crate::session::AppTokenLayer).
+    /// [`AppTokenLayer`](crate::contentstack::session::AppTokenLayer).
     #[must_use]
     pub fn contentstack_keys(&self) -> StaticKeys {
         StaticKeys::new(KeySet::from(self.key.public_key().clone()))

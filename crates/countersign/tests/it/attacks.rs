@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use countersign::contentful::{Context, RequestVerifier, SigningSecret};
+use countersign::contentstack::session::{AppTokenLayer, SessionKey, Sessions};
 use countersign::contentstack::{
     AppTokenVerifier, SigningKey, StackAllowlist, StaticKeys, Tenancy, WebhookVerifier,
     mint_app_token,
@@ -19,7 +20,6 @@ use countersign::contentstack::{
 use countersign::credentials::BasicAuth;
 use countersign::ip::{ForwardedHeader, IpAllowlist};
 use countersign::replay::{MemoryStore, REPLAY_HEADER, ReplayGuardLayer};
-use countersign::session::{AppTokenLayer, SessionKey, Sessions};
 use countersign::{
     BasicAuthLayer, ContentfulRequestLayer, ContentstackWebhookLayer, IpAllowlistLayer,
 };

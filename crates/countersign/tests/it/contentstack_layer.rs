@@ -11,9 +11,9 @@ use axum::Router;
 use axum::routing::get;
 use axum::routing::post;
 use countersign::contentstack::NoKeys;
-use countersign::contentstack::{HmacSecret, StaticKeys, WebhookVerifier};
 #[cfg(feature = "well-known")]
-use countersign::well_known::WellKnownKeys;
+use countersign::contentstack::well_known::WellKnownKeys;
+use countersign::contentstack::{HmacSecret, StaticKeys, WebhookVerifier};
 use countersign::{ContentstackWebhook, ContentstackWebhookLayer, VerifiedBody};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -16,7 +16,7 @@ use countersign::Clock;
 use countersign::contentstack::Region;
 use countersign::contentstack::oauth::RefreshToken;
 use countersign::contentstack::oauth::{Client, ClientSecret};
-use countersign::contentstack_oauth::{
+use countersign::contentstack::oauth::{
     ContentstackOAuth, Installation, MemoryTokenStore, OAuthErrorKind, StoreError, StoreErrorKind,
     StoredTokens, TokenStore,
 };
@@ -399,7 +399,7 @@ async fn send_calls_the_cma_and_once_more_with_a_refreshed_token_after_a_401() {
     let oauth = ContentstackOAuth::new(client(), region, MemoryTokenStore::new());
     let installation = oauth.exchange("good-code", None, None).await.unwrap();
     let http = reqwest::Client::new();
-    let get = |call: &countersign::contentstack_oauth::CmaCall| {
+    let get = |call: &countersign::contentstack::oauth::CmaCall| {
         http.get(format!("{}/content_types", call.base_url))
             .headers(call.headers.clone())
     };

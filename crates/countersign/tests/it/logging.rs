@@ -76,8 +76,8 @@ async fn a_rejection_is_logged_with_reason_and_client_but_no_secret() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn an_app_token_never_reaches_the_log() {
+    use countersign::contentstack::session::{AppTokenLayer, SessionKey, Sessions};
     use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
-    use countersign::session::{AppTokenLayer, SessionKey, Sessions};
 
     let captured = Captured::default();
     let writer = captured.clone();
@@ -178,7 +178,7 @@ async fn required_custom_headers_and_the_csrf_header_reach_the_handler_marked_se
 
 #[test]
 fn session_tokens_never_print() {
-    let token = countersign::session::SessionToken {
+    let token = countersign::contentstack::session::SessionToken {
         token: "eyJhbGciOiJIUzI1NiJ9.session".to_owned(),
         csrf_token: "csrf-secret-value".to_owned(),
     };

@@ -16,12 +16,12 @@ use axum::routing::{get, post};
 use countersign::contentful::{
     Context, RequestKinds, RequestVerifier, SigningSecret, canonical_string,
 };
+use countersign::contentstack::session::{AppTokenLayer, SessionKey, Sessions};
 use countersign::contentstack::{
     AppTokenVerifier, HmacSecret, SigningKey, StaticKeys, Tenancy, WebhookBody, WebhookVerifier,
     mint_app_token,
 };
 use countersign::replay::{MemoryStore, REPLAY_HEADER, ReplayGuardLayer};
-use countersign::session::{AppTokenLayer, SessionKey, Sessions};
 use countersign::{ContentfulRequest, ContentfulRequestLayer, ContentstackWebhookLayer};
 use hmac::Mac as _;
 use serde_json::json;

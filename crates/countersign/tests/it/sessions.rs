@@ -9,10 +9,10 @@ use crate::common::*;
 use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
-use countersign::session::{
+use countersign::contentstack::session::{
     AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions, Transport,
 };
+use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
 use countersign::{Clock, Rejection};
 use serde_json::{Value, json};
 

@@ -11,9 +11,9 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::routing::{get, post};
 use countersign::contentful::{Action, Entity, SigningSecret};
+use countersign::contentstack::session::{AppSession, AppTokenLayer, SessionKey, Sessions};
 use countersign::contentstack::{Event, HmacSecret, Module, Phase, SigningKey, WebhookBody};
 use countersign::replay::{MemoryStore, ReplayGuardLayer};
-use countersign::session::{AppSession, AppTokenLayer, SessionKey, Sessions};
 use countersign::testing::TestKit;
 use countersign::{
     ContentfulRequest, ContentfulRequestLayer, ContentstackWebhook, ContentstackWebhookLayer,

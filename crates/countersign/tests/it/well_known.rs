@@ -13,8 +13,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use countersign::contentstack::well_known::WellKnownKeys;
 use countersign::contentstack::{KeySet, KeySource, SaltLength, SigningKey, WebhookVerifier};
-use countersign::well_known::WellKnownKeys;
 use http::{HeaderMap, HeaderValue};
 
 const KEY_A: &str =

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign::contentstack::oauth::{AccessToken, RefreshToken};
-use countersign::contentstack_oauth::{
+use countersign::contentstack::oauth::{
     Installation, StoreError, StoreErrorKind, StoredTokens, TokenStore,
 };
 use example_support::postgres::bounded;

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use countersign::Clock;
-use countersign::app_identity::{AccessTokenErrorKind, AppIdentity};
+use countersign::contentful::app_identity::{AccessTokenErrorKind, AppIdentity};
 use countersign::contentful::app_identity::{AppKey, one_time_token};
 use countersign_tests::run_node;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

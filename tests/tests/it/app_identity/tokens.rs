@@ -104,7 +104,9 @@ async fn concurrent_callers_share_one_fetch_and_then_the_cached_token() {
 
 async fn futures_join<T: Send + 'static>(
     handles: impl Iterator<
-        Item = tokio::task::JoinHandle<Result<T, countersign::app_identity::AccessTokenError>>,
+        Item = tokio::task::JoinHandle<
+            Result<T, countersign::contentful::app_identity::AccessTokenError>,
+        >,
     >,
 ) -> Vec<T> {
     let mut out = Vec::new();

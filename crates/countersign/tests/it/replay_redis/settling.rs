@@ -61,8 +61,8 @@ async fn a_done_mark_that_fails_after_a_2xx_is_retried_and_never_blocks_the_deli
 
 #[tokio::test]
 async fn app_tokens_are_spent_once_across_a_fleet_and_refused_while_redis_is_down() {
+    use countersign::contentstack::session::{AppTokenLayer, SessionKey, Sessions};
     use countersign::contentstack::{AppTokenVerifier, SigningKey, mint_app_token};
-    use countersign::session::{AppTokenLayer, SessionKey, Sessions};
     let mut redis = RedisServer::start().await;
     let instance = || async {
         let sessions = Sessions::new([SessionKey::new([3u8; 32]).unwrap()]);

@@ -56,11 +56,12 @@ use axum::body::Body;
 use countersign_core::contentstack::{AnyStack, KeySource, StackCheck, Tenancy, WebhookVerifier};
 use http::Request;
 
-use crate::Rejection;
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
 use crate::extract::Verified;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, sealed};
-use crate::metrics::{self, Provider};
+use crate::metrics;
+use crate::problem::Rejection;
+use countersign_core::Provider;
 
 /// Verifies Contentstack webhook signatures, and optionally that the delivery is for this app
 /// and its stacks. See the [module docs](self).
@@ -140,21 +141,22 @@ impl<K: KeySource + Clone, S: StackCheck> Guard for ContentstackWebhookGuard<K, 
     const ASYNC: bool = true;
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
-        check_declared_length(request.headers(), self.limits)
-            .inspect_err(|rejection| metrics::rejected(Provider::Contentstack, rejection))
+        check_declared_length(request.headers(), self.limits).inspect_err(|rejection| {
+            metrics::rejected(Provider::Contentstack.as_str(), rejection.code())
+        })
     }
 
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let provider = Provider::Contentstack;
+        let provider = Provider::Contentstack.as_str();
         let (parts, body) = buffer(request, self.limits)
             .await
-            .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
+            .inspect_err(|rejection| metrics::rejected(provider, rejection.code()))?;
         let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = (self.verifier)
             .verify(&parts.headers, body, &self.keys, &self.tenancy, now)
             .await
             .map_err(Rejection::from);
-        metrics::verification(provider, &verdict, timer);
+        metrics::verification(provider, verdict.as_ref().err().map(Rejection::code), timer);
         let verdict = verdict?;
         metrics::contentstack_match(verdict.verified_by());
         Ok(hand_on(parts, Verified::Contentstack(Arc::new(verdict))))

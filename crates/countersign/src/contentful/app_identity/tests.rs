@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn the_slots_stay_bounded_however_many_installations_ask() {
-    let key = AppKey::from_pem(include_str!("../testing/dev-key.pem")).unwrap();
+    let key = AppKey::from_pem(include_str!("../../testing/dev-key.pem")).unwrap();
     let identity = AppIdentity::new("app", key);
     let held = identity.slot("held", "master");
     for n in 0..MAX_SLOTS + 500 {

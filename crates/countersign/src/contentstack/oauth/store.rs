@@ -21,8 +21,8 @@ pub struct Installation {
 
 /// A UI location's session acts for its own installation: its organization and stack, as the
 /// app-token that opened it named them.
-impl From<&crate::session::AppSession> for Installation {
-    fn from(session: &crate::session::AppSession) -> Self {
+impl From<&crate::contentstack::session::AppSession> for Installation {
+    fn from(session: &crate::contentstack::session::AppSession) -> Self {
         Self {
             organization_uid: session.organization_uid().to_owned(),
             stack_api_key: session.stack_api_key().map(str::to_owned),
@@ -36,7 +36,7 @@ impl Installation {
     /// stack's installation, the delivery's verified stack. `None` when the data names no
     /// organization, or a target stack other than the delivery's.
     #[must_use]
-    pub fn of_event(webhook: &crate::ContentstackWebhook) -> Option<Self> {
+    pub fn of_event(webhook: &crate::extract::ContentstackWebhook) -> Option<Self> {
         let installation = webhook.data.get("app_installation")?;
         let target = &installation["target"];
         let stack_api_key = match target["type"].as_str() {

@@ -43,11 +43,12 @@ use axum::body::Body;
 use countersign_core::contentful::RequestVerifier;
 use http::Request;
 
-use crate::Rejection;
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
 use crate::extract::Verified;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsBody, ReadsClock, peer_address, sealed};
-use crate::metrics::{self, Provider};
+use crate::metrics;
+use crate::problem::Rejection;
+use countersign_core::Provider;
 
 /// Verifies Contentful request signatures. See the [module docs](self).
 pub type ContentfulRequestLayer = GuardLayer<ContentfulRequestGuard>;
@@ -91,22 +92,23 @@ impl Guard for ContentfulRequestGuard {
     const ASYNC: bool = true;
 
     fn check_head(&self, request: &mut Request<Body>) -> Result<(), Rejection> {
-        check_declared_length(request.headers(), self.limits)
-            .inspect_err(|rejection| metrics::rejected(Provider::Contentful, rejection))
+        check_declared_length(request.headers(), self.limits).inspect_err(|rejection| {
+            metrics::rejected(Provider::Contentful.as_str(), rejection.code())
+        })
     }
 
     async fn check(&self, request: Request<Body>) -> Result<Request<Body>, Rejection> {
-        let provider = Provider::Contentful;
+        let provider = Provider::Contentful.as_str();
         let peer = peer_address(&request);
         let (parts, body) = buffer(request, self.limits)
             .await
-            .inspect_err(|rejection| metrics::rejected(provider, rejection))?;
+            .inspect_err(|rejection| metrics::rejected(provider, rejection.code()))?;
         let (timer, now) = (metrics::Timer::start(), self.clock.now());
         let verdict = self
             .verifier
             .verify(&parts, body, peer, now)
             .map_err(Rejection::from);
-        metrics::verification(provider, &verdict, timer);
+        metrics::verification(provider, verdict.as_ref().err().map(Rejection::code), timer);
         let verdict = verdict?;
         metrics::contentful_match(verdict.secret_index());
         Ok(hand_on(parts, Verified::Contentful(Arc::new(verdict))))

@@ -38,7 +38,7 @@
 //! ```
 //! use axum::{Json, Router, routing::get};
 //! use countersign::contentstack::{AppTokenVerifier, StaticKeys};
-//! use countersign::session::{AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions};
+//! use countersign::contentstack::session::{AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
@@ -89,8 +89,9 @@ use countersign_core::session::{TOKEN_PAGE_HEADERS, carries_app_token};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request};
 
-use crate::Rejection;
 use crate::guard::{Clock, Guard, GuardLayer, ReadsClock, ResponseHeaders, sealed};
+use crate::metrics;
+use crate::problem::Rejection;
 use crate::replay::{BoxReplayStore, ReplayStore};
 
 /// A verified session of this app: organization, stack, installation, user, app and tenant
@@ -256,7 +257,7 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
         let query = request.uri().query();
         let (verifier, now) = (&self.verifier, self.clock.now());
         let (sessions, keys, transport) = (&self.sessions, &self.keys, self.transport);
-        let timer = crate::metrics::Timer::start();
+        let timer = metrics::Timer::start();
         let opened = match &self.spent {
             Some(store) => {
                 sessions
@@ -265,11 +266,11 @@ impl<K: KeySource + Clone> Guard for AppTokenGuard<K> {
             }
             None => sessions.open(query, verifier, keys, transport, now).await,
         };
-        crate::metrics::verification(
-            crate::metrics::Provider::AppToken,
-            &opened.as_ref().map_err(|e| Rejection::from(e.clone())),
-            timer,
-        );
+        let rejected = opened
+            .as_ref()
+            .err()
+            .map(|e| Rejection::from(e.clone()).code());
+        metrics::verification(metrics::APP_TOKEN, rejected, timer);
         let opened = match opened {
             Ok(opened) => opened,
             // The answer to a URL with a token in it must not leak it, accepted or not.

@@ -21,7 +21,7 @@
 //! the definition's id). One client holds one key; it is cheap to clone and meant to be shared.
 //!
 //! ```no_run
-//! use countersign::app_identity::AppIdentity;
+//! use countersign::contentful::app_identity::AppIdentity;
 //! use countersign::contentful::app_identity::AppKey;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,15 +43,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use countersign_core::contentful::app_identity::{
-    AccessToken, AppKey, DEFAULT_HOST, EU_HOST, Refusal,
-};
-use countersign_core::contentful::app_identity::{
-    Answer, TokenRequest, one_time_token, read_answer, retry_delay, validate_host, validate_id,
-};
+// The core's wire format of the app identity, so that this module is the one place to look.
+pub use countersign_core::contentful::app_identity::*;
 use countersign_core::{ConfigError, ConfigErrorKind};
 
-use crate::Clock;
+use crate::guard::Clock;
 use crate::http_client::{describe, read_limited, secure_client};
 use crate::metrics;
 

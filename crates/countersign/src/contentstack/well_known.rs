@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use countersign::contentstack::{KeySource, Region};
-//! use countersign::well_known::WellKnownKeys;
+//! use countersign::contentstack::well_known::WellKnownKeys;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = WellKnownKeys::for_region(&"eu".parse::<Region>()?);
