@@ -8,9 +8,7 @@ use std::net::IpAddr;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use countersign_core::contentful::steps::RequestSteps as _;
 use countersign_core::contentful::{RequestVerifier, SigningSecret};
-use countersign_core::contentstack::steps::WebhookSteps as _;
 use countersign_core::contentstack::{AppTokenVerifier, HmacSecret, KeySet, WebhookVerifier};
 use countersign_core::credentials::{BasicAuth, RequiredHeaders};
 use countersign_core::ip::{ForwardedHeader, IpAllowlist, client_ip};
@@ -66,7 +64,7 @@ pub fn contentstack_webhook(data: &[u8]) {
     let (verifier, keys) = &*VERIFIER;
     let (headers, body) = (headers(field(data, 0)), field(data, 1));
     // Nothing arbitrary verifies; what matters is that nothing panics.
-    let _ = verifier.verify_with_keys(&headers, body, Some(keys), now());
+    let _ = verifier.diagnose().verify_with_keys(&headers, body, Some(keys), now());
 }
 
 /// Contentful's verifier and canonicalizer, the signed-headers list included.
@@ -83,7 +81,7 @@ pub fn contentful_request(data: &[u8]) {
         return;
     };
     let headers = headers(field(data, 2));
-    let _ = VERIFIER.verify_parts(&method, target, &headers, field(data, 3), now());
+    let _ = VERIFIER.diagnose().verify_parts(&method, target, &headers, field(data, 3), now());
     let _ = countersign_core::contentful::canonical_string(
         method.as_str(),
         target,

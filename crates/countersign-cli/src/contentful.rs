@@ -3,7 +3,6 @@
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use countersign_core::contentful::steps::RequestSteps as _;
 use countersign_core::contentful::{
     RequestToSign, RequestVerifier, SIGNABLE_METHODS, SigningSecret, sign,
 };
@@ -274,6 +273,7 @@ fn run_verify(args: &VerifyArgs) -> Outcome {
     let now = time_or_now(args.now);
 
     let verified = verifier
+        .diagnose()
         .verify_parts(&method, &args.path, &headers, &body, now)
         .map_err(|e| Failure::Rejected {
             code: e.kind().code(),

@@ -12,7 +12,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName};
 
 use crate::crypto::sha256;
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// Why a credential check failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -43,6 +43,23 @@ impl Window {
     }
 }
 
+/// The longest duration a time setting holds (about a hundred years): a longer time-to-live,
+/// tolerance, skew, leeway, margin or lease is taken as this, so that no window overflows the
+/// clock's arithmetic (`Duration::MAX` used to panic on every request).
+pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The time `secs` seconds after the Unix epoch, or the latest time the clock holds: a signed
+/// `exp` of `u64::MAX` is far in the future, never a panic.
+#[must_use]
+pub fn unix_seconds(secs: u64) -> std::time::SystemTime {
+    let epoch = std::time::SystemTime::UNIX_EPOCH;
+    epoch
+        .checked_add(std::time::Duration::from_secs(secs))
+        .or_else(|| epoch.checked_add(MAX_WINDOW.saturating_mul(100)))
+        .or_else(|| epoch.checked_add(MAX_WINDOW))
+        .unwrap_or(epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

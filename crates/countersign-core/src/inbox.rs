@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use crate::MAX_WINDOW;
+use crate::freshness::MAX_WINDOW;
 
 /// When a failed delivery is tried again: `first` after the first attempt, then each wait
 /// `factor` times the one before, never more than `max`; after `max_attempts` attempts, never

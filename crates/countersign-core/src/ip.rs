@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// Whether `url` may carry keys or credentials: `https://`, or plain `http://` to this machine
 /// (`localhost`, `127.0.0.0/8`, `[::1]`: tests and local servers). Over plain http anyone on

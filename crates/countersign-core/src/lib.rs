@@ -73,7 +73,7 @@ mod bound;
 pub mod contentful;
 pub mod contentstack;
 pub mod credentials;
-mod crypto;
+pub mod crypto;
 mod error;
 mod freshness;
 pub mod inbox;
@@ -83,6 +83,7 @@ mod names;
 mod provider;
 pub mod reason;
 pub mod replay;
+mod sensitive;
 pub mod session;
 pub mod verdict;
 
@@ -97,77 +98,9 @@ pub mod fuzzing {
     }
 }
 
+pub use crypto::{Backend, backend, random_hex};
 pub use error::{ConfigError, ConfigErrorKind, ReasonCode, Rejected};
+pub use freshness::{MAX_WINDOW, unix_seconds};
 pub use provider::Provider;
+pub use sensitive::{SENSITIVE_HEADERS, mark_sensitive};
 pub use verdict::Verdict;
-
-/// The longest duration a time setting holds (about a hundred years): a longer time-to-live,
-/// tolerance, skew, leeway, margin or lease is taken as this, so that no window overflows the
-/// clock's arithmetic (`Duration::MAX` used to panic on every request).
-pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// The time `secs` seconds after the Unix epoch, or the latest time the clock holds: a signed
-/// `exp` of `u64::MAX` is far in the future, never a panic.
-#[must_use]
-pub fn unix_seconds(secs: u64) -> std::time::SystemTime {
-    let epoch = std::time::SystemTime::UNIX_EPOCH;
-    epoch
-        .checked_add(std::time::Duration::from_secs(secs))
-        .or_else(|| epoch.checked_add(MAX_WINDOW.saturating_mul(100)))
-        .or_else(|| epoch.checked_add(MAX_WINDOW))
-        .unwrap_or(epoch)
-}
-
-/// Headers that carry secrets, signatures or sessions: every layer marks them sensitive, so
-/// that tracing layers that print headers redact them.
-pub const SENSITIVE_HEADERS: [&str; 8] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    session::CSRF_HEADER,
-    contentful::SIGNATURE,
-    contentstack::RSA_SIGNATURE_HEADER,
-    contentstack::HMAC_SIGNATURE_HEADER,
-    contentstack::LEGACY_SIGNATURE_HEADER,
-];
-
-/// Marks the [`SENSITIVE_HEADERS`] of `headers` sensitive.
-pub fn mark_sensitive(headers: &mut http::HeaderMap) {
-    for name in SENSITIVE_HEADERS {
-        if let http::header::Entry::Occupied(mut entry) = headers.entry(name) {
-            entry.iter_mut().for_each(|value| value.set_sensitive(true));
-        }
-    }
-}
-
-/// The cryptographic library a build of this crate uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Backend {
-    /// aws-lc-rs, the default (`aws-lc` feature).
-    AwsLc,
-    /// The pure-Rust RustCrypto crates (`rust-crypto` feature, without `aws-lc`).
-    RustCrypto,
-}
-
-/// The crypto backend this build uses: aws-lc when its feature is on, RustCrypto otherwise.
-#[must_use]
-pub const fn backend() -> Backend {
-    crypto::BACKEND
-}
-
-/// `bytes` random bytes from the operating system's cryptographic random source, in lower-case
-/// hex: for session ids, claim owners, dev secrets.
-///
-/// # Errors
-/// [`ConfigErrorKind::RandomSource`] when the random source fails.
-pub fn random_hex(bytes: usize) -> Result<String, ConfigError> {
-    let mut buf = vec![0u8; bytes];
-    crypto::fill_random(&mut buf).map_err(|e| {
-        ConfigError::new(
-            ConfigErrorKind::RandomSource,
-            format!("the random source failed: {e}"),
-        )
-    })?;
-    Ok(hex::encode(buf))
-}

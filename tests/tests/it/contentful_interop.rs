@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign::contentful::steps::RequestSteps as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use countersign_core::contentful::{
@@ -203,8 +202,13 @@ fn toolkit_and_countersign_agree_on_every_generated_request() {
         let verifier = RequestVerifier::new(SigningSecret::new(case.secret.clone()).unwrap());
         let now = UNIX_EPOCH + Duration::from_millis(case.timestamp + 5);
         let method = Method::from_bytes(case.method.as_bytes()).unwrap();
-        let outcome =
-            verifier.verify_parts(&method, &case.path, &headers, case.body.as_bytes(), now);
+        let outcome = verifier.diagnose().verify_parts(
+            &method,
+            &case.path,
+            &headers,
+            case.body.as_bytes(),
+            now,
+        );
         // What follows a second `?` is not signed (the toolkit's rule, kept in the canonical
         // string above): the toolkit accepts such a request, countersign refuses it, so that
         // no unsigned byte of the target reaches a handler.
@@ -300,6 +304,7 @@ fn a_re_split_signature_the_toolkit_verifies_is_refused_here() {
     let verifier = RequestVerifier::new(SigningSecret::new(secret).unwrap());
     let now = UNIX_EPOCH + Duration::from_millis(t + 5);
     let error = verifier
+        .diagnose()
         .verify_parts(&Method::POST, "/actions", &headers, b"{}", now)
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::AmbiguousHeader);

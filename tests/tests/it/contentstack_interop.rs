@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign::contentstack::steps::WebhookSteps as _;
 use std::time::{Duration, SystemTime};
 
 use countersign_core::contentstack::{
@@ -185,6 +184,7 @@ fn node_and_countersign_agree_on_signatures_tokens_and_json() {
             HeaderValue::from_str(result["node_signature"].as_str().unwrap()).unwrap(),
         );
         let (by, canonical) = verifier
+            .diagnose()
             .rsa_signature(&headers, body.as_bytes(), &keys)
             .unwrap();
         assert!(canonical.is_none());

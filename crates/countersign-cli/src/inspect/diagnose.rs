@@ -4,9 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use countersign_core::contentful::steps::RequestSteps as _;
 use countersign_core::contentful::{self, RequestVerifier, SigningSecret};
-use countersign_core::contentstack::steps::WebhookSteps as _;
 use countersign_core::contentstack::{
     self, HmacSecret, KeySet, VerifiedBy, WebhookVerifier, json_reencode,
 };
@@ -63,7 +61,7 @@ pub(super) fn contentful(
         );
     }
     let verify = |verifier: &RequestVerifier, target: &str, body: &[u8], prefix: Option<&str>| {
-        verifier.verify_parts_with_prefix(
+        verifier.diagnose().verify_parts_with_prefix(
             &request.method,
             target,
             &request.headers,
@@ -219,7 +217,10 @@ pub(super) fn contentstack(
             format!("{header} {}", present(&request.headers, header)),
         );
     }
-    match verifier.verify_with_keys(&request.headers, &request.body, keys, now) {
+    match verifier
+        .diagnose()
+        .verify_with_keys(&request.headers, &request.body, keys, now)
+    {
         Ok(verified) => {
             report.check("signature", true, describe(verified.verified_by()));
             report.check(
@@ -262,9 +263,11 @@ pub(super) fn contentstack(
             return false;
         }
         strict
+            .diagnose()
             .verify_with_keys(&request.headers, body, keys, now)
             .is_ok()
             || fallback
+                .diagnose()
                 .verify_with_keys(&request.headers, body, keys, now)
                 .is_ok()
     });

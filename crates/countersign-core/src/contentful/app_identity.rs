@@ -45,8 +45,8 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::contentstack::SigningKey;
-use crate::{ConfigError, ConfigErrorKind};
+use crate::crypto::SigningKey;
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// The Content Management API of accounts in the default (US) data region.
 pub const DEFAULT_HOST: &str = "https://api.contentful.com";

@@ -5,7 +5,7 @@ use std::fmt;
 /// A Contentful request failed verification: [`kind`](crate::Rejected::kind) is stable and
 /// machine-readable; the message says what was wrong for a person and never holds a secret, a
 /// signature or the body.
-pub type Error = crate::Rejected<ErrorKind>;
+pub type Error = crate::error::Rejected<ErrorKind>;
 
 /// Why a Contentful request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +46,7 @@ pub enum ErrorKind {
     ContextConflict,
 }
 
-impl crate::ReasonCode for ErrorKind {
+impl crate::error::ReasonCode for ErrorKind {
     fn reason(self) -> &'static crate::reason::Reason {
         self.reason()
     }

@@ -73,23 +73,23 @@
 
 pub mod app_identity;
 mod canonical;
+pub mod diagnostic;
 mod error;
 mod kind;
+mod request;
 mod secret;
 mod sign;
-pub mod steps;
 mod topic;
-mod verify;
 
 pub use canonical::{canonical_path, canonical_string};
 pub use error::{Error, ErrorKind};
 pub use kind::{RequestKind, RequestKinds};
+pub use request::{
+    DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, RequestVerifier, VerifiedRequest,
+};
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};
 pub use topic::{Action, CONTENT_MANAGEMENT, Entity, Topic};
-pub use verify::{
-    DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, RequestVerifier, VerifiedRequest,
-};
 
 /// `x-contentful-signature`: lower-case hex HMAC-SHA256, 64 characters.
 pub const SIGNATURE: &str = "x-contentful-signature";

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::crypto::{self, HmacSha256Key};
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// Length of a Contentful signing secret, in characters.
 const LEN: usize = 64;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{KeySet, SigningKey};
 use crate::crypto::ensure_jwt_provider;
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// The query parameter that carries the token on a signed UI location's first load.
 pub const QUERY_PARAMETER: &str = "app-token";
@@ -92,7 +92,7 @@ pub struct AppTokenClaims {
 }
 
 /// Why an app-token was rejected.
-pub type AppTokenError = crate::Rejected<AppTokenErrorKind>;
+pub type AppTokenError = crate::error::Rejected<AppTokenErrorKind>;
 
 /// Why an app-token was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +150,7 @@ impl fmt::Display for AppTokenErrorKind {
     }
 }
 
-impl crate::ReasonCode for AppTokenErrorKind {
+impl crate::error::ReasonCode for AppTokenErrorKind {
     fn reason(self) -> &'static crate::reason::Reason {
         self.reason()
     }
@@ -231,7 +231,7 @@ impl AppTokenVerifier {
     /// How much clock difference `exp` and `nbf` tolerate.
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway.min(crate::MAX_WINDOW);
+        self.leeway = leeway.min(crate::freshness::MAX_WINDOW);
         self
     }
 

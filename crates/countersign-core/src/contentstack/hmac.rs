@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use crate::crypto::{HMAC_SHA256_LEN, HmacSha256Key};
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// A Contentstack webhook HMAC secret. Its UTF-8 bytes are the key. `Debug` never shows it.
 #[derive(Clone)]

@@ -43,6 +43,7 @@
 //! its [`AppTokenClaims`].
 
 mod app_token;
+pub mod diagnostic;
 mod error;
 mod events;
 mod hmac;
@@ -50,10 +51,10 @@ mod keys;
 pub mod oauth;
 mod region;
 mod source;
-pub mod steps;
 mod tenant;
 mod webhook;
 
+pub use crate::crypto::{PublicKey, SaltLength, SigningKey};
 pub use app_token::{
     AppTokenAlgorithm, AppTokenClaims, AppTokenError, AppTokenErrorKind, AppTokenVerifier,
     DEFAULT_LEEWAY, LIFETIME as APP_TOKEN_LIFETIME, QUERY_PARAMETER as APP_TOKEN_QUERY_PARAMETER,
@@ -62,7 +63,7 @@ pub use app_token::{
 pub use error::{Error, ErrorKind};
 pub use events::{Event, Module, Phase};
 pub use hmac::HmacSecret;
-pub use keys::{KeySet, PublicKey, SaltLength, SigningKey};
+pub use keys::KeySet;
 pub use region::{PUBLIC_KEYS_PATH, Region, is_trusted_key_url};
 pub use source::{BoxKeySource, KeySource, KeyUnavailable, NoKeys, StaticKeys, with_fresh_keys};
 pub use tenant::{

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// The path of the signing key document on a region's app host.
 pub const PUBLIC_KEYS_PATH: &str = "/.well-known/public-keys.json";

@@ -174,7 +174,7 @@ impl StaticKeys {
     ///
     /// # Errors
     /// When the file cannot be read or holds no usable key.
-    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, crate::ConfigError> {
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, crate::error::ConfigError> {
         KeySet::from_file(path).map(Self::new)
     }
 
@@ -182,7 +182,7 @@ impl StaticKeys {
     ///
     /// # Errors
     /// When the variable is unset or holds no usable key.
-    pub fn from_env(name: &str) -> Result<Self, crate::ConfigError> {
+    pub fn from_env(name: &str) -> Result<Self, crate::error::ConfigError> {
         KeySet::from_env(name).map(Self::new)
     }
 
@@ -190,7 +190,7 @@ impl StaticKeys {
     ///
     /// # Errors
     /// When the text holds no usable key.
-    pub fn parse(text: &str) -> Result<Self, crate::ConfigError> {
+    pub fn parse(text: &str) -> Result<Self, crate::error::ConfigError> {
         KeySet::parse(text).map(Self::new)
     }
 

@@ -3,7 +3,7 @@
 use aws_lc_rs::signature::{self, RsaParameters, RsaPssSaltLength, RsaSignatureEncoding};
 
 use super::PssSalt;
-use crate::Backend;
+use crate::crypto::Backend;
 
 pub(super) const BACKEND: Backend = Backend::AwsLc;
 

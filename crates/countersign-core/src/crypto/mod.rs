@@ -1,4 +1,5 @@
-//! The one place that knows which cryptographic library is linked.
+//! The one place that knows which cryptographic library is linked, and the RSA keys both
+//! providers' schemes share ([`SigningKey`], [`PublicKey`], [`SaltLength`]).
 //!
 //! Everything else calls these functions, so that both backends run the same wire-format code.
 //! What differs by backend is in `aws_lc` and `rust_crypto`, each with the same items: SHA-256,
@@ -14,6 +15,7 @@ compile_error!(
 #[cfg(feature = "aws-lc")]
 mod aws_lc;
 mod hmac;
+mod keys;
 #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc")))]
 mod rust_crypto;
 #[cfg(test)]
@@ -27,7 +29,10 @@ use rust_crypto as linked;
 pub(crate) use hmac::HmacSha256Key;
 pub(crate) use linked::{RsaPrivateKey, RsaPublicKey, generate_rsa_2048_pkcs1, sha256};
 
-use crate::Backend;
+use crate::error::{ConfigError, ConfigErrorKind};
+
+pub(crate) use keys::invalid_key;
+pub use keys::{PublicKey, SaltLength, SigningKey};
 
 /// Length of an HMAC-SHA256 tag in bytes.
 pub(crate) const HMAC_SHA256_LEN: usize = 32;
@@ -75,4 +80,36 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), getrandom::Error> {
 pub(crate) fn ensure_jwt_provider() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(linked::install_jwt_provider);
+}
+
+/// The cryptographic library a build of this crate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// aws-lc-rs, the default (`aws-lc` feature).
+    AwsLc,
+    /// The pure-Rust RustCrypto crates (`rust-crypto` feature, without `aws-lc`).
+    RustCrypto,
+}
+
+/// The crypto backend this build uses: aws-lc when its feature is on, RustCrypto otherwise.
+#[must_use]
+pub const fn backend() -> Backend {
+    BACKEND
+}
+
+/// `bytes` random bytes from the operating system's cryptographic random source, in lower-case
+/// hex: for session ids, claim owners, dev secrets.
+///
+/// # Errors
+/// [`ConfigErrorKind::RandomSource`] when the random source fails.
+pub fn random_hex(bytes: usize) -> Result<String, ConfigError> {
+    let mut buf = vec![0u8; bytes];
+    fill_random(&mut buf).map_err(|e| {
+        ConfigError::new(
+            ConfigErrorKind::RandomSource,
+            format!("the random source failed: {e}"),
+        )
+    })?;
+    Ok(hex::encode(buf))
 }

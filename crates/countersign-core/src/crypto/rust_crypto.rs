@@ -3,7 +3,7 @@
 use rsa::traits::PublicKeyParts as _;
 
 use super::PssSalt;
-use crate::Backend;
+use crate::crypto::Backend;
 
 pub(super) const BACKEND: Backend = Backend::RustCrypto;
 

@@ -2,7 +2,7 @@ use super::hmac::HmacEngine;
 #[cfg(feature = "aws-lc")]
 use super::hmac::cpu_has_sha_instructions;
 use super::*;
-use crate::Backend;
+use crate::crypto::Backend;
 
 fn engines() -> Vec<HmacEngine> {
     vec![
@@ -95,5 +95,5 @@ fn backend_is_aws_lc_whenever_its_feature_is_on() {
     } else {
         Backend::RustCrypto
     };
-    assert_eq!(crate::backend(), expected);
+    assert_eq!(crate::crypto::backend(), expected);
 }

@@ -115,7 +115,7 @@ impl Owner {
     /// on one host).
     #[must_use]
     pub fn random() -> Self {
-        Self(crate::random_hex(16).unwrap_or_else(|_| {
+        Self(crate::crypto::random_hex(16).unwrap_or_else(|_| {
             use std::sync::atomic::{AtomicU64, Ordering};
             static COUNTER: AtomicU64 = AtomicU64::new(0);
             format!(

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contentstack::AppTokenClaims;
 use crate::crypto::{ensure_jwt_provider, fill_random, sha256};
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 pub use transport::{
     COOKIE_NAME, CSRF_HEADER, OpenError, Opened, TOKEN_PAGE_HEADERS, Transport, carries_app_token,
@@ -394,7 +394,7 @@ impl Session {
     /// When the session expires.
     #[must_use]
     pub fn expires_at(&self) -> SystemTime {
-        crate::unix_seconds(self.claims.exp)
+        crate::freshness::unix_seconds(self.claims.exp)
     }
 
     /// The tenant every read and write of this session must be scoped to.
@@ -444,7 +444,7 @@ impl fmt::Display for TenantKey {
 }
 
 /// Why a session was refused.
-pub type SessionError = crate::Rejected<SessionErrorKind>;
+pub type SessionError = crate::error::Rejected<SessionErrorKind>;
 
 /// Why a session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -492,7 +492,7 @@ impl SessionErrorKind {
     }
 }
 
-impl crate::ReasonCode for SessionErrorKind {
+impl crate::error::ReasonCode for SessionErrorKind {
     fn reason(self) -> &'static crate::reason::Reason {
         self.reason()
     }

@@ -188,7 +188,7 @@ impl Sessions {
             .as_deref()
             .unwrap_or(&claims.organization_uid);
         let key = ReplayKey::app_token(tenant, &token);
-        let remember = crate::unix_seconds(claims.exp)
+        let remember = crate::freshness::unix_seconds(claims.exp)
             .duration_since(now)
             .unwrap_or_default()
             .saturating_add(verifier.leeway())

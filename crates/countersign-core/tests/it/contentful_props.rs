@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_core::contentful::steps::RequestSteps as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use countersign_core::contentful::{
@@ -106,6 +105,7 @@ fn verify(
     let verifier = RequestVerifier::new(SigningSecret::new(case.secret.clone()).unwrap());
     let now = UNIX_EPOCH + Duration::from_millis(T0 + 500);
     verifier
+        .diagnose()
         .verify_parts(method, path, headers, body, now)
         .map(|_| ())
         .map_err(|e| e.kind())
@@ -187,7 +187,7 @@ proptest! {
         }
         let verifier = RequestVerifier::new(SigningSecret::new("a".repeat(64)).unwrap());
         let now = UNIX_EPOCH + Duration::from_millis(T0);
-        prop_assert!(verifier.verify_parts(&Method::POST, &path, &headers, &body, now).is_err());
+        prop_assert!(verifier.diagnose().verify_parts(&Method::POST, &path, &headers, &body, now).is_err());
     }
 }
 
@@ -306,6 +306,7 @@ fn verify_reading(
         .with_future_skew(Duration::MAX);
     let now = UNIX_EPOCH + Duration::from_millis(T0);
     verifier
+        .diagnose()
         .verify_parts(&Method::POST, "/hook", &map, b"{}", now)
         .map(|_| ())
         .map_err(|e| e.kind())

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_core::contentful::steps::RequestSteps as _;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -145,13 +144,19 @@ fn we_verify_every_request_the_toolkit_signed() {
         let verifier = RequestVerifier::new(SigningSecret::new(v.secret.clone()).unwrap());
         let path = &v.request.path;
         let verified = verifier
+            .diagnose()
             .verify_parts(&method, path, &headers, body.as_bytes(), now)
             .unwrap_or_else(|e| panic!("vector {}: {e}", v.name));
         assert_eq!(verified.context(), context(&v), "vector {}", v.name);
         assert_eq!(verified.timestamp_ms(), v.timestamp);
         // And one byte of body more is a mismatch.
-        let forged =
-            verifier.verify_parts(&method, path, &headers, format!("{body} ").as_bytes(), now);
+        let forged = verifier.diagnose().verify_parts(
+            &method,
+            path,
+            &headers,
+            format!("{body} ").as_bytes(),
+            now,
+        );
         assert!(forged.is_err(), "vector {}", v.name);
     }
 }

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_core::contentful::steps::RequestSteps as _;
-use countersign_core::contentstack::steps::WebhookSteps as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use countersign_core::contentful::{
@@ -205,6 +203,7 @@ fn a_verified_webhook_has_typed_module_and_event_and_unknown_ones_verify() {
             .unwrap(),
         );
         let verified = verifier
+            .diagnose()
             .verify_with_keys(&headers, body.as_bytes(), Some(&keys), now)
             .unwrap();
         assert_eq!(verified.module(), Some(typed.0));
@@ -230,6 +229,7 @@ fn a_verified_request_has_a_typed_topic_only_when_it_is_signed() {
             .unwrap();
         headers.insert("x-contentful-topic", HeaderValue::from_str(topic).unwrap());
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/events", &headers, b"", at)
             .unwrap()
             .topic()

@@ -4,7 +4,6 @@
 #![cfg(feature = "well-known")]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign::contentstack::steps::WebhookSteps as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -193,11 +192,14 @@ async fn a_rotation_is_picked_up_by_verification() {
     let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000);
 
     let cached = keys.keys().await.unwrap();
-    let first = verifier.verify_with_keys(&headers, body, Some(&cached), now);
+    let first = verifier
+        .diagnose()
+        .verify_with_keys(&headers, body, Some(&cached), now);
     assert_eq!(first.unwrap_err().kind().code(), "signature_mismatch");
     let fresh = keys.refresh(&cached).await.unwrap();
     assert!(
         verifier
+            .diagnose()
             .verify_with_keys(&headers, body, Some(&fresh), now)
             .is_ok()
     );
@@ -213,6 +215,7 @@ async fn a_rotation_is_picked_up_by_verification() {
     );
     assert!(
         verifier
+            .diagnose()
             .verify_with_keys(&headers, body, Some(&fresh), now)
             .is_err()
     );

@@ -179,7 +179,9 @@ fn token_set(body: &[u8], now: SystemTime) -> Result<TokenSet, &'static str> {
         refresh_token: non_empty(issued.refresh_token).map(RefreshToken),
         expires_at: now
             .checked_add(Duration::from_secs(
-                issued.expires_in.min(crate::MAX_WINDOW.as_secs()),
+                issued
+                    .expires_in
+                    .min(crate::freshness::MAX_WINDOW.as_secs()),
             ))
             .unwrap_or(now),
         location: non_empty(issued.location),

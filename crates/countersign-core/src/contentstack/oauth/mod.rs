@@ -48,7 +48,7 @@ pub use answer::{
 pub use pkce::CodeVerifier;
 
 use super::Region;
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// The content type of the token endpoint's requests (the forms of [`Client`]).
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";

@@ -4,7 +4,7 @@ use std::fmt;
 
 use base64::Engine as _;
 
-use crate::{ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind};
 
 /// The characters a code verifier is made of (RFC 7636 section 4.1).
 const CHARSET: &[u8; 66] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";

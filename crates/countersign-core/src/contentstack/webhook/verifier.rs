@@ -13,7 +13,6 @@ use super::{
     DEFAULT_FUTURE_SKEW, DEFAULT_TOLERANCE, HMAC_SIGNATURE_HEADER, RSA_SIGNATURE_HEADER,
     SignatureMethod, VerifiedBy, VerifiedWebhook,
 };
-use crate::Verdict;
 use crate::bound::Bound;
 use crate::contentstack::{
     Error, ErrorKind, HmacSecret, KeySet, KeySource, StackCheck, Tenancy, with_fresh_keys,
@@ -21,6 +20,7 @@ use crate::contentstack::{
 use crate::crypto::{constant_time_eq, sha256};
 use crate::freshness::{Outside, Window};
 use crate::js;
+use crate::verdict::Verdict;
 
 /// What matched, the canonical bytes when the JSON fallback was needed, and the SHA-256 of the
 /// bytes that verified.
@@ -112,14 +112,14 @@ impl WebhookVerifier {
     /// How old a delivery may be (`triggered_at`, or `t` of the HMAC header).
     #[must_use]
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
-        self.tolerance = tolerance.min(crate::MAX_WINDOW);
+        self.tolerance = tolerance.min(crate::freshness::MAX_WINDOW);
         self
     }
 
     /// How far ahead of this machine's clock a signed time may be.
     #[must_use]
     pub fn with_future_skew(mut self, skew: Duration) -> Self {
-        self.future_skew = skew.min(crate::MAX_WINDOW);
+        self.future_skew = skew.min(crate::freshness::MAX_WINDOW);
         self
     }
 
@@ -236,7 +236,7 @@ impl WebhookVerifier {
         Ok(Verdict::new(webhook, body, Some(self.acceptance_window())))
     }
 
-    /// [`WebhookSteps::verify_with_keys`](super::super::steps::WebhookSteps::verify_with_keys).
+    /// [`Diagnose::verify_with_keys`](crate::contentstack::diagnostic::Diagnose::verify_with_keys).
     pub(crate) fn step_with_keys(
         &self,
         headers: &HeaderMap,
@@ -296,7 +296,7 @@ impl WebhookVerifier {
         }
     }
 
-    /// [`WebhookSteps::verify_rsa`](super::super::steps::WebhookSteps::verify_rsa).
+    /// [`Diagnose::verify_rsa`](crate::contentstack::diagnostic::Diagnose::verify_rsa).
     pub(crate) fn step_rsa(
         &self,
         headers: &HeaderMap,
@@ -312,7 +312,7 @@ impl WebhookVerifier {
         Ok(self.verified(verified_by, canonical, triggered_at, envelope, digest))
     }
 
-    /// [`WebhookSteps::rsa_signature`](super::super::steps::WebhookSteps::rsa_signature).
+    /// [`Diagnose::rsa_signature`](crate::contentstack::diagnostic::Diagnose::rsa_signature).
     pub(crate) fn step_rsa_signature(
         &self,
         headers: &HeaderMap,
@@ -345,7 +345,7 @@ impl WebhookVerifier {
         })
     }
 
-    /// [`WebhookSteps::verify_hmac`](super::super::steps::WebhookSteps::verify_hmac).
+    /// [`Diagnose::verify_hmac`](crate::contentstack::diagnostic::Diagnose::verify_hmac).
     pub(crate) fn step_hmac(
         &self,
         headers: &HeaderMap,
@@ -353,7 +353,7 @@ impl WebhookVerifier {
         now: SystemTime,
     ) -> Result<VerifiedWebhook, Error> {
         let header = HmacHeader::parse(headers)?;
-        let signed_at = crate::unix_seconds(header.t);
+        let signed_at = crate::freshness::unix_seconds(header.t);
         let (verified_by, canonical, envelope) = self.check_hmac_signature(&header, body)?;
         self.check_freshness(signed_at, now, "t")?;
         let signed = canonical.as_deref().unwrap_or(body);

@@ -22,6 +22,7 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
             &sign(&secret('a'), &request, at(ts), &Context::default()).unwrap(),
         );
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(ts))
             .unwrap()
             .replay_key()
@@ -31,6 +32,7 @@ fn retries_of_one_delivery_share_a_replay_key_through_the_signed_idempotency_key
     // Without one, each signature is its own delivery.
     let plain = |ts: u64| {
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", &signed_post_at(ts), b"{}", at(ts))
             .unwrap()
             .replay_key()
@@ -44,6 +46,7 @@ fn without_an_idempotency_key_every_form_of_one_signed_message_is_one_delivery()
     let verifier = RequestVerifier::new(secret('b')).with_secret(secret('a'));
     let key_of = |headers: &HeaderMap| {
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", headers, b"{}", at(T0))
             .unwrap()
             .replay_key()

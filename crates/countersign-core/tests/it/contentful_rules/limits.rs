@@ -55,6 +55,7 @@ fn a_target_with_an_unsigned_tail_is_refused() {
     let headers = signed_post("/hook?a=1?admin=true", &[], b"{}", &Context::default());
     let verifier = RequestVerifier::new(secret('a'));
     let err = verifier
+        .diagnose()
         .verify_parts(
             &Method::POST,
             "/hook?a=1?admin=true",
@@ -69,6 +70,7 @@ fn a_target_with_an_unsigned_tail_is_refused() {
         let headers = signed_post(tail, &[], b"{}", &Context::default());
         assert_eq!(
             verifier
+                .diagnose()
                 .verify_parts(&Method::POST, tail, &headers, b"{}", at(T0))
                 .unwrap_err()
                 .kind(),
@@ -80,6 +82,7 @@ fn a_target_with_an_unsigned_tail_is_refused() {
     let headers = signed_post("/hook?a=1", &[], b"{}", &Context::default());
     assert!(
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook?a=1", &headers, b"{}", at(T0))
             .is_ok()
     );
@@ -159,6 +162,7 @@ fn a_verifier_of_space_webhooks_takes_each_spaces_own_as_webhooks() {
             .to_header_map()
             .unwrap();
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", &headers, b"{}", at)
             .map(|verified| (verified.kind(), verified.secret_index()))
             .map_err(|e| e.kind())

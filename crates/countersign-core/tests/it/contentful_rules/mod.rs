@@ -2,7 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_core::contentful::steps::RequestSteps as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
@@ -51,7 +50,7 @@ fn signed_post(path: &str, own: &[(&str, &str)], body: &[u8], context: &Context)
 fn verify(
     headers: &HeaderMap,
 ) -> Result<countersign_core::contentful::VerifiedRequest, countersign_core::contentful::Error> {
-    RequestVerifier::new(secret('a')).verify_parts(
+    RequestVerifier::new(secret('a')).diagnose().verify_parts(
         &Method::POST,
         "/hook",
         headers,

@@ -8,16 +8,18 @@ fn path_prefix_is_put_back_before_verifying() {
     let plain = RequestVerifier::new(secret('a'));
     assert!(
         plain
+            .diagnose()
             .verify_parts(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
             .is_err()
     );
     let behind_proxy = plain.clone().with_path_prefix("/api").unwrap();
     assert!(
         behind_proxy
+            .diagnose()
             .verify_parts(&Method::POST, "/hook?x=1", &headers, b"{}", at(T0))
             .is_ok()
     );
-    let per_request = plain.verify_parts_with_prefix(
+    let per_request = plain.diagnose().verify_parts_with_prefix(
         &Method::POST,
         "/hook?x=1",
         &headers,

@@ -29,6 +29,7 @@ fn rotation_accepts_any_secret_and_says_which() {
             &sign(&secret(c), &request, at(T0), &Context::default()).unwrap(),
         );
         let verified = verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
             .unwrap();
         assert_eq!(verified.secret_index(), index);
@@ -38,6 +39,7 @@ fn rotation_accepts_any_secret_and_says_which() {
         &sign(&secret('c'), &request, at(T0), &Context::default()).unwrap(),
     );
     let err = verifier
+        .diagnose()
         .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);

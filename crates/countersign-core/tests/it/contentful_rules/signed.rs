@@ -130,6 +130,7 @@ fn context_overrides_a_request_header_of_the_same_name() {
     assert_eq!(signed.get("x-contentful-space-id"), Some("from-context"));
     let headers = arrived(&[], &signed);
     let verified = RequestVerifier::new(secret('a'))
+        .diagnose()
         .verify_parts(&Method::GET, "/", &headers, b"", at(T0))
         .unwrap();
     assert_eq!(verified.space_id(), Some("from-context"));
@@ -154,6 +155,7 @@ fn body_is_covered_byte_for_byte() {
     let headers = good();
     let verifier = RequestVerifier::new(secret('a'));
     let err = verifier
+        .diagnose()
         .verify_parts(&Method::POST, "/hook", &headers, b"{ }", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
@@ -163,6 +165,7 @@ fn body_is_covered_byte_for_byte() {
 fn method_is_covered() {
     let headers = good();
     let err = RequestVerifier::new(secret('a'))
+        .diagnose()
         .verify_parts(&Method::PUT, "/hook", &headers, b"{}", at(T0))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
@@ -174,16 +177,19 @@ fn query_is_covered_and_order_matters() {
     let verifier = RequestVerifier::new(secret('a'));
     assert!(
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook?a=1&b=2", &headers, b"{}", at(T0))
             .is_ok()
     );
     assert!(
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook?b=2&a=1", &headers, b"{}", at(T0))
             .is_err()
     );
     assert!(
         verifier
+            .diagnose()
             .verify_parts(&Method::POST, "/hook", &headers, b"{}", at(T0))
             .is_err()
     );

@@ -21,6 +21,7 @@ fn a_built_body_has_triggered_at_first_and_to_the_millisecond() {
     );
     let headers = signed(body.as_bytes(), SaltLength::Digest);
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(&headers, body.as_bytes(), Some(&keys_a()), at)
         .unwrap();
     assert_eq!(verified.signed_at(), at_ms(TRIGGERED_MS));

@@ -4,6 +4,7 @@ use super::*;
 
 fn rsa_key(headers: &HeaderMap, body: &[u8]) -> ReplayKey {
     WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(headers, body, Some(&keys_a()), soon())
         .unwrap()
         .replay_key()
@@ -11,6 +12,7 @@ fn rsa_key(headers: &HeaderMap, body: &[u8]) -> ReplayKey {
 
 fn hmac_key(value: &str, body: &[u8], verifier: &WebhookVerifier) -> ReplayKey {
     verifier
+        .diagnose()
         .verify_with_keys(&hmac_headers(value), body, None, soon())
         .unwrap()
         .replay_key()
@@ -121,6 +123,7 @@ fn the_json_fallback_identifies_the_delivery_by_its_canonical_bytes() {
         .into_bytes();
     let reencoded = WebhookVerifier::new()
         .with_json_fallback(true)
+        .diagnose()
         .verify_with_keys(&headers, &pretty, Some(&keys_a()), soon())
         .unwrap();
     assert!(reencoded.reencoded());
@@ -168,6 +171,7 @@ fn a_signature_value_at_or_above_the_modulus_is_refused() {
     let original = rsa_headers(&format!("v1={}", engine.encode(&s)));
     assert!(
         WebhookVerifier::new()
+            .diagnose()
             .verify_with_keys(&original, &body, Some(&keys_a()), soon())
             .is_ok(),
         "s itself verifies"

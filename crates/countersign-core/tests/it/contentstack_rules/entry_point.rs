@@ -113,6 +113,7 @@ fn windows_of_any_length_verify_without_overflowing() {
     );
     let body = body();
     verifier
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
@@ -122,6 +123,7 @@ fn windows_of_any_length_verify_without_overflowing() {
         .unwrap();
     // A year late is within a hundred years' tolerance.
     verifier
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,

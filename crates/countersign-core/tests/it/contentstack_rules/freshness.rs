@@ -9,6 +9,7 @@ fn triggered_at_older_than_the_tolerance_is_expired() {
     let verifier = WebhookVerifier::new().with_tolerance(Duration::from_secs(300));
     assert!(
         verifier
+            .diagnose()
             .verify_with_keys(
                 &headers,
                 &body,
@@ -18,6 +19,7 @@ fn triggered_at_older_than_the_tolerance_is_expired() {
             .is_ok()
     );
     let err = verifier
+        .diagnose()
         .verify_with_keys(
             &headers,
             &body,
@@ -35,6 +37,7 @@ fn default_tolerance_is_thirty_minutes() {
     assert_eq!(DEFAULT_TOLERANCE, Duration::from_secs(1800));
     assert!(
         WebhookVerifier::new()
+            .diagnose()
             .verify_with_keys(
                 &headers,
                 &body,
@@ -69,6 +72,7 @@ fn no_automatic_retry_of_an_unrefreshed_delivery_is_refused_as_stale_by_default(
         let at = at_ms(TRIGGERED_MS + elapsed * 1000);
         assert!(
             WebhookVerifier::new()
+                .diagnose()
                 .verify_with_keys(&headers, &body, Some(&keys_a()), at)
                 .is_ok(),
             "attempt {attempt} at {elapsed} s"
@@ -78,6 +82,7 @@ fn no_automatic_retry_of_an_unrefreshed_delivery_is_refused_as_stale_by_default(
             .sign(&body, at_ms(TRIGGERED_MS));
         assert!(
             hmac_verifier()
+                .diagnose()
                 .verify_with_keys(&hmac_headers(&hmac), &body, None, at)
                 .is_ok()
         );
@@ -95,6 +100,7 @@ fn triggered_at_in_the_future_is_bounded_by_the_skew() {
     let headers = signed(&body, SaltLength::Digest);
     assert!(
         WebhookVerifier::new()
+            .diagnose()
             .verify_with_keys(
                 &headers,
                 &body,
@@ -136,6 +142,7 @@ fn triggered_at_is_parsed_as_rfc_3339_not_subtracted_as_a_string() {
     let offset = body_with("2024-07-25T10:48:46.861+02:00");
     assert!(
         WebhookVerifier::new()
+            .diagnose()
             .verify_with_keys(
                 &signed(&offset, SaltLength::Digest),
                 &offset,

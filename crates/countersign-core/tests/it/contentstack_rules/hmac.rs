@@ -23,6 +23,7 @@ fn hmac_covers_t_dot_body() {
         .sign(&body, at_ms(TRIGGERED_MS));
     assert!(value.starts_with("t=1721897326,v1="));
     let verified = hmac_verifier()
+        .diagnose()
         .verify_with_keys(&hmac_headers(&value), &body, None, soon())
         .unwrap();
     assert_eq!(
@@ -43,6 +44,7 @@ fn hmac_t_older_than_the_tolerance_is_expired() {
         .sign(&body, at_ms(TRIGGERED_MS));
     let late = at_ms(TRIGGERED_MS + 1_801_000);
     let err = hmac_verifier()
+        .diagnose()
         .verify_with_keys(&hmac_headers(&value), &body, None, late)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Expired);
@@ -51,6 +53,7 @@ fn hmac_t_older_than_the_tolerance_is_expired() {
 #[test]
 fn hmac_t_must_be_unix_seconds() {
     let err = hmac_verifier()
+        .diagnose()
         .verify_with_keys(&hmac_headers("t=17e8,v1=00"), &body(), None, soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MalformedTimestamp);
@@ -68,12 +71,14 @@ fn hmac_elements_beyond_four_are_not_tried() {
     let fourth = format!("{t},{a},{b},{c},{v1}");
     assert!(
         hmac_verifier()
+            .diagnose()
             .verify_with_keys(&hmac_headers(&fourth), &body, None, soon())
             .is_ok()
     );
     let fifth = format!("{t},{a},{b},{c},{d},{v1}");
     assert_eq!(
         hmac_verifier()
+            .diagnose()
             .verify_with_keys(&hmac_headers(&fifth), &body, None, soon())
             .unwrap_err()
             .kind(),
@@ -89,6 +94,7 @@ fn a_key_tries_first_the_salt_length_that_last_verified() {
     let body = body();
     let verify = |salt| {
         let verified = WebhookVerifier::new()
+            .diagnose()
             .verify_with_keys(&signed(&body, salt), &body, Some(&keys), soon())
             .unwrap();
         let VerifiedBy::Rsa { salt, .. } = verified.verified_by().clone() else {
@@ -122,7 +128,7 @@ fn rsa_elements_beyond_four_distinct_are_not_tried() {
         .unwrap();
     let verify = |forgeries: &[String]| {
         let header = format!("{},{good}", forgeries.join(","));
-        WebhookVerifier::new().verify_with_keys(
+        WebhookVerifier::new().diagnose().verify_with_keys(
             &rsa_headers(&header),
             &body,
             Some(&keys_a()),
@@ -150,6 +156,7 @@ fn repeated_rsa_elements_count_once_toward_the_cap() {
     let unpadded = forgery.trim_end_matches('=');
     let header = format!("{forgery},{unpadded},{forgery},{forgery},{forgery},{good}");
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(&rsa_headers(&header), &body, Some(&keys_a()), soon())
         .unwrap();
     let VerifiedBy::Rsa { element, .. } = verified.verified_by().clone() else {
@@ -168,6 +175,7 @@ fn repeated_hmac_elements_count_once_toward_the_cap() {
     let bad = format!("v1={}", "0".repeat(64));
     let repeated = format!("{t},{bad},{bad},{bad},{bad},{bad},{v1}");
     let verified = hmac_verifier()
+        .diagnose()
         .verify_with_keys(&hmac_headers(&repeated), &body, None, soon())
         .unwrap();
     assert_eq!(
@@ -183,6 +191,7 @@ fn repeated_hmac_elements_count_once_toward_the_cap() {
 fn an_hmac_only_verifier_ignores_rsa_signatures_and_says_so() {
     let body = body();
     let err = hmac_verifier()
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
@@ -207,6 +216,7 @@ fn hmac_is_used_when_configured_and_present() {
     );
     let both = WebhookVerifier::new().with_hmac_secret(HmacSecret::new("secret-one").unwrap());
     let verified = both
+        .diagnose()
         .verify_with_keys(&headers, &body, None, soon())
         .unwrap();
     assert!(matches!(verified.verified_by(), VerifiedBy::Hmac { .. }));

@@ -19,6 +19,7 @@ fn json_fallback_is_off_by_default_and_hands_on_canonical_bytes_when_on() {
     );
     let verified = WebhookVerifier::new()
         .with_json_fallback(true)
+        .diagnose()
         .verify_with_keys(&headers, &pretty, Some(&keys_a()), soon())
         .unwrap();
     assert!(verified.reencoded());
@@ -31,6 +32,7 @@ fn json_fallback_does_not_rescue_a_different_document() {
     let other = body_with("2024-07-25T08:48:46.862Z");
     let err = WebhookVerifier::new()
         .with_json_fallback(true)
+        .diagnose()
         .verify_with_keys(&headers, &other, Some(&keys_a()), soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SignatureMismatch);

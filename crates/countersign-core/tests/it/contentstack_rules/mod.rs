@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign_core::contentstack::steps::WebhookSteps as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use countersign_core::ConfigErrorKind;
@@ -68,6 +67,7 @@ fn signed(body: &[u8], salt: SaltLength) -> HeaderMap {
 
 fn rsa_error(headers: &HeaderMap, body: &[u8], now: SystemTime) -> ErrorKind {
     WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(headers, body, Some(&keys_a()), now)
         .unwrap_err()
         .kind()

@@ -6,6 +6,7 @@ use super::*;
 fn salt_length_32_is_accepted_and_reported() {
     let body = body();
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
@@ -26,6 +27,7 @@ fn salt_length_32_is_accepted_and_reported() {
 fn salt_length_max_is_accepted_and_reported() {
     let body = body();
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Max),
             &body,
@@ -100,6 +102,7 @@ fn a_signature_header_of_a_thousand_elements_is_refused_unread() {
 fn no_key_is_key_unavailable_not_a_forgery() {
     let body = body();
     let err = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(&signed(&body, SaltLength::Digest), &body, None, soon())
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::KeyUnavailable);
@@ -111,6 +114,7 @@ fn a_key_set_accepts_any_of_its_keys_and_says_which() {
     let body = body();
     let rotating = KeySet::parse(&format!("{PUBLIC_B}{PUBLIC_A}")).unwrap();
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,
@@ -137,6 +141,7 @@ fn a_key_set_accepts_any_of_its_keys_and_says_which() {
 fn the_envelope_is_parsed_from_the_verified_bytes() {
     let body = body();
     let verified = WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(
             &signed(&body, SaltLength::Digest),
             &body,

@@ -11,6 +11,7 @@ fn installation(app_uid: &str, event: &str, stack: &str) -> Vec<u8> {
 
 fn verified(body: &[u8]) -> VerifiedWebhook {
     WebhookVerifier::new()
+        .diagnose()
         .verify_with_keys(
             &signed(body, SaltLength::Digest),
             body,
@@ -149,6 +150,7 @@ fn installation_events_are_trusted_only_when_rsa_signed() {
 /// `body` signed with `secret` by the HMAC method, verified.
 fn hmac_verified(secret: &HmacSecret, body: &[u8]) -> VerifiedWebhook {
     WebhookVerifier::hmac_only(secret.clone())
+        .diagnose()
         .verify_with_keys(
             &hmac_headers(&secret.sign(body, at_ms(TRIGGERED_MS))),
             body,

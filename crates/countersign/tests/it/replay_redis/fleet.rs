@@ -64,6 +64,7 @@ async fn fleet_under_kills() {
                 rsa_signature(PRIVATE_A, &body).parse().unwrap(),
             );
             let id = WebhookVerifier::new()
+                .diagnose()
                 .verify_with_keys(
                     &headers,
                     body.as_bytes(),

@@ -5,7 +5,6 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)] // A test fails loudly on what it did not expect.
 
-use countersign::contentstack::steps::WebhookSteps as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,9 +19,10 @@ use crate::contentful::{
     Error, ErrorKind, MAX_SIGNED_HEADERS, RequestKind, RequestKinds, SigningSecret, USER_ID,
 };
 use crate::crypto::constant_time_eq;
+use crate::error::{ConfigError, ConfigErrorKind};
 use crate::freshness::{Outside, Window};
 use crate::ip::IpAllowlist;
-use crate::{ConfigError, ConfigErrorKind, Verdict};
+use crate::verdict::Verdict;
 
 /// Verifies signed Contentful requests against one or more signing secrets.
 ///
@@ -171,7 +172,7 @@ impl RequestVerifier {
     /// expired. [`Duration::ZERO`] turns the check off, as `0` does in the toolkit.
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl.min(crate::MAX_WINDOW);
+        self.ttl = ttl.min(crate::freshness::MAX_WINDOW);
         self
     }
 
@@ -179,7 +180,7 @@ impl RequestVerifier {
     /// accepts any future timestamp; we do not.
     #[must_use]
     pub fn with_future_skew(mut self, skew: Duration) -> Self {
-        self.future_skew = skew.min(crate::MAX_WINDOW);
+        self.future_skew = skew.min(crate::freshness::MAX_WINDOW);
         self
     }
 

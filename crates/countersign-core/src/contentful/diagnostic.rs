@@ -1,4 +1,5 @@
-//! The checks of [`RequestVerifier::verify`] on a request given as parts, for tools that
+//! The checks of [`RequestVerifier::verify`] on a request given as parts, through
+//! [`RequestVerifier::diagnose`]: for tools that
 //! diagnose a request (the `countersign` command line) and for tests of one rule: a method, a
 //! raw target and headers, with the path prefix named outright. None of them gives a
 //! [`Verdict`](crate::Verdict): a backend calls [`RequestVerifier::verify`].
@@ -9,8 +10,23 @@ use http::{HeaderMap, Method};
 
 use super::{Error, RequestVerifier, VerifiedRequest};
 
-/// The checks of [`RequestVerifier::verify`] on parts. See the [module docs](self).
-pub trait RequestSteps {
+impl RequestVerifier {
+    /// The checks of [`verify`](Self::verify) on a request given as parts: see the
+    /// [module docs](self).
+    #[must_use]
+    pub fn diagnose(&self) -> Diagnose<'_> {
+        Diagnose { verifier: self }
+    }
+}
+
+/// The checks of [`RequestVerifier::verify`] on parts ([`RequestVerifier::diagnose`]). See the
+/// [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Diagnose<'v> {
+    verifier: &'v RequestVerifier,
+}
+
+impl Diagnose<'_> {
     /// Verifies a request as it arrived, under the verifier's configured path prefix.
     ///
     /// `target` is the raw request target: path and query exactly as received. `body` is the
@@ -18,45 +34,25 @@ pub trait RequestSteps {
     ///
     /// # Errors
     /// An [`Error`] whose [`kind`](Error::kind) says why the request is rejected.
-    fn verify_parts(
+    pub fn verify_parts(
         &self,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<VerifiedRequest, Error>;
+    ) -> Result<VerifiedRequest, Error> {
+        self.verifier
+            .check_parts(method, target, headers, body, now, None)
+    }
 
-    /// [`verify_parts`](Self::verify_parts) under the path prefix `prefix` instead of the
+    /// [`verify_parts`](Diagnose::verify_parts) under the path prefix `prefix` instead of the
     /// configured one (for instance the one an `X-Forwarded-Prefix` would state).
     ///
     /// # Errors
-    /// As [`verify_parts`](Self::verify_parts); a prefix that is not of the form
+    /// As [`verify_parts`](Diagnose::verify_parts); a prefix that is not of the form
     /// `/segment[/segment...]` is ignored.
-    fn verify_parts_with_prefix(
-        &self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-        prefix: Option<&str>,
-    ) -> Result<VerifiedRequest, Error>;
-}
-
-impl RequestSteps for RequestVerifier {
-    fn verify_parts(
-        &self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: SystemTime,
-    ) -> Result<VerifiedRequest, Error> {
-        self.check_parts(method, target, headers, body, now, None)
-    }
-
-    fn verify_parts_with_prefix(
+    pub fn verify_parts_with_prefix(
         &self,
         method: &Method,
         target: &str,
@@ -65,6 +61,7 @@ impl RequestSteps for RequestVerifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
-        self.check_parts(method, target, headers, body, now, prefix)
+        self.verifier
+            .check_parts(method, target, headers, body, now, prefix)
     }
 }
