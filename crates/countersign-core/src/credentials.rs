@@ -14,46 +14,19 @@ use http::header::{AUTHORIZATION, HeaderName};
 use crate::crypto::sha256;
 use crate::error::{ConfigError, ConfigErrorKind};
 
-/// Why a credential check failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CredentialError {
-    /// No `Authorization: Basic` header.
-    BasicAuthMissing,
-    /// The `Authorization` header is not `Basic base64(user:password)`.
-    BasicAuthMalformed,
-    /// The user and password match no configured pair.
-    BasicAuthMismatch,
-    /// A required header is absent.
-    HeaderMissing,
-    /// A required header has none of its accepted values.
-    HeaderMismatch,
-}
-
-impl CredentialError {
-    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
-    /// whether the sender should come back.
-    #[must_use]
-    pub const fn reason(self) -> &'static crate::reason::Reason {
-        match self {
-            Self::BasicAuthMissing => &crate::reason::BASIC_AUTH_MISSING,
-            Self::BasicAuthMalformed => &crate::reason::BASIC_AUTH_MALFORMED,
-            Self::BasicAuthMismatch => &crate::reason::BASIC_AUTH_MISMATCH,
-            Self::HeaderMissing => &crate::reason::HEADER_MISSING,
-            Self::HeaderMismatch => &crate::reason::HEADER_MISMATCH,
-        }
-    }
-
-    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
-    #[must_use]
-    pub const fn code(self) -> &'static str {
-        self.reason().code
-    }
-}
-
-impl fmt::Display for CredentialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
+crate::reason_kind! {
+    /// Why a credential check failed.
+    pub enum CredentialError {
+        /// No `Authorization: Basic` header.
+        BasicAuthMissing => BASIC_AUTH_MISSING,
+        /// The `Authorization` header is not `Basic base64(user:password)`.
+        BasicAuthMalformed => BASIC_AUTH_MALFORMED,
+        /// The user and password match no configured pair.
+        BasicAuthMismatch => BASIC_AUTH_MISMATCH,
+        /// A required header is absent.
+        HeaderMissing => HEADER_MISSING,
+        /// A required header has none of its accepted values.
+        HeaderMismatch => HEADER_MISMATCH,
     }
 }
 

@@ -50,6 +50,67 @@ macro_rules! catalogue {
     (@retry) => { false };
 }
 
+/// Declares an error kind whose every variant names its [`Reason`] in the catalogue, and
+/// generates the rest once: the enum (`Debug`, `Clone`, `Copy`, `PartialEq`, `Eq`, `Hash`,
+/// `#[non_exhaustive]`), its `const fn reason` and `const fn code`, `Display` (the code) and
+/// [`ReasonCode`](crate::ReasonCode), so that `Rejected<Kind>` is its error. As axum-core's
+/// `define_rejection!`, a kind is declared in one place.
+///
+/// ```
+/// countersign_core::reason_kind! {
+///     /// Why my check refused a request.
+///     pub enum MyKind {
+///         /// No signature at all.
+///         Missing => SIGNATURE_MISSING,
+///     }
+/// }
+/// assert_eq!(MyKind::Missing.code(), "signature_missing");
+/// let error = countersign_core::Rejected::new(MyKind::Missing, "no x-my-signature header");
+/// assert_eq!(error.to_string(), "signature_missing: no x-my-signature header");
+/// ```
+#[macro_export]
+macro_rules! reason_kind {
+    ($(#[doc = $doc:literal])* $vis:vis enum $kind:ident {
+        $($(#[doc = $variant_doc:literal])* $variant:ident => $reason:ident,)*
+    }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        $vis enum $kind {
+            $($(#[doc = $variant_doc])* $variant,)*
+        }
+
+        impl $kind {
+            /// Why, from the catalogue of reasons: the code, the HTTP status,
+            /// the title and whether the sender should come back.
+            #[must_use]
+            pub const fn reason(self) -> &'static $crate::reason::Reason {
+                match self {
+                    $(Self::$variant => &$crate::reason::$reason,)*
+                }
+            }
+
+            /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
+            #[must_use]
+            pub const fn code(self) -> &'static str {
+                self.reason().code
+            }
+        }
+
+        impl ::std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+
+        impl $crate::ReasonCode for $kind {
+            fn reason(self) -> &'static $crate::reason::Reason {
+                $kind::reason(self)
+            }
+        }
+    };
+}
+
 catalogue! {
     // 401: the signature, the time, the credentials.
     /// No signature header.

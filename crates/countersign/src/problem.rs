@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use countersign_core::contentstack::AppTokenError;
 use countersign_core::credentials::CredentialError;
 use countersign_core::reason::{self, Reason};
-use countersign_core::{contentful, contentstack};
+use countersign_core::{ReasonCode, Rejected};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
 /// What `Retry-After` says for a delivery in flight, or a store to try again, in seconds.
@@ -198,27 +197,8 @@ impl IntoResponse for Rejection {
     }
 }
 
-impl From<contentful::Error> for Rejection {
-    fn from(error: contentful::Error) -> Self {
-        Self::of(error.kind().reason(), error.message())
-    }
-}
-
-impl From<contentstack::Error> for Rejection {
-    fn from(error: contentstack::Error) -> Self {
-        Self::of(error.kind().reason(), error.message())
-    }
-}
-
-#[cfg(feature = "oauth")]
-impl From<crate::contentstack::oauth::OAuthError> for Rejection {
-    fn from(error: crate::contentstack::oauth::OAuthError) -> Self {
-        Self::of(error.kind().reason(), error.message())
-    }
-}
-
-impl From<AppTokenError> for Rejection {
-    fn from(error: AppTokenError) -> Self {
+impl<K: ReasonCode> From<Rejected<K>> for Rejection {
+    fn from(error: Rejected<K>) -> Self {
         Self::of(error.kind().reason(), error.message())
     }
 }

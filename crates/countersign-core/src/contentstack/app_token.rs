@@ -1,7 +1,6 @@
 //! The `app-token` of signed UI locations: a JWT Contentstack signs with its webhook key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -94,65 +93,28 @@ pub struct AppTokenClaims {
 /// Why an app-token was rejected.
 pub type AppTokenError = crate::error::Rejected<AppTokenErrorKind>;
 
-/// Why an app-token was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AppTokenErrorKind {
-    /// The page load carries no `app-token`.
-    Missing,
-    /// Not a JWT, or its claims are missing or of the wrong type.
-    Malformed,
-    /// The signature matches none of the keys.
-    BadSignature,
-    /// The header names an algorithm that is not accepted (`none`, `HS256`, ...).
-    WrongAlgorithm,
-    /// `exp` has passed (beyond the leeway).
-    Expired,
-    /// `nbf` is still ahead (beyond the leeway).
-    NotYetValid,
-    /// No verification key is available yet.
-    KeyUnavailable,
-    /// An authentic token of another app: its `app_uid` is not the one required.
-    AppMismatch,
-    /// The token has opened a session already, and tokens are single use
-    /// ([`Sessions::open_once`](crate::session::Sessions::open_once)).
-    Reused,
-}
-
-impl AppTokenErrorKind {
-    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
-    /// whether the sender should come back.
-    #[must_use]
-    pub const fn reason(self) -> &'static crate::reason::Reason {
-        match self {
-            Self::Missing => &crate::reason::APP_TOKEN_MISSING,
-            Self::Malformed => &crate::reason::APP_TOKEN_MALFORMED,
-            Self::BadSignature => &crate::reason::APP_TOKEN_SIGNATURE_MISMATCH,
-            Self::WrongAlgorithm => &crate::reason::APP_TOKEN_ALGORITHM_NOT_ALLOWED,
-            Self::Expired => &crate::reason::APP_TOKEN_EXPIRED,
-            Self::Reused => &crate::reason::APP_TOKEN_REUSED,
-            Self::NotYetValid => &crate::reason::APP_TOKEN_NOT_YET_VALID,
-            Self::KeyUnavailable => &crate::reason::KEY_UNAVAILABLE,
-            Self::AppMismatch => &crate::reason::APP_TOKEN_APP_MISMATCH,
-        }
-    }
-
-    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
-    #[must_use]
-    pub const fn code(self) -> &'static str {
-        self.reason().code
-    }
-}
-
-impl fmt::Display for AppTokenErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-impl crate::error::ReasonCode for AppTokenErrorKind {
-    fn reason(self) -> &'static crate::reason::Reason {
-        self.reason()
+crate::reason_kind! {
+    /// Why an app-token was rejected.
+    pub enum AppTokenErrorKind {
+        /// The page load carries no `app-token`.
+        Missing => APP_TOKEN_MISSING,
+        /// Not a JWT, or its claims are missing or of the wrong type.
+        Malformed => APP_TOKEN_MALFORMED,
+        /// The signature matches none of the keys.
+        BadSignature => APP_TOKEN_SIGNATURE_MISMATCH,
+        /// The header names an algorithm that is not accepted (`none`, `HS256`, ...).
+        WrongAlgorithm => APP_TOKEN_ALGORITHM_NOT_ALLOWED,
+        /// `exp` has passed (beyond the leeway).
+        Expired => APP_TOKEN_EXPIRED,
+        /// `nbf` is still ahead (beyond the leeway).
+        NotYetValid => APP_TOKEN_NOT_YET_VALID,
+        /// No verification key is available yet.
+        KeyUnavailable => KEY_UNAVAILABLE,
+        /// An authentic token of another app: its `app_uid` is not the one required.
+        AppMismatch => APP_TOKEN_APP_MISMATCH,
+        /// The token has opened a session already, and tokens are single use
+        /// ([`Sessions::open_once`](crate::session::Sessions::open_once)).
+        Reused => APP_TOKEN_REUSED,
     }
 }
 

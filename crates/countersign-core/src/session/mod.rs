@@ -446,55 +446,25 @@ impl fmt::Display for TenantKey {
 /// Why a session was refused.
 pub type SessionError = crate::error::Rejected<SessionErrorKind>;
 
-/// Why a session was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SessionErrorKind {
-    /// No session was presented.
-    Missing,
-    /// Not a JWT, or not the claims a session has.
-    Malformed,
-    /// Signed with a key this app does not have, or not a session at all (an app-token).
-    UnknownKey,
-    /// The signature does not match: the token was changed.
-    Tampered,
-    /// The session has expired.
-    Expired,
-    /// A state-changing call authenticated by cookie lacks the right `X-CSRF-Token`.
-    CsrfMismatch,
-    /// Sessions cannot be minted: no key.
-    NoKey,
-    /// The session, or the app-token it would be minted from, belongs to another app.
-    AppMismatch,
-}
-
-impl SessionErrorKind {
-    /// Why, from the [catalogue](crate::reason): the code, the HTTP status, the title and
-    /// whether the sender should come back.
-    #[must_use]
-    pub const fn reason(self) -> &'static crate::reason::Reason {
-        match self {
-            Self::Missing => &crate::reason::SESSION_MISSING,
-            Self::Malformed => &crate::reason::SESSION_MALFORMED,
-            Self::UnknownKey => &crate::reason::SESSION_UNKNOWN_KEY,
-            Self::Tampered => &crate::reason::SESSION_TAMPERED,
-            Self::Expired => &crate::reason::SESSION_EXPIRED,
-            Self::CsrfMismatch => &crate::reason::CSRF_TOKEN_MISMATCH,
-            Self::NoKey => &crate::reason::SESSION_KEY_MISSING,
-            Self::AppMismatch => &crate::reason::SESSION_APP_MISMATCH,
-        }
-    }
-
-    /// A stable snake_case code for this kind, for HTTP answers, logs and scripts.
-    #[must_use]
-    pub const fn code(self) -> &'static str {
-        self.reason().code
-    }
-}
-
-impl crate::error::ReasonCode for SessionErrorKind {
-    fn reason(self) -> &'static crate::reason::Reason {
-        self.reason()
+crate::reason_kind! {
+    /// Why a session was refused.
+    pub enum SessionErrorKind {
+        /// No session was presented.
+        Missing => SESSION_MISSING,
+        /// Not a JWT, or not the claims a session has.
+        Malformed => SESSION_MALFORMED,
+        /// Signed with a key this app does not have, or not a session at all (an app-token).
+        UnknownKey => SESSION_UNKNOWN_KEY,
+        /// The signature does not match: the token was changed.
+        Tampered => SESSION_TAMPERED,
+        /// The session has expired.
+        Expired => SESSION_EXPIRED,
+        /// A state-changing call authenticated by cookie lacks the right `X-CSRF-Token`.
+        CsrfMismatch => CSRF_TOKEN_MISMATCH,
+        /// Sessions cannot be minted: no key.
+        NoKey => SESSION_KEY_MISSING,
+        /// The session, or the app-token it would be minted from, belongs to another app.
+        AppMismatch => SESSION_APP_MISMATCH,
     }
 }
 

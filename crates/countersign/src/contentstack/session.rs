@@ -41,7 +41,7 @@
 //! use countersign::contentstack::session::{AppSession, AppTokenLayer, SessionKey, SessionLayer, SessionToken, Sessions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
+//! # let pem = include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public.pem");
 //! let sessions = Sessions::new([SessionKey::new(b"load this from SESSION_SECRET, 32+ bytes")?])
 //!     .with_app_uid("6650f7c8e2b0a10012345678"); // this app's uid, from Developer Hub
 //! let keys = StaticKeys::parse(pem)?; // or WellKnownKeys::for_region(&region)
@@ -168,12 +168,6 @@ impl<S: Send + Sync> FromRequestParts<S> for SessionToken {
                 "the SessionToken extractor needs AppTokenLayer",
             )
         })
-    }
-}
-
-impl From<SessionError> for Rejection {
-    fn from(error: SessionError) -> Self {
-        Self::of(error.kind().reason(), error.message())
     }
 }
 

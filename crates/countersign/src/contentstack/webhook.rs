@@ -39,7 +39,7 @@
 //! use countersign::{ContentstackWebhook, ContentstackWebhookLayer};
 //!
 //! # fn main() -> Result<(), countersign::ConfigError> {
-//! # let pem = include_str!("../../countersign-core/tests/data/keys/contentstack-a.public.pem");
+//! # let pem = include_str!("../../../countersign-core/tests/data/keys/contentstack-a.public.pem");
 //! let keys = StaticKeys::parse(pem)?; // or WellKnownKeys::for_region(&region)
 //! let app: Router = Router::new()
 //!     .route("/webhooks/contentstack", post(|webhook: ContentstackWebhook| async move {

@@ -80,6 +80,7 @@ pub use store::{
 
 use crate::guard::Clock;
 use crate::http_client::{describe, no_redirect_client};
+use error::store_failed;
 use refresh::{instance_name, stored};
 
 /// The longest refresh margin: a token is refreshed once it has less than this left (or less
@@ -216,7 +217,11 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         // By Contentstack's clock: its answer's `Date` (to the second).
         let authorized_at = answered_at.unwrap_or_else(|| self.inner.clock.now());
         let stored = stored(issued, None, &region, self.inner.clock.now(), authorized_at);
-        self.inner.store.save(&installation, &stored).await?;
+        self.inner
+            .store
+            .save(&installation, &stored)
+            .await
+            .map_err(store_failed)?;
         Ok(installation)
     }
 
@@ -346,7 +351,11 @@ impl<S: TokenStore> ContentstackOAuth<S> {
     /// # Errors
     /// The store failed.
     pub async fn forget(&self, installation: &Installation) -> Result<(), OAuthError> {
-        self.inner.store.forget(installation).await?;
+        self.inner
+            .store
+            .forget(installation)
+            .await
+            .map_err(store_failed)?;
         self.unsaved_tokens().remove(installation);
         self.refused_tokens().remove(installation);
         Ok(())

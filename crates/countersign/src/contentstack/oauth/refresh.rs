@@ -11,6 +11,7 @@ use countersign_core::contentstack::oauth::{
 };
 
 use super::Installation;
+use super::error::store_failed;
 use super::{
     ContentstackOAuth, MAX_ANSWER_LEN, MAX_REFRESH_MARGIN, OAuthError, OAuthErrorKind,
     REFRESH_LEASE, SAVE_TRIES, StoredTokens, TokenStore, Unsaved, WAIT_STEP,
@@ -70,7 +71,8 @@ impl<S: TokenStore> ContentstackOAuth<S> {
             }
             if store
                 .lock(installation, &self.inner.owner, REFRESH_LEASE)
-                .await?
+                .await
+                .map_err(store_failed)?
             {
                 let outcome = self.refresh(installation, seen).await;
                 if let Err(error) = store.unlock(installation, &self.inner.owner).await {
@@ -191,7 +193,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
                 .await
             {
                 Ok(replaced) => return Ok(replaced),
-                Err(error) if tries >= SAVE_TRIES => return Err(error.into()),
+                Err(error) if tries >= SAVE_TRIES => return Err(store_failed(error)),
                 Err(_) => {
                     tokio::time::sleep(wait).await;
                     wait *= 4;
@@ -261,7 +263,7 @@ impl<S: TokenStore> ContentstackOAuth<S> {
         &self,
         installation: &Installation,
     ) -> Result<StoredTokens, OAuthError> {
-        self.inner.store.load(installation).await?.ok_or_else(|| {
+        self.inner.store.load(installation).await.map_err(store_failed)?.ok_or_else(|| {
             OAuthError::new(
                 OAuthErrorKind::NotAuthorized,
                 "the installation has no tokens: it never authorized the app, or was uninstalled",
