@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -20,8 +21,8 @@ use countersign_core::inbox::remember_for;
 use countersign_core::replay::{StoreError, StoreErrorKind};
 
 use crate::delivery::{Commit, InboxDelivery};
-use crate::inbox::Inbox;
 use crate::metrics;
+use crate::shared::Shared;
 use crate::spool::Refused;
 use crate::store::InboxStore;
 
@@ -29,24 +30,24 @@ use crate::store::InboxStore;
 /// within the 30 s a provider waits for an answer.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Commits each verified delivery to its [`Inbox`] and answers it: 200 `{"status":"accepted"}`
+/// Commits each verified delivery to its [`Inbox`](crate::Inbox) and answers it: 200 `{"status":"accepted"}`
 /// once it is durable, 200 `{"status":"duplicate"}` (with `X-Countersign-Replay: duplicate`)
 /// for a delivery id already there, 503 `inbox_tenant_full` or `inbox_unavailable` (with
-/// `Retry-After`) when it cannot be committed. Made by [`Inbox::acknowledge`].
+/// `Retry-After`) when it cannot be committed. Made by [`Inbox::acknowledge`](crate::Inbox::acknowledge).
 pub struct Acknowledge<St> {
-    inbox: Inbox<St>,
+    shared: Arc<Shared<St>>,
 }
 
 impl<St> Acknowledge<St> {
-    pub(crate) fn new(inbox: Inbox<St>) -> Self {
-        Self { inbox }
+    pub(crate) fn new(shared: Arc<Shared<St>>) -> Self {
+        Self { shared }
     }
 }
 
 impl<St> Clone for Acknowledge<St> {
     fn clone(&self) -> Self {
         Self {
-            inbox: self.inbox.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -67,13 +68,16 @@ impl<St: InboxStore, B: Send + 'static> Service<Request<B>> for Acknowledge<St> 
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let inbox = self.inbox.clone();
+        let shared = Arc::clone(&self.shared);
         let verified = request.extensions().get::<Verified>().cloned();
-        Box::pin(async move { Ok(acknowledge(&inbox, verified).await) })
+        Box::pin(async move { Ok(acknowledge(&shared, verified).await) })
     }
 }
 
-async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verified>) -> Response {
+async fn acknowledge<St: InboxStore>(
+    shared: &Arc<Shared<St>>,
+    verified: Option<Verified>,
+) -> Response {
     let Some(verified) = verified else {
         return Rejection::of(
             &reason::LAYER_MISSING,
@@ -92,17 +96,17 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
     };
     let now = SystemTime::now();
     let delivery = delivery_of(&verified, now);
-    let settings = &inbox.inner.settings;
+    let settings = &shared.settings;
     let memory = remember_for(Some(window), settings.margin).max(settings.retry_horizon);
     let expires_at = now.checked_add(memory).unwrap_or(now);
     // A commit that takes too long goes to the spool: it may still land, and the spooled copy
     // is then a duplicate of it.
     let committed = tokio::time::timeout(
         COMMIT_TIMEOUT,
-        inbox.inner.store.commit(
+        shared.store.commit(
             &delivery,
             expires_at,
-            inbox.limit_for(delivery.tenant.as_ref()),
+            shared.limit_for(delivery.tenant.as_ref()),
         ),
     )
     .await
@@ -125,7 +129,7 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
     }
     match committed {
         Ok(Commit::New) => {
-            inbox.inner.committed.notify_waiters();
+            shared.committed.notify_waiters();
             status("accepted")
         }
         Ok(Commit::Duplicate) => {
@@ -141,18 +145,18 @@ async fn acknowledge<St: InboxStore>(inbox: &Inbox<St>, verified: Option<Verifie
             "the delivery's tenant has its limit of deliveries waiting in the inbox; other tenants are served",
         )
         .into_response(),
-        Err(error) => spool(inbox, delivery, expires_at, &error).await,
+        Err(error) => spool(shared, delivery, expires_at, &error).await,
     }
 }
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.
 async fn spool<St: InboxStore>(
-    inbox: &Inbox<St>,
+    shared: &Arc<Shared<St>>,
     delivery: InboxDelivery,
     expires_at: SystemTime,
     error: &StoreError,
 ) -> Response {
-    if let Some(spool) = inbox.inner.spool.clone() {
+    if let Some(spool) = shared.spool.clone() {
         let id = delivery.id.clone();
         // Written and flushed to disk off the async threads.
         let appended =
@@ -161,7 +165,7 @@ async fn spool<St: InboxStore>(
             Ok(Ok(())) => {
                 metrics::outcome(metrics::INBOX, "spooled");
                 tracing::warn!(target: "countersign", %error, delivery = %id, "the inbox is unavailable: the delivery waits in the spool");
-                inbox.inner.committed.notify_waiters();
+                shared.committed.notify_waiters();
                 return status("accepted");
             }
             Ok(Err(Refused::Full)) => "the inbox is unavailable and the spool is full",
@@ -182,7 +186,6 @@ async fn spool<St: InboxStore>(
         tracing::warn!(target: "countersign", %error, delivery = %id, detail, "a delivery was refused: the inbox is unavailable");
         return Rejection::of(&reason::INBOX_UNAVAILABLE, detail).into_response();
     }
-    let _ = (inbox, expires_at);
     metrics::outcome(metrics::INBOX, "store_error");
     tracing::warn!(target: "countersign", %error, delivery = %delivery.id, "a delivery was refused: the inbox is unavailable");
     Rejection::of(&reason::INBOX_UNAVAILABLE, "the inbox is unavailable").into_response()

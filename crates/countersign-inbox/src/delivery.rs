@@ -9,7 +9,7 @@ use countersign_core::Provider;
 use serde::de::DeserializeOwned;
 
 /// What a dead letter says when it is a spooled delivery that waited in the spool past half
-/// the time its id is remembered (the retry horizon, [`Inbox::with_retry_horizon`], or its
+/// the time its id is remembered (the retry horizon, [`Inbox::with_retry_horizon`](crate::Inbox::with_retry_horizon), or its
 /// signature's window and the margin if longer): it was set aside, not run, since another
 /// instance may have committed and handled it already and forgotten its id since. An
 /// operator checks the handler's own records before retrying it.
@@ -161,7 +161,7 @@ pub struct InboxStats {
     pub oldest_unhandled: Option<SystemTime>,
 }
 
-/// What a worker asks of [`InboxStore::claim`].
+/// What a worker asks of [`WorkerStore::claim`](crate::WorkerStore::claim).
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
     /// The workers' name: each delivery's lease is `{owner}:{attempt}`, so that an attempt

@@ -1,10 +1,11 @@
 //! The drain: what waits in this instance's spool moves into the inbox once its store is back.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::delivery::{Commit, MAYBE_HANDLED};
-use crate::inbox::Inbox;
 use crate::metrics;
+use crate::shared::Shared;
 use crate::store::InboxStore;
 
 /// The tenants whose spooled deliveries wait for room under their limit, and since when: left
@@ -24,8 +25,8 @@ const DRAIN_FAILURES: usize = 3;
 /// or more (the retry horizon, or its signature's window and the margin if longer) is set aside
 /// as a dead letter instead ([`MAYBE_HANDLED`]), whatever its tenant has waiting: its commit may
 /// have reached the store after all and been handled, and its id been forgotten since.
-pub(crate) async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut HeldBack) {
-    let Some(spool) = &inbox.inner.spool else {
+pub(crate) async fn drain<St: InboxStore>(shared: &Arc<Shared<St>>, held_back: &mut HeldBack) {
+    let Some(spool) = &shared.spool else {
         return;
     };
     metrics::inbox_spooled(spool.len());
@@ -33,7 +34,7 @@ pub(crate) async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut Hel
         return;
     }
     held_back.retain(|_, since| since.elapsed() < HELD_BACK_FOR);
-    let settings = inbox.inner.settings;
+    let settings = shared.settings;
     let spool = spool.clone();
     // A held-back tenant's deliveries are read again once it has been held back a while.
     let skip: std::collections::HashSet<_> = held_back.keys().cloned().collect();
@@ -55,16 +56,15 @@ pub(crate) async fn drain<St: InboxStore>(inbox: &Inbox<St>, held_back: &mut Hel
             tracing::error!(target: "countersign", delivery = %delivery.id, waited_s = waited.as_secs(), "a spooled delivery waited past half the time its id is remembered: set aside as a dead letter, since it may have been handled already");
             metrics::outcome(metrics::INBOX, "set_aside");
             let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
-            inbox
-                .inner
+            shared
                 .store
                 .set_aside(&delivery, MAYBE_HANDLED, dead_until)
                 .await
         } else {
-            let limit = inbox
+            let limit = shared
                 .limit_for(delivery.tenant.as_ref())
                 .map(|limit| limit.saturating_add(spool.tenant_share()));
-            inbox.inner.store.commit(&delivery, expires_at, limit).await
+            shared.store.commit(&delivery, expires_at, limit).await
         };
         match moved {
             Ok(Commit::TenantFull) => {

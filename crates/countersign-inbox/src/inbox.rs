@@ -10,8 +10,8 @@ use countersign_core::inbox::Backoff;
 use countersign_core::replay::StoreError;
 
 use crate::acknowledge::Acknowledge;
-use crate::admission::Crowded;
 use crate::delivery::{BoxError, DeadLetter, InboxDelivery, InboxStats, Retried};
+use crate::shared::{Settings, Shared};
 use crate::spool::Spool;
 use crate::store::InboxStore;
 use crate::worker::{self, Workers};
@@ -40,10 +40,10 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a dead letter is kept (then forgotten, body and all).
 pub const DEFAULT_DEAD_LETTER_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// A durable inbox over a store. See the [module docs](self). Cheap to clone; clones share
+/// A durable inbox over a store. See the [crate docs](crate). Cheap to clone; clones share
 /// everything.
 pub struct Inbox<St> {
-    pub(crate) inner: Arc<Inner<St>>,
+    pub(crate) inner: Arc<Shared<St>>,
 }
 
 impl<St> Clone for Inbox<St> {
@@ -52,31 +52,6 @@ impl<St> Clone for Inbox<St> {
             inner: Arc::clone(&self.inner),
         }
     }
-}
-
-pub(crate) struct Inner<St> {
-    pub(crate) store: St,
-    pub(crate) settings: Settings,
-    /// Where deliveries wait while the store is down.
-    pub(crate) spool: Option<Spool>,
-    /// Wakes this instance's idle workers when a delivery is committed here.
-    pub(crate) committed: tokio::sync::Notify,
-    /// The tenants near their limit, as last read: only their commits count.
-    pub(crate) crowded: std::sync::Mutex<Crowded>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Settings {
-    pub(crate) backoff: Backoff,
-    pub(crate) lease: Duration,
-    pub(crate) margin: Duration,
-    pub(crate) retry_horizon: Duration,
-    /// `None`: no limit (one at or past `i64::MAX`, which no database counts to).
-    pub(crate) tenant_limit: Option<NonZeroU64>,
-    pub(crate) tenant_concurrency: u64,
-    pub(crate) attempt_timeout: Duration,
-    pub(crate) dead_letter_ttl: Duration,
-    pub(crate) poll: Duration,
 }
 
 impl<St: fmt::Debug> fmt::Debug for Inbox<St> {
@@ -95,7 +70,7 @@ impl<St: InboxStore> Inbox<St> {
     /// them with the `with_*` methods before cloning the inbox (they panic after).
     pub fn new(store: St) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 store,
                 settings: Settings {
                     backoff: Backoff::default(),
@@ -119,7 +94,7 @@ impl<St: InboxStore> Inbox<St> {
         self.rebuild(|inner| change(&mut inner.settings))
     }
 
-    fn rebuild(self, change: impl FnOnce(&mut Inner<St>)) -> Self {
+    fn rebuild(self, change: impl FnOnce(&mut Shared<St>)) -> Self {
         Self {
             inner: configure(self.inner, change),
         }
@@ -207,10 +182,10 @@ impl<St: InboxStore> Inbox<St> {
     }
 
     /// The route's endpoint, behind a verification layer: commits each verified delivery and
-    /// answers it (see the [module docs](self)).
+    /// answers it (see the [crate docs](crate)).
     #[must_use]
     pub fn acknowledge(&self) -> Acknowledge<St> {
-        Acknowledge::new(self.clone())
+        Acknowledge::new(Arc::clone(&self.inner))
     }
 
     /// Starts `concurrency` workers (at least 1) on the current Tokio runtime that hand each
@@ -227,7 +202,11 @@ impl<St: InboxStore> Inbox<St> {
         H: Fn(InboxDelivery) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        worker::start(self.clone(), concurrency.max(1), worker::plain(handler))
+        worker::start(
+            Arc::clone(&self.inner),
+            concurrency.max(1),
+            worker::plain(handler),
+        )
     }
 
     /// The dead letters of `tenant`, newest first, at most `limit`: what a tenant's own
@@ -300,7 +279,7 @@ impl<St: InboxStore> Inbox<St> {
 
 /// `shared` changed by `change`, for a builder method: it must not have been cloned yet (a
 /// clone would keep the old settings), and panics when it was.
-fn configure<St>(shared: Arc<Inner<St>>, change: impl FnOnce(&mut Inner<St>)) -> Arc<Inner<St>> {
+fn configure<St>(shared: Arc<Shared<St>>, change: impl FnOnce(&mut Shared<St>)) -> Arc<Shared<St>> {
     match Arc::try_unwrap(shared) {
         Ok(mut inner) => {
             change(&mut inner);

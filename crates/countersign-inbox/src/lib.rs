@@ -1,4 +1,4 @@
-//! A durable inbox for [countersign](countersign)'s verified deliveries: a verified delivery is committed, then acknowledged at
+//! A durable inbox for [`countersign`]'s verified deliveries: a verified delivery is committed, then acknowledged at
 //! once, and the application's handler runs it later from the inbox until it succeeds once.
 //!
 //! A provider stops sending when its deliveries fail: Contentstack disables a webhook after 10
@@ -73,6 +73,7 @@ mod delivery;
 mod drain;
 mod inbox;
 pub mod metrics;
+mod shared;
 mod spool;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

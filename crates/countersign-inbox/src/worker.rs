@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 
 use crate::delivery::{BoxError, ClaimRequest, GiveUp, InboxDelivery};
 use crate::drain::{HeldBack, drain};
-use crate::inbox::Inbox;
 use crate::metrics;
+use crate::shared::Shared;
 use crate::store::InboxStore;
 
 /// How often the handled deliveries past their memory are purged.
@@ -60,7 +60,7 @@ pub(crate) enum Handled {
     LostLease,
 }
 
-/// Running workers ([`Inbox::work`]). [`Workers::shutdown`] lets the attempts under way
+/// Running workers ([`Inbox::work`](crate::Inbox::work)). [`Workers::shutdown`] lets the attempts under way
 /// finish; dropping them stops them at once, as a killed process would: the deliveries they
 /// hold are taken over by others when their leases lapse (and that attempt counts).
 #[must_use = "the workers stop when this is dropped"]
@@ -119,14 +119,14 @@ where
 }
 
 pub(crate) fn start<St: InboxStore>(
-    inbox: Inbox<St>,
+    shared: Arc<Shared<St>>,
     concurrency: usize,
     handler: Handler,
 ) -> Workers {
     let stop = Arc::new(tokio::sync::Notify::new());
     Workers {
         claimer: Some(tokio::spawn(claim_loop(
-            inbox,
+            shared,
             concurrency,
             handler,
             Arc::clone(&stop),
@@ -138,7 +138,7 @@ pub(crate) fn start<St: InboxStore>(
 /// Takes due deliveries while there is room, and runs each in a task of its own. The tasks
 /// live in a set owned by this loop: aborting the loop aborts them.
 async fn claim_loop<St: InboxStore>(
-    inbox: Inbox<St>,
+    shared: Arc<Shared<St>>,
     concurrency: usize,
     handler: Handler,
     stop: Arc<tokio::sync::Notify>,
@@ -150,14 +150,14 @@ async fn claim_loop<St: InboxStore>(
     let mut purged = tokio::time::Instant::now();
     let mut measured: Option<tokio::time::Instant> = None;
     let mut held_back = HeldBack::new();
-    let settings = inbox.inner.settings;
+    let settings = shared.settings;
     let stopped = stop.notified();
     tokio::pin!(stopped);
     loop {
         while running.try_join_next().is_some() {}
         if measured.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
             measured = Some(tokio::time::Instant::now());
-            if let Ok(stats) = inbox.inner.store.stats().await {
+            if let Ok(stats) = shared.store.stats().await {
                 metrics::inbox_depth(
                     [
                         ("pending", stats.pending),
@@ -170,7 +170,7 @@ async fn claim_loop<St: InboxStore>(
                 );
             }
         }
-        drain(&inbox, &mut held_back).await;
+        drain(&shared, &mut held_back).await;
         let first = tokio::select! {
             permit = Arc::clone(&room).acquire_owned() => permit,
             () = &mut stopped => break,
@@ -183,15 +183,14 @@ async fn claim_loop<St: InboxStore>(
             permits.push(permit);
         }
         // Registered before the claim, so that a commit made while it runs still wakes us.
-        let committed = inbox.inner.committed.notified();
+        let committed = shared.committed.notified();
         // Each claim its own owner: a lease is never the same twice, even for an attempt
         // number seen before (a dead letter tried again counts afresh).
         claims += 1;
         let owner = format!("{owner}.{claims}");
         let now = SystemTime::now();
         let leased_at = tokio::time::Instant::now();
-        let claimed = inbox
-            .inner
+        let claimed = shared
             .store
             .claim(ClaimRequest {
                 owner: &owner,
@@ -217,7 +216,7 @@ async fn claim_loop<St: InboxStore>(
             drop(permits);
             if purged.elapsed() >= PURGE_EVERY {
                 purged = tokio::time::Instant::now();
-                if let Err(error) = inbox.inner.store.purge(SystemTime::now()).await {
+                if let Err(error) = shared.store.purge(SystemTime::now()).await {
                     tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
                 }
             }
@@ -229,9 +228,9 @@ async fn claim_loop<St: InboxStore>(
             continue;
         }
         for (delivery, permit) in batch.into_iter().zip(permits.drain(..)) {
-            let (inbox, handler, owner) = (inbox.clone(), handler.clone(), owner.clone());
+            let (shared, handler, owner) = (Arc::clone(&shared), handler.clone(), owner.clone());
             running.spawn(async move {
-                attempt(&inbox, &handler, &owner, delivery, leased_at).await;
+                attempt(&shared, &handler, &owner, delivery, leased_at).await;
                 drop(permit);
             });
         }
@@ -250,14 +249,14 @@ async fn claim_loop<St: InboxStore>(
 /// transaction runs on: its effects commit only with its lease (and SQLite's, holding the
 /// database, keeps the renewals waiting).
 async fn attempt<St: InboxStore>(
-    inbox: &Inbox<St>,
+    shared: &Arc<Shared<St>>,
     handler: &Handler,
     owner: &str,
     delivery: InboxDelivery,
     leased_at: tokio::time::Instant,
 ) {
-    let store = &inbox.inner.store;
-    let settings = inbox.inner.settings;
+    let store = &shared.store;
+    let settings = shared.settings;
     let (id, attempt) = (delivery.id.clone(), delivery.attempt);
     // This attempt's lease: a later attempt's (after this one's lapsed) is another.
     let lease = format!("{owner}:{attempt}");

@@ -51,8 +51,8 @@
 //! | [`RequiredHeadersLayer`] | custom headers, several values for rotation | 401 |
 //! | [`ContentstackWebhookLayer`] | RSA or HMAC signature, `triggered_at`; with a [`Tenancy`](contentstack::Tenancy), this app's uid and stacks | 401, 403 not ours, 503 without a key |
 //! | [`ContentfulRequestLayer`] | Contentful's request signature, TTL; the kinds of request the route takes | 401, 403 another kind |
-//! | [`session::AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key or when the spent-token store cannot answer |
-//! | [`session::SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
+//! | [`AppTokenLayer`] | the `app-token` of a signed UI location; mints the app's session | 401, 503 without a key or when the spent-token store cannot answer |
+//! | [`SessionLayer`] | the app's session (Bearer or cookie; CSRF token on cookie writes) | 401, 403 |
 //! | [`replay::ReplayGuardLayer`] | a verified delivery seen before (memory or Redis); holds a renewed lease while the handler runs | 200 duplicate, 409, 503 |
 //!
 //! The two signature layers read the body first: 413 when `Content-Length` or the streamed body
@@ -110,7 +110,7 @@
 //! the request's one extension, which the extractors read. The layers' [`Guard`](guard::Guard) is sealed:
 //! to add a check of your own, write a Tower layer after ours (or an
 //! `axum::middleware::from_fn`) and read the extractors.
-//! [`well_known`] fetches Contentstack's public key from the region's endpoint, cached and
+//! `contentstack::well_known` fetches Contentstack's public key from the region's endpoint, cached and
 //! refreshed (feature `well-known`, on by default).
 //!
 //! # Beyond verification

@@ -207,7 +207,7 @@ impl Inbox<SqliteInbox> {
             })
         });
         worker::start(
-            self.clone(),
+            std::sync::Arc::clone(&self.inner),
             concurrency.max(1),
             worker::in_transaction(handler),
         )

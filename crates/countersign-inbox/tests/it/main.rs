@@ -1,6 +1,6 @@
 //! The durable inbox's integration tests, one binary: over SQLite, behind real verification
 //! layers on a real HTTP server (`inbox`), and at its edges (`edges`: late drains, lost leases,
-//! outcomes after a lapse). PostgreSQL's are among the workspace's end-to-end tests
+//! outcomes after a lapse), and between tenants (`tenants`). PostgreSQL's are among the workspace's end-to-end tests
 //! (`tests/tests/it/inbox_postgres.rs`), with a throwaway cluster.
 
 #![cfg(feature = "sqlite")]
@@ -12,6 +12,7 @@ use axum::Router;
 
 mod edges;
 mod inbox;
+mod tenants;
 
 /// Serves `app` on a free loopback port with the peer address available.
 async fn serve(app: Router) -> SocketAddr {

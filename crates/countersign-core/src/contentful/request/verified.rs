@@ -35,7 +35,7 @@ impl fmt::Debug for VerifiedRequest {
         let signed: Vec<(&str, &str)> = self
             .signed_headers()
             .map(|(name, value)| {
-                let sensitive = crate::SENSITIVE_HEADERS.contains(&name);
+                let sensitive = crate::sensitive::SENSITIVE_HEADERS.contains(&name);
                 (name, if sensitive { "<redacted>" } else { value })
             })
             .collect();

@@ -31,7 +31,7 @@ use crate::verdict::Verdict;
 /// ([`with_namespace`](Self::with_namespace)). Cheap to clone and to share between threads.
 ///
 /// A backend calls [`verify`](Self::verify) (the `countersign` crate's layer does); the
-/// [`steps`](super::super::steps) module runs its checks on a request given as parts, for
+/// [`diagnose`](Self::diagnose) runs its checks on a request given as parts, for
 /// diagnosis and tests.
 #[derive(Clone)]
 pub struct RequestVerifier {
@@ -219,7 +219,7 @@ impl RequestVerifier {
     }
 
     /// The checks of [`verify`](Self::verify) on a request given as its parts, under `prefix`
-    /// when one is given (else the configured one): [`steps`](super::super::steps).
+    /// when one is given (else the configured one): [`diagnose`](Self::diagnose).
     pub(crate) fn check_parts(
         &self,
         method: &Method,

@@ -33,7 +33,7 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 /// ([`with_namespace`](Self::with_namespace)).
 ///
 /// A backend calls [`verify`](Self::verify) (the `countersign` crate's layer does); the
-/// [`steps`](super::super::steps) module runs its checks one at a time, for diagnosis and
+/// [`diagnose`](Self::diagnose) runs its checks one at a time, for diagnosis and
 /// tests.
 #[derive(Clone)]
 pub struct WebhookVerifier {

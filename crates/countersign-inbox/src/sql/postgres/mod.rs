@@ -199,7 +199,7 @@ impl Inbox<PostgresInbox> {
             })
         });
         worker::start(
-            self.clone(),
+            std::sync::Arc::clone(&self.inner),
             concurrency.max(1),
             worker::in_transaction(handler),
         )
