@@ -126,6 +126,7 @@ async fn main() -> Result<(), Error> {
         .map(|name| axum::http::HeaderName::from_static(name));
     let router = router.merge(example_support::metrics_router());
     countersign::metrics::describe();
+    countersign_inbox::metrics::describe();
     let router = example_support::harden(router, sensitive);
     example_support::serve(
         listener,

@@ -124,6 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     let router = router.merge(example_support::metrics_router());
     countersign::metrics::describe();
+    countersign_inbox::metrics::describe();
     let router = example_support::harden(router, sensitive);
     example_support::serve(
         listener,
