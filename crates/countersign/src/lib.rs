@@ -115,11 +115,12 @@
 //!
 //! # Beyond verification
 //!
-//! - `app_identity` (feature `app-identity`): access tokens for calling Contentful as the app.
-//! - `contentstack_oauth` (feature `oauth`): OAuth tokens for calling Contentstack as the app,
+//! - `contentful::app_identity` (feature `app-identity`): access tokens for calling Contentful
+//!   as the app.
+//! - `contentstack::oauth` (feature `oauth`): OAuth tokens for calling Contentstack as the app,
 //!   per installation, refreshed once per installation across a fleet.
 //! - The durable inbox is a crate of its own, `countersign-inbox`: deliveries acknowledged at
-//!   once and handled exactly once by workers, with retries and dead letters. It reads the
+//!   once and handled by workers until one attempt succeeds, with retries and dead letters. It reads the
 //!   [`Verified`] facts the layers insert.
 //! - `testing` (feature `testing`): signed requests of every scheme for your handlers' tests.
 //! - [`metrics`]: what the layers count, through the `metrics` facade (feature `metrics`).
