@@ -104,10 +104,11 @@ async fn main() {
 /// `handler_takes`. Every request is its own delivery of one tenant: no limit (so that none is
 /// refused, and nothing is counted), unless `BENCH_TENANT_LIMIT` sets one.
 fn from_inbox(store: impl InboxStore, handler_takes: Duration) -> (Router, Workers) {
-    let limit = std::env::var("BENCH_TENANT_LIMIT").map_or(u64::MAX, |v| v.parse().unwrap());
-    let inbox = Inbox::new(store)
-        .with_tenant_limit(limit)
-        .with_tenant_concurrency(u64::MAX);
+    let inbox = Inbox::new(store).with_tenant_concurrency(u64::MAX);
+    let inbox = match std::env::var("BENCH_TENANT_LIMIT") {
+        Ok(limit) => inbox.with_tenant_limit(limit.parse().unwrap()),
+        Err(_) => inbox.without_tenant_limit(),
+    };
     let workers = inbox.work(4, move |_: InboxDelivery| async move {
         tokio::time::sleep(handler_takes).await;
         Ok(())

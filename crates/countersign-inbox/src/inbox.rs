@@ -132,7 +132,8 @@ impl<St: InboxStore> Inbox<St> {
         self.reconfigure(|settings| settings.retry_horizon = horizon)
     }
 
-    /// How many deliveries of one tenant may wait (at least 1; [`DEFAULT_TENANT_LIMIT`]).
+    /// How many deliveries of one tenant may wait (at least 1; [`DEFAULT_TENANT_LIMIT`]). No
+    /// database counts to `i64::MAX`: a limit that high is none ([`Inbox::without_tenant_limit`]).
     #[must_use]
     pub fn with_tenant_limit(self, limit: u64) -> Self {
         let limit = NonZeroU64::new(limit.max(1)).filter(|limit| limit.get() < i64::MAX as u64);
