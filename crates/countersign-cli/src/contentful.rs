@@ -241,7 +241,9 @@ fn run_sign(args: &SignArgs) -> Outcome {
         let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
         let method = args.method.to_ascii_uppercase();
         return print_line(&match args.format {
-            Format::Curl => request_text::curl(&method, &url, &headers, &body),
+            Format::Curl => {
+                request_text::curl(&method, &url, &headers, &body).map_err(Failure::input)?
+            }
             _ => request_text::http(&method, &url, &headers, &body).map_err(Failure::input)?,
         });
     }

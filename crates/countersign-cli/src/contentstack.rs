@@ -45,11 +45,17 @@ pub(crate) enum Command {
         --signature \"v1=...\" --body-file webhook.json --tolerance 300"
     )]
     Verify(VerifyArgs),
-    /// Sign a webhook body with the HMAC method; prints the x-contentstack-hmac-signature value.
-    #[command(
-        after_help = "Example:\n  countersign contentstack hmac-sign --secret \"$SECRET\" --body-file webhook.json\n\n\
-        The secret can come from COUNTERSIGN_CONTENTSTACK_HMAC_SECRET instead of --secret."
-    )]
+    /// Sign a webhook with the HMAC method (the body byte for byte, or with --module and --event
+    /// an envelope built around --body as its data); prints the x-contentstack-hmac-signature
+    /// value, or with --format curl or http the whole request to send.
+    #[command(after_help = "Example:\n  \
+        # Sign a fresh envelope for your stack and send it with curl:\n  \
+        countersign contentstack hmac-sign --secret \"$SECRET\" --module entry --event publish \\\n      \
+        --api-key blt0000000000000001 --body '{\"entry\":{\"uid\":\"e1\"}}' \\\n      \
+        --format curl --url http://127.0.0.1:3000/webhooks/contentstack | sh\n\n  \
+        # Sign a captured body again, byte for byte, at a time of your choice:\n  \
+        countersign contentstack hmac-sign --secret \"$SECRET\" --body-file webhook.json --timestamp 1721897326\n\n\
+        The secret can come from COUNTERSIGN_CONTENTSTACK_HMAC_SECRET instead of --secret.")]
     HmacSign(HmacSignArgs),
     /// Verify an HMAC-signed webhook; exit 0 verified, 1 rejected.
     #[command(
@@ -118,6 +124,18 @@ pub(crate) struct SignArgs {
     /// The RSA-PSS salt length.
     #[arg(long, value_enum, default_value_t = Salt::Digest)]
     salt_length: Salt,
+    #[command(flatten)]
+    envelope: EnvelopeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// The stack `--api-key` stands for when it is not given: no stack's.
+pub(crate) const PLACEHOLDER_API_KEY: &str = "blt0000000000000000";
+
+/// Contentstack's envelope around the body (`sign`, `hmac-sign`).
+#[derive(Debug, Args)]
+pub(crate) struct EnvelopeArgs {
     /// Build the envelope: its module (entry, asset, ...), with --event.
     #[arg(long, requires = "event")]
     module: Option<String>,
@@ -125,8 +143,42 @@ pub(crate) struct SignArgs {
     #[arg(long, requires = "module")]
     event: Option<String>,
     /// Build the envelope: its api_key (the stack).
-    #[arg(long, requires = "module", default_value = "blt0000000000000000")]
+    #[arg(long, requires = "module", default_value = PLACEHOLDER_API_KEY)]
     api_key: String,
+}
+
+impl EnvelopeArgs {
+    /// The body to sign: the envelope around `data` with --module and --event (and a word on
+    /// stderr when its stack is the placeholder), else `data` as it is.
+    fn body(&self, data: Vec<u8>) -> Result<Vec<u8>, Failure> {
+        match (&self.module, &self.event) {
+            (Some(module), Some(event)) => {
+                warn_placeholder(&self.api_key);
+                envelope(module, event, &self.api_key, &data)
+            }
+            _ => Ok(data),
+        }
+    }
+
+    /// Whether the envelope is built here.
+    fn builds(&self) -> bool {
+        self.module.is_some()
+    }
+}
+
+/// Says on stderr that `api_key` is the placeholder: a receiver that binds its secrets or
+/// allows its stacks refuses a delivery for no stack of its own.
+pub(crate) fn warn_placeholder(api_key: &str) {
+    if api_key == PLACEHOLDER_API_KEY {
+        eprintln!(
+            "note: the envelope's api_key is the placeholder {PLACEHOLDER_API_KEY}; a receiver that binds its HMAC secret to a stack or allows only its stacks refuses it: pass --api-key <your stack's API key>"
+        );
+    }
+}
+
+/// What `sign` and `hmac-sign` print, and where a printed request goes.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
     /// What to print: the signature header's value, a curl command line that sends the whole
     /// request, or the HTTP request itself.
     #[arg(long, value_enum, default_value = "headers")]
@@ -138,6 +190,25 @@ pub(crate) struct SignArgs {
         default_value = "http://localhost:3000/webhooks/contentstack"
     )]
     url: String,
+}
+
+impl OutputArgs {
+    /// Prints the signature `value` of `header`, or the whole request with it.
+    fn print(&self, header: &str, value: String, body: &[u8]) -> Outcome {
+        let headers = [
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            (header.to_owned(), value.clone()),
+        ];
+        print_line(&match self.format {
+            Format::Headers => value,
+            Format::Curl => {
+                request_text::curl("POST", &self.url, &headers, body).map_err(Failure::input)?
+            }
+            Format::Http => {
+                request_text::http("POST", &self.url, &headers, body).map_err(Failure::input)?
+            }
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +249,15 @@ impl CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("body", |arg| arg.help(
+        "The body to sign, as text; with --module and --event, the envelope's data (JSON)"
+    )),
+    mut_arg("body_file", |arg| arg.help(
+        "The body to sign, read from a file and used byte for byte; with --module and --event, \
+         the envelope's data (JSON)"
+    ))
+)]
 pub(crate) struct HmacSignArgs {
     /// The HMAC secret.
     #[arg(long, env = HMAC_SECRET_ENV, hide_env_values = true)]
@@ -188,6 +268,10 @@ pub(crate) struct HmacSignArgs {
     /// clock's when absent.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     timestamp: Option<SystemTime>,
+    #[command(flatten)]
+    envelope: EnvelopeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -293,33 +377,19 @@ fn rejected(code: &'static str, message: &str) -> Failure {
 fn sign(args: &SignArgs) -> Outcome {
     let key = signing_key(&args.private_key)?;
     let salt = SaltLength::from(args.salt_length);
-    let body = match (&args.module, &args.event) {
-        (Some(module), Some(event)) => envelope(module, event, &args.api_key, &args.body.read()?)?,
-        _ => {
-            let body = args.body.read()?;
-            // Signed all the same (a test may want it), but said: a verifier refuses it.
-            if let Err(error) = countersign_core::contentstack::triggered_at(&body) {
-                eprintln!(
-                    "warning: {} ({}): an RSA verifier will refuse this body; --module and --event build an envelope",
-                    error.message(),
-                    error.kind()
-                );
-            }
-            body
+    let body = args.envelope.body(args.body.read()?)?;
+    if !args.envelope.builds() {
+        // Signed all the same (a test may want it), but said: a verifier refuses it.
+        if let Err(error) = countersign_core::contentstack::triggered_at(&body) {
+            eprintln!(
+                "warning: {} ({}): an RSA verifier will refuse this body; --module and --event build an envelope",
+                error.message(),
+                error.kind()
+            );
         }
-    };
+    }
     let value = key.sign_webhook(&body, salt).map_err(Failure::input)?;
-    let headers = [
-        ("Content-Type".to_owned(), "application/json".to_owned()),
-        (RSA_SIGNATURE_HEADER.to_owned(), value.clone()),
-    ];
-    print_line(&match args.format {
-        Format::Headers => value,
-        Format::Curl => request_text::curl("POST", &args.url, &headers, &body),
-        Format::Http => {
-            request_text::http("POST", &args.url, &headers, &body).map_err(Failure::input)?
-        }
-    })
+    args.output.print(RSA_SIGNATURE_HEADER, value, &body)
 }
 
 /// Contentstack's envelope around `data` (JSON; a sample entry when empty), triggered now.
@@ -359,7 +429,9 @@ fn verify(args: &VerifyArgs) -> Outcome {
 
 fn hmac_sign(args: &HmacSignArgs) -> Outcome {
     let secret = HmacSecret::new(&args.secret).map_err(Failure::input)?;
-    print_line(&secret.sign(&args.body.read()?, time_or_now(args.timestamp)))
+    let body = args.envelope.body(args.body.read()?)?;
+    let value = secret.sign(&body, time_or_now(args.timestamp));
+    args.output.print(HMAC_SIGNATURE_HEADER, value, &body)
 }
 
 fn hmac_verify(args: &HmacVerifyArgs) -> Outcome {

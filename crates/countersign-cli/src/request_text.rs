@@ -19,17 +19,29 @@ fn shell_quote(text: &str) -> String {
 }
 
 /// The request to `url` as a curl command line.
-pub(crate) fn curl(method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> String {
+pub(crate) fn curl(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<String, String> {
     let mut line = format!("curl -sS -X {method} {}", shell_quote(url));
     for (name, value) in headers {
         line.push_str(" -H ");
         line.push_str(&shell_quote(&format!("{name}: {value}")));
     }
     if !body.is_empty() {
-        line.push_str(" --data-binary ");
-        line.push_str(&shell_quote(&String::from_utf8_lossy(body)));
+        // A shell argument carries text, never a NUL; anything else would send other bytes
+        // than those signed.
+        let text = std::str::from_utf8(body)
+            .ok()
+            .filter(|text| !text.contains('\0'))
+            .ok_or("a body that is not UTF-8 text, or holds a NUL, cannot go on a curl command line: use --format http")?;
+        // --data-raw: a body that starts with @ is sent, not read as a file's name.
+        line.push_str(" --data-raw ");
+        line.push_str(&shell_quote(text));
     }
-    line
+    Ok(line)
 }
 
 /// The request to `url` as HTTP/1.1 text: request line, `Host`, the headers, `Content-Length`,

@@ -63,7 +63,7 @@ pub(crate) struct ContentstackArgs {
     #[arg(long, default_value = "entry")]
     module: String,
     /// The envelope's api_key (the stack).
-    #[arg(long, default_value = "blt0000000000000000")]
+    #[arg(long, default_value = crate::contentstack::PLACEHOLDER_API_KEY)]
     api_key: String,
     /// The RSA-PSS salt length.
     #[arg(long, value_enum, default_value = "digest")]
@@ -142,6 +142,9 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
         "application/json; charset=utf-8".to_owned(),
     )];
     if let Some(secret) = &args.hmac_secret {
+        // An HMAC secret belongs to one stack's webhook: a receiver that binds it refuses the
+        // placeholder stack.
+        crate::contentstack::warn_placeholder(&args.api_key);
         let secret = HmacSecret::new(secret).map_err(Failure::input)?;
         headers.push((
             HMAC_SIGNATURE_HEADER.to_owned(),

@@ -53,7 +53,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use countersign_core::contentstack::{AnyStack, KeySource, StackCheck, Tenancy, WebhookVerifier};
+use countersign_core::contentstack::{
+    AnyStack, KeySource, NoKeys, StackCheck, Tenancy, WebhookVerifier,
+};
 use http::Request;
 
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
@@ -102,6 +104,32 @@ impl<K: KeySource + Clone> ContentstackWebhookLayer<K> {
             limits: BodyLimits::default(),
             clock: Clock::system(),
         })
+    }
+}
+
+impl ContentstackWebhookLayer<NoKeys> {
+    /// A layer for HMAC-signed webhooks only: no public keys, the RSA method off. A delivery
+    /// signed with RSA is answered 401 `signature_method_not_configured` (never 503, which
+    /// would have Contentstack retry what will never verify).
+    ///
+    /// ```
+    /// use countersign::ContentstackWebhookLayer;
+    /// use countersign::contentstack::{HmacSecret, WebhookVerifier};
+    ///
+    /// # fn main() -> Result<(), countersign::ConfigError> {
+    /// // The webhook's secret, bound to the stack whose webhook it is: a delivery that names
+    /// // another stack is never verified with it.
+    /// let secret = HmacSecret::new(std::env::var("CONTENTSTACK_HMAC_SECRET").unwrap_or_default())
+    ///     .or_else(|_| HmacSecret::new("a dev secret"))?;
+    /// let verifier = WebhookVerifier::new().with_stack_hmac_secret("blt0000000000000001", secret);
+    /// let layer = ContentstackWebhookLayer::hmac(verifier);
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn hmac(verifier: WebhookVerifier) -> Self {
+        Self::new(verifier.with_rsa(false), NoKeys)
     }
 }
 

@@ -186,3 +186,74 @@ fn session_tokens_never_print() {
     assert!(!printed.contains("eyJ"), "{printed}");
     assert!(!printed.contains("csrf-secret-value"), "{printed}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_delivery_for_a_stack_with_no_secret_here_is_a_mismatch_whose_log_names_the_stack() {
+    use countersign::ContentstackWebhookLayer;
+    use countersign::contentstack::{HmacSecret, WebhookBody, WebhookVerifier};
+    use countersign::testing::TestKit;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // The receiver holds one secret, bound to blt-ours; the sender signs for blt-theirs.
+    let kit = TestKit::new();
+    let verifier =
+        WebhookVerifier::new().with_stack_hmac_secret("blt-ours", kit.contentstack_hmac_secret());
+    let app = Router::new()
+        .route("/hook", axum::routing::post(|| async { "handled" }))
+        .layer(ContentstackWebhookLayer::hmac(verifier));
+    let theirs = WebhookBody::new("entry", "publish").with_api_key("blt-theirs");
+    let response = app
+        .clone()
+        .oneshot(kit.contentstack_hmac_webhook("/hook", &theirs))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // The answer is the one a wrong secret gets: it tells an outsider nothing about which
+    // stacks have a secret here.
+    assert_eq!(problem["code"], "signature_mismatch");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("blt-"),
+        "{problem}"
+    );
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains(r#"no HMAC secret is bound to stack \"blt-theirs\""#)
+            || log.contains(r#"no HMAC secret is bound to stack "blt-theirs""#),
+        "{log}"
+    );
+    assert!(
+        log.contains("1 secret(s) are bound to other stacks"),
+        "{log}"
+    );
+
+    // Its own stack's delivery verifies; an RSA-signed one is refused as a method not set up.
+    let ours = WebhookBody::new("entry", "publish").with_api_key("blt-ours");
+    let response = app
+        .clone()
+        .oneshot(kit.contentstack_hmac_webhook("/hook", &ours))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .oneshot(kit.contentstack_webhook("/hook", &ours))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["code"], "signature_method_not_configured");
+    let _ = HmacSecret::new("unused").unwrap();
+}

@@ -198,7 +198,7 @@ fn sign_as_curl_or_http_prints_the_whole_request_with_the_callers_headers() {
         "-H 'x-contentful-signed-headers: content-type,x-contentful-signed-headers,x-contentful-space-id,x-contentful-timestamp'",
         "-H 'x-contentful-timestamp: 1700000000000'",
         "-H 'x-contentful-space-id: my-space'",
-        "--data-binary '{}'",
+        "--data-raw '{}'",
     ] {
         assert!(line.contains(header), "{header} in {line}");
     }

@@ -19,6 +19,122 @@ async fn webhook_server() -> std::net::SocketAddr {
     address
 }
 
+/// A server that takes only HMAC-signed webhooks, with `secret` bound to stack `blt1`, and
+/// answers 200 `handled`.
+async fn hmac_server(secret: &str) -> std::net::SocketAddr {
+    use axum::routing::post;
+    use countersign::ContentstackWebhookLayer;
+    use countersign::contentstack::{HmacSecret, WebhookVerifier};
+    let verifier =
+        WebhookVerifier::new().with_stack_hmac_secret("blt1", HmacSecret::new(secret).unwrap());
+    let app = axum::Router::new().route(
+        "/webhooks/hmac",
+        post(|| async { "handled" }).layer(ContentstackWebhookLayer::hmac(verifier)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// Runs a printed command line with `sh`: what it printed.
+async fn run_printed(line: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_sign_as_curl_prints_a_command_an_hmac_receiver_accepts_as_printed() {
+    let address = hmac_server("the webhook's secret").await;
+    let url = format!("http://{address}/webhooks/hmac");
+    let envelope = |api_key: Option<&'static str>| {
+        let mut args = vec![
+            "contentstack",
+            "hmac-sign",
+            "--secret",
+            "the webhook's secret",
+            "--module",
+            "entry",
+            "--event",
+            "publish",
+            "--body",
+            r#"{"entry":{"uid":"e1"}}"#,
+            "--format",
+            "curl",
+        ];
+        args.extend(api_key.map(|key| ["--api-key", key]).into_iter().flatten());
+        args.extend(["--url", url.as_str()]);
+        countersign(&args)
+    };
+    let output = envelope(Some("blt1"));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let line = stdout(&output);
+    assert!(
+        line.contains(" -H 'x-contentstack-hmac-signature: t="),
+        "{line}"
+    );
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+    assert_eq!(run_printed(line).await, "handled");
+
+    // Without --api-key: the placeholder stack, said on stderr, and refused by a receiver
+    // whose secret is bound to its own stack.
+    let output = envelope(None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("placeholder blt0000000000000000"),
+        "{}",
+        stderr(&output)
+    );
+    let answer = run_printed(stdout(&output)).await;
+    assert!(answer.contains("signature_mismatch"), "{answer}");
+}
+
+#[test]
+fn a_body_text_cannot_carry_is_refused_for_curl_and_an_at_sign_is_sent_not_read() {
+    let binary = [
+        "contentstack",
+        "hmac-sign",
+        "--secret",
+        "s",
+        "--body",
+        "@/etc/passwd",
+    ];
+    let output = countersign(&[&binary[..], &["--format", "curl"]].concat());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(" --data-raw '@/etc/passwd'"),
+        "{}",
+        stdout(&output)
+    );
+    let file = std::env::temp_dir().join(format!("countersign-nul-{}", std::process::id()));
+    std::fs::write(&file, b"{\"a\":\"\0\"}").unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let output = countersign(&[
+        "contentstack",
+        "hmac-sign",
+        "--secret",
+        "s",
+        "--body-file",
+        &file,
+        "--format",
+        "curl",
+    ]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("--format http"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envelope_signed_as_http_text_is_accepted_as_sent() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -95,10 +211,7 @@ fn sign_as_curl_prints_a_command_that_sends_the_signed_envelope() {
         line.contains(" -H 'Content-Type: application/json'"),
         "{line}"
     );
-    assert!(
-        line.contains(" --data-binary '{\"triggered_at\":\""),
-        "{line}"
-    );
+    assert!(line.contains(" --data-raw '{\"triggered_at\":\""), "{line}");
     assert_eq!(line.lines().count(), 1, "one line to paste");
 }
 

@@ -397,10 +397,39 @@ impl WebhookVerifier {
         })
         .map(|((by, envelope), canonical)| (by, canonical, envelope))
         .ok_or_else(|| {
+            let stack = Envelope::parse(body).unwrap_or_default().api_key;
             Error::new(
                 ErrorKind::SignatureMismatch,
-                mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback),
+                self.unserved_stack_message(stack.as_deref())
+                    .unwrap_or_else(|| {
+                        mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback)
+                    }),
             )
+        })
+    }
+
+    /// When no configured secret may verify a delivery of `stack` (every one is bound to
+    /// another stack), what the log says: the stack, and how many secrets were not tried. The
+    /// answer stays `signature_mismatch`: a code of its own would tell anyone, stack by stack,
+    /// which stacks installed the app.
+    fn unserved_stack_message(&self, stack: Option<&str>) -> Option<String> {
+        let unserved = self.hmac_secrets.iter().all(|bound| !bound.serves(stack));
+        if !unserved || self.hmac_secrets.is_empty() {
+            return None;
+        }
+        let count = self.hmac_secrets.len();
+        let fix = "bind that stack's secret with WebhookVerifier::with_stack_hmac_secret";
+        Some(match stack {
+            Some(stack) => {
+                // The stack is the sender's text: bounded and quoted, never logged raw.
+                let shown: String = stack.chars().take(64).collect();
+                format!(
+                    "no HMAC secret is bound to stack {shown:?}: {count} secret(s) are bound to other stacks and were not tried; {fix}"
+                )
+            }
+            None => format!(
+                "the delivery names no stack (no api_key), and all {count} HMAC secret(s) are bound to stacks: none was tried; {fix}"
+            ),
         })
     }
 
@@ -424,6 +453,14 @@ impl WebhookVerifier {
         body: &[u8],
         stack: Option<&str>,
     ) -> Option<VerifiedBy> {
+        // A delivery for a stack no secret serves costs one MAC all the same, so that its
+        // answer's time does not tell which stacks have a secret here.
+        if let Some(first) = self.hmac_secrets.first()
+            && self.hmac_secrets.iter().all(|bound| !bound.serves(stack))
+        {
+            std::hint::black_box(first.secret.mac(&header.t_text, body));
+            return None;
+        }
         self.hmac_secrets
             .iter()
             .enumerate()

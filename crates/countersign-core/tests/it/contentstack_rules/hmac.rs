@@ -229,3 +229,46 @@ fn an_empty_hmac_secret_is_a_configuration_error() {
         ConfigErrorKind::InvalidSecret
     );
 }
+
+#[test]
+fn a_stack_no_secret_serves_is_a_mismatch_whose_message_names_the_stack() {
+    let body = |stack: &str| {
+        format!(
+            r#"{{"triggered_at":"2024-07-25T08:48:46.861Z","module":"entry","event":"publish","api_key":"{stack}","data":{{}}}}"#
+        )
+        .into_bytes()
+    };
+    let secret = HmacSecret::new("blt-a's own secret").unwrap();
+    let verifier = WebhookVerifier::new()
+        .with_rsa(false)
+        .with_stack_hmac_secret("blt-a", secret.clone());
+    let verify = |body: &[u8], secret: &HmacSecret| {
+        let headers = hmac_headers(&secret.sign(body, at_ms(TRIGGERED_MS)));
+        verifier
+            .diagnose()
+            .verify_with_keys(&headers, body, None, soon())
+    };
+
+    // Signed with the right secret, but for another stack: the secret is not tried.
+    let err = verify(&body("blt-b"), &secret).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+    assert!(
+        err.message()
+            .contains(r#"no HMAC secret is bound to stack "blt-b": 1 secret(s) are bound to other stacks and were not tried"#),
+        "{}",
+        err.message()
+    );
+    // A stack named at length is shown bounded.
+    let long = format!("blt-{}", "x".repeat(500));
+    let err = verify(&body(&long), &secret).unwrap_err();
+    assert!(err.message().len() < 300, "{}", err.message());
+    // Its own stack with a wrong secret: the plain mismatch, which names no stack.
+    let err = verify(&body("blt-a"), &HmacSecret::new("a guess").unwrap()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignatureMismatch);
+    assert!(
+        !err.message().contains("bound to stack"),
+        "{}",
+        err.message()
+    );
+    assert!(verify(&body("blt-a"), &secret).is_ok());
+}
