@@ -148,13 +148,13 @@ pub(crate) struct EnvelopeArgs {
 }
 
 impl EnvelopeArgs {
-    /// The body to sign: the envelope around `data` with --module and --event (and a word on
-    /// stderr when its stack is the placeholder), else `data` as it is.
-    fn body(&self, data: Vec<u8>) -> Result<Vec<u8>, Failure> {
+    /// The body to sign: the envelope around `data`, triggered `at`, with --module and --event
+    /// (and a word on stderr when its stack is the placeholder), else `data` as it is.
+    fn body(&self, data: Vec<u8>, at: SystemTime) -> Result<Vec<u8>, Failure> {
         match (&self.module, &self.event) {
             (Some(module), Some(event)) => {
                 warn_placeholder(&self.api_key);
-                envelope(module, event, &self.api_key, &data)
+                envelope(module, event, &self.api_key, &data, at)
             }
             _ => Ok(data),
         }
@@ -377,7 +377,7 @@ fn rejected(code: &'static str, message: &str) -> Failure {
 fn sign(args: &SignArgs) -> Outcome {
     let key = signing_key(&args.private_key)?;
     let salt = SaltLength::from(args.salt_length);
-    let body = args.envelope.body(args.body.read()?)?;
+    let body = args.envelope.body(args.body.read()?, SystemTime::now())?;
     if !args.envelope.builds() {
         // Signed all the same (a test may want it), but said: a verifier refuses it.
         if let Err(error) = countersign_core::contentstack::triggered_at(&body) {
@@ -392,12 +392,13 @@ fn sign(args: &SignArgs) -> Outcome {
     args.output.print(RSA_SIGNATURE_HEADER, value, &body)
 }
 
-/// Contentstack's envelope around `data` (JSON; a sample entry when empty), triggered now.
+/// Contentstack's envelope around `data` (JSON; a sample entry when empty), triggered `at`.
 pub(crate) fn envelope(
     module: &str,
     event: &str,
     api_key: &str,
     data: &[u8],
+    at: SystemTime,
 ) -> Result<Vec<u8>, Failure> {
     let data: Value = if data.is_empty() {
         json!({"entry": {"uid": "blt0000000000000001", "title": "Hello", "locale": "en-us"}})
@@ -409,7 +410,7 @@ pub(crate) fn envelope(
         countersign_core::contentstack::WebhookBody::new(module, event)
             .with_api_key(api_key)
             .with_data(&data)
-            .to_bytes(SystemTime::now()),
+            .to_bytes(at),
     )
 }
 
@@ -429,8 +430,10 @@ fn verify(args: &VerifyArgs) -> Outcome {
 
 fn hmac_sign(args: &HmacSignArgs) -> Outcome {
     let secret = HmacSecret::new(&args.secret).map_err(Failure::input)?;
-    let body = args.envelope.body(args.body.read()?)?;
-    let value = secret.sign(&body, time_or_now(args.timestamp));
+    // One time for the envelope's triggered_at and the header's t.
+    let at = time_or_now(args.timestamp);
+    let body = args.envelope.body(args.body.read()?, at)?;
+    let value = secret.sign(&body, at);
     args.output.print(HMAC_SIGNATURE_HEADER, value, &body)
 }
 

@@ -18,28 +18,41 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// The request to `url` as a curl command line.
+/// What to do with a body that cannot be printed as it is.
+const NOT_TEXT: &str = "a body that is not UTF-8 text, or holds control characters other than tab and \
+     line breaks, cannot be printed as it is: print its signature (--format headers) and send \
+     the file itself (curl --data-binary @FILE)";
+
+/// `body` as text to print: UTF-8 without NULs, escapes or other control characters (a
+/// terminal would act on them, and a shell argument cannot hold a NUL), or why not.
+fn printable(body: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(body)
+        .ok()
+        .filter(|text| {
+            !text
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        })
+        .ok_or_else(|| NOT_TEXT.to_owned())
+}
+
+/// The request to `url` as a command line for a POSIX shell (`sh`, `bash`, `zsh`; not fish).
 pub(crate) fn curl(
     method: &str,
     url: &str,
     headers: &[(String, String)],
     body: &[u8],
 ) -> Result<String, String> {
-    let mut line = format!("curl -sS -X {method} {}", shell_quote(url));
+    // --url: a URL that starts with `-` is not read as an option.
+    let mut line = format!("curl -sS -X {method} --url {}", shell_quote(url));
     for (name, value) in headers {
         line.push_str(" -H ");
         line.push_str(&shell_quote(&format!("{name}: {value}")));
     }
     if !body.is_empty() {
-        // A shell argument carries text, never a NUL; anything else would send other bytes
-        // than those signed.
-        let text = std::str::from_utf8(body)
-            .ok()
-            .filter(|text| !text.contains('\0'))
-            .ok_or("a body that is not UTF-8 text, or holds a NUL, cannot go on a curl command line: use --format http")?;
         // --data-raw: a body that starts with @ is sent, not read as a file's name.
         line.push_str(" --data-raw ");
-        line.push_str(&shell_quote(text));
+        line.push_str(&shell_quote(printable(body)?));
     }
     Ok(line)
 }
@@ -48,7 +61,7 @@ pub(crate) fn curl(
 /// a blank line and the body.
 ///
 /// # Errors
-/// When `url` is not an http(s) URL.
+/// When `url` is not an http(s) URL, or the body cannot be printed as it is.
 pub(crate) fn http(
     method: &str,
     url: &str,
@@ -70,7 +83,7 @@ pub(crate) fn http(
         text.push_str(&format!("{name}: {value}\r\n"));
     }
     text.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    text.push_str(&String::from_utf8_lossy(body));
+    text.push_str(printable(body)?);
     Ok(text)
 }
 

@@ -136,6 +136,7 @@ fn contentstack_request(args: &ContentstackArgs) -> Result<Outgoing, Failure> {
         &args.event,
         &args.api_key,
         &args.body.read()?,
+        SystemTime::now(),
     )?;
     let mut headers = vec![(
         "content-type".to_owned(),

@@ -25,6 +25,11 @@ impl<S> Bound<S> {
         }
     }
 
+    /// The tenant it is bound to, if any.
+    pub(crate) fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
     /// Whether this secret may verify a request whose signed tenant is `tenant`: a bound
     /// secret only its own tenant's, never one that names none.
     pub(crate) fn serves(&self, tenant: Option<&str>) -> bool {

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = countersign::random_hex(32)?;
     let hmac = ContentstackWebhookLayer::hmac(
         WebhookVerifier::new().with_stack_hmac_secret(stack, HmacSecret::new(&secret)?),
-    );
+    )?;
     let replay = ReplayGuardLayer::new(MemoryStore::default());
     let app = Router::new()
         .route("/webhooks/contentstack", post(on_webhook).layer(layers))

@@ -56,6 +56,7 @@ use axum::body::Body;
 use countersign_core::contentstack::{
     AnyStack, KeySource, NoKeys, StackCheck, Tenancy, WebhookVerifier,
 };
+use countersign_core::{ConfigError, ConfigErrorKind};
 use http::Request;
 
 use crate::body::{BodyLimits, buffer, check_declared_length, hand_on};
@@ -116,20 +117,27 @@ impl ContentstackWebhookLayer<NoKeys> {
     /// use countersign::ContentstackWebhookLayer;
     /// use countersign::contentstack::{HmacSecret, WebhookVerifier};
     ///
-    /// # fn main() -> Result<(), countersign::ConfigError> {
-    /// // The webhook's secret, bound to the stack whose webhook it is: a delivery that names
-    /// // another stack is never verified with it.
-    /// let secret = HmacSecret::new(std::env::var("CONTENTSTACK_HMAC_SECRET").unwrap_or_default())
-    ///     .or_else(|_| HmacSecret::new("a dev secret"))?;
-    /// let verifier = WebhookVerifier::new().with_stack_hmac_secret("blt0000000000000001", secret);
-    /// let layer = ContentstackWebhookLayer::hmac(verifier);
-    /// # let _ = layer;
-    /// # Ok(())
-    /// # }
+    /// fn layer() -> Result<ContentstackWebhookLayer<countersign::NoKeys>, Box<dyn std::error::Error>> {
+    ///     // The webhook's secret, bound to the stack whose webhook it is: a delivery that
+    ///     // names another stack is never verified with it.
+    ///     let secret = HmacSecret::new(std::env::var("CONTENTSTACK_HMAC_SECRET")?)?;
+    ///     let verifier = WebhookVerifier::new()
+    ///         .with_stack_hmac_secret(std::env::var("CONTENTSTACK_API_KEY")?, secret);
+    ///     Ok(ContentstackWebhookLayer::hmac(verifier)?)
+    /// }
     /// ```
-    #[must_use]
-    pub fn hmac(verifier: WebhookVerifier) -> Self {
-        Self::new(verifier.with_rsa(false), NoKeys)
+    ///
+    /// # Errors
+    /// [`ConfigErrorKind::NoSecrets`](crate::ConfigErrorKind::NoSecrets) when `verifier` has
+    /// no HMAC secret: such a layer would refuse every delivery.
+    pub fn hmac(verifier: WebhookVerifier) -> Result<Self, ConfigError> {
+        if !verifier.has_hmac_secrets() {
+            return Err(ConfigError::new(
+                ConfigErrorKind::NoSecrets,
+                "an HMAC-only layer needs a secret: WebhookVerifier::with_stack_hmac_secret(api_key, secret)",
+            ));
+        }
+        Ok(Self::new(verifier.with_rsa(false), NoKeys))
     }
 }
 

@@ -207,7 +207,7 @@ async fn a_delivery_for_a_stack_with_no_secret_here_is_a_mismatch_whose_log_name
         WebhookVerifier::new().with_stack_hmac_secret("blt-ours", kit.contentstack_hmac_secret());
     let app = Router::new()
         .route("/hook", axum::routing::post(|| async { "handled" }))
-        .layer(ContentstackWebhookLayer::hmac(verifier));
+        .layer(ContentstackWebhookLayer::hmac(verifier).unwrap());
     let theirs = WebhookBody::new("entry", "publish").with_api_key("blt-theirs");
     let response = app
         .clone()

@@ -189,7 +189,7 @@ fn sign_as_curl_or_http_prints_the_whole_request_with_the_callers_headers() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let line = String::from_utf8(output.stdout).unwrap();
     assert!(
-        line.starts_with("curl -sS -X POST 'http://127.0.0.1:3001/hook?x=1'"),
+        line.starts_with("curl -sS -X POST --url 'http://127.0.0.1:3001/hook?x=1'"),
         "{line}"
     );
     for header in [

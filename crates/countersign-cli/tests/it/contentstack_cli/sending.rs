@@ -29,7 +29,7 @@ async fn hmac_server(secret: &str) -> std::net::SocketAddr {
         WebhookVerifier::new().with_stack_hmac_secret("blt1", HmacSecret::new(secret).unwrap());
     let app = axum::Router::new().route(
         "/webhooks/hmac",
-        post(|| async { "handled" }).layer(ContentstackWebhookLayer::hmac(verifier)),
+        post(|| async { "handled" }).layer(ContentstackWebhookLayer::hmac(verifier).unwrap()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -98,7 +98,7 @@ async fn hmac_sign_as_curl_prints_a_command_an_hmac_receiver_accepts_as_printed(
 }
 
 #[test]
-fn a_body_text_cannot_carry_is_refused_for_curl_and_an_at_sign_is_sent_not_read() {
+fn a_body_text_cannot_carry_is_refused_and_an_at_sign_is_sent_not_read() {
     let binary = [
         "contentstack",
         "hmac-sign",
@@ -129,10 +129,27 @@ fn a_body_text_cannot_carry_is_refused_for_curl_and_an_at_sign_is_sent_not_read(
     ]);
     assert_ne!(output.status.code(), Some(0));
     assert!(
-        stderr(&output).contains("--format http"),
+        stderr(&output).contains("--format headers"),
         "{}",
         stderr(&output)
     );
+    // Nor can an escape sequence, which a terminal would act on, for curl or as HTTP text.
+    std::fs::write(&file, b"{\"a\":\"\x1b[2J\"}").unwrap();
+    for format in ["curl", "http"] {
+        let output = countersign(&[
+            "contentstack",
+            "hmac-sign",
+            "--secret",
+            "s",
+            "--body-file",
+            &file,
+            "--format",
+            format,
+        ]);
+        assert_ne!(output.status.code(), Some(0), "{format}");
+        assert!(!stdout(&output).contains('\x1b'), "{format}");
+    }
+    let _ = std::fs::remove_file(&file);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +217,7 @@ fn sign_as_curl_prints_a_command_that_sends_the_signed_envelope() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let line = stdout(&output);
     assert!(
-        line.starts_with("curl -sS -X POST 'http://127.0.0.1:3000/webhooks/contentstack'"),
+        line.starts_with("curl -sS -X POST --url 'http://127.0.0.1:3000/webhooks/contentstack'"),
         "{line}"
     );
     assert!(

@@ -8,6 +8,7 @@
 
 mod envelope;
 mod headers;
+mod hmac;
 mod verified;
 mod verifier;
 

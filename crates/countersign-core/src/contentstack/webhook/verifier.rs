@@ -17,7 +17,7 @@ use crate::bound::Bound;
 use crate::contentstack::{
     Error, ErrorKind, HmacSecret, KeySet, KeySource, StackCheck, Tenancy, with_fresh_keys,
 };
-use crate::crypto::{constant_time_eq, sha256};
+use crate::crypto::sha256;
 use crate::freshness::{Outside, Window};
 use crate::js;
 use crate::verdict::Verdict;
@@ -37,12 +37,16 @@ type RsaMatch = (VerifiedBy, Option<Vec<u8>>, [u8; 32]);
 /// tests.
 #[derive(Clone)]
 pub struct WebhookVerifier {
-    rsa: bool,
-    hmac_secrets: Vec<Bound<HmacSecret>>,
-    tolerance: Duration,
-    future_skew: Duration,
-    json_fallback: bool,
-    namespace: Option<Arc<str>>,
+    pub(super) rsa: bool,
+    pub(super) hmac_secrets: Vec<Bound<HmacSecret>>,
+    /// How many MACs a delivery that no secret verifies costs: as many as the most secrets any
+    /// one stack has (those bound to it and those bound to none), whatever its stack, so that
+    /// the answer's time does not tell which stacks have secrets here.
+    pub(super) hmac_pad: usize,
+    pub(super) tolerance: Duration,
+    pub(super) future_skew: Duration,
+    pub(super) json_fallback: bool,
+    pub(super) namespace: Option<Arc<str>>,
 }
 
 impl Default for WebhookVerifier {
@@ -58,6 +62,7 @@ impl WebhookVerifier {
         Self {
             rsa: true,
             hmac_secrets: Vec::new(),
+            hmac_pad: 0,
             tolerance: DEFAULT_TOLERANCE,
             future_skew: DEFAULT_FUTURE_SKEW,
             json_fallback: false,
@@ -83,6 +88,7 @@ impl WebhookVerifier {
     #[must_use]
     pub fn with_hmac_secret(mut self, secret: HmacSecret) -> Self {
         self.hmac_secrets.push(Bound::any(secret));
+        self.hmac_pad = super::hmac::hmac_pad(&self.hmac_secrets);
         self
     }
 
@@ -97,7 +103,14 @@ impl WebhookVerifier {
         secret: HmacSecret,
     ) -> Self {
         self.hmac_secrets.push(Bound::to(api_key.into(), secret));
+        self.hmac_pad = super::hmac::hmac_pad(&self.hmac_secrets);
         self
+    }
+
+    /// Whether any HMAC secret is configured (bound to a stack or not).
+    #[must_use]
+    pub fn has_hmac_secrets(&self) -> bool {
+        !self.hmac_secrets.is_empty()
     }
 
     /// The namespace of this verifier's replay keys ([`crate::replay`]): deliveries of two
@@ -382,60 +395,9 @@ impl WebhookVerifier {
         }
     }
 
-    /// The HMAC that matched, the canonical bytes when the JSON fallback was needed, and the
-    /// envelope of the bytes that matched: a secret bound to a stack is tried only on a body
-    /// whose signed `api_key` is that stack.
-    fn check_hmac_signature(
-        &self,
-        header: &HmacHeader,
-        body: &[u8],
-    ) -> Result<(VerifiedBy, Option<Vec<u8>>, Envelope), Error> {
-        self.match_body(body, |bytes| {
-            let envelope = Envelope::parse(bytes).unwrap_or_default();
-            self.match_hmac(header, bytes, envelope.api_key.as_deref())
-                .map(|by| (by, envelope))
-        })
-        .map(|((by, envelope), canonical)| (by, canonical, envelope))
-        .ok_or_else(|| {
-            let stack = Envelope::parse(body).unwrap_or_default().api_key;
-            Error::new(
-                ErrorKind::SignatureMismatch,
-                self.unserved_stack_message(stack.as_deref())
-                    .unwrap_or_else(|| {
-                        mismatch_message("secret", self.hmac_secrets.len(), self.json_fallback)
-                    }),
-            )
-        })
-    }
-
-    /// When no configured secret may verify a delivery of `stack` (every one is bound to
-    /// another stack), what the log says: the stack, and how many secrets were not tried. The
-    /// answer stays `signature_mismatch`: a code of its own would tell anyone, stack by stack,
-    /// which stacks installed the app.
-    fn unserved_stack_message(&self, stack: Option<&str>) -> Option<String> {
-        let unserved = self.hmac_secrets.iter().all(|bound| !bound.serves(stack));
-        if !unserved || self.hmac_secrets.is_empty() {
-            return None;
-        }
-        let count = self.hmac_secrets.len();
-        let fix = "bind that stack's secret with WebhookVerifier::with_stack_hmac_secret";
-        Some(match stack {
-            Some(stack) => {
-                // The stack is the sender's text: bounded and quoted, never logged raw.
-                let shown: String = stack.chars().take(64).collect();
-                format!(
-                    "no HMAC secret is bound to stack {shown:?}: {count} secret(s) are bound to other stacks and were not tried; {fix}"
-                )
-            }
-            None => format!(
-                "the delivery names no stack (no api_key), and all {count} HMAC secret(s) are bound to stacks: none was tried; {fix}"
-            ),
-        })
-    }
-
     /// Tries `matches` on the raw body, then, with the fallback on, on its JSON
     /// re-serialization, which is returned when that is what matched.
-    fn match_body<T>(
+    pub(super) fn match_body<T>(
         &self,
         body: &[u8],
         matches: impl Fn(&[u8]) -> Option<T>,
@@ -445,37 +407,6 @@ impl WebhookVerifier {
         }
         let canonical = self.json_fallback.then(|| reencoded(body)).flatten()?;
         matches(&canonical).map(|by| (by, Some(canonical)))
-    }
-
-    fn match_hmac(
-        &self,
-        header: &HmacHeader,
-        body: &[u8],
-        stack: Option<&str>,
-    ) -> Option<VerifiedBy> {
-        // A delivery for a stack no secret serves costs one MAC all the same, so that its
-        // answer's time does not tell which stacks have a secret here.
-        if let Some(first) = self.hmac_secrets.first()
-            && self.hmac_secrets.iter().all(|bound| !bound.serves(stack))
-        {
-            std::hint::black_box(first.secret.mac(&header.t_text, body));
-            return None;
-        }
-        self.hmac_secrets
-            .iter()
-            .enumerate()
-            .filter(|(_, bound)| bound.serves(stack))
-            .find_map(|(secret_index, bound)| {
-                let mac = bound.secret.mac(&header.t_text, body);
-                header
-                    .v1
-                    .iter()
-                    .position(|candidate| constant_time_eq(candidate, &mac))
-                    .map(|element| VerifiedBy::Hmac {
-                        secret_index,
-                        element,
-                    })
-            })
     }
 
     fn check_freshness(
@@ -526,7 +457,7 @@ impl fmt::Debug for WebhookVerifier {
     }
 }
 
-fn mismatch_message(what: &str, count: usize, fallback: bool) -> String {
+pub(super) fn mismatch_message(what: &str, count: usize, fallback: bool) -> String {
     let tried = if fallback {
         "over the raw body nor over its JSON re-serialization"
     } else {
@@ -536,7 +467,7 @@ fn mismatch_message(what: &str, count: usize, fallback: bool) -> String {
 }
 
 /// `JSON.stringify(JSON.parse(body))`, when that differs from the body.
-fn reencoded(body: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn reencoded(body: &[u8]) -> Option<Vec<u8>> {
     js::json::canonicalize(body)
         .ok()
         .filter(|canonical| canonical != body)
