@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use axum::Router;
 
 mod edges;
+mod group;
 mod inbox;
 mod tenants;
 

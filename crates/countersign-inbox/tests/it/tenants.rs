@@ -73,6 +73,8 @@ async fn a_tenant_whose_handlers_hang_holds_two_workers_and_the_others_are_serve
     assert_eq!(send(&base, request).await.0, 200);
     until(|| handled.lock().unwrap().len() == 1).await;
     assert_eq!(*handled.lock().unwrap(), ["blt-quick"]);
+    // The handler has returned; its worker marks it handled just after.
+    until(|| inbox_leased(&inbox) == 2).await;
     let stats = inbox.stats().await.unwrap();
     assert_eq!(
         (stats.leased, stats.pending),

@@ -30,6 +30,17 @@ impl Write for Captured {
     }
 }
 
+/// What this thread logs from now until the guard drops.
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 fn request(authorization: &str) -> Request<Body> {
     let mut request = Request::get("/")
         .header("authorization", authorization)
@@ -43,13 +54,7 @@ fn request(authorization: &str) -> Request<Body> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_rejection_is_logged_with_reason_and_client_but_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
@@ -79,13 +84,7 @@ async fn an_app_token_never_reaches_the_log() {
     use countersign::contentstack::session::{AppTokenLayer, SessionKey, Sessions};
     use countersign::contentstack::{AppTokenVerifier, SigningKey, StaticKeys, mint_app_token};
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     let keys_b =
         include_str!("../../../countersign-core/tests/data/keys/contentstack-b.public.pem");
@@ -190,16 +189,10 @@ fn session_tokens_never_print() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_delivery_for_a_stack_with_no_secret_here_is_a_mismatch_whose_log_names_the_stack() {
     use countersign::ContentstackWebhookLayer;
-    use countersign::contentstack::{HmacSecret, WebhookBody, WebhookVerifier};
+    use countersign::contentstack::{WebhookBody, WebhookVerifier};
     use countersign::testing::TestKit;
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture();
 
     // The receiver holds one secret, bound to blt-ours; the sender signs for blt-theirs.
     let kit = TestKit::new();
@@ -255,5 +248,4 @@ async fn a_delivery_for_a_stack_with_no_secret_here_is_a_mismatch_whose_log_name
         .unwrap();
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["code"], "signature_method_not_configured");
-    let _ = HmacSecret::new("unused").unwrap();
 }

@@ -18,6 +18,8 @@ use crate::sql;
 use crate::store::{OperatorStore, WorkerStore};
 use crate::worker::{self, Handled, StoreFailed, Workers};
 
+mod group;
+
 /// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
 /// the backlog: the tenants with pending deliveries are found by a loose scan of the index
 /// (one seek per tenant), each gives at most `?6` of its oldest due ones, and the leases that
@@ -76,6 +78,8 @@ pub struct SqliteInbox {
     connection: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
     sql: Arc<sql::Statements>,
+    /// The commits waiting for the next group ([`group`]).
+    group: Arc<Mutex<group::Queue>>,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -130,6 +134,7 @@ impl SqliteInbox {
             connection,
             path: Arc::new(path),
             sql: Arc::new(sql),
+            group: Arc::default(),
         })
     }
 
@@ -239,49 +244,20 @@ impl WorkerStore for SqliteInbox {
         expires_at: SystemTime,
         tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
-        let delivery = delivery.clone();
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let sql = Arc::clone(&self.sql);
-        self.run(move |db| {
-            let db = db.transaction()?;
-            let known = db
-                .query_row(&sql.known, [&delivery.id], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if known {
-                return Ok(Commit::Duplicate);
-            }
-            // Counted up to the limit, and not at all without one.
-            let limit =
-                tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-            if limit < i64::MAX {
-                let waiting: i64 = match &delivery.tenant {
-                    Some(tenant) => {
-                        db.query_row(&sql.waiting, params![tenant, limit], |row| row.get(0))?
-                    }
-                    None => db.query_row(&sql.waiting_untenanted, [limit], |row| row.get(0))?,
-                };
-                if waiting >= limit {
-                    return Ok(Commit::TenantFull);
-                }
-            }
-            db.execute(
-                &sql.insert,
-                params![
-                    delivery.id,
-                    delivery.provider.as_str(),
-                    delivery.tenant,
-                    delivery.body.as_ref(),
-                    signed_headers,
-                    millis(delivery.received_at),
-                    millis(expires_at),
-                ],
-            )?;
-            db.commit()?;
-            Ok(Commit::New)
-        })
-        .await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let pending = group::Pending {
+            delivery: delivery.clone(),
+            signed_headers,
+            expires_at,
+            tenant_limit,
+            answer,
+        };
+        group::submit(&self.group, &self.connection, &self.sql, pending);
+        answered
+            .await
+            .map_err(|_| unavailable("the inbox's committer stopped"))?
     }
 
     async fn set_aside(
