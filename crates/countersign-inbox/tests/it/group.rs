@@ -126,3 +126,63 @@ async fn commits_that_wait_for_the_database_share_one_transaction_each_answered_
     assert_eq!(alone.unwrap(), Commit::New);
     assert_eq!(transactions.load(Ordering::SeqCst) - before, 2);
 }
+
+#[tokio::test]
+async fn bookkeeping_does_not_wait_for_the_disk_and_leaves_every_commit_durable() {
+    use countersign_inbox::ClaimRequest;
+
+    let connection = rusqlite::Connection::open(sqlite("bookkeeping")).unwrap();
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .unwrap();
+    let connection = Arc::new(Mutex::new(connection));
+    let store = SqliteInbox::sharing(Arc::clone(&connection)).unwrap();
+    let level = || -> i64 {
+        connection
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap()
+    };
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    assert_eq!(
+        store
+            .commit(&delivery("d1", "blt-a"), far, None)
+            .await
+            .unwrap(),
+        Commit::New
+    );
+    let now = SystemTime::now();
+    let claimed = store
+        .claim(ClaimRequest {
+            owner: "w",
+            now,
+            lease_until: far,
+            limit: 8,
+            tenant_concurrency: 2,
+            max_attempts: 8,
+            dead_until: far,
+            rotation: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(store.complete("d1", "w:1").await.unwrap());
+    // FULL (2) again after the bookkeeping, which ran at NORMAL (1).
+    assert_eq!(level(), 2);
+
+    // Left at NORMAL by anything else, a commit is still written at FULL.
+    connection
+        .lock()
+        .unwrap()
+        .execute_batch("PRAGMA synchronous = NORMAL")
+        .unwrap();
+    assert_eq!(
+        store
+            .commit(&delivery("d2", "blt-a"), far, None)
+            .await
+            .unwrap(),
+        Commit::New
+    );
+    assert_eq!(level(), 2);
+}

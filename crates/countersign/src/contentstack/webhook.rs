@@ -128,7 +128,7 @@ impl ContentstackWebhookLayer<NoKeys> {
     /// ```
     ///
     /// # Errors
-    /// [`ConfigErrorKind::NoSecrets`](crate::ConfigErrorKind::NoSecrets) when `verifier` has
+    /// [`ConfigErrorKind::NoSecrets`] when `verifier` has
     /// no HMAC secret: such a layer would refuse every delivery.
     pub fn hmac(verifier: WebhookVerifier) -> Result<Self, ConfigError> {
         if !verifier.has_hmac_secrets() {

@@ -5,8 +5,6 @@ use super::envelope::Envelope;
 use super::headers::HmacHeader;
 use super::verifier::{mismatch_message, reencoded};
 use super::{VerifiedBy, WebhookVerifier};
-use crate::bound::Bound;
-use crate::contentstack::HmacSecret;
 use crate::contentstack::{Error, ErrorKind};
 use crate::crypto::constant_time_eq;
 
@@ -109,46 +107,5 @@ impl WebhookVerifier {
             }
         }
         matched
-    }
-}
-
-/// The most secrets that serve any one stack: the unbound ones and those bound to it.
-pub(super) fn hmac_pad(secrets: &[Bound<HmacSecret>]) -> usize {
-    let mut per_stack: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut unbound = 0;
-    for bound in secrets {
-        match bound.tenant() {
-            Some(stack) => *per_stack.entry(stack).or_default() += 1,
-            None => unbound += 1,
-        }
-    }
-    unbound + per_stack.values().copied().max().unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secret() -> HmacSecret {
-        HmacSecret::new("s").unwrap_or_else(|_| unreachable!())
-    }
-
-    #[test]
-    fn a_refusal_costs_as_many_macs_as_the_stack_with_the_most_secrets() {
-        let pad = |secrets: Vec<Bound<HmacSecret>>| hmac_pad(&secrets);
-        assert_eq!(pad(vec![]), 0);
-        // One secret per stack: one MAC for any stack, its own or not.
-        let each = |n: usize| (0..n).map(|i| Bound::to(format!("blt{i}"), secret()));
-        assert_eq!(pad(each(1000).collect()), 1);
-        // A rotation of one stack's secret: two MACs for every stack.
-        let rotating: Vec<_> = each(10)
-            .chain([Bound::to("blt3".into(), secret())])
-            .collect();
-        assert_eq!(pad(rotating), 2);
-        // Unbound secrets serve every stack.
-        let mixed: Vec<_> = each(10)
-            .chain([Bound::any(secret()), Bound::any(secret())])
-            .collect();
-        assert_eq!(pad(mixed), 3);
     }
 }

@@ -88,7 +88,7 @@ impl WebhookVerifier {
     #[must_use]
     pub fn with_hmac_secret(mut self, secret: HmacSecret) -> Self {
         self.hmac_secrets.push(Bound::any(secret));
-        self.hmac_pad = super::hmac::hmac_pad(&self.hmac_secrets);
+        self.hmac_pad = hmac_pad(&self.hmac_secrets);
         self
     }
 
@@ -103,7 +103,7 @@ impl WebhookVerifier {
         secret: HmacSecret,
     ) -> Self {
         self.hmac_secrets.push(Bound::to(api_key.into(), secret));
-        self.hmac_pad = super::hmac::hmac_pad(&self.hmac_secrets);
+        self.hmac_pad = hmac_pad(&self.hmac_secrets);
         self
     }
 
@@ -457,6 +457,19 @@ impl fmt::Debug for WebhookVerifier {
     }
 }
 
+/// The most secrets that serve any one stack: the unbound ones and those bound to it.
+fn hmac_pad(secrets: &[Bound<HmacSecret>]) -> usize {
+    let mut per_stack: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut unbound = 0;
+    for bound in secrets {
+        match bound.tenant() {
+            Some(stack) => *per_stack.entry(stack).or_default() += 1,
+            None => unbound += 1,
+        }
+    }
+    unbound + per_stack.values().copied().max().unwrap_or(0)
+}
+
 pub(super) fn mismatch_message(what: &str, count: usize, fallback: bool) -> String {
     let tried = if fallback {
         "over the raw body nor over its JSON re-serialization"
@@ -471,4 +484,33 @@ pub(super) fn reencoded(body: &[u8]) -> Option<Vec<u8>> {
     js::json::canonicalize(body)
         .ok()
         .filter(|canonical| canonical != body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bound::Bound;
+
+    fn secret() -> HmacSecret {
+        HmacSecret::new("s").unwrap_or_else(|_| unreachable!())
+    }
+
+    #[test]
+    fn a_refusal_costs_as_many_macs_as_the_stack_with_the_most_secrets() {
+        let pad = |secrets: Vec<Bound<HmacSecret>>| hmac_pad(&secrets);
+        assert_eq!(pad(vec![]), 0);
+        // One secret per stack: one MAC for any stack, its own or not.
+        let each = |n: usize| (0..n).map(|i| Bound::to(format!("blt{i}"), secret()));
+        assert_eq!(pad(each(1000).collect()), 1);
+        // A rotation of one stack's secret: two MACs for every stack.
+        let rotating: Vec<_> = each(10)
+            .chain([Bound::to("blt3".into(), secret())])
+            .collect();
+        assert_eq!(pad(rotating), 2);
+        // Unbound secrets serve every stack.
+        let mixed: Vec<_> = each(10)
+            .chain([Bound::any(secret()), Bound::any(secret())])
+            .collect();
+        assert_eq!(pad(mixed), 3);
+    }
 }

@@ -36,6 +36,7 @@ pub(super) fn submit(
     queue: &Arc<Mutex<Queue>>,
     connection: &Arc<Mutex<Connection>>,
     sql: &Arc<sql::Statements>,
+    durable: i64,
     pending: Pending,
 ) {
     let mut state = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -46,11 +47,16 @@ pub(super) fn submit(
     state.writing = true;
     drop(state);
     let (queue, connection, sql) = (Arc::clone(queue), Arc::clone(connection), Arc::clone(sql));
-    tokio::task::spawn_blocking(move || write_groups(&queue, &connection, &sql));
+    tokio::task::spawn_blocking(move || write_groups(&queue, &connection, &sql, durable));
 }
 
 /// Writes groups until none waits.
-fn write_groups(queue: &Mutex<Queue>, connection: &Mutex<Connection>, sql: &sql::Statements) {
+fn write_groups(
+    queue: &Mutex<Queue>,
+    connection: &Mutex<Connection>,
+    sql: &sql::Statements,
+    durable: i64,
+) {
     loop {
         // The connection first: what arrives while it is busy (a claim, the previous group)
         // joins this group.
@@ -63,7 +69,7 @@ fn write_groups(queue: &Mutex<Queue>, connection: &Mutex<Connection>, sql: &sql:
             }
             std::mem::take(&mut state.waiting)
         };
-        let answers = write_group(&mut db, sql, &group);
+        let answers = write_group(&mut db, sql, durable, &group);
         drop(db);
         for (pending, answer) in group.into_iter().zip(answers) {
             // A caller that stopped waiting has its delivery committed all the same.
@@ -79,8 +85,19 @@ fn write_groups(queue: &Mutex<Queue>, connection: &Mutex<Connection>, sql: &sql:
 fn write_group(
     db: &mut Connection,
     sql: &sql::Statements,
+    durable: i64,
     group: &[Pending],
 ) -> Vec<Result<Commit, StoreError>> {
+    // At the durable level whatever the bookkeeping before left, or not at all.
+    let level = super::synchronous(db).and_then(|level| {
+        if level < durable {
+            super::set_synchronous(db, durable)?;
+        }
+        Ok(level.max(durable))
+    });
+    if let Err(error) = level {
+        return group.iter().map(|_| Err(unavailable(&error))).collect();
+    }
     let mut transaction = match db.transaction() {
         Ok(transaction) => transaction,
         Err(error) => return group.iter().map(|_| Err(unavailable(&error))).collect(),

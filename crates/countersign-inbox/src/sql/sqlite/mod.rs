@@ -80,6 +80,9 @@ pub struct SqliteInbox {
     sql: Arc<sql::Statements>,
     /// The commits waiting for the next group ([`group`]).
     group: Arc<Mutex<group::Queue>>,
+    /// The connection's `synchronous` level as opened (`FULL` is 2): a delivery's commit waits
+    /// for the disk at it, the workers' bookkeeping does not.
+    durable: i64,
 }
 
 impl fmt::Debug for SqliteInbox {
@@ -125,16 +128,18 @@ impl SqliteInbox {
     pub fn sharing(connection: Arc<Mutex<Connection>>) -> Result<Self, StoreError> {
         let claim = format!("{CLAIM}{}", sql::CLAIMED);
         let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, &claim);
-        let path = {
+        let (path, durable) = {
             let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
             db.execute_batch(&sql.schema).map_err(unavailable)?;
-            db.path().map(PathBuf::from).unwrap_or_default()
+            let durable = synchronous(&db).map_err(unavailable)?;
+            (db.path().map(PathBuf::from).unwrap_or_default(), durable)
         };
         Ok(Self {
             connection,
             path: Arc::new(path),
             sql: Arc::new(sql),
             group: Arc::default(),
+            durable,
         })
     }
 
@@ -152,14 +157,37 @@ impl SqliteInbox {
         .map_err(unavailable)?
     }
 
-    /// Runs the statement `which` picks with `values`: the rows it changed.
+    /// Runs `f` as the workers' bookkeeping (a claim, a lease, an outcome, a purge): committed
+    /// without waiting for the disk (`synchronous = NORMAL` for it alone), as PostgreSQL's is.
+    /// A crash of the machine may forget its last moments, and then a delivery is taken or
+    /// handled again, which a handler bears anyway; the database stays whole (write-ahead
+    /// log), and the next commit that waits for the disk takes these with it.
+    async fn bookkeeping<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let durable = self.durable;
+        self.run(move |db| {
+            let relaxed = durable > 1 && db.execute_batch("PRAGMA synchronous = NORMAL").is_ok();
+            let done = f(db);
+            if relaxed {
+                // Durable again before another operation takes the connection (a group of
+                // commits checks it too).
+                set_synchronous(db, durable)?;
+            }
+            done
+        })
+        .await
+    }
+
+    /// Runs the bookkeeping statement `which` picks with `values`: the rows it changed.
     async fn change(
         &self,
         which: fn(&sql::Statements) -> &str,
         values: Vec<Value>,
     ) -> Result<u64, StoreError> {
         let sql = Arc::clone(&self.sql);
-        self.run(move |db| {
+        self.bookkeeping(move |db| {
             db.execute(which(&sql), rusqlite::params_from_iter(values.iter()))
                 .map(|changed| changed as u64)
         })
@@ -219,6 +247,16 @@ impl Inbox<SqliteInbox> {
     }
 }
 
+/// The connection's `synchronous` level (0 off, 1 normal, 2 full, 3 extra).
+fn synchronous(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row("PRAGMA synchronous", [], |row| row.get(0))
+}
+
+/// Sets the connection's `synchronous` level.
+fn set_synchronous(db: &Connection, level: i64) -> rusqlite::Result<()> {
+    db.execute_batch(&format!("PRAGMA synchronous = {level}"))
+}
+
 /// A text parameter.
 fn text(value: &str) -> Value {
     Value::Text(value.to_owned())
@@ -254,7 +292,13 @@ impl WorkerStore for SqliteInbox {
             tenant_limit,
             answer,
         };
-        group::submit(&self.group, &self.connection, &self.sql, pending);
+        group::submit(
+            &self.group,
+            &self.connection,
+            &self.sql,
+            self.durable,
+            pending,
+        );
         answered
             .await
             .map_err(|_| unavailable("the inbox's committer stopped"))?
@@ -268,7 +312,7 @@ impl WorkerStore for SqliteInbox {
     ) -> Result<Commit, StoreError> {
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let values = vec![
+        let values = [
             text(&delivery.id),
             text(delivery.provider.as_str()),
             delivery.tenant.clone().into(),
@@ -278,7 +322,14 @@ impl WorkerStore for SqliteInbox {
             millis(dead_until).into(),
             text(note),
         ];
-        let inserted = self.change(|sql| &sql.set_aside, values).await?;
+        let sql = Arc::clone(&self.sql);
+        // A delivery acknowledged from the spool: durable before its spool entry goes.
+        let inserted = self
+            .run(move |db| {
+                db.execute(&sql.set_aside, rusqlite::params_from_iter(values.iter()))
+                    .map(|changed| changed as u64)
+            })
+            .await?;
         Ok(if inserted == 1 {
             Commit::New
         } else {
@@ -294,7 +345,7 @@ impl WorkerStore for SqliteInbox {
         let (max_attempts, dead_until) = (request.max_attempts, millis(request.dead_until));
         let rotation = i64::from(request.rotation);
         let sql = Arc::clone(&self.sql);
-        self.run(move |db| {
+        self.bookkeeping(move |db| {
             let db = db.transaction()?;
             db.execute(&sql.bury, params![now, max_attempts, dead_until])?;
             let claimed = {
