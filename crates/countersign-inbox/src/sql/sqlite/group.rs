@@ -57,6 +57,7 @@ fn write_groups(
     sql: &sql::Statements,
     durable: i64,
 ) {
+    let _unwinding = Unwinding(queue);
     loop {
         // The connection first: what arrives while it is busy (a claim, the previous group)
         // joins this group.
@@ -74,6 +75,24 @@ fn write_groups(
         for (pending, answer) in group.into_iter().zip(answers) {
             // A caller that stopped waiting has its delivery committed all the same.
             let _ = pending.answer.send(answer);
+        }
+    }
+}
+
+/// Should the committer panic, the commits waiting are failed (their senders spool them) and
+/// the next commit becomes the committer: none waits for one that is gone.
+struct Unwinding<'q>(&'q Mutex<Queue>);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            state.writing = false;
+            for pending in state.waiting.drain(..) {
+                let _ = pending
+                    .answer
+                    .send(Err(unavailable("the inbox's committer failed")));
+            }
         }
     }
 }
