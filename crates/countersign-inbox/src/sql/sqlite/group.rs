@@ -115,11 +115,11 @@ fn write_group(
         Ok(level.max(durable))
     });
     if let Err(error) = level {
-        return group.iter().map(|_| Err(unavailable(&error))).collect();
+        return fail_all(group, &error);
     }
     let mut transaction = match db.transaction() {
         Ok(transaction) => transaction,
-        Err(error) => return group.iter().map(|_| Err(unavailable(&error))).collect(),
+        Err(error) => return fail_all(group, &error),
     };
     let mut answers = Vec::with_capacity(group.len());
     for pending in group {
@@ -135,8 +135,13 @@ fn write_group(
     }
     match transaction.commit() {
         Ok(()) => answers,
-        Err(error) => group.iter().map(|_| Err(unavailable(&error))).collect(),
+        Err(error) => fail_all(group, &error),
     }
+}
+
+/// Every member of `group` failed with `error`: none of it reached the disk.
+fn fail_all(group: &[Pending], error: &rusqlite::Error) -> Vec<Result<Commit, StoreError>> {
+    group.iter().map(|_| Err(unavailable(error))).collect()
 }
 
 /// One delivery's commit, unless its id is there or its tenant has its limit waiting.

@@ -186,12 +186,8 @@ impl SqliteInbox {
         which: fn(&sql::Statements) -> &str,
         values: Vec<Value>,
     ) -> Result<u64, StoreError> {
-        let sql = Arc::clone(&self.sql);
-        self.bookkeeping(move |db| {
-            db.execute(which(&sql), rusqlite::params_from_iter(values.iter()))
-                .map(|changed| changed as u64)
-        })
-        .await
+        self.bookkeeping(statement(Arc::clone(&self.sql), which, values))
+            .await
     }
 }
 
@@ -244,6 +240,18 @@ impl Inbox<SqliteInbox> {
             concurrency.max(1),
             worker::in_transaction(handler),
         )
+    }
+}
+
+/// The statement `which` picks, run with `values`: the rows it changed.
+fn statement(
+    sql: Arc<sql::Statements>,
+    which: fn(&sql::Statements) -> &str,
+    values: Vec<Value>,
+) -> impl FnOnce(&mut Connection) -> rusqlite::Result<u64> + Send + 'static {
+    move |db| {
+        db.execute(which(&sql), rusqlite::params_from_iter(values.iter()))
+            .map(|changed| changed as u64)
     }
 }
 
@@ -312,7 +320,7 @@ impl WorkerStore for SqliteInbox {
     ) -> Result<Commit, StoreError> {
         let signed_headers =
             serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let values = [
+        let values = vec![
             text(&delivery.id),
             text(delivery.provider.as_str()),
             delivery.tenant.clone().into(),
@@ -322,14 +330,9 @@ impl WorkerStore for SqliteInbox {
             millis(dead_until).into(),
             text(note),
         ];
-        let sql = Arc::clone(&self.sql);
         // A delivery acknowledged from the spool: durable before its spool entry goes.
-        let inserted = self
-            .run(move |db| {
-                db.execute(&sql.set_aside, rusqlite::params_from_iter(values.iter()))
-                    .map(|changed| changed as u64)
-            })
-            .await?;
+        let set_aside = statement(Arc::clone(&self.sql), |sql| &sql.set_aside, values);
+        let inserted = self.run(set_aside).await?;
         Ok(if inserted == 1 {
             Commit::New
         } else {
