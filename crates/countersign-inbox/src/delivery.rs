@@ -185,6 +185,32 @@ pub struct ClaimRequest<'a> {
     pub rotation: u32,
 }
 
+/// A delivery an attempt holds: its id and the attempt's lease (`{owner}:{attempt}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The delivery id.
+    pub id: String,
+    /// The attempt's lease.
+    pub lease: String,
+}
+
+/// What an attempt came to, as [`WorkerStore::record`](crate::WorkerStore::record) writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler succeeded: the delivery is handled.
+    Handled,
+    /// The handler failed with `error`: the delivery is due again at `retry_at`, or for
+    /// `None` a dead letter kept until `dead_until`.
+    Failed {
+        /// What the handler said.
+        error: String,
+        /// When the delivery is due again; `None`: never (a dead letter).
+        retry_at: Option<SystemTime>,
+        /// Until when a dead letter is kept.
+        dead_until: SystemTime,
+    },
+}
+
 /// Milliseconds since the Unix epoch: how the stores keep times.
 pub(crate) fn millis(time: SystemTime) -> i64 {
     time.duration_since(std::time::UNIX_EPOCH)

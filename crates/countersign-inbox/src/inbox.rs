@@ -10,8 +10,9 @@ use countersign_core::inbox::Backoff;
 use countersign_core::replay::StoreError;
 
 use crate::acknowledge::Acknowledge;
+use crate::batch::Batcher;
 use crate::delivery::{BoxError, DeadLetter, InboxDelivery, InboxStats, Retried};
-use crate::shared::{Settings, Shared};
+use crate::shared::{MOST_BOOKKEEPING, Settings, Shared};
 use crate::spool::Spool;
 use crate::store::InboxStore;
 use crate::worker::{self, Workers};
@@ -86,6 +87,8 @@ impl<St: InboxStore> Inbox<St> {
                 spool: None,
                 committed: tokio::sync::Notify::new(),
                 crowded: std::sync::Mutex::default(),
+                outcomes: Arc::new(Batcher::new(MOST_BOOKKEEPING)),
+                renewals: Arc::new(Batcher::new(MOST_BOOKKEEPING)),
             }),
         }
     }

@@ -69,6 +69,7 @@
 
 mod acknowledge;
 mod admission;
+mod batch;
 mod delivery;
 mod drain;
 mod inbox;
@@ -85,8 +86,8 @@ pub use countersign_core::Provider;
 pub use countersign_core::inbox::{Backoff, remember_for};
 pub use countersign_core::replay::{StoreError, StoreErrorKind};
 pub use delivery::{
-    BoxError, ClaimRequest, Commit, DeadLetter, GiveUp, InboxDelivery, InboxStats, MAYBE_HANDLED,
-    Retried,
+    BoxError, ClaimRequest, Commit, DeadLetter, GiveUp, Held, InboxDelivery, InboxStats,
+    MAYBE_HANDLED, Outcome, Retried,
 };
 pub use inbox::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEAD_LETTER_TTL, DEFAULT_LEASE, DEFAULT_MARGIN, DEFAULT_POLL,

@@ -4,8 +4,13 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use countersign_core::inbox::Backoff;
+use std::sync::Arc;
 
+use countersign_core::inbox::Backoff;
+use countersign_core::replay::StoreError;
+
+use crate::batch::Batcher;
+use crate::delivery::{Held, Outcome};
 use crate::spool::Spool;
 
 /// An inbox's state, behind the `Arc` every clone of its [`Inbox`](crate::Inbox), its
@@ -19,7 +24,14 @@ pub(crate) struct Shared<St> {
     pub(crate) committed: tokio::sync::Notify,
     /// The tenants near their limit, as last read: only their commits count.
     pub(crate) crowded: std::sync::Mutex<Crowded>,
+    /// The attempts' outcomes, written in groups ([`WorkerStore::record`](crate::WorkerStore::record)).
+    pub(crate) outcomes: Arc<Batcher<(Held, Outcome), Result<bool, StoreError>>>,
+    /// The attempts' renewals, written in groups ([`WorkerStore::renew_all`](crate::WorkerStore::renew_all)).
+    pub(crate) renewals: Arc<Batcher<Held, Result<bool, StoreError>>>,
 }
+
+/// The most outcomes or renewals in one write.
+pub(crate) const MOST_BOOKKEEPING: usize = 256;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use countersign_core::replay::StoreError;
 
-use crate::delivery::{ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried};
+use crate::delivery::{
+    ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, Outcome, Retried,
+};
 
 /// What the request path and the workers ask of a store: commit, claim, renew, record the
 /// outcome, forget. `SqliteInbox` (feature `sqlite`) and `PostgresInbox` (feature `postgres`)
@@ -62,6 +64,48 @@ pub trait WorkerStore: Send + Sync + 'static {
         retry_at: Option<SystemTime>,
         dead_until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the outcomes of several attempts at once (the workers gather those that end
+    /// while one write is under way): for each, whether its lease was still its own, as
+    /// [`complete`](Self::complete) and [`fail`](Self::fail) answer. A store writes them in
+    /// one transaction that does not wait for the disk; this default, one by one.
+    fn record(
+        &self,
+        outcomes: &[(Held, Outcome)],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            let mut recorded = Vec::with_capacity(outcomes.len());
+            for (held, outcome) in outcomes {
+                recorded.push(match outcome {
+                    Outcome::Handled => self.complete(&held.id, &held.lease).await?,
+                    Outcome::Failed {
+                        error,
+                        retry_at,
+                        dead_until,
+                    } => {
+                        self.fail(&held.id, &held.lease, error, *retry_at, *dead_until)
+                            .await?
+                    }
+                });
+            }
+            Ok(recorded)
+        }
+    }
+    /// Extends several leases to `lease_until` at once: for each, whether it was still its
+    /// delivery's, as [`renew`](Self::renew) answers. A store writes them in one statement;
+    /// this default, one by one.
+    fn renew_all(
+        &self,
+        held: &[Held],
+        lease_until: SystemTime,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            let mut renewed = Vec::with_capacity(held.len());
+            for held in held {
+                renewed.push(self.renew(&held.id, &held.lease, lease_until).await?);
+            }
+            Ok(renewed)
+        }
+    }
     /// The tenants (`None`: deliveries of no tenant) with at least `threshold` deliveries
     /// pending or leased: those whose commits count what they have waiting.
     fn crowded(

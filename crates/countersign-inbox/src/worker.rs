@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use countersign_core::replay::Owner;
+use countersign_core::replay::{Owner, StoreError, StoreErrorKind};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::delivery::{BoxError, ClaimRequest, GiveUp, InboxDelivery};
+use crate::delivery::{BoxError, ClaimRequest, GiveUp, Held, InboxDelivery, Outcome};
 use crate::drain::{HeldBack, drain};
 use crate::metrics;
 use crate::shared::Shared;
@@ -255,12 +255,14 @@ async fn attempt<St: InboxStore>(
     delivery: InboxDelivery,
     leased_at: tokio::time::Instant,
 ) {
-    let store = &shared.store;
     let settings = shared.settings;
     let (id, attempt) = (delivery.id.clone(), delivery.attempt);
     // This attempt's lease: a later attempt's (after this one's lapsed) is another.
     let lease = format!("{owner}:{attempt}");
-    let owner = lease.as_str();
+    let held = Held {
+        id: id.clone(),
+        lease: lease.clone(),
+    };
     let held_for = settings.lease.mul_f64(LAPSE_SHARE);
     let deadline = tokio::time::sleep(settings.attempt_timeout);
     tokio::pin!(deadline);
@@ -290,8 +292,6 @@ async fn attempt<St: InboxStore>(
             }
             _ = renewal.tick() => {
                 let asked_at = tokio::time::Instant::now();
-                let now = SystemTime::now();
-                let until = now.checked_add(settings.lease).unwrap_or(now);
                 // A plain handler's renewal may take until it must let go; one in the inbox's
                 // transaction runs on, so each renewal gets a third of a lease.
                 let answer_by = if handler.in_transaction {
@@ -299,7 +299,7 @@ async fn attempt<St: InboxStore>(
                 } else {
                     held_until
                 };
-                match tokio::time::timeout_at(answer_by, store.renew(&id, owner, until)).await {
+                match tokio::time::timeout_at(answer_by, renew(shared, held.clone())).await {
                     Ok(Ok(true)) => {
                         held_until = asked_at + held_for;
                         lapse.as_mut().reset(held_until);
@@ -327,7 +327,10 @@ async fn attempt<St: InboxStore>(
     let (failure, give_up) = match outcome {
         Ok(Ok(Handled::ToComplete)) => {
             metrics::outcome(metrics::INBOX_ATTEMPTS, "handled");
-            let completed = record(record_until, || store.complete(&id, owner)).await;
+            let completed = record(record_until, || {
+                write_outcome(shared, held.clone(), Outcome::Handled)
+            })
+            .await;
             if completed == Some(false) {
                 // Taken over after all (this worker's clock ran slow, or the store's lease
                 // lapsed first): the other attempt runs the handler again.
@@ -356,7 +359,9 @@ async fn attempt<St: InboxStore>(
         },
         Err(why) => (why.to_owned(), false),
     };
-    let mut error = failure;
+    // Kept as text every store takes (PostgreSQL's holds no NUL), so that one tenant's error
+    // never fails the outcomes written with it.
+    let mut error = failure.replace('\0', "\u{fffd}");
     if error.len() > MAX_ERROR_LEN {
         let mut end = MAX_ERROR_LEN;
         while !error.is_char_boundary(end) {
@@ -377,8 +382,13 @@ async fn attempt<St: InboxStore>(
     tracing::warn!(target: "countersign", delivery = %id, attempt, dead, %error, "the inbox's handler failed");
     let now = SystemTime::now();
     let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
+    let failed = Outcome::Failed {
+        error,
+        retry_at,
+        dead_until,
+    };
     record(record_until, || {
-        store.fail(&id, owner, &error, retry_at, dead_until)
+        write_outcome(shared, held.clone(), failed.clone())
     })
     .await;
 }
@@ -408,6 +418,67 @@ where
     }
     tracing::warn!(target: "countersign", "could not record an attempt's outcome within its lease: the delivery will be taken over and tried again");
     None
+}
+
+/// Records `outcome` of the attempt on `held`, in one write with the others that end while
+/// one is under way.
+async fn write_outcome<St: InboxStore>(
+    shared: &Arc<Shared<St>>,
+    held: Held,
+    outcome: Outcome,
+) -> Result<bool, StoreError> {
+    let writer = Arc::clone(shared);
+    let write = move |group: Vec<(Held, Outcome)>| {
+        let shared = Arc::clone(&writer);
+        async move { each(group.len(), shared.store.record(&group).await) }
+    };
+    shared
+        .outcomes
+        .submit((held, outcome), write)
+        .await
+        .unwrap_or_else(|| Err(stopped()))
+}
+
+/// Extends the lease on `held` by a lease from now, in one write with the others asked for
+/// while one is under way.
+async fn renew<St: InboxStore>(shared: &Arc<Shared<St>>, held: Held) -> Result<bool, StoreError> {
+    let writer = Arc::clone(shared);
+    let write = move |group: Vec<Held>| {
+        let shared = Arc::clone(&writer);
+        async move {
+            let now = SystemTime::now();
+            let until = now.checked_add(shared.settings.lease).unwrap_or(now);
+            each(group.len(), shared.store.renew_all(&group, until).await)
+        }
+    };
+    shared
+        .renewals
+        .submit(held, write)
+        .await
+        .unwrap_or_else(|| Err(stopped()))
+}
+
+/// A group's answer, one per member: a store's error is each member's.
+fn each(members: usize, written: Result<Vec<bool>, StoreError>) -> Vec<Result<bool, StoreError>> {
+    match written {
+        Ok(answers) if answers.len() == members => answers.into_iter().map(Ok).collect(),
+        Ok(_) => vec![
+            Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the inbox's store answered a group with another count"
+            ));
+            members
+        ],
+        Err(error) => vec![Err(error); members],
+    }
+}
+
+/// The writer of a group stopped without an answer.
+fn stopped() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "the inbox's writer stopped before the write was done",
+    )
 }
 
 /// How much of a lease a worker holds a delivery without a successful renewal before it stops

@@ -340,3 +340,226 @@ async fn many_commits_at_a_cold_start_make_the_table_and_all_go_in() {
     }
     assert_eq!(store.stats().await.unwrap().pending, 40);
 }
+
+/// Group commit: the commits made while one is on its way go in one statement, each answered
+/// as it would have been alone; a member PostgreSQL refuses fails alone, not its group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_made_while_one_is_on_its_way_share_one_statement_each_answered_as_alone() {
+    use countersign_inbox::{Commit, Provider, StoreError, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    let store = PostgresInbox::new(pool.clone())
+        .with_table("group_inbox")
+        .unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let delivery = |id: &str, tenant: &str| InboxDelivery {
+        id: id.to_owned(),
+        provider: Provider::Contentstack,
+        tenant: Some(tenant.to_owned()),
+        body: b"{}".to_vec().into(),
+        signed_headers: Vec::new(),
+        received_at: std::time::SystemTime::now(),
+        attempt: 0,
+    };
+    assert_eq!(
+        store
+            .commit(&delivery("made", "blt-c"), far, None)
+            .await
+            .unwrap(),
+        Commit::New
+    );
+    // Each INSERT statement on the table counted by a trigger.
+    let admin = pool.get().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE statements (n SERIAL);
+             CREATE FUNCTION count_statement() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO statements DEFAULT VALUES; RETURN NULL; END $$;
+             CREATE TRIGGER counted AFTER INSERT ON group_inbox
+               FOR EACH STATEMENT EXECUTE FUNCTION count_statement();",
+        )
+        .await
+        .unwrap();
+    let statements = || async {
+        let row = admin
+            .query_one("SELECT count(*) FROM statements", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+
+    // `members` committed while the table is locked: the first commit's statement waits for
+    // the lock, and every commit made meanwhile waits for the next group.
+    let commit_while_locked = |members: Vec<(InboxDelivery, Option<u64>)>| {
+        let (store, pool) = (store.clone(), pool.clone());
+        async move {
+            let mut locker = pool.get().await.unwrap();
+            let lock = locker.transaction().await.unwrap();
+            lock.batch_execute("LOCK TABLE group_inbox IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            let first = tokio::spawn({
+                let store = store.clone();
+                let first = delivery(&format!("first-{}", members.len()), "blt-c");
+                async move { store.commit(&first, far, None).await }
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let commits: Vec<_> = members
+                .into_iter()
+                .map(|(delivery, limit)| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let answer = store.commit(&delivery, far, limit).await;
+                        (delivery.id, answer)
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            lock.commit().await.unwrap();
+            assert_eq!(first.await.unwrap().unwrap(), Commit::New);
+            let mut answers: Vec<(String, Result<Commit, StoreError>)> = Vec::new();
+            for commit in commits {
+                answers.push(commit.await.unwrap());
+            }
+            answers
+        }
+    };
+    let of = |answers: &[(String, Result<Commit, StoreError>)], id: &str| -> Vec<Option<Commit>> {
+        let mut of: Vec<_> = answers
+            .iter()
+            .filter(|(of, _)| of == id)
+            .map(|(_, answer)| answer.as_ref().ok().copied())
+            .collect();
+        of.sort_by_key(|answer| format!("{answer:?}"));
+        of
+    };
+
+    let before = statements().await;
+    let mut members: Vec<(InboxDelivery, Option<u64>)> = (0..20)
+        .map(|i| (delivery(&format!("d{i}"), "blt-a"), None))
+        .collect();
+    members.push((delivery("d3", "blt-a"), None)); // the same delivery twice in one group
+    members.push((delivery("made", "blt-c"), None)); // one committed before
+    members.extend((0..3).map(|i| (delivery(&format!("b{i}"), "blt-b"), Some(2))));
+    let answers = commit_while_locked(members).await;
+    assert_eq!(
+        statements().await - before,
+        2,
+        "the first commit's statement, then the 25 commits made while it waited in one"
+    );
+    for i in (0..20).filter(|i| *i != 3) {
+        assert_eq!(of(&answers, &format!("d{i}")), [Some(Commit::New)]);
+    }
+    assert_eq!(
+        of(&answers, "d3"),
+        [Some(Commit::Duplicate), Some(Commit::New)]
+    );
+    assert_eq!(of(&answers, "made"), [Some(Commit::Duplicate)]);
+    let limited: Vec<_> = (0..3)
+        .flat_map(|i| of(&answers, &format!("b{i}")))
+        .collect();
+    assert_eq!(
+        limited.iter().filter(|a| **a == Some(Commit::New)).count(),
+        2,
+        "a tenant's limit counts the group's earlier rows: {limited:?}"
+    );
+    assert!(limited.contains(&Some(Commit::TenantFull)));
+
+    // A tenant whose id PostgreSQL will not store (a NUL, which JSON allows) fails alone: the
+    // others in its group are committed.
+    let before = statements().await;
+    let mut members: Vec<(InboxDelivery, Option<u64>)> = (0..4)
+        .map(|i| (delivery(&format!("e{i}"), "blt-a"), None))
+        .collect();
+    members.push((delivery("evil", "blt\0evil"), None));
+    let answers = commit_while_locked(members).await;
+    for i in 0..4 {
+        assert_eq!(of(&answers, &format!("e{i}")), [Some(Commit::New)]);
+    }
+    assert_eq!(of(&answers, "evil"), [None]);
+    assert_eq!(
+        statements().await - before,
+        5,
+        "the first commit's, then its group's members one by one"
+    );
+    assert_eq!(store.stats().await.unwrap().pending, 29);
+    drop(pg);
+}
+
+/// The workers' bookkeeping of many deliveries in one statement: each answered by its own
+/// lease, a handled one, a failed one, a renewed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_and_renewals_of_many_deliveries_each_answer_for_their_own_lease() {
+    use countersign_inbox::{ClaimRequest, Held, Outcome, Provider, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    let store = PostgresInbox::new(pool).with_table("outcomes").unwrap();
+    let now = std::time::SystemTime::now();
+    let far = now + Duration::from_secs(3600);
+    for n in 0..4 {
+        let delivery = InboxDelivery {
+            id: format!("d{n}"),
+            provider: Provider::Contentful,
+            tenant: Some("space".to_owned()),
+            body: b"{}".to_vec().into(),
+            signed_headers: Vec::new(),
+            received_at: now,
+            attempt: 0,
+        };
+        store.commit(&delivery, far, None).await.unwrap();
+    }
+    let claimed = store
+        .claim(ClaimRequest {
+            owner: "w",
+            now,
+            lease_until: now + Duration::from_secs(60),
+            limit: 4,
+            tenant_concurrency: 4,
+            max_attempts: 5,
+            dead_until: far,
+            rotation: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let held = |id: &str, lease: &str| Held {
+        id: id.to_owned(),
+        lease: lease.to_owned(),
+    };
+    let renewed = store
+        .renew_all(
+            &[held("d0", "w:1"), held("d1", "x:1"), held("d2", "w:1")],
+            far,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
+    let failed = |retry_at| Outcome::Failed {
+        error: "no".to_owned(),
+        retry_at,
+        dead_until: far,
+    };
+    let recorded = store
+        .record(&[
+            (held("d0", "w:1"), Outcome::Handled),
+            (held("d1", "x:1"), Outcome::Handled),
+            (held("d2", "w:1"), failed(None)),
+            (held("d3", "w:1"), failed(Some(now))),
+            (held("d1", "w:1"), Outcome::Handled),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true, false, true, true, true]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.leased, stats.dead), (1, 0, 1));
+    // The same attempt's "handled" again (its answer was lost) is still its own.
+    let again = store.record(&[(held("d0", "w:1"), Outcome::Handled)]).await;
+    assert_eq!(again.unwrap(), [true]);
+    drop(pg);
+}

@@ -13,6 +13,37 @@ use countersign_core::Provider;
 
 use crate::delivery::{DeadLetter, InboxDelivery, InboxStats, from_millis};
 
+/// A commit waiting for its group ([`Batcher`](crate::batch::Batcher)).
+pub(crate) struct Pending {
+    pub(crate) delivery: InboxDelivery,
+    /// The delivery's signed headers, as the store keeps them (JSON).
+    pub(crate) signed_headers: String,
+    pub(crate) expires_at: SystemTime,
+    pub(crate) tenant_limit: Option<u64>,
+}
+
+impl Pending {
+    /// The commit of `delivery`, or the error of encoding its headers.
+    pub(crate) fn new(
+        delivery: &InboxDelivery,
+        expires_at: SystemTime,
+        tenant_limit: Option<u64>,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            signed_headers: serde_json::to_string(&delivery.signed_headers)?,
+            delivery: delivery.clone(),
+            expires_at,
+            tenant_limit,
+        })
+    }
+
+    /// The tenant's limit as the databases count it: `i64::MAX` for none.
+    pub(crate) fn limit(&self) -> i64 {
+        self.tenant_limit
+            .map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+}
+
 /// Whether the delivery is there.
 pub(crate) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
 

@@ -58,6 +58,13 @@ async fn commits_that_wait_for_the_database_share_one_transaction_each_answered_
     });
     held_rx.recv().unwrap();
     let far = SystemTime::now() + Duration::from_secs(3600);
+    // The first commit's group is taken at once, and waits for the database: every commit
+    // made meanwhile waits for the next group.
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.commit(&delivery("first", "blt-c"), far, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut members: Vec<(InboxDelivery, Option<u64>)> = (0..20)
         .map(|i| (delivery(&format!("d{i}"), "blt-a"), None))
         .collect();
@@ -82,10 +89,11 @@ async fn commits_that_wait_for_the_database_share_one_transaction_each_answered_
         answers.push(commit.await.unwrap());
     }
 
+    assert_eq!(first.await.unwrap().unwrap(), Commit::New);
     assert_eq!(
         transactions.load(Ordering::SeqCst) - before,
-        1,
-        "25 commits, one transaction"
+        2,
+        "the first commit's group, then the 25 commits made while it waited in one"
     );
     let of = |id: &str| -> Vec<_> {
         answers
@@ -119,12 +127,12 @@ async fn commits_that_wait_for_the_database_share_one_transaction_each_answered_
             row.get(0)
         })
         .unwrap();
-    assert_eq!(rows, 22);
+    assert_eq!(rows, 23);
 
     // Alone on an idle inbox, a commit is its own transaction, at once.
     let alone = store.commit(&delivery("alone", "blt-c"), far, None).await;
     assert_eq!(alone.unwrap(), Commit::New);
-    assert_eq!(transactions.load(Ordering::SeqCst) - before, 2);
+    assert_eq!(transactions.load(Ordering::SeqCst) - before, 3);
 }
 
 #[tokio::test]
@@ -185,4 +193,75 @@ async fn bookkeeping_does_not_wait_for_the_disk_and_leaves_every_commit_durable(
         Commit::New
     );
     assert_eq!(level(), 2);
+}
+
+#[tokio::test]
+async fn outcomes_and_renewals_of_many_deliveries_go_in_one_transaction_each_by_its_lease() {
+    use countersign_inbox::{ClaimRequest, Held, Outcome};
+
+    let connection = rusqlite::Connection::open(sqlite("outcomes")).unwrap();
+    let transactions = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&transactions);
+    connection.commit_hook(Some(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        false
+    }));
+    let store = SqliteInbox::sharing(Arc::new(Mutex::new(connection))).unwrap();
+    let now = SystemTime::now();
+    let far = now + Duration::from_secs(3600);
+    for n in 0..4 {
+        let delivery = delivery(&format!("d{n}"), "blt-a");
+        store.commit(&delivery, far, None).await.unwrap();
+    }
+    let now = SystemTime::now();
+    let claimed = store
+        .claim(ClaimRequest {
+            owner: "w",
+            now,
+            lease_until: now + Duration::from_secs(60),
+            limit: 4,
+            tenant_concurrency: 4,
+            max_attempts: 5,
+            dead_until: far,
+            rotation: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let held = |id: &str, lease: &str| Held {
+        id: id.to_owned(),
+        lease: lease.to_owned(),
+    };
+    let before = transactions.load(Ordering::SeqCst);
+    let renewed = store
+        .renew_all(
+            &[held("d0", "w:1"), held("d1", "x:1"), held("d2", "w:1")],
+            far,
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed, [true, false, true]);
+    let failed = |retry_at| Outcome::Failed {
+        error: "no".to_owned(),
+        retry_at,
+        dead_until: far,
+    };
+    let recorded = store
+        .record(&[
+            (held("d0", "w:1"), Outcome::Handled),
+            (held("d1", "x:1"), Outcome::Handled),
+            (held("d2", "w:1"), failed(None)),
+            (held("d3", "w:1"), failed(Some(now))),
+            (held("d1", "w:1"), Outcome::Handled),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true, false, true, true, true]);
+    assert_eq!(
+        transactions.load(Ordering::SeqCst) - before,
+        2,
+        "three renewals in one transaction, five outcomes in another"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.leased, stats.dead), (1, 0, 1));
 }

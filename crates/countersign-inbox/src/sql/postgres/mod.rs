@@ -11,17 +11,20 @@ use tokio::sync::OnceCell;
 
 use countersign_core::replay::{StoreError, StoreErrorKind};
 
+use crate::batch::Batcher;
 use crate::delivery::{
-    BoxError, ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried, millis,
+    BoxError, ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, Outcome, Retried,
+    millis,
 };
 use crate::inbox::Inbox;
 use crate::sql;
 use crate::store::{OperatorStore, WorkerStore};
 use crate::worker::{self, Handled, StoreFailed, Workers};
 
+mod group;
 mod statements;
 
-use statements::{Admit, claim};
+use statements::{Own, claim};
 
 /// The longest one operation may take: a paused or unreachable server is an error in time.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,8 +38,10 @@ pub struct PostgresInbox {
     pool: Pool,
     schema: std::sync::Arc<OnceCell<()>>,
     sql: std::sync::Arc<sql::Statements>,
-    /// The commits of a delivery over the table.
-    admit: std::sync::Arc<Admit>,
+    /// The statements PostgreSQL's inbox has of its own, over the table.
+    own: std::sync::Arc<Own>,
+    /// The commits waiting for the next group ([`group`]).
+    commits: std::sync::Arc<Batcher<sql::Pending, Result<Commit, StoreError>>>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -57,7 +62,8 @@ impl PostgresInbox {
             pool,
             schema: std::sync::Arc::new(OnceCell::new()),
             sql: std::sync::Arc::new(sql::Statements::new(sql::DEFAULT_TABLE, true, &claim())),
-            admit: std::sync::Arc::new(Admit::over(sql::DEFAULT_TABLE)),
+            own: std::sync::Arc::new(Own::over(sql::DEFAULT_TABLE)),
+            commits: std::sync::Arc::new(Batcher::new(group::MOST)),
         }
     }
 
@@ -71,10 +77,56 @@ impl PostgresInbox {
         let table = sql::table_name(table)?;
         Ok(Self {
             sql: std::sync::Arc::new(sql::Statements::new(table, true, &claim())),
-            admit: std::sync::Arc::new(Admit::over(table)),
+            own: std::sync::Arc::new(Own::over(table)),
             schema: std::sync::Arc::new(OnceCell::new()),
             ..self
         })
+    }
+
+    /// Commits `pending` in a statement of its own.
+    async fn commit_alone(&self, pending: &sql::Pending) -> Result<Commit, StoreError> {
+        let delivery = &pending.delivery;
+        let limit = pending.limit();
+        let (admit, limited) = match (&delivery.tenant, limit) {
+            (_, i64::MAX) => (&self.own.admit.unlimited, false),
+            (Some(_), _) => (&self.own.admit.tenanted, true),
+            (None, _) => (&self.own.admit.untenanted, true),
+        };
+        self.with(|client| async move {
+            let at = millis(delivery.received_at);
+            let expires = millis(pending.expires_at);
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &delivery.id,
+                &delivery.provider.as_str(),
+                &delivery.tenant,
+                &delivery.body.as_ref(),
+                &pending.signed_headers,
+                &at,
+                &expires,
+                &limit,
+            ];
+            let params = if limited { &params[..] } else { &params[..7] };
+            let inserted = client
+                .execute(&client.prepare_cached(admit).await?, params)
+                .await?;
+            if inserted == 1 {
+                return Ok(Commit::New);
+            }
+            // Not inserted: its id was there, or its tenant had no room.
+            let known = client
+                .query_opt(
+                    &client.prepare_cached(&self.sql.known).await?,
+                    &[&delivery.id],
+                )
+                .await?
+                .is_some();
+            Ok(if known {
+                Commit::Duplicate
+            } else {
+                Commit::TenantFull
+            })
+        })
+        .await
     }
 
     /// Runs the statement `which` picks with `params`: whether it changed one row.
@@ -233,6 +285,29 @@ fn delivery(row: &tokio_postgres::Row) -> InboxDelivery {
     ))
 }
 
+/// The ids and leases of deliveries held, as two arrays for one statement.
+#[derive(Default)]
+struct Lists<'a> {
+    ids: Vec<&'a str>,
+    leases: Vec<&'a str>,
+}
+
+impl<'a> Lists<'a> {
+    fn push(&mut self, held: &'a Held) {
+        self.ids.push(&held.id);
+        self.leases.push(&held.lease);
+    }
+}
+
+/// For each of `held`, whether a statement changed it: whether `(id, lease)` is among the
+/// `rows` it returned.
+fn changed<'a>(held: impl Iterator<Item = &'a Held>, rows: &[tokio_postgres::Row]) -> Vec<bool> {
+    let rows: std::collections::HashSet<(&str, &str)> =
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    held.map(|held| rows.contains(&(held.id.as_str(), held.lease.as_str())))
+        .collect()
+}
+
 impl WorkerStore for PostgresInbox {
     async fn commit(
         &self,
@@ -240,49 +315,13 @@ impl WorkerStore for PostgresInbox {
         expires_at: SystemTime,
         tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
-        let signed_headers =
-            serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let limit = tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-        let (admit, limited) = match (&delivery.tenant, limit) {
-            (_, i64::MAX) => (&self.admit.unlimited, false),
-            (Some(_), _) => (&self.admit.tenanted, true),
-            (None, _) => (&self.admit.untenanted, true),
-        };
-        self.with(|client| async move {
-            let at = millis(delivery.received_at);
-            let expires = millis(expires_at);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &delivery.id,
-                &delivery.provider.as_str(),
-                &delivery.tenant,
-                &delivery.body.as_ref(),
-                &signed_headers,
-                &at,
-                &expires,
-                &limit,
-            ];
-            let params = if limited { &params[..] } else { &params[..7] };
-            let inserted = client
-                .execute(&client.prepare_cached(admit).await?, params)
-                .await?;
-            if inserted == 1 {
-                return Ok(Commit::New);
-            }
-            // Not inserted: its id was there, or its tenant had no room.
-            let known = client
-                .query_opt(
-                    &client.prepare_cached(&self.sql.known).await?,
-                    &[&delivery.id],
-                )
-                .await?
-                .is_some();
-            Ok(if known {
-                Commit::Duplicate
-            } else {
-                Commit::TenantFull
-            })
-        })
-        .await
+        let pending = sql::Pending::new(delivery, expires_at, tenant_limit).map_err(unavailable)?;
+        let store = self.clone();
+        let write = move |group| group::write(store.clone(), group);
+        self.commits
+            .submit(pending, write)
+            .await
+            .unwrap_or_else(|| Err(unavailable("the inbox's committer stopped")))
     }
 
     async fn set_aside(
@@ -380,6 +419,70 @@ impl WorkerStore for PostgresInbox {
             &[&id, &lease, &error, &retry_at, &dead_until],
         )
         .await
+    }
+
+    async fn record(&self, outcomes: &[(Held, Outcome)]) -> Result<Vec<bool>, StoreError> {
+        let (mut handled, mut failed) = (Lists::default(), Lists::default());
+        let (mut errors, mut retries, mut dead) = (Vec::new(), Vec::new(), Vec::new());
+        for (held, outcome) in outcomes {
+            match outcome {
+                Outcome::Handled => handled.push(held),
+                Outcome::Failed {
+                    error,
+                    retry_at,
+                    dead_until,
+                } => {
+                    failed.push(held);
+                    errors.push(error.as_str());
+                    retries.push(retry_at.map(millis));
+                    dead.push(millis(*dead_until));
+                }
+            }
+        }
+        let recorded = self
+            .with(|mut client| async move {
+                let db = bookkeeping(&mut client).await?;
+                let mut recorded = Vec::new();
+                if !handled.ids.is_empty() {
+                    let statement = db.prepare_cached(&self.own.bookkeeping.complete).await?;
+                    recorded.extend(
+                        db.query(&statement, &[&handled.ids, &handled.leases])
+                            .await?,
+                    );
+                }
+                if !failed.ids.is_empty() {
+                    let statement = db.prepare_cached(&self.own.bookkeeping.fail).await?;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                        [&failed.ids, &failed.leases, &errors, &retries, &dead];
+                    recorded.extend(db.query(&statement, &params).await?);
+                }
+                db.commit().await?;
+                Ok(recorded)
+            })
+            .await?;
+        Ok(changed(outcomes.iter().map(|(held, _)| held), &recorded))
+    }
+
+    async fn renew_all(
+        &self,
+        held: &[Held],
+        lease_until: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut leases = Lists::default();
+        held.iter().for_each(|held| leases.push(held));
+        let until = millis(lease_until);
+        let renewed = self
+            .with(|mut client| async move {
+                let db = bookkeeping(&mut client).await?;
+                let statement = db.prepare_cached(&self.own.bookkeeping.renew).await?;
+                let renewed = db
+                    .query(&statement, &[&leases.ids, &leases.leases, &until])
+                    .await?;
+                db.commit().await?;
+                Ok(renewed)
+            })
+            .await?;
+        Ok(changed(held.iter(), &renewed))
     }
 
     async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {

@@ -1,4 +1,5 @@
-//! The statements only PostgreSQL's inbox has: its claim and its one-statement commits.
+//! The statements only PostgreSQL's inbox has: its claim, its one-statement commits, and the
+//! workers' bookkeeping for many deliveries in one statement.
 
 use crate::sql;
 
@@ -89,6 +90,52 @@ const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
           $7::BIGINT)
   ON CONFLICT (id) DO NOTHING";
 
+/// Handled, each `($1[n], $2[n])` whose lease is still its own ([`sql::COMPLETE`]).
+const COMPLETE_ALL: &str = "UPDATE countersign_inbox i
+    SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
+   FROM unnest($1::TEXT[], $2::TEXT[]) AS c(id, lease)
+  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state IN ('leased', 'dead', 'done')
+RETURNING i.id, c.lease";
+
+/// Failed attempts, each `($1[n], $2[n])` whose lease is still its own ([`sql::FAIL`]): due
+/// again at `$4[n]`, or (null) a dead letter kept until `$5[n]`.
+const FAIL_ALL: &str = "UPDATE countersign_inbox i
+    SET state = CASE WHEN c.retry_at IS NULL THEN 'dead' ELSE 'pending' END,
+        due_at = coalesce(c.retry_at, i.due_at), lease_owner = NULL, last_error = c.error,
+        expires_at = CASE WHEN c.retry_at IS NULL THEN c.dead_until ELSE i.expires_at END
+   FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])
+        AS c(id, lease, error, retry_at, dead_until)
+  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state = 'leased'
+RETURNING i.id, c.lease";
+
+/// Leases extended to `$3`, each `($1[n], $2[n])` still its delivery's ([`sql::RENEW`]).
+const RENEW_ALL: &str = "UPDATE countersign_inbox i SET due_at = $3
+   FROM unnest($1::TEXT[], $2::TEXT[]) AS c(id, lease)
+  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state = 'leased'
+RETURNING i.id, c.lease";
+
+/// The workers' bookkeeping of many deliveries at once, over a table.
+pub(super) struct Bookkeeping {
+    /// [`COMPLETE_ALL`].
+    pub(super) complete: String,
+    /// [`FAIL_ALL`].
+    pub(super) fail: String,
+    /// [`RENEW_ALL`].
+    pub(super) renew: String,
+}
+
+impl Bookkeeping {
+    /// The three over `table`.
+    pub(super) fn over(table: &str) -> Self {
+        let over = |statement| sql::for_table(statement, table, true);
+        Self {
+            complete: over(COMPLETE_ALL),
+            fail: over(FAIL_ALL),
+            renew: over(RENEW_ALL),
+        }
+    }
+}
+
 /// [`CLAIM`] with what it returns of each delivery.
 pub(super) fn claim() -> String {
     format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
@@ -112,6 +159,27 @@ impl Admit {
             tenanted: over(ADMIT),
             untenanted: over(ADMIT_UNTENANTED),
             unlimited: over(ADMIT_UNLIMITED),
+        }
+    }
+}
+
+/// Every statement PostgreSQL's inbox has of its own, over a table.
+pub(super) struct Own {
+    /// A delivery's commit, alone.
+    pub(super) admit: Admit,
+    /// A group's commit.
+    pub(super) group: super::group::Statements,
+    /// The workers' bookkeeping of many deliveries.
+    pub(super) bookkeeping: Bookkeeping,
+}
+
+impl Own {
+    /// Those over `table`.
+    pub(super) fn over(table: &str) -> Self {
+        Self {
+            admit: Admit::over(table),
+            group: super::group::Statements::over(table),
+            bookkeeping: Bookkeeping::over(table),
         }
     }
 }

@@ -10,8 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use countersign_core::replay::{StoreError, StoreErrorKind};
 
+use crate::batch::Batcher;
 use crate::delivery::{
-    BoxError, ClaimRequest, Commit, DeadLetter, InboxDelivery, InboxStats, Retried, millis,
+    BoxError, ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, Outcome, Retried,
+    millis,
 };
 use crate::inbox::Inbox;
 use crate::sql;
@@ -79,7 +81,7 @@ pub struct SqliteInbox {
     path: Arc<PathBuf>,
     sql: Arc<sql::Statements>,
     /// The commits waiting for the next group ([`group`]).
-    group: Arc<Mutex<group::Queue>>,
+    group: Arc<Batcher<sql::Pending, Result<Commit, StoreError>>>,
     /// The connection's `synchronous` level as opened (`FULL` is 2): a delivery's commit waits
     /// for the disk at it, the workers' bookkeeping does not.
     durable: i64,
@@ -138,7 +140,7 @@ impl SqliteInbox {
             connection,
             path: Arc::new(path),
             sql: Arc::new(sql),
-            group: Arc::default(),
+            group: Arc::new(Batcher::new(group::MOST)),
             durable,
         })
     }
@@ -290,26 +292,25 @@ impl WorkerStore for SqliteInbox {
         expires_at: SystemTime,
         tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
-        let signed_headers =
-            serde_json::to_string(&delivery.signed_headers).map_err(unavailable)?;
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let pending = group::Pending {
-            delivery: delivery.clone(),
-            signed_headers,
-            expires_at,
-            tenant_limit,
-            answer,
+        let pending = sql::Pending::new(delivery, expires_at, tenant_limit).map_err(unavailable)?;
+        let (connection, sql) = (Arc::clone(&self.connection), Arc::clone(&self.sql));
+        let durable = self.durable;
+        let write = move |group: Vec<sql::Pending>| {
+            let (connection, sql) = (Arc::clone(&connection), Arc::clone(&sql));
+            async move {
+                let members = group.len();
+                tokio::task::spawn_blocking(move || {
+                    let mut db = connection.lock().unwrap_or_else(PoisonError::into_inner);
+                    group::write(&mut db, &sql, durable, &group)
+                })
+                .await
+                .unwrap_or_else(|_| group::failed(members, "the inbox's committer failed"))
+            }
         };
-        group::submit(
-            &self.group,
-            &self.connection,
-            &self.sql,
-            self.durable,
-            pending,
-        );
-        answered
+        self.group
+            .submit(pending, write)
             .await
-            .map_err(|_| unavailable("the inbox's committer stopped"))?
+            .unwrap_or_else(|| Err(unavailable("the inbox's committer stopped")))
     }
 
     async fn set_aside(
@@ -406,6 +407,61 @@ impl WorkerStore for SqliteInbox {
         self.change(|sql| &sql.fail, values)
             .await
             .map(|changed| changed == 1)
+    }
+
+    async fn record(&self, outcomes: &[(Held, Outcome)]) -> Result<Vec<bool>, StoreError> {
+        let (sql, outcomes) = (Arc::clone(&self.sql), outcomes.to_vec());
+        self.bookkeeping(move |db| {
+            let db = db.transaction()?;
+            let recorded = outcomes
+                .iter()
+                .map(|(held, outcome)| {
+                    let changed = match outcome {
+                        Outcome::Handled => db
+                            .prepare_cached(&sql.complete)?
+                            .execute(params![held.id, held.lease])?,
+                        Outcome::Failed {
+                            error,
+                            retry_at,
+                            dead_until,
+                        } => db.prepare_cached(&sql.fail)?.execute(params![
+                            held.id,
+                            held.lease,
+                            error,
+                            retry_at.map(millis),
+                            millis(*dead_until)
+                        ])?,
+                    };
+                    Ok(changed == 1)
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            db.commit()?;
+            Ok(recorded)
+        })
+        .await
+    }
+
+    async fn renew_all(
+        &self,
+        held: &[Held],
+        lease_until: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
+        let (sql, held, until) = (Arc::clone(&self.sql), held.to_vec(), millis(lease_until));
+        self.bookkeeping(move |db| {
+            let db = db.transaction()?;
+            let renewed = held
+                .iter()
+                .map(|held| {
+                    let changed = db
+                        .prepare_cached(&sql.renew)?
+                        .execute(params![held.id, held.lease, until])?;
+                    Ok(changed == 1)
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            db.commit()?;
+            Ok(renewed)
+        })
+        .await
     }
 
     async fn crowded(&self, threshold: u64) -> Result<Vec<Option<String>>, StoreError> {
