@@ -24,6 +24,20 @@ async fn contentful_send_signed(
     context: &Context,
     idempotency: Option<&str>,
 ) -> reqwest::Response {
+    contentful_post(&app.base, secret, path, body, context, idempotency)
+        .await
+        .unwrap()
+}
+
+/// A request signed with `secret` to `base`: the client's error when it was not answered.
+async fn contentful_post(
+    base: &str,
+    secret: &str,
+    path: &str,
+    body: &str,
+    context: &Context,
+    idempotency: Option<&str>,
+) -> reqwest::Result<reqwest::Response> {
     let mut request = RequestToSign::new(http::Method::POST, path).with_body(body.as_bytes());
     let mut extra = vec![("content-type", "application/json".to_owned())];
     if let Some(key) = idempotency {
@@ -39,7 +53,7 @@ async fn contentful_send_signed(
         context,
     )
     .unwrap();
-    let mut http = client().post(format!("{}{path}", app.base));
+    let mut http = client().post(format!("{base}{path}"));
     for (name, value) in extra
         .iter()
         .map(|(n, v)| (*n, v.as_str()))
@@ -47,7 +61,7 @@ async fn contentful_send_signed(
     {
         http = http.header(name, value);
     }
-    http.body(body.to_owned()).send().await.unwrap()
+    http.body(body.to_owned()).send().await
 }
 
 #[tokio::test]
@@ -198,4 +212,102 @@ async fn contentful_app_dev_mode_generates_and_keeps_a_secret() {
         std::fs::read_to_string(dir.join("contentful-secret")).unwrap(),
         secret
     );
+}
+
+/// A crash between a group's commit and its answers: the app (PostgreSQL inbox, group commit)
+/// is killed with SIGKILL while hundreds of app events are in flight, then started again.
+/// Every event answered 200 is recorded, exactly once; those the kill cut off may be or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contentful_app_killed_mid_group_loses_no_answered_delivery_and_doubles_none() {
+    const EVENTS: usize = 600;
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url();
+    let dir = temp_dir("contentful-crash");
+    let env = [
+        ("CONTENTFUL_SIGNING_SECRETS", SECRET),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let mut app = start("contentful-app", &dir, &env).await;
+    let context = Context {
+        space_id: Some("space-1".into()),
+        environment_id: Some("master".into()),
+        ..Context::default()
+    };
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sends: Vec<_> = (0..EVENTS)
+        .map(|n| {
+            let (base, context, answered) =
+                (app.base.clone(), context.clone(), answered_tx.clone());
+            tokio::spawn(async move {
+                let body = format!(r#"{{"sys":{{"id":"crash-{n}"}}}}"#);
+                let key = format!("crash-{n}");
+                let sent = contentful_post(
+                    &base,
+                    SECRET,
+                    "/contentful/app-events",
+                    &body,
+                    &context,
+                    Some(&key),
+                )
+                .await;
+                let accepted = sent.is_ok_and(|response| response.status() == 200);
+                if accepted {
+                    let _ = answered.send(n);
+                }
+                accepted
+            })
+        })
+        .collect();
+    drop(answered_tx);
+    // Killed once the first answers are out: commits are being grouped then.
+    for _ in 0..40 {
+        answered_rx.recv().await.unwrap();
+    }
+    app.child.kill().unwrap();
+    app.child.wait().unwrap();
+    let mut answered = Vec::new();
+    for (n, send) in sends.into_iter().enumerate() {
+        if send.await.unwrap() {
+            answered.push(n);
+        }
+    }
+    assert!(
+        (40..EVENTS).contains(&answered.len()),
+        "the kill cut the load off midway: {} of {EVENTS} answered",
+        answered.len()
+    );
+
+    let _app = start("contentful-app", &dir, &env).await;
+    let pool = example_support::postgres::pool(&url).unwrap();
+    let db = pool.get().await.unwrap();
+    let mut recorded = std::collections::HashMap::<usize, i64>::new();
+    for _ in 0..300 {
+        recorded.clear();
+        let rows = db
+            .query("SELECT body FROM contentful_deliveries", &[])
+            .await
+            .unwrap_or_default();
+        for row in rows {
+            let body: String = row.get(0);
+            let event: Value = serde_json::from_str(&body).unwrap();
+            let n = event["sys"]["id"].as_str().unwrap()["crash-".len()..]
+                .parse()
+                .unwrap();
+            *recorded.entry(n).or_default() += 1;
+        }
+        if answered.iter().all(|n| recorded.contains_key(n)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost: Vec<_> = answered
+        .iter()
+        .filter(|n| !recorded.contains_key(n))
+        .collect();
+    assert!(lost.is_empty(), "answered 200, never recorded: {lost:?}");
+    let doubled: Vec<_> = recorded.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(doubled.is_empty(), "recorded twice: {doubled:?}");
+    drop(pg);
 }

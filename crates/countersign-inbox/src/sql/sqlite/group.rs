@@ -13,10 +13,11 @@ use super::unavailable;
 /// The most commits in one group.
 pub(super) const MOST: usize = 512;
 
-/// One transaction for `group`, each member in a savepoint of its own, so that a member's
-/// failure is its own; each is answered as it would have been alone (a duplicate of an earlier
-/// member is a duplicate, a tenant's limit counts the group's earlier rows). Nothing is
-/// answered before the transaction is on disk; when it cannot be, every member fails.
+/// One transaction for `group`; each member is answered as it would have been alone (a
+/// duplicate of an earlier member is a duplicate, a tenant's limit counts the group's earlier
+/// rows). A member's failure is its own: its one write is a statement, which SQLite rolls
+/// back alone; an error that ends the whole transaction (a full disk, say) fails every member.
+/// Nothing is answered before the transaction is on disk; when it cannot be, every member fails.
 pub(super) fn write(
     db: &mut Connection,
     sql: &sql::Statements,
@@ -33,21 +34,18 @@ pub(super) fn write(
     if let Err(error) = level {
         return fail_all(group, &error);
     }
-    let mut transaction = match db.transaction() {
+    let transaction = match db.transaction() {
         Ok(transaction) => transaction,
         Err(error) => return fail_all(group, &error),
     };
     let mut answers = Vec::with_capacity(group.len());
     for pending in group {
-        let answer = transaction
-            .savepoint()
-            .and_then(|member| {
-                let commit = commit_one(&member, sql, pending)?;
-                member.commit()?;
-                Ok(commit)
-            })
-            .map_err(unavailable);
-        answers.push(answer);
+        match commit_one(&transaction, sql, pending) {
+            Ok(commit) => answers.push(Ok(commit)),
+            // The transaction itself is gone, and the members before with it.
+            Err(error) if transaction.is_autocommit() => return fail_all(group, &error),
+            Err(error) => answers.push(Err(unavailable(error))),
+        }
     }
     match transaction.commit() {
         Ok(()) => answers,
@@ -68,42 +66,50 @@ pub(super) fn failed(
     vec![Err(unavailable(error)); members]
 }
 
-/// One delivery's commit, unless its id is there or its tenant has its limit waiting.
+/// One delivery's commit, unless its id is there or its tenant has its limit waiting: one
+/// write, so that SQLite rolls back a failed member alone.
 fn commit_one(
-    db: &rusqlite::Savepoint<'_>,
+    db: &rusqlite::Transaction<'_>,
     sql: &sql::Statements,
     pending: &Pending,
 ) -> rusqlite::Result<Commit> {
     let delivery = &pending.delivery;
-    let known = db
-        .query_row(&sql.known, [&delivery.id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if known {
-        return Ok(Commit::Duplicate);
-    }
     // Counted up to the limit, and not at all without one.
     let limit = pending.limit();
     if limit < i64::MAX {
+        // A duplicate is a duplicate, its tenant full or not.
+        let known = db
+            .prepare_cached(&sql.known)?
+            .query_row([&delivery.id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if known {
+            return Ok(Commit::Duplicate);
+        }
         let waiting: i64 = match &delivery.tenant {
-            Some(tenant) => db.query_row(&sql.waiting, params![tenant, limit], |row| row.get(0))?,
-            None => db.query_row(&sql.waiting_untenanted, [limit], |row| row.get(0))?,
+            Some(tenant) => db
+                .prepare_cached(&sql.waiting)?
+                .query_row(params![tenant, limit], |row| row.get(0))?,
+            None => db
+                .prepare_cached(&sql.waiting_untenanted)?
+                .query_row([limit], |row| row.get(0))?,
         };
         if waiting >= limit {
             return Ok(Commit::TenantFull);
         }
     }
-    db.execute(
-        &sql.insert,
-        params![
-            delivery.id,
-            delivery.provider.as_str(),
-            delivery.tenant,
-            delivery.body.as_ref(),
-            pending.signed_headers,
-            millis(delivery.received_at),
-            millis(pending.expires_at),
-        ],
-    )?;
-    Ok(Commit::New)
+    let inserted = db.prepare_cached(&sql.insert)?.execute(params![
+        delivery.id,
+        delivery.provider.as_str(),
+        delivery.tenant,
+        delivery.body.as_ref(),
+        pending.signed_headers,
+        millis(delivery.received_at),
+        millis(pending.expires_at),
+    ])?;
+    Ok(if inserted == 1 {
+        Commit::New
+    } else {
+        Commit::Duplicate
+    })
 }

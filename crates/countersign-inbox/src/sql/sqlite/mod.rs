@@ -133,6 +133,8 @@ impl SqliteInbox {
         let (path, durable) = {
             let db = connection.lock().unwrap_or_else(PoisonError::into_inner);
             db.execute_batch(&sql.schema).map_err(unavailable)?;
+            // Room for every statement of the store beside the application's own.
+            db.set_prepared_statement_cache_capacity(64);
             let durable = synchronous(&db).map_err(unavailable)?;
             (db.path().map(PathBuf::from).unwrap_or_default(), durable)
         };
@@ -252,7 +254,8 @@ fn statement(
     values: Vec<Value>,
 ) -> impl FnOnce(&mut Connection) -> rusqlite::Result<u64> + Send + 'static {
     move |db| {
-        db.execute(which(&sql), rusqlite::params_from_iter(values.iter()))
+        db.prepare_cached(which(&sql))?
+            .execute(rusqlite::params_from_iter(values.iter()))
             .map(|changed| changed as u64)
     }
 }
@@ -351,7 +354,8 @@ impl WorkerStore for SqliteInbox {
         let sql = Arc::clone(&self.sql);
         self.bookkeeping(move |db| {
             let db = db.transaction()?;
-            db.execute(&sql.bury, params![now, max_attempts, dead_until])?;
+            db.prepare_cached(&sql.bury)?
+                .execute(params![now, max_attempts, dead_until])?;
             let claimed = {
                 let mut statement = db.prepare_cached(&sql.claim)?;
                 let rows = statement.query_map(
