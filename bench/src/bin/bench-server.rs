@@ -109,7 +109,8 @@ fn from_inbox(store: impl InboxStore, handler_takes: Duration) -> (Router, Worke
         Ok(limit) => inbox.with_tenant_limit(limit.parse().unwrap()),
         Err(_) => inbox.without_tenant_limit(),
     };
-    let workers = inbox.work(4, move |_: InboxDelivery| async move {
+    let workers = std::env::var("BENCH_WORKERS").map_or(4, |n| n.parse().unwrap());
+    let workers = inbox.work(workers, move |_: InboxDelivery| async move {
         tokio::time::sleep(handler_takes).await;
         Ok(())
     });

@@ -178,6 +178,9 @@ async fn claim_loop<St: InboxStore>(
         let Ok(first) = first else {
             return;
         };
+        // The attempts recorded in one write free their workers together: once they have
+        // run, one claim takes a delivery for each.
+        tokio::task::yield_now().await;
         let mut permits = vec![first];
         while let Ok(permit) = Arc::clone(&room).try_acquire_owned() {
             permits.push(permit);

@@ -10,7 +10,10 @@ use crate::sql;
 /// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
 /// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
 /// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
-/// candidates as are not locked by another instance's claim. Each lease is `{owner}:{attempt}`.
+/// candidates as are not locked by another instance's claim, looked up by id alone (the
+/// `coalesce`s keep the planner off the index of states: without fresh statistics, a new table
+/// or a backlog grown since the last `ANALYZE`, it read every due delivery to find the few it
+/// locks). Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
 WITH RECURSIVE tenants AS (
     (SELECT tenant FROM countersign_inbox
@@ -49,7 +52,8 @@ ranked AS (
      LIMIT $5),
 locked AS (
     SELECT i.id FROM countersign_inbox i JOIN ranked c ON c.id = i.id
-     WHERE i.state IN ('pending', 'leased') AND i.due_at <= $3
+     WHERE i.id = ANY (ARRAY(SELECT id FROM ranked))
+       AND coalesce(i.state, '') IN ('pending', 'leased') AND coalesce(i.due_at, 0) <= $3
      ORDER BY c.turn, c.spot, c.due_at, c.id
      LIMIT $4
      FOR UPDATE OF i SKIP LOCKED)
