@@ -78,6 +78,19 @@ impl Backoff {
     }
 }
 
+/// The longest tenant id (a stack's `api_key`, a space id) an inbox keeps: real ones are a few
+/// dozen characters, and a database indexes the tenant column within limits of its own.
+pub const MAX_TENANT_LEN: usize = 255;
+
+/// Whether an inbox can keep `tenant` as it is: at most [`MAX_TENANT_LEN`] bytes and no
+/// control character (PostgreSQL's text holds no NUL, and one tenant's id that the database
+/// refuses must never fail a group of commits it shares with others). A Contentstack body may
+/// name any `api_key` JSON can write.
+#[must_use]
+pub fn storable_tenant(tenant: &str) -> bool {
+    tenant.len() <= MAX_TENANT_LEN && !tenant.chars().any(char::is_control)
+}
+
 /// How long the inbox remembers a delivery: its signature's acceptance `window` plus `margin`
 /// (a replay within the window is answered as a duplicate; one after it is refused as stale by
 /// the verifier). A signature that never expires is remembered for [`MAX_WINDOW`].

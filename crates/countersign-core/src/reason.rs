@@ -209,6 +209,9 @@ catalogue! {
     PAYLOAD_TOO_LARGE = "payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large";
     /// A Contentstack webhook's `data` does not deserialize into the handler's type.
     WEBHOOK_DATA_INVALID = "webhook_data_invalid", UNPROCESSABLE_ENTITY, "Webhook data not as expected";
+    /// The delivery's tenant id is one an inbox cannot keep (longer than 255 bytes, or with a
+    /// control character).
+    INBOX_TENANT_INVALID = "inbox_tenant_invalid", UNPROCESSABLE_ENTITY, "Tenant id not storable";
 
     // Calling Contentstack as the app (OAuth): why no token could be had.
     /// OAuth: the code or refresh token was used, expired or revoked (`400 invalid_grant`).

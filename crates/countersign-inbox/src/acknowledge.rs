@@ -33,7 +33,8 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Commits each verified delivery to its [`Inbox`](crate::Inbox) and answers it: 200 `{"status":"accepted"}`
 /// once it is durable, 200 `{"status":"duplicate"}` (with `X-Countersign-Replay: duplicate`)
 /// for a delivery id already there, 503 `inbox_tenant_full` or `inbox_unavailable` (with
-/// `Retry-After`) when it cannot be committed. Made by [`Inbox::acknowledge`](crate::Inbox::acknowledge).
+/// `Retry-After`) when it cannot be committed, 422 `inbox_tenant_invalid` for a tenant id no
+/// inbox keeps ([`storable_tenant`](countersign_core::inbox::storable_tenant)). Made by [`Inbox::acknowledge`](crate::Inbox::acknowledge).
 pub struct Acknowledge<St> {
     shared: Arc<Shared<St>>,
 }
@@ -94,6 +95,18 @@ async fn acknowledge<St: InboxStore>(
         )
         .into_response();
     };
+    // Refused for good, never spooled: a tenant id the database would refuse fails alone.
+    if verified
+        .tenant()
+        .is_some_and(|tenant| !countersign_core::inbox::storable_tenant(tenant))
+    {
+        metrics::outcome(metrics::INBOX, "tenant_invalid");
+        return Rejection::of(
+            &reason::INBOX_TENANT_INVALID,
+            "the delivery's tenant id is longer than 255 bytes or holds a control character",
+        )
+        .into_response();
+    }
     let now = SystemTime::now();
     let delivery = delivery_of(&verified, now);
     let settings = &shared.settings;

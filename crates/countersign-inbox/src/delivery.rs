@@ -202,11 +202,12 @@ pub enum Outcome {
     /// The handler failed with `error`: the delivery is due again at `retry_at`, or for
     /// `None` a dead letter kept until `dead_until`.
     Failed {
-        /// What the handler said.
+        /// What the handler said: the workers keep at most 500 bytes of it, its NULs
+        /// replaced by U+FFFD.
         error: String,
         /// When the delivery is due again; `None`: never (a dead letter).
         retry_at: Option<SystemTime>,
-        /// Until when a dead letter is kept.
+        /// Until when the dead letter is kept; read only when `retry_at` is `None`.
         dead_until: SystemTime,
     },
 }

@@ -87,8 +87,8 @@ impl<St: InboxStore> Inbox<St> {
                 spool: None,
                 committed: tokio::sync::Notify::new(),
                 crowded: std::sync::Mutex::default(),
-                outcomes: Arc::new(Batcher::new(MOST_BOOKKEEPING)),
-                renewals: Arc::new(Batcher::new(MOST_BOOKKEEPING)),
+                outcomes: Arc::new(Batcher::new(MOST_BOOKKEEPING, usize::MAX, |_| 0)),
+                renewals: Arc::new(Batcher::new(MOST_BOOKKEEPING, usize::MAX, |_| 0)),
             }),
         }
     }

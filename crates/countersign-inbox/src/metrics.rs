@@ -4,14 +4,15 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | [`INBOX`] | counter | `outcome` (`accepted`, `duplicate`, `tenant_full`, `spooled`, `set_aside`, `store_error`) |
+//! | [`INBOX`] | counter | `outcome` (`accepted`, `duplicate`, `tenant_full`, `tenant_invalid`, `spooled`, `set_aside`, `store_error`) |
 //! | [`INBOX_ATTEMPTS`] | counter | `outcome` (`handled`, `retried`, `dead`, `lost_lease`, `late_success`) |
 //! | [`INBOX_DEPTH`] | gauge | `state` (`pending`, `leased`, `dead`) |
 //! | [`INBOX_OLDEST_SECONDS`] | gauge | |
 //! | [`INBOX_SPOOLED`] | gauge | |
 
 /// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
-/// tenant_full, spooled (accepted while its store was down), set_aside, store_error (503).
+/// tenant_full, tenant_invalid (422), spooled (accepted while its store was down), set_aside,
+/// store_error (503).
 pub const INBOX: &str = "countersign_inbox_total";
 /// What became of an attempt of the inbox's handler: handled, retried, dead, lost_lease,
 /// late_success.

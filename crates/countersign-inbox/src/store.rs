@@ -65,9 +65,12 @@ pub trait WorkerStore: Send + Sync + 'static {
         dead_until: SystemTime,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records the outcomes of several attempts at once (the workers gather those that end
-    /// while one write is under way): for each, whether its lease was still its own, as
-    /// [`complete`](Self::complete) and [`fail`](Self::fail) answer. A store writes them in
-    /// one transaction that does not wait for the disk; this default, one by one.
+    /// while one write is under way): for each, in order, whether its lease was still its
+    /// own, as [`complete`](Self::complete) and [`fail`](Self::fail) answer. On an error each
+    /// outcome is submitted again, on its own, until its lease may have lapsed, so write all or
+    /// none: the built-in stores use one transaction that does not wait for the disk; this
+    /// default, not atomic, writes them one by one (a "handled" written twice by the same
+    /// lease is still its own; a failure written twice is not, and answers `false`).
     fn record(
         &self,
         outcomes: &[(Held, Outcome)],
@@ -90,9 +93,9 @@ pub trait WorkerStore: Send + Sync + 'static {
             Ok(recorded)
         }
     }
-    /// Extends several leases to `lease_until` at once: for each, whether it was still its
-    /// delivery's, as [`renew`](Self::renew) answers. A store writes them in one statement;
-    /// this default, one by one.
+    /// Extends several leases to `lease_until` at once: for each, in order, whether it was
+    /// still its delivery's, as [`renew`](Self::renew) answers. The built-in stores write
+    /// them in one transaction that does not wait for the disk; this default, one by one.
     fn renew_all(
         &self,
         held: &[Held],

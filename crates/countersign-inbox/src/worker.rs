@@ -382,7 +382,8 @@ async fn attempt<St: InboxStore>(
         metrics::INBOX_ATTEMPTS,
         if dead { "dead" } else { "retried" },
     );
-    tracing::warn!(target: "countersign", delivery = %id, attempt, dead, %error, "the inbox's handler failed");
+    // Escaped: the text is the handler's, and may repeat a tenant's bytes.
+    tracing::warn!(target: "countersign", delivery = %id, attempt, dead, error = ?error, "the inbox's handler failed");
     let now = SystemTime::now();
     let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
     let failed = Outcome::Failed {

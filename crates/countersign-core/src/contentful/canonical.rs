@@ -59,12 +59,17 @@ pub fn canonical_path(target: &str) -> String {
 /// Writes the PATH line of `prefix` followed by `target` (a prefix holds no `?`, so encoding
 /// the two apart is encoding them together).
 fn write_path(out: &mut String, prefix: &str, target: &str) {
-    let (path, query) = match target.split_once('?') {
+    let (path, query) = match split_at_question_mark(target) {
         // What follows a second `?` is not signed.
-        Some((path, rest)) => (path, rest.split_once('?').map_or(rest, |(query, _)| query)),
+        Some((path, rest)) => (
+            path,
+            split_at_question_mark(rest).map_or(rest, |(query, _)| query),
+        ),
         None => (target, ""),
     };
-    out.extend(utf8_percent_encode(prefix, URI));
+    if !prefix.is_empty() {
+        out.extend(utf8_percent_encode(prefix, URI));
+    }
     out.extend(utf8_percent_encode(path, URI));
     if !query.is_empty() {
         out.push('?');
@@ -72,6 +77,14 @@ fn write_path(out: &mut String, prefix: &str, target: &str) {
             out.extend(utf8_percent_encode(escaped, URI));
         }
     }
+}
+
+/// `text.split_once('?')`, by a plain scan of the bytes: a target is short, and `str`'s
+/// searcher costs more to set up than the scan.
+pub(super) fn split_at_question_mark(text: &str) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == b'?')?;
+    // `?` is ASCII: `at` and `at + 1` are character boundaries.
+    Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
 /// A header name or value, borrowed from the request where possible.
@@ -223,24 +236,43 @@ impl Head {
 
     /// The HMAC-SHA256 of the canonical string: this head, then `body`.
     pub(super) fn mac(&self, key: &HmacSha256Key, body: &[u8]) -> [u8; HMAC_SHA256_LEN] {
-        let mut mac = key.start();
-        mac.update(self.text.as_bytes());
-        mac.update(body);
-        mac.finish()
+        key.mac2(self.text.as_bytes(), body)
     }
 }
 
 /// Writes `n` in decimal, as JavaScript's `String(n)` does for an integer below 2^53.
+///
+/// Two digits per division, from a table of the hundred pairs: half the chain of divisions of
+/// one digit at a time.
 fn push_decimal(out: &mut String, mut n: u64) {
+    /// `00`, `01`, ... `99`.
+    const PAIRS: [u8; 200] = {
+        let mut pairs = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            pairs[2 * i] = b'0' + (i / 10) as u8;
+            pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        pairs
+    };
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while n >= 100 {
+        // Below 100: the cast is exact.
+        let pair = 2 * (n % 100) as usize;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    // Below 100: the cast is exact.
+    let pair = 2 * n as usize;
+    if n >= 10 {
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = PAIRS[pair + 1];
     }
     // ASCII digits: always UTF-8.
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
@@ -327,6 +359,41 @@ pub(super) fn normalize_header(name: &str, value: &str) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_javascript_writes_them() {
+        for n in [
+            0,
+            7,
+            10,
+            99,
+            100,
+            101,
+            999,
+            9_999,
+            10_000,
+            10_001,
+            99_990_000,
+            1_700_000_000_000,
+            (1 << 53) - 1,
+            u64::MAX,
+        ] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
+
+    #[test]
+    fn the_question_mark_split_is_split_once() {
+        for text in ["", "?", "/a", "/a?", "?b", "/a?b?c", "/ü?é"] {
+            assert_eq!(
+                split_at_question_mark(text),
+                text.split_once('?'),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn query_is_encoded_twice() {

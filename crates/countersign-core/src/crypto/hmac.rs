@@ -104,6 +104,28 @@ impl HmacSha256Key {
         })
     }
 
+    /// The tag of `first` followed by `second`, in one call: the prepared key is copied once,
+    /// and the computation stays in this frame.
+    pub(crate) fn mac2(&self, first: &[u8], second: &[u8]) -> [u8; HMAC_SHA256_LEN] {
+        match &self.0 {
+            KeyEngine::RustCrypto(key) => {
+                let mut mac = key.clone();
+                hmac::Mac::update(&mut mac, first);
+                hmac::Mac::update(&mut mac, second);
+                hmac::Mac::finalize(mac).into_bytes().into()
+            }
+            #[cfg(feature = "aws-lc")]
+            KeyEngine::AwsLc(key) => {
+                let mut ctx = aws_lc_rs::hmac::Context::with_key(key);
+                ctx.update(first);
+                ctx.update(second);
+                let mut out = [0u8; HMAC_SHA256_LEN];
+                out.copy_from_slice(ctx.sign().as_ref());
+                out
+            }
+        }
+    }
+
     /// Starts a computation with this key.
     pub(crate) fn start(&self) -> HmacSha256 {
         HmacSha256(match &self.0 {

@@ -65,6 +65,28 @@ fn both_libraries_agree_on_every_length_around_the_block() {
 }
 
 #[test]
+fn the_one_call_tag_of_two_parts_is_the_streamed_tag() {
+    let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+    for engine in engines() {
+        let key = HmacSha256Key::with_engine(&data[..64], engine);
+        for len in [0, 1, 64, 173, 300] {
+            for split in [0, len / 3, len] {
+                let (a, b) = data[..len].split_at(split);
+                let mut mac = key.start();
+                mac.update(a);
+                mac.update(b);
+                assert_eq!(
+                    key.mac2(a, b),
+                    mac.finish(),
+                    "{engine:?}, {split} + {}",
+                    len - split
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_faster_library_is_rust_crypto_exactly_where_the_cpu_has_sha_instructions() {
     #[cfg(feature = "aws-lc")]
     assert_eq!(

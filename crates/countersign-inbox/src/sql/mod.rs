@@ -13,7 +13,12 @@ use countersign_core::Provider;
 
 use crate::delivery::{DeadLetter, InboxDelivery, InboxStats, from_millis};
 
+/// The most bytes of bodies in one group of commits: a larger delivery goes alone, and no
+/// tenant's large bodies hold the others' commits for long.
+pub(crate) const MOST_GROUP_BYTES: usize = 8 << 20;
+
 /// A commit waiting for its group ([`Batcher`](crate::batch::Batcher)).
+#[derive(Clone)]
 pub(crate) struct Pending {
     pub(crate) delivery: InboxDelivery,
     /// The delivery's signed headers, as the store keeps them (JSON).
@@ -35,6 +40,11 @@ impl Pending {
             expires_at,
             tenant_limit,
         })
+    }
+
+    /// What it weighs in a group: its body and headers.
+    pub(crate) fn weight(&self) -> usize {
+        self.delivery.body.len() + self.signed_headers.len()
     }
 
     /// The tenant's limit as the databases count it: `i64::MAX` for none.

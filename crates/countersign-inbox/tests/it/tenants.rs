@@ -165,3 +165,36 @@ async fn a_tenant_read_near_its_limit_is_held_to_it_after_the_reading() {
         "the fifth is refused: the tenant was read near its limit, so its commits count"
     );
 }
+
+/// A tenant id no database should be asked to keep (a NUL, which JSON allows in a stack's
+/// `api_key` and PostgreSQL's text refuses; or one past 255 bytes) is refused for good, 422
+/// `inbox_tenant_invalid`, never spooled or committed: it cannot fail a group of commits it
+/// would share with other tenants.
+#[tokio::test]
+async fn a_tenant_id_no_database_keeps_is_refused_for_good_and_others_are_served() {
+    let kit = TestKit::new();
+    let dir = sqlite("invalid-tenant");
+    let spool = dir.with_extension("spool");
+    let inbox = Inbox::new(SqliteInbox::open(&dir).unwrap())
+        .with_spool(countersign_inbox::Spool::open(&spool).unwrap());
+    let base = serve(&kit, &inbox).await;
+    for stack in ["blt\u{0}evil".to_owned(), "b".repeat(256)] {
+        let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(&stack, 0));
+        let (status, problem) = send(&base, request).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("inbox_tenant_invalid")),
+            "{stack:?}"
+        );
+    }
+    let longest = "b".repeat(255);
+    let request = kit.contentstack_webhook("/webhooks/contentstack", &publish(&longest, 0));
+    assert_eq!(send(&base, request).await.0, 200, "255 bytes are kept");
+    let stats = inbox.stats().await.unwrap();
+    assert_eq!(stats.pending, 1, "only the storable tenant's delivery");
+    assert_eq!(
+        std::fs::read_dir(&spool).map_or(0, |entries| entries.count()),
+        0,
+        "nothing spooled"
+    );
+}

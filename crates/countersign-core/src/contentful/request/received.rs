@@ -27,7 +27,7 @@ impl<'a> Raw<'a> {
             // Visible ASCII, the usual case: of JavaScript's white space only spaces and tabs
             // can be in it.
             Self::One(value) => match value.to_str() {
-                Ok(text) => Cow::Borrowed(text.trim_matches([' ', '\t'])),
+                Ok(text) => Cow::Borrowed(trim_spaces_and_tabs(text)),
                 Err(_) => match js::header_text(value.as_bytes()) {
                     Cow::Borrowed(text) => Cow::Borrowed(js::trim(text)),
                     Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
@@ -36,6 +36,21 @@ impl<'a> Raw<'a> {
             Self::Joined(joined) => Cow::Owned(js::trim(joined).to_owned()),
         }
     }
+}
+
+/// `text.trim_matches([' ', '\t'])`, by bytes rather than by characters.
+fn trim_spaces_and_tabs(text: &str) -> &str {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let bytes = text.as_bytes();
+    let Some(start) = bytes.iter().position(|b| !blank(b)) else {
+        return "";
+    };
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |last| last + 1);
+    // Next to a space or a tab, or at an end: character boundaries.
+    text.get(start..end).unwrap_or_default()
 }
 
 impl<'a> Raw<'a> {
@@ -99,20 +114,52 @@ impl<'a> Received<'a> {
     /// The headers whose names are in the signed list, exactly as listed (a listed name in
     /// another case, or with spaces, matches nothing), with their texts. The list and the
     /// timestamp are the head's own entries, never taken from here; the signature is taken
-    /// when listed. `listed` is sorted.
-    pub(super) fn pick(&self, listed: &[&[u8]]) -> Pairs<'a> {
-        let signature = self
-            .signature
-            .as_ref()
-            .filter(|_| listed.binary_search(&SIGNATURE.as_bytes()).is_ok())
-            .map(|raw| (SIGNATURE, raw));
-        self.others
-            .iter()
-            .filter(|(name, _)| listed.binary_search(&name.as_bytes()).is_ok())
-            .map(|(name, raw)| (*name, raw))
-            .chain(signature)
-            .map(|(name, raw)| (Cow::Borrowed(name), raw.text()))
-            .collect()
+    /// when listed. Into `pairs` (empty), so that they are written once, where the caller
+    /// keeps them.
+    pub(super) fn pick(&self, listed: &Listed<'_>, pairs: &mut Pairs<'a>) {
+        for (name, raw) in &self.others {
+            if listed.contains(name.as_bytes()) {
+                pairs.push((Cow::Borrowed(*name), raw.text()));
+            }
+        }
+        if let Some(raw) = &self.signature
+            && listed.contains(SIGNATURE.as_bytes())
+        {
+            pairs.push((Cow::Borrowed(SIGNATURE), raw.text()));
+        }
+    }
+}
+
+/// The names of a signed-header list, for looking request headers up in. A few names (the
+/// usual three to six) are scanned, where comparing lengths first skips most comparisons of
+/// bytes; more are sorted once and bisected, so that a long list and many headers cost
+/// `O(n log n)`, not `O(n * m)`.
+pub(super) struct Listed<'l> {
+    names: SmallVec<[&'l [u8]; 8]>,
+}
+
+impl<'l> Listed<'l> {
+    /// Up to this many names are scanned.
+    const SCANNED: usize = 8;
+
+    pub(super) fn new(mut names: SmallVec<[&'l [u8]; 8]>) -> Self {
+        if names.len() > Self::SCANNED {
+            names.sort_unstable();
+        }
+        Self { names }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether `name` is one of the names, exactly.
+    pub(super) fn contains(&self, name: &[u8]) -> bool {
+        if self.names.len() > Self::SCANNED {
+            self.names.binary_search(&name).is_ok()
+        } else {
+            self.names.contains(&name)
+        }
     }
 }
 
@@ -153,8 +200,8 @@ pub(super) fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_
 
 /// 64 lower-case hex digits (what the toolkit sends), decoded; anything else is `None`.
 ///
-/// Arithmetic rather than a table, and without early exits, so that the compiler decodes many
-/// digits per instruction.
+/// Arithmetic rather than a table, and without early exits: every digit's value and validity
+/// first, in a loop of independent bytes that the compiler vectorizes, then the pairs joined.
 fn decode_lower_hex(text: &[u8]) -> Option<[u8; HMAC_SHA256_LEN]> {
     /// Whether `c` is `0`-`9` or `a`-`f`.
     const fn is_digit(c: u8) -> bool {
@@ -165,13 +212,17 @@ fn decode_lower_hex(text: &[u8]) -> Option<[u8; HMAC_SHA256_LEN]> {
         (c & 0x0f) + 9 * (c >> 6)
     }
     let digits: &[u8; 2 * HMAC_SHA256_LEN] = text.try_into().ok()?;
-    let mut out = [0u8; HMAC_SHA256_LEN];
-    let mut valid = true;
-    for (byte, &[high, low]) in out.iter_mut().zip(digits.as_chunks::<2>().0) {
-        valid &= is_digit(high) & is_digit(low);
-        *byte = (value(high) << 4) | value(low);
+    let mut values = [0u8; 2 * HMAC_SHA256_LEN];
+    let mut invalid = 0u8;
+    for (v, &c) in values.iter_mut().zip(digits) {
+        invalid |= u8::from(!is_digit(c));
+        *v = value(c);
     }
-    valid.then_some(out)
+    let mut out = [0u8; HMAC_SHA256_LEN];
+    for (byte, &[high, low]) in out.iter_mut().zip(values.as_chunks::<2>().0) {
+        *byte = (high << 4) | low;
+    }
+    (invalid == 0).then_some(out)
 }
 
 pub(super) fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
@@ -210,7 +261,52 @@ pub(super) fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_lower_hex, split_list};
+    use smallvec::SmallVec;
+
+    use super::{Listed, decode_lower_hex, split_list, trim_spaces_and_tabs};
+
+    #[test]
+    fn a_listed_name_is_found_whether_scanned_or_bisected() {
+        let names: Vec<String> = (0..20).map(|i| format!("h{}", 19 - i)).collect();
+        for len in [0, 1, 2, 8, 9, 20] {
+            let list = names[..len].join(",");
+            let listed = Listed::new(if len == 0 {
+                SmallVec::new()
+            } else {
+                split_list(list.as_bytes())
+            });
+            for name in &names {
+                assert_eq!(
+                    listed.contains(name.as_bytes()),
+                    names[..len].contains(name),
+                    "{name} in a list of {len}"
+                );
+            }
+            assert!(!listed.contains(b"h"));
+            assert!(!listed.contains(b""));
+        }
+    }
+
+    #[test]
+    fn spaces_and_tabs_are_trimmed_as_trim_matches_trims_them() {
+        for text in [
+            "",
+            " ",
+            "\t \t",
+            "a",
+            " a ",
+            "\ta b\t ",
+            " ü ",
+            "é\t",
+            "\u{a0}a\u{a0}",
+        ] {
+            assert_eq!(
+                trim_spaces_and_tabs(text),
+                text.trim_matches([' ', '\t']),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_list_splits_at_every_comma_as_javascript_splits_it() {

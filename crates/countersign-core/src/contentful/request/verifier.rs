@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
-use super::received::{Received, parse_signature, parse_timestamp, split_list};
+use super::received::{Listed, Received, parse_signature, parse_timestamp, split_list};
 use super::verified::{SignedSpaces, VerifiedRequest};
 use super::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX};
 use crate::bound::Bound;
-use crate::contentful::canonical::{Head, boundary_mover};
+use crate::contentful::canonical::{Head, Pairs, boundary_mover, split_at_question_mark};
 use crate::contentful::sign::{ambiguous, unix_millis};
 use crate::contentful::{
     Error, ErrorKind, MAX_SIGNED_HEADERS, RequestKind, RequestKinds, SigningSecret, USER_ID,
@@ -229,9 +229,7 @@ impl RequestVerifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
-        if target
-            .split_once('?')
-            .is_some_and(|(_, query)| query.contains('?'))
+        if split_at_question_mark(target).is_some_and(|(_, query)| query.as_bytes().contains(&b'?'))
         {
             return Err(Error::new(
                 ErrorKind::UnsignedTarget,
@@ -253,7 +251,7 @@ impl RequestVerifier {
             Some(bytes) => Cow::Borrowed(bytes),
             None => Cow::Owned(list.text().into_owned().into_bytes()),
         };
-        let mut listed = split_list(&list);
+        let listed = split_list(&list);
         if listed.len() > MAX_SIGNED_HEADERS {
             return Err(Error::new(
                 ErrorKind::TooManySignedHeaders,
@@ -263,8 +261,7 @@ impl RequestVerifier {
                 ),
             ));
         }
-        // Sorted, so that each request header is looked up in it by bisection.
-        listed.sort_unstable();
+        let listed = Listed::new(listed);
         if listed.len() < 2 {
             return Err(Error::new(
                 ErrorKind::MissingSignedHeaders,
@@ -277,8 +274,9 @@ impl RequestVerifier {
             .and_then(|p| validate_path_prefix(p).ok())
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
-        let mut pairs = received.pick(&listed);
-        if let Some(name) = boundary_mover(&pairs, |name| listed.binary_search(&name).is_ok()) {
+        let mut pairs = Pairs::new();
+        received.pick(&listed, &mut pairs);
+        if let Some(name) = boundary_mover(&pairs, |name| listed.contains(name)) {
             return Err(ambiguous(name));
         }
         let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);

@@ -21,7 +21,8 @@ pub(super) const MOST: usize = 256;
 /// member's), or its tenant has its limit (`$8`, `i64::MAX` for none) waiting, counting the
 /// group's earlier rows of the tenant; then, for each member in order, whether its id was
 /// inserted and whether it was there before. Counts stop at the limit, and are made only for
-/// the tenants whose members have one.
+/// the tenants whose members have one. Rows go in by id, so that two instances' groups that
+/// share ids wait for each other rather than deadlock.
 const GROUP: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
@@ -59,7 +60,7 @@ inserted AS (
         (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
     SELECT id, provider, tenant, body, signed_headers, 'pending', received_at, received_at,
            expires_at
-      FROM admitted ORDER BY n
+      FROM admitted ORDER BY id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
@@ -97,18 +98,27 @@ pub(super) async fn write(
         Ok(answers) => answers,
         // In time or not at all: alone, each would wait as long again.
         Err(error) if error.kind() == StoreErrorKind::Timeout => vec![Err(error); group.len()],
+        // Refused as a whole, nothing of it written: each alone, a few at a time, so that
+        // the retries leave the pool's other connections to the workers.
         Err(_) => {
-            let mut alone = tokio::task::JoinSet::new();
-            for (at, pending) in group.into_iter().enumerate() {
-                let store = store.clone();
-                alone.spawn(async move { (at, store.commit_alone(&pending).await) });
+            let mut answers = Vec::with_capacity(group.len());
+            for few in group.chunks(ALONE_AT_ONCE) {
+                let mut alone = tokio::task::JoinSet::new();
+                for (at, pending) in few.iter().enumerate() {
+                    let (store, pending) = (store.clone(), pending.clone());
+                    alone.spawn(async move { (at, store.commit_alone(&pending).await) });
+                }
+                let mut few: Vec<_> = alone.join_all().await;
+                few.sort_by_key(|(at, _)| *at);
+                answers.extend(few.into_iter().map(|(_, answer)| answer));
             }
-            let mut answers: Vec<_> = alone.join_all().await;
-            answers.sort_by_key(|(at, _)| *at);
-            answers.into_iter().map(|(_, answer)| answer).collect()
+            answers
         }
     }
 }
+
+/// How many members of a refused group are committed alone at once.
+const ALONE_AT_ONCE: usize = 4;
 
 /// `group` in one statement.
 async fn in_one(
@@ -169,8 +179,10 @@ async fn in_one(
         }
         answers.push(answer);
     }
-    let there: Vec<String> = if unclear.is_empty() {
-        Vec::new()
+    // The group is written: from here on, never tried again. A member left unclear by a
+    // failed lookup fails alone (its sender spools it, and the spool finds it a duplicate).
+    let there: Result<Vec<String>, StoreError> = if unclear.is_empty() {
+        Ok(Vec::new())
     } else {
         store
             .with(|client| async move {
@@ -178,18 +190,16 @@ async fn in_one(
                 let rows = client.query(&statement, &[&unclear]).await?;
                 Ok(rows.iter().map(|row| row.get(0)).collect())
             })
-            .await?
+            .await
     };
     Ok(group
         .iter()
         .zip(answers)
-        .map(|(pending, answer)| {
-            let id = &pending.delivery.id;
-            Ok(answer.unwrap_or(if there.contains(id) {
-                Commit::Duplicate
-            } else {
-                Commit::TenantFull
-            }))
+        .map(|(pending, answer)| match (answer, &there) {
+            (Some(answer), _) => Ok(answer),
+            (None, Ok(there)) if there.contains(&pending.delivery.id) => Ok(Commit::Duplicate),
+            (None, Ok(_)) => Ok(Commit::TenantFull),
+            (None, Err(error)) => Err(error.clone()),
         })
         .collect())
 }

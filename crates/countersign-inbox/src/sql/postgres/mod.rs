@@ -63,7 +63,11 @@ impl PostgresInbox {
             schema: std::sync::Arc::new(OnceCell::new()),
             sql: std::sync::Arc::new(sql::Statements::new(sql::DEFAULT_TABLE, true, &claim())),
             own: std::sync::Arc::new(Own::over(sql::DEFAULT_TABLE)),
-            commits: std::sync::Arc::new(Batcher::new(group::MOST)),
+            commits: std::sync::Arc::new(Batcher::new(
+                group::MOST,
+                sql::MOST_GROUP_BYTES,
+                sql::Pending::weight,
+            )),
         }
     }
 
@@ -78,6 +82,12 @@ impl PostgresInbox {
         Ok(Self {
             sql: std::sync::Arc::new(sql::Statements::new(table, true, &claim())),
             own: std::sync::Arc::new(Own::over(table)),
+            // Another table's commits never wait in this one's group.
+            commits: std::sync::Arc::new(Batcher::new(
+                group::MOST,
+                sql::MOST_GROUP_BYTES,
+                sql::Pending::weight,
+            )),
             schema: std::sync::Arc::new(OnceCell::new()),
             ..self
         })
@@ -444,14 +454,14 @@ impl WorkerStore for PostgresInbox {
                 let db = bookkeeping(&mut client).await?;
                 let mut recorded = Vec::new();
                 if !handled.ids.is_empty() {
-                    let statement = db.prepare_cached(&self.own.bookkeeping.complete).await?;
+                    let statement = db.prepare_cached(&self.own.complete_all).await?;
                     recorded.extend(
                         db.query(&statement, &[&handled.ids, &handled.leases])
                             .await?,
                     );
                 }
                 if !failed.ids.is_empty() {
-                    let statement = db.prepare_cached(&self.own.bookkeeping.fail).await?;
+                    let statement = db.prepare_cached(&self.own.fail_all).await?;
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
                         [&failed.ids, &failed.leases, &errors, &retries, &dead];
                     recorded.extend(db.query(&statement, &params).await?);
@@ -474,7 +484,7 @@ impl WorkerStore for PostgresInbox {
         let renewed = self
             .with(|mut client| async move {
                 let db = bookkeeping(&mut client).await?;
-                let statement = db.prepare_cached(&self.own.bookkeeping.renew).await?;
+                let statement = db.prepare_cached(&self.own.renew_all).await?;
                 let renewed = db
                     .query(&statement, &[&leases.ids, &leases.leases, &until])
                     .await?;

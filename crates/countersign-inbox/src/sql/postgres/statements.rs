@@ -118,28 +118,6 @@ const RENEW_ALL: &str = "UPDATE countersign_inbox i SET due_at = $3
   WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state = 'leased'
 RETURNING i.id, c.lease";
 
-/// The workers' bookkeeping of many deliveries at once, over a table.
-pub(super) struct Bookkeeping {
-    /// [`COMPLETE_ALL`].
-    pub(super) complete: String,
-    /// [`FAIL_ALL`].
-    pub(super) fail: String,
-    /// [`RENEW_ALL`].
-    pub(super) renew: String,
-}
-
-impl Bookkeeping {
-    /// The three over `table`.
-    pub(super) fn over(table: &str) -> Self {
-        let over = |statement| sql::for_table(statement, table, true);
-        Self {
-            complete: over(COMPLETE_ALL),
-            fail: over(FAIL_ALL),
-            renew: over(RENEW_ALL),
-        }
-    }
-}
-
 /// [`CLAIM`] with what it returns of each delivery.
 pub(super) fn claim() -> String {
     format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
@@ -173,17 +151,24 @@ pub(super) struct Own {
     pub(super) admit: Admit,
     /// A group's commit.
     pub(super) group: super::group::Statements,
-    /// The workers' bookkeeping of many deliveries.
-    pub(super) bookkeeping: Bookkeeping,
+    /// [`COMPLETE_ALL`].
+    pub(super) complete_all: String,
+    /// [`FAIL_ALL`].
+    pub(super) fail_all: String,
+    /// [`RENEW_ALL`].
+    pub(super) renew_all: String,
 }
 
 impl Own {
     /// Those over `table`.
     pub(super) fn over(table: &str) -> Self {
+        let over = |statement| sql::for_table(statement, table, true);
         Self {
             admit: Admit::over(table),
             group: super::group::Statements::over(table),
-            bookkeeping: Bookkeeping::over(table),
+            complete_all: over(COMPLETE_ALL),
+            fail_all: over(FAIL_ALL),
+            renew_all: over(RENEW_ALL),
         }
     }
 }

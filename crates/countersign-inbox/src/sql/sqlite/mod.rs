@@ -103,9 +103,9 @@ fn unavailable(error: impl fmt::Display) -> StoreError {
 
 impl SqliteInbox {
     /// The inbox in the SQLite file at `path`, made (0600, its directory too) with its table
-    /// when absent. Its page cache holds up to 64 MiB: the index of delivery ids takes its
-    /// inserts anywhere, and a cache of SQLite's default 2 MiB reads it back from the file
-    /// under load.
+    /// when absent. Its page cache (SQLite's copy in memory of the pages it read) may grow to
+    /// 64 MiB: delivery ids are random, so new ones land all over the index of ids, and with
+    /// SQLite's default 2 MiB that index is read back from the file under load.
     ///
     /// # Errors
     /// When the file cannot be opened or written.
@@ -130,7 +130,11 @@ impl SqliteInbox {
     /// share it so that a handler run by [`Inbox::work_in_transaction`] writes your tables in
     /// the inbox's transaction. Open it durable (`PRAGMA journal_mode = WAL; PRAGMA
     /// synchronous = FULL`), readable by its owner only, with a page cache to match your load
-    /// ([`SqliteInbox::open`] takes `PRAGMA cache_size = -65536`, 64 MiB).
+    /// ([`SqliteInbox::open`] takes `PRAGMA cache_size = -65536`, 64 MiB; SQLite's default is
+    /// 2 MiB). The `synchronous` level is read here, once: deliveries commit at it, so a
+    /// connection opened at `NORMAL` acknowledges deliveries that a power loss may erase. The
+    /// workers' bookkeeping runs at `NORMAL`, which is safe from corruption in WAL mode only.
+    /// This sets the connection's cache of prepared statements to 64.
     ///
     /// # Errors
     /// When the table cannot be made.
@@ -149,7 +153,11 @@ impl SqliteInbox {
             connection,
             path: Arc::new(path),
             sql: Arc::new(sql),
-            group: Arc::new(Batcher::new(group::MOST)),
+            group: Arc::new(Batcher::new(
+                group::MOST,
+                sql::MOST_GROUP_BYTES,
+                sql::Pending::weight,
+            )),
             durable,
         })
     }
