@@ -283,7 +283,8 @@ async fn contentful_app_killed_mid_group_loses_no_answered_delivery_and_doubles_
     let pool = example_support::postgres::pool(&url).unwrap();
     let db = pool.get().await.unwrap();
     let mut recorded = std::collections::HashMap::<usize, i64>::new();
-    for _ in 0..300 {
+    // The deliveries the killed instance held wait for their leases (30 s) to lapse.
+    for _ in 0..600 {
         recorded.clear();
         let rows = db
             .query("SELECT body FROM contentful_deliveries", &[])
@@ -306,7 +307,18 @@ async fn contentful_app_killed_mid_group_loses_no_answered_delivery_and_doubles_
         .iter()
         .filter(|n| !recorded.contains_key(n))
         .collect();
-    assert!(lost.is_empty(), "answered 200, never recorded: {lost:?}");
+    let states: Vec<(String, i64)> = db
+        .query(
+            "SELECT state, count(*) FROM contentful_app_inbox GROUP BY state",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        .unwrap_or_default();
+    assert!(
+        lost.is_empty(),
+        "answered 200, never recorded: {lost:?}; the inbox holds {states:?}"
+    );
     let doubled: Vec<_> = recorded.iter().filter(|(_, times)| **times > 1).collect();
     assert!(doubled.is_empty(), "recorded twice: {doubled:?}");
     drop(pg);
