@@ -90,7 +90,7 @@
 //! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused), 502 `cma_unavailable` |
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |
-//! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor) |
+//! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor), `inbox_tenant_invalid` (the inbox: a tenant id longer than 255 bytes or with a control character) |
 //! | 500 | `layer_missing`, `connect_info_missing`, `session_key_missing`, `session_cookie`, `oauth_misconfigured` (misconfiguration) |
 //! | 500 | `replay_identity_missing` (a replay guard without a verification layer), `replay_window_unbounded` (a replay guard or an inbox behind signatures that never expire) |
 //! | 503 | `key_unavailable` (no Contentstack key yet: the sender retries), `tenant_check_unavailable`, `replay_store_full`, `replay_tenant_full` (the tenant holds its share of the store), `replay_store_unavailable`; for spent app-tokens `store_full`, `store_unavailable`, `store_timeout`, `store_protocol`; for OAuth `oauth_unavailable`, `oauth_store_unavailable`; for the inbox `inbox_unavailable`, `inbox_tenant_full` |
