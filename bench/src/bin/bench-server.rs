@@ -3,7 +3,8 @@
 //! SQLite inbox (verify, commit, acknowledge), whose handler is instant (`inbox-sqlite`) or
 //! takes 60 s (`inbox-sqlite-slow`), or from a PostgreSQL inbox at `BENCH_DATABASE_URL`
 //! (`inbox-postgres`, handler instant; `inbox-postgres-ack`, no workers: the request path
-//! alone, as the Express peer).
+//! alone, as the Express peer). The inbox's servers answer `GET /inbox` with how many
+//! deliveries are pending, leased and dead.
 //!
 //! `bench-server <bare|contentful|contentstack|uploads|inbox-sqlite|inbox-sqlite-slow|inbox-postgres|inbox-postgres-ack> <addr>`
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::routing::{post, post_service};
+use axum::routing::{get, post, post_service};
 use countersign::contentful::{RequestVerifier, SigningSecret};
 use countersign::contentstack::{StaticKeys, WebhookVerifier};
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
@@ -114,11 +115,23 @@ fn from_inbox(store: impl InboxStore, handler_takes: Duration) -> (Router, Worke
         tokio::time::sleep(handler_takes).await;
         Ok(())
     });
-    let router = Router::new().route(
-        "/webhook",
-        post_service(inbox.acknowledge()).layer(ContentfulRequestLayer::new(RequestVerifier::new(
-            SigningSecret::new(SECRET).unwrap(),
-        ))),
-    );
+    let router = Router::new()
+        .route(
+            "/webhook",
+            post_service(inbox.acknowledge()).layer(ContentfulRequestLayer::new(
+                RequestVerifier::new(SigningSecret::new(SECRET).unwrap()),
+            )),
+        )
+        // What is still to handle, for the benchmark's count of deliveries handled.
+        .route(
+            "/inbox",
+            get(move || {
+                let inbox = inbox.clone();
+                async move {
+                    let stats = inbox.stats().await.unwrap();
+                    format!("{} {} {}", stats.pending, stats.leased, stats.dead)
+                }
+            }),
+        );
     (router, workers)
 }

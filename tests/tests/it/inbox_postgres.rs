@@ -563,3 +563,173 @@ async fn outcomes_and_renewals_of_many_deliveries_each_answer_for_their_own_leas
     assert_eq!(again.unwrap(), [true]);
     drop(pg);
 }
+
+/// PostgreSQL keeps one generic plan per prepared statement, made after a few runs with the
+/// table's size at that moment. Made on a new table, plans that read the whole table (or a
+/// tenant's whole backlog, then sorted it) looked cheapest, and were kept while the table
+/// grew. Here the plans are made on a table of a few rows, on the one connection the store
+/// has; then the table grows to 20,000 rows behind the store's back, and its commits, claims
+/// and outcomes must still read a few rows each, as PostgreSQL's own counters show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
+    use countersign_inbox::{ClaimRequest, Commit, Held, Outcome, Provider, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    pool.resize(1);
+    let store = PostgresInbox::new(pool.clone())
+        .with_table("grown")
+        .unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let delivery = |id: String, tenant: Option<&str>| InboxDelivery {
+        id,
+        provider: Provider::Contentful,
+        tenant: tenant.map(str::to_owned),
+        body: vec![b'x'; 1000].into(),
+        signed_headers: Vec::new(),
+        received_at: std::time::SystemTime::now(),
+        attempt: 0,
+    };
+    // Made now, so that no plan is dropped later: no automatic ANALYZE will come, and
+    // `ALTER TABLE` itself would have PostgreSQL plan afresh.
+    let first = delivery("first".to_owned(), None);
+    assert_eq!(store.commit(&first, far, None).await.unwrap(), Commit::New);
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    admin
+        .batch_execute("ALTER TABLE grown SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+
+    // Twelve commits at once (in groups), of a tenant and of none.
+    let commit_round = |round: String| {
+        let store = store.clone();
+        async move {
+            let mut commits = tokio::task::JoinSet::new();
+            for n in 0..12 {
+                let (store, tenant) = (store.clone(), [Some("space-a"), None][n % 2]);
+                let delivery = delivery(format!("{round}-{n}"), tenant);
+                commits.spawn(async move { store.commit(&delivery, far, None).await });
+            }
+            for answer in commits.join_all().await {
+                assert_eq!(answer.unwrap(), Commit::New);
+            }
+        }
+    };
+    // A claim of 8, each handled.
+    let claim_round = || {
+        let store = store.clone();
+        async move {
+            let now = std::time::SystemTime::now();
+            let claimed = store
+                .claim(ClaimRequest {
+                    owner: "w",
+                    now,
+                    lease_until: now + Duration::from_secs(60),
+                    limit: 8,
+                    tenant_concurrency: 1_000,
+                    max_attempts: 5,
+                    dead_until: far,
+                    rotation: 0,
+                })
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 8);
+            let outcomes: Vec<_> = claimed
+                .iter()
+                .map(|d| {
+                    let lease = format!("w:{}", d.attempt);
+                    (
+                        Held {
+                            id: d.id.clone(),
+                            lease,
+                        },
+                        Outcome::Handled,
+                    )
+                })
+                .collect();
+            let recorded = store.record(&outcomes).await.unwrap();
+            assert_eq!(recorded, [true; 8]);
+        }
+    };
+    for round in 0..10 {
+        commit_round(format!("small-{round}")).await;
+        claim_round().await;
+    }
+
+    // 10,000 handled deliveries, and a backlog of 5,000 for the tenant and 5,000 of none.
+    admin
+        .batch_execute(
+            "INSERT INTO grown (id, provider, tenant, body, state, due_at, received_at,
+                                expires_at)
+             SELECT 'old-' || n, 'contentful', CASE WHEN n % 4 = 0 THEN 'space-a' END,
+                    CASE WHEN n % 2 = 0 THEN convert_to(repeat('x', 1000), 'UTF8') END,
+                    CASE WHEN n % 2 = 0 THEN 'pending' ELSE 'done' END, n, n, 9000000000000
+               FROM generate_series(1, 20000) n",
+        )
+        .await
+        .unwrap();
+    // Rows read from the table: by sequential scans, and from its indexes.
+    let read = || async {
+        // The store's connection reports what it read (it is idle: the pool's only one).
+        let store_connection = pool.get().await.unwrap();
+        store_connection
+            .batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        drop(store_connection);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let table = admin
+            .query_one(
+                "SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'grown'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let indexes = admin
+            .query(
+                "SELECT indexrelname::TEXT, idx_tup_read FROM pg_stat_user_indexes
+                  WHERE relname = 'grown'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let indexes: HashMap<String, i64> =
+            indexes.iter().map(|row| (row.get(0), row.get(1))).collect();
+        ((table.get::<_, i64>(0), table.get::<_, i64>(1)), indexes)
+    };
+    let before = read().await;
+    for round in 0..5 {
+        commit_round(format!("grown-{round}")).await;
+        claim_round().await;
+    }
+    let after = read().await;
+    assert_eq!(
+        (after.0.0 - before.0.0, after.0.1 - before.0.1),
+        (0, 0),
+        "sequential scans of the grown table, and rows they read"
+    );
+    // About 90 a round: 16 candidates of each tenant ranked, their rows locked by id (with the versions
+    // that earlier claims left), the leases counted, the outcomes found by id. A plan that
+    // read a backlog reads 5,000 a round.
+    let read_from: HashMap<&str, i64> = after
+        .1
+        .iter()
+        .map(|(index, rows)| (index.as_str(), rows - before.1.get(index).unwrap_or(&0)))
+        .collect();
+    let index_rows: i64 = read_from.values().sum();
+    assert!(
+        index_rows < 2_000,
+        "{index_rows} index entries read in 5 rounds: {read_from:?}"
+    );
+    drop(pg);
+}

@@ -144,6 +144,12 @@ pub(crate) const CLAIMED: &str =
 /// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
 /// when a leased one's lease ends; `expires_at` when a handled one is forgotten. In SQLite's
 /// words; PostgreSQL's body is `BYTEA` ([`Statements::new`]).
+///
+/// Every index that a tenant's pending deliveries can be read from gives them in the claim's
+/// order (`due_at, id`). Without statistics (a new table, or a backlog grown since the last
+/// `ANALYZE`), PostgreSQL's cached plan took whichever index looked smaller, and one that did
+/// not keep that order made each claim sort the tenant's whole backlog. The index of
+/// `(tenant, state)` of earlier versions is replaced by `(tenant, state, due_at, id)`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS countersign_inbox (
     id TEXT PRIMARY KEY,
@@ -160,7 +166,9 @@ CREATE TABLE IF NOT EXISTS countersign_inbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
-CREATE INDEX IF NOT EXISTS countersign_inbox_tenant ON countersign_inbox (tenant, state);
+CREATE INDEX IF NOT EXISTS countersign_inbox_tenant_due
+    ON countersign_inbox (tenant, state, due_at, id);
+DROP INDEX IF EXISTS countersign_inbox_tenant;
 CREATE INDEX IF NOT EXISTS countersign_inbox_pending ON countersign_inbox (tenant, due_at, id)
     WHERE state = 'pending';
 ";

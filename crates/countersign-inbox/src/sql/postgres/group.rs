@@ -22,7 +22,9 @@ pub(super) const MOST: usize = 256;
 /// group's earlier rows of the tenant; then, for each member in order, whether its id was
 /// inserted and whether it was there before. Counts stop at the limit, and are made only for
 /// the tenants whose members have one. Rows go in by id, so that two instances' groups that
-/// share ids wait for each other rather than deadlock.
+/// share ids wait for each other rather than deadlock. The ids already there are looked up
+/// once, by the primary key (`= ANY`): a correlated `EXISTS` was planned, in the statement's
+/// cached generic plan, as a scan of the whole table.
 const GROUP: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
@@ -30,9 +32,12 @@ WITH input AS (
         WITH ORDINALITY AS t(id, provider, tenant, body, signed_headers, received_at, expires_at,
                              cap, n)
 ),
+known AS (
+    SELECT k.id FROM countersign_inbox k WHERE k.id = ANY($1::TEXT[])
+),
 fresh AS (
     SELECT DISTINCT ON (i.id) i.* FROM input i
-     WHERE NOT EXISTS (SELECT 1 FROM countersign_inbox k WHERE k.id = i.id)
+     WHERE i.id NOT IN (SELECT id FROM known)
      ORDER BY i.id, i.n
 ),
 capped AS (
@@ -64,8 +69,7 @@ inserted AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
-SELECT i.id IN (SELECT id FROM inserted),
-       EXISTS (SELECT 1 FROM countersign_inbox k WHERE k.id = i.id)
+SELECT i.id IN (SELECT id FROM inserted), i.id IN (SELECT id FROM known)
   FROM input i ORDER BY i.n";
 
 /// Which of the ids `$1` are there now.
@@ -137,16 +141,14 @@ async fn in_one(
     let expires: Vec<i64> = group.iter().map(|p| millis(p.expires_at)).collect();
     let caps: Vec<i64> = group.iter().map(Pending::limit).collect();
     let rows = store
-        .with(|client| async move {
-            let statement = client.prepare_cached(&store.own.group.commit).await?;
-            client
-                .query(
-                    &statement,
-                    &[
-                        &ids, &providers, &tenants, &bodies, &headers, &received, &expires, &caps,
-                    ],
-                )
-                .await
+        .with(|mut client| async move {
+            let db = client.transaction().await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+                &ids, &providers, &tenants, &bodies, &headers, &received, &expires, &caps,
+            ];
+            let rows = super::indexed(&db, &store.own.group.commit, &params).await?;
+            db.commit().await?;
+            Ok(rows)
         })
         .await?;
     // Each member's answer by what the statement did, an id's later members by its first.
@@ -185,9 +187,9 @@ async fn in_one(
         Ok(Vec::new())
     } else {
         store
-            .with(|client| async move {
-                let statement = client.prepare_cached(&store.own.group.there).await?;
-                let rows = client.query(&statement, &[&unclear]).await?;
+            .with(|mut client| async move {
+                let db = client.transaction().await?;
+                let rows = super::indexed(&db, &store.own.group.there, &[&unclear]).await?;
                 Ok(rows.iter().map(|row| row.get(0)).collect())
             })
             .await

@@ -5,8 +5,9 @@ use crate::sql;
 
 /// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
 /// the backlog: the tenants with pending deliveries are found by a loose scan of the index
-/// (one seek per tenant), each gives at most `$7` of its oldest due ones, and the leases that
-/// lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
+/// (one seek per tenant), each gives at most `$7` of its oldest due ones (those of no tenant
+/// ordered by `tenant` too: `IS NULL` alone does not let PostgreSQL read the index in order, and
+/// it sorted all of them), and the leases that lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
 /// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
 /// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
 /// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
@@ -31,7 +32,7 @@ candidates AS (
     UNION ALL
     (SELECT id, tenant, due_at FROM countersign_inbox
       WHERE state = 'pending' AND tenant IS NULL AND due_at <= $3
-      ORDER BY due_at, id LIMIT $7)
+      ORDER BY tenant, due_at, id LIMIT $7)
     UNION ALL
     SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
 ),
@@ -50,11 +51,13 @@ ranked AS (
      WHERE turn <= $6
      ORDER BY turn, spot, due_at, id
      LIMIT $5),
+ordered AS (
+    SELECT ARRAY(SELECT id FROM ranked ORDER BY turn, spot, due_at, id) AS ids),
 locked AS (
-    SELECT i.id FROM countersign_inbox i JOIN ranked c ON c.id = i.id
-     WHERE i.id = ANY (ARRAY(SELECT id FROM ranked))
+    SELECT i.id FROM countersign_inbox i
+     WHERE i.id = ANY ((SELECT ids FROM ordered)::TEXT[])
        AND coalesce(i.state, '') IN ('pending', 'leased') AND coalesce(i.due_at, 0) <= $3
-     ORDER BY c.turn, c.spot, c.due_at, c.id
+     ORDER BY array_position((SELECT ids FROM ordered)::TEXT[], i.id)
      LIMIT $4
      FOR UPDATE OF i SKIP LOCKED)
 UPDATE countersign_inbox i
@@ -64,7 +67,7 @@ UPDATE countersign_inbox i
 RETURNING i.";
 
 /// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
-/// or its id is there: one statement, so one round trip and one commit. The count stops at the
+/// or its id is there (answering its id when inserted): one statement. The count stops at the
 /// limit, so only a tenant near its limit makes its own commits count that far. (Two commits
 /// at once may both see room for one: the limit bounds a tenant's share, give or take the
 /// requests in flight.)
@@ -75,7 +78,8 @@ const ADMIT: &str = "INSERT INTO countersign_inbox
    WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
            WHERE tenant = $3::TEXT AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
          < $8::BIGINT
-  ON CONFLICT (id) DO NOTHING";
+  ON CONFLICT (id) DO NOTHING
+RETURNING id";
 
 /// [`ADMIT`] for a delivery of no tenant (`$3` null).
 const ADMIT_UNTENANTED: &str = "INSERT INTO countersign_inbox
@@ -85,20 +89,25 @@ const ADMIT_UNTENANTED: &str = "INSERT INTO countersign_inbox
    WHERE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
            WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
          < $8::BIGINT
-  ON CONFLICT (id) DO NOTHING";
+  ON CONFLICT (id) DO NOTHING
+RETURNING id";
 
 /// [`ADMIT`] for an inbox with no limit per tenant: nothing to count.
 const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
     (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
   VALUES ($1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT, 'pending', $6::BIGINT, $6::BIGINT,
           $7::BIGINT)
-  ON CONFLICT (id) DO NOTHING";
+  ON CONFLICT (id) DO NOTHING
+RETURNING id";
 
-/// Handled, each `($1[n], $2[n])` whose lease is still its own ([`sql::COMPLETE`]).
+/// Handled, each `($1[n], $2[n])` whose lease is still its own ([`sql::COMPLETE`]). Each of
+/// these three finds its rows by id alone: the `coalesce` keeps the planner off the index of
+/// states, which a plan made on a new table read whole (every handled delivery) to find a few.
 const COMPLETE_ALL: &str = "UPDATE countersign_inbox i
     SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
    FROM unnest($1::TEXT[], $2::TEXT[]) AS c(id, lease)
-  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state IN ('leased', 'dead', 'done')
+  WHERE i.id = ANY ($1::TEXT[]) AND i.id = c.id AND i.lease_owner = c.lease
+    AND coalesce(i.state, '') IN ('leased', 'dead', 'done')
 RETURNING i.id, c.lease";
 
 /// Failed attempts, each `($1[n], $2[n])` whose lease is still its own ([`sql::FAIL`]): due
@@ -109,13 +118,15 @@ const FAIL_ALL: &str = "UPDATE countersign_inbox i
         expires_at = CASE WHEN c.retry_at IS NULL THEN c.dead_until ELSE i.expires_at END
    FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])
         AS c(id, lease, error, retry_at, dead_until)
-  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state = 'leased'
+  WHERE i.id = ANY ($1::TEXT[]) AND i.id = c.id AND i.lease_owner = c.lease
+    AND coalesce(i.state, '') = 'leased'
 RETURNING i.id, c.lease";
 
 /// Leases extended to `$3`, each `($1[n], $2[n])` still its delivery's ([`sql::RENEW`]).
 const RENEW_ALL: &str = "UPDATE countersign_inbox i SET due_at = $3
    FROM unnest($1::TEXT[], $2::TEXT[]) AS c(id, lease)
-  WHERE i.id = c.id AND i.lease_owner = c.lease AND i.state = 'leased'
+  WHERE i.id = ANY ($1::TEXT[]) AND i.id = c.id AND i.lease_owner = c.lease
+    AND coalesce(i.state, '') = 'leased'
 RETURNING i.id, c.lease";
 
 /// [`CLAIM`] with what it returns of each delivery.
