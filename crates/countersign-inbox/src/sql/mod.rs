@@ -148,8 +148,8 @@ pub(crate) const CLAIMED: &str =
 /// Every index that a tenant's pending deliveries can be read from gives them in the claim's
 /// order (`due_at, id`). Without statistics (a new table, or a backlog grown since the last
 /// `ANALYZE`), PostgreSQL's cached plan took whichever index looked smaller, and one that did
-/// not keep that order made each claim sort the tenant's whole backlog. The index of
-/// `(tenant, state)` of earlier versions is replaced by `(tenant, state, due_at, id)`.
+/// not keep that order made each claim sort the tenant's whole backlog. (An inbox made by an
+/// earlier, unreleased build also has `{table}_tenant`, of `(tenant, state)`: drop it.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS countersign_inbox (
     id TEXT PRIMARY KEY,
@@ -168,7 +168,6 @@ CREATE TABLE IF NOT EXISTS countersign_inbox (
 CREATE INDEX IF NOT EXISTS countersign_inbox_due ON countersign_inbox (state, due_at);
 CREATE INDEX IF NOT EXISTS countersign_inbox_tenant_due
     ON countersign_inbox (tenant, state, due_at, id);
-DROP INDEX IF EXISTS countersign_inbox_tenant;
 CREATE INDEX IF NOT EXISTS countersign_inbox_pending ON countersign_inbox (tenant, due_at, id)
     WHERE state = 'pending';
 ";

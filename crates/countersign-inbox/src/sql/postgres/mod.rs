@@ -393,8 +393,9 @@ impl WorkerStore for PostgresInbox {
         let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
         // Candidates to spare for those another instance's claim holds locked now: half as
         // many again. Each costs the claim a row read and ranked, so more made every claim
-        // slower (4x: 7 ms for 64 against 2.5 ms); a claim that comes back short because of
-        // another's is followed by the next at once.
+        // slower (4x: 7 ms for 64 against 2.5 ms). A claim that comes back short because of
+        // another's is followed by the next at once; one that comes back empty waits for the
+        // next commit or the poll interval.
         let candidates = limit.saturating_add(limit / 2).max(16);
         let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
         let max_attempts = i64::from(request.max_attempts);
