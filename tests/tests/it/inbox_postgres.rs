@@ -752,3 +752,68 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
     );
     drop(pg);
 }
+
+/// The table is made in a task of its own, which an operation that runs out of time does not
+/// cancel: on a large table an index takes longer to build than an operation may wait (5 s),
+/// and a making cancelled by each operation in turn was rolled back every time. Here another
+/// session holds the lock that making the table takes, for longer than an operation waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_time() {
+    use countersign_inbox::{Commit, Provider, StoreErrorKind, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    let store = PostgresInbox::new(pool.clone())
+        .with_table("slow_to_make")
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let exists = || async {
+        let row = admin
+            .query_one("SELECT to_regclass('slow_to_make') IS NOT NULL", &[])
+            .await
+            .unwrap();
+        row.get::<_, bool>(0)
+    };
+    admin
+        .batch_execute("SELECT pg_advisory_lock(7262071)")
+        .await
+        .unwrap();
+    let delivery = InboxDelivery {
+        id: "d1".to_owned(),
+        provider: Provider::Contentful,
+        tenant: Some("space".to_owned()),
+        body: b"{}".to_vec().into(),
+        signed_headers: Vec::new(),
+        received_at: std::time::SystemTime::now(),
+        attempt: 0,
+    };
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let late = store.commit(&delivery, far, None).await.unwrap_err();
+    assert_eq!(late.kind(), StoreErrorKind::Timeout);
+    assert!(!exists().await);
+    admin
+        .batch_execute("SELECT pg_advisory_unlock(7262071)")
+        .await
+        .unwrap();
+    // No other operation: the making goes on by itself.
+    let mut made = false;
+    for _ in 0..50 {
+        made = exists().await;
+        if made {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(made, "the table was not made once the lock was free");
+    assert_eq!(
+        store.commit(&delivery, far, None).await.unwrap(),
+        Commit::New
+    );
+    drop(pg);
+}

@@ -163,17 +163,24 @@ impl PostgresInbox {
             // The schema first, on a connection of its own that goes back before the
             // operation takes one: many requests at a cold start wait for it holding none
             // (holding one each, they would leave it none).
+            // In a task of its own, which an operation that runs out of time does not cancel:
+            // on a large table an index takes longer to build than an operation may wait, and
+            // a build cancelled by each operation in turn would be rolled back every time.
             self.schema
-                .get_or_try_init(|| async {
-                    let mut client = self.pool.get().await.map_err(unavailable)?;
-                    let db = client.transaction().await.map_err(unavailable)?;
-                    db.execute("SELECT pg_advisory_xact_lock(7262071)", &[])
-                        .await
-                        .map_err(unavailable)?;
-                    db.batch_execute(&self.sql.schema)
-                        .await
-                        .map_err(unavailable)?;
-                    db.commit().await.map_err(unavailable)
+                .get_or_try_init(|| {
+                    let (pool, schema) = (self.pool.clone(), std::sync::Arc::clone(&self.sql));
+                    let made = tokio::spawn(async move {
+                        let mut client = pool.get().await.map_err(unavailable)?;
+                        let db = client.transaction().await.map_err(unavailable)?;
+                        db.execute("SELECT pg_advisory_xact_lock(7262071)", &[])
+                            .await
+                            .map_err(unavailable)?;
+                        db.batch_execute(&schema.schema)
+                            .await
+                            .map_err(unavailable)?;
+                        db.commit().await.map_err(unavailable)
+                    });
+                    async move { made.await.map_err(unavailable)? }
                 })
                 .await?;
             let client = self.pool.get().await.map_err(unavailable)?;
