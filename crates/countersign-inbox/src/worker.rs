@@ -223,9 +223,14 @@ async fn claim_loop<St: InboxStore>(
                     tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
                 }
             }
+            // Nothing to take, or nothing this claim could take: every due delivery's tenant
+            // may be at its concurrency with attempts of ours, and then the next one that ends
+            // frees a turn (waiting for the poll instead held a tenant of one space to its
+            // concurrency per poll interval).
             tokio::select! {
                 () = committed => {}
                 () = tokio::time::sleep(settings.poll) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = &mut stopped => break,
             }
             continue;

@@ -198,3 +198,26 @@ async fn a_tenant_id_no_database_keeps_is_refused_for_good_and_others_are_served
         "nothing spooled"
     );
 }
+
+/// An app of one tenant (one space, one stack) has its deliveries handled as fast as its
+/// concurrency allows, not one claim per poll interval: when every due delivery's tenant is
+/// at its concurrency with this instance's attempts, the end of the next attempt frees a turn
+/// and wakes the workers. (With a poll interval of a minute, 30 deliveries took 15 minutes.)
+#[tokio::test]
+async fn a_tenant_at_its_concurrency_gets_its_next_turn_when_an_attempt_ends() {
+    let kit = TestKit::new();
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("one-tenant")).unwrap())
+        .with_poll_interval(Duration::from_secs(60));
+    let base = serve(&kit, &inbox).await;
+    for n in 0..30 {
+        let request = kit.contentstack_webhook("/webhooks/contentstack", &publish("blt-only", n));
+        assert_eq!(send(&base, request).await.0, 200);
+    }
+    let handled = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&handled);
+    let _workers = inbox.work(8, move |_: InboxDelivery| {
+        *count.lock().unwrap() += 1;
+        std::future::ready(Ok::<(), BoxError>(()))
+    });
+    until(|| *handled.lock().unwrap() == 30).await;
+}

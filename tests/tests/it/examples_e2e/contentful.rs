@@ -216,7 +216,9 @@ async fn contentful_app_dev_mode_generates_and_keeps_a_secret() {
 
 /// A crash between a group's commit and its answers: the app (PostgreSQL inbox, group commit)
 /// is killed with SIGKILL while hundreds of app events are in flight, then started again.
-/// Every event answered 200 is recorded, exactly once; those the kill cut off may be or not.
+/// Every event answered 200 is recorded already. Then every event is sent again, signed
+/// afresh with its idempotency key, as Contentful retries: each is answered 200, and each is
+/// recorded exactly once, whether its first answer came, was cut off, or was never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contentful_app_killed_mid_group_loses_no_answered_delivery_and_doubles_none() {
     const EVENTS: usize = 600;
@@ -279,47 +281,85 @@ async fn contentful_app_killed_mid_group_loses_no_answered_delivery_and_doubles_
         answered.len()
     );
 
-    let _app = start("contentful-app", &dir, &env).await;
+    let app = start("contentful-app", &dir, &env).await;
     let pool = example_support::postgres::pool(&url).unwrap();
     let db = pool.get().await.unwrap();
-    let mut recorded = std::collections::HashMap::<usize, i64>::new();
-    // The deliveries the killed instance held wait for their leases (30 s) to lapse.
-    for _ in 0..600 {
-        recorded.clear();
-        let rows = db
-            .query("SELECT body FROM contentful_deliveries", &[])
-            .await
-            .unwrap_or_default();
-        for row in rows {
-            let body: String = row.get(0);
-            let event: Value = serde_json::from_str(&body).unwrap();
-            let n = event["sys"]["id"].as_str().unwrap()["crash-".len()..]
-                .parse()
-                .unwrap();
-            *recorded.entry(n).or_default() += 1;
+    let recorded = || {
+        let query = db.query("SELECT body FROM contentful_deliveries", &[]);
+        async move {
+            let mut recorded = std::collections::HashMap::<usize, i64>::new();
+            for row in query.await.unwrap_or_default() {
+                let body: String = row.get(0);
+                let event: Value = serde_json::from_str(&body).unwrap();
+                let n = event["sys"]["id"].as_str().unwrap()["crash-".len()..]
+                    .parse()
+                    .unwrap();
+                *recorded.entry(n).or_default() += 1;
+            }
+            recorded
         }
-        if answered.iter().all(|n| recorded.contains_key(n)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let lost: Vec<_> = answered
-        .iter()
-        .filter(|n| !recorded.contains_key(n))
-        .collect();
-    let states: Vec<(String, i64)> = db
-        .query(
+    };
+    // Each state of the example's inbox, and how many deliveries are in it.
+    let inbox_states = || async {
+        db.query(
             "SELECT state, count(*) FROM contentful_app_inbox GROUP BY state",
             &[],
         )
         .await
-        .map(|rows| rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-        .unwrap_or_default();
+        .map(|rows| {
+            rows.iter()
+                .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    };
+    // The deliveries the killed instance held wait for their leases (30 s) to lapse.
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..600 {
+        seen = recorded().await;
+        if answered.iter().all(|n| seen.contains_key(n)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lost: Vec<_> = answered.iter().filter(|n| !seen.contains_key(n)).collect();
+    let states = inbox_states().await;
     assert!(
         lost.is_empty(),
         "answered 200, never recorded: {lost:?}; the inbox holds {states:?}"
     );
-    let doubled: Vec<_> = recorded.iter().filter(|(_, times)| **times > 1).collect();
+
+    // Every event again, as the provider retries (50 at a time): answered, and recorded once.
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(50) {
+        let resends: Vec<_> = chunk
+            .iter()
+            .map(|&n| {
+                let (base, context) = (app.base.clone(), context.clone());
+                tokio::spawn(async move {
+                    let body = format!(r#"{{"sys":{{"id":"crash-{n}"}}}}"#);
+                    let key = format!("crash-{n}");
+                    let path = "/contentful/app-events";
+                    let sent =
+                        contentful_post(&base, SECRET, path, &body, &context, Some(&key)).await;
+                    (n, sent.map(|response| response.status().as_u16()).ok())
+                })
+            })
+            .collect();
+        for resend in resends {
+            let (n, status) = resend.await.unwrap();
+            assert_eq!(status, Some(200), "event {n} sent again");
+        }
+    }
+    for _ in 0..600 {
+        seen = recorded().await;
+        if seen.len() == EVENTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let states = inbox_states().await;
+    assert_eq!(seen.len(), EVENTS, "the inbox holds {states:?}");
+    let doubled: Vec<_> = seen.iter().filter(|(_, times)| **times > 1).collect();
     assert!(doubled.is_empty(), "recorded twice: {doubled:?}");
     drop(pg);
 }
