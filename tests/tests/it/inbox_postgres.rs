@@ -27,6 +27,24 @@ struct Seen {
     handled: HashMap<String, u32>,
 }
 
+/// A delivery of `provider` and `tenant` with `body`, received now, as a store is given it.
+fn delivery(
+    id: impl Into<String>,
+    provider: countersign_inbox::Provider,
+    tenant: Option<&str>,
+    body: &[u8],
+) -> InboxDelivery {
+    InboxDelivery {
+        id: id.into(),
+        provider,
+        tenant: tenant.map(str::to_owned),
+        body: body.to_vec().into(),
+        signed_headers: Vec::new(),
+        received_at: std::time::SystemTime::now(),
+        attempt: 0,
+    }
+}
+
 struct Instance {
     base: String,
     inbox: Inbox<PostgresInbox>,
@@ -322,15 +340,13 @@ async fn many_commits_at_a_cold_start_make_the_table_and_all_go_in() {
         .map(|n| {
             let store = store.clone();
             tokio::spawn(async move {
-                let delivery = InboxDelivery {
-                    id: format!("delivery-{n}"),
-                    provider: Provider::Contentstack,
-                    tenant: Some(format!("blt-stack-{}", n % 4)),
-                    body: b"{}".to_vec().into(),
-                    signed_headers: Vec::new(),
-                    received_at: std::time::SystemTime::now(),
-                    attempt: 0,
-                };
+                let tenant = format!("blt-stack-{}", n % 4);
+                let delivery = delivery(
+                    format!("delivery-{n}"),
+                    Provider::Contentstack,
+                    Some(&tenant),
+                    b"{}",
+                );
                 store.commit(&delivery, expires, Some(1_000)).await
             })
         })
@@ -355,15 +371,8 @@ async fn commits_made_while_one_is_on_its_way_share_one_statement_each_answered_
         .with_table("group_inbox")
         .unwrap();
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let delivery = |id: &str, tenant: &str| InboxDelivery {
-        id: id.to_owned(),
-        provider: Provider::Contentstack,
-        tenant: Some(tenant.to_owned()),
-        body: b"{}".to_vec().into(),
-        signed_headers: Vec::new(),
-        received_at: std::time::SystemTime::now(),
-        attempt: 0,
-    };
+    let delivery =
+        |id: &str, tenant: &str| delivery(id, Provider::Contentstack, Some(tenant), b"{}");
     assert_eq!(
         store
             .commit(&delivery("made", "blt-c"), far, None)
@@ -500,20 +509,12 @@ async fn outcomes_and_renewals_of_many_deliveries_each_answer_for_their_own_leas
         .unwrap();
     let pool = example_support::postgres::pool(&pg.url()).unwrap();
     let store = PostgresInbox::new(pool).with_table("outcomes").unwrap();
-    let now = std::time::SystemTime::now();
-    let far = now + Duration::from_secs(3600);
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
     for n in 0..4 {
-        let delivery = InboxDelivery {
-            id: format!("d{n}"),
-            provider: Provider::Contentful,
-            tenant: Some("space".to_owned()),
-            body: b"{}".to_vec().into(),
-            signed_headers: Vec::new(),
-            received_at: now,
-            attempt: 0,
-        };
+        let delivery = delivery(format!("d{n}"), Provider::Contentful, Some("space"), b"{}");
         store.commit(&delivery, far, None).await.unwrap();
     }
+    let now = std::time::SystemTime::now();
     let claimed = store
         .claim(ClaimRequest {
             owner: "w",
@@ -588,14 +589,8 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
         .with_table("grown")
         .unwrap();
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let delivery = |id: String, tenant: Option<&str>| InboxDelivery {
-        id,
-        provider: Provider::Contentful,
-        tenant: tenant.map(str::to_owned),
-        body: vec![b'x'; 1000].into(),
-        signed_headers: Vec::new(),
-        received_at: std::time::SystemTime::now(),
-        attempt: 0,
+    let delivery = |id: String, tenant: Option<&str>| {
+        delivery(id, Provider::Contentful, tenant, &[b'x'; 1000])
     };
     // Made now, so that no plan is dropped later: no automatic ANALYZE will come, and
     // `ALTER TABLE` itself would have PostgreSQL plan afresh.
@@ -784,15 +779,7 @@ async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_tim
         .batch_execute("SELECT pg_advisory_lock(7262071)")
         .await
         .unwrap();
-    let delivery = InboxDelivery {
-        id: "d1".to_owned(),
-        provider: Provider::Contentful,
-        tenant: Some("space".to_owned()),
-        body: b"{}".to_vec().into(),
-        signed_headers: Vec::new(),
-        received_at: std::time::SystemTime::now(),
-        attempt: 0,
-    };
+    let delivery = delivery("d1", Provider::Contentful, Some("space"), b"{}");
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
     let late = store.commit(&delivery, far, None).await.unwrap_err();
     assert_eq!(late.kind(), StoreErrorKind::Timeout);
