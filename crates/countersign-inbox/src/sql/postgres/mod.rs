@@ -162,10 +162,10 @@ impl PostgresInbox {
         let operation = async {
             // The schema first, on a connection of its own that goes back before the
             // operation takes one: many requests at a cold start wait for it holding none
-            // (holding one each, they would leave it none).
-            // In a task of its own, which an operation that runs out of time does not cancel:
-            // on a large table an index takes longer to build than an operation may wait, and
-            // a build cancelled by each operation in turn would be rolled back every time.
+            // (holding one each, they would leave it none). It is made in a task of its own,
+            // which an operation that runs out of time does not cancel: on a large table an
+            // index takes longer to build than an operation may wait, and a making cancelled
+            // by each operation in turn would be rolled back every time.
             self.schema
                 .get_or_try_init(|| {
                     let (pool, schema) = (self.pool.clone(), std::sync::Arc::clone(&self.sql));
@@ -402,7 +402,7 @@ impl WorkerStore for PostgresInbox {
         // many again. Each costs the claim a row read and ranked, so more made every claim
         // slower (4x: 7 ms for 64 against 2.5 ms). A claim that comes back short because of
         // another's is followed by the next at once; one that comes back empty waits for the
-        // next commit or the poll interval.
+        // next commit, the end of one of this instance's attempts, or the poll interval.
         let candidates = limit.saturating_add(limit / 2).max(16);
         let concurrency = i64::try_from(request.tenant_concurrency).unwrap_or(i64::MAX);
         let max_attempts = i64::from(request.max_attempts);

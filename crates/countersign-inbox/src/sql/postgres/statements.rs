@@ -6,15 +6,15 @@ use crate::sql;
 /// Each tenant's oldest due delivery before a second of any, at a cost that does not grow with
 /// the backlog: the tenants with pending deliveries are found by a loose scan of the index
 /// (one seek per tenant), each gives at most `$7` of its oldest due ones (those of no tenant
-/// ordered by `tenant` too: `IS NULL` alone does not let PostgreSQL read the index in order, and
-/// it sorted all of them), and the leases that lapsed are taken over with them. A candidate's turn is its rank within its tenant plus the
-/// tenant's deliveries on live leases, none past the tenant's concurrency `$6`; among equal
-/// turns the tenants take their places in a rotation that each claim starts elsewhere (`$8`),
-/// so that a tenant whose backlog is older never goes before a newcomer for long; then as many
-/// candidates as are not locked by another instance's claim, looked up by id alone (the
-/// `coalesce`s keep the planner off the index of states: without fresh statistics, a new table
-/// or a backlog grown since the last `ANALYZE`, it read every due delivery to find the few it
-/// locks). Each lease is `{owner}:{attempt}`.
+/// ordered by `tenant` too: `IS NULL` alone does not let PostgreSQL read the index in order,
+/// and it sorted all of them), and the leases that lapsed are taken over with them. A
+/// candidate's turn is its rank within its tenant plus the tenant's deliveries on live leases,
+/// none past the tenant's concurrency `$6`; among equal turns the tenants take their places in
+/// a rotation that each claim starts elsewhere (`$8`), so that a tenant whose backlog is older
+/// never goes before a newcomer for long; then as many candidates as are not locked by another
+/// instance's claim, looked up by id alone (the `coalesce`s keep the planner off the index of
+/// states: without fresh statistics, a new table or a backlog grown since the last `ANALYZE`,
+/// it read every due delivery to find the few it locks). Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
 WITH RECURSIVE tenants AS (
     (SELECT tenant FROM countersign_inbox
