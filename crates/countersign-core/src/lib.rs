@@ -82,6 +82,7 @@ mod js;
 mod names;
 mod provider;
 pub mod reason;
+pub mod reconcile;
 pub mod replay;
 mod sensitive;
 pub mod session;

@@ -12,5 +12,6 @@ mod contentful_rules;
 mod contentful_vectors;
 mod contentstack_rules;
 mod contentstack_vectors;
+mod reconcile_records;
 mod session_rules;
 mod typed_events;

@@ -18,7 +18,7 @@ use crate::contentful::sign::{ambiguous, unix_millis};
 use crate::contentful::{
     Error, ErrorKind, MAX_SIGNED_HEADERS, RequestKind, RequestKinds, SigningSecret, USER_ID,
 };
-use crate::crypto::constant_time_eq;
+use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::freshness::{Outside, Window};
 use crate::ip::IpAllowlist;
@@ -229,68 +229,18 @@ impl RequestVerifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
-        if split_at_question_mark(target).is_some_and(|(_, query)| query.as_bytes().contains(&b'?'))
-        {
-            return Err(Error::new(
-                ErrorKind::UnsignedTarget,
-                "the request target has a second `?`; what follows it is not signed",
-            ));
-        }
-        let received = Received::read(headers);
-        let expected = parse_signature(received.signature.as_ref())?;
-        let timestamp_ms = parse_timestamp(received.timestamp.as_ref())?;
-        let list = received.list.as_ref().ok_or_else(|| {
-            Error::new(
-                ErrorKind::MissingSignedHeaders,
-                "the request has no x-contentful-signed-headers header",
-            )
-        })?;
-        // The names are compared with the request's (ASCII) header names only; the head writes
-        // its own list.
-        let list: Cow<'_, [u8]> = match list.ascii_trimmed() {
-            Some(bytes) => Cow::Borrowed(bytes),
-            None => Cow::Owned(list.text().into_owned().into_bytes()),
-        };
-        let listed = split_list(&list);
-        if listed.len() > MAX_SIGNED_HEADERS {
-            return Err(Error::new(
-                ErrorKind::TooManySignedHeaders,
-                format!(
-                    "x-contentful-signed-headers lists {} names; at most {MAX_SIGNED_HEADERS} are accepted",
-                    listed.len()
-                ),
-            ));
-        }
-        let listed = Listed::new(listed);
-        if listed.len() < 2 {
-            return Err(Error::new(
-                ErrorKind::MissingSignedHeaders,
-                "x-contentful-signed-headers must list at least itself and x-contentful-timestamp",
-            ));
-        }
-        self.check_freshness(timestamp_ms, unix_millis(now))?;
-
         let prefix = prefix
             .and_then(|p| validate_path_prefix(p).ok())
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
-        let mut pairs = Pairs::new();
-        received.pick(&listed, &mut pairs);
-        if let Some(name) = boundary_mover(&pairs, |name| listed.contains(name)) {
-            return Err(ambiguous(name));
-        }
-        let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
-        let spaces = SignedSpaces::read(&head);
-        if let Some((space, crn)) = spaces.conflict() {
-            return Err(Error::new(
-                ErrorKind::ContextConflict,
-                format!(
-                    "the signed x-contentful-space-id ({space}) and the space of the signed \
-                     x-contentful-crn ({crn}) differ"
-                ),
-            ));
-        }
-        let tenant = spaces.tenant();
+        let Signed {
+            head,
+            expected,
+            timestamp_ms,
+        } = signed_head(method, target, headers, prefix, |timestamp_ms| {
+            self.check_freshness(timestamp_ms, unix_millis(now))
+        })?;
+        let tenant = SignedSpaces::read(&head).tenant();
         let secret_index = self
             .secrets
             .iter()
@@ -421,6 +371,121 @@ impl RequestVerifier {
             ),
         })
     }
+}
+
+/// What the live path makes of a webhook request that Contentful's own record holds (the
+/// webhook's call details, read from the Content Management API): the same signed headers,
+/// tenant and [replay key](VerifiedRequest::replay_key) as [`RequestVerifier::verify`] gives the
+/// request when it arrives, in `namespace` (the verifier's
+/// [`with_namespace`](RequestVerifier::with_namespace)).
+///
+/// The signature is read but not checked, and the time is not: the record came from
+/// Contentful over an authenticated TLS call, so it is Contentful's own word, as a signature
+/// is. Every other refusal of [`verify`](RequestVerifier::verify) applies: a target with a
+/// second `?`, a missing or malformed signature, list or timestamp, a signed value that moves
+/// a boundary, a space id and CRN that differ.
+///
+/// # Errors
+/// An [`Error`] whose [`kind`](Error::kind) says which of those refusals it is.
+pub fn recorded_webhook(
+    namespace: Option<&str>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<VerifiedRequest, Error> {
+    let Signed {
+        head,
+        expected,
+        timestamp_ms,
+    } = signed_head(method, target, headers, "", |_| Ok(()))?;
+    Ok(VerifiedRequest {
+        secret_index: 0,
+        timestamp_ms,
+        head,
+        signature: expected,
+        kind: RequestKind::Webhook,
+        namespace: namespace.map(Arc::from),
+    })
+}
+
+/// The signed head of a request, its signature and its timestamp, read as the toolkit reads
+/// them and refused as [`RequestVerifier::verify`] refuses them (but for the signature itself):
+/// what the live path and a provider's record of a request share. `fresh` checks the
+/// timestamp before the head is built.
+fn signed_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    prefix: &str,
+    fresh: impl FnOnce(u64) -> Result<(), Error>,
+) -> Result<Signed, Error> {
+    if split_at_question_mark(target).is_some_and(|(_, query)| query.as_bytes().contains(&b'?')) {
+        return Err(Error::new(
+            ErrorKind::UnsignedTarget,
+            "the request target has a second `?`; what follows it is not signed",
+        ));
+    }
+    let received = Received::read(headers);
+    let expected = parse_signature(received.signature.as_ref())?;
+    let timestamp_ms = parse_timestamp(received.timestamp.as_ref())?;
+    let list = received.list.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::MissingSignedHeaders,
+            "the request has no x-contentful-signed-headers header",
+        )
+    })?;
+    // The names are compared with the request's (ASCII) header names only; the head writes
+    // its own list.
+    let list: Cow<'_, [u8]> = match list.ascii_trimmed() {
+        Some(bytes) => Cow::Borrowed(bytes),
+        None => Cow::Owned(list.text().into_owned().into_bytes()),
+    };
+    let listed = split_list(&list);
+    if listed.len() > MAX_SIGNED_HEADERS {
+        return Err(Error::new(
+            ErrorKind::TooManySignedHeaders,
+            format!(
+                "x-contentful-signed-headers lists {} names; at most {MAX_SIGNED_HEADERS} are accepted",
+                listed.len()
+            ),
+        ));
+    }
+    let listed = Listed::new(listed);
+    if listed.len() < 2 {
+        return Err(Error::new(
+            ErrorKind::MissingSignedHeaders,
+            "x-contentful-signed-headers must list at least itself and x-contentful-timestamp",
+        ));
+    }
+    fresh(timestamp_ms)?;
+
+    let mut pairs = Pairs::new();
+    received.pick(&listed, &mut pairs);
+    if let Some(name) = boundary_mover(&pairs, |name| listed.contains(name)) {
+        return Err(ambiguous(name));
+    }
+    let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
+    if let Some((space, crn)) = SignedSpaces::read(&head).conflict() {
+        return Err(Error::new(
+            ErrorKind::ContextConflict,
+            format!(
+                "the signed x-contentful-space-id ({space}) and the space of the signed \
+                     x-contentful-crn ({crn}) differ"
+            ),
+        ));
+    }
+    Ok(Signed {
+        head,
+        expected,
+        timestamp_ms,
+    })
+}
+
+/// What [`signed_head`] reads.
+struct Signed {
+    head: Head,
+    expected: [u8; HMAC_SHA256_LEN],
+    timestamp_ms: u64,
 }
 
 impl fmt::Debug for RequestVerifier {

@@ -10,11 +10,11 @@ use crate::contentstack::{Error, ErrorKind};
 /// the handler's own types.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Envelope {
-    pub(super) triggered_at: Option<String>,
-    pub(super) module: Option<String>,
-    pub(super) event: Option<String>,
-    pub(super) api_key: Option<String>,
-    pub(super) installation_app_uid: Option<String>,
+    pub(crate) triggered_at: Option<String>,
+    pub(crate) module: Option<String>,
+    pub(crate) event: Option<String>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) installation_app_uid: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -125,7 +125,7 @@ pub fn triggered_at(body: &[u8]) -> Result<SystemTime, Error> {
 }
 
 impl Envelope {
-    pub(super) fn parse(body: &[u8]) -> Result<Self, Error> {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, Error> {
         let raw: RawEnvelope = serde_json::from_slice(body).map_err(|e| {
             Error::new(
                 ErrorKind::MalformedTimestamp,
