@@ -74,6 +74,7 @@ mod delivery;
 mod drain;
 mod inbox;
 pub mod metrics;
+mod reconcile;
 mod shared;
 mod spool;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -84,6 +85,7 @@ mod worker;
 pub use acknowledge::Acknowledge;
 pub use countersign_core::Provider;
 pub use countersign_core::inbox::{Backoff, remember_for};
+pub use countersign_core::reconcile::{Attempt, RecordedDelivery, Unusable};
 pub use countersign_core::replay::{StoreError, StoreErrorKind};
 pub use delivery::{
     BoxError, ClaimRequest, Commit, DeadLetter, GiveUp, Held, InboxDelivery, InboxStats,
@@ -93,6 +95,7 @@ pub use inbox::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEAD_LETTER_TTL, DEFAULT_LEASE, DEFAULT_MARGIN, DEFAULT_POLL,
     DEFAULT_RETRY_HORIZON, DEFAULT_TENANT_CONCURRENCY, DEFAULT_TENANT_LIMIT, Inbox,
 };
+pub use reconcile::Found;
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
 pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};

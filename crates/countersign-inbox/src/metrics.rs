@@ -9,6 +9,7 @@
 //! | [`INBOX_DEPTH`] | gauge | `state` (`pending`, `leased`, `dead`) |
 //! | [`INBOX_OLDEST_SECONDS`] | gauge | |
 //! | [`INBOX_SPOOLED`] | gauge | |
+//! | [`RECONCILED`] | counter | `found` (`present`, `missing`, `committed`, `tenant_full`, `forgotten`, `unusable`) |
 
 /// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
 /// tenant_full, tenant_invalid (422), spooled (accepted while its store was down), set_aside,
@@ -26,6 +27,11 @@ pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";
 /// not yet moved into it. Each instance has its own spool: aggregate with `sum`.
 pub const INBOX_SPOOLED: &str = "countersign_inbox_spooled";
 
+/// What reconciling with a provider's record found, one per attempt of the record:
+/// present, missing, committed, tenant_full, forgotten, unusable
+/// ([`Found`](crate::Found)). Alert on `missing` and `tenant_full` that stay.
+pub const RECONCILED: &str = "countersign_inbox_reconciled_total";
+
 /// Names the inbox's series once, with their descriptions, in the installed recorder.
 /// Optional: the series appear on first use anyway.
 pub fn describe() {
@@ -34,6 +40,10 @@ pub fn describe() {
         use ::metrics::{Unit, describe_counter, describe_gauge};
         describe_counter!(INBOX, "What the inbox answered verified deliveries.");
         describe_counter!(INBOX_ATTEMPTS, "Outcomes of the inbox handler's attempts.");
+        describe_counter!(
+            RECONCILED,
+            "What reconciling with the providers' records found, by attempt."
+        );
         describe_gauge!(INBOX_DEPTH, "Deliveries in the inbox by state.");
         describe_gauge!(
             INBOX_SPOOLED,
@@ -45,6 +55,13 @@ pub fn describe() {
             "Age of the oldest delivery not yet handled."
         );
     }
+}
+
+/// Counts one attempt of a provider's record, by what reconciling found.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn reconciled(found: &'static str) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(RECONCILED, "found" => found).increment(1);
 }
 
 /// Records a counter of `name` with one `outcome` label.

@@ -139,6 +139,9 @@ pub trait OperatorStore: Send + Sync + 'static {
         now: SystemTime,
         tenant_limit: Option<u64>,
     ) -> impl Future<Output = Result<Retried, StoreError>> + Send;
+    /// For each of `ids`, in order, whether the inbox has it (pending, running, handled and
+    /// remembered, or a dead letter): what reconciling with a provider's record looks up.
+    fn known(&self, ids: &[String]) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 }
 
 /// A store the [`Inbox`](crate::Inbox) runs on: what its workers call and what an operator

@@ -112,6 +112,9 @@ impl OperatorStore for Faulty {
     ) -> Result<Retried, StoreError> {
         self.inner.retry(tenant, id, now, tenant_limit).await
     }
+    async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        self.inner.known(ids).await
+    }
 }
 
 /// The kit's stack's dead letters once there is one, for at most 3 s.

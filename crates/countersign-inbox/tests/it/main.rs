@@ -13,6 +13,7 @@ use axum::Router;
 mod edges;
 mod group;
 mod inbox;
+mod reconcile;
 mod tenants;
 
 /// Serves `app` on a free loopback port with the peer address available.

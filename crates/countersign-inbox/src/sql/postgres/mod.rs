@@ -584,6 +584,18 @@ impl WorkerStore for PostgresInbox {
 }
 
 impl OperatorStore for PostgresInbox {
+    async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        self.with(|client| async move {
+            let statement = client.prepare_cached(&self.sql.known).await?;
+            let mut known = Vec::with_capacity(ids.len());
+            for id in ids {
+                known.push(client.query_opt(&statement, &[id]).await?.is_some());
+            }
+            Ok(known)
+        })
+        .await
+    }
+
     async fn dead_letters(
         &self,
         tenant: Option<&str>,

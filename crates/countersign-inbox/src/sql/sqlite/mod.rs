@@ -520,6 +520,15 @@ impl WorkerStore for SqliteInbox {
 }
 
 impl OperatorStore for SqliteInbox {
+    async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
+        let (sql, ids) = (Arc::clone(&self.sql), ids.to_vec());
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(&sql.known)?;
+            ids.iter().map(|id| statement.exists(params![id])).collect()
+        })
+        .await
+    }
+
     async fn dead_letters(
         &self,
         tenant: Option<&str>,
