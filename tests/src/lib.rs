@@ -5,6 +5,7 @@
 //! crate that has both `countersign` and `countersign-inbox` with every feature.
 
 pub mod developer_hub;
+pub mod provider_records;
 pub mod simulator;
 
 /// The README's and the guides' examples, compiled and run as doc tests.

@@ -14,6 +14,10 @@ pub(crate) enum Failure {
     Rejected { code: &'static str, message: String },
     /// Unusable input (a file, a secret, an argument): exit 2.
     Input(String),
+    /// Something is missing at the end (`reconcile`): exit 1, the lines said what.
+    Missing,
+    /// The provider or the inbox cannot be read (`reconcile`): exit 3.
+    Unavailable(String),
 }
 
 pub(crate) type Outcome = Result<(), Failure>;
@@ -36,6 +40,11 @@ pub(crate) fn finish(outcome: Outcome) -> ExitCode {
         Err(Failure::Input(message)) => {
             let _ = writeln!(stderr, "error: {message}");
             ExitCode::from(2)
+        }
+        Err(Failure::Missing) => ExitCode::from(1),
+        Err(Failure::Unavailable(message)) => {
+            let _ = writeln!(stderr, "unavailable: {message}");
+            ExitCode::from(3)
         }
     }
 }

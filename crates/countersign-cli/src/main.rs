@@ -14,6 +14,7 @@ mod contentstack;
 mod inspect;
 mod keygen;
 mod oauth;
+mod reconcile;
 mod request_text;
 mod send;
 
@@ -54,6 +55,10 @@ enum Command {
         after_help = "Example:\n  countersign inspect --request-file failed.http --contentful-secret \"$SECRET\"\n          countersign inspect --request-file webhook.http --contentstack-key public-keys.json --json\n\n        Secrets can come from COUNTERSIGN_CONTENTFUL_SECRET and COUNTERSIGN_CONTENTSTACK_HMAC_SECRET."
     )]
     Inspect(inspect::InspectArgs),
+    /// Look the providers' records of their webhook attempts up in an inbox; commit or have
+    /// sent again what is missing.
+    #[command(subcommand)]
+    Reconcile(reconcile::Command),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::keygen(&args),
         Command::Send(command) => send::run(command),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Reconcile(command) => reconcile::run(command),
     };
     common::finish(outcome)
 }

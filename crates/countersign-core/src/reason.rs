@@ -226,6 +226,9 @@ catalogue! {
     OAUTH_REFUSED = "oauth_refused", BAD_GATEWAY, "Token endpoint refused";
     /// OAuth: Contentstack's Content Management API did not answer a call made as the app.
     CMA_UNAVAILABLE = "cma_unavailable", BAD_GATEWAY, "Content Management API unavailable";
+    /// Reconciling: the provider refused to give its records of a webhook (a token without
+    /// the right, a webhook it does not know), or answered what is not a record.
+    RECORDS_REFUSED = "records_refused", BAD_GATEWAY, "Provider records refused";
 
     // 500: the server is set up wrong.
     /// An extractor on a route without its layer.

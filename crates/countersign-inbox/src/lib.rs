@@ -62,6 +62,7 @@
 //! |---|---|
 //! | `sqlite` | [`SqliteInbox`]: the inbox in a SQLite file, for one instance (rusqlite, SQLite bundled) |
 //! | `postgres` | [`PostgresInbox`]: the inbox in PostgreSQL, shared by a fleet (your deadpool pool) |
+//! | `postgres-url` | [`pool_of_url`]: a pool from a `postgres://` URL, TLS by its `sslmode` (rustls) |
 //! | `metrics` | the series of [`metrics`] through the `metrics` facade |
 //! | `aws-lc` (default), `rust-crypto` | countersign's crypto backend, followed |
 
@@ -99,6 +100,8 @@ pub use reconcile::Found;
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
 pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};
+#[cfg(feature = "postgres-url")]
+pub use sql::postgres::connect::{ROOT_CERT_VAR, pool_of_url, pool_of_url_trusting};
 #[cfg(feature = "postgres")]
 pub use sql::postgres::{PostgresInbox, TransactionFuture};
 #[cfg(feature = "sqlite")]

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 /// A client with `timeout` per request whose redirects stay on https (or this machine), trusting
 /// `roots` besides the system's.
-#[cfg(any(feature = "well-known", feature = "app-identity"))]
+#[cfg(any(
+    feature = "well-known",
+    feature = "app-identity",
+    feature = "reconcile"
+))]
 pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::Client {
     roots
         .iter()

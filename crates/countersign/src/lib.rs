@@ -87,7 +87,7 @@
 //! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch`, `installation_event_not_rsa` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
 //! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header) |
-//! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused), 502 `cma_unavailable` |
+//! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused), 502 `cma_unavailable`; reconciling: 502 `records_refused` (the provider refused its records of a webhook) |
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |
 //! | 422 | `webhook_data_invalid` (the [`ContentstackWebhook`] extractor), `inbox_tenant_invalid` (the inbox: a tenant id longer than 255 bytes or with a control character) |
@@ -129,7 +129,12 @@
 mod body;
 mod extract;
 pub mod guard;
-#[cfg(any(feature = "well-known", feature = "app-identity", feature = "oauth"))]
+#[cfg(any(
+    feature = "well-known",
+    feature = "app-identity",
+    feature = "oauth",
+    feature = "reconcile"
+))]
 mod http_client;
 mod problem;
 
@@ -138,6 +143,8 @@ pub mod contentful;
 pub mod contentstack;
 pub mod ip_allowlist;
 pub mod metrics;
+#[cfg(feature = "reconcile")]
+pub mod reconcile;
 pub mod replay;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -57,7 +57,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 async fn start(name: &str, data_dir: &Path, env: &[(&str, &str)]) -> App {
-    let port = free_port();
+    start_on(free_port(), name, data_dir, env).await
+}
+
+/// [`start`] on `port`: an instance started again where the providers send.
+async fn start_on(port: u16, name: &str, data_dir: &Path, env: &[(&str, &str)]) -> App {
     let mut command = Command::new(binary(name));
     command
         .env_clear()
@@ -209,3 +213,4 @@ mod marketplace_guards;
 mod marketplace_oauth;
 mod marketplace_ui;
 mod marketplace_webhooks;
+mod reconcile;

@@ -21,6 +21,8 @@ use crate::sql;
 use crate::store::{OperatorStore, WorkerStore};
 use crate::worker::{self, Handled, StoreFailed, Workers};
 
+#[cfg(feature = "postgres-url")]
+pub(crate) mod connect;
 mod group;
 mod statements;
 

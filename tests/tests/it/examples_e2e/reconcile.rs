@@ -1,0 +1,434 @@
+//! Reconciling with the providers' records (`countersign reconcile`): deliveries made while
+//! every instance of an example was down, past the providers' retries, are found in the
+//! providers' records, committed into the example's inbox and handled once; a second run finds
+//! nothing missing. And the vendors' own CMA clients ask the record APIs what ours ask.
+
+use countersign::contentstack::Region;
+use countersign::reconcile::{ContentfulRecords, ContentstackRecords};
+use countersign_tests::provider_records::{
+    CMA_TOKEN, CONTENTFUL_WEBHOOK, CONTENTSTACK_WEBHOOK, MANAGEMENT_TOKEN, ProviderRecords, SPACE,
+    STACK, Seen,
+};
+
+use super::*;
+
+const WEBHOOK_SECRET: &str = "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr";
+
+/// `countersign` with `args`: its exit code, stdout and stderr.
+fn countersign(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary("countersign"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `countersign` with `args`, off the async threads.
+async fn countersign_async(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        countersign(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap()
+}
+
+/// The third column of each attempt's line, counted, and the summary line.
+fn words(stdout: &str) -> (std::collections::BTreeMap<String, usize>, String) {
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let summary = lines.pop().unwrap_or_default().to_owned();
+    let mut words = std::collections::BTreeMap::new();
+    for line in lines {
+        let word = line.split('\t').nth(2).unwrap_or_default().to_owned();
+        *words.entry(word).or_insert(0) += 1;
+    }
+    (words, summary)
+}
+
+fn counted(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect()
+}
+
+fn publish(n: usize) -> String {
+    WebhookBody::new("entry", "publish")
+        .with_api_key(STACK)
+        .with_data(&json!({"entry": {"uid": format!("rc-{n}")}}))
+        .to_json(SystemTime::now())
+}
+
+/// The entries of the stack's recorded events, with how many times each was recorded.
+async fn recorded_entries(
+    app: &App,
+    session: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let events = events_when(app, session, n).await;
+    let mut entries = std::collections::BTreeMap::new();
+    for event in events["events"].as_array().unwrap() {
+        let data = match &event["data"] {
+            Value::String(text) => serde_json::from_str(text).unwrap(),
+            other => other.clone(),
+        };
+        if let Some(uid) = data["entry"]["uid"].as_str() {
+            *entries.entry(uid.to_owned()).or_insert(0) += 1;
+        }
+    }
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contentstack_deliveries_made_while_the_app_was_down_are_reconciled_once() {
+    let dir = temp_dir("reconcile-cs");
+    let port = free_port();
+    let app = start_on(port, "marketplace-app", &dir, &[]).await;
+    let key = dev_key(&app);
+    install(&app, &key, STACK).await;
+    let provider = ProviderRecords::start(dev_key(&app)).await;
+    let url = format!("{}/webhooks/contentstack", app.base);
+    let since = SystemTime::now() - Duration::from_secs(60);
+    for n in 0..3 {
+        assert_eq!(provider.contentstack_send(&url, &publish(n)).await, 200);
+    }
+    // Handled before the instance goes (a lease it held would keep them 30 s).
+    recorded_entries(&app, &bootstrap(&app, &app_token(&key, STACK)).await, 3).await;
+    // Every instance down, past the provider's retries, while 4 deliveries are made.
+    drop(app);
+    for n in 3..7 {
+        assert_eq!(
+            provider.contentstack_send(&url, &publish(n)).await,
+            0,
+            "nothing answers"
+        );
+    }
+    let app = start_on(port, "marketplace-app", &dir, &[]).await;
+    let session = bootstrap(&app, &app_token(&key, STACK)).await;
+    let inbox = format!("sqlite:{}", dir.join("marketplace-app.sqlite3").display());
+    let since = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let base = provider.base.clone();
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "reconcile",
+            "contentstack",
+            "--region",
+            &base,
+            "--api-key",
+            STACK,
+            "--management-token",
+            MANAGEMENT_TOKEN,
+            "--webhook",
+            CONTENTSTACK_WEBHOOK,
+            "--since",
+            &since,
+            "--inbox",
+            &inbox,
+            // The layer's replay namespace: the app uid it binds to.
+            "--namespace",
+            DEV_APP,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+
+    let (code, stdout, stderr) = countersign_async(args(&[])).await;
+    assert_eq!(code, 1, "a dry run finds 4 missing: {stdout}{stderr}");
+    let (found, summary) = words(&stdout);
+    assert_eq!(
+        found,
+        counted(&[("present", 3), ("missing", 4)]),
+        "{stdout}"
+    );
+    assert_eq!(
+        summary,
+        "7 attempts: 3 present, 4 missing, 0 committed, 0 retried"
+    );
+
+    let (code, stdout, stderr) = countersign_async(args(&["--commit"])).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        words(&stdout).1,
+        "7 attempts: 3 present, 0 missing, 4 committed, 0 retried"
+    );
+    let entries = recorded_entries(&app, &session, 7).await;
+    assert_eq!(entries.len(), 7, "none lost: {entries:?}");
+    assert!(entries.values().all(|&n| n == 1), "each once: {entries:?}");
+
+    let (code, stdout, _) = countersign_async(args(&[])).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        words(&stdout).1,
+        "7 attempts: 7 present, 0 missing, 0 committed, 0 retried",
+        "a second run finds nothing missing"
+    );
+
+    // Down again for one more delivery; this time Contentstack is asked to send it again.
+    drop(app);
+    assert_eq!(provider.contentstack_send(&url, &publish(7)).await, 0);
+    let app = start_on(port, "marketplace-app", &dir, &[]).await;
+    let (code, stdout, stderr) = countersign_async(args(&["--retry"])).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        words(&stdout).1,
+        "8 attempts: 7 present, 0 missing, 0 committed, 1 retried"
+    );
+    let session = bootstrap(&app, &app_token(&key, STACK)).await;
+    let entries = recorded_entries(&app, &session, 8).await;
+    assert_eq!(entries.len(), 8, "{entries:?}");
+    assert!(entries.values().all(|&n| n == 1), "each once: {entries:?}");
+
+    // A disabled webhook is said; a token the provider refuses is exit 3; bad input exit 2.
+    provider.disable(true);
+    let (code, _, stderr) = countersign_async(args(&[])).await;
+    assert_eq!(code, 0);
+    assert!(stderr.contains("disabled"), "{stderr}");
+    let mut refused = args(&[]);
+    let token = refused.iter().position(|a| a == MANAGEMENT_TOKEN).unwrap();
+    refused[token] = "another-token".into();
+    let (code, _, stderr) = countersign_async(refused).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("records_refused"), "{stderr}");
+    let (code, _, stderr) = countersign_async(args(&["--commit", "--retry"])).await;
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contentful_calls_made_while_the_app_was_down_are_reconciled_once() {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let dir = temp_dir("reconcile-cf");
+    let webhook_secrets = format!("{SPACE}={WEBHOOK_SECRET}");
+    let env = [
+        ("CONTENTFUL_SIGNING_SECRETS", "c".repeat(64)),
+        ("CONTENTFUL_WEBHOOK_SECRETS", webhook_secrets),
+        ("DATABASE_URL", pg.url()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let port = free_port();
+    let app = start_on(port, "contentful-app", &dir, &env).await;
+    let provider = ProviderRecords::start(SigningKey::generate().unwrap()).await;
+    let url = format!("{}/contentful/webhooks", app.base);
+    for n in 0..3 {
+        let body = format!(r#"{{"sys":{{"id":"entry-{n}"}}}}"#);
+        let status = provider
+            .contentful_send(&url, WEBHOOK_SECRET, &format!("idem-{n}"), &body)
+            .await;
+        assert_eq!(status, 200);
+    }
+    // Handled before the instance goes (a lease it held would keep them 30 s).
+    deliveries_when(&pg, 3).await;
+    drop(app);
+    for n in 3..6 {
+        let body = format!(r#"{{"sys":{{"id":"entry-{n}"}}}}"#);
+        let status = provider
+            .contentful_send(&url, WEBHOOK_SECRET, &format!("idem-{n}"), &body)
+            .await;
+        assert_eq!(status, 0);
+    }
+    let app = start_on(port, "contentful-app", &dir, &env).await;
+    let base = provider.base.clone();
+    let database = pg.url();
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "reconcile",
+            "contentful",
+            "--space",
+            SPACE,
+            "--cma-token",
+            CMA_TOKEN,
+            "--webhook",
+            CONTENTFUL_WEBHOOK,
+            "--inbox",
+            &database,
+            "--table",
+            "contentful_app_inbox",
+            "--base-url",
+            &base,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| (*s).to_owned())
+        .collect()
+    };
+    let (code, stdout, stderr) = countersign_async(args(&[])).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(words(&stdout).0, counted(&[("present", 3), ("missing", 3)]));
+    assert!(
+        stderr.contains("3 of its 6 recent calls"),
+        "the health is said: {stderr}"
+    );
+    let (code, stdout, stderr) = countersign_async(args(&["--commit"])).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        words(&stdout).1,
+        "6 attempts: 3 present, 0 missing, 3 committed, 0 retried"
+    );
+    // Each event recorded once, by the example's own transaction.
+    let rows = deliveries_when(&pg, 6).await;
+    for n in 0..6 {
+        assert_eq!(
+            rows.matches(&format!("\"entry-{n}\"")).count(),
+            1,
+            "entry-{n} once in\n{rows}"
+        );
+    }
+    // Contentful's own retry of a reconciled call now is a duplicate.
+    let again = provider
+        .contentful_send(
+            &url,
+            WEBHOOK_SECRET,
+            "idem-4",
+            r#"{"sys":{"id":"entry-4"}}"#,
+        )
+        .await;
+    assert_eq!(again, 200);
+    let (code, stdout, _) = countersign_async(args(&[])).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        words(&stdout).1,
+        "7 attempts: 7 present, 0 missing, 0 committed, 0 retried",
+        "a second run finds nothing missing"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM contentful_deliveries")
+            .trim(),
+        "6"
+    );
+    drop(app);
+}
+
+/// The bodies the Contentful example recorded, once there are `n`, for at most 10 s.
+async fn deliveries_when(pg: &countersign_tests::Postgres, n: usize) -> String {
+    let mut rows = String::new();
+    for _ in 0..100 {
+        rows = pg.query("SELECT body FROM contentful_deliveries ORDER BY body");
+        if rows.lines().filter(|l| l.contains("entry-")).count() >= n {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} deliveries recorded within 10 s:\n{rows}");
+}
+
+/// A receiver that answers every delivery 200.
+async fn sink() -> String {
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/hook")
+}
+
+/// The calls seen, by path, without the query's times (ours are the SDK's to the
+/// millisecond).
+fn by_path(seen: &[Seen]) -> Vec<Seen> {
+    let mut seen = seen.to_vec();
+    seen.sort_by(|a, b| (&a.path, &a.method).cmp(&(&b.path, &b.method)));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendors_sdks_and_ours_ask_the_records_apis_the_same_things() {
+    let provider = ProviderRecords::start(SigningKey::generate().unwrap()).await;
+    let url = sink().await;
+    for n in 0..2 {
+        assert_eq!(provider.contentstack_send(&url, &publish(n)).await, 200);
+    }
+    for n in 0..2 {
+        let status = provider
+            .contentful_send(&url, WEBHOOK_SECRET, &format!("idem-{n}"), "{}")
+            .await;
+        assert_eq!(status, 200);
+    }
+    let from = SystemTime::now() - Duration::from_secs(600);
+    let to = SystemTime::now() + Duration::from_secs(600);
+    let text = |at: SystemTime| {
+        let at = time::OffsetDateTime::from(at);
+        at.replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let host = provider.base.trim_start_matches("http://").to_owned();
+    let input = json!({
+        "host": host,
+        "contentstack": {
+            "api_key": STACK, "management_token": MANAGEMENT_TOKEN, "webhook": CONTENTSTACK_WEBHOOK,
+            "query": {"skip": 0, "limit": 100, "from": text(from), "to": text(to)},
+            "execution_uid": "bltexecution00000000",
+        },
+        "contentful": {
+            "space": SPACE, "token": CMA_TOKEN, "webhook": CONTENTFUL_WEBHOOK,
+            "query": {"skip": 0, "limit": 100}, "call_id": "call-00000002",
+        },
+    });
+    let sdk = tokio::task::spawn_blocking(move || {
+        countersign_tests::run_node("reconcile-records.mjs", &input)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        sdk,
+        json!({
+            "contentstack": {"executions": 2, "disabled": false, "retried": "The webhook was retried."},
+            "contentful": {"calls": 2, "call": "call-00000002", "healthy": 2},
+        }),
+        "the SDKs read the local server"
+    );
+    let theirs = by_path(&provider.seen());
+    provider.forget_seen();
+
+    let region: Region = provider.base.parse().unwrap();
+    let contentstack =
+        ContentstackRecords::with_management_token(&region, STACK, MANAGEMENT_TOKEN).unwrap();
+    let executions = contentstack
+        .executions(CONTENTSTACK_WEBHOOK, from, Some(to))
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 2);
+    assert!(
+        !contentstack
+            .webhook_state(CONTENTSTACK_WEBHOOK)
+            .await
+            .unwrap()
+            .disabled
+    );
+    contentstack
+        .retry(CONTENTSTACK_WEBHOOK, "bltexecution00000000")
+        .await
+        .unwrap();
+    let contentful = ContentfulRecords::new(SPACE, CMA_TOKEN)
+        .unwrap()
+        .with_base_url(&provider.base)
+        .unwrap();
+    let calls = contentful.calls(CONTENTFUL_WEBHOOK, None).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(
+        contentful.health(CONTENTFUL_WEBHOOK).await.unwrap().healthy,
+        2
+    );
+    // Ours read every call's details; the SDK was asked for one.
+    let ours: Vec<Seen> = by_path(&provider.seen())
+        .into_iter()
+        .filter(|seen| !seen.path.ends_with("/calls/call-00000003"))
+        .collect();
+    assert_eq!(ours.len(), theirs.len(), "{ours:#?}\n{theirs:#?}");
+    for (ours, theirs) in ours.iter().zip(&theirs) {
+        assert_eq!(ours.method, theirs.method);
+        assert_eq!(ours.path, theirs.path);
+        assert_eq!(ours.query, theirs.query, "{}", ours.path);
+        assert_eq!(ours.headers, theirs.headers, "{}", ours.path);
+        let body = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+        assert_eq!(body(&ours.body), body(&theirs.body), "{}", ours.path);
+    }
+}
