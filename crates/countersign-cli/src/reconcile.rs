@@ -5,10 +5,11 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Subcommand};
 use countersign::contentstack::Region;
 use countersign::reconcile::{
-    Attempt, ContentfulRecords, ContentstackRecords, RecordsError, RecordsErrorKind,
+    ContentfulRecords, ContentstackRecords, RecordsError, RecordsErrorKind,
 };
 use countersign_inbox::{
-    DEFAULT_RETRY_HORIZON, Found, Inbox, InboxStore, PostgresInbox, SqliteInbox,
+    Action, DEFAULT_RETRY_HORIZON, Found, Inbox, InboxStore, PostgresInbox, ReconcileError, Report,
+    SqliteInbox,
 };
 
 use crate::common::{Failure, Outcome, parse_time, print_line};
@@ -141,6 +142,23 @@ pub(crate) fn run(command: Command) -> Outcome {
     })
 }
 
+/// Which webhook's records, read how, and what to do with what is missing.
+enum Job {
+    Contentstack {
+        records: ContentstackRecords,
+        webhook: String,
+        since: SystemTime,
+        until: Option<SystemTime>,
+        action: Action,
+    },
+    Contentful {
+        records: ContentfulRecords,
+        webhook: String,
+        since: Option<SystemTime>,
+        action: Action,
+    },
+}
+
 async fn contentstack(args: ContentstackArgs) -> Outcome {
     let region: Region = args.region.parse().map_err(Failure::input)?;
     let records = match (&args.management_token, &args.oauth_token) {
@@ -161,22 +179,19 @@ async fn contentstack(args: ContentstackArgs) -> Outcome {
         Some(namespace) => records.with_namespace(namespace),
         None => records,
     };
-    let state = records
-        .webhook_state(&args.webhook)
-        .await
-        .map_err(|e| records_failed(&e))?;
-    if state.disabled {
-        eprintln!(
-            "webhook {}: disabled (by hand or by the circuit breaker): nothing is sent or recorded until it is enabled",
-            args.webhook
-        );
-    }
-    let attempts = records
-        .executions(&args.webhook, args.since, args.until)
-        .await
-        .map_err(|e| records_failed(&e))?;
-    let retry = args.retry.then_some((&records, args.webhook.as_str()));
-    reconcile(&args.inbox, &attempts, args.commit, retry).await
+    let action = match (args.commit, args.retry) {
+        (true, _) => Action::Commit,
+        (_, true) => Action::Retry,
+        _ => Action::Report,
+    };
+    let job = Job::Contentstack {
+        records,
+        webhook: args.webhook,
+        since: args.since,
+        until: args.until,
+        action,
+    };
+    reconcile(&args.inbox, job).await
 }
 
 async fn contentful(args: ContentfulArgs) -> Outcome {
@@ -187,34 +202,26 @@ async fn contentful(args: ContentfulArgs) -> Outcome {
         Some(namespace) => records.with_namespace(namespace),
         None => records,
     };
-    let health = records
-        .health(&args.webhook)
-        .await
-        .map_err(|e| records_failed(&e))?;
-    if !health.is_healthy() {
-        eprintln!(
-            "webhook {}: {} of its {} recent calls were answered 2xx",
-            args.webhook, health.healthy, health.total
-        );
-    }
-    let attempts = records
-        .calls(&args.webhook, args.since)
-        .await
-        .map_err(|e| records_failed(&e))?;
-    reconcile(&args.inbox, &attempts, args.commit, None).await
+    let action = if args.commit {
+        Action::Commit
+    } else {
+        Action::Report
+    };
+    let job = Job::Contentful {
+        records,
+        webhook: args.webhook,
+        since: args.since,
+        action,
+    };
+    reconcile(&args.inbox, job).await
 }
 
-/// Looks the attempts up in the inbox the arguments name, prints a line for each and the sum.
-async fn reconcile(
-    args: &InboxArgs,
-    attempts: &[Attempt],
-    commit: bool,
-    retry: Option<(&ContentstackRecords, &str)>,
-) -> Outcome {
+/// Runs `job` on the inbox the arguments name; prints a line for each attempt and the sum.
+async fn reconcile(args: &InboxArgs, job: Job) -> Outcome {
     let horizon = args
         .horizon
         .map_or(DEFAULT_RETRY_HORIZON, Duration::from_secs);
-    let found = if let Some(path) = args.inbox.strip_prefix("sqlite:") {
+    let report = if let Some(path) = args.inbox.strip_prefix("sqlite:") {
         if args.table.is_some() {
             return Err(Failure::input(
                 "--table names a PostgreSQL table; a SQLite inbox has one",
@@ -227,7 +234,7 @@ async fn reconcile(
             ));
         }
         let store = SqliteInbox::open(path).map_err(|e| unavailable("the inbox", e))?;
-        find(Inbox::new(store), horizon, attempts, commit).await?
+        run_job(Inbox::new(store), horizon, job).await?
     } else if args.inbox.starts_with("postgres://") || args.inbox.starts_with("postgresql://") {
         let pool = countersign_inbox::pool_of_url(&args.inbox)
             .map_err(|e| Failure::input(format!("--inbox: {e}")))?;
@@ -235,79 +242,78 @@ async fn reconcile(
         if let Some(table) = &args.table {
             store = store.with_table(table).map_err(Failure::input)?;
         }
-        find(Inbox::new(store), horizon, attempts, commit).await?
+        run_job(Inbox::new(store), horizon, job).await?
     } else {
         return Err(Failure::input(
             "--inbox is sqlite:PATH or a postgres:// URL",
         ));
     };
-    let (mut present, mut missing, mut committed, mut retried) = (0, 0, 0, 0);
-    let (mut forgotten, mut unusable) = (0, 0);
-    for (attempt, found) in attempts.iter().zip(found) {
+    if !report.healthy {
+        eprintln!("webhook: {}", report.health);
+    }
+    for (attempt, found) in &report.attempts {
         let id = attempt.delivery.as_ref().map_or_else(
             |_| "-".to_owned(),
             countersign::reconcile::RecordedDelivery::id,
         );
-        let word = match (&found, retry) {
-            (Found::Missing, Some((records, webhook))) => {
-                records
-                    .retry(webhook, &attempt.provider_id)
-                    .await
-                    .map_err(|e| records_failed(&e))?;
-                retried += 1;
-                "retried".to_owned()
-            }
-            (Found::Present, _) => {
-                present += 1;
-                "present".to_owned()
-            }
-            (Found::Committed, _) => {
-                committed += 1;
-                "committed".to_owned()
-            }
-            (Found::Missing | Found::TenantFull, _) => {
-                missing += 1;
-                if found == Found::TenantFull {
-                    "missing\ttenant full".to_owned()
-                } else {
-                    "missing".to_owned()
-                }
-            }
-            (Found::Forgotten, _) => {
-                forgotten += 1;
-                "forgotten".to_owned()
-            }
-            (Found::Unusable(why), _) => {
-                unusable += 1;
-                format!("unusable\t{why}")
-            }
+        let word = match found {
+            Found::TenantFull => "missing\ttenant full".to_owned(),
+            Found::Unusable(why) => format!("unusable\t{why}"),
+            found => found.as_str().to_owned(),
         };
         print_line(&format!("{}\t{id}\t{word}", attempt.provider_id))?;
     }
+    let missing = report.count("missing") + report.count("tenant_full");
     print_line(&format!(
-        "{} attempts: {present} present, {missing} missing, {committed} committed, {retried} retried",
-        attempts.len()
+        "{} attempts: {} present, {missing} missing, {} committed, {} retried",
+        report.attempts.len(),
+        report.count("present"),
+        report.count("committed"),
+        report.count("retried"),
     ))?;
+    let (forgotten, unusable) = (report.count("forgotten"), report.count("unusable"));
     if forgotten + unusable > 0 {
         eprintln!(
             "{forgotten} older than the inbox remembers (--horizon), {unusable} the record cannot give: neither counted missing nor committed"
         );
     }
-    if missing > 0 {
+    if report.any_missing() {
         return Err(Failure::Missing);
     }
     Ok(())
 }
 
-async fn find<St: InboxStore>(
+async fn run_job<St: InboxStore>(
     inbox: Inbox<St>,
     horizon: Duration,
-    attempts: &[Attempt],
-    commit: bool,
-) -> Result<Vec<Found>, Failure> {
-    inbox
-        .with_retry_horizon(horizon)
-        .reconcile(attempts, commit)
-        .await
-        .map_err(|e| unavailable("the inbox", e))
+    job: Job,
+) -> Result<Report, Failure> {
+    let inbox = inbox.with_retry_horizon(horizon);
+    let report = match job {
+        Job::Contentstack {
+            records,
+            webhook,
+            since,
+            until,
+            action,
+        } => {
+            inbox
+                .reconcile_contentstack(&records, &webhook, since, until, action)
+                .await
+        }
+        Job::Contentful {
+            records,
+            webhook,
+            since,
+            action,
+        } => {
+            inbox
+                .reconcile_contentful(&records, &webhook, since, action)
+                .await
+        }
+    };
+    report.map_err(|error| match error {
+        ReconcileError::Records(error) => records_failed(&error),
+        ReconcileError::Store(error) => unavailable("the inbox", error),
+    })
 }

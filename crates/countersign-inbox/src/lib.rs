@@ -62,6 +62,7 @@
 //! |---|---|
 //! | `sqlite` | [`SqliteInbox`]: the inbox in a SQLite file, for one instance (rusqlite, SQLite bundled) |
 //! | `postgres` | [`PostgresInbox`]: the inbox in PostgreSQL, shared by a fleet (your deadpool pool) |
+//! | `reconcile` | [`Inbox::reconcile_contentstack`], [`Inbox::reconcile_contentful`]: the providers' records read and reconciled (`countersign`'s `reconcile`) |
 //! | `postgres-url` | [`pool_of_url`]: a pool from a `postgres://` URL, TLS by its `sslmode` (rustls) |
 //! | `metrics` | the series of [`metrics`] through the `metrics` facade |
 //! | `aws-lc` (default), `rust-crypto` | countersign's crypto backend, followed |
@@ -97,6 +98,8 @@ pub use inbox::{
     DEFAULT_RETRY_HORIZON, DEFAULT_TENANT_CONCURRENCY, DEFAULT_TENANT_LIMIT, Inbox,
 };
 pub use reconcile::Found;
+#[cfg(feature = "reconcile")]
+pub use reconcile::{Action, ReconcileError, Report};
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
 pub use spool::{DEFAULT_SPOOL_BYTES, DEFAULT_SPOOL_ENTRIES, Spool};

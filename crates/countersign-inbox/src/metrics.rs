@@ -9,7 +9,8 @@
 //! | [`INBOX_DEPTH`] | gauge | `state` (`pending`, `leased`, `dead`) |
 //! | [`INBOX_OLDEST_SECONDS`] | gauge | |
 //! | [`INBOX_SPOOLED`] | gauge | |
-//! | [`RECONCILED`] | counter | `found` (`present`, `missing`, `committed`, `tenant_full`, `forgotten`, `unusable`) |
+//! | [`RECONCILED`] | counter | `found` (`present`, `missing`, `committed`, `tenant_full`, `forgotten`, `unusable`, `retried`) |
+//! | [`RECONCILE_UNHEALTHY`] | counter | `provider` |
 
 /// What the inbox did with a verified delivery, one outcome each: accepted, duplicate,
 /// tenant_full, tenant_invalid (422), spooled (accepted while its store was down), set_aside,
@@ -28,9 +29,13 @@ pub const INBOX_OLDEST_SECONDS: &str = "countersign_inbox_oldest_seconds";
 pub const INBOX_SPOOLED: &str = "countersign_inbox_spooled";
 
 /// What reconciling with a provider's record found, one per attempt of the record:
-/// present, missing, committed, tenant_full, forgotten, unusable
+/// present, missing, committed, tenant_full, forgotten, unusable, retried
 /// ([`Found`](crate::Found)). Alert on `missing` and `tenant_full` that stay.
 pub const RECONCILED: &str = "countersign_inbox_reconciled_total";
+/// Reconciliations that found the provider's webhook unhealthy: Contentstack's disabled (by
+/// hand or by its circuit breaker: nothing is sent, nothing recorded), Contentful's with
+/// failed recent calls. Alert on any increase.
+pub const RECONCILE_UNHEALTHY: &str = "countersign_inbox_reconcile_unhealthy_total";
 
 /// Names the inbox's series once, with their descriptions, in the installed recorder.
 /// Optional: the series appear on first use anyway.
@@ -43,6 +48,10 @@ pub fn describe() {
         describe_counter!(
             RECONCILED,
             "What reconciling with the providers' records found, by attempt."
+        );
+        describe_counter!(
+            RECONCILE_UNHEALTHY,
+            "Reconciliations that found the provider's webhook disabled or failing."
         );
         describe_gauge!(INBOX_DEPTH, "Deliveries in the inbox by state.");
         describe_gauge!(
@@ -62,6 +71,13 @@ pub fn describe() {
 pub(crate) fn reconciled(found: &'static str) {
     #[cfg(feature = "metrics")]
     ::metrics::counter!(RECONCILED, "found" => found).increment(1);
+}
+
+/// Counts a reconciliation that found `provider`'s webhook unhealthy.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn unhealthy(provider: countersign_core::Provider) {
+    #[cfg(feature = "metrics")]
+    ::metrics::counter!(RECONCILE_UNHEALTHY, "provider" => provider.as_str()).increment(1);
 }
 
 /// Records a counter of `name` with one `outcome` label.

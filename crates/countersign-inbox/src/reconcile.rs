@@ -30,11 +30,14 @@ pub enum Found {
     Forgotten,
     /// The record cannot give the delivery (reported, never committed).
     Unusable(Unusable),
+    /// The delivery is not in the inbox, and the provider was asked to send it again
+    /// (Contentstack, [`Action::Retry`]).
+    Retried,
 }
 
 impl Found {
     /// The word of the CLI's lines and of the metrics' `found` label: `present`, `missing`,
-    /// `committed`, `tenant_full`, `forgotten`, `unusable`.
+    /// `committed`, `tenant_full`, `forgotten`, `unusable`, `retried`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -44,6 +47,7 @@ impl Found {
             Self::TenantFull => "tenant_full",
             Self::Forgotten => "forgotten",
             Self::Unusable(_) => "unusable",
+            Self::Retried => "retried",
         }
     }
 
@@ -84,17 +88,24 @@ impl<St: InboxStore> Inbox<St> {
         attempts: &[Attempt],
         commit: bool,
     ) -> Result<Vec<Found>, StoreError> {
+        let found = self.look_up(attempts, commit).await?;
+        for found in &found {
+            metrics::reconciled(found.as_str());
+        }
+        Ok(found)
+    }
+
+    /// [`reconcile`](Self::reconcile), uncounted.
+    async fn look_up(&self, attempts: &[Attempt], commit: bool) -> Result<Vec<Found>, StoreError> {
         let now = SystemTime::now();
         let since = self.remembers_since(now);
         let mut found = Vec::with_capacity(attempts.len());
         for attempt in attempts {
-            let outcome = match &attempt.delivery {
+            found.push(match &attempt.delivery {
                 Err(unusable) => Found::Unusable(unusable.clone()),
                 Ok(_) if attempt.attempted_at.is_none_or(|at| at < since) => Found::Forgotten,
                 Ok(delivery) => self.reconcile_one(delivery, commit, now).await?,
-            };
-            metrics::reconciled(outcome.as_str());
-            found.push(outcome);
+            });
         }
         Ok(found)
     }
@@ -136,5 +147,176 @@ impl<St: InboxStore> Inbox<St> {
                 Commit::TenantFull => Found::TenantFull,
             },
         )
+    }
+}
+
+/// What a reconciliation does with a delivery missing from the inbox.
+#[cfg(feature = "reconcile")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing: report it (a dry run).
+    Report,
+    /// Commit it into the inbox from the provider's record.
+    Commit,
+    /// Ask the provider to send it again (Contentstack only; the webhook's endpoint must be
+    /// up). For Contentful it is the same as [`Report`](Self::Report).
+    Retry,
+}
+
+/// What reconciling a webhook's records found: each attempt and what became of it, and the
+/// webhook's health.
+#[cfg(feature = "reconcile")]
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Each attempt of the record, and what was found or done.
+    pub attempts: Vec<(Attempt, Found)>,
+    /// Whether the webhook is healthy: Contentstack's not disabled, Contentful's every recent
+    /// call answered 2xx. A disabled webhook is the one case where nothing arrives at all, and
+    /// nothing is recorded either.
+    pub healthy: bool,
+    /// What the provider said of the webhook's health, in words.
+    pub health: String,
+}
+
+#[cfg(feature = "reconcile")]
+impl Report {
+    /// How many attempts ended as `found` (by [`Found::as_str`]).
+    #[must_use]
+    pub fn count(&self, found: &str) -> usize {
+        self.attempts
+            .iter()
+            .filter(|(_, f)| f.as_str() == found)
+            .count()
+    }
+
+    /// Whether a delivery is missing from the inbox at the end (neither committed nor sent
+    /// again).
+    #[must_use]
+    pub fn any_missing(&self) -> bool {
+        self.attempts.iter().any(|(_, found)| found.is_missing())
+    }
+}
+
+/// Why a webhook's records could not be reconciled.
+#[cfg(feature = "reconcile")]
+#[derive(Debug)]
+pub enum ReconcileError {
+    /// The provider's records could not be read.
+    Records(countersign::reconcile::RecordsError),
+    /// The inbox could not be read or written.
+    Store(StoreError),
+}
+
+#[cfg(feature = "reconcile")]
+impl std::fmt::Display for ReconcileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Records(error) => write!(f, "the provider's records: {error}"),
+            Self::Store(error) => write!(f, "the inbox: {error}"),
+        }
+    }
+}
+
+#[cfg(feature = "reconcile")]
+impl std::error::Error for ReconcileError {}
+
+#[cfg(feature = "reconcile")]
+impl<St: InboxStore> Inbox<St> {
+    /// Reconciles the inbox with the executions of the Contentstack webhook `webhook` made from
+    /// `since` to `until` (now when `None`): reads the webhook's state and its executions
+    /// ([`ContentstackRecords`](countersign::reconcile::ContentstackRecords)), looks each up,
+    /// and does `action` with those missing. Counts an unhealthy webhook
+    /// ([`metrics::RECONCILE_UNHEALTHY`]).
+    ///
+    /// # Errors
+    /// The records or the inbox could not be read; what was committed or retried before
+    /// stays so.
+    pub async fn reconcile_contentstack(
+        &self,
+        records: &countersign::reconcile::ContentstackRecords,
+        webhook: &str,
+        since: SystemTime,
+        until: Option<SystemTime>,
+        action: Action,
+    ) -> Result<Report, ReconcileError> {
+        let state = records
+            .webhook_state(webhook)
+            .await
+            .map_err(ReconcileError::Records)?;
+        if state.disabled {
+            metrics::unhealthy(countersign_core::Provider::Contentstack);
+        }
+        let attempts = records
+            .executions(webhook, since, until)
+            .await
+            .map_err(ReconcileError::Records)?;
+        let found = self
+            .look_up(&attempts, action == Action::Commit)
+            .await
+            .map_err(ReconcileError::Store)?;
+        let mut report = Vec::with_capacity(attempts.len());
+        for (attempt, found) in attempts.into_iter().zip(found) {
+            let found = if found == Found::Missing && action == Action::Retry {
+                records
+                    .retry(webhook, &attempt.provider_id)
+                    .await
+                    .map_err(ReconcileError::Records)?;
+                Found::Retried
+            } else {
+                found
+            };
+            metrics::reconciled(found.as_str());
+            report.push((attempt, found));
+        }
+        Ok(Report {
+            attempts: report,
+            healthy: !state.disabled,
+            health: if state.disabled {
+                "disabled (by hand or by the circuit breaker): nothing is sent or recorded until it is enabled".to_owned()
+            } else {
+                "enabled".to_owned()
+            },
+        })
+    }
+
+    /// Reconciles the inbox with the recent calls of the Contentful webhook `webhook` made
+    /// since `since` (every call Contentful keeps, its last 500, when `None`): reads the
+    /// webhook's health and its calls
+    /// ([`ContentfulRecords`](countersign::reconcile::ContentfulRecords)), looks each up, and
+    /// commits those missing with [`Action::Commit`]. Counts an unhealthy webhook
+    /// ([`metrics::RECONCILE_UNHEALTHY`]).
+    ///
+    /// # Errors
+    /// The records or the inbox could not be read.
+    pub async fn reconcile_contentful(
+        &self,
+        records: &countersign::reconcile::ContentfulRecords,
+        webhook: &str,
+        since: Option<SystemTime>,
+        action: Action,
+    ) -> Result<Report, ReconcileError> {
+        let health = records
+            .health(webhook)
+            .await
+            .map_err(ReconcileError::Records)?;
+        if !health.is_healthy() {
+            metrics::unhealthy(countersign_core::Provider::Contentful);
+        }
+        let attempts = records
+            .calls(webhook, since)
+            .await
+            .map_err(ReconcileError::Records)?;
+        let found = self
+            .reconcile(&attempts, action == Action::Commit)
+            .await
+            .map_err(ReconcileError::Store)?;
+        Ok(Report {
+            attempts: attempts.into_iter().zip(found).collect(),
+            healthy: health.is_healthy(),
+            health: format!(
+                "{} of its {} recent calls were answered 2xx",
+                health.healthy, health.total
+            ),
+        })
     }
 }
