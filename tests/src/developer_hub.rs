@@ -70,6 +70,14 @@ impl DeveloperHub {
     /// # Panics
     /// When no port can be bound.
     pub async fn start(redirect_uri: &str, lifetime: Duration) -> Self {
+        Self::start_with(redirect_uri, lifetime, Router::new()).await
+    }
+
+    /// [`start`](Self::start), serving `routes` too (the CMA's other endpoints).
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn start_with(redirect_uri: &str, lifetime: Duration, routes: Router) -> Self {
         let state = Arc::new(State {
             redirect_uri: redirect_uri.to_owned(),
             lifetime_s: AtomicU64::new(lifetime.as_secs()),
@@ -91,7 +99,8 @@ impl DeveloperHub {
                     let state = Arc::clone(&cma_state);
                     async move { content_types(&state, &headers) }
                 }),
-            );
+            )
+            .merge(routes);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");

@@ -83,7 +83,12 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     disabled: AtomicBool,
     serial: AtomicUsize,
+    /// Which OAuth access tokens (`authorization: Bearer ..`) act for the stack.
+    bearer: Mutex<Option<BearerCheck>>,
 }
+
+/// Whether an OAuth access token acts for the stack.
+type BearerCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -112,23 +117,61 @@ pub struct ProviderRecords {
 }
 
 impl ProviderRecords {
+    /// The server's state, not served yet: serve [`router`](Self::router) beside another's
+    /// routes (the local Developer Hub's, for OAuth), then say where with
+    /// [`served_at`](Self::served_at). Contentstack's deliveries are signed with `key`.
+    #[must_use]
+    pub fn new(key: SigningKey) -> Self {
+        Self {
+            base: String::new(),
+            state: Arc::new(State {
+                key,
+                executions: Mutex::default(),
+                calls: Mutex::default(),
+                seen: Mutex::default(),
+                disabled: AtomicBool::new(false),
+                serial: AtomicUsize::new(0),
+                bearer: Mutex::default(),
+            }),
+        }
+    }
+
     /// Serves on a free loopback port on the current runtime; Contentstack's deliveries are
     /// signed with `key`.
     ///
     /// # Panics
     /// When no port can be bound.
     pub async fn start(key: SigningKey) -> Self {
-        let state = Arc::new(State {
-            key,
-            executions: Mutex::default(),
-            calls: Mutex::default(),
-            seen: Mutex::default(),
-            disabled: AtomicBool::new(false),
-            serial: AtomicUsize::new(0),
+        let records = Self::new(key);
+        let app = records.router();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("its address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
         });
-        let s = || Arc::clone(&state);
-        let app =
-            Router::new()
+        records.served_at(&format!("http://{address}"))
+    }
+
+    /// Where its router is served.
+    #[must_use]
+    pub fn served_at(mut self, base: &str) -> Self {
+        base.clone_into(&mut self.base);
+        self
+    }
+
+    /// Takes OAuth access tokens for which `check` holds as the stack's, besides its
+    /// management token.
+    pub fn accept_bearer(&self, check: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        *lock(&self.state.bearer) = Some(Arc::new(check));
+    }
+
+    /// The record APIs' routes.
+    pub fn router(&self) -> Router {
+        let state = &self.state;
+        let s = || Arc::clone(state);
+        Router::new()
                 .route(
                     "/v3/webhooks/{uid}/executions",
                     get({
@@ -211,18 +254,7 @@ impl ProviderRecords {
                             health(&state, &space, &id, &headers)
                         }
                     }),
-                );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port");
-        let address = listener.local_addr().expect("its address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base: format!("http://{address}"),
-            state,
-        }
+                )
     }
 
     /// Sends `body` to `url` as Contentstack sends a delivery of the stack's webhook, signed
@@ -406,10 +438,18 @@ fn status(code: StatusCode, message: &str) -> Response {
     (code, axum::Json(json!({"error_message": message}))).into_response()
 }
 
-/// Contentstack's checks: the management token and the stack.
-fn contentstack_refusal(headers: &HeaderMap, uid: &str) -> Option<Response> {
+/// Contentstack's checks: the management token or an OAuth token of the stack, and the
+/// stack.
+fn contentstack_refusal(state: &State, headers: &HeaderMap, uid: &str) -> Option<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("authorization") != Some(MANAGEMENT_TOKEN) || header("api_key") != Some(STACK) {
+    let authorization = header("authorization").unwrap_or_default();
+    let bearer = lock(&state.bearer).clone();
+    let authorized = authorization == MANAGEMENT_TOKEN
+        || authorization
+            .strip_prefix("Bearer ")
+            .zip(bearer)
+            .is_some_and(|(token, check)| check(token));
+    if !authorized || header("api_key") != Some(STACK) {
         return Some(status(StatusCode::UNAUTHORIZED, "not authorized"));
     }
     (uid != CONTENTSTACK_WEBHOOK).then(|| status(StatusCode::NOT_FOUND, "no such webhook"))
@@ -423,7 +463,7 @@ fn query_value<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
 }
 
 fn executions(state: &State, uid: &str, seen: &Seen, headers: &HeaderMap) -> Response {
-    if let Some(refusal) = contentstack_refusal(headers, uid) {
+    if let Some(refusal) = contentstack_refusal(state, headers, uid) {
         return refusal;
     }
     let skip: usize = query_value(seen, "skip")
@@ -476,7 +516,7 @@ fn executions(state: &State, uid: &str, seen: &Seen, headers: &HeaderMap) -> Res
 }
 
 fn webhook(state: &State, uid: &str, headers: &HeaderMap) -> Response {
-    if let Some(refusal) = contentstack_refusal(headers, uid) {
+    if let Some(refusal) = contentstack_refusal(state, headers, uid) {
         return refusal;
     }
     axum::Json(json!({"webhook": {
@@ -487,7 +527,7 @@ fn webhook(state: &State, uid: &str, headers: &HeaderMap) -> Response {
 }
 
 async fn retry(state: &State, uid: &str, headers: &HeaderMap, body: &str) -> Response {
-    if let Some(refusal) = contentstack_refusal(headers, uid) {
+    if let Some(refusal) = contentstack_refusal(state, headers, uid) {
         return refusal;
     }
     let Some(execution) = serde_json::from_str::<Value>(body)

@@ -54,6 +54,22 @@ pub(crate) struct Config {
     pub(crate) dev_key: Option<(SigningKey, PathBuf)>,
     /// Calling Contentstack as the app, when its OAuth client is configured.
     pub(crate) oauth: Option<OAuthConfig>,
+    /// Reconciling the inbox with the stacks' webhook executions, when configured.
+    pub(crate) reconcile: Option<ReconcileConfig>,
+}
+
+/// A scheduled reconciliation (`RECONCILE_EVERY_SECS`, off by default): every so often, for
+/// each installed stack whose webhook uid is known (`RECONCILE_WEBHOOKS`), the webhook's
+/// executions of the last `window` are looked up in the inbox and those missing committed,
+/// as the app (OAuth), by one instance of the fleet at a time.
+pub(crate) struct ReconcileConfig {
+    /// `RECONCILE_EVERY_SECS`: how often.
+    pub(crate) every: Duration,
+    /// `RECONCILE_WINDOW_SECS` (3600 by default): how far back each run looks; the inbox
+    /// remembers handled deliveries at least as long.
+    pub(crate) window: Duration,
+    /// `RECONCILE_WEBHOOKS`: `API_KEY=WEBHOOK_UID` pairs, comma-separated.
+    pub(crate) webhooks: Vec<(String, String)>,
 }
 
 /// The app's OAuth client (`CONTENTSTACK_OAUTH_CLIENT_ID`, `CONTENTSTACK_OAUTH_CLIENT_SECRET`,
@@ -132,6 +148,7 @@ impl Config {
         let trusted_proxies = list("TRUSTED_PROXIES").map(IpAllowlist::new).transpose()?;
         let body_limit = var("WEBHOOK_BODY_LIMIT").map(|v| v.parse()).transpose()?;
         let oauth = oauth_config(&data_dir)?;
+        let reconcile = reconcile_config(oauth.is_some())?;
         let session_key = match var("SESSION_SECRET") {
             Some(secret) => SessionKey::new(secret)?,
             None => stored_session_key(&data_dir)?,
@@ -162,6 +179,7 @@ impl Config {
                 .or_else(|| dev_key.is_some().then(|| DEV_APP_UID.to_owned())),
             dev_key,
             oauth,
+            reconcile,
         })
     }
 
@@ -188,6 +206,7 @@ impl Config {
             app_uid: Some(countersign::testing::TestKit::APP_UID.to_owned()),
             dev_key: None,
             oauth: None,
+            reconcile: None,
         }
     }
 
@@ -314,4 +333,41 @@ fn stored_session_key(data_dir: &Path) -> Result<SessionKey, Error> {
         countersign::random_hex(32).map_err(|e| e.to_string())
     })?;
     Ok(SessionKey::new(text)?)
+}
+
+/// [`ReconcileConfig`] from `RECONCILE_EVERY_SECS`, `RECONCILE_WINDOW_SECS` and
+/// `RECONCILE_WEBHOOKS`; `None` unless `RECONCILE_EVERY_SECS` is set.
+fn reconcile_config(oauth: bool) -> Result<Option<ReconcileConfig>, Error> {
+    let Some(every) = var("RECONCILE_EVERY_SECS") else {
+        return Ok(None);
+    };
+    if !oauth {
+        return Err(
+            "RECONCILE_EVERY_SECS needs the OAuth client: the executions are read as the app"
+                .into(),
+        );
+    }
+    let every = Duration::from_secs(every.parse::<u64>()?.max(1));
+    let window = var("RECONCILE_WINDOW_SECS")
+        .map(|v| v.parse().map(Duration::from_secs))
+        .transpose()?
+        .unwrap_or(countersign_inbox::DEFAULT_RETRY_HORIZON);
+    let webhooks = list("RECONCILE_WEBHOOKS")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pair| {
+            let (stack, webhook) = pair
+                .split_once('=')
+                .filter(|(stack, webhook)| !stack.trim().is_empty() && !webhook.trim().is_empty())
+                .ok_or_else(|| {
+                    format!("RECONCILE_WEBHOOKS: {pair:?} is not API_KEY=WEBHOOK_UID")
+                })?;
+            Ok((stack.trim().to_owned(), webhook.trim().to_owned()))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Some(ReconcileConfig {
+        every,
+        window,
+        webhooks,
+    }))
 }

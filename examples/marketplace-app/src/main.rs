@@ -25,6 +25,7 @@ mod api;
 mod config;
 mod deliveries;
 mod oauth;
+mod reconcile;
 mod store;
 mod ui;
 mod webhooks;
@@ -46,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
     if config.app_uid.is_none() {
         tracing::warn!(
             "CONTENTSTACK_APP_UID is not set: app-tokens of any app and webhooks of any stack are accepted"
@@ -88,6 +89,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deliveries = store
         .inbox(&config.data_dir)
         .map_err(|e| format!("the inbox: {e}"))?;
+    // A reconciliation looks back as far as the inbox remembers handled deliveries.
+    let deliveries = match &config.reconcile {
+        Some(reconcile) => deliveries.with_retry_horizon(
+            reconcile
+                .window
+                .max(countersign_inbox::DEFAULT_RETRY_HORIZON),
+        ),
+        None => deliveries,
+    };
     let workers = deliveries::work(&deliveries, &store);
     let webhooks = webhooks::route(&config, keys.clone(), store.clone(), deliveries.clone());
     let as_the_app = oauth::AsTheApp::new(
@@ -95,6 +105,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &store,
         config.trusted_proxies.clone(),
     )?;
+    if let Some(reconcile) = config.reconcile.take() {
+        reconcile::start(
+            reconcile,
+            config.app_uid.clone(),
+            store.clone(),
+            deliveries.clone(),
+            as_the_app.clone(),
+        );
+    }
     let router = api::router(
         &config,
         keys,

@@ -186,6 +186,21 @@ impl AsTheApp {
         })))
     }
 
+    /// A CMA call's base URL and headers as the app for `installation` (a token refreshed
+    /// first when it must be); `None` without OAuth.
+    pub(crate) async fn cma(
+        &self,
+        installation: &Installation,
+    ) -> Option<
+        Result<
+            countersign::contentstack::oauth::CmaCall,
+            countersign::contentstack::oauth::OAuthError,
+        >,
+    > {
+        let configured = self.0.as_ref()?;
+        Some(configured.oauth.cma(installation).await)
+    }
+
     fn get(&self) -> Result<&Configured, Rejection> {
         self.0.as_ref().ok_or_else(|| {
             Rejection::new(

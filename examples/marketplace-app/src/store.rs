@@ -113,6 +113,14 @@ const SCHEMA: Schema = Schema {
     migrations: &POSTGRES_MIGRATIONS,
 };
 
+/// The advisory lock one instance of a fleet holds while it reconciles.
+const RECONCILE_LOCK: i64 = 7_262_071;
+
+/// Held while this instance reconciles ([`Store::reconcile_lock`]).
+pub(crate) struct ReconcileLock {
+    _connection: Option<deadpool_postgres::ClientWrapper>,
+}
+
 #[derive(Clone)]
 pub(crate) struct Store {
     backend: Backend,
@@ -278,6 +286,52 @@ impl Store {
                         )
                         .await?;
                     Ok(rows.iter().map(|row| row.get(0)).collect())
+                })
+                .await
+            }
+        }
+    }
+
+    /// The installation on `stack` the app holds tokens for (its organization and stack), if
+    /// any: what a scheduled reconciliation calls Contentstack as.
+    pub(crate) async fn authorized_installation(
+        &self,
+        stack: String,
+    ) -> Result<Option<countersign::contentstack::oauth::Installation>, StoreError> {
+        let key = self
+            .column::<String>(
+                "SELECT installation FROM oauth_tokens WHERE stack_api_key = ?1 AND sealed IS NOT NULL",
+                stack,
+            )
+            .await?;
+        // The row's key is `[organization, stack]` (`SealedTokens`).
+        Ok(key
+            .and_then(|key| serde_json::from_str::<(String, Option<String>)>(&key).ok())
+            .map(|(organization_uid, stack_api_key)| {
+                countersign::contentstack::oauth::Installation {
+                    organization_uid,
+                    stack_api_key,
+                }
+            }))
+    }
+
+    /// The fleet's reconciliation lock, when no other instance holds it: with PostgreSQL a
+    /// session lock on a connection of its own, released when the guard is dropped (or the
+    /// instance dies, with its connection); with SQLite (one instance) always.
+    pub(crate) async fn reconcile_lock(&self) -> Result<Option<ReconcileLock>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(ReconcileLock { _connection: None })),
+            Backend::Postgres(pg) => {
+                bounded(async {
+                    // Out of the pool: its lock goes with it, never back to another user.
+                    let client = deadpool_postgres::Object::take(pg.client().await?);
+                    let locked: bool = client
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&RECONCILE_LOCK])
+                        .await?
+                        .get(0);
+                    Ok(locked.then_some(ReconcileLock {
+                        _connection: Some(client),
+                    }))
                 })
                 .await
             }

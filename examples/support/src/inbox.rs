@@ -39,6 +39,42 @@ impl AnyInbox {
         ))
     }
 
+    /// The inbox remembering handled deliveries for `horizon` at least (see
+    /// [`Inbox::with_retry_horizon`]): as long as a reconciliation looks back.
+    #[must_use]
+    pub fn with_retry_horizon(self, horizon: std::time::Duration) -> Self {
+        match self {
+            Self::Sqlite(inbox) => Self::Sqlite(inbox.with_retry_horizon(horizon)),
+            Self::Postgres(inbox) => Self::Postgres(inbox.with_retry_horizon(horizon)),
+        }
+    }
+
+    /// Reconciles the inbox with a Contentstack webhook's executions (see
+    /// [`Inbox::reconcile_contentstack`]).
+    ///
+    /// # Errors
+    /// The records or the inbox could not be read.
+    pub async fn reconcile_contentstack(
+        &self,
+        records: &countersign::reconcile::ContentstackRecords,
+        webhook: &str,
+        since: std::time::SystemTime,
+        action: countersign_inbox::Action,
+    ) -> Result<countersign_inbox::Report, countersign_inbox::ReconcileError> {
+        match self {
+            Self::Sqlite(inbox) => {
+                inbox
+                    .reconcile_contentstack(records, webhook, since, None, action)
+                    .await
+            }
+            Self::Postgres(inbox) => {
+                inbox
+                    .reconcile_contentstack(records, webhook, since, None, action)
+                    .await
+            }
+        }
+    }
+
     /// Commits the verified delivery in `request` and answers it (see
     /// [`countersign_inbox::Acknowledge`]).
     pub async fn acknowledge(&self, request: Request) -> Response {

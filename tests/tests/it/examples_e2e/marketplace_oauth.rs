@@ -6,12 +6,12 @@ use countersign_tests::developer_hub::{CLIENT_ID, CLIENT_SECRET, DeveloperHub};
 
 use super::*;
 
-const REDIRECT_URI: &str = "https://app.example/oauth/callback";
+pub(super) const REDIRECT_URI: &str = "https://app.example/oauth/callback";
 
 /// A Contentstack key pair of the test's own (the app is told its public key, so that
 /// `CONTENTSTACK_REGION` can point at the local hub): the private key and the public key's
 /// file.
-fn contentstack_key(dir: &Path) -> (SigningKey, PathBuf) {
+pub(super) fn contentstack_key(dir: &Path) -> (SigningKey, PathBuf) {
     let key = SigningKey::generate().unwrap();
     let public = dir.join("contentstack-public.pem");
     std::fs::write(&public, key.public_key().to_pkcs1_pem()).unwrap();
@@ -19,7 +19,7 @@ fn contentstack_key(dir: &Path) -> (SigningKey, PathBuf) {
 }
 
 /// The environment of an app that calls the hub as the app.
-fn oauth_env<'a>(hub: &'a DeveloperHub, public: &'a Path) -> Vec<(&'a str, &'a str)> {
+pub(super) fn oauth_env<'a>(hub: &'a DeveloperHub, public: &'a Path) -> Vec<(&'a str, &'a str)> {
     vec![
         ("CONTENTSTACK_PUBLIC_KEY", public.to_str().unwrap()),
         ("CONTENTSTACK_APP_UID", DEV_APP),
@@ -30,7 +30,7 @@ fn oauth_env<'a>(hub: &'a DeveloperHub, public: &'a Path) -> Vec<(&'a str, &'a s
     ]
 }
 
-async fn get(app: &App, path: &str, session: Option<&str>) -> (u16, String) {
+pub(super) async fn get(app: &App, path: &str, session: Option<&str>) -> (u16, String) {
     let mut request = client().get(format!("{}{path}", app.base));
     if let Some(session) = session {
         request = request.bearer_auth(session);

@@ -523,3 +523,85 @@ async fn the_vendors_sdks_and_ours_ask_the_records_apis_the_same_things() {
         assert_eq!(body(&ours.body), body(&theirs.body), "{}", ours.path);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marketplace_app_reconciles_its_installed_stacks_on_a_schedule() {
+    use super::marketplace_oauth::{REDIRECT_URI, contentstack_key, get, oauth_env};
+    use countersign_tests::developer_hub::DeveloperHub;
+
+    let dir = temp_dir("reconcile-scheduled");
+    let (key, public) = contentstack_key(&dir);
+    let records = ProviderRecords::new(SigningKey::from_pem(&key.to_pkcs1_pem()).unwrap());
+    // One server plays the Developer Hub and the CMA: the region the app's tokens name.
+    let hub =
+        DeveloperHub::start_with(REDIRECT_URI, Duration::from_secs(3_600), records.router()).await;
+    let records = records.served_at(&hub.base);
+    let tokens = hub.clone();
+    records.accept_bearer(move |token| tokens.access_tokens_of(STACK).iter().any(|t| t == token));
+    let schedule = format!("{STACK}={CONTENTSTACK_WEBHOOK}");
+    let mut env = oauth_env(&hub, &public);
+    env.extend([
+        ("RECONCILE_EVERY_SECS", "1"),
+        ("RECONCILE_WEBHOOKS", schedule.as_str()),
+    ]);
+    let port = free_port();
+    let app = start_on(port, "marketplace-app", &dir, &env).await;
+    install(&app, &key, STACK).await;
+    let (status, page) = get(
+        &app,
+        &format!(
+            "/oauth/callback?code={}&location=NA",
+            hub.code_for("org", STACK)
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let url = format!("{}/webhooks/contentstack", app.base);
+    for n in 0..2 {
+        assert_eq!(records.contentstack_send(&url, &publish(n)).await, 200);
+    }
+    let session = bootstrap(&app, &app_token(&key, STACK)).await;
+    recorded_entries(&app, &session, 2).await;
+    drop(app);
+    for n in 2..5 {
+        assert_eq!(records.contentstack_send(&url, &publish(n)).await, 0);
+    }
+    // Started again: within a few runs, what was lost is committed and handled.
+    let app = start_on(port, "marketplace-app", &dir, &env).await;
+    let session = bootstrap(&app, &app_token(&key, STACK)).await;
+    let entries = recorded_entries(&app, &session, 5).await;
+    assert_eq!(entries.len(), 5, "none lost: {entries:?}");
+    assert!(entries.values().all(|&n| n == 1), "each once: {entries:?}");
+    // Read as the app: with the installation's OAuth token, never a management token.
+    let seen = records.seen();
+    assert!(
+        seen.iter().any(|s| s.path.ends_with("/executions")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|s| {
+        s.headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v.starts_with("Bearer hub-at-"))
+    }));
+    // A disabled webhook is counted, run after run.
+    records.disable(true);
+    let mut unhealthy = None;
+    for _ in 0..50 {
+        let metrics = scrape(&app).await;
+        unhealthy = metrics
+            .get(r#"countersign_inbox_reconcile_unhealthy_total{provider="contentstack"}"#)
+            .copied();
+        if unhealthy.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unhealthy.is_some_and(|n| n >= 1.0), "{unhealthy:?}");
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        metrics.get(r#"countersign_inbox_reconciled_total{found="committed"}"#),
+        Some(&3.0),
+        "{metrics:#?}"
+    );
+}
