@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
 use super::{Attempt, RecordedDelivery, Unusable, rfc3339, same_tenant};
-use crate::Provider;
 use crate::contentful::recorded_webhook;
+use crate::provider::Provider;
 
 /// How many calls the listing gives in one page at most, as this crate asks for them.
 pub const PAGE_SIZE: usize = 100;
@@ -183,7 +183,7 @@ fn delivery(
         body: Bytes::copy_from_slice(body.as_bytes()),
         signed_headers: verified
             .signed_headers()
-            .filter(|(name, _)| !crate::SENSITIVE_HEADERS.contains(name))
+            .filter(|(name, _)| !crate::sensitive::SENSITIVE_HEADERS.contains(name))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
             .collect(),
     })

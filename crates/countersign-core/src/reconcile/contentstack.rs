@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{Attempt, RecordedDelivery, Unusable, rfc3339, same_tenant};
-use crate::Provider;
 use crate::contentstack::{Envelope, INSTALLATION_MODULE};
 use crate::crypto::sha256;
+use crate::provider::Provider;
 use crate::replay::{ReplayKey, Scope};
 
 /// How many executions Contentstack gives in one page at most.

@@ -32,7 +32,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::Provider;
+use crate::provider::Provider;
 use crate::replay::ReplayKey;
 
 /// One attempt in a provider's record: its id there, when it was made, and the delivery it

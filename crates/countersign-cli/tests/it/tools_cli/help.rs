@@ -114,7 +114,11 @@ fn reconcile_refuses_bad_input_with_exit_2_and_an_unreachable_provider_with_exit
     // No inbox there: it cannot be read.
     let output = run(&["--inbox", inbox.as_str()]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no SQLite inbox"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no SQLite inbox"),
+        "{}",
+        stderr(&output)
+    );
     // An inbox (an empty SQLite file is an empty database), and nothing answers on port 9:
     // the provider cannot be read.
     std::fs::write(dir.join("inbox.sqlite3"), b"").unwrap();
