@@ -313,6 +313,13 @@ impl ProviderRecords {
         status
     }
 
+    /// Makes the last Contentstack execution `by` older, as if made that long ago.
+    pub fn age_last_execution(&self, by: std::time::Duration) {
+        if let Some(last) = lock(&self.state.executions).last_mut() {
+            last.created_at -= by;
+        }
+    }
+
     /// Disables the Contentstack webhook, or enables it again.
     pub fn disable(&self, disabled: bool) {
         self.state.disabled.store(disabled, Ordering::Relaxed);

@@ -32,7 +32,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct InboxArgs {
     /// The inbox: `sqlite:PATH`, or a `postgres://` URL (TLS as its `sslmode` says).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "COUNTERSIGN_INBOX")]
     inbox: String,
     /// The inbox's table in PostgreSQL (the examples: `contentful_app_inbox`,
     /// `marketplace_app_inbox`).
@@ -258,12 +258,19 @@ async fn reconcile(args: &InboxArgs, job: Job) -> Outcome {
         );
         let word = match found {
             Found::TenantFull => "missing\ttenant full".to_owned(),
+            Found::TooOld => "missing\ttoo old to be sent again: commit it".to_owned(),
+            Found::Mismatch => "missing\tanswered 2xx, yet not in the inbox".to_owned(),
+            Found::Refused(status) => format!("refused\tthe backend answered {status}"),
             Found::Unusable(why) => format!("unusable\t{why}"),
             found => found.as_str().to_owned(),
         };
         print_line(&format!("{}\t{id}\t{word}", attempt.provider_id))?;
     }
-    let missing = report.count("missing") + report.count("tenant_full");
+    let missing = report
+        .attempts
+        .iter()
+        .filter(|(_, found)| found.is_missing())
+        .count();
     print_line(&format!(
         "{} attempts: {} present, {missing} missing, {} committed, {} retried",
         report.attempts.len(),
@@ -272,9 +279,16 @@ async fn reconcile(args: &InboxArgs, job: Job) -> Outcome {
         report.count("retried"),
     ))?;
     let (forgotten, unusable) = (report.count("forgotten"), report.count("unusable"));
-    if forgotten + unusable > 0 {
+    let refused = report.count("refused");
+    if forgotten + unusable + refused > 0 {
         eprintln!(
-            "{forgotten} older than the inbox remembers (--horizon), {unusable} the record cannot give: neither counted missing nor committed"
+            "{forgotten} older than the inbox remembers, {unusable} the record cannot give, {refused} the backend refused: neither counted missing nor committed"
+        );
+    }
+    let mismatched = report.count("mismatch");
+    if mismatched > 0 {
+        eprintln!(
+            "{mismatched} answered 2xx by the backend are not in the inbox: the delivery ids differ from the live path's (is --namespace the backend's? does it verify these webhooks with the space's webhook secret?), or an instance's spool has not moved them in yet. Nothing was committed or sent again"
         );
     }
     if report.any_missing() {

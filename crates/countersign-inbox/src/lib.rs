@@ -87,7 +87,7 @@ mod worker;
 pub use acknowledge::Acknowledge;
 pub use countersign_core::Provider;
 pub use countersign_core::inbox::{Backoff, remember_for};
-pub use countersign_core::reconcile::{Attempt, RecordedDelivery, Unusable};
+pub use countersign_core::reconcile::{Answer, Attempt, RecordedDelivery, Unusable};
 pub use countersign_core::replay::{StoreError, StoreErrorKind};
 pub use delivery::{
     BoxError, ClaimRequest, Commit, DeadLetter, GiveUp, Held, InboxDelivery, InboxStats,

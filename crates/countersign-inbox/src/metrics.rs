@@ -74,6 +74,7 @@ pub(crate) fn reconciled(found: &'static str) {
 }
 
 /// Counts a reconciliation that found `provider`'s webhook unhealthy.
+#[cfg(feature = "reconcile")]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(crate) fn unhealthy(provider: countersign_core::Provider) {
     #[cfg(feature = "metrics")]

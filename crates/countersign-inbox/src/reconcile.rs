@@ -2,13 +2,23 @@
 
 use std::time::SystemTime;
 
-use countersign_core::reconcile::{Attempt, RecordedDelivery, Unusable};
+use countersign_core::reconcile::{Answer, Attempt, RecordedDelivery, Unusable};
 use countersign_core::replay::StoreError;
 
 use crate::delivery::{Commit, InboxDelivery};
 use crate::inbox::Inbox;
 use crate::metrics;
 use crate::store::InboxStore;
+
+/// How far a provider's clock and this machine's may differ: an attempt is told apart from
+/// the deliveries the inbox forgot only this far past the latest of them.
+const CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How old a Contentstack attempt may be for [`Action::Retry`]: Contentstack sends it again
+/// with its old `triggered_at`, which the live verifier refuses past its tolerance (30 minutes
+/// by default); five minutes short of that.
+#[cfg(feature = "reconcile")]
+const RETRY_WITHIN: std::time::Duration = std::time::Duration::from_secs(25 * 60);
 
 /// What reconciling one attempt of a provider's record found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +40,19 @@ pub enum Found {
     Forgotten,
     /// The record cannot give the delivery (reported, never committed).
     Unusable(Unusable),
+    /// The live path refused the attempt on purpose (the record says it answered this 4xx): a
+    /// signature, Basic auth, a stack not installed, a body over the limit. Never committed
+    /// from the record, which would go round the refusal.
+    Refused(u16),
+    /// The record says the live path took the attempt (2xx), yet its delivery is not in the
+    /// inbox: the ids differ from the live path's (another namespace; a Contentful webhook
+    /// verified with an app secret), or an instance's spool has not moved it in yet. While any
+    /// attempt is so, nothing is committed: with ids that differ, every delivery would be
+    /// handled twice.
+    Mismatch,
+    /// Missing, and too old for the provider to send again ([`Action::Retry`]): Contentstack
+    /// sends it with its old `triggered_at`, which the live path refuses as stale. Commit it.
+    TooOld,
     /// The delivery is not in the inbox, and the provider was asked to send it again
     /// (Contentstack, [`Action::Retry`]).
     Retried,
@@ -37,7 +60,8 @@ pub enum Found {
 
 impl Found {
     /// The word of the CLI's lines and of the metrics' `found` label: `present`, `missing`,
-    /// `committed`, `tenant_full`, `forgotten`, `unusable`, `retried`.
+    /// `committed`, `tenant_full`, `forgotten`, `unusable`, `retried`, `refused`, `mismatch`,
+    /// `too_old`.
     #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -48,27 +72,47 @@ impl Found {
             Self::Forgotten => "forgotten",
             Self::Unusable(_) => "unusable",
             Self::Retried => "retried",
+            Self::Refused(_) => "refused",
+            Self::Mismatch => "mismatch",
+            Self::TooOld => "too_old",
         }
     }
 
-    /// Whether the delivery is missing from the inbox at the end: [`Missing`](Self::Missing)
-    /// or [`TenantFull`](Self::TenantFull).
+    /// Whether the delivery is missing from the inbox at the end, and should not be:
+    /// [`Missing`](Self::Missing), [`TenantFull`](Self::TenantFull),
+    /// [`Mismatch`](Self::Mismatch) or [`TooOld`](Self::TooOld).
     #[must_use]
     pub fn is_missing(&self) -> bool {
-        matches!(self, Self::Missing | Self::TenantFull)
+        matches!(
+            self,
+            Self::Missing | Self::TenantFull | Self::Mismatch | Self::TooOld
+        )
     }
 }
 
 impl<St: InboxStore> Inbox<St> {
     /// The earliest attempt a reconciliation at `now` can tell about: a delivery handled is
     /// remembered for the retry horizon ([`with_retry_horizon`](Self::with_retry_horizon)) at
-    /// the least, so an older attempt whose delivery is not found may have been handled and
-    /// forgotten. Set the horizon to the window you reconcile (Contentstack keeps 30 days of
-    /// executions): a handled delivery is remembered as its id alone.
-    #[must_use]
-    pub fn remembers_since(&self, now: SystemTime) -> SystemTime {
-        now.checked_sub(self.inner.settings.retry_horizon)
-            .unwrap_or(SystemTime::UNIX_EPOCH)
+    /// the least, and the store keeps the latest receipt among the deliveries it forgot
+    /// ([`OperatorStore::purged_up_to`](crate::OperatorStore::purged_up_to)), so that a horizon
+    /// raised after they were committed does not reach back past them. An older attempt whose
+    /// delivery is not found may have been handled and forgotten. Set the horizon to the window
+    /// you reconcile (Contentstack keeps 30 days of executions): a handled delivery is
+    /// remembered as its id alone.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn remembers_since(&self, now: SystemTime) -> Result<SystemTime, StoreError> {
+        let horizon = now
+            .checked_sub(self.inner.settings.retry_horizon)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let purged = self
+            .inner
+            .store
+            .purged_up_to()
+            .await?
+            .and_then(|up_to| up_to.checked_add(CLOCK_MARGIN));
+        Ok(purged.map_or(horizon, |purged| purged.max(horizon)))
     }
 
     /// Looks each attempt's delivery up in the inbox, and with `commit` commits those that are
@@ -95,35 +139,47 @@ impl<St: InboxStore> Inbox<St> {
         Ok(found)
     }
 
-    /// [`reconcile`](Self::reconcile), uncounted.
+    /// [`reconcile`](Self::reconcile), uncounted: each attempt looked up, then, with `commit`
+    /// and no [`Found::Mismatch`], those missing committed.
     async fn look_up(&self, attempts: &[Attempt], commit: bool) -> Result<Vec<Found>, StoreError> {
         let now = SystemTime::now();
-        let since = self.remembers_since(now);
+        let since = self.remembers_since(now).await?;
         let mut found = Vec::with_capacity(attempts.len());
         for attempt in attempts {
             found.push(match &attempt.delivery {
                 Err(unusable) => Found::Unusable(unusable.clone()),
                 Ok(_) if attempt.attempted_at.is_none_or(|at| at < since) => Found::Forgotten,
-                Ok(delivery) => self.reconcile_one(delivery, commit, now).await?,
+                Ok(delivery) => {
+                    let ids: Vec<String> = delivery.keys().map(|key| key.to_hex()).collect();
+                    if self.inner.store.known(&ids).await?.contains(&true) {
+                        Found::Present
+                    } else {
+                        match attempt.answer() {
+                            Answer::Taken => Found::Mismatch,
+                            Answer::Refused(status) => Found::Refused(status),
+                            Answer::NotTaken => Found::Missing,
+                        }
+                    }
+                }
             });
+        }
+        if commit && !found.contains(&Found::Mismatch) {
+            for (attempt, found) in attempts.iter().zip(found.iter_mut()) {
+                if let (Found::Missing, Ok(delivery)) = (&*found, &attempt.delivery) {
+                    *found = self.commit_recorded(delivery, now).await?;
+                }
+            }
         }
         Ok(found)
     }
 
-    async fn reconcile_one(
+    /// Commits `delivery` as the live path commits a verified one.
+    async fn commit_recorded(
         &self,
         delivery: &RecordedDelivery,
-        commit: bool,
         now: SystemTime,
     ) -> Result<Found, StoreError> {
         let shared = &self.inner;
-        let ids: Vec<String> = delivery.keys().map(|key| key.to_hex()).collect();
-        if shared.store.known(&ids).await?.contains(&true) {
-            return Ok(Found::Present);
-        }
-        if !commit {
-            return Ok(Found::Missing);
-        }
         let delivery = InboxDelivery {
             id: delivery.id(),
             provider: delivery.provider,
@@ -255,15 +311,24 @@ impl<St: InboxStore> Inbox<St> {
             .await
             .map_err(ReconcileError::Store)?;
         let mut report = Vec::with_capacity(attempts.len());
+        let retry_since = SystemTime::now()
+            .checked_sub(RETRY_WITHIN)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mismatch = found.contains(&Found::Mismatch);
         for (attempt, found) in attempts.into_iter().zip(found) {
-            let found = if found == Found::Missing && action == Action::Retry {
-                records
-                    .retry(webhook, &attempt.provider_id)
-                    .await
-                    .map_err(ReconcileError::Records)?;
-                Found::Retried
-            } else {
-                found
+            let found = match found {
+                Found::Missing if action == Action::Retry && !mismatch => {
+                    if attempt.attempted_at.is_some_and(|at| at >= retry_since) {
+                        records
+                            .retry(webhook, &attempt.provider_id)
+                            .await
+                            .map_err(ReconcileError::Records)?;
+                        Found::Retried
+                    } else {
+                        Found::TooOld
+                    }
+                }
+                found => found,
             };
             metrics::reconciled(found.as_str());
             report.push((attempt, found));

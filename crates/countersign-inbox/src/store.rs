@@ -142,6 +142,10 @@ pub trait OperatorStore: Send + Sync + 'static {
     /// For each of `ids`, in order, whether the inbox has it (pending, running, handled and
     /// remembered, or a dead letter): what reconciling with a provider's record looks up.
     fn known(&self, ids: &[String]) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+    /// The latest `received_at` of the deliveries [`purge`](WorkerStore::purge) forgot (`None`:
+    /// none yet): a delivery received after it, if ever committed, is still known. Keep it in
+    /// the purge's own transaction.
+    fn purged_up_to(&self) -> impl Future<Output = Result<Option<SystemTime>, StoreError>> + Send;
 }
 
 /// A store the [`Inbox`](crate::Inbox) runs on: what its workers call and what an operator

@@ -6,11 +6,7 @@ use std::time::Duration;
 
 /// A client with `timeout` per request whose redirects stay on https (or this machine), trusting
 /// `roots` besides the system's.
-#[cfg(any(
-    feature = "well-known",
-    feature = "app-identity",
-    feature = "reconcile"
-))]
+#[cfg(any(feature = "well-known", feature = "app-identity"))]
 pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -> reqwest::Client {
     roots
         .iter()
@@ -36,7 +32,7 @@ pub(crate) fn secure_client(timeout: Duration, roots: &[reqwest::Certificate]) -
 
 /// A client with `timeout` per request that follows no redirect: for requests that carry
 /// secrets in their body (OAuth's token requests), which a redirect would send elsewhere.
-#[cfg(feature = "oauth")]
+#[cfg(any(feature = "oauth", feature = "reconcile"))]
 pub(crate) fn no_redirect_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -12,7 +12,8 @@
 //!
 //! Each attempt comes back as [`Attempt`], read by [`countersign_core::reconcile`] into the
 //! delivery the live path would have given it. The calls go over https only (plain http to
-//! this machine alone), follow no redirect elsewhere, and read at most 8 MiB an answer.
+//! this machine alone), follow no redirect (a credential and a stack's api key go with each),
+//! read at most 8 MiB an answer, and keep at most [`DEFAULT_MAX_BYTES`] of bodies a window.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -24,7 +25,7 @@ pub use countersign_core::reconcile::{Attempt, RecordedDelivery, Unusable};
 use http::{HeaderMap, HeaderValue};
 
 use crate::contentstack::Region;
-use crate::http_client::{describe, read_limited, secure_client};
+use crate::http_client::{describe, no_redirect_client, read_limited};
 
 /// Why a provider's records could not be read: a [`RecordsErrorKind`] and a message that
 /// holds no token.
@@ -51,6 +52,9 @@ countersign_core::reason_kind! {
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most attempts a Contentstack reader takes from one window by default.
 pub const DEFAULT_MAX_ATTEMPTS: usize = 10_000;
+/// The most bytes of delivery bodies a reader keeps from one window by default: a window
+/// with more is refused with [`RecordsErrorKind::TooMany`] (reconcile a shorter one).
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// The largest answer read.
 const MAX_ANSWER: usize = 8 << 20;
 
@@ -130,12 +134,37 @@ fn malformed(unusable: &Unusable) -> RecordsError {
 }
 
 /// RFC 3339 in UTC to the millisecond, as Contentstack writes its times.
-fn rfc3339(at: SystemTime) -> String {
-    let at = time::OffsetDateTime::from(at);
-    at.replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+fn rfc3339(at: SystemTime) -> Result<String, RecordsError> {
+    let out_of_range = || misconfigured("a time of the window is out of range");
+    let since_epoch = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| out_of_range())?;
+    let millis = std::time::Duration::from_millis(
+        u64::try_from(since_epoch.as_millis()).map_err(|_| out_of_range())?,
+    );
+    let at = time::OffsetDateTime::UNIX_EPOCH
+        .checked_add(time::Duration::try_from(millis).map_err(|_| out_of_range())?)
+        .ok_or_else(out_of_range)?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| out_of_range())
+}
+
+/// Adds `attempts`' bodies to `kept`: refused past `max` bytes.
+fn keep(kept: &mut usize, attempts: &[Attempt], max: usize) -> Result<(), RecordsError> {
+    *kept += attempts
+        .iter()
+        .filter_map(|attempt| attempt.delivery.as_ref().ok())
+        .map(|delivery| delivery.body.len())
+        .sum::<usize>();
+    if *kept > max {
+        return Err(RecordsError::new(
+            RecordsErrorKind::TooMany,
+            format!(
+                "the window holds more than {max} bytes of deliveries: reconcile a shorter one"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A stack webhook's records at Contentstack. `Debug` shows no token.
@@ -217,7 +246,7 @@ impl ContentstackRecords {
                 .map_err(|_| misconfigured("the stack api key cannot be a header value"))?,
         );
         Ok(Self {
-            http: secure_client(REQUEST_TIMEOUT, &[]),
+            http: no_redirect_client(REQUEST_TIMEOUT),
             base: https_base(base)?,
             api_key: api_key.to_owned(),
             headers,
@@ -264,14 +293,15 @@ impl ContentstackRecords {
         let url = format!("{}/webhooks/{}/executions", self.base, segment(webhook));
         let page_size = countersign_core::reconcile::contentstack::PAGE_SIZE;
         let mut attempts = Vec::new();
+        let mut kept = 0;
         loop {
             let mut query = vec![
                 ("skip", attempts.len().to_string()),
                 ("limit", page_size.to_string()),
-                ("from", rfc3339(from)),
+                ("from", rfc3339(from)?),
             ];
             if let Some(to) = to {
-                query.push(("to", rfc3339(to)));
+                query.push(("to", rfc3339(to)?));
             }
             let request = self
                 .http
@@ -280,6 +310,7 @@ impl ContentstackRecords {
             let answer = fetch(request, "the webhook's executions").await?;
             let page = ExecutionsPage::parse(&answer, &self.api_key, self.namespace.as_deref())
                 .map_err(|e| malformed(&e))?;
+            keep(&mut kept, &page.attempts, DEFAULT_MAX_BYTES)?;
             attempts.extend(page.attempts);
             if page.len < page_size {
                 return Ok(attempts);
@@ -369,7 +400,7 @@ impl ContentfulRecords {
             HeaderValue::from_static(CONTENTFUL_CONTENT_TYPE),
         );
         Ok(Self {
-            http: secure_client(REQUEST_TIMEOUT, &[]),
+            http: no_redirect_client(REQUEST_TIMEOUT),
             base: CONTENTFUL_CMA.to_owned(),
             space: space.to_owned(),
             headers,
@@ -442,6 +473,7 @@ impl ContentfulRecords {
             }
         }
         let mut attempts = Vec::new();
+        let mut kept = 0;
         for call in calls {
             if since.is_some_and(|since| call.requested_at.is_some_and(|at| at < since)) {
                 continue;
@@ -451,10 +483,10 @@ impl ContentfulRecords {
                 .get(format!("{url}/{}", segment(&call.id)))
                 .headers(self.headers.clone());
             let details = fetch(request, "a call's details").await?;
-            attempts.push(
-                call_details(&details, &self.space, self.namespace.as_deref())
-                    .map_err(|e| malformed(&e))?,
-            );
+            let attempt = call_details(&details, &self.space, self.namespace.as_deref())
+                .map_err(|e| malformed(&e))?;
+            keep(&mut kept, std::slice::from_ref(&attempt), DEFAULT_MAX_BYTES)?;
+            attempts.push(attempt);
         }
         Ok(attempts)
     }

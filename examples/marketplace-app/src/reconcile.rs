@@ -53,15 +53,24 @@ async fn run(
         .checked_sub(config.window)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     for (stack, webhook) in &config.webhooks {
-        if let Err(error) =
-            reconcile_stack(stack, webhook, since, app_uid, store, inbox, as_the_app).await
-        {
-            tracing::warn!(stack = %stack, webhook = %webhook, %error, "reconciliation failed");
+        // One stack's records may not hold the others' turn for long.
+        let run = reconcile_stack(stack, webhook, since, app_uid, store, inbox, as_the_app);
+        match tokio::time::timeout(STACK_DEADLINE, run).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(stack = %stack, webhook = %webhook, %error, "reconciliation failed");
+            }
+            Err(_) => {
+                tracing::warn!(stack = %stack, webhook = %webhook, "reconciliation gave up: the stack's records took too long");
+            }
         }
     }
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The longest one stack's reconciliation may take.
+const STACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 async fn reconcile_stack(
     stack: &str,
@@ -97,7 +106,19 @@ async fn reconcile_stack(
     if !report.healthy {
         tracing::warn!(stack, webhook, health = %report.health, "the stack's webhook is unhealthy");
     }
-    let (committed, missing) = (report.count("committed"), report.count("tenant_full"));
+    let committed = report.count("committed");
+    let missing = report
+        .attempts
+        .iter()
+        .filter(|(_, found)| found.is_missing())
+        .count();
+    if report.count("mismatch") > 0 {
+        tracing::error!(
+            stack,
+            webhook,
+            "deliveries the app took are not in the inbox under the ids reconciliation derives: nothing committed (is CONTENTSTACK_APP_UID the app uid the deliveries were verified with?)"
+        );
+    }
     if committed + missing > 0 {
         tracing::warn!(
             stack,

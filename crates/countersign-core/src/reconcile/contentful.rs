@@ -167,7 +167,7 @@ fn delivery(
             continue;
         };
         for value in values {
-            if let Ok(value) = HeaderValue::from_str(value) {
+            if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
                 headers.append(name.clone(), value);
             }
         }
@@ -175,6 +175,14 @@ fn delivery(
     let verified = recorded_webhook(namespace, &method, target, &headers)
         .map_err(|e| Unusable::Refused(e.to_string()))?;
     same_tenant(space, verified.tenant())?;
+    if verified.idempotency_key().is_none() {
+        // Its id would be its signature's, and Contentful signs each retry afresh: the
+        // live path may have received a retry under another id.
+        return Err(Unusable::Refused(
+            "the call signs no x-contentful-idempotency-key, so a retry of it has another id"
+                .to_owned(),
+        ));
+    }
     Ok(RecordedDelivery {
         key: verified.replay_key(),
         other_keys: Vec::new(),

@@ -115,28 +115,34 @@ fn uid_of(raw: &RawValue) -> String {
     serde_json::from_str::<Uid>(raw.get()).map_or_else(|_| String::new(), |u| u.uid)
 }
 
-/// The delivery of an execution whose attempts sent `bodies`.
+/// The delivery of an execution whose attempts sent `bodies`: under the key of the last body
+/// sent (the form a retry of the provider's would take), with a key for each other form.
 fn delivery(
     bodies: &[&RawValue],
     api_key: &str,
     namespace: Option<&str>,
 ) -> Result<RecordedDelivery, Unusable> {
-    let mut sent: Vec<Vec<u8>> = Vec::with_capacity(bodies.len());
+    let mut keys: Vec<ReplayKey> = Vec::with_capacity(bodies.len());
+    let mut last = None;
     for body in bodies {
-        let bytes = recorded_body(body)?;
-        if !sent.contains(&bytes) {
-            sent.push(bytes);
+        let (sent, raw) = recorded_body(body)?;
+        // A body recorded as text that is not as JSON.stringify writes it: the live path's id
+        // of those very bytes too.
+        for bytes in std::iter::once(&sent).chain(raw.as_ref().filter(|raw| **raw != sent)) {
+            let scope = Scope {
+                namespace,
+                tenant: Some(api_key),
+            };
+            let key = ReplayKey::contentstack_delivery(scope, &sha256(bytes));
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
         }
+        last = Some(sent);
     }
-    let mut keys = Vec::with_capacity(sent.len());
-    let mut first = None;
-    for bytes in sent {
-        let (key, body) = recorded_delivery(&bytes, api_key, namespace)?;
-        keys.push(key);
-        first.get_or_insert(body);
-    }
-    let body = first.ok_or(Unusable::NoBody)?;
-    let key = keys.remove(0);
+    let sent = last.ok_or(Unusable::NoBody)?;
+    let (key, body) = recorded_delivery(&sent, api_key, namespace)?;
+    keys.retain(|other| *other != key);
     Ok(RecordedDelivery {
         key,
         other_keys: keys,
@@ -147,20 +153,23 @@ fn delivery(
     })
 }
 
-/// The bytes Contentstack sent for a recorded body: a JSON object as the record holds it,
-/// re-encoded as `JSON.stringify` encodes it (Contentstack's own sender), or a string holding
-/// those bytes.
-fn recorded_body(body: &RawValue) -> Result<Vec<u8>, Unusable> {
+/// The bytes Contentstack sent for a recorded body (a JSON object as the record holds it,
+/// re-encoded as `JSON.stringify` encodes it, Contentstack's own sender; or a string holding
+/// them), and the string's own bytes when it was one.
+fn recorded_body(body: &RawValue) -> Result<(Vec<u8>, Option<Vec<u8>>), Unusable> {
     let text = body.get();
     let raw = if text.starts_with('"') {
-        serde_json::from_str::<String>(text)
-            .map_err(|e| Unusable::Malformed(format!("a request body: {e}")))?
-            .into_bytes()
+        Some(
+            serde_json::from_str::<String>(text)
+                .map_err(|e| Unusable::Malformed(format!("a request body: {e}")))?
+                .into_bytes(),
+        )
     } else {
-        text.as_bytes().to_vec()
+        None
     };
-    crate::js::json::canonicalize(&raw)
-        .map_err(|_| Unusable::Malformed("a request body is not JSON".to_owned()))
+    let sent = crate::js::json::canonicalize(raw.as_deref().unwrap_or(text.as_bytes()))
+        .map_err(|_| Unusable::Malformed("a request body is not JSON".to_owned()))?;
+    Ok((sent, raw))
 }
 
 /// The live path's key and body for `bytes`, a delivery's body as Contentstack sends it, from

@@ -49,6 +49,33 @@ pub struct Attempt {
     pub delivery: Result<RecordedDelivery, Unusable>,
 }
 
+/// What the receiver answered an attempt, as the record says: what may be committed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// No answer (a timeout, a connection refused), or one a sender tries again after (408,
+    /// 429, 5xx): the live path did not take it, and may never have seen it.
+    NotTaken,
+    /// 2xx: the live path took it, so the inbox has it (or had it and forgot it).
+    Taken,
+    /// Another 4xx: the live path refused it on purpose (a signature, Basic auth, a stack not
+    /// installed, a body over the limit): never committed from the record, which would go
+    /// round the refusal.
+    Refused(u16),
+}
+
+impl Attempt {
+    /// What the receiver answered this attempt: [`Answer`].
+    #[must_use]
+    pub fn answer(&self) -> Answer {
+        match self.status {
+            None | Some(0) => Answer::NotTaken,
+            Some(200..=299) => Answer::Taken,
+            Some(408 | 429 | 500..=599) => Answer::NotTaken,
+            Some(status) => Answer::Refused(status),
+        }
+    }
+}
+
 /// A delivery as the live path gives it to an inbox, read from a provider's record.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecordedDelivery {

@@ -133,6 +133,20 @@ pub(crate) const DEAD: &str = "SELECT 1 FROM countersign_inbox
 pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
   WHERE state IN ('done', 'dead') AND expires_at <= ?1";
 
+/// Before [`PURGE`], in its transaction: the latest `received_at` among the rows it forgets,
+/// kept as the inbox's high-water mark of forgotten ids (a reconciliation commits nothing from
+/// before it, whatever the retry horizon was when those rows were committed).
+pub(crate) const MARK_PURGED: &str = "INSERT INTO countersign_inbox_purged (id, up_to)
+  SELECT 1, max(received_at) FROM countersign_inbox
+  WHERE state IN ('done', 'dead') AND expires_at <= ?1
+  HAVING max(received_at) IS NOT NULL
+  ON CONFLICT (id) DO UPDATE SET up_to = CASE
+    WHEN excluded.up_to > countersign_inbox_purged.up_to THEN excluded.up_to
+    ELSE countersign_inbox_purged.up_to END";
+
+/// The high-water mark of forgotten ids ([`MARK_PURGED`]).
+pub(crate) const PURGED_UP_TO: &str = "SELECT up_to FROM countersign_inbox_purged WHERE id = 1";
+
 /// Each state's deliveries and its oldest.
 pub(crate) const STATS: &str = "SELECT state, count(*), min(received_at) FROM countersign_inbox
   WHERE state != 'done' GROUP BY state";
@@ -170,6 +184,10 @@ CREATE INDEX IF NOT EXISTS countersign_inbox_tenant_due
     ON countersign_inbox (tenant, state, due_at, id);
 CREATE INDEX IF NOT EXISTS countersign_inbox_pending ON countersign_inbox (tenant, due_at, id)
     WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS countersign_inbox_purged (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    up_to BIGINT NOT NULL
+);
 ";
 
 /// The table every statement names, unless the store was given another.
@@ -199,6 +217,8 @@ pub(crate) struct Statements {
     pub(crate) dead: String,
     pub(crate) crowded: String,
     pub(crate) purge: String,
+    pub(crate) mark_purged: String,
+    pub(crate) purged_up_to: String,
     pub(crate) stats: String,
 }
 
@@ -229,6 +249,8 @@ impl Statements {
             dead: make(DEAD),
             crowded: make(CROWDED),
             purge: make(PURGE),
+            mark_purged: make(MARK_PURGED),
+            purged_up_to: make(PURGED_UP_TO),
             stats: make(STATS),
         }
     }

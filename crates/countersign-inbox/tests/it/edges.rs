@@ -115,6 +115,9 @@ impl OperatorStore for Faulty {
     async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
         self.inner.known(ids).await
     }
+    async fn purged_up_to(&self) -> Result<Option<SystemTime>, StoreError> {
+        self.inner.purged_up_to().await
+    }
 }
 
 /// The kit's stack's dead letters once there is one, for at most 3 s.

@@ -9,7 +9,7 @@ use axum::body::Body;
 use countersign::testing::TestKit;
 use countersign_core::reconcile::contentful::call_details;
 use countersign_core::reconcile::contentstack::ExecutionsPage;
-use countersign_inbox::{Found, Inbox, SqliteInbox};
+use countersign_inbox::{Found, Inbox, OperatorStore, SqliteInbox, WorkerStore};
 use http::Request;
 use serde_json::json;
 
@@ -217,4 +217,108 @@ async fn contentful_calls_lost_in_an_outage_are_committed_from_the_record_and_ha
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(seen.lock().unwrap().len(), 2, "each handled once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reconciled_delivery_and_the_providers_own_retry_at_the_same_time_are_handled_once() {
+    const LOST: u32 = 20;
+    let kit = TestKit::new().at(SystemTime::now());
+    let inbox = Inbox::new(SqliteInbox::open(sqlite("reconcile-race")).unwrap());
+    let base = serve(&kit, &inbox).await;
+    let mut retries = Vec::new();
+    let mut bodies = Vec::new();
+    for n in 0..LOST {
+        let (request, body) = body_of(
+            kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, n)),
+        )
+        .await;
+        retries.push(request);
+        bodies.push(body);
+    }
+    let page = ExecutionsPage::parse(
+        &executions(&bodies, SystemTime::now()),
+        TestKit::STACK,
+        None,
+    )
+    .unwrap();
+    let (seen, handler) = recorder();
+    let _workers = inbox.work(4, handler);
+    // Each lost delivery reconciled while Contentstack's own retry of it arrives.
+    let mut races = Vec::new();
+    for (attempt, retry) in page.attempts.into_iter().zip(retries) {
+        let (inbox, base) = (inbox.clone(), base.clone());
+        races.push(tokio::spawn(async move {
+            let (found, (status, answer)) = tokio::join!(
+                inbox.reconcile(std::slice::from_ref(&attempt), true),
+                send(&base, retry)
+            );
+            assert_eq!(status, 200);
+            (
+                found.unwrap()[0].clone(),
+                answer["status"].as_str().unwrap().to_owned(),
+            )
+        }));
+    }
+    let mut committed = 0;
+    for race in races {
+        let (found, answered) = race.await.unwrap();
+        // Exactly one of the two put it in the inbox.
+        match (found, answered.as_str()) {
+            (Found::Committed, "duplicate") | (Found::Present, "accepted") => committed += 1,
+            other => panic!("both or neither committed it: {other:?}"),
+        }
+    }
+    assert_eq!(committed, LOST);
+    until(|| seen.lock().unwrap().len() >= LOST as usize).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(ids.len(), LOST as usize, "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), LOST as usize, "each handled once");
+}
+
+#[tokio::test]
+async fn a_horizon_raised_after_deliveries_were_forgotten_does_not_reach_back_past_them() {
+    let kit = TestKit::new().at(SystemTime::now());
+    let store = SqliteInbox::open(sqlite("reconcile-raised")).unwrap();
+    let inbox = Inbox::new(store.clone()).with_retry_horizon(Duration::from_secs(3600));
+    let (_, body) =
+        body_of(kit.contentstack_webhook("/webhooks/contentstack", &publish(TestKit::STACK, 1)))
+            .await;
+    let page = ExecutionsPage::parse(
+        &executions(std::slice::from_ref(&body), SystemTime::now()),
+        TestKit::STACK,
+        None,
+    )
+    .unwrap();
+    let (seen, handler) = recorder();
+    let workers = inbox.work(1, handler);
+    assert_eq!(
+        inbox.reconcile(&page.attempts, true).await.unwrap(),
+        [Found::Committed]
+    );
+    until(|| seen.lock().unwrap().len() == 1).await;
+    drop(workers);
+    // Handled, then forgotten once its hour is up.
+    assert_eq!(
+        store
+            .purge(SystemTime::now() + Duration::from_secs(7200))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.purged_up_to().await.unwrap().is_some());
+    // An inbox that now remembers 30 days does not take the record's word for that hour.
+    let longer = Inbox::new(store).with_retry_horizon(Duration::from_secs(30 * 86_400));
+    assert_eq!(
+        longer.reconcile(&page.attempts, true).await.unwrap(),
+        [Found::Forgotten],
+        "handled and forgotten: never committed again"
+    );
 }

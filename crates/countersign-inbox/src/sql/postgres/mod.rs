@@ -564,8 +564,11 @@ impl WorkerStore for PostgresInbox {
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
         self.with(|mut client| async move {
             let db = client.transaction().await?;
+            let now = millis(now);
+            let mark = db.prepare_cached(&self.sql.mark_purged).await?;
+            settled(&db, BOOKKEEPING, db.execute(&mark, &[&now])).await?;
             let statement = db.prepare_cached(&self.sql.purge).await?;
-            let purged = settled(&db, BOOKKEEPING, db.execute(&statement, &[&millis(now)])).await?;
+            let purged = db.execute(&statement, &[&now]).await?;
             db.commit().await?;
             Ok(purged)
         })
@@ -586,6 +589,16 @@ impl WorkerStore for PostgresInbox {
 }
 
 impl OperatorStore for PostgresInbox {
+    async fn purged_up_to(&self) -> Result<Option<SystemTime>, StoreError> {
+        self.with(|client| async move {
+            let row = client
+                .query_opt(&client.prepare_cached(&self.sql.purged_up_to).await?, &[])
+                .await?;
+            Ok(row.map(|row| crate::delivery::from_millis(row.get::<_, i64>(0))))
+        })
+        .await
+    }
+
     async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
         self.with(|client| async move {
             let statement = client.prepare_cached(&self.sql.known).await?;

@@ -503,8 +503,16 @@ impl WorkerStore for SqliteInbox {
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.change(|sql| &sql.purge, vec![millis(now).into()])
-            .await
+        let sql = Arc::clone(&self.sql);
+        self.bookkeeping(move |db| {
+            let db = db.transaction()?;
+            let now = millis(now);
+            db.prepare_cached(&sql.mark_purged)?.execute(params![now])?;
+            let purged = db.prepare_cached(&sql.purge)?.execute(params![now])?;
+            db.commit()?;
+            Ok(purged as u64)
+        })
+        .await
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
@@ -520,6 +528,17 @@ impl WorkerStore for SqliteInbox {
 }
 
 impl OperatorStore for SqliteInbox {
+    async fn purged_up_to(&self) -> Result<Option<SystemTime>, StoreError> {
+        let sql = Arc::clone(&self.sql);
+        self.run(move |db| {
+            db.prepare_cached(&sql.purged_up_to)?
+                .query_row([], |row| row.get::<_, i64>(0))
+                .optional()
+        })
+        .await
+        .map(|up_to| up_to.map(crate::delivery::from_millis))
+    }
+
     async fn known(&self, ids: &[String]) -> Result<Vec<bool>, StoreError> {
         let (sql, ids) = (Arc::clone(&self.sql), ids.to_vec());
         self.run(move |db| {
