@@ -804,3 +804,88 @@ async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_tim
     );
     drop(pg);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_keeps_the_latest_receipt_it_forgot() {
+    use countersign_inbox::{ClaimRequest, Commit, OperatorStore, Provider, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let store = PostgresInbox::new(example_support::postgres::pool(&pg.url()).unwrap());
+    let now = std::time::SystemTime::now();
+    let soon = now + Duration::from_secs(60);
+    assert_eq!(
+        store.purged_up_to().await.unwrap(),
+        None,
+        "nothing forgotten yet"
+    );
+    let mut received = Vec::new();
+    for (n, age) in [(0, 30), (1, 10)] {
+        let mut delivery = delivery(format!("d{n}"), Provider::Contentstack, Some("blt1"), b"{}");
+        delivery.received_at = now - Duration::from_secs(age);
+        received.push(delivery.received_at);
+        assert_eq!(
+            store.commit(&delivery, soon, None).await.unwrap(),
+            Commit::New
+        );
+    }
+    let claimed = store
+        .claim(ClaimRequest {
+            owner: "w",
+            now,
+            lease_until: soon,
+            limit: 2,
+            tenant_concurrency: 2,
+            max_attempts: 5,
+            dead_until: soon,
+            rotation: 0,
+        })
+        .await
+        .unwrap();
+    for delivery in &claimed {
+        let lease = format!("w:{}", delivery.attempt);
+        assert!(store.complete(&delivery.id, &lease).await.unwrap());
+    }
+    // Nothing is due to be forgotten yet: no mark.
+    assert_eq!(store.purge(now).await.unwrap(), 0);
+    assert_eq!(store.purged_up_to().await.unwrap(), None);
+    assert_eq!(store.purge(soon).await.unwrap(), 2);
+    let up_to = store.purged_up_to().await.unwrap().unwrap();
+    let millis =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert_eq!(
+        millis(up_to),
+        millis(received[1]),
+        "the latest receipt forgotten"
+    );
+    // A later purge of older rows never lowers it.
+    let mut old = delivery("d2", Provider::Contentstack, Some("blt1"), b"{}");
+    old.received_at = now - Duration::from_secs(3600);
+    store.commit(&old, now, None).await.unwrap();
+    let dead_now = store
+        .claim(ClaimRequest {
+            owner: "x",
+            now,
+            lease_until: soon,
+            limit: 1,
+            tenant_concurrency: 2,
+            max_attempts: 1,
+            dead_until: now,
+            rotation: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead_now.len(), 1);
+    assert!(
+        store
+            .fail("d2", &format!("x:{}", dead_now[0].attempt), "no", None, now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge(soon).await.unwrap(), 1, "the dead letter");
+    assert_eq!(
+        millis(store.purged_up_to().await.unwrap().unwrap()),
+        millis(received[1])
+    );
+}
