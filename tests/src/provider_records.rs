@@ -469,17 +469,20 @@ fn query_value<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The page a listing asks for: `skip` (0) and `limit` (100, at most 100).
+fn page_of(seen: &Seen) -> (usize, usize) {
+    let number = |name: &str| query_value(seen, name).and_then(|v| v.parse::<usize>().ok());
+    (
+        number("skip").unwrap_or(0),
+        number("limit").unwrap_or(100).min(100),
+    )
+}
+
 fn executions(state: &State, uid: &str, seen: &Seen, headers: &HeaderMap) -> Response {
     if let Some(refusal) = contentstack_refusal(state, headers, uid) {
         return refusal;
     }
-    let skip: usize = query_value(seen, "skip")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let limit: usize = query_value(seen, "limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .min(100);
+    let (skip, limit) = page_of(seen);
     let from = query_value(seen, "from").and_then(parse_time);
     let to = query_value(seen, "to").and_then(parse_time);
     let executions = lock(&state.executions);
@@ -576,13 +579,7 @@ fn calls(state: &State, space: &str, id: &str, seen: &Seen, headers: &HeaderMap)
     if let Some(refusal) = contentful_refusal(headers, space, id) {
         return refusal;
     }
-    let skip: usize = query_value(seen, "skip")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let limit: usize = query_value(seen, "limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .min(100);
+    let (skip, limit) = page_of(seen);
     let calls = lock(&state.calls);
     // Newest first, as Contentful lists them; it keeps the last 500.
     let kept: Vec<&Call> = calls.iter().rev().take(500).collect();

@@ -29,6 +29,34 @@ fn countersign(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `countersign reconcile contentstack` of the records at `base` since `since`, in the
+/// marketplace example's namespace, against `inbox` (its `--inbox` and `--table`), and `extra`.
+fn contentstack_args(base: &str, since: &str, inbox: &[String], extra: &[&str]) -> Vec<String> {
+    [
+        "reconcile",
+        "contentstack",
+        "--region",
+        base,
+        "--api-key",
+        STACK,
+        "--management-token",
+        MANAGEMENT_TOKEN,
+        "--webhook",
+        CONTENTSTACK_WEBHOOK,
+        "--since",
+        since,
+        // The layer's replay namespace: the app uid it binds to.
+        "--namespace",
+        DEV_APP,
+        "--inbox",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain(inbox.iter().cloned())
+    .chain(extra.iter().map(|s| (*s).to_owned()))
+    .collect()
+}
+
 /// `countersign` with `args`, off the async threads.
 async fn countersign_async(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
@@ -151,31 +179,7 @@ async fn contentstack_scenario(pg: Option<&countersign_tests::Postgres>) {
         .as_millis()
         .to_string();
     let base = provider.base.clone();
-    let args = |extra: &[&str]| -> Vec<String> {
-        [
-            "reconcile",
-            "contentstack",
-            "--region",
-            &base,
-            "--api-key",
-            STACK,
-            "--management-token",
-            MANAGEMENT_TOKEN,
-            "--webhook",
-            CONTENTSTACK_WEBHOOK,
-            "--since",
-            &since,
-            // The layer's replay namespace: the app uid it binds to.
-            "--namespace",
-            DEV_APP,
-            "--inbox",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain(inbox.iter().cloned())
-        .chain(extra.iter().map(|s| (*s).to_owned()))
-        .collect()
-    };
+    let args = |extra: &[&str]| contentstack_args(&base, &since, &inbox, extra);
 
     let (code, stdout, stderr) = countersign_async(args(&[])).await;
     assert_eq!(code, 1, "a dry run finds 4 missing: {stdout}{stderr}");
@@ -722,38 +726,13 @@ async fn reconcile_run() {
     let app = start_on(port, "marketplace-app", &dir, &[]).await;
     let inbox = format!("sqlite:{}", database.display());
     let base = provider.base.clone();
-    let args = |extra: &str| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "reconcile",
-            "contentstack",
-            "--region",
-            &base,
-            "--api-key",
-            STACK,
-            "--management-token",
-            MANAGEMENT_TOKEN,
-            "--webhook",
-            CONTENTSTACK_WEBHOOK,
-            "--since",
-            &since,
-            "--namespace",
-            DEV_APP,
-            "--inbox",
-            &inbox,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        if !extra.is_empty() {
-            args.push(extra.to_owned());
-        }
-        args
-    };
+    let inbox = [inbox];
+    let args = |extra: &[&str]| contentstack_args(&base, &since, &inbox, extra);
     let started = std::time::Instant::now();
-    let (_, dry, _) = countersign_async(args("")).await;
+    let (_, dry, _) = countersign_async(args(&[])).await;
     let dry_took = started.elapsed();
     let started = std::time::Instant::now();
-    let (code, commit, stderr) = countersign_async(args("--commit")).await;
+    let (code, commit, stderr) = countersign_async(args(&["--commit"])).await;
     let commit_took = started.elapsed();
     assert_eq!(code, 0, "{stderr}");
     wait_for(live + lost).await;
@@ -766,7 +745,7 @@ async fn reconcile_run() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (recorded, doubled) = events(&database);
-    let (code, again, _) = countersign_async(args("")).await;
+    let (code, again, _) = countersign_async(args(&[])).await;
     eprintln!(
         "reconcile run: {} attempts listed; dry run: {} ({:.2} s); --commit: {} ({:.2} s); \
          recorded {recorded} of {}, recorded twice {doubled}; {duplicates} late retries answered; \
