@@ -720,8 +720,9 @@ async fn reconcile_run() {
     }
     wait_for(live).await;
     drop(app);
-    for n in live..live + lost {
-        assert_eq!(provider.contentstack_send(&url, &publish(n)).await, 0);
+    let lost_bodies: Vec<String> = (live..live + lost).map(publish).collect();
+    for body in &lost_bodies {
+        assert_eq!(provider.contentstack_send(&url, body).await, 0);
     }
     let app = start_on(port, "marketplace-app", &dir, &[]).await;
     let inbox = format!("sqlite:{}", database.display());
@@ -738,8 +739,8 @@ async fn reconcile_run() {
     wait_for(live + lost).await;
     // Contentstack's own late retries of every lost delivery: each a duplicate.
     let mut duplicates = 0;
-    for n in live..live + lost {
-        if provider.contentstack_send(&url, &publish(n)).await == 200 {
+    for body in &lost_bodies {
+        if provider.contentstack_send(&url, body).await == 200 {
             duplicates += 1;
         }
     }
@@ -748,7 +749,7 @@ async fn reconcile_run() {
     let (code, again, _) = countersign_async(args(&[])).await;
     eprintln!(
         "reconcile run: {} attempts listed; dry run: {} ({:.2} s); --commit: {} ({:.2} s); \
-         recorded {recorded} of {}, recorded twice {doubled}; {duplicates} late retries answered; \
+         recorded {recorded} of {}, recorded twice {doubled}; {duplicates} late retries answered 200 (as duplicates); \
          second run: {}",
         live + lost,
         words(&dry).1,
@@ -760,4 +761,79 @@ async fn reconcile_run() {
     );
     assert_eq!((recorded, doubled, code), (live + lost, 0, 0));
     drop(app);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_of_a_fleet_reconciles_at_a_time() {
+    use super::marketplace_oauth::{REDIRECT_URI, contentstack_key, get, oauth_env};
+    use countersign_tests::developer_hub::DeveloperHub;
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let dir = temp_dir("reconcile-fleet-lock");
+    let (key, public) = contentstack_key(&dir);
+    let records = ProviderRecords::new(SigningKey::from_pem(&key.to_pkcs1_pem()).unwrap());
+    let hub =
+        DeveloperHub::start_with(REDIRECT_URI, Duration::from_secs(3_600), records.router()).await;
+    let records = records.served_at(&hub.base);
+    let tokens = hub.clone();
+    records.accept_bearer(move |token| tokens.access_tokens_of(STACK).iter().any(|t| t == token));
+    // Another instance of the fleet reconciles: it holds the fleet's lock (the example's
+    // `RECONCILE_LOCK`).
+    let other = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    other
+        .execute("SELECT pg_advisory_lock(7262071)", &[])
+        .await
+        .unwrap();
+    let schedule = format!("{STACK}={CONTENTSTACK_WEBHOOK}");
+    let database = pg.url();
+    let mut env = oauth_env(&hub, &public);
+    env.extend([
+        ("DATABASE_URL", database.as_str()),
+        (
+            "OAUTH_TOKEN_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+        ("RECONCILE_EVERY_SECS", "1"),
+        ("RECONCILE_WEBHOOKS", schedule.as_str()),
+    ]);
+    let app = start("marketplace-app", &dir, &env).await;
+    install(&app, &key, STACK).await;
+    let code = hub.code_for("org", STACK);
+    let (status, page) = get(
+        &app,
+        &format!("/oauth/callback?code={code}&location=NA"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let runs = || {
+        records
+            .seen()
+            .iter()
+            .filter(|seen| seen.path.ends_with("/executions"))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs(),
+        0,
+        "the other instance holds the lock: this one waits its turn"
+    );
+    other
+        .execute("SELECT pg_advisory_unlock(7262071)", &[])
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if runs() > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the lock was released, and no run came within 5 s");
 }
