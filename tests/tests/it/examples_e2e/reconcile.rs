@@ -569,20 +569,38 @@ async fn the_vendors_sdks_and_ours_ask_the_records_apis_the_same_things() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_marketplace_app_reconciles_its_installed_stacks_on_a_schedule() {
-    use super::marketplace_oauth::{REDIRECT_URI, contentstack_key, get, oauth_env};
-    use countersign_tests::developer_hub::DeveloperHub;
-
-    let dir = temp_dir("reconcile-scheduled");
-    let (key, public) = contentstack_key(&dir);
+/// A Contentstack key of the test's own (its public half's file), and one local server that
+/// plays the Developer Hub and the records' CMA, whose OAuth tokens for [`STACK`] read the
+/// records: the region an app's tokens name.
+async fn records_as_the_app(
+    dir: &Path,
+) -> (
+    SigningKey,
+    PathBuf,
+    ProviderRecords,
+    countersign_tests::developer_hub::DeveloperHub,
+) {
+    use super::marketplace_oauth::{REDIRECT_URI, contentstack_key};
+    let (key, public) = contentstack_key(dir);
     let records = ProviderRecords::new(SigningKey::from_pem(&key.to_pkcs1_pem()).unwrap());
-    // One server plays the Developer Hub and the CMA: the region the app's tokens name.
-    let hub =
-        DeveloperHub::start_with(REDIRECT_URI, Duration::from_secs(3_600), records.router()).await;
+    let hub = countersign_tests::developer_hub::DeveloperHub::start_with(
+        REDIRECT_URI,
+        Duration::from_secs(3_600),
+        records.router(),
+    )
+    .await;
     let records = records.served_at(&hub.base);
     let tokens = hub.clone();
     records.accept_bearer(move |token| tokens.access_tokens_of(STACK).iter().any(|t| t == token));
+    (key, public, records, hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marketplace_app_reconciles_its_installed_stacks_on_a_schedule() {
+    use super::marketplace_oauth::{get, oauth_env};
+
+    let dir = temp_dir("reconcile-scheduled");
+    let (key, public, records, hub) = records_as_the_app(&dir).await;
     let schedule = format!("{STACK}={CONTENTSTACK_WEBHOOK}");
     let mut env = oauth_env(&hub, &public);
     env.extend([
@@ -765,20 +783,13 @@ async fn reconcile_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_of_a_fleet_reconciles_at_a_time() {
-    use super::marketplace_oauth::{REDIRECT_URI, contentstack_key, get, oauth_env};
-    use countersign_tests::developer_hub::DeveloperHub;
+    use super::marketplace_oauth::{get, oauth_env};
 
     let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
         .await
         .unwrap();
     let dir = temp_dir("reconcile-fleet-lock");
-    let (key, public) = contentstack_key(&dir);
-    let records = ProviderRecords::new(SigningKey::from_pem(&key.to_pkcs1_pem()).unwrap());
-    let hub =
-        DeveloperHub::start_with(REDIRECT_URI, Duration::from_secs(3_600), records.router()).await;
-    let records = records.served_at(&hub.base);
-    let tokens = hub.clone();
-    records.accept_bearer(move |token| tokens.access_tokens_of(STACK).iter().any(|t| t == token));
+    let (key, public, records, hub) = records_as_the_app(&dir).await;
     // Another instance of the fleet reconciles: it holds the fleet's lock (the example's
     // `RECONCILE_LOCK`).
     let other = example_support::postgres::pool(&pg.url())
