@@ -79,6 +79,7 @@ mod freshness;
 pub mod inbox;
 pub mod ip;
 mod js;
+pub mod lambda;
 mod names;
 mod provider;
 pub mod reason;

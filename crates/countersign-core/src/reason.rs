@@ -209,6 +209,9 @@ catalogue! {
     PAYLOAD_TOO_LARGE = "payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large";
     /// A Contentstack webhook's `data` does not deserialize into the handler's type.
     WEBHOOK_DATA_INVALID = "webhook_data_invalid", UNPROCESSABLE_ENTITY, "Webhook data not as expected";
+    /// AWS Lambda: the event keeps the query only as a map (REST API v1, ALB) or does not say
+    /// which path its sender called, so the signed request target cannot be rebuilt.
+    LAMBDA_QUERY_LOST = "lambda_query_lost", BAD_REQUEST, "Signed request target lost in the Lambda event";
     /// The delivery's tenant id is one an inbox cannot keep (longer than 255 bytes, or with a
     /// control character).
     INBOX_TENANT_INVALID = "inbox_tenant_invalid", UNPROCESSABLE_ENTITY, "Tenant id not storable";

@@ -15,6 +15,8 @@ mod contentstack_layer;
 mod contentstack_oauth;
 mod delivery_life;
 mod guards;
+#[cfg(feature = "lambda")]
+mod lambda;
 mod logging;
 mod malicious_tenant;
 mod replay_memory;
