@@ -104,3 +104,24 @@ pub fn signed_target(event: &Event<'_>) -> Result<String, Error> {
         } => Ok(path.to_owned()),
     }
 }
+
+/// What a router behind a function served under `prefix` (its stage or base path, checked by
+/// [`validate_path_prefix`](crate::contentful::validate_path_prefix)) routes on: `target`
+/// less `prefix`, when `target` is under it; else `target` as it is (whose signature, checked
+/// with the prefix put back, then fails).
+///
+/// ```
+/// use countersign_core::lambda::routed_target;
+/// assert_eq!(routed_target("/prod/contentful/events?x=1", Some("/prod")), "/contentful/events?x=1");
+/// assert_eq!(routed_target("/prod?x=1", Some("/prod")), "/?x=1");
+/// assert_eq!(routed_target("/production/events", Some("/prod")), "/production/events");
+/// ```
+#[must_use]
+pub fn routed_target(target: &str, prefix: Option<&str>) -> String {
+    let rest = prefix.and_then(|prefix| target.strip_prefix(prefix));
+    match rest {
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => target.to_owned(),
+    }
+}

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 
 use axum::response::{IntoResponse, Response};
 use countersign_core::ConfigError;
-use countersign_core::lambda::{Event, signed_target};
+use countersign_core::lambda::{Event, routed_target, signed_target};
 use http::{Request, Uri};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
@@ -61,18 +61,10 @@ impl LambdaTargetLayer {
     /// it back before verifying.
     ///
     /// # Errors
-    /// Unless `prefix` starts with `/`, does not end with `/`, and holds no `?` or `#`.
+    /// Unless `prefix` starts with `/`, does not end with `/`, and holds no `?`, `#` or control
+    /// character (the verifier's own rule).
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
-        let valid = prefix.starts_with('/')
-            && prefix.len() > 1
-            && !prefix.ends_with('/')
-            && !prefix.contains(['?', '#']);
-        if !valid {
-            return Err(ConfigError::new(
-                countersign_core::ConfigErrorKind::InvalidPathPrefix,
-                "a path prefix starts with `/`, does not end with `/`, and holds no `?` or `#`",
-            ));
-        }
+        let prefix = countersign_core::contentful::validate_path_prefix(prefix)?;
         self.prefix = Some(Arc::from(prefix));
         Ok(self)
     }
@@ -199,19 +191,7 @@ fn target_of<B>(request: &Request<B>, prefix: Option<&str>) -> Result<Option<Uri
         }
         Err(error) => return Err(Rejection::from(error)),
     };
-    let routed = match prefix {
-        Some(prefix) => match target.strip_prefix(prefix) {
-            Some(rest) if rest.is_empty() || rest.starts_with(['/', '?']) => {
-                if rest.starts_with('?') || rest.is_empty() {
-                    format!("/{rest}")
-                } else {
-                    rest.to_owned()
-                }
-            }
-            _ => target,
-        },
-        None => target,
-    };
+    let routed = routed_target(&target, prefix);
     routed.parse().map(Some).map_err(|_| {
         Rejection::of(
             &countersign_core::reason::LAMBDA_QUERY_LOST,

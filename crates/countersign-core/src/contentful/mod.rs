@@ -86,7 +86,7 @@ pub use error::{Error, ErrorKind};
 pub use kind::{RequestKind, RequestKinds};
 pub use request::{
     DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX, RequestVerifier, VerifiedRequest,
-    recorded_webhook,
+    recorded_webhook, validate_path_prefix,
 };
 pub use secret::SigningSecret;
 pub use sign::{Context, RequestToSign, SignedHeaders, sign};

@@ -12,7 +12,7 @@ mod verifier;
 use std::time::Duration;
 
 pub use verified::VerifiedRequest;
-pub use verifier::{RequestVerifier, recorded_webhook};
+pub use verifier::{RequestVerifier, recorded_webhook, validate_path_prefix};
 
 /// The header a reverse proxy that strips a path prefix names it in.
 pub const FORWARDED_PREFIX: &str = "x-forwarded-prefix";

@@ -513,7 +513,13 @@ fn forwarded_prefix(headers: &HeaderMap) -> Option<&str> {
     last.to_str().ok()?.rsplit(',').next().map(str::trim)
 }
 
-fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {
+/// Checks a path prefix ([`RequestVerifier::with_path_prefix`], and the stage or base path of
+/// an AWS Lambda function): it starts with `/`, does not end with `/`, and holds no `?`, `#` or
+/// control character.
+///
+/// # Errors
+/// [`ConfigErrorKind::InvalidPathPrefix`] otherwise.
+pub fn validate_path_prefix(prefix: &str) -> Result<&str, ConfigError> {
     let valid = prefix.starts_with('/')
         && prefix.len() > 1
         && !prefix.ends_with('/')
