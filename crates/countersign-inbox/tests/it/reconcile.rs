@@ -304,6 +304,14 @@ async fn a_horizon_raised_after_deliveries_were_forgotten_does_not_reach_back_pa
         [Found::Committed]
     );
     until(|| seen.lock().unwrap().len() == 1).await;
+    // The handler ran; its outcome is written just after: handled once the inbox says so.
+    for _ in 0..500 {
+        let stats = inbox.stats().await.unwrap();
+        if stats.pending + stats.leased == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(workers);
     // Handled, then forgotten once its hour is up.
     assert_eq!(
