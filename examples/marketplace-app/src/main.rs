@@ -105,15 +105,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &store,
         config.trusted_proxies.clone(),
     )?;
-    if let Some(reconcile) = config.reconcile.take() {
-        reconcile::start(
+    let scheduled = config.reconcile.take().map(|reconcile| {
+        (
             reconcile,
-            config.app_uid.clone(),
             store.clone(),
             deliveries.clone(),
             as_the_app.clone(),
-        );
-    }
+        )
+    });
     let router = api::router(
         &config,
         keys,
@@ -142,6 +141,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .flat_map(|r| r.names().cloned()),
         );
     let router = router.merge(example_support::metrics_router());
+    // After the metrics recorder is installed: a run at startup is counted too.
+    if let Some((reconcile, store, deliveries, as_the_app)) = scheduled {
+        reconcile::start(
+            reconcile,
+            config.app_uid.clone(),
+            store,
+            deliveries,
+            as_the_app,
+        );
+    }
     countersign::metrics::describe();
     countersign_inbox::metrics::describe();
     let router = example_support::harden(router, sensitive);
