@@ -57,6 +57,12 @@
 //!
 //! The keys and secrets are fixed and public: they prove nothing outside a test. A kit
 //! [`at`](TestKit::at) another time signs as of then (stale and future deliveries).
+//!
+//! With the `lambda` feature too, [`lambda::LambdaEvent`] turns a signed request into the
+//! event an API Gateway, a Function URL or a load balancer hands an AWS Lambda function.
+
+#[cfg(feature = "lambda")]
+pub mod lambda;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -15,7 +15,7 @@ mod contentstack_layer;
 mod contentstack_oauth;
 mod delivery_life;
 mod guards;
-#[cfg(feature = "lambda")]
+#[cfg(all(feature = "lambda", feature = "testing"))]
 mod lambda;
 mod logging;
 mod malicious_tenant;
