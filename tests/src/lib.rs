@@ -1,10 +1,11 @@
 //! Helpers of countersign's workspace-level tests: running the vendors' reference code in
 //! Node.js, a small deterministic generator of test inputs, throwaway PostgreSQL clusters, a
-//! local Contentstack [`developer_hub`] (token endpoint and CMA), and the delivery
-//! [`simulator`]. The README's and the guides' examples run as its doc tests: this is the one
+//! local Contentstack [`developer_hub`] (token endpoint and CMA), a local AWS Lambda
+//! [`lambda_runtime_api`], and the delivery [`simulator`]. The README's and the guides' examples run as its doc tests: this is the one
 //! crate that has both `countersign` and `countersign-inbox` with every feature.
 
 pub mod developer_hub;
+pub mod lambda_runtime_api;
 pub mod provider_records;
 pub mod simulator;
 

@@ -85,6 +85,19 @@ impl AnyInbox {
         answer.unwrap_or_else(|never| match never {})
     }
 
+    /// Starts `concurrency` workers handing each delivery to `handler` (see [`Inbox::work`]).
+    #[must_use = "the workers stop when this is dropped"]
+    pub fn work<H, F>(&self, concurrency: usize, handler: H) -> countersign_inbox::Workers
+    where
+        H: Fn(countersign_inbox::InboxDelivery) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), countersign_inbox::BoxError>> + Send + 'static,
+    {
+        match self {
+            Self::Sqlite(inbox) => inbox.work(concurrency, handler),
+            Self::Postgres(inbox) => inbox.work(concurrency, handler),
+        }
+    }
+
     /// The dead letters of `tenant`, newest first, at most `limit`.
     ///
     /// # Errors

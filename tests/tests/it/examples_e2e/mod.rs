@@ -208,6 +208,7 @@ use marketplace_webhooks::{installed_with_one_event, scrape};
 
 mod browser;
 mod contentful;
+mod lambda;
 mod marketplace_faults;
 mod marketplace_guards;
 mod marketplace_oauth;
