@@ -28,6 +28,7 @@ doc_tests! {
     AppIdentityDoctests = "../../docs/app-identity.md";
     TestingDoctests = "../../docs/testing.md";
     InboxReadmeDoctests = "../../crates/countersign-inbox/README.md";
+    LambdaDoctests = "../../docs/lambda.md";
 }
 
 use std::path::PathBuf;

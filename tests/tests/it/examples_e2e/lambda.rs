@@ -378,6 +378,34 @@ async fn a_lambda_function_verifies_every_trigger_kind_and_keeps_each_delivery_o
         }
     }
 
+    // PostgreSQL down: no spool in a function, so a delivery is answered 503 and its
+    // provider's retry, once the database is back, is kept.
+    let during = LambdaEvent::function_url()
+        .event(contentstack(
+            "/webhooks/contentstack",
+            STACK_A,
+            Some(SECRET_A),
+        ))
+        .await;
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        plain.call(&during).await,
+        (503, "inbox_unavailable".to_owned())
+    );
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    assert_eq!(plain.call(&during).await, (200, "accepted".to_owned()));
+    accepted += 1;
+
     // The worker, a second function on a schedule, hands each kept delivery to its handler
     // once; the next run finds nothing.
     let worker = Function::start(
@@ -398,6 +426,7 @@ async fn a_lambda_function_verifies_every_trigger_kind_and_keeps_each_delivery_o
     assert_eq!(first, json!({"handled": accepted, "waiting": 0}));
     let second = worker.api.invoke(&scheduled).await.unwrap();
     assert_eq!(second, json!({"handled": 0, "waiting": 0}));
+    drop(pg);
 }
 
 #[tokio::test]
