@@ -28,6 +28,10 @@ crate::reason_kind! {
         /// The event does not say which path its sender called (a REST API event without
         /// `requestContext.path`).
         PathLost => LAMBDA_QUERY_LOST,
+        /// The target is not under the function's prefix (its stage or base path).
+        NotUnderPrefix => LAMBDA_PREFIX_MISSING,
+        /// The target holds a `#`, which no sender signs and `http` would cut it at.
+        InvalidTarget => LAMBDA_TARGET_INVALID,
     }
 }
 
@@ -107,21 +111,38 @@ pub fn signed_target(event: &Event<'_>) -> Result<String, Error> {
 
 /// What a router behind a function served under `prefix` (its stage or base path, checked by
 /// [`validate_path_prefix`](crate::contentful::validate_path_prefix)) routes on: `target`
-/// less `prefix`, when `target` is under it; else `target` as it is (whose signature, checked
-/// with the prefix put back, then fails).
+/// less `prefix`.
 ///
 /// ```
 /// use countersign_core::lambda::routed_target;
-/// assert_eq!(routed_target("/prod/contentful/events?x=1", Some("/prod")), "/contentful/events?x=1");
-/// assert_eq!(routed_target("/prod?x=1", Some("/prod")), "/?x=1");
-/// assert_eq!(routed_target("/production/events", Some("/prod")), "/production/events");
+/// assert_eq!(routed_target("/prod/contentful/events?x=1", Some("/prod")).unwrap(), "/contentful/events?x=1");
+/// assert_eq!(routed_target("/prod?x=1", Some("/prod")).unwrap(), "/?x=1");
+/// assert!(routed_target("/production/events", Some("/prod")).is_err());
+/// assert!(routed_target("/contentful/events", Some("/prod")).is_err());
+/// assert!(routed_target("/contentful/events#x", None).is_err());
 /// ```
-#[must_use]
-pub fn routed_target(target: &str, prefix: Option<&str>) -> String {
-    let rest = prefix.and_then(|prefix| target.strip_prefix(prefix));
-    match rest {
-        Some(rest) if rest.is_empty() || rest.starts_with('?') => format!("/{rest}"),
-        Some(rest) if rest.starts_with('/') => rest.to_owned(),
-        _ => target.to_owned(),
+///
+/// # Errors
+/// [`ErrorKind::NotUnderPrefix`] when `target` is not under `prefix`: a request through
+/// another entry point (a Function URL beside the stage's URL), which the verifier would
+/// check with the prefix put back, a path its sender did not call;
+/// [`ErrorKind::InvalidTarget`] when it holds a `#`.
+pub fn routed_target(target: &str, prefix: Option<&str>) -> Result<String, Error> {
+    if target.contains('#') {
+        return Err(Error::new(
+            ErrorKind::InvalidTarget,
+            "the Lambda event's request target holds a `#`",
+        ));
+    }
+    let Some(prefix) = prefix else {
+        return Ok(target.to_owned());
+    };
+    match target.strip_prefix(prefix) {
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => Ok(format!("/{rest}")),
+        Some(rest) if rest.starts_with('/') => Ok(rest.to_owned()),
+        _ => Err(Error::new(
+            ErrorKind::NotUnderPrefix,
+            format!("the request target is not under the function's prefix `{prefix}`"),
+        )),
     }
 }

@@ -212,6 +212,11 @@ catalogue! {
     /// AWS Lambda: the event keeps the query only as a map (REST API v1, ALB) or does not say
     /// which path its sender called, so the signed request target cannot be rebuilt.
     LAMBDA_QUERY_LOST = "lambda_query_lost", BAD_REQUEST, "Signed request target lost in the Lambda event";
+    /// AWS Lambda: the event's path is not a request target (a `#`, a control character).
+    LAMBDA_TARGET_INVALID = "lambda_target_invalid", BAD_REQUEST, "Lambda event's request target unusable";
+    /// AWS Lambda: the request target is not under the stage or base path the function's routes
+    /// are served under: another entry point's request, never verified without its prefix.
+    LAMBDA_PREFIX_MISSING = "lambda_prefix_missing", NOT_FOUND, "Request target outside the function's prefix";
     /// The delivery's tenant id is one an inbox cannot keep (longer than 255 bytes, or with a
     /// control character).
     INBOX_TENANT_INVALID = "inbox_tenant_invalid", UNPROCESSABLE_ENTITY, "Tenant id not storable";

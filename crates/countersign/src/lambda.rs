@@ -191,10 +191,10 @@ fn target_of<B>(request: &Request<B>, prefix: Option<&str>) -> Result<Option<Uri
         }
         Err(error) => return Err(Rejection::from(error)),
     };
-    let routed = routed_target(&target, prefix);
+    let routed = routed_target(&target, prefix).map_err(Rejection::from)?;
     routed.parse().map(Some).map_err(|_| {
         Rejection::of(
-            &countersign_core::reason::LAMBDA_QUERY_LOST,
+            &countersign_core::reason::LAMBDA_TARGET_INVALID,
             "the Lambda event's path is not a request target",
         )
     })

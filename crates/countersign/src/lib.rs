@@ -86,7 +86,8 @@
 //! | 403 | `ip_not_allowed`, `csrf_token_mismatch`, `tenant_mismatch` |
 //! | 403 (authentic, not for this app) | `stack_not_allowed`, `app_uid_mismatch`, `installation_event_not_rsa` (webhooks), `app_token_app_mismatch`, `session_app_mismatch`, `request_kind_not_allowed` (Contentful: a frontend-signed request on an event route, ...) |
 //! | 409 | `request_in_flight` (replay guard, with `Retry-After`) |
-//! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header), `lambda_query_lost` (a Lambda event that keeps no signed query: use an HTTP API or a Function URL) |
+//! | 400 | `body_unreadable`, `forwarding_unreadable` (a trusted proxy's forwarding header), `lambda_query_lost` (a Lambda event that keeps no signed query: use an HTTP API or a Function URL), `lambda_target_invalid` (a Lambda event's path that is no request target) |
+//! | 404 | `lambda_prefix_missing` (a Lambda request not under the function's stage or base path) |
 //! | 400, 403, 502 (OAuth) | 400 `oauth_invalid_grant` (a used or expired code), 400 `oauth_invalid_location`, 403 `oauth_not_authorized` (no usable tokens for the installation), 502 `oauth_refused` (the token endpoint refused), 502 `cma_unavailable`; reconciling: 502 `records_refused` (the provider refused its records of a webhook) |
 //! | 408 | `body_timeout` |
 //! | 413 | `payload_too_large` |

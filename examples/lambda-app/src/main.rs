@@ -1,27 +1,13 @@
 //! Contentful app events and Contentstack webhooks as one AWS Lambda function: each request
-//! verified before any handler runs, on the target its sender signed (whatever the trigger:
-//! REST API, HTTP API, Function URL or load balancer), then committed once to a durable inbox
-//! and answered at once.
+//! verified before any handler runs (Contentful's on the path and query its sender signed, as
+//! the trigger's event keeps them), then committed once to a durable inbox and answered at
+//! once.
 //!
 //! - `POST /contentful/events`: Contentful app events, app actions and webhooks.
 //! - `POST /webhooks/contentstack`: Contentstack webhooks (HMAC, and RSA with a public key).
 //!
-//! Both answer 200 `{"status":"accepted"}` (`duplicate` for one the inbox has), or
-//! `application/problem+json` with a reason of countersign's catalogue. The routes are
-//! relative to `LAMBDA_PATH_PREFIX`, the stage or base path the sender's URL has.
-//!
-//! Configuration (environment):
-//! - `CONTENTFUL_SIGNING_SECRETS`: the app's signing secrets and a webhook's, comma-separated;
-//! - `CONTENTSTACK_HMAC_SECRETS`: `API_KEY=secret` pairs, comma-separated: each verifies only
-//!   its stack's deliveries;
-//! - `CONTENTSTACK_PUBLIC_KEY`: a PEM file, for RSA-signed deliveries;
-//! - `DATABASE_URL`: the inbox, `postgres://...` (or `sqlite:PATH`, which a function refuses
-//!   unless `LAMBDA_ALLOW_SQLITE=1`: its `/tmp` is this instance's alone, and goes with it).
-//!   Without it, deliveries are verified and answered, not kept;
-//! - `LAMBDA_PATH_PREFIX`: `/prod` for a REST API's `execute-api` URL or an HTTP API's named
-//!   stage, `/api` for a custom domain's base path mapping;
-//! - `LAMBDA_APP_ROLE`: `http` (the default), or `worker`: the same binary as a second
-//!   function, run on a schedule, that hands the inbox's deliveries to [`handle`].
+//! The settings, the stores and the worker role (`LAMBDA_APP_ROLE=worker`, which hands the
+//! inbox's deliveries to [`handle`]) are in this example's README.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +18,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use countersign::contentful::{RequestKinds, RequestVerifier, SigningSecret};
-use countersign::contentstack::{HmacSecret, KeySource, StaticKeys, WebhookVerifier};
+use countersign::contentstack::{HmacSecret, StackAllowlist, StaticKeys, Tenancy, WebhookVerifier};
 use countersign::lambda::{LambdaTarget, LambdaTargetLayer};
 use countersign::{ContentfulRequestLayer, ContentstackWebhookLayer};
 use countersign_inbox::{BoxError, Inbox, InboxDelivery, PostgresInbox, SqliteInbox};
@@ -48,6 +34,10 @@ const WORKER_MARGIN: Duration = Duration::from_secs(10);
 
 /// How many deliveries a worker handles at once.
 const WORKERS: usize = 4;
+
+/// Polls of the inbox (200 ms apart) with nothing handled or held after which a worker
+/// invocation ends: longer than the workers' own poll of the inbox.
+const IDLE_POLLS: u32 = 5;
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name)
@@ -66,11 +56,13 @@ async fn main() -> Result<(), Error> {
         .without_time()
         .with_ansi(false)
         .init();
-    let inbox = inbox()?;
     match var("LAMBDA_APP_ROLE").as_deref().unwrap_or("http") {
-        "http" => lambda_http::run(function(inbox)?).await,
+        // One request at a time: one connection.
+        "http" => lambda_http::run(function(inbox(1)?)?).await,
         "worker" => {
-            let inbox = inbox.ok_or("the worker needs DATABASE_URL, the inbox it drains")?;
+            // Each worker's connection, and one for the leases and the inbox's stats.
+            let inbox =
+                inbox(WORKERS + 1)?.ok_or("the worker needs DATABASE_URL, the inbox it drains")?;
             let worker = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
                 drain(inbox.clone(), event.context.deadline())
             });
@@ -80,8 +72,8 @@ async fn main() -> Result<(), Error> {
     }
 }
 
-/// The inbox `DATABASE_URL` names, if any.
-fn inbox() -> Result<Option<AnyInbox>, Error> {
+/// The inbox `DATABASE_URL` names, if any, with at most `connections` to PostgreSQL.
+fn inbox(connections: usize) -> Result<Option<AnyInbox>, Error> {
     let Some(url) = var("DATABASE_URL") else {
         return Ok(None);
     };
@@ -99,9 +91,9 @@ fn inbox() -> Result<Option<AnyInbox>, Error> {
         return Ok(Some(AnyInbox::Sqlite(Inbox::new(SqliteInbox::open(path)?))));
     }
     let pool = countersign_inbox::pool_of_url(&url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-    // A function instance serves one request at a time: one connection, kept between
-    // invocations, and checked before it is used again (a frozen instance's may be gone).
-    pool.resize(1);
+    // Kept between invocations, and checked before it is used again (a frozen instance's
+    // connection may be gone).
+    pool.resize(connections);
     // No spool: a function's disk goes with its instance. While the database is down, a
     // delivery is answered 503 and its provider sends it again.
     Ok(Some(AnyInbox::Postgres(Inbox::new(PostgresInbox::new(
@@ -115,42 +107,57 @@ fn function(inbox: Option<AnyInbox>) -> Result<LambdaTarget<Router>, Error> {
     let prefix = var("LAMBDA_PATH_PREFIX");
     let accept = post(move |request: Request| accept(inbox.clone(), request));
     let mut router = Router::new();
+    let webhook_secrets = bound("CONTENTFUL_WEBHOOK_SECRETS", "SPACE_ID")?;
     if let Some(secrets) = var("CONTENTFUL_SIGNING_SECRETS") {
         let secrets = secrets
             .split(',')
             .map(|secret| SigningSecret::new(secret.trim()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut verifier = RequestVerifier::with_secrets(secrets)?.with_kinds(RequestKinds::EVENTS);
+        // A space's webhook secret is its admins' choice: it verifies that space's webhooks
+        // only, never an app event.
+        for (space, secret) in webhook_secrets {
+            verifier = verifier.with_space_webhook_secret(space, SigningSecret::new(secret)?);
+        }
         if let Some(prefix) = &prefix {
             verifier = verifier.with_path_prefix(prefix)?;
         }
         let layer = ContentfulRequestLayer::new(verifier);
         router = router.route("/contentful/events", accept.clone().layer(layer));
+    } else if !webhook_secrets.is_empty() {
+        return Err(
+            "CONTENTFUL_WEBHOOK_SECRETS needs CONTENTFUL_SIGNING_SECRETS, the app's".into(),
+        );
     }
-    let hmac_secrets = example_support::tenant_secrets(var("CONTENTSTACK_HMAC_SECRETS"))
-        .map_err(|e| format!("CONTENTSTACK_HMAC_SECRETS: {e}"))?;
+    let hmac_secrets = bound("CONTENTSTACK_HMAC_SECRETS", "API_KEY")?;
     let public_key = var("CONTENTSTACK_PUBLIC_KEY");
     if !hmac_secrets.is_empty() || public_key.is_some() {
+        // Ours: the stacks with a secret, and those named for RSA. Contentstack's key signs
+        // every customer's webhooks: without this list, any stack could fill the inbox.
+        let mut stacks: Vec<String> = var("CONTENTSTACK_STACKS")
+            .map(|list| list.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default();
+        if public_key.is_some() && stacks.is_empty() {
+            return Err(
+                "CONTENTSTACK_PUBLIC_KEY needs CONTENTSTACK_STACKS, the API keys of the \
+                        stacks whose RSA-signed webhooks are this app's"
+                    .into(),
+            );
+        }
         let mut verifier = WebhookVerifier::new();
         for (stack, secret) in hmac_secrets {
-            let secret = HmacSecret::new(secret)?;
-            verifier = match stack {
-                Some(stack) => verifier.with_stack_hmac_secret(stack, secret),
-                None => {
-                    tracing::warn!(
-                        "an HMAC secret in CONTENTSTACK_HMAC_SECRETS is bound to no stack: whoever holds it signs for any stack; write API_KEY=secret"
-                    );
-                    verifier.with_hmac_secret(secret)
-                }
-            };
+            stacks.push(stack.clone());
+            verifier = verifier.with_stack_hmac_secret(stack, HmacSecret::new(secret)?);
         }
+        let tenancy = Tenancy::new().with_stacks(StackAllowlist::new(stacks));
         let route = match public_key {
             Some(path) => {
                 let keys = StaticKeys::from_file(&path)
                     .map_err(|e| format!("CONTENTSTACK_PUBLIC_KEY ({path}): {e}"))?;
-                contentstack(ContentstackWebhookLayer::new(verifier, keys), accept)
+                let layer = ContentstackWebhookLayer::new(verifier, keys);
+                accept.layer(layer.with_tenancy(tenancy))
             }
-            None => contentstack(ContentstackWebhookLayer::hmac(verifier)?, accept),
+            None => accept.layer(ContentstackWebhookLayer::hmac(verifier)?.with_tenancy(tenancy)),
         };
         router = router.route("/webhooks/contentstack", route);
     } else if !router.has_routes() {
@@ -165,12 +172,18 @@ fn function(inbox: Option<AnyInbox>) -> Result<LambdaTarget<Router>, Error> {
     Ok(target.layer(router))
 }
 
-/// The Contentstack route: `accept` behind `layer`, whatever its key source.
-fn contentstack<K: KeySource + Clone + Send + Sync + 'static>(
-    layer: ContentstackWebhookLayer<K>,
-    accept: axum::routing::MethodRouter,
-) -> axum::routing::MethodRouter {
-    accept.layer(layer)
+/// The `TENANT=secret` pairs of the variable `name`: each secret bound to its tenant, since
+/// one bound to none would sign for every tenant.
+fn bound(name: &str, tenant: &str) -> Result<Vec<(String, String)>, Error> {
+    example_support::tenant_secrets(var(name))
+        .map_err(|e| format!("{name}: {e}"))?
+        .into_iter()
+        .map(|(owner, secret)| {
+            owner
+                .map(|owner| (owner, secret))
+                .ok_or_else(|| format!("{name}: each entry is {tenant}=secret").into())
+        })
+        .collect()
 }
 
 /// Commits a verified delivery to the inbox and answers it, or answers it unkept without one.
@@ -213,11 +226,28 @@ async fn drain(inbox: AnyInbox, deadline: SystemTime) -> Result<Value, Error> {
         }
     });
     let stop_at = deadline.checked_sub(WORKER_MARGIN).unwrap_or(deadline);
+    // Done when nothing is waiting, or when nothing was handled or held for a while: what
+    // still waits is backing off before its next attempt, for a later invocation.
+    let (mut idle, mut last) = (0, 0);
     let waiting = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let stats = inbox.stats().await?;
-        if stats.pending + stats.leased == 0 || SystemTime::now() >= stop_at {
-            break stats.pending + stats.leased;
+        let stats = match inbox.stats().await {
+            Ok(stats) => stats,
+            Err(error) => {
+                workers.shutdown(WORKER_MARGIN / 2).await;
+                return Err(error);
+            }
+        };
+        let now = handled.load(Ordering::Relaxed);
+        idle = if stats.leased == 0 && now == last {
+            idle + 1
+        } else {
+            0
+        };
+        last = now;
+        let waiting = stats.pending + stats.leased;
+        if waiting == 0 || idle >= IDLE_POLLS || SystemTime::now() >= stop_at {
+            break waiting;
         }
     };
     // A delivery being handled finishes; one not begun waits for the next invocation.

@@ -185,6 +185,22 @@ async fn a_tampered_event_is_refused_for_its_signature_and_a_lost_query_for_what
             lost.clone(),
         ),
         (
+            "a target outside the prefix",
+            event(&v2, "/contentful/events").await,
+            Some("/prod"),
+            (404, "lambda_prefix_missing".to_owned()),
+        ),
+        (
+            "a `#` in the path",
+            with(
+                event(&v2, "/contentful/events").await,
+                "/rawPath",
+                "/contentful/events#x",
+            ),
+            None,
+            (400, "lambda_target_invalid".to_owned()),
+        ),
+        (
             "ALB with a query",
             event(&LambdaEvent::alb(), "/contentful/events?x=1").await,
             None,

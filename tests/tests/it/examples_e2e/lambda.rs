@@ -6,6 +6,7 @@
 //! inbox; SQLite is refused in a function unless insisted on.
 
 use base64::Engine as _;
+use countersign::contentful::SigningSecret;
 use countersign::contentstack::{HmacSecret, WebhookBody};
 use countersign::testing::TestKit;
 use countersign::testing::lambda::LambdaEvent;
@@ -18,6 +19,11 @@ const STACK_A: &str = "blt00000000000000a";
 const STACK_B: &str = "blt00000000000000b";
 const SECRET_A: &str = "stack-a-webhook-secret";
 const SECRET_B: &str = "stack-b-webhook-secret";
+/// A stack with no secret and not named for RSA: not this app's.
+const STACK_C: &str = "blt00000000000000c";
+/// The space whose admins chose this webhook secret: it signs that space's webhooks only.
+const ATTACKER_SPACE: &str = "attacker-space";
+const ATTACKER_SECRET: &str = "attacker-chosen-webhook-secret-0123456789abcdefghijklmnopqrstuvw";
 const BODY: &str = r#"{"sys":{"id":"entry-1","type":"Entry"}}"#;
 const TOPIC: &str = "ContentManagement.Entry.publish";
 
@@ -149,17 +155,26 @@ fn settings<'a>(
     database: &'a str,
     extra: &[(&'a str, &'a str)],
 ) -> Vec<(&'a str, &'a str)> {
-    static SECRETS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
-    let (contentful, contentstack) = SECRETS.get_or_init(|| {
-        (
-            TestKit::new().contentful_secret().expose().to_owned(),
+    static SECRETS: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
+    let [contentful, webhooks, contentstack] = SECRETS.get_or_init(|| {
+        let kit = TestKit::new();
+        [
+            kit.contentful_secret().expose().to_owned(),
+            format!(
+                "{}={},{ATTACKER_SPACE}={ATTACKER_SECRET}",
+                TestKit::SPACE,
+                kit.contentful_webhook_secret().expose()
+            ),
             format!("{STACK_A}={SECRET_A},{STACK_B}={SECRET_B}"),
-        )
+        ]
     });
     let mut settings = vec![
         ("CONTENTFUL_SIGNING_SECRETS", contentful.as_str()),
+        ("CONTENTFUL_WEBHOOK_SECRETS", webhooks.as_str()),
         ("CONTENTSTACK_HMAC_SECRETS", contentstack.as_str()),
         ("CONTENTSTACK_PUBLIC_KEY", key_file),
+        // RSA-signed webhooks of stack A only: Contentstack's key signs every customer's.
+        ("CONTENTSTACK_STACKS", STACK_A),
         ("DATABASE_URL", database),
     ];
     settings.extend_from_slice(extra);
@@ -261,6 +276,12 @@ async fn a_lambda_function_verifies_every_trigger_kind_and_keeps_each_delivery_o
         }
     }
 
+    // A space's webhook, signed with that space's own secret.
+    let webhook = TestKit::new().contentful_webhook("/contentful/events", TOPIC, BODY);
+    let webhook = LambdaEvent::function_url().event(webhook).await;
+    assert_eq!(plain.call(&webhook).await, (200, "accepted".to_owned()));
+    accepted += 1;
+
     // Contentstack: each kind twice, HMAC (each stack its own secret) and RSA.
     let webhooks: Vec<(&str, LambdaEvent, &Function, &str)> = vec![
         (
@@ -342,7 +363,20 @@ async fn a_lambda_function_verifies_every_trigger_kind_and_keeps_each_delivery_o
             (401, "signature_mismatch"),
         ),
         // Another stage's request is not this function's.
-        ("v1, another stage", &staged, restaged, (404, "")),
+        (
+            "v1, another stage",
+            &staged,
+            restaged,
+            (404, "lambda_prefix_missing"),
+        ),
+        (
+            "a Function URL beside the stage's URL",
+            &staged,
+            LambdaEvent::function_url()
+                .event(ours("/contentful/events", "r-6"))
+                .await,
+            (404, "lambda_prefix_missing"),
+        ),
         (
             "v1, a query the event lost",
             &staged,
@@ -366,6 +400,26 @@ async fn a_lambda_function_verifies_every_trigger_kind_and_keeps_each_delivery_o
                     STACK_B,
                     Some(SECRET_A),
                 ))
+                .await,
+            (401, "signature_mismatch"),
+        ),
+        (
+            "RSA-signed, of a stack not this app's",
+            &plain,
+            LambdaEvent::function_url()
+                .event(contentstack("/webhooks/contentstack", STACK_C, None))
+                .await,
+            (403, "stack_not_allowed"),
+        ),
+        (
+            "a space's webhook secret signing an app event of another space",
+            &plain,
+            LambdaEvent::function_url()
+                .event(
+                    TestKit::new()
+                        .with_contentful_secret(SigningSecret::new(ATTACKER_SECRET).unwrap())
+                        .contentful_app_event("/contentful/events", TOPIC, BODY, "r-7"),
+                )
                 .await,
             (401, "signature_mismatch"),
         ),
