@@ -5,7 +5,8 @@
 //! | event | the path as the sender saw it | the query as sent |
 //! |---|---|---|
 //! | REST API (v1), an `execute-api` host or a custom domain | `requestContext.path` (the stage or base path included) | lost: [`ErrorKind::QueryLost`] |
-//! | HTTP API (v2), a named stage or `$default`; a Function URL | `rawPath` | `rawQueryString` |
+//! | HTTP API (v2), a named stage or `$default` | `rawPath`, percent-decoded (a signed `%xx` is lost) | `rawQueryString` |
+//! | Function URL | `rawPath` | `rawQueryString` |
 //! | Application Load Balancer | `path` | lost: [`ErrorKind::QueryLost`] |
 //!
 //! ```

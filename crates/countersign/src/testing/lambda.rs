@@ -187,6 +187,15 @@ impl LambdaEvent {
                 } else {
                     HOST
                 };
+                // An HTTP API hands over the path percent-decoded (lambda_http's own sample
+                // event has a space in `rawPath`); a Function URL as sent.
+                let path = if *function_url {
+                    path.to_owned()
+                } else {
+                    percent_encoding::percent_decode_str(path)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                };
                 json!({
                     "version": "2.0",
                     "routeKey": "$default",

@@ -200,6 +200,13 @@ async fn a_tampered_event_is_refused_for_its_signature_and_a_lost_query_for_what
             None,
             (400, "lambda_target_invalid".to_owned()),
         ),
+        // An HTTP API decodes the path: what was `%20` is a space, no request target.
+        (
+            "v2, a path its API decoded",
+            event(&v2, "/contentful/events%20x").await,
+            None,
+            (400, "lambda_target_invalid".to_owned()),
+        ),
         (
             "ALB with a query",
             event(&LambdaEvent::alb(), "/contentful/events?x=1").await,
