@@ -31,7 +31,7 @@ crate::reason_kind! {
         PathLost => LAMBDA_QUERY_LOST,
         /// The target is not under the function's prefix (its stage or base path).
         NotUnderPrefix => LAMBDA_PREFIX_MISSING,
-        /// The target holds a `#`, which no sender signs and `http` would cut it at.
+        /// The target holds a `#` (which `http` would cut it at) or is no request target.
         InvalidTarget => LAMBDA_TARGET_INVALID,
     }
 }
@@ -108,6 +108,48 @@ pub fn signed_target(event: &Event<'_>) -> Result<String, Error> {
             has_query: false,
         } => Ok(path.to_owned()),
     }
+}
+
+/// What the router of a function served under `prefix` routes on, for a request that arrived
+/// as `event` with `headers`: the target its sender signed ([`signed_target`]) less the
+/// prefix ([`routed_target`]), as a URI. A request that carries no Contentful signature
+/// (a Contentstack webhook) is routed on the event's path whatever its query: only a
+/// Contentful signature covers the target.
+///
+/// ```
+/// use countersign_core::lambda::{Event, route};
+/// use http::HeaderMap;
+/// let v1 = Event::RestApi { context_path: Some("/prod/webhooks"), has_query: true };
+/// assert_eq!(route(&v1, &HeaderMap::new(), Some("/prod")).unwrap(), "/webhooks");
+/// let mut signed = HeaderMap::new();
+/// signed.insert(countersign_core::contentful::SIGNATURE, "00".parse().unwrap());
+/// assert!(route(&v1, &signed, Some("/prod")).is_err());
+/// ```
+///
+/// # Errors
+/// Those of [`signed_target`] (for a Contentful-signed request) and [`routed_target`], and
+/// [`ErrorKind::InvalidTarget`] for a path that is no request target.
+pub fn route(
+    event: &Event<'_>,
+    headers: &http::HeaderMap,
+    prefix: Option<&str>,
+) -> Result<http::Uri, Error> {
+    let target = match signed_target(event) {
+        Ok(target) => target,
+        Err(_) if !headers.contains_key(crate::contentful::SIGNATURE) => match *event {
+            Event::RestApi { context_path, .. } => context_path.unwrap_or("/"),
+            Event::HttpApi { raw_path, .. } => raw_path,
+            Event::Alb { path, .. } => path,
+        }
+        .to_owned(),
+        Err(error) => return Err(error),
+    };
+    routed_target(&target, prefix)?.parse().map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidTarget,
+            "the Lambda event's path is not a request target",
+        )
+    })
 }
 
 /// What a router behind a function served under `prefix` (its stage or base path, checked by

@@ -57,8 +57,9 @@ async fn main() -> Result<(), Error> {
         .with_ansi(false)
         .init();
     match var("LAMBDA_APP_ROLE").as_deref().unwrap_or("http") {
-        // One request at a time: one connection.
-        "http" => lambda_http::run(function(inbox(1)?)?).await,
+        // One request at a time: its commit, and the inbox's read of the tenants near their
+        // limit, which runs beside a commit at most once a second.
+        "http" => lambda_http::run(function(inbox(2)?)?).await,
         "worker" => {
             // Each worker's connection, and one for the leases and the inbox's stats.
             let inbox =

@@ -5,6 +5,7 @@
 //! refused with `lambda_query_lost`, never as a signature mismatch.
 
 use axum::Router;
+use axum::response::IntoResponse as _;
 use axum::routing::post;
 use countersign::ContentfulRequestLayer;
 use countersign::lambda::LambdaTargetLayer;
@@ -254,4 +255,27 @@ async fn the_kits_events_carry_what_each_kind_keeps() {
         .await;
     assert_eq!(binary["isBase64Encoded"], true);
     assert_ne!(binary["body"], BODY);
+}
+
+#[tokio::test]
+async fn a_refusal_goes_through_the_layers_own_answer() {
+    // A check layer like the others: `on_rejection` answers, the rejection is in the answer.
+    let layer = LambdaTargetLayer::new().on_rejection(|rejection| {
+        (http::StatusCode::IM_A_TEAPOT, rejection.code().to_owned()).into_response()
+    });
+    let event = event(
+        &LambdaEvent::rest_api("prod"),
+        "/prod/contentful/events?x=1",
+    )
+    .await;
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let answer = layer.layer(Router::new()).oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), 418);
+    assert_eq!(
+        answer
+            .extensions()
+            .get::<countersign::Rejection>()
+            .map(countersign::Rejection::code),
+        Some("lambda_query_lost")
+    );
 }
