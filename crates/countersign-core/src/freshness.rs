@@ -27,15 +27,29 @@ pub(crate) enum Outside {
 impl Window {
     /// Whether a time signed at `signed_at` is acceptable at `now`.
     pub(crate) fn check(&self, signed_at: SystemTime, now: SystemTime) -> Result<(), Outside> {
-        match now.duration_since(signed_at) {
+        self.judge(now.duration_since(signed_at).map_err(|e| e.duration()))
+    }
+
+    /// [`Window::check`] for times given in Unix milliseconds: integer arithmetic, with no
+    /// round trip through the clock's own representation.
+    pub(crate) fn check_unix_millis(&self, signed_ms: u64, now_ms: u64) -> Result<(), Outside> {
+        self.judge(match now_ms.checked_sub(signed_ms) {
+            Some(age) => Ok(Duration::from_millis(age)),
+            None => Err(Duration::from_millis(signed_ms - now_ms)),
+        })
+    }
+
+    /// The verdict on an age (`Ok`) or on a time `Err(ahead)` of the clock.
+    fn judge(&self, age: Result<Duration, Duration>) -> Result<(), Outside> {
+        match age {
             Ok(age) => match self.max_age {
                 Some(max_age) if age > max_age || (self.expired_at_limit && age == max_age) => {
                     Err(Outside::Expired { age, max_age })
                 }
                 _ => Ok(()),
             },
-            Err(ahead) if ahead.duration() > self.future_skew => Err(Outside::Ahead {
-                ahead: ahead.duration(),
+            Err(ahead) if ahead > self.future_skew => Err(Outside::Ahead {
+                ahead,
                 skew: self.future_skew,
             }),
             Err(_) => Ok(()),
@@ -74,9 +88,16 @@ mod tests {
         }
     }
 
+    /// Both forms of the check, which must agree (the times here are whole milliseconds).
     fn check(window: Window, signed: Duration, now: Duration) -> Result<(), Outside> {
         let epoch = SystemTime::UNIX_EPOCH;
-        window.check(epoch + signed, epoch + now)
+        let verdict = window.check(epoch + signed, epoch + now);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap();
+        assert_eq!(
+            window.check_unix_millis(millis(signed), millis(now)),
+            verdict
+        );
+        verdict
     }
 
     #[test]

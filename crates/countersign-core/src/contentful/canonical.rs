@@ -138,7 +138,10 @@ impl Head {
         pairs: &mut Pairs<'_>,
         timestamp_ms: u64,
     ) -> Self {
-        pairs.retain(|(name, _)| name != SIGNED_HEADERS && name != TIMESTAMP);
+        let own = |name: &str| name == SIGNED_HEADERS || name == TIMESTAMP;
+        if pairs.iter().any(|(name, _)| own(name)) {
+            pairs.retain(|(name, _)| !own(name));
+        }
         pairs.sort_by(|(a, _), (b, _)| js::cmp_utf16(a, b));
         // The sort is stable: of a run of one name, the last value given wins.
         pairs.dedup_by(|later, earlier| {
@@ -274,8 +277,7 @@ fn push_decimal(out: &mut String, mut n: u64) {
         at -= 1;
         digits[at] = PAIRS[pair + 1];
     }
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
 }
 
 /// The exact bytes the signature of a request covers, as `signRequest` builds them.

@@ -53,19 +53,23 @@ pub(crate) enum PssSalt {
     Max,
 }
 
-/// Compares two byte strings in constant time (for equal lengths; the length is not secret),
-/// eight bytes at a time.
+/// Compares two byte strings in constant time (for equal lengths; the length is not secret):
+/// the differences of all bytes, eight at a time, are gathered with no branch, and only their
+/// sum is compared.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
     if a.len() != b.len() {
         return false;
     }
     let ((a_words, a_rest), (b_words, b_rest)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
-    let mut equal = a_rest.ct_eq(b_rest);
+    let mut difference = 0u64;
     for (x, y) in a_words.iter().zip(b_words) {
-        equal &= u64::from_ne_bytes(*x).ct_eq(&u64::from_ne_bytes(*y));
+        difference |= u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y);
     }
-    equal.into()
+    for (x, y) in a_rest.iter().zip(b_rest) {
+        difference |= u64::from(x ^ y);
+    }
+    difference.ct_eq(&0).into()
 }
 
 /// Fills `buf` from the operating system's cryptographic random source.

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
+use http::header::GetAll;
+use http::{HeaderMap, HeaderValue};
 use smallvec::SmallVec;
 
 use super::EARLIEST_TIMESTAMP_MS;
@@ -14,9 +15,10 @@ use crate::js;
 
 /// The value(s) of one header name, read lazily: most headers of a request are not looked at.
 pub(super) enum Raw<'a> {
-    One(&'a http::HeaderValue),
-    /// Repeated values, joined by `", "` as Node.js joins them.
-    Joined(String),
+    One(&'a HeaderValue),
+    /// A name sent more than once: its values are joined by `", "`, as Node.js joins them,
+    /// when the text is read.
+    Many(GetAll<'a, HeaderValue>),
 }
 
 impl<'a> Raw<'a> {
@@ -33,7 +35,16 @@ impl<'a> Raw<'a> {
                     Cow::Owned(text) => Cow::Owned(js::trim(&text).to_owned()),
                 },
             },
-            Self::Joined(joined) => Cow::Owned(js::trim(joined).to_owned()),
+            Self::Many(values) => {
+                let mut joined = String::new();
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        joined.push_str(", ");
+                    }
+                    joined.push_str(&js::header_text(value.as_bytes()));
+                }
+                Cow::Owned(js::trim(&joined).to_owned())
+            }
         }
     }
 }
@@ -79,36 +90,37 @@ pub(super) struct Received<'a> {
 }
 
 impl<'a> Received<'a> {
-    pub(super) fn read(headers: &'a HeaderMap) -> Self {
-        let mut received = Self {
+    /// None yet. Filled where it is kept ([`Received::read`]): its dozen inline headers,
+    /// returned, were copied from frame to frame.
+    pub(super) fn new() -> Self {
+        Self {
             signature: None,
             timestamp: None,
             list: None,
             others: SmallVec::new(),
-        };
+        }
+    }
+
+    /// Reads `headers` into this (new) one.
+    pub(super) fn read(&mut self, headers: &'a HeaderMap) {
         let mut all = headers.iter().peekable();
         while let Some((name, first)) = all.next() {
-            let raw = match all.next_if(|(next, _)| *next == name) {
-                None => Raw::One(first),
-                Some((_, second)) => {
-                    let mut joined = js::header_text(first.as_bytes()).into_owned();
-                    let mut next = Some(second);
-                    while let Some(value) = next {
-                        joined.push_str(", ");
-                        joined.push_str(&js::header_text(value.as_bytes()));
-                        next = all.next_if(|(n, _)| *n == name).map(|(_, value)| value);
-                    }
-                    Raw::Joined(joined)
-                }
+            let mut repeated = false;
+            while all.next_if(|(next, _)| *next == name).is_some() {
+                repeated = true;
+            }
+            let raw = if repeated {
+                Raw::Many(headers.get_all(name))
+            } else {
+                Raw::One(first)
             };
             match name.as_str() {
-                SIGNATURE => received.signature = Some(raw),
-                TIMESTAMP => received.timestamp = Some(raw),
-                SIGNED_HEADERS => received.list = Some(raw),
-                other => received.others.push((other, raw)),
+                SIGNATURE => self.signature = Some(raw),
+                TIMESTAMP => self.timestamp = Some(raw),
+                SIGNED_HEADERS => self.list = Some(raw),
+                other => self.others.push((other, raw)),
             }
         }
-        received
     }
 
     /// The headers whose names are in the signed list, exactly as listed (a listed name in
@@ -142,18 +154,38 @@ impl<'l> Listed<'l> {
     /// Up to this many names are scanned.
     const SCANNED: usize = 8;
 
-    pub(super) fn new(mut names: SmallVec<[&'l [u8]; 8]>) -> Self {
-        if names.len() > Self::SCANNED {
-            names.sort_unstable();
+    /// No names yet. Filled where it is kept ([`Listed::split`]), so that its names are
+    /// written once, not moved from frame to frame.
+    pub(super) fn new() -> Self {
+        Self {
+            names: SmallVec::new(),
         }
-        Self { names }
+    }
+
+    /// Adds the names of a signed-header list: split at every comma, nothing trimmed (as the
+    /// toolkit splits it). Eight bytes at a time, with no dispatch: a list is a few dozen
+    /// bytes, shorter than a vectorized search needs to pay off.
+    pub(super) fn split(&mut self, list: &'l [u8]) {
+        let mut start = 0;
+        for comma in memchr::arch::all::memchr::One::new(b',').iter(list) {
+            self.names.push(&list[start..comma]);
+            start = comma + 1;
+        }
+        self.names.push(&list[start..]);
+    }
+
+    /// Readies [`Listed::contains`] once every name is in: more than a few are sorted.
+    pub(super) fn index(&mut self) {
+        if self.names.len() > Self::SCANNED {
+            self.names.sort_unstable();
+        }
     }
 
     pub(super) fn len(&self) -> usize {
         self.names.len()
     }
 
-    /// Whether `name` is one of the names, exactly.
+    /// Whether `name` is one of the names, exactly ([`Listed::index`] first).
     pub(super) fn contains(&self, name: &[u8]) -> bool {
         if self.names.len() > Self::SCANNED {
             self.names.binary_search(&name).is_ok()
@@ -161,19 +193,6 @@ impl<'l> Listed<'l> {
             self.names.contains(&name)
         }
     }
-}
-
-/// The names of a signed-header list: split at every comma, nothing trimmed (as the toolkit
-/// splits it).
-pub(super) fn split_list(list: &[u8]) -> SmallVec<[&[u8]; 8]> {
-    let mut names = SmallVec::new();
-    let mut start = 0;
-    for comma in memchr::memchr_iter(b',', list) {
-        names.push(&list[start..comma]);
-        start = comma + 1;
-    }
-    names.push(&list[start..]);
-    names
 }
 
 pub(super) fn parse_signature(raw: Option<&Raw<'_>>) -> Result<[u8; HMAC_SHA256_LEN], Error> {
@@ -242,15 +261,24 @@ pub(super) fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
         Some(bytes) => Cow::Borrowed(bytes),
         None => Cow::Owned(raw.text().into_owned().into_bytes()),
     };
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+    if text.is_empty() {
         return Err(malformed("it is not a decimal number"));
     }
-    let ms = text
-        .iter()
-        .try_fold(0u64, |ms, digit| {
-            ms.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
-        })
-        .ok_or_else(|| malformed("it is too large"))?;
+    let mut ms = 0u64;
+    let mut too_large = false;
+    for &byte in text.iter() {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(malformed("it is not a decimal number"));
+        }
+        let (times_ten, over) = ms.overflowing_mul(10);
+        let (sum, carried) = times_ten.overflowing_add(u64::from(digit));
+        too_large |= over | carried;
+        ms = sum;
+    }
+    if too_large {
+        return Err(malformed("it is too large"));
+    }
     if ms <= EARLIEST_TIMESTAMP_MS {
         return Err(malformed(
             "it is earlier (seconds instead of milliseconds?)",
@@ -261,20 +289,18 @@ pub(super) fn parse_timestamp(raw: Option<&Raw<'_>>) -> Result<u64, Error> {
 
 #[cfg(test)]
 mod tests {
-    use smallvec::SmallVec;
-
-    use super::{Listed, decode_lower_hex, split_list, trim_spaces_and_tabs};
+    use super::{Listed, decode_lower_hex, trim_spaces_and_tabs};
 
     #[test]
     fn a_listed_name_is_found_whether_scanned_or_bisected() {
         let names: Vec<String> = (0..20).map(|i| format!("h{}", 19 - i)).collect();
         for len in [0, 1, 2, 8, 9, 20] {
             let list = names[..len].join(",");
-            let listed = Listed::new(if len == 0 {
-                SmallVec::new()
-            } else {
-                split_list(list.as_bytes())
-            });
+            let mut listed = Listed::new();
+            if len > 0 {
+                listed.split(list.as_bytes());
+            }
+            listed.index();
             for name in &names {
                 assert_eq!(
                     listed.contains(name.as_bytes()),
@@ -319,7 +345,9 @@ mod tests {
             "x-contentful-timestamp,content-type",
         ] {
             let expected: Vec<&[u8]> = list.split(',').map(str::as_bytes).collect();
-            assert_eq!(split_list(list.as_bytes()).to_vec(), expected, "{list:?}");
+            let mut listed = Listed::new();
+            listed.split(list.as_bytes());
+            assert_eq!(listed.names.to_vec(), expected, "{list:?}");
         }
     }
 

@@ -4,12 +4,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
-use super::received::{Listed, Received, parse_signature, parse_timestamp, split_list};
+use super::received::{Listed, Received, parse_signature, parse_timestamp};
 use super::verified::{SignedSpaces, VerifiedRequest};
 use super::{DEFAULT_FUTURE_SKEW, DEFAULT_TTL, FORWARDED_PREFIX};
 use crate::bound::Bound;
@@ -18,7 +18,7 @@ use crate::contentful::sign::{ambiguous, unix_millis};
 use crate::contentful::{
     Error, ErrorKind, MAX_SIGNED_HEADERS, RequestKind, RequestKinds, SigningSecret, USER_ID,
 };
-use crate::crypto::{HMAC_SHA256_LEN, constant_time_eq};
+use crate::crypto::constant_time_eq;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::freshness::{Outside, Window};
 use crate::ip::IpAllowlist;
@@ -229,24 +229,47 @@ impl RequestVerifier {
         now: SystemTime,
         prefix: Option<&str>,
     ) -> Result<VerifiedRequest, Error> {
+        self.check_parts_into(method, target, headers, body, now, prefix, |verified, _| {
+            verified
+        })
+    }
+
+    /// [`check_parts`](Self::check_parts), with what it proved and the body handed to
+    /// `finish`: the verified request is written once, straight into what `finish` makes of
+    /// it, instead of moved from one frame to the next.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "check_parts's, and the one to finish"
+    )]
+    fn check_parts_into<B: AsRef<[u8]>, T>(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: B,
+        now: SystemTime,
+        prefix: Option<&str>,
+        finish: impl FnOnce(VerifiedRequest, B) -> T,
+    ) -> Result<T, Error> {
         let prefix = prefix
             .and_then(|p| validate_path_prefix(p).ok())
             .or(self.path_prefix.as_deref())
             .unwrap_or_default();
-        let Signed {
-            head,
-            expected,
-            timestamp_ms,
-        } = signed_head(method, target, headers, prefix, |timestamp_ms| {
+        // What the signature will prove, written once: it is then completed, not moved.
+        let mut verified = signed_head(method, target, headers, prefix, |timestamp_ms| {
             self.check_freshness(timestamp_ms, unix_millis(now))
         })?;
-        let tenant = SignedSpaces::read(&head).tenant();
+        let head = &verified.head;
+        let tenant = signed_tenant(head)?;
         let secret_index = self
             .secrets
             .iter()
             .position(|secret| {
                 secret.key.serves(tenant)
-                    && constant_time_eq(&head.mac(secret.key.secret.key(), body), &expected)
+                    && constant_time_eq(
+                        &head.mac(secret.key.secret.key(), body.as_ref()),
+                        &verified.signature,
+                    )
             })
             .ok_or_else(|| {
                 Error::new(
@@ -280,14 +303,10 @@ impl RequestVerifier {
                 ),
             ));
         }
-        Ok(VerifiedRequest {
-            secret_index,
-            timestamp_ms,
-            head,
-            signature: expected,
-            kind,
-            namespace: self.namespace.clone(),
-        })
+        verified.secret_index = secret_index;
+        verified.kind = kind;
+        verified.namespace.clone_from(&self.namespace);
+        Ok(finish(verified, body))
     }
 
     /// The entry point: verifies a request as it arrived. `parts` are its method, raw target
@@ -330,21 +349,21 @@ impl RequestVerifier {
             .zip(self.prefix_proxies.as_deref())
             .filter(|(peer, proxies)| proxies.contains(*peer))
             .and_then(|_| forwarded_prefix(&parts.headers));
-        let verified =
-            self.check_parts(&parts.method, target, &parts.headers, &body, now, forwarded)?;
-        Ok(Verdict::new(verified, body, self.acceptance_window()))
+        let window = self.acceptance_window();
+        self.check_parts_into(
+            &parts.method,
+            target,
+            &parts.headers,
+            body,
+            now,
+            forwarded,
+            |verified, body| Verdict::new(verified, body, window),
+        )
     }
 
     /// The toolkit's rule, in its milliseconds: expired at an age of the TTL (`>=`), unless
     /// the TTL is 0 (off).
     fn check_freshness(&self, timestamp_ms: u64, now_ms: u64) -> Result<(), Error> {
-        let millis = |ms: u64| UNIX_EPOCH.checked_add(Duration::from_millis(ms));
-        let (Some(signed_at), Some(now)) = (millis(timestamp_ms), millis(now_ms)) else {
-            return Err(Error::new(
-                ErrorKind::TimestampInFuture,
-                "the signed time is out of range",
-            ));
-        };
         let whole_millis =
             |d: Duration| Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let window = Window {
@@ -352,7 +371,9 @@ impl RequestVerifier {
             expired_at_limit: true,
             future_skew: whole_millis(self.future_skew),
         };
-        window.check(signed_at, now).map_err(|outside| match outside {
+        window
+            .check_unix_millis(timestamp_ms, now_ms)
+            .map_err(|outside| match outside {
             Outside::Expired { age, max_age } => Error::new(
                 ErrorKind::Expired,
                 format!(
@@ -393,39 +414,35 @@ pub fn recorded_webhook(
     target: &str,
     headers: &HeaderMap,
 ) -> Result<VerifiedRequest, Error> {
-    let Signed {
-        head,
-        expected,
-        timestamp_ms,
-    } = signed_head(method, target, headers, "", |_| Ok(()))?;
-    Ok(VerifiedRequest {
-        secret_index: 0,
-        timestamp_ms,
-        head,
-        signature: expected,
-        kind: RequestKind::Webhook,
-        namespace: namespace.map(Arc::from),
-    })
+    let mut verified = signed_head(method, target, headers, "", |_| Ok(()))?;
+    signed_tenant(&verified.head)?;
+    verified.namespace = namespace.map(Arc::from);
+    Ok(verified)
 }
 
 /// The signed head of a request, its signature and its timestamp, read as the toolkit reads
 /// them and refused as [`RequestVerifier::verify`] refuses them (but for the signature itself):
 /// what the live path and a provider's record of a request share. `fresh` checks the
 /// timestamp before the head is built.
+///
+/// What it returns is not verified yet: the caller refuses a space id and a CRN that differ
+/// ([`signed_tenant`]), checks the signature where it has a secret, and sets the kind, the
+/// secret's index and the namespace. It never leaves this module otherwise.
 fn signed_head(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
     prefix: &str,
     fresh: impl FnOnce(u64) -> Result<(), Error>,
-) -> Result<Signed, Error> {
+) -> Result<VerifiedRequest, Error> {
     if split_at_question_mark(target).is_some_and(|(_, query)| query.as_bytes().contains(&b'?')) {
         return Err(Error::new(
             ErrorKind::UnsignedTarget,
             "the request target has a second `?`; what follows it is not signed",
         ));
     }
-    let received = Received::read(headers);
+    let mut received = Received::new();
+    received.read(headers);
     let expected = parse_signature(received.signature.as_ref())?;
     let timestamp_ms = parse_timestamp(received.timestamp.as_ref())?;
     let list = received.list.as_ref().ok_or_else(|| {
@@ -440,7 +457,8 @@ fn signed_head(
         Some(bytes) => Cow::Borrowed(bytes),
         None => Cow::Owned(list.text().into_owned().into_bytes()),
     };
-    let listed = split_list(&list);
+    let mut listed = Listed::new();
+    listed.split(&list);
     if listed.len() > MAX_SIGNED_HEADERS {
         return Err(Error::new(
             ErrorKind::TooManySignedHeaders,
@@ -450,7 +468,7 @@ fn signed_head(
             ),
         ));
     }
-    let listed = Listed::new(listed);
+    listed.index();
     if listed.len() < 2 {
         return Err(Error::new(
             ErrorKind::MissingSignedHeaders,
@@ -465,7 +483,21 @@ fn signed_head(
         return Err(ambiguous(name));
     }
     let head = Head::new(method.as_str(), prefix, target, &mut pairs, timestamp_ms);
-    if let Some((space, crn)) = SignedSpaces::read(&head).conflict() {
+    Ok(VerifiedRequest {
+        secret_index: 0,
+        timestamp_ms,
+        head,
+        signature: expected,
+        kind: RequestKind::Webhook,
+        namespace: None,
+    })
+}
+
+/// What [`signed_head`] reads.
+/// The space a signed head is for, refused when its space id and its CRN's space differ.
+fn signed_tenant(head: &Head) -> Result<Option<&str>, Error> {
+    let spaces = SignedSpaces::read(head);
+    if let Some((space, crn)) = spaces.conflict() {
         return Err(Error::new(
             ErrorKind::ContextConflict,
             format!(
@@ -474,18 +506,7 @@ fn signed_head(
             ),
         ));
     }
-    Ok(Signed {
-        head,
-        expected,
-        timestamp_ms,
-    })
-}
-
-/// What [`signed_head`] reads.
-struct Signed {
-    head: Head,
-    expected: [u8; HMAC_SHA256_LEN],
-    timestamp_ms: u64,
+    Ok(spaces.tenant())
 }
 
 impl fmt::Debug for RequestVerifier {
