@@ -55,7 +55,8 @@ pub(crate) enum PssSalt {
 
 /// Compares two byte strings in constant time (for equal lengths; the length is not secret):
 /// the differences of all bytes, eight at a time, are gathered with no branch, and only their
-/// sum is compared.
+/// sum is compared. The running difference passes an optimization barrier at every word, so
+/// that the compiler cannot end the loop once it is known to be non-zero.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
     if a.len() != b.len() {
@@ -64,7 +65,8 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let ((a_words, a_rest), (b_words, b_rest)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
     let mut difference = 0u64;
     for (x, y) in a_words.iter().zip(b_words) {
-        difference |= u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y);
+        difference =
+            core::hint::black_box(difference | (u64::from_ne_bytes(*x) ^ u64::from_ne_bytes(*y)));
     }
     for (x, y) in a_rest.iter().zip(b_rest) {
         difference |= u64::from(x ^ y);

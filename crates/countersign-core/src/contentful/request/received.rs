@@ -162,16 +162,25 @@ impl<'l> Listed<'l> {
         }
     }
 
-    /// Adds the names of a signed-header list: split at every comma, nothing trimmed (as the
-    /// toolkit splits it). Eight bytes at a time, with no dispatch: a list is a few dozen
-    /// bytes, shorter than a vectorized search needs to pay off.
-    pub(super) fn split(&mut self, list: &'l [u8]) {
+    /// Adds the names of a signed-header list, split at every comma, nothing trimmed (as the
+    /// toolkit splits it), keeping at most `most` of them: how many names the list has. A
+    /// list of many empty names (all commas) is counted, not kept, so that refusing it costs
+    /// no memory. Eight bytes at a time, with no dispatch: a list is a few dozen bytes,
+    /// shorter than a vectorized search needs to pay off.
+    pub(super) fn split(&mut self, list: &'l [u8], most: usize) -> usize {
         let mut start = 0;
+        let mut names = 1;
         for comma in memchr::arch::all::memchr::One::new(b',').iter(list) {
-            self.names.push(&list[start..comma]);
+            if self.names.len() < most {
+                self.names.push(&list[start..comma]);
+            }
+            names += 1;
             start = comma + 1;
         }
-        self.names.push(&list[start..]);
+        if self.names.len() < most {
+            self.names.push(&list[start..]);
+        }
+        names
     }
 
     /// Readies [`Listed::contains`] once every name is in: more than a few are sorted.
@@ -298,7 +307,7 @@ mod tests {
             let list = names[..len].join(",");
             let mut listed = Listed::new();
             if len > 0 {
-                listed.split(list.as_bytes());
+                assert_eq!(listed.split(list.as_bytes(), usize::MAX), len);
             }
             listed.index();
             for name in &names {
@@ -346,8 +355,16 @@ mod tests {
         ] {
             let expected: Vec<&[u8]> = list.split(',').map(str::as_bytes).collect();
             let mut listed = Listed::new();
-            listed.split(list.as_bytes());
+            assert_eq!(listed.split(list.as_bytes(), usize::MAX), expected.len());
             assert_eq!(listed.names.to_vec(), expected, "{list:?}");
+            // Counted in full, kept up to the bound.
+            let mut bounded = Listed::new();
+            assert_eq!(bounded.split(list.as_bytes(), 2), expected.len());
+            assert_eq!(
+                bounded.names.to_vec(),
+                expected[..expected.len().min(2)],
+                "{list:?}"
+            );
         }
     }
 

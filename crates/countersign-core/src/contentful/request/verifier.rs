@@ -458,13 +458,12 @@ fn signed_head(
         None => Cow::Owned(list.text().into_owned().into_bytes()),
     };
     let mut listed = Listed::new();
-    listed.split(&list);
-    if listed.len() > MAX_SIGNED_HEADERS {
+    let names = listed.split(&list, MAX_SIGNED_HEADERS);
+    if names > MAX_SIGNED_HEADERS {
         return Err(Error::new(
             ErrorKind::TooManySignedHeaders,
             format!(
-                "x-contentful-signed-headers lists {} names; at most {MAX_SIGNED_HEADERS} are accepted",
-                listed.len()
+                "x-contentful-signed-headers lists {names} names; at most {MAX_SIGNED_HEADERS} are accepted"
             ),
         ));
     }
@@ -493,7 +492,6 @@ fn signed_head(
     })
 }
 
-/// What [`signed_head`] reads.
 /// The space a signed head is for, refused when its space id and its CRN's space differ.
 fn signed_tenant(head: &Head) -> Result<Option<&str>, Error> {
     let spaces = SignedSpaces::read(head);

@@ -125,6 +125,17 @@ fn the_signed_header_list_is_capped_before_any_matching() {
     let err = verify(&forged).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooManySignedHeaders);
     assert_eq!(err.kind().code(), "signed_headers_too_many");
+    assert!(err.message().contains("lists 100000 names"), "{err:?}");
+
+    // As is a list of nothing but commas: every name empty, counted in full.
+    let mut commas = good();
+    commas.insert(
+        "x-contentful-signed-headers",
+        HeaderValue::from_str(&",".repeat(60_000)).unwrap(),
+    );
+    let err = verify(&commas).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManySignedHeaders);
+    assert!(err.message().contains("lists 60001 names"), "{err:?}");
 }
 
 #[test]
