@@ -66,8 +66,9 @@ impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
         answered.await.ok()
     }
 
-    /// The next group: the items waiting, oldest first, up to the bounds (at least one).
-    /// `None`, and no writer at work any more, when none waits.
+    /// The next group: the items waiting, oldest first, up to the bounds (at least one; those
+    /// whose caller stopped waiting are dropped). `None`, and no writer at work any more,
+    /// when none waits: the loop below ends with an empty group only once the queue is.
     fn next_group(&self) -> Option<Vec<(T, oneshot::Sender<A>)>> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let mut group = Vec::new();
@@ -89,7 +90,7 @@ impl<T: Send + 'static, A: Send + 'static> Batcher<T, A> {
             bytes = bytes.saturating_add(weight);
             group.push((item, answer));
         }
-        if group.is_empty() && queue.waiting.is_empty() {
+        if group.is_empty() {
             queue.writing = false;
             return None;
         }
@@ -114,9 +115,6 @@ impl<T: Send + 'static, A: Send + 'static> Writer<T, A> {
         Fut: Future<Output = Vec<A>>,
     {
         while let Some(group) = self.batcher.next_group() {
-            if group.is_empty() {
-                continue;
-            }
             let (items, answers): (Vec<T>, Vec<_>) = group.into_iter().unzip();
             for (answer, written) in answers.into_iter().zip(write(items).await) {
                 let _ = answer.send(written);
@@ -245,6 +243,48 @@ mod tests {
         assert!(
             bytes.iter().all(|group| *group <= 10 || *group == 30),
             "{bytes:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_item_whose_caller_stopped_waiting_is_not_written() {
+        let batcher = Arc::new(Batcher::<u32, u32>::new(100, usize::MAX, |_| 1));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (taken, mut groups) = tokio::sync::mpsc::unbounded_channel();
+        let write = move |group: Vec<u32>| {
+            let (mut released, taken) = (released.clone(), taken.clone());
+            async move {
+                let _ = taken.send(group.clone());
+                let _ = released.wait_for(|go| *go).await;
+                group
+            }
+        };
+        let submit = |item| {
+            let (batcher, write) = (Arc::clone(&batcher), write.clone());
+            tokio::spawn(async move { batcher.submit(item, write).await })
+        };
+        let first = submit(1);
+        assert_eq!(groups.recv().await, Some(vec![1]));
+        // Queued behind the first group, then given up on (a commit's caller spooling it).
+        let gone = submit(2);
+        while batcher.queue.lock().unwrap().waiting.len() < 1 {
+            tokio::task::yield_now().await;
+        }
+        gone.abort();
+        let _ = gone.await;
+        // Alone after it, so the next group holds nothing else: empty once `2` is dropped.
+        let third = submit(3);
+        while batcher.queue.lock().unwrap().waiting.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.send(true).unwrap();
+        assert_eq!(first.await.unwrap(), Some(1));
+        assert_eq!(third.await.unwrap(), Some(3));
+        assert_eq!(groups.recv().await, Some(vec![3]), "2 was never written");
+        // And the next item is written (by that writer, or by a new one once it left).
+        assert_eq!(
+            batcher.submit(4, |group| async move { group }).await,
+            Some(4)
         );
     }
 
