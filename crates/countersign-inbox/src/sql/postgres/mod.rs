@@ -297,7 +297,9 @@ const BOOKKEEPING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable
 ///   again. The claim's count of live leases read every version leased within the lease's
 ///   length (11,267 entries and 2,873 pages, 11 ms of a 13 ms claim, after 6 s of
 ///   `scripts/bench-e2e`'s load); read entry by entry, the next claims read none of them
-///   (1 ms).
+///   (1 ms). An entry is marked only once its version is dead to every transaction: while
+///   one stays open (a slow `work_in_transaction` handler, an operator's session), nothing
+///   is marked, and claims read those versions again, as vacuum cannot remove them either.
 const INDEXED: &str = "SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off";
 
 /// `first`, the first statement of transaction `db`, sent in the same round trip as the
