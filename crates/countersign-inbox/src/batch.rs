@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(groups.recv().await, Some(vec![1]));
         // Queued behind the first group, then given up on (a commit's caller spooling it).
         let gone = submit(2);
-        while batcher.queue.lock().unwrap().waiting.len() < 1 {
+        while batcher.queue.lock().unwrap().waiting.is_empty() {
             tokio::task::yield_now().await;
         }
         gone.abort();

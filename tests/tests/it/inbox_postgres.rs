@@ -574,20 +574,9 @@ async fn outcomes_and_renewals_of_many_deliveries_each_answer_for_their_own_leas
 /// PostgreSQL's own counters show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
-    use countersign_inbox::{ClaimRequest, Commit, Held, Outcome, Provider, WorkerStore};
+    use countersign_inbox::{Commit, Held, Outcome, Provider, WorkerStore};
 
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let generic = format!(
-        "{}?options=-c%20plan_cache_mode%3Dforce_generic_plan",
-        pg.url()
-    );
-    let pool = example_support::postgres::pool(&generic).unwrap();
-    pool.resize(1);
-    let store = PostgresInbox::new(pool.clone())
-        .with_table("grown")
-        .unwrap();
+    let (pg, pool, store) = generic_plans("grown").await;
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
     let delivery = |id: String, tenant: Option<&str>| {
         delivery(id, Provider::Contentful, tenant, &[b'x'; 1000])
@@ -626,19 +615,7 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
         let store = store.clone();
         async move {
             let now = std::time::SystemTime::now();
-            let claimed = store
-                .claim(ClaimRequest {
-                    owner: "w",
-                    now,
-                    lease_until: now + Duration::from_secs(60),
-                    limit: 8,
-                    tenant_concurrency: 1_000,
-                    max_attempts: 5,
-                    dead_until: far,
-                    rotation: 0,
-                })
-                .await
-                .unwrap();
+            let claimed = claim_now(&store, 8, 1_000, far).await;
             assert_eq!(claimed.len(), 8);
             let held: Vec<_> = claimed
                 .iter()
@@ -725,20 +702,9 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
 /// handled; five claims after the first read a few entries of that index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_do_not_read_again_the_leases_that_earlier_claims_left_behind() {
-    use countersign_inbox::{ClaimRequest, Commit, Held, Outcome, Provider, WorkerStore};
+    use countersign_inbox::{Commit, Held, Outcome, Provider, WorkerStore};
 
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let generic = format!(
-        "{}?options=-c%20plan_cache_mode%3Dforce_generic_plan",
-        pg.url()
-    );
-    let pool = example_support::postgres::pool(&generic).unwrap();
-    pool.resize(1);
-    let store = PostgresInbox::new(pool.clone())
-        .with_table("left_behind")
-        .unwrap();
+    let (pg, pool, store) = generic_plans("left_behind").await;
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
     for n in 0..24 {
         let delivery = delivery(format!("due-{n}"), Provider::Contentful, None, b"{}");
@@ -772,20 +738,7 @@ async fn claims_do_not_read_again_the_leases_that_earlier_claims_left_behind() {
     let claim = || {
         let store = store.clone();
         async move {
-            let now = std::time::SystemTime::now();
-            let claimed = store
-                .claim(ClaimRequest {
-                    owner: "w",
-                    now,
-                    lease_until: now + Duration::from_secs(60),
-                    limit: 4,
-                    tenant_concurrency: 8,
-                    max_attempts: 5,
-                    dead_until: far,
-                    rotation: 0,
-                })
-                .await
-                .unwrap();
+            let claimed = claim_now(&store, 4, 8, far).await;
             assert_eq!(claimed.len(), 4);
             let outcomes: Vec<_> = claimed
                 .iter()
@@ -811,6 +764,53 @@ async fn claims_do_not_read_again_the_leases_that_earlier_claims_left_behind() {
     // With a bitmap scan: over 15,000 (each claim read the 3,000 again).
     assert!(read < 300, "{read} entries of {index} read by five claims");
     drop(pg);
+}
+
+/// A throwaway PostgreSQL and an inbox in its table `table`, on a pool of one connection
+/// whose every statement gets a generic plan at once (`plan_cache_mode`), as PostgreSQL's
+/// plan cache settles on after a few runs.
+async fn generic_plans(
+    table: &str,
+) -> (
+    countersign_tests::Postgres,
+    deadpool_postgres::Pool,
+    PostgresInbox,
+) {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let generic = format!(
+        "{}?options=-c%20plan_cache_mode%3Dforce_generic_plan",
+        pg.url()
+    );
+    let pool = example_support::postgres::pool(&generic).unwrap();
+    pool.resize(1);
+    let store = PostgresInbox::new(pool.clone()).with_table(table).unwrap();
+    (pg, pool, store)
+}
+
+/// What worker `w` claims now, up to `limit`, on leases of a minute.
+async fn claim_now(
+    store: &PostgresInbox,
+    limit: usize,
+    tenant_concurrency: u64,
+    dead_until: std::time::SystemTime,
+) -> Vec<InboxDelivery> {
+    use countersign_inbox::{ClaimRequest, WorkerStore};
+    let now = std::time::SystemTime::now();
+    store
+        .claim(ClaimRequest {
+            owner: "w",
+            now,
+            lease_until: now + Duration::from_secs(60),
+            limit,
+            tenant_concurrency,
+            max_attempts: 5,
+            dead_until,
+            rotation: 0,
+        })
+        .await
+        .unwrap()
 }
 
 /// What the store's connections read from `table` so far: its sequential scans and the rows
