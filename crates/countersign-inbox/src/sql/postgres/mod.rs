@@ -588,10 +588,10 @@ impl WorkerStore for PostgresInbox {
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
-        self.with(|client| async move {
-            let rows = client
-                .query(&client.prepare_cached(&self.sql.stats).await?, &[])
-                .await?;
+        self.with(|mut client| async move {
+            let db = client.transaction().await?;
+            let rows = indexed(&db, &self.sql.stats, &[]).await?;
+            db.commit().await?;
             Ok(sql::stats(
                 rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
             ))
