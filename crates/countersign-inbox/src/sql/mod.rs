@@ -76,13 +76,13 @@ pub(crate) const INSERT: &str = "INSERT INTO countersign_inbox
 pub(crate) const SET_ASIDE: &str = "INSERT INTO countersign_inbox
     (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at,
      last_error)
-  VALUES (?1, ?2, ?3, ?4, ?5, 'dead', ?6, ?6, ?7, ?8)
+  VALUES (?1, ?2, ?3, ?4, ?5, 'dead', ?7, ?6, ?7, ?8)
   ON CONFLICT (id) DO NOTHING";
 
 /// A delivery whose worker died on its last attempt is a dead letter, not taken again.
 /// It keeps its lease, so that a late success of that attempt is still recorded ([`COMPLETE`]).
 pub(crate) const BURY: &str = "UPDATE countersign_inbox
-   SET state = 'dead', expires_at = ?3,
+   SET state = 'dead', expires_at = ?3, due_at = ?3,
        last_error = 'its worker stopped during the last attempt (the lease lapsed)'
  WHERE state = 'leased' AND due_at <= ?1 AND attempts >= ?2";
 
@@ -95,13 +95,14 @@ pub(crate) const RENEW: &str = "UPDATE countersign_inbox SET due_at = ?3
 /// dead, a retry would run it a second time. The lease stays, so that the same attempt
 /// marking it again (its first write landed, but its answer was lost) finds it its own.
 pub(crate) const COMPLETE: &str = "UPDATE countersign_inbox
-    SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
+    SET state = 'done', due_at = expires_at, body = NULL, signed_headers = NULL,
+        last_error = NULL
   WHERE id = ?1 AND lease_owner = ?2 AND state IN ('leased', 'dead', 'done')";
 
 /// A failed attempt: due again at `?4`, or (`?4` null) a dead letter kept until `?5`.
 pub(crate) const FAIL: &str = "UPDATE countersign_inbox
     SET state = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END,
-        due_at = coalesce(CAST(?4 AS BIGINT), due_at), lease_owner = NULL, last_error = ?3,
+        due_at = coalesce(CAST(?4 AS BIGINT), ?5), lease_owner = NULL, last_error = ?3,
         expires_at = CASE WHEN CAST(?4 AS BIGINT) IS NULL THEN ?5 ELSE expires_at END
   WHERE id = ?1 AND lease_owner = ?2 AND state = 'leased'";
 
@@ -129,16 +130,18 @@ pub(crate) const CROWDED: &str = "SELECT tenant FROM countersign_inbox
 pub(crate) const DEAD: &str = "SELECT 1 FROM countersign_inbox
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
 
-/// Handled deliveries and dead letters past their time.
+/// Handled deliveries and dead letters past their time, found by the index of states: their
+/// `due_at` is their `expires_at` (a row of an earlier build may have an earlier `due_at`, and
+/// is read but kept until `expires_at`).
 pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
-  WHERE state IN ('done', 'dead') AND expires_at <= ?1";
+  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1";
 
 /// Before [`PURGE`], in its transaction: the latest `received_at` among the rows it forgets,
 /// kept as the inbox's high-water mark of forgotten ids (a reconciliation commits nothing from
 /// before it, whatever the retry horizon was when those rows were committed).
 pub(crate) const MARK_PURGED: &str = "INSERT INTO countersign_inbox_purged (id, up_to)
   SELECT 1, max(received_at) FROM countersign_inbox
-  WHERE state IN ('done', 'dead') AND expires_at <= ?1
+  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1
   HAVING max(received_at) IS NOT NULL
   ON CONFLICT (id) DO UPDATE SET up_to = CASE
     WHEN excluded.up_to > countersign_inbox_purged.up_to THEN excluded.up_to
@@ -157,8 +160,9 @@ pub(crate) const STATS: &str = "SELECT state, count(*), min(received_at) FROM co
 pub(crate) const CLAIMED: &str =
     "id, provider, tenant, body, signed_headers, attempts, received_at";
 
-/// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, or
-/// when a leased one's lease ends; `expires_at` when a handled one is forgotten. In SQLite's
+/// The schema: one row per delivery. `due_at` is when a pending delivery may be taken, when a
+/// leased one's lease ends, or (a handled one, a dead letter) `expires_at`, when it is
+/// forgotten: so that the purge reads, through the index of states, only what it removes. In SQLite's
 /// words; PostgreSQL's body is `BYTEA` ([`Statements::new`]).
 ///
 /// Every index that a tenant's pending deliveries can be read from gives them in the claim's

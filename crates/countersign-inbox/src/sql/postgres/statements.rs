@@ -104,7 +104,8 @@ RETURNING id";
 /// these three finds its rows by id alone: the `coalesce` keeps the planner off the index of
 /// states, which a plan made on a new table read whole (every handled delivery) to find a few.
 const COMPLETE_ALL: &str = "UPDATE countersign_inbox i
-    SET state = 'done', body = NULL, signed_headers = NULL, last_error = NULL
+    SET state = 'done', due_at = i.expires_at, body = NULL, signed_headers = NULL,
+        last_error = NULL
    FROM unnest($1::TEXT[], $2::TEXT[]) AS c(id, lease)
   WHERE i.id = ANY ($1::TEXT[]) AND i.id = c.id AND i.lease_owner = c.lease
     AND coalesce(i.state, '') IN ('leased', 'dead', 'done')
@@ -114,7 +115,7 @@ RETURNING i.id, c.lease";
 /// again at `$4[n]`, or (null) a dead letter kept until `$5[n]`.
 const FAIL_ALL: &str = "UPDATE countersign_inbox i
     SET state = CASE WHEN c.retry_at IS NULL THEN 'dead' ELSE 'pending' END,
-        due_at = coalesce(c.retry_at, i.due_at), lease_owner = NULL, last_error = c.error,
+        due_at = coalesce(c.retry_at, c.dead_until), lease_owner = NULL, last_error = c.error,
         expires_at = CASE WHEN c.retry_at IS NULL THEN c.dead_until ELSE i.expires_at END
    FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])
         AS c(id, lease, error, retry_at, dead_until)
