@@ -33,6 +33,8 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_RETRY_HORIZON: Duration = Duration::from_secs(3600);
 /// How often an idle worker looks for deliveries another instance committed.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
+/// How often a worker pool forgets the handled deliveries and dead letters past their time.
+pub const DEFAULT_PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How many deliveries of one tenant run at once, across every instance: a tenant whose
 /// handlers are slow or hang holds no more workers than this.
 pub const DEFAULT_TENANT_CONCURRENCY: u64 = 2;
@@ -67,7 +69,8 @@ impl<St: fmt::Debug> fmt::Debug for Inbox<St> {
 impl<St: InboxStore> Inbox<St> {
     /// An inbox over `store`, with the defaults: [`Backoff::default`], [`DEFAULT_LEASE`],
     /// [`DEFAULT_MARGIN`], [`DEFAULT_RETRY_HORIZON`], [`DEFAULT_TENANT_LIMIT`], [`DEFAULT_TENANT_CONCURRENCY`],
-    /// [`DEFAULT_ATTEMPT_TIMEOUT`], [`DEFAULT_DEAD_LETTER_TTL`] and [`DEFAULT_POLL`]. Set
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`], [`DEFAULT_DEAD_LETTER_TTL`], [`DEFAULT_POLL`] and
+    /// [`DEFAULT_PURGE_EVERY`]. Set
     /// them with the `with_*` methods before cloning the inbox (they panic after).
     pub fn new(store: St) -> Self {
         Self {
@@ -83,6 +86,7 @@ impl<St: InboxStore> Inbox<St> {
                     attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
                     dead_letter_ttl: DEFAULT_DEAD_LETTER_TTL,
                     poll: DEFAULT_POLL,
+                    purge_every: DEFAULT_PURGE_EVERY,
                 },
                 spool: None,
                 committed: tokio::sync::Notify::new(),
@@ -175,6 +179,15 @@ impl<St: InboxStore> Inbox<St> {
     #[must_use]
     pub fn with_poll_interval(self, poll: Duration) -> Self {
         self.reconfigure(|settings| settings.poll = poll.max(Duration::from_millis(10)))
+    }
+
+    /// How often the workers forget the handled deliveries and dead letters past their time
+    /// (at least 100 ms; [`DEFAULT_PURGE_EVERY`]), busy or idle. Each instance's workers purge
+    /// on their own; a purge reads only the rows it removes.
+    #[must_use]
+    pub fn with_purge_every(self, every: Duration) -> Self {
+        let every = every.clamp(Duration::from_millis(100), countersign_core::MAX_WINDOW);
+        self.reconfigure(|settings| settings.purge_every = every)
     }
 
     /// Keeps verified deliveries in `spool`, this instance's own directory, while the store

@@ -45,6 +45,7 @@ pub(crate) struct Settings {
     pub(crate) attempt_timeout: Duration,
     pub(crate) dead_letter_ttl: Duration,
     pub(crate) poll: Duration,
+    pub(crate) purge_every: Duration,
 }
 
 /// The tenants with half their limit or more waiting, read at most every a second.

@@ -16,8 +16,6 @@ use crate::metrics;
 use crate::shared::Shared;
 use crate::store::InboxStore;
 
-/// How often the handled deliveries past their memory are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// How often the inbox's depth is read for the metrics.
 const STATS_EVERY: Duration = Duration::from_secs(5);
 /// The longest a failure text kept with a delivery.
@@ -148,6 +146,8 @@ async fn claim_loop<St: InboxStore>(
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
     let mut purged = tokio::time::Instant::now();
+    // The purge in a task of its own, one at a time: the claims go on while it runs.
+    let mut purging = JoinSet::new();
     let mut measured: Option<tokio::time::Instant> = None;
     let mut held_back = HeldBack::new();
     let settings = shared.settings;
@@ -169,6 +169,17 @@ async fn claim_loop<St: InboxStore>(
                         .and_then(|oldest| oldest.elapsed().ok()),
                 );
             }
+        }
+        // Busy or idle: a pool that always found work purged nothing, and the table grew.
+        while purging.try_join_next().is_some() {}
+        if purging.is_empty() && purged.elapsed() >= settings.purge_every {
+            purged = tokio::time::Instant::now();
+            let shared = Arc::clone(&shared);
+            purging.spawn(async move {
+                if let Err(error) = shared.store.purge(SystemTime::now()).await {
+                    tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
+                }
+            });
         }
         drain(&shared, &mut held_back).await;
         let first = tokio::select! {
@@ -217,12 +228,6 @@ async fn claim_loop<St: InboxStore>(
         };
         if batch.is_empty() {
             drop(permits);
-            if purged.elapsed() >= PURGE_EVERY {
-                purged = tokio::time::Instant::now();
-                if let Err(error) = shared.store.purge(SystemTime::now()).await {
-                    tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
-                }
-            }
             // Nothing to take, or nothing this claim could take: every due delivery's tenant
             // may be at its concurrency with attempts of ours, and then the next one that ends
             // frees a turn (waiting for the poll instead held a tenant of one space to its

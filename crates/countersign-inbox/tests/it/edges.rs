@@ -23,6 +23,8 @@ struct Faulty {
     inner: SqliteInbox,
     commit_lands_then_fails: Arc<AtomicBool>,
     renewals_fail: Arc<AtomicBool>,
+    /// The purges asked for.
+    purges: Arc<AtomicUsize>,
 }
 
 impl Faulty {
@@ -31,6 +33,7 @@ impl Faulty {
             inner,
             commit_lands_then_fails: Arc::default(),
             renewals_fail: Arc::default(),
+            purges: Arc::default(),
         }
     }
 }
@@ -88,6 +91,7 @@ impl WorkerStore for Faulty {
         self.inner.crowded(threshold).await
     }
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
+        self.purges.fetch_add(1, Ordering::SeqCst);
         self.inner.purge(now).await
     }
     async fn stats(&self) -> Result<InboxStats, StoreError> {
@@ -486,4 +490,51 @@ async fn a_handler_in_the_transaction_longer_than_its_lease_runs_on_and_its_fail
         (1, 0),
         "its failure was recorded"
     );
+}
+
+/// Workers that always find something to take still purge: the purge waited for a claim that
+/// came back empty, so a pool behind a backlog for hours kept every handled delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_that_never_run_out_of_work_still_purge() {
+    let store = Faulty::new(SqliteInbox::open(sqlite("purge-busy")).unwrap());
+    let purges = Arc::clone(&store.purges);
+    let inbox = Inbox::new(store.clone())
+        .without_tenant_limit()
+        .with_tenant_concurrency(8)
+        .with_purge_every(Duration::from_millis(100));
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    for n in 0..60 {
+        let delivery = InboxDelivery {
+            id: format!("d{n}"),
+            provider: Provider::Contentful,
+            tenant: None,
+            body: bytes::Bytes::from_static(b"{}"),
+            signed_headers: Vec::new(),
+            received_at: SystemTime::now(),
+            attempt: 0,
+        };
+        assert_eq!(
+            store.commit(&delivery, far, None).await.unwrap(),
+            Commit::New
+        );
+    }
+    // One worker, 50 ms a delivery: three seconds of backlog, every claim finds one.
+    let handled = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&handled);
+    let workers = inbox.work(1, move |_: InboxDelivery| {
+        let count = Arc::clone(&count);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, BoxError>(())
+        }
+    });
+    until(|| purges.load(Ordering::SeqCst) >= 2).await;
+    let stats = inbox.stats().await.unwrap();
+    assert!(
+        stats.pending > 0,
+        "purged twice before the backlog ran out: {stats:?}, {} handled",
+        handled.load(Ordering::SeqCst)
+    );
+    workers.shutdown(Duration::from_secs(1)).await;
 }
