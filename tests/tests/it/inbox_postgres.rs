@@ -673,19 +673,15 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
         claim_round().await;
     }
     let after = read().await;
+    let (scans, read_from) = read_between(&before, &after);
     assert_eq!(
-        (after.0.0 - before.0.0, after.0.1 - before.0.1),
+        scans,
         (0, 0),
         "sequential scans of the grown table, and rows they read"
     );
     // About 130 a round: 16 candidates of each tenant ranked, their rows locked by id (with
     // the versions that earlier claims left), the leases counted, the renewals and outcomes
     // found by id. A plan that read a backlog reads over 3,000 a round.
-    let read_from: HashMap<&str, i64> = after
-        .1
-        .iter()
-        .map(|(index, rows)| (index.as_str(), rows - before.1.get(index).unwrap_or(&0)))
-        .collect();
     let index_rows: i64 = read_from.values().sum();
     assert!(
         index_rows < 2_000,
@@ -697,34 +693,26 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
     let before = read().await;
     let stats = store.stats().await.unwrap();
     assert!(stats.pending >= 10_000, "{stats:?}");
-    let after = read().await;
+    let (scans, read_from) = read_between(&before, &read().await);
     assert_eq!(
-        (after.0.0 - before.0.0, after.0.1 - before.0.1),
+        scans,
         (0, 0),
         "sequential scans of the grown table by the stats, and rows they read"
     );
-    let index_rows: i64 = after
-        .1
-        .iter()
-        .map(|(index, rows)| rows - before.1.get(index).unwrap_or(&0))
-        .sum();
+    let index_rows: i64 = read_from.values().sum();
     assert!(index_rows < 11_000, "{index_rows} index entries read");
 
     // The purge reads what it forgets (nothing here: each handled delivery is kept an hour or
     // more), not each handled delivery kept.
     let before = read().await;
     assert_eq!(store.purge(std::time::SystemTime::now()).await.unwrap(), 0);
-    let after = read().await;
+    let (scans, read_from) = read_between(&before, &read().await);
     assert_eq!(
-        (after.0.0 - before.0.0, after.0.1 - before.0.1),
+        scans,
         (0, 0),
         "sequential scans of the grown table by the purge, and rows they read"
     );
-    let index_rows: i64 = after
-        .1
-        .iter()
-        .map(|(index, rows)| rows - before.1.get(index).unwrap_or(&0))
-        .sum();
+    let index_rows: i64 = read_from.values().sum();
     assert!(
         index_rows < 100,
         "{index_rows} index entries read by the purge"
@@ -852,6 +840,21 @@ async fn claim_now(
         .unwrap()
 }
 
+/// What was read between two readings of [`reads`]: sequential scans and the rows they read,
+/// and the entries read from each index.
+fn read_between(before: &Reads, after: &Reads) -> ((i64, i64), HashMap<String, i64>) {
+    let scans = (after.0.0 - before.0.0, after.0.1 - before.0.1);
+    let indexes = after
+        .1
+        .iter()
+        .map(|(index, rows)| (index.clone(), rows - before.1.get(index).unwrap_or(&0)))
+        .collect();
+    (scans, indexes)
+}
+
+/// A reading of [`reads`].
+type Reads = ((i64, i64), HashMap<String, i64>);
+
 /// What the store's connections read from `table` so far: its sequential scans and the rows
 /// they read, and the entries read from each of its indexes, as PostgreSQL's counters say.
 /// `pool` has one connection, idle: it reports its counts when asked.
@@ -859,7 +862,7 @@ async fn reads(
     pool: &deadpool_postgres::Pool,
     admin: &tokio_postgres::Client,
     table: &str,
-) -> ((i64, i64), HashMap<String, i64>) {
+) -> Reads {
     pool.get()
         .await
         .unwrap()
