@@ -145,42 +145,16 @@ async fn claim_loop<St: InboxStore>(
     let mut claims: u64 = 0;
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
-    let mut purged = tokio::time::Instant::now();
-    // The purge in a task of its own, one at a time: the claims go on while it runs.
-    let mut purging = JoinSet::new();
-    let mut measured: Option<tokio::time::Instant> = None;
+    // The inbox's depth and its purge beside the claims: neither waits for a free worker,
+    // nor holds up a claim. Aborted with this loop.
+    let mut housekeeping = JoinSet::new();
+    housekeeping.spawn(keep_house(Arc::clone(&shared)));
     let mut held_back = HeldBack::new();
     let settings = shared.settings;
     let stopped = stop.notified();
     tokio::pin!(stopped);
     loop {
         while running.try_join_next().is_some() {}
-        if measured.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
-            measured = Some(tokio::time::Instant::now());
-            if let Ok(stats) = shared.store.stats().await {
-                metrics::inbox_depth(
-                    [
-                        ("pending", stats.pending),
-                        ("leased", stats.leased),
-                        ("dead", stats.dead),
-                    ],
-                    stats
-                        .oldest_unhandled
-                        .and_then(|oldest| oldest.elapsed().ok()),
-                );
-            }
-        }
-        // Busy or idle: a pool that always found work purged nothing, and the table grew.
-        while purging.try_join_next().is_some() {}
-        if purging.is_empty() && purged.elapsed() >= settings.purge_every {
-            purged = tokio::time::Instant::now();
-            let shared = Arc::clone(&shared);
-            purging.spawn(async move {
-                if let Err(error) = shared.store.purge(SystemTime::now()).await {
-                    tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
-                }
-            });
-        }
         drain(&shared, &mut held_back).await;
         let first = tokio::select! {
             permit = Arc::clone(&room).acquire_owned() => permit,
@@ -250,6 +224,42 @@ async fn claim_loop<St: InboxStore>(
     }
     // Stopping: the attempts under way finish and are recorded.
     while running.join_next().await.is_some() {}
+}
+
+/// Reads the inbox's depth for the metrics every [`STATS_EVERY`] and purges the handled
+/// deliveries and dead letters past their time every `purge_every`, busy or idle, until
+/// aborted. It used to wait in the claim loop: a purge ran only when a claim came back empty
+/// (a pool that always found work forgot nothing, and its table grew), and neither ran while
+/// every worker was held by a slow handler.
+async fn keep_house<St: InboxStore>(shared: Arc<Shared<St>>) {
+    let every = shared.settings.purge_every;
+    let start = tokio::time::Instant::now();
+    let (mut next_measure, mut next_purge) = (start, start + every);
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= next_measure {
+            next_measure = now + STATS_EVERY;
+            if let Ok(stats) = shared.store.stats().await {
+                metrics::inbox_depth(
+                    [
+                        ("pending", stats.pending),
+                        ("leased", stats.leased),
+                        ("dead", stats.dead),
+                    ],
+                    stats
+                        .oldest_unhandled
+                        .and_then(|oldest| oldest.elapsed().ok()),
+                );
+            }
+        }
+        if tokio::time::Instant::now() >= next_purge {
+            next_purge = tokio::time::Instant::now() + every;
+            if let Err(error) = shared.store.purge(SystemTime::now()).await {
+                tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
+            }
+        }
+        tokio::time::sleep_until(next_measure.min(next_purge)).await;
+    }
 }
 
 /// One attempt: the handler runs while the lease is renewed; then the delivery is marked

@@ -574,7 +574,7 @@ async fn outcomes_and_renewals_of_many_deliveries_each_answer_for_their_own_leas
 /// PostgreSQL's own counters show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
-    use countersign_inbox::{Commit, Held, Outcome, Provider, WorkerStore};
+    use countersign_inbox::{Commit, Held, OperatorStore, Outcome, Provider, WorkerStore};
 
     let (pg, pool, store) = generic_plans("grown").await;
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
@@ -717,6 +717,11 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
         index_rows < 100,
         "{index_rows} index entries read by the purge"
     );
+    // Once they are past their time, the 10,000 handled ones go, in batches.
+    let later = std::time::UNIX_EPOCH + Duration::from_millis(9_000_000_000_001);
+    let forgotten = store.purge(later).await.unwrap();
+    assert!(forgotten >= 10_000, "{forgotten} forgotten");
+    assert_eq!(store.known(&["old-1".to_owned()]).await.unwrap(), [false]);
     drop(pg);
 }
 

@@ -130,19 +130,27 @@ pub(crate) const CROWDED: &str = "SELECT tenant FROM countersign_inbox
 pub(crate) const DEAD: &str = "SELECT 1 FROM countersign_inbox
   WHERE id = ?1 AND state = 'dead' AND (CAST(?2 AS TEXT) IS NULL OR tenant = ?2)";
 
-/// Handled deliveries and dead letters past their time, found by the index of states: their
-/// `due_at` is their `expires_at` (a row of an earlier build may have an earlier `due_at`, and
-/// is read but kept until `expires_at`).
-pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
-  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1";
+/// The most rows one transaction of a purge forgets: a purge of more (the first after a long
+/// busy spell, or a burst of an hour ago) goes in several, each well within an operation's
+/// time. (In one statement, a purge of more than a few seconds' work ran out of time, was
+/// rolled back, and found more to do the next time.)
+pub(crate) const PURGE_BATCH: i64 = 5_000;
 
-/// Before [`PURGE`], in its transaction: the latest `received_at` among the rows it forgets,
-/// kept as the inbox's high-water mark of forgotten ids (a reconciliation commits nothing from
-/// before it, whatever the retry horizon was when those rows were committed).
+/// Up to `?2` handled deliveries and dead letters past their time, found by the index of
+/// states (their `due_at` is their `expires_at`; a row of an earlier build may have an
+/// earlier `due_at`, and is read but kept until `expires_at`): the `received_at` of each.
+pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
+  WHERE id IN (SELECT id FROM countersign_inbox
+                WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1
+                LIMIT ?2)
+  RETURNING received_at";
+
+/// After [`PURGE`], in its transaction: the latest `received_at` among the rows it forgot
+/// (`?1`), kept as the inbox's high-water mark of forgotten ids (a reconciliation commits
+/// nothing from before it, whatever the retry horizon was when those rows were committed).
+/// Taken from the rows the purge returned, so that it covers exactly those.
 pub(crate) const MARK_PURGED: &str = "INSERT INTO countersign_inbox_purged (id, up_to)
-  SELECT 1, max(received_at) FROM countersign_inbox
-  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1
-  HAVING max(received_at) IS NOT NULL
+  VALUES (1, ?1)
   ON CONFLICT (id) DO UPDATE SET up_to = CASE
     WHEN excluded.up_to > countersign_inbox_purged.up_to THEN excluded.up_to
     ELSE countersign_inbox_purged.up_to END";

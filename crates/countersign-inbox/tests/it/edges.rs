@@ -538,3 +538,66 @@ async fn workers_that_never_run_out_of_work_still_purge() {
     );
     workers.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The purge does not wait for a free worker: with the only one held by a handler that hangs,
+/// the handled deliveries past their time are still forgotten on schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_runs_while_every_worker_is_held() {
+    let store = Faulty::new(SqliteInbox::open(sqlite("purge-held")).unwrap());
+    let purges = Arc::clone(&store.purges);
+    let inbox = Inbox::new(store.clone()).with_purge_every(Duration::from_millis(100));
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    let delivery = InboxDelivery {
+        id: "hangs".to_owned(),
+        provider: Provider::Contentful,
+        tenant: None,
+        body: bytes::Bytes::from_static(b"{}"),
+        signed_headers: Vec::new(),
+        received_at: SystemTime::now(),
+        attempt: 0,
+    };
+    assert_eq!(
+        store.commit(&delivery, far, None).await.unwrap(),
+        Commit::New
+    );
+    let started = Arc::new(AtomicBool::new(false));
+    let running = Arc::clone(&started);
+    let workers = inbox.work(1, move |_: InboxDelivery| {
+        running.store(true, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, BoxError>(())
+        }
+    });
+    until(|| started.load(Ordering::SeqCst)).await;
+    let before = purges.load(Ordering::SeqCst);
+    until(|| purges.load(Ordering::SeqCst) >= before + 2).await;
+    workers.stop();
+}
+
+/// A purge of more rows than one transaction forgets goes in several, and its mark covers
+/// the latest of them: here 12,000 handled deliveries past their time, in three.
+#[tokio::test]
+async fn a_large_purge_goes_in_batches_and_marks_the_latest_it_forgot() {
+    let path = sqlite("purge-batches");
+    let store = SqliteInbox::open(&path).unwrap();
+    assert_eq!(store.purged_up_to().await.unwrap(), None);
+    let mut connection = rusqlite::Connection::open(&path).unwrap();
+    let insert = connection.transaction().unwrap();
+    insert
+        .execute_batch(
+            "WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n
+                                         WHERE value < 12000)
+             INSERT INTO countersign_inbox (id, provider, state, due_at, received_at, expires_at)
+             SELECT 'old-' || value, 'contentful', 'done', 1000, value, 1000 FROM n",
+        )
+        .unwrap();
+    insert.commit().unwrap();
+    assert_eq!(store.purge(SystemTime::now()).await.unwrap(), 12_000);
+    assert_eq!(
+        store.purged_up_to().await.unwrap(),
+        Some(SystemTime::UNIX_EPOCH + Duration::from_millis(12_000))
+    );
+    assert_eq!(store.known(&["old-1".to_owned()]).await.unwrap(), [false]);
+    assert_eq!(store.purge(SystemTime::now()).await.unwrap(), 0);
+}

@@ -574,17 +574,29 @@ impl WorkerStore for PostgresInbox {
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
-            let now = millis(now);
-            let mark = db.prepare_cached(&self.sql.mark_purged).await?;
-            settled(&db, BOOKKEEPING, db.execute(&mark, &[&now])).await?;
-            let statement = db.prepare_cached(&self.sql.purge).await?;
-            let purged = db.execute(&statement, &[&now]).await?;
-            db.commit().await?;
-            Ok(purged)
-        })
-        .await
+        let now = millis(now);
+        let mut forgotten = 0;
+        loop {
+            // A batch and its mark in one transaction of their own.
+            let purged = self
+                .with(|mut client| async move {
+                    let db = client.transaction().await?;
+                    let purge = db.prepare_cached(&self.sql.purge).await?;
+                    let batch = sql::PURGE_BATCH;
+                    let rows = settled(&db, BOOKKEEPING, db.query(&purge, &[&now, &batch])).await?;
+                    if let Some(up_to) = rows.iter().map(|row| row.get::<_, i64>(0)).max() {
+                        let mark = db.prepare_cached(&self.sql.mark_purged).await?;
+                        db.execute(&mark, &[&up_to]).await?;
+                    }
+                    db.commit().await?;
+                    Ok(rows.len())
+                })
+                .await?;
+            forgotten += purged as u64;
+            if i64::try_from(purged).unwrap_or(i64::MAX) < sql::PURGE_BATCH {
+                return Ok(forgotten);
+            }
+        }
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {

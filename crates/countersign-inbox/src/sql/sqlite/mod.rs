@@ -503,16 +503,32 @@ impl WorkerStore for SqliteInbox {
     }
 
     async fn purge(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let sql = Arc::clone(&self.sql);
-        self.bookkeeping(move |db| {
-            let db = db.transaction()?;
-            let now = millis(now);
-            db.prepare_cached(&sql.mark_purged)?.execute(params![now])?;
-            let purged = db.prepare_cached(&sql.purge)?.execute(params![now])?;
-            db.commit()?;
-            Ok(purged as u64)
-        })
-        .await
+        let now = millis(now);
+        let mut forgotten = 0;
+        loop {
+            // A batch and its mark in one transaction of their own: other operations take
+            // the connection between batches.
+            let sql = Arc::clone(&self.sql);
+            let purged = self
+                .bookkeeping(move |db| {
+                    let db = db.transaction()?;
+                    let received = db
+                        .prepare_cached(&sql.purge)?
+                        .query_map(params![now, sql::PURGE_BATCH], |row| row.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    if let Some(up_to) = received.iter().max() {
+                        db.prepare_cached(&sql.mark_purged)?
+                            .execute(params![up_to])?;
+                    }
+                    db.commit()?;
+                    Ok(received.len())
+                })
+                .await?;
+            forgotten += purged as u64;
+            if i64::try_from(purged).unwrap_or(i64::MAX) < sql::PURGE_BATCH {
+                return Ok(forgotten);
+            }
+        }
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
