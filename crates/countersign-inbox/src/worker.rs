@@ -145,10 +145,11 @@ async fn claim_loop<St: InboxStore>(
     let mut claims: u64 = 0;
     let room = Arc::new(Semaphore::new(concurrency));
     let mut running = JoinSet::new();
-    // The inbox's depth and its purge beside the claims: neither waits for a free worker,
-    // nor holds up a claim. Aborted with this loop.
+    // The inbox's depth and its purge beside the claims, each on its own: neither waits for
+    // a free worker, nor holds up a claim or the other. Aborted with this loop.
     let mut housekeeping = JoinSet::new();
-    housekeeping.spawn(keep_house(Arc::clone(&shared)));
+    housekeeping.spawn(measure(Arc::clone(&shared)));
+    housekeeping.spawn(purge(Arc::clone(&shared)));
     let mut held_back = HeldBack::new();
     let settings = shared.settings;
     let stopped = stop.notified();
@@ -226,39 +227,40 @@ async fn claim_loop<St: InboxStore>(
     while running.join_next().await.is_some() {}
 }
 
-/// Reads the inbox's depth for the metrics every [`STATS_EVERY`] and purges the handled
-/// deliveries and dead letters past their time every `purge_every`, busy or idle, until
-/// aborted. It used to wait in the claim loop: a purge ran only when a claim came back empty
-/// (a pool that always found work forgot nothing, and its table grew), and neither ran while
-/// every worker was held by a slow handler.
-async fn keep_house<St: InboxStore>(shared: Arc<Shared<St>>) {
-    let every = shared.settings.purge_every;
-    let start = tokio::time::Instant::now();
-    let (mut next_measure, mut next_purge) = (start, start + every);
+/// Reads the inbox's depth for the metrics every [`STATS_EVERY`], until aborted.
+async fn measure<St: InboxStore>(shared: Arc<Shared<St>>) {
+    let mut every = tokio::time::interval(STATS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let now = tokio::time::Instant::now();
-        if now >= next_measure {
-            next_measure = now + STATS_EVERY;
-            if let Ok(stats) = shared.store.stats().await {
-                metrics::inbox_depth(
-                    [
-                        ("pending", stats.pending),
-                        ("leased", stats.leased),
-                        ("dead", stats.dead),
-                    ],
-                    stats
-                        .oldest_unhandled
-                        .and_then(|oldest| oldest.elapsed().ok()),
-                );
-            }
+        every.tick().await;
+        if let Ok(stats) = shared.store.stats().await {
+            metrics::inbox_depth(
+                [
+                    ("pending", stats.pending),
+                    ("leased", stats.leased),
+                    ("dead", stats.dead),
+                ],
+                stats
+                    .oldest_unhandled
+                    .and_then(|oldest| oldest.elapsed().ok()),
+            );
         }
-        if tokio::time::Instant::now() >= next_purge {
-            next_purge = tokio::time::Instant::now() + every;
-            if let Err(error) = shared.store.purge(SystemTime::now()).await {
-                tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
-            }
+    }
+}
+
+/// Forgets the handled deliveries and dead letters past their time every `purge_every`,
+/// busy or idle, until aborted. It used to wait in the claim loop: a purge ran only when a
+/// claim came back empty (a pool that always found work forgot nothing, and its table grew),
+/// and not at all while every worker was held by a slow handler.
+async fn purge<St: InboxStore>(shared: Arc<Shared<St>>) {
+    let period = shared.settings.purge_every;
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = shared.store.purge(SystemTime::now()).await {
+            tracing::warn!(target: "countersign", %error, "could not purge the inbox's handled deliveries");
         }
-        tokio::time::sleep_until(next_measure.min(next_purge)).await;
     }
 }
 

@@ -136,14 +136,50 @@ pub(crate) const DEAD: &str = "SELECT 1 FROM countersign_inbox
 /// rolled back, and found more to do the next time.)
 pub(crate) const PURGE_BATCH: i64 = 5_000;
 
+/// The most bytes of bodies one transaction of a purge forgets (dead letters keep theirs, up
+/// to the body limit each): one row at least.
+pub(crate) const PURGE_BATCH_BYTES: i64 = 64 << 20;
+
 /// Up to `?2` handled deliveries and dead letters past their time, found by the index of
 /// states (their `due_at` is their `expires_at`; a row of an earlier build may have an
-/// earlier `due_at`, and is read but kept until `expires_at`): the `received_at` of each.
-pub(crate) const PURGE: &str = "DELETE FROM countersign_inbox
-  WHERE id IN (SELECT id FROM countersign_inbox
-                WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1
-                LIMIT ?2)
+/// earlier `due_at`, and is read but kept until `expires_at`): each id and its body's bytes.
+pub(crate) const PURGEABLE: &str = "SELECT id, CAST(coalesce(length(body), 0) AS BIGINT)
+   FROM countersign_inbox
+  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1 LIMIT ?2";
+
+/// The deliveries of the JSON array `?1` of ids that are still past their time at `?2`
+/// (a dead letter retried meanwhile is not: the conditions are checked again on the row as
+/// it is now, never only on the candidates read before): the `received_at` of each.
+const PURGE: &str = "DELETE FROM countersign_inbox
+  WHERE id IN (SELECT value FROM json_each(?1))
+    AND state IN ('done', 'dead') AND due_at <= ?2 AND expires_at <= ?2
   RETURNING received_at";
+
+/// [`PURGE`] in PostgreSQL's words: `?1` an array of ids.
+const PURGE_POSTGRES: &str = "DELETE FROM countersign_inbox
+  WHERE id = ANY (?1::TEXT[])
+    AND state IN ('done', 'dead') AND due_at <= ?2 AND expires_at <= ?2
+  RETURNING received_at";
+
+/// Which of a purge's candidates (`(id, body bytes)` as [`PURGEABLE`] read them, in order)
+/// one transaction forgets: until their bodies pass [`PURGE_BATCH_BYTES`], one at least; and
+/// whether more may be due after them.
+pub(crate) fn purge_batch(candidates: Vec<(String, i64)>) -> (Vec<String>, bool) {
+    let read = candidates.len();
+    let mut bytes = 0i64;
+    let mut ids = Vec::with_capacity(read);
+    for (id, size) in candidates {
+        let more = bytes.saturating_add(size.max(0));
+        if !ids.is_empty() && more > PURGE_BATCH_BYTES {
+            break;
+        }
+        bytes = more;
+        ids.push(id);
+    }
+    let full = i64::try_from(read).unwrap_or(i64::MAX) >= PURGE_BATCH;
+    let more = full || ids.len() < read;
+    (ids, more)
+}
 
 /// After [`PURGE`], in its transaction: the latest `received_at` among the rows it forgot
 /// (`?1`), kept as the inbox's high-water mark of forgotten ids (a reconciliation commits
@@ -230,6 +266,7 @@ pub(crate) struct Statements {
     pub(crate) retry: String,
     pub(crate) dead: String,
     pub(crate) crowded: String,
+    pub(crate) purgeable: String,
     pub(crate) purge: String,
     pub(crate) mark_purged: String,
     pub(crate) purged_up_to: String,
@@ -262,7 +299,8 @@ impl Statements {
             retry: make(RETRY),
             dead: make(DEAD),
             crowded: make(CROWDED),
-            purge: make(PURGE),
+            purgeable: make(PURGEABLE),
+            purge: make(if postgres { PURGE_POSTGRES } else { PURGE }),
             mark_purged: make(MARK_PURGED),
             purged_up_to: make(PURGED_UP_TO),
             stats: make(STATS),
@@ -364,6 +402,33 @@ pub(crate) fn stats(rows: impl IntoIterator<Item = (String, i64, i64)>) -> Inbox
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_purge_batch_stops_at_its_bytes_with_one_row_at_least() {
+        let rows = |sizes: &[i64]| -> Vec<(String, i64)> {
+            sizes
+                .iter()
+                .enumerate()
+                .map(|(n, size)| (format!("r{n}"), *size))
+                .collect()
+        };
+        let mib = 1 << 20;
+        // Handled ones keep no body: all of them, and no more due.
+        assert_eq!(
+            purge_batch(rows(&[0; 10])),
+            ((0..10).map(|n| format!("r{n}")).collect(), false)
+        );
+        // Dead letters up to 64 MiB of bodies; the rest next time.
+        let (ids, more) = purge_batch(rows(&[30 * mib, 30 * mib, 30 * mib]));
+        assert_eq!((ids.len(), more), (2, true));
+        // One larger than the budget goes alone.
+        let (ids, more) = purge_batch(rows(&[100 * mib, 0]));
+        assert_eq!((ids, more), (vec!["r0".to_owned()], true));
+        // A full read may have more behind it.
+        let full = usize::try_from(PURGE_BATCH).unwrap();
+        assert!(purge_batch(rows(&vec![0; full])).1);
+        assert_eq!(purge_batch(Vec::new()), (Vec::new(), false));
+    }
+
     use super::*;
 
     #[test]

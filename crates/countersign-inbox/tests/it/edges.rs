@@ -543,7 +543,8 @@ async fn workers_that_never_run_out_of_work_still_purge() {
 /// the handled deliveries past their time are still forgotten on schedule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_runs_while_every_worker_is_held() {
-    let store = Faulty::new(SqliteInbox::open(sqlite("purge-held")).unwrap());
+    let path = sqlite("purge-held");
+    let store = Faulty::new(SqliteInbox::open(&path).unwrap());
     let purges = Arc::clone(&store.purges);
     let inbox = Inbox::new(store.clone()).with_purge_every(Duration::from_millis(100));
     let far = SystemTime::now() + Duration::from_secs(3600);
@@ -570,8 +571,17 @@ async fn the_purge_runs_while_every_worker_is_held() {
         }
     });
     until(|| started.load(Ordering::SeqCst)).await;
+    // A handled delivery past its time, written while the worker is held.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "INSERT INTO countersign_inbox (id, provider, state, due_at, received_at, expires_at)
+             VALUES ('old', 'contentful', 'done', 1000, 1000, 1000)",
+        )
+        .unwrap();
     let before = purges.load(Ordering::SeqCst);
     until(|| purges.load(Ordering::SeqCst) >= before + 2).await;
+    assert_eq!(store.known(&["old".to_owned()]).await.unwrap(), [false]);
     workers.stop();
 }
 

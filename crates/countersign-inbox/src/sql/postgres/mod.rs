@@ -578,22 +578,30 @@ impl WorkerStore for PostgresInbox {
         let mut forgotten = 0;
         loop {
             // A batch and its mark in one transaction of their own.
-            let purged = self
+            let (purged, more) = self
                 .with(|mut client| async move {
                     let db = client.transaction().await?;
-                    let purge = db.prepare_cached(&self.sql.purge).await?;
+                    let purgeable = db.prepare_cached(&self.sql.purgeable).await?;
                     let batch = sql::PURGE_BATCH;
-                    let rows = settled(&db, BOOKKEEPING, db.query(&purge, &[&now, &batch])).await?;
+                    let candidates =
+                        settled(&db, BOOKKEEPING, db.query(&purgeable, &[&now, &batch]))
+                            .await?
+                            .iter()
+                            .map(|row| (row.get(0), row.get(1)))
+                            .collect();
+                    let (ids, more) = sql::purge_batch(candidates);
+                    let purge = db.prepare_cached(&self.sql.purge).await?;
+                    let rows = db.query(&purge, &[&ids, &now]).await?;
                     if let Some(up_to) = rows.iter().map(|row| row.get::<_, i64>(0)).max() {
                         let mark = db.prepare_cached(&self.sql.mark_purged).await?;
                         db.execute(&mark, &[&up_to]).await?;
                     }
                     db.commit().await?;
-                    Ok(rows.len())
+                    Ok((rows.len(), more))
                 })
                 .await?;
             forgotten += purged as u64;
-            if i64::try_from(purged).unwrap_or(i64::MAX) < sql::PURGE_BATCH {
+            if purged == 0 || !more {
                 return Ok(forgotten);
             }
         }

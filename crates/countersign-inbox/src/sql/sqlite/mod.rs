@@ -509,23 +509,32 @@ impl WorkerStore for SqliteInbox {
             // A batch and its mark in one transaction of their own: other operations take
             // the connection between batches.
             let sql = Arc::clone(&self.sql);
-            let purged = self
+            let (purged, more) = self
                 .bookkeeping(move |db| {
                     let db = db.transaction()?;
+                    let candidates = db
+                        .prepare_cached(&sql.purgeable)?
+                        .query_map(params![now, sql::PURGE_BATCH], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let (ids, more) = sql::purge_batch(candidates);
+                    let ids = serde_json::to_string(&ids)
+                        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(error.into()))?;
                     let received = db
                         .prepare_cached(&sql.purge)?
-                        .query_map(params![now, sql::PURGE_BATCH], |row| row.get::<_, i64>(0))?
+                        .query_map(params![ids, now], |row| row.get::<_, i64>(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     if let Some(up_to) = received.iter().max() {
                         db.prepare_cached(&sql.mark_purged)?
                             .execute(params![up_to])?;
                     }
                     db.commit()?;
-                    Ok(received.len())
+                    Ok((received.len(), more))
                 })
                 .await?;
             forgotten += purged as u64;
-            if i64::try_from(purged).unwrap_or(i64::MAX) < sql::PURGE_BATCH {
+            if purged == 0 || !more {
                 return Ok(forgotten);
             }
         }
