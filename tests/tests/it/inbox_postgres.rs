@@ -1039,3 +1039,65 @@ async fn a_purge_keeps_the_latest_receipt_it_forgot() {
         millis(received[1])
     );
 }
+
+/// A dead letter retried while a purge is about to forget it stays, due: the purge's delete
+/// checks again, on the row as the retry left it, that it is past its time. (Its conditions
+/// were once only on the candidates the purge had read, and the retried delivery was
+/// deleted: never handled, though its retry was answered.) Here the retry's transaction holds
+/// the row until the purge waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_retried_while_the_purge_runs_is_not_forgotten() {
+    use countersign_inbox::{OperatorStore, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let store = PostgresInbox::new(example_support::postgres::pool(&pg.url()).unwrap())
+        .with_table("retried")
+        .unwrap();
+    store.stats().await.unwrap();
+    let admin = example_support::postgres::pool(&pg.url()).unwrap();
+    let (retry, watch) = (admin.get().await.unwrap(), admin.get().await.unwrap());
+    retry
+        .batch_execute(
+            "INSERT INTO retried (id, provider, state, due_at, received_at, expires_at)
+             VALUES ('dl', 'contentful', 'dead', 1000, 1000, 1000)",
+        )
+        .await
+        .unwrap();
+    retry
+        .batch_execute("BEGIN; UPDATE retried SET state = 'pending', due_at = 2000 WHERE id = 'dl'")
+        .await
+        .unwrap();
+    let purging = tokio::spawn({
+        let store = store.clone();
+        async move { store.purge(std::time::SystemTime::now()).await }
+    });
+    // The purge read the dead letter as it was, and waits for the row.
+    let mut waiting = false;
+    for _ in 0..250 {
+        let row = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the purge never waited for the retried row");
+    retry.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(purging.await.unwrap().unwrap(), 0, "nothing forgotten");
+    let state = watch
+        .query_one("SELECT state FROM retried WHERE id = 'dl'", &[])
+        .await
+        .unwrap();
+    assert_eq!(state.get::<_, String>(0), "pending");
+    assert_eq!(store.known(&["dl".to_owned()]).await.unwrap(), [true]);
+    assert_eq!(store.purged_up_to().await.unwrap(), None);
+    drop(pg);
+}
