@@ -502,21 +502,8 @@ async fn workers_that_never_run_out_of_work_still_purge() {
         .without_tenant_limit()
         .with_tenant_concurrency(8)
         .with_purge_every(Duration::from_millis(100));
-    let far = SystemTime::now() + Duration::from_secs(3600);
     for n in 0..60 {
-        let delivery = InboxDelivery {
-            id: format!("d{n}"),
-            provider: Provider::Contentful,
-            tenant: None,
-            body: bytes::Bytes::from_static(b"{}"),
-            signed_headers: Vec::new(),
-            received_at: SystemTime::now(),
-            attempt: 0,
-        };
-        assert_eq!(
-            store.commit(&delivery, far, None).await.unwrap(),
-            Commit::New
-        );
+        committed(&store, &format!("d{n}")).await;
     }
     // One worker, 50 ms a delivery: three seconds of backlog, every claim finds one.
     let handled = Arc::new(AtomicUsize::new(0));
@@ -547,20 +534,7 @@ async fn the_purge_runs_while_every_worker_is_held() {
     let store = Faulty::new(SqliteInbox::open(&path).unwrap());
     let purges = Arc::clone(&store.purges);
     let inbox = Inbox::new(store.clone()).with_purge_every(Duration::from_millis(100));
-    let far = SystemTime::now() + Duration::from_secs(3600);
-    let delivery = InboxDelivery {
-        id: "hangs".to_owned(),
-        provider: Provider::Contentful,
-        tenant: None,
-        body: bytes::Bytes::from_static(b"{}"),
-        signed_headers: Vec::new(),
-        received_at: SystemTime::now(),
-        attempt: 0,
-    };
-    assert_eq!(
-        store.commit(&delivery, far, None).await.unwrap(),
-        Commit::New
-    );
+    committed(&store, "hangs").await;
     let started = Arc::new(AtomicBool::new(false));
     let running = Arc::clone(&started);
     let workers = inbox.work(1, move |_: InboxDelivery| {
@@ -610,4 +584,22 @@ async fn a_large_purge_goes_in_batches_and_marks_the_latest_it_forgot() {
     );
     assert_eq!(store.known(&["old-1".to_owned()]).await.unwrap(), [false]);
     assert_eq!(store.purge(SystemTime::now()).await.unwrap(), 0);
+}
+
+/// A delivery of no tenant `id`, committed to `store` now and remembered for an hour.
+async fn committed(store: &impl WorkerStore, id: &str) {
+    let delivery = InboxDelivery {
+        id: id.to_owned(),
+        provider: Provider::Contentful,
+        tenant: None,
+        body: bytes::Bytes::from_static(b"{}"),
+        signed_headers: Vec::new(),
+        received_at: SystemTime::now(),
+        attempt: 0,
+    };
+    let remember = SystemTime::now() + Duration::from_secs(3600);
+    assert_eq!(
+        store.commit(&delivery, remember, None).await.unwrap(),
+        Commit::New
+    );
 }
