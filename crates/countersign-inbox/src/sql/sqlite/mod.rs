@@ -628,3 +628,40 @@ impl OperatorStore for SqliteInbox {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans for `statement` over the inbox's schema, without statistics.
+    fn plan(statement: &str, values: impl rusqlite::Params) -> String {
+        let db = Connection::open_in_memory().unwrap();
+        let sql = sql::Statements::new(sql::DEFAULT_TABLE, false, "");
+        db.execute_batch(&sql.schema).unwrap();
+        let mut explain = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        let steps = explain
+            .query_map(values, |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        steps.join("; ")
+    }
+
+    #[test]
+    fn a_purge_batch_finds_its_rows_by_id_and_its_candidates_by_state() {
+        // By the primary key: through the index of states, each batch walked every row past
+        // its time.
+        let purge = plan(sql::PURGE, params!["[\"a\", \"b\"]", 5]);
+        assert!(
+            purge.contains("USING INDEX sqlite_autoindex_countersign_inbox_1 (id=?)"),
+            "{purge}"
+        );
+        let candidates = plan(sql::PURGEABLE, params![5, 10]);
+        assert!(
+            candidates.contains("USING INDEX countersign_inbox_due (state=? AND due_at<?)"),
+            "{candidates}"
+        );
+    }
+}
