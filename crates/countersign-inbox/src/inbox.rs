@@ -181,9 +181,12 @@ impl<St: InboxStore> Inbox<St> {
         self.reconfigure(|settings| settings.poll = poll.max(Duration::from_millis(10)))
     }
 
-    /// How often the workers forget the handled deliveries and dead letters past their time
-    /// (at least 100 ms; [`DEFAULT_PURGE_EVERY`]), busy or idle. Each instance's workers purge
-    /// on their own; a purge reads only the rows it removes.
+    /// How often the workers forget the handled deliveries and dead letters past their time,
+    /// busy or idle: [`DEFAULT_PURGE_EVERY`] (60 s) by default, clamped to 100 ms at the least.
+    /// Each instance's workers purge on their own, the first time one period after they start
+    /// (an instance restarted more often than that never purges: give it a shorter period).
+    /// A purge reads the rows past their time, at most 5,000 rows or 64 MiB of bodies a
+    /// transaction.
     #[must_use]
     pub fn with_purge_every(self, every: Duration) -> Self {
         let every = every.clamp(Duration::from_millis(100), countersign_core::MAX_WINDOW);
