@@ -184,7 +184,8 @@ impl<St: InboxStore> Inbox<St> {
     /// How often the workers forget the handled deliveries and dead letters past their time,
     /// busy or idle: [`DEFAULT_PURGE_EVERY`] (60 s) by default, clamped to 100 ms at the least.
     /// Each instance's workers purge on their own, the first time one period after they start
-    /// (an instance restarted more often than that never purges: give it a shorter period).
+    /// (an instance restarted more often than that never purges: give it a shorter period, or
+    /// call [`Inbox::purge`] before it stops).
     /// A purge reads the rows past their time, at most 5,000 rows or 64 MiB of bodies a
     /// transaction.
     #[must_use]
@@ -294,6 +295,17 @@ impl<St: InboxStore> Inbox<St> {
     /// The store failed.
     pub async fn stats(&self) -> Result<InboxStats, StoreError> {
         self.inner.store.stats().await
+    }
+
+    /// Forgets now the handled deliveries and the dead letters past their time, as the
+    /// workers do every [`Inbox::with_purge_every`]: how many it forgot. For a process that
+    /// does not live that long (a scheduled function's worker, which ends once nothing is
+    /// waiting): call it before it ends, or nothing is ever forgotten and the table grows.
+    ///
+    /// # Errors
+    /// The store failed; what was forgotten before stays forgotten.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        self.inner.store.purge(SystemTime::now()).await
     }
 }
 

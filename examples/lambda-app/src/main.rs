@@ -32,6 +32,10 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// How long before its invocation's deadline a worker stops taking deliveries.
 const WORKER_MARGIN: Duration = Duration::from_secs(10);
 
+/// How long before its invocation's deadline a worker's purge is given up (what it forgot
+/// in the batches before stays forgotten).
+const PURGE_MARGIN: Duration = Duration::from_secs(2);
+
 /// How many deliveries a worker handles at once.
 const WORKERS: usize = 4;
 
@@ -213,8 +217,9 @@ async fn handle(delivery: InboxDelivery) -> Result<(), BoxError> {
 }
 
 /// One scheduled invocation of the worker: hands the inbox's deliveries to [`handle`] until
-/// none is waiting, or until [`WORKER_MARGIN`] before `deadline`; answers how many it handled
-/// and how many wait for the next invocation.
+/// none is waiting, or until [`WORKER_MARGIN`] before `deadline`, then forgets the handled
+/// deliveries past their time; answers how many it handled, how many wait for the next
+/// invocation and how many it forgot (`null` when the purge failed).
 async fn drain(inbox: AnyInbox, deadline: SystemTime) -> Result<Value, Error> {
     let handled = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&handled);
@@ -253,5 +258,26 @@ async fn drain(inbox: AnyInbox, deadline: SystemTime) -> Result<Value, Error> {
     };
     // A delivery being handled finishes; one not begun waits for the next invocation.
     workers.shutdown(WORKER_MARGIN / 2).await;
-    Ok(json!({"handled": handled.load(Ordering::Relaxed), "waiting": waiting}))
+    // The workers purge one period after they start, which an invocation does not live to
+    // see: each invocation forgets what is past its time before it ends, in what time is left.
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .saturating_sub(PURGE_MARGIN);
+    let forgotten = match tokio::time::timeout(left, inbox.purge()).await {
+        Ok(Ok(forgotten)) => Some(forgotten),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not forget the handled deliveries past their time");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the purge of the handled deliveries past their time ran out of time");
+            None
+        }
+    };
+    Ok(json!({
+        "handled": handled.load(Ordering::Relaxed),
+        "waiting": waiting,
+        "forgotten": forgotten,
+    }))
 }

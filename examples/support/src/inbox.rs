@@ -98,6 +98,18 @@ impl AnyInbox {
         }
     }
 
+    /// Forgets now the handled deliveries and dead letters past their time (see
+    /// [`Inbox::purge`]): how many.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn purge(&self) -> Result<u64, Error> {
+        Ok(match self {
+            Self::Sqlite(inbox) => inbox.purge().await?,
+            Self::Postgres(inbox) => inbox.purge().await?,
+        })
+    }
+
     /// The dead letters of `tenant`, newest first, at most `limit`.
     ///
     /// # Errors
