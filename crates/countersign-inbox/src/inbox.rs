@@ -183,11 +183,10 @@ impl<St: InboxStore> Inbox<St> {
 
     /// How often the workers forget the handled deliveries and dead letters past their time,
     /// busy or idle: [`DEFAULT_PURGE_EVERY`] (60 s) by default, clamped to 100 ms at the least.
-    /// Each instance's workers purge on their own, the first time one period after they start
-    /// (an instance restarted more often than that never purges: give it a shorter period, or
-    /// call [`Inbox::purge`] before it stops).
-    /// A purge reads the rows past their time, at most 5,000 rows or 64 MiB of bodies a
-    /// transaction.
+    /// Each process's workers purge on their own, the first time one period after they start.
+    /// A process that stops sooner never purges: shorten the period, or call [`Inbox::purge`]
+    /// before it stops. A purge reads the rows past their time, at most 5,000 rows or 64 MiB of
+    /// bodies a transaction.
     #[must_use]
     pub fn with_purge_every(self, every: Duration) -> Self {
         let every = every.clamp(Duration::from_millis(100), countersign_core::MAX_WINDOW);
@@ -297,13 +296,13 @@ impl<St: InboxStore> Inbox<St> {
         self.inner.store.stats().await
     }
 
-    /// Forgets now the handled deliveries and the dead letters past their time, as the
-    /// workers do every [`Inbox::with_purge_every`]: how many it forgot. For a process that
-    /// does not live that long (a scheduled function's worker, which ends once nothing is
-    /// waiting): call it before it ends, or nothing is ever forgotten and the table grows.
+    /// Forgets the handled deliveries and dead letters past their time, now, as the workers do
+    /// every [`Inbox::with_purge_every`]. Returns how many it forgot. A process that does not
+    /// live that long (a scheduled function's worker, which ends once nothing is waiting) calls
+    /// it before it stops: otherwise nothing is ever forgotten, and the table only grows.
     ///
     /// # Errors
-    /// The store failed; what was forgotten before stays forgotten.
+    /// The store failed; what earlier batches forgot stays forgotten.
     pub async fn purge(&self) -> Result<u64, StoreError> {
         self.inner.store.purge(SystemTime::now()).await
     }

@@ -36,6 +36,14 @@ const WORKER_MARGIN: Duration = Duration::from_secs(10);
 /// in the batches before stays forgotten).
 const PURGE_MARGIN: Duration = Duration::from_secs(2);
 
+/// The longest a worker invocation purges: a backlog of rows past their time (the first
+/// purge after a long while) is forgotten over several invocations, and each of them leaves
+/// the next scheduled one its turn.
+const PURGE_AT_MOST: Duration = Duration::from_secs(20);
+
+/// The least time left for which a worker invocation starts a purge at all.
+const PURGE_AT_LEAST: Duration = Duration::from_millis(500);
+
 /// How many deliveries a worker handles at once.
 const WORKERS: usize = 4;
 
@@ -258,21 +266,29 @@ async fn drain(inbox: AnyInbox, deadline: SystemTime) -> Result<Value, Error> {
     };
     // A delivery being handled finishes; one not begun waits for the next invocation.
     workers.shutdown(WORKER_MARGIN / 2).await;
-    // The workers purge one period after they start, which an invocation does not live to
+    // The workers purge one period after they start, which an invocation rarely lives to
     // see: each invocation forgets what is past its time before it ends, in what time is left.
     let left = deadline
         .duration_since(SystemTime::now())
         .unwrap_or_default()
-        .saturating_sub(PURGE_MARGIN);
-    let forgotten = match tokio::time::timeout(left, inbox.purge()).await {
-        Ok(Ok(forgotten)) => Some(forgotten),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not forget the handled deliveries past their time");
-            None
-        }
-        Err(_) => {
-            tracing::warn!("the purge of the handled deliveries past their time ran out of time");
-            None
+        .saturating_sub(PURGE_MARGIN)
+        .min(PURGE_AT_MOST);
+    let forgotten = if left < PURGE_AT_LEAST {
+        tracing::warn!("no time was left to forget the handled deliveries past their time");
+        None
+    } else {
+        match tokio::time::timeout(left, inbox.purge()).await {
+            Ok(Ok(forgotten)) => Some(forgotten),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not forget the handled deliveries past their time");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the purge of the handled deliveries past their time ran out of time"
+                );
+                None
+            }
         }
     };
     Ok(json!({
