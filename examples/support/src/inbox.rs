@@ -98,8 +98,8 @@ impl AnyInbox {
         }
     }
 
-    /// Forgets now the handled deliveries and dead letters past their time (see
-    /// [`Inbox::purge`]): how many.
+    /// Forgets the handled deliveries and dead letters past their time, now (see
+    /// [`Inbox::purge`]). Returns how many it forgot.
     ///
     /// # Errors
     /// The store failed.
