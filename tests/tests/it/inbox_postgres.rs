@@ -672,51 +672,23 @@ async fn plans_made_on_a_new_table_read_a_few_rows_once_it_has_grown() {
         commit_round(format!("grown-{round}")).await;
         claim_round().await;
     }
-    let after = read().await;
-    let (scans, read_from) = read_between(&before, &after);
-    assert_eq!(
-        scans,
-        (0, 0),
-        "sequential scans of the grown table, and rows they read"
-    );
     // About 130 a round: 16 candidates of each tenant ranked, their rows locked by id (with
     // the versions that earlier claims left), the leases counted, the renewals and outcomes
     // found by id. A plan that read a backlog reads over 3,000 a round.
-    let index_rows: i64 = read_from.values().sum();
-    assert!(
-        index_rows < 2_000,
-        "{index_rows} index entries read in 5 rounds: {read_from:?}"
-    );
+    read_by_index("5 rounds", &before, &read().await, 2_000);
 
     // The workers' measure of the inbox (every 5 s) reads the deliveries not handled, about
     // 10,000 here, and none of the 10,000 handled ones kept for duplicates.
     let before = read().await;
     let stats = store.stats().await.unwrap();
     assert!(stats.pending >= 10_000, "{stats:?}");
-    let (scans, read_from) = read_between(&before, &read().await);
-    assert_eq!(
-        scans,
-        (0, 0),
-        "sequential scans of the grown table by the stats, and rows they read"
-    );
-    let index_rows: i64 = read_from.values().sum();
-    assert!(index_rows < 11_000, "{index_rows} index entries read");
+    read_by_index("the stats", &before, &read().await, 11_000);
 
     // The purge reads what it forgets (nothing here: each handled delivery is kept an hour or
     // more), not each handled delivery kept.
     let before = read().await;
     assert_eq!(store.purge(std::time::SystemTime::now()).await.unwrap(), 0);
-    let (scans, read_from) = read_between(&before, &read().await);
-    assert_eq!(
-        scans,
-        (0, 0),
-        "sequential scans of the grown table by the purge, and rows they read"
-    );
-    let index_rows: i64 = read_from.values().sum();
-    assert!(
-        index_rows < 100,
-        "{index_rows} index entries read by the purge"
-    );
+    read_by_index("the purge", &before, &read().await, 100);
     // Once they are past their time, the 10,000 handled ones go, in batches.
     let later = std::time::UNIX_EPOCH + Duration::from_millis(9_000_000_000_001);
     let forgotten = store.purge(later).await.unwrap();
@@ -845,16 +817,25 @@ async fn claim_now(
         .unwrap()
 }
 
-/// What was read between two readings of [`reads`]: sequential scans and the rows they read,
-/// and the entries read from each index.
-fn read_between(before: &Reads, after: &Reads) -> ((i64, i64), HashMap<String, i64>) {
+/// Asserts that what `what` did between the readings `before` and `after` read the table
+/// through its indexes only (no sequential scan), fewer than `most` index entries in all.
+fn read_by_index(what: &str, before: &Reads, after: &Reads, most: i64) {
     let scans = (after.0.0 - before.0.0, after.0.1 - before.0.1);
-    let indexes = after
+    assert_eq!(
+        scans,
+        (0, 0),
+        "sequential scans of the grown table by {what}, and rows they read"
+    );
+    let read_from: HashMap<&String, i64> = after
         .1
         .iter()
-        .map(|(index, rows)| (index.clone(), rows - before.1.get(index).unwrap_or(&0)))
+        .map(|(index, rows)| (index, rows - before.1.get(index).unwrap_or(&0)))
         .collect();
-    (scans, indexes)
+    let index_rows: i64 = read_from.values().sum();
+    assert!(
+        index_rows < most,
+        "{index_rows} index entries read by {what}: {read_from:?}"
+    );
 }
 
 /// A reading of [`reads`].
