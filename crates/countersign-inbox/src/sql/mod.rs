@@ -1,6 +1,8 @@
 //! What the SQL stores share: each statement written once, with SQLite's `?N` parameters
 //! ([`postgres`] gives PostgreSQL's `$N`), and the rows read back into the inbox's types. Only
-//! the schema and the claim differ between the two.
+//! the schema and the claim differ between the two. Every limit is bound as
+//! `CAST(?N AS BIGINT)`: SQLite compiles a statement with a bare `LIMIT ?N` again before every
+//! run.
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -59,11 +61,11 @@ pub(crate) const KNOWN: &str = "SELECT 1 FROM countersign_inbox WHERE id = ?1";
 
 /// A tenant's deliveries waiting (`tenant = ?1`, which an index serves), counted up to `?2`.
 pub(crate) const WAITING: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
-  WHERE tenant = ?1 AND state IN ('pending', 'leased') LIMIT ?2)";
+  WHERE tenant = ?1 AND state IN ('pending', 'leased') LIMIT CAST(?2 AS BIGINT))";
 
 /// The deliveries of no tenant waiting, counted up to `?1`.
 pub(crate) const WAITING_UNTENANTED: &str = "SELECT count(*) FROM (SELECT 1 FROM countersign_inbox
-  WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT ?1)";
+  WHERE tenant IS NULL AND state IN ('pending', 'leased') LIMIT CAST(?1 AS BIGINT))";
 
 /// A new delivery, due at once.
 pub(crate) const INSERT: &str = "INSERT INTO countersign_inbox
@@ -111,7 +113,7 @@ pub(crate) const DEAD_LETTERS: &str =
     "SELECT id, provider, tenant, attempts, last_error, received_at
    FROM countersign_inbox
   WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR tenant = ?1)
-  ORDER BY received_at DESC, id LIMIT ?2";
+  ORDER BY received_at DESC, id LIMIT CAST(?2 AS BIGINT)";
 
 /// A dead letter of tenant `?2` (any tenant's when null) due again, its attempts afresh,
 /// unless its tenant has `?4` deliveries waiting already.
@@ -145,7 +147,7 @@ pub(crate) const PURGE_BATCH_BYTES: i64 = 64 << 20;
 /// earlier `due_at`, and is read but kept until `expires_at`): each id and its body's bytes.
 pub(crate) const PURGEABLE: &str = "SELECT id, CAST(coalesce(length(body), 0) AS BIGINT)
    FROM countersign_inbox
-  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1 LIMIT ?2";
+  WHERE state IN ('done', 'dead') AND due_at <= ?1 AND expires_at <= ?1 LIMIT CAST(?2 AS BIGINT)";
 
 /// The deliveries of the JSON array `?1` of ids that are still past their time at `?2`
 /// (a dead letter retried meanwhile is not: the conditions are checked again on the row as

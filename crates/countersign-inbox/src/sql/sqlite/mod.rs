@@ -32,7 +32,8 @@ mod group;
 /// deliveries on live leases; none past the tenant's concurrency `?5` is taken. Among equal
 /// turns the tenants take their places in a rotation that each claim starts elsewhere (`?7`),
 /// so that a tenant whose backlog is older never goes before a newcomer for long. Each lease
-/// is `{owner}:{attempt}`.
+/// is `{owner}:{attempt}`. Each limit is a `CAST`: a bare `LIMIT ?N` made SQLite compile the
+/// statement again at every call (the test `no_statement_is_compiled_again_for_other_values`).
 const CLAIM: &str = "
 WITH RECURSIVE tenants(tenant) AS (
     SELECT (SELECT tenant FROM countersign_inbox INDEXED BY countersign_inbox_pending
@@ -46,11 +47,11 @@ candidates AS (
     SELECT i.id, i.tenant, i.due_at FROM tenants t CROSS JOIN countersign_inbox i
         ON i.id IN (SELECT id FROM countersign_inbox
                      WHERE state = 'pending' AND tenant = t.tenant AND due_at <= ?3
-                     ORDER BY due_at, id LIMIT ?6)
+                     ORDER BY due_at, id LIMIT CAST(?6 AS BIGINT))
     UNION ALL
     SELECT id, tenant, due_at FROM (SELECT id, tenant, due_at FROM countersign_inbox
          WHERE state = 'pending' AND tenant IS NULL AND due_at <= ?3
-         ORDER BY due_at, id LIMIT ?6)
+         ORDER BY due_at, id LIMIT CAST(?6 AS BIGINT))
     UNION ALL
     SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= ?3
 ),
@@ -71,7 +72,8 @@ rotated AS (
 UPDATE countersign_inbox
    SET state = 'leased', lease_owner = ?1 || ':' || (attempts + 1), due_at = ?2,
        attempts = attempts + 1
- WHERE id IN (SELECT id FROM rotated WHERE turn <= ?5 ORDER BY turn, spot, due_at, id LIMIT ?4)
+ WHERE id IN (SELECT id FROM rotated WHERE turn <= ?5 ORDER BY turn, spot, due_at, id
+                LIMIT CAST(?4 AS BIGINT))
 RETURNING ";
 
 /// The inbox in a SQLite file: durable (write-ahead log, `synchronous = FULL`: a delivery
@@ -663,5 +665,78 @@ mod tests {
             candidates.contains("USING INDEX countersign_inbox_due (state=? AND due_at<?)"),
             "{candidates}"
         );
+    }
+
+    /// SQLite compiles a statement again before each run in which a value bound to it may
+    /// change its plan: a bare `LIMIT ?N`, whatever the value, so the claim was compiled anew
+    /// at each call (a `CAST` keeps the value out of the plan). Every statement the store runs
+    /// is compiled once, whatever values it is run with.
+    #[test]
+    fn no_statement_is_compiled_again_for_other_values() {
+        let db = Connection::open_in_memory().unwrap();
+        let sql = sql::Statements::new(
+            sql::DEFAULT_TABLE,
+            false,
+            &format!("{CLAIM}{}", sql::CLAIMED),
+        );
+        db.execute_batch(&sql.schema).unwrap();
+        // Every statement: a new one fails to build here until it is listed.
+        let sql::Statements {
+            schema: _,
+            claim,
+            known,
+            waiting,
+            waiting_untenanted,
+            insert,
+            set_aside,
+            bury,
+            renew,
+            complete,
+            fail,
+            dead_letters,
+            retry,
+            dead,
+            crowded,
+            purgeable,
+            purge,
+            mark_purged,
+            purged_up_to,
+            stats,
+        } = &sql;
+        for statement in [
+            claim,
+            known,
+            waiting,
+            waiting_untenanted,
+            insert,
+            set_aside,
+            bury,
+            renew,
+            complete,
+            fail,
+            dead_letters,
+            retry,
+            dead,
+            crowded,
+            purgeable,
+            purge,
+            mark_purged,
+            purged_up_to,
+            stats,
+        ] {
+            let mut prepared = db.prepare(statement).unwrap();
+            for value in [1_i64, 2, 3] {
+                for at in 1..=prepared.parameter_count() {
+                    prepared.raw_bind_parameter(at, value).unwrap();
+                }
+                let mut rows = prepared.raw_query();
+                while rows.next().unwrap().is_some() {}
+            }
+            assert_eq!(
+                prepared.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "compiled again: {statement}"
+            );
+        }
     }
 }
