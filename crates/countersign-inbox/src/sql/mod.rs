@@ -1,8 +1,8 @@
 //! What the SQL stores share: each statement written once, with SQLite's `?N` parameters
 //! ([`postgres`] gives PostgreSQL's `$N`), and the rows read back into the inbox's types. Only
-//! the schema and the claim differ between the two. Every limit is bound as
-//! `CAST(?N AS BIGINT)`: SQLite compiles a statement with a bare `LIMIT ?N` again before every
-//! run.
+//! the schema and the claim differ between the two. Every limit here, and in SQLite's claim,
+//! is bound as `CAST(?N AS BIGINT)`: SQLite compiles a statement with a bare `LIMIT ?N` again
+//! before every run.
 
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

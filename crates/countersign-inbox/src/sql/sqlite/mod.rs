@@ -107,7 +107,10 @@ impl SqliteInbox {
     /// The inbox in the SQLite file at `path`, made (0600, its directory too) with its table
     /// when absent. Its page cache (SQLite's copy in memory of the pages it read) may grow to
     /// 64 MiB: delivery ids are random, so new ones land all over the index of ids, and with
-    /// SQLite's default 2 MiB that index is read back from the file under load.
+    /// SQLite's default 2 MiB that index is read back from the file under load. Its plans do
+    /// not depend on the values bound to them (SQLite's query planner stability guarantee):
+    /// otherwise, once the file has statistics (an `ANALYZE`, a `PRAGMA optimize`), SQLite
+    /// would compile the claim and the commit's count again at each run.
     ///
     /// # Errors
     /// When the file cannot be opened or written.
@@ -120,11 +123,7 @@ impl SqliteInbox {
         #[cfg(unix)]
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(unavailable)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
-            )
-            .map_err(unavailable)?;
+        settle(&connection).map_err(unavailable)?;
         Self::sharing(Arc::new(Mutex::new(connection)))
     }
 
@@ -136,7 +135,10 @@ impl SqliteInbox {
     /// 2 MiB). The `synchronous` level is read here, once: deliveries commit at it, so a
     /// connection opened at `NORMAL` acknowledges deliveries that a power loss may erase. The
     /// workers' bookkeeping runs at `NORMAL`, which is safe from corruption in WAL mode only.
-    /// This sets the connection's cache of prepared statements to 64.
+    /// This sets the connection's cache of prepared statements to 64. Once the database has
+    /// statistics (`ANALYZE`), SQLite compiles some of the inbox's statements again at each
+    /// run unless the connection has the query planner stability guarantee, as `open` sets it
+    /// (`set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)`); it is left as you set it.
     ///
     /// # Errors
     /// When the table cannot be made.
@@ -262,6 +264,19 @@ impl Inbox<SqliteInbox> {
             worker::in_transaction(handler),
         )
     }
+}
+
+/// What [`SqliteInbox::open`] sets on its connection: a write-ahead log, each commit on disk,
+/// a page cache of 64 MiB, and plans that do not depend on bound values.
+fn settle(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
+    )?;
+    connection.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// The statement `which` picks, run with `values`: the rows it changed.
@@ -614,11 +629,15 @@ impl OperatorStore for SqliteInbox {
         );
         let limit = tenant_limit.map_or(i64::MAX, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
         self.run(move |db| {
-            if db.execute(&sql.retry, params![id, tenant, millis(now), limit])? == 1 {
+            let retried =
+                db.prepare_cached(&sql.retry)?
+                    .execute(params![id, tenant, millis(now), limit])?;
+            if retried == 1 {
                 return Ok(Retried::Due);
             }
             let dead = db
-                .query_row(&sql.dead, params![id, tenant], |_| Ok(()))
+                .prepare_cached(&sql.dead)?
+                .query_row(params![id, tenant], |_| Ok(()))
                 .optional()?
                 .is_some();
             Ok(if dead {
@@ -669,17 +688,43 @@ mod tests {
 
     /// SQLite compiles a statement again before each run in which a value bound to it may
     /// change its plan: a bare `LIMIT ?N`, whatever the value, so the claim was compiled anew
-    /// at each call (a `CAST` keeps the value out of the plan). Every statement the store runs
-    /// is compiled once, whatever values it is run with.
+    /// at each call (a `CAST` keeps the value out of the plan); and, once the database has
+    /// statistics, a bound value compared with an indexed column, unless the connection has
+    /// the query planner stability guarantee, as `open` sets it. Every statement the store
+    /// runs is compiled once, whatever values it is run with, with statistics or without.
     #[test]
     fn no_statement_is_compiled_again_for_other_values() {
-        let db = Connection::open_in_memory().unwrap();
         let sql = sql::Statements::new(
             sql::DEFAULT_TABLE,
             false,
             &format!("{CLAIM}{}", sql::CLAIMED),
         );
-        db.execute_batch(&sql.schema).unwrap();
+        let fresh = Connection::open_in_memory().unwrap();
+        settle(&fresh).unwrap();
+        fresh.execute_batch(&sql.schema).unwrap();
+        assert_compiled_once(&fresh, &sql);
+
+        // 3,000 rows of three tenants and three states, then statistics.
+        let analyzed = Connection::open_in_memory().unwrap();
+        settle(&analyzed).unwrap();
+        analyzed.execute_batch(&sql.schema).unwrap();
+        analyzed
+            .execute_batch(
+                "WITH RECURSIVE n(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM n WHERE n < 3000)
+                 INSERT INTO countersign_inbox
+                     (id, provider, tenant, state, due_at, received_at, expires_at)
+                 SELECT 'old-' || n, 'contentful', 'space-' || (n % 3),
+                        CASE n % 3 WHEN 0 THEN 'pending' WHEN 1 THEN 'done' ELSE 'dead' END,
+                        n, n, n FROM n;
+                 ANALYZE;",
+            )
+            .unwrap();
+        assert_compiled_once(&analyzed, &sql);
+    }
+
+    /// Runs each of `sql`'s statements three times on `db`, with other values each time, and
+    /// checks that SQLite never compiled one again.
+    fn assert_compiled_once(db: &Connection, sql: &sql::Statements) {
         // Every statement: a new one fails to build here until it is listed.
         let sql::Statements {
             schema: _,
@@ -702,7 +747,7 @@ mod tests {
             mark_purged,
             purged_up_to,
             stats,
-        } = &sql;
+        } = sql;
         for statement in [
             claim,
             known,
