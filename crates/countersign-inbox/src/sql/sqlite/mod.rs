@@ -725,9 +725,14 @@ mod tests {
     /// Runs each of `sql`'s statements three times on `db`, with other values each time, and
     /// checks that SQLite never compiled one again.
     fn assert_compiled_once(db: &Connection, sql: &sql::Statements) {
-        // Every statement: a new one fails to build here until it is listed.
-        let sql::Statements {
-            schema: _,
+        // Every statement, each named once: a new one fails to build here until it is listed.
+        macro_rules! every {
+            ($($name:ident),* $(,)?) => {{
+                let sql::Statements { schema: _, $($name),* } = sql;
+                [$($name),*]
+            }};
+        }
+        let statements = every![
             claim,
             known,
             waiting,
@@ -747,28 +752,8 @@ mod tests {
             mark_purged,
             purged_up_to,
             stats,
-        } = sql;
-        for statement in [
-            claim,
-            known,
-            waiting,
-            waiting_untenanted,
-            insert,
-            set_aside,
-            bury,
-            renew,
-            complete,
-            fail,
-            dead_letters,
-            retry,
-            dead,
-            crowded,
-            purgeable,
-            purge,
-            mark_purged,
-            purged_up_to,
-            stats,
-        ] {
+        ];
+        for statement in statements {
             let mut prepared = db.prepare(statement).unwrap();
             for value in [1_i64, 2, 3] {
                 for at in 1..=prepared.parameter_count() {
