@@ -141,6 +141,12 @@ impl Store {
         #[cfg(unix)]
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+        // Plans that do not depend on bound values, as `SqliteInbox::open` sets them: the
+        // inbox's claim is compiled once, even after an `ANALYZE`.
+        connection.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         let db = connection.transaction()?;
         db.execute_batch(MIGRATIONS_TABLE)?;
         for (version, sqlite) in SQLITE_MIGRATIONS {
