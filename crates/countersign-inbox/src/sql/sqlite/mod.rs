@@ -110,7 +110,8 @@ impl SqliteInbox {
     /// SQLite's default 2 MiB that index is read back from the file under load. Its plans do
     /// not depend on the values bound to them (SQLite's query planner stability guarantee):
     /// otherwise, once the file has statistics (an `ANALYZE`, a `PRAGMA optimize`), SQLite
-    /// would compile the claim and the commit's count again at each run.
+    /// would compile the claim and the commit's count again at each run. A handler run by
+    /// [`Inbox::work_in_transaction`] writes on this connection, under the same guarantee.
     ///
     /// # Errors
     /// When the file cannot be opened or written.
