@@ -228,7 +228,7 @@ async fn handle(delivery: InboxDelivery) -> Result<(), BoxError> {
 /// none is waiting, or until [`WORKER_MARGIN`] before `deadline`, then forgets the handled
 /// deliveries past their time; answers how many it handled, how many wait for the next
 /// invocation and how many it forgot (`null` when the purge failed, ran out of time or had
-/// none).
+/// no time left).
 async fn drain(inbox: AnyInbox, deadline: SystemTime) -> Result<Value, Error> {
     let handled = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&handled);
