@@ -20,7 +20,7 @@ use countersign::{Rejection, Verified};
 use countersign_core::inbox::remember_for;
 use countersign_core::replay::{StoreError, StoreErrorKind};
 
-use crate::delivery::{Commit, InboxDelivery};
+use crate::delivery::{Commit, InboxDelivery, LeaseOffer};
 use crate::metrics;
 use crate::shared::Shared;
 use crate::spool::Refused;
@@ -112,23 +112,53 @@ async fn acknowledge<St: InboxStore>(
     let settings = &shared.settings;
     let memory = remember_for(Some(window), settings.margin).max(settings.retry_horizon);
     let expires_at = now.checked_add(memory).unwrap_or(now);
+    // A free worker of this instance's pool offers to take the delivery with its commit.
+    let offer = shared.offer();
+    let limit = shared.limit_for(delivery.tenant.as_ref());
+    let commit = async {
+        match &offer {
+            Some(offer) => {
+                let offer = LeaseOffer {
+                    lease: &offer.lease,
+                    lease_until: offer.lease_until,
+                    tenant_concurrency: settings.tenant_concurrency,
+                };
+                shared
+                    .store
+                    .commit_and_lease(&delivery, expires_at, limit, offer)
+                    .await
+            }
+            None => Ok((
+                shared.store.commit(&delivery, expires_at, limit).await?,
+                false,
+            )),
+        }
+    };
     // A commit that takes too long goes to the spool: it may still land, and the spooled copy
     // is then a duplicate of it.
-    let committed = tokio::time::timeout(
-        COMMIT_TIMEOUT,
-        shared.store.commit(
-            &delivery,
-            expires_at,
-            shared.limit_for(delivery.tenant.as_ref()),
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(StoreError::new(
-            StoreErrorKind::Timeout,
-            "the inbox's store did not commit in time",
-        ))
-    });
+    let committed = tokio::time::timeout(COMMIT_TIMEOUT, commit)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                "the inbox's store did not commit in time",
+            ))
+        });
+    let committed = match committed {
+        Ok((Commit::New, true)) => {
+            if let Some(offer) = offer {
+                hand_over(shared, offer, &delivery);
+            }
+            Ok(Commit::New)
+        }
+        Ok((commit, _)) => {
+            if commit == Commit::New {
+                shared.committed.notify_waiters();
+            }
+            Ok(commit)
+        }
+        Err(error) => Err(error),
+    };
     // One outcome per request; a store error is counted where the spool decides it.
     if let Ok(commit) = &committed {
         metrics::outcome(
@@ -141,10 +171,7 @@ async fn acknowledge<St: InboxStore>(
         );
     }
     match committed {
-        Ok(Commit::New) => {
-            shared.committed.notify_waiters();
-            status("accepted")
-        }
+        Ok(Commit::New) => status("accepted"),
         Ok(Commit::Duplicate) => {
             tracing::info!(target: "countersign", delivery = %delivery.id, "acknowledged a duplicate of a committed delivery");
             let mut response = status("duplicate");
@@ -161,6 +188,38 @@ async fn acknowledge<St: InboxStore>(
         Err(error) => spool(shared, delivery, expires_at, &error).await,
     }
 }
+
+/// Hands `delivery`, committed leased to `offer`, to the worker whose place the offer holds.
+/// When that pool stopped meanwhile, the lease is given back (the delivery is due again at
+/// once, for the next claim, and this attempt is counted without having run), off the request.
+fn hand_over<St: InboxStore>(
+    shared: &Arc<Shared<St>>,
+    offer: crate::worker::Offer,
+    delivery: &InboxDelivery,
+) {
+    let lease = offer.lease.clone();
+    if offer.take(delivery.clone()) {
+        return;
+    }
+    let (shared, id) = (Arc::clone(shared), delivery.id.clone());
+    tokio::spawn(async move {
+        let now = SystemTime::now();
+        let dead_until = now
+            .checked_add(shared.settings.dead_letter_ttl)
+            .unwrap_or(now);
+        let given_back = shared
+            .store
+            .fail(&id, &lease, GIVEN_BACK, Some(now), dead_until)
+            .await;
+        if let Err(error) = given_back {
+            tracing::warn!(target: "countersign", %error, delivery = %id, "could not give back a lease of workers that stopped: the delivery is taken over when it lapses");
+        }
+        shared.committed.notify_waiters();
+    });
+}
+
+/// What a delivery leased with its commit says when its workers stopped before they took it.
+const GIVEN_BACK: &str = "the workers stopped before its first attempt began";
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.
 async fn spool<St: InboxStore>(

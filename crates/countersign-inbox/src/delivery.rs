@@ -185,6 +185,20 @@ pub struct ClaimRequest<'a> {
     pub rotation: u32,
 }
 
+/// A lease offered with a commit ([`WorkerStore::commit_and_lease`](crate::WorkerStore::commit_and_lease)):
+/// an idle worker of this instance takes the delivery for its first attempt in the same write,
+/// rather than a claim taking it after.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseOffer<'a> {
+    /// The first attempt's lease (`{owner}:1`).
+    pub lease: &'a str,
+    /// When it ends unless renewed.
+    pub lease_until: SystemTime,
+    /// The most deliveries of one tenant on live leases (across every instance), as the
+    /// claim counts them.
+    pub tenant_concurrency: u64,
+}
+
 /// A delivery an attempt holds: its id and the attempt's lease (`{owner}:{attempt}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {

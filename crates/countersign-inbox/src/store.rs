@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use countersign_core::replay::StoreError;
 
 use crate::delivery::{
-    ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, Outcome, Retried,
+    ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, LeaseOffer, Outcome, Retried,
 };
 
 /// What the request path and the workers ask of a store: commit, claim, renew, record the
@@ -24,6 +24,31 @@ pub trait WorkerStore: Send + Sync + 'static {
         expires_at: SystemTime,
         tenant_limit: Option<u64>,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+    /// Whether [`commit_and_lease`](Self::commit_and_lease) may lease: only then do the
+    /// workers offer their free places to commits. This default says `false`: override it
+    /// with `commit_and_lease`.
+    fn leases_on_commit(&self) -> bool {
+        false
+    }
+    /// Commits `delivery` as [`commit`](Self::commit) does and, in the same write, leases it
+    /// to `offer` for its first attempt when a claim would take it at once: nothing is due
+    /// before it (no delivery pending and due, no lease lapsed), and its tenant has fewer
+    /// than `offer.tenant_concurrency` deliveries on live leases, counting the others leased
+    /// in the same write. `true` with [`Commit::New`] when leased: the caller runs the attempt.
+    /// This default leases nothing (`false`), and the delivery waits for a claim.
+    fn commit_and_lease(
+        &self,
+        delivery: &InboxDelivery,
+        expires_at: SystemTime,
+        tenant_limit: Option<u64>,
+        offer: LeaseOffer<'_>,
+    ) -> impl Future<Output = Result<(Commit, bool), StoreError>> + Send {
+        let _ = offer;
+        async move {
+            let commit = self.commit(delivery, expires_at, tenant_limit).await?;
+            Ok((commit, false))
+        }
+    }
     /// Commits `delivery` as a dead letter kept until `dead_until`, with `note` as its last
     /// error, unless its id is there: a spooled delivery that waited too long to be told apart
     /// from one handled and forgotten already. [`Commit::New`] when set aside,
@@ -41,6 +66,16 @@ pub trait WorkerStore: Send + Sync + 'static {
         &self,
         request: ClaimRequest<'_>,
     ) -> impl Future<Output = Result<Vec<InboxDelivery>, StoreError>> + Send;
+    /// Whether a claim at `now` may have left something due (pending and due, or on a lease
+    /// that lapsed): after a claim that took nothing, the workers then also claim again as
+    /// each attempt ends (a tenant at its concurrency gets a turn). This default says `true`.
+    fn anything_due(
+        &self,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = now;
+        async { Ok(true) }
+    }
     /// Extends `lease` on `id` to `lease_until`: `false` when it is not `id`'s lease any more.
     fn renew(
         &self,

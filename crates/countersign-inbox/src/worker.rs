@@ -4,10 +4,11 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use countersign_core::replay::{Owner, StoreError, StoreErrorKind};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::delivery::{BoxError, ClaimRequest, GiveUp, Held, InboxDelivery, Outcome};
@@ -133,8 +134,118 @@ pub(crate) fn start<St: InboxStore>(
     }
 }
 
-/// Takes due deliveries while there is room, and runs each in a task of its own. The tasks
-/// live in a set owned by this loop: aborting the loop aborts them.
+/// The idle workers of a running pool, as the request path sees them: a commit that takes a
+/// free worker's place offers its delivery's first attempt with it
+/// ([`WorkerStore::commit_and_lease`](crate::WorkerStore::commit_and_lease)), and a delivery
+/// leased so goes to that worker at once, with no claim.
+pub(crate) struct Offers {
+    room: Arc<Semaphore>,
+    owner: String,
+    /// Numbers each claim's and each offer's owner: a lease is never the same twice.
+    leases: Arc<AtomicU64>,
+    to_workers: mpsc::UnboundedSender<Taken>,
+    /// Whether the pool's last claim took fewer deliveries than it had places for: only then
+    /// does a commit take a free worker's place. While claims come back full (a backlog), a
+    /// place held by a commit would be one less for the next claim, and the commit would not
+    /// be leased anyway.
+    open: AtomicBool,
+}
+
+/// A first attempt offered with a commit: a free worker's place, and the lease it would hold.
+pub(crate) struct Offer {
+    permit: OwnedSemaphorePermit,
+    owner: String,
+    /// `{owner}:1`.
+    pub(crate) lease: String,
+    /// When the lease ends unless renewed, and the same instant on the workers' clock.
+    pub(crate) lease_until: SystemTime,
+    leased_at: tokio::time::Instant,
+    to_workers: mpsc::UnboundedSender<Taken>,
+}
+
+/// A delivery leased with its commit, on its way to the worker whose place it holds.
+struct Taken {
+    delivery: InboxDelivery,
+    owner: String,
+    leased_at: tokio::time::Instant,
+    permit: OwnedSemaphorePermit,
+}
+
+impl<St> Shared<St> {
+    /// A free worker's place for a commit's first attempt, if this instance's pool has one.
+    pub(crate) fn offer(&self) -> Option<Offer> {
+        let offers = self
+            .offers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        if !offers.open.load(Ordering::Relaxed) {
+            return None;
+        }
+        let permit = Arc::clone(&offers.room).try_acquire_owned().ok()?;
+        let owner = format!(
+            "{}.{}",
+            offers.owner,
+            offers.leases.fetch_add(1, Ordering::Relaxed) + 1
+        );
+        let (now, leased_at) = (SystemTime::now(), tokio::time::Instant::now());
+        Some(Offer {
+            permit,
+            lease: format!("{owner}:1"),
+            owner,
+            lease_until: now.checked_add(self.settings.lease).unwrap_or(now),
+            leased_at,
+            to_workers: offers.to_workers.clone(),
+        })
+    }
+}
+
+impl Offer {
+    /// Hands `delivery`, committed leased to this offer, to its worker: `false` when the
+    /// pool stopped meanwhile.
+    pub(crate) fn take(self, mut delivery: InboxDelivery) -> bool {
+        delivery.attempt = 1;
+        self.to_workers
+            .send(Taken {
+                delivery,
+                owner: self.owner,
+                leased_at: self.leased_at,
+                permit: self.permit,
+            })
+            .is_ok()
+    }
+}
+
+/// The offers of a pool, withdrawn when it stops (or is aborted).
+struct Offering<'a, St> {
+    shared: &'a Shared<St>,
+    offers: Arc<Offers>,
+}
+
+impl<St> Drop for Offering<'_, St> {
+    fn drop(&mut self) {
+        let mut offers = self
+            .shared
+            .offers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if offers
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, &self.offers))
+        {
+            *offers = None;
+        }
+    }
+}
+
+/// Takes due deliveries while there is room, and runs each in a task of its own, with those
+/// the request path leased to its free workers. The tasks live in a set owned by this loop:
+/// aborting the loop aborts them.
+///
+/// An idle pool claims only when there may be something to take: a delivery committed here
+/// and left for a claim, the poll interval (other instances' commits, retries coming due), or,
+/// when its last claim left something due (a tenant at its concurrency), an attempt's end.
+/// The deliveries leased with their commits end without a claim after them.
 async fn claim_loop<St: InboxStore>(
     shared: Arc<Shared<St>>,
     concurrency: usize,
@@ -142,9 +253,43 @@ async fn claim_loop<St: InboxStore>(
     stop: Arc<tokio::sync::Notify>,
 ) {
     let owner = Owner::random().as_str().to_owned();
-    let mut claims: u64 = 0;
+    let leases = Arc::new(AtomicU64::new(0));
     let room = Arc::new(Semaphore::new(concurrency));
+    let (to_workers, mut taken) = mpsc::unbounded_channel();
+    let offers = Arc::new(Offers {
+        room: Arc::clone(&room),
+        owner: owner.clone(),
+        leases: Arc::clone(&leases),
+        to_workers,
+        open: AtomicBool::new(false),
+    });
+    let offering = {
+        let mut current = shared
+            .offers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (current.is_none() && shared.store.leases_on_commit()).then(|| {
+            *current = Some(Arc::clone(&offers));
+            Offering {
+                shared: &shared,
+                offers,
+            }
+        })
+    };
     let mut running = JoinSet::new();
+    let run = |running: &mut JoinSet<()>, taken: Taken| {
+        let (shared, handler) = (Arc::clone(&shared), handler.clone());
+        running.spawn(async move {
+            let Taken {
+                delivery,
+                owner,
+                leased_at,
+                permit,
+            } = taken;
+            attempt(&shared, &handler, &owner, delivery, leased_at).await;
+            drop(permit);
+        });
+    };
     // The inbox's depth and its purge beside the claims, each on its own: neither waits for
     // a free worker, nor holds up a claim or the other. Aborted with this loop.
     let mut housekeeping = JoinSet::new();
@@ -154,12 +299,17 @@ async fn claim_loop<St: InboxStore>(
     let settings = shared.settings;
     let stopped = stop.notified();
     tokio::pin!(stopped);
-    loop {
+    'claims: loop {
         while running.try_join_next().is_some() {}
         drain(&shared, &mut held_back).await;
         let first = tokio::select! {
-            permit = Arc::clone(&room).acquire_owned() => permit,
+            biased;
             () = &mut stopped => break,
+            Some(taken) = taken.recv() => {
+                run(&mut running, taken);
+                continue;
+            }
+            permit = Arc::clone(&room).acquire_owned() => permit,
         };
         let Ok(first) = first else {
             return;
@@ -173,9 +323,10 @@ async fn claim_loop<St: InboxStore>(
         }
         // Registered before the claim, so that a commit made while it runs still wakes us.
         let committed = shared.committed.notified();
+        tokio::pin!(committed);
         // Each claim its own owner: a lease is never the same twice, even for an attempt
         // number seen before (a dead letter tried again counts afresh).
-        claims += 1;
+        let claims = leases.fetch_add(1, Ordering::Relaxed) + 1;
         let owner = format!("{owner}.{claims}");
         let now = SystemTime::now();
         let leased_at = tokio::time::Instant::now();
@@ -201,29 +352,56 @@ async fn claim_loop<St: InboxStore>(
                 continue;
             }
         };
+        if let Some(offering) = &offering {
+            let open = batch.len() < permits.len();
+            offering.offers.open.store(open, Ordering::Relaxed);
+        }
         if batch.is_empty() {
             drop(permits);
             // Nothing to take, or nothing this claim could take: every due delivery's tenant
             // may be at its concurrency with attempts of ours, and then the next one that ends
             // frees a turn (waiting for the poll instead held a tenant of one space to its
-            // concurrency per poll interval).
-            tokio::select! {
-                () = committed => {}
-                () = tokio::time::sleep(settings.poll) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                () = &mut stopped => break,
+            // concurrency per poll interval). Whether anything is due says which.
+            // (With no attempt of ours under way, none of ours holds a tenant back.)
+            let left_due =
+                !running.is_empty() && shared.store.anything_due(now).await.unwrap_or(true);
+            let poll = tokio::time::sleep(settings.poll);
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut stopped => break 'claims,
+                    Some(taken) = taken.recv() => run(&mut running, taken),
+                    () = &mut committed => break,
+                    () = &mut poll => break,
+                    Some(_) = running.join_next(), if !running.is_empty() => {
+                        if left_due {
+                            break;
+                        }
+                    }
+                }
             }
             continue;
         }
         for (delivery, permit) in batch.into_iter().zip(permits.drain(..)) {
-            let (shared, handler, owner) = (Arc::clone(&shared), handler.clone(), owner.clone());
-            running.spawn(async move {
-                attempt(&shared, &handler, &owner, delivery, leased_at).await;
-                drop(permit);
-            });
+            run(
+                &mut running,
+                Taken {
+                    delivery,
+                    owner: owner.clone(),
+                    leased_at,
+                    permit,
+                },
+            );
         }
     }
-    // Stopping: the attempts under way finish and are recorded.
+    // Stopping: no more offers; the deliveries already leased with their commits and the
+    // attempts under way finish and are recorded.
+    drop(offering);
+    taken.close();
+    while let Some(delivery) = taken.recv().await {
+        run(&mut running, delivery);
+    }
     while running.join_next().await.is_some() {}
 }
 

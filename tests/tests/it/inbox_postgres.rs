@@ -18,6 +18,8 @@ use countersign_inbox::{Backoff, Inbox, InboxDelivery, PostgresInbox, Spool, Wor
 use http::Request;
 use serde_json::json;
 
+mod handoff;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the handlers saw: per delivery id, the attempts that failed and those that succeeded.

@@ -27,6 +27,9 @@ pub(crate) struct Pending {
     pub(crate) signed_headers: String,
     pub(crate) expires_at: SystemTime,
     pub(crate) tenant_limit: Option<u64>,
+    /// The first attempt's lease (`{owner}:1`), its end and the tenants' concurrency, when
+    /// an idle worker of this instance offers to take the delivery in the same write.
+    pub(crate) lease: Option<(String, i64, i64)>,
 }
 
 impl Pending {
@@ -41,7 +44,19 @@ impl Pending {
             delivery: delivery.clone(),
             expires_at,
             tenant_limit,
+            lease: None,
         })
+    }
+
+    /// The same commit, with `offer` of its first attempt's lease.
+    pub(crate) fn offering(mut self, offer: crate::LeaseOffer<'_>) -> Self {
+        let concurrency = i64::try_from(offer.tenant_concurrency).unwrap_or(i64::MAX);
+        self.lease = Some((
+            offer.lease.to_owned(),
+            crate::delivery::millis(offer.lease_until),
+            concurrency,
+        ));
+        self
     }
 
     /// What it weighs in a group: its body and headers.

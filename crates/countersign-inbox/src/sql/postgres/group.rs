@@ -26,12 +26,19 @@ pub(super) const MOST: usize = 256;
 /// share ids wait for each other rather than deadlock. The ids already there are looked up
 /// once, by the primary key (`= ANY`): a correlated `EXISTS` was planned, in the statement's
 /// cached generic plan, as a scan of the whole table.
+///
+/// A member with a lease offered (`$9`, its end `$10`, its tenants' concurrency `$11`) goes in
+/// leased for its first attempt, rather than pending, when a claim would take it at once:
+/// nothing is due before it (pending and due, or on a lapsed lease), and its tenant's live
+/// leases, with the group's members leased before it, stay within the concurrency. Then a
+/// worker of this instance runs it, and no claim has to find it.
 const GROUP: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
-                         $6::BIGINT[], $7::BIGINT[], $8::BIGINT[])
+                         $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[],
+                         $11::BIGINT[])
         WITH ORDINALITY AS t(id, provider, tenant, body, signed_headers, received_at, expires_at,
-                             cap, n)
+                             cap, lease, lease_until, concurrency, n)
 ),
 known AS (
     SELECT k.id FROM countersign_inbox k WHERE k.id = ANY($1::TEXT[])
@@ -61,16 +68,45 @@ admitted AS (
       LEFT JOIN waiting w ON w.tenant IS NOT DISTINCT FROM f.tenant
      WHERE f.cap = 9223372036854775807 OR f.place + coalesce(w.n, 0) <= f.cap
 ),
+offered AS (
+    SELECT a.id, a.tenant, a.lease, a.lease_until, a.concurrency,
+           ROW_NUMBER() OVER (PARTITION BY a.tenant ORDER BY a.n) AS place
+      FROM admitted a
+     WHERE a.lease IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM countersign_inbox d
+                        WHERE d.state IN ('pending', 'leased')
+                          AND d.due_at <= (SELECT max(received_at) FROM input))
+),
+live AS (
+    SELECT o.tenant, CASE WHEN o.tenant IS NULL
+        THEN (SELECT count(*) FROM countersign_inbox w
+               WHERE w.tenant IS NULL AND w.state = 'leased'
+                 AND w.due_at > (SELECT max(received_at) FROM input))
+        ELSE (SELECT count(*) FROM countersign_inbox w
+               WHERE w.tenant = o.tenant AND w.state = 'leased'
+                 AND w.due_at > (SELECT max(received_at) FROM input))
+        END AS n
+      FROM (SELECT DISTINCT tenant FROM offered) o
+),
+leased AS (
+    SELECT o.id, o.lease, o.lease_until FROM offered o
+      LEFT JOIN live l ON l.tenant IS NOT DISTINCT FROM o.tenant
+     WHERE o.place + coalesce(l.n, 0) <= o.concurrency
+),
 inserted AS (
     INSERT INTO countersign_inbox
-        (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at)
-    SELECT id, provider, tenant, body, signed_headers, 'pending', received_at, received_at,
-           expires_at
-      FROM admitted ORDER BY id
+        (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at,
+         lease_owner, attempts)
+    SELECT a.id, a.provider, a.tenant, a.body, a.signed_headers,
+           CASE WHEN l.id IS NULL THEN 'pending' ELSE 'leased' END,
+           coalesce(l.lease_until, a.received_at), a.received_at, a.expires_at, l.lease,
+           CASE WHEN l.id IS NULL THEN 0 ELSE 1 END
+      FROM admitted a LEFT JOIN leased l ON l.id = a.id ORDER BY a.id
     ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    RETURNING id, state
 )
-SELECT i.id IN (SELECT id FROM inserted), i.id IN (SELECT id FROM known)
+SELECT i.id IN (SELECT id FROM inserted), i.id IN (SELECT id FROM known),
+       i.id IN (SELECT id FROM inserted WHERE state = 'leased')
   FROM input i ORDER BY i.n";
 
 /// Which of the ids `$1` are there now.
@@ -91,11 +127,11 @@ impl Statements {
     }
 }
 
+/// A member's answer: its commit, and whether it went in leased to the lease it offered.
+pub(super) type Answer = Result<(Commit, bool), StoreError>;
+
 /// Commits `group`, each member answered as alone.
-pub(super) async fn write(
-    store: PostgresInbox,
-    group: Vec<Pending>,
-) -> Vec<Result<Commit, StoreError>> {
+pub(super) async fn write(store: PostgresInbox, group: Vec<Pending>) -> Vec<Answer> {
     if group.len() == 1 {
         return vec![store.commit_alone(&group[0]).await];
     }
@@ -126,10 +162,7 @@ pub(super) async fn write(
 const ALONE_AT_ONCE: usize = 4;
 
 /// `group` in one statement.
-async fn in_one(
-    store: &PostgresInbox,
-    group: &[Pending],
-) -> Result<Vec<Result<Commit, StoreError>>, StoreError> {
+async fn in_one(store: &PostgresInbox, group: &[Pending]) -> Result<Vec<Answer>, StoreError> {
     let ids: Vec<&str> = group.iter().map(|p| p.delivery.id.as_str()).collect();
     let providers: Vec<&str> = group.iter().map(|p| p.delivery.provider.as_str()).collect();
     let tenants: Vec<Option<&str>> = group.iter().map(|p| p.delivery.tenant.as_deref()).collect();
@@ -141,11 +174,37 @@ async fn in_one(
         .collect();
     let expires: Vec<i64> = group.iter().map(|p| millis(p.expires_at)).collect();
     let caps: Vec<i64> = group.iter().map(Pending::limit).collect();
+    let leases: Vec<Option<&str>> = group
+        .iter()
+        .map(|p| p.lease.as_ref().map(|(lease, _, _)| lease.as_str()))
+        .collect();
+    let lease_until: Vec<i64> = group
+        .iter()
+        .map(|p| p.lease.as_ref().map_or(0, |(_, until, _)| *until))
+        .collect();
+    let concurrency: Vec<i64> = group
+        .iter()
+        .map(|p| {
+            p.lease
+                .as_ref()
+                .map_or(0, |(_, _, concurrency)| *concurrency)
+        })
+        .collect();
     let rows = store
         .with(|mut client| async move {
             let db = client.transaction().await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-                &ids, &providers, &tenants, &bodies, &headers, &received, &expires, &caps,
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
+                &ids,
+                &providers,
+                &tenants,
+                &bodies,
+                &headers,
+                &received,
+                &expires,
+                &caps,
+                &leases,
+                &lease_until,
+                &concurrency,
             ];
             let rows = super::indexed(&db, &store.own.group.commit, &params).await?;
             db.commit().await?;
@@ -155,6 +214,7 @@ async fn in_one(
     // Each member's answer by what the statement did, an id's later members by its first.
     let mut first: HashMap<&str, Commit> = HashMap::new();
     let mut answers = Vec::with_capacity(group.len());
+    let mut leased = Vec::with_capacity(group.len());
     let mut unclear = Vec::new();
     if rows.len() != group.len() {
         return Err(StoreError::new(
@@ -164,6 +224,7 @@ async fn in_one(
     }
     for (pending, row) in group.iter().zip(&rows) {
         let id = pending.delivery.id.as_str();
+        leased.push(row.get::<_, bool>(2));
         let answer = match first.get(id) {
             Some(Commit::New | Commit::Duplicate) => Some(Commit::Duplicate),
             Some(Commit::TenantFull) => Some(Commit::TenantFull),
@@ -198,10 +259,13 @@ async fn in_one(
     Ok(group
         .iter()
         .zip(answers)
-        .map(|(pending, answer)| match (answer, &there) {
-            (Some(answer), _) => Ok(answer),
-            (None, Ok(there)) if there.contains(&pending.delivery.id) => Ok(Commit::Duplicate),
-            (None, Ok(_)) => Ok(Commit::TenantFull),
+        .zip(leased)
+        .map(|((pending, answer), leased)| match (answer, &there) {
+            (Some(answer), _) => Ok((answer, leased && answer == Commit::New)),
+            (None, Ok(there)) if there.contains(&pending.delivery.id) => {
+                Ok((Commit::Duplicate, false))
+            }
+            (None, Ok(_)) => Ok((Commit::TenantFull, false)),
             (None, Err(error)) => Err(error.clone()),
         })
         .collect())

@@ -13,8 +13,8 @@ use countersign_core::replay::{StoreError, StoreErrorKind};
 
 use crate::batch::Batcher;
 use crate::delivery::{
-    BoxError, ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, Outcome, Retried,
-    millis,
+    BoxError, ClaimRequest, Commit, DeadLetter, Held, InboxDelivery, InboxStats, LeaseOffer,
+    Outcome, Retried, millis,
 };
 use crate::inbox::Inbox;
 use crate::sql;
@@ -43,7 +43,7 @@ pub struct PostgresInbox {
     /// The statements PostgreSQL's inbox has of its own, over the table.
     own: std::sync::Arc<Own>,
     /// The commits waiting for the next group ([`group`]).
-    commits: std::sync::Arc<Batcher<sql::Pending, Result<Commit, StoreError>>>,
+    commits: std::sync::Arc<Batcher<sql::Pending, group::Answer>>,
 }
 
 impl fmt::Debug for PostgresInbox {
@@ -95,20 +95,29 @@ impl PostgresInbox {
         })
     }
 
-    /// Commits `pending` in a statement of its own.
-    async fn commit_alone(&self, pending: &sql::Pending) -> Result<Commit, StoreError> {
+    /// Commits `pending` in a statement of its own: its answer, and whether it went in leased
+    /// to the lease it offered.
+    async fn commit_alone(&self, pending: &sql::Pending) -> Result<(Commit, bool), StoreError> {
         let delivery = &pending.delivery;
         let limit = pending.limit();
-        let (admit, limited) = match (&delivery.tenant, limit) {
-            (_, i64::MAX) => (&self.own.admit.unlimited, false),
-            (Some(_), _) => (&self.own.admit.tenanted, true),
-            (None, _) => (&self.own.admit.untenanted, true),
+        let (lease, lease_until, concurrency) = pending
+            .lease
+            .as_ref()
+            .map_or((None, 0, 0), |(lease, until, concurrency)| {
+                (Some(lease.as_str()), *until, *concurrency)
+            });
+        let (admit, count) = match (&delivery.tenant, limit, lease) {
+            (Some(_), _, Some(_)) => (&self.own.admit.leased, 11),
+            (None, _, Some(_)) => (&self.own.admit.leased_untenanted, 11),
+            (_, i64::MAX, None) => (&self.own.admit.unlimited, 7),
+            (Some(_), _, None) => (&self.own.admit.tenanted, 8),
+            (None, _, None) => (&self.own.admit.untenanted, 8),
         };
         self.with(|mut client| async move {
             let db = client.transaction().await?;
             let at = millis(delivery.received_at);
             let expires = millis(pending.expires_at);
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 &delivery.id,
                 &delivery.provider.as_str(),
                 &delivery.tenant,
@@ -117,12 +126,16 @@ impl PostgresInbox {
                 &at,
                 &expires,
                 &limit,
+                &lease,
+                &lease_until,
+                &concurrency,
             ];
-            let params = if limited { &params[..] } else { &params[..7] };
-            let inserted = indexed(&db, admit, params).await?.len();
-            if inserted == 1 {
+            let inserted = indexed(&db, admit, &params[..count]).await?;
+            if let Some(row) = inserted.first() {
+                // The leased admit answers the state; the others insert pending.
+                let leased = count == 11 && row.get::<_, &str>(1) == "leased";
                 db.commit().await?;
-                return Ok(Commit::New);
+                return Ok((Commit::New, leased));
             }
             // Not inserted: its id was there, or its tenant had no room.
             let known = db
@@ -130,13 +143,26 @@ impl PostgresInbox {
                 .await?
                 .is_some();
             db.commit().await?;
-            Ok(if known {
-                Commit::Duplicate
-            } else {
-                Commit::TenantFull
-            })
+            Ok((
+                if known {
+                    Commit::Duplicate
+                } else {
+                    Commit::TenantFull
+                },
+                false,
+            ))
         })
         .await
+    }
+
+    /// `pending` in the next group of commits.
+    async fn submit(&self, pending: sql::Pending) -> group::Answer {
+        let store = self.clone();
+        let write = move |group| group::write(store.clone(), group);
+        self.commits
+            .submit(pending, write)
+            .await
+            .unwrap_or_else(|| Err(unavailable("the inbox's committer stopped")))
     }
 
     /// Runs the statement `which` picks with `params`: whether it changed one row.
@@ -283,6 +309,12 @@ impl Inbox<PostgresInbox> {
 const BOOKKEEPING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
     SET LOCAL enable_bitmapscan TO off";
 
+/// [`BOOKKEEPING`] for the outcomes and renewals, which find their rows by id alone: each is
+/// planned once per connection (`plan_cache_mode`). Left to choose, PostgreSQL planned them
+/// anew at every run of one row (154 µs of planning for 107 µs of work).
+const BY_ID: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
+    SET LOCAL enable_bitmapscan TO off; SET LOCAL plan_cache_mode TO force_generic_plan";
+
 /// What a delivery's commit sets: its statements are planned on the indexes (`enable_seqscan`
 /// off for it alone), and read them entry by entry (`enable_bitmapscan` off).
 ///
@@ -367,12 +399,33 @@ impl WorkerStore for PostgresInbox {
         tenant_limit: Option<u64>,
     ) -> Result<Commit, StoreError> {
         let pending = sql::Pending::new(delivery, expires_at, tenant_limit).map_err(unavailable)?;
-        let store = self.clone();
-        let write = move |group| group::write(store.clone(), group);
-        self.commits
-            .submit(pending, write)
-            .await
-            .unwrap_or_else(|| Err(unavailable("the inbox's committer stopped")))
+        Ok(self.submit(pending).await?.0)
+    }
+
+    fn leases_on_commit(&self) -> bool {
+        true
+    }
+
+    async fn commit_and_lease(
+        &self,
+        delivery: &InboxDelivery,
+        expires_at: SystemTime,
+        tenant_limit: Option<u64>,
+        offer: LeaseOffer<'_>,
+    ) -> Result<(Commit, bool), StoreError> {
+        let pending = sql::Pending::new(delivery, expires_at, tenant_limit).map_err(unavailable)?;
+        self.submit(pending.offering(offer)).await
+    }
+
+    async fn anything_due(&self, now: SystemTime) -> Result<bool, StoreError> {
+        let now = millis(now);
+        self.with(|mut client| async move {
+            let db = client.transaction().await?;
+            let due = !indexed(&db, &self.own.due, &[&now]).await?.is_empty();
+            db.commit().await?;
+            Ok(due)
+        })
+        .await
     }
 
     async fn set_aside(
@@ -521,7 +574,7 @@ impl WorkerStore for PostgresInbox {
                         tx.query(statement, params).await
                     }
                 };
-                let (mut recorded, failed) = settled(tx, BOOKKEEPING, async {
+                let (mut recorded, failed) = settled(tx, BY_ID, async {
                     tokio::try_join!(
                         biased;
                         each(&complete, &complete_params[..], handled.ids.is_empty()),
@@ -551,7 +604,7 @@ impl WorkerStore for PostgresInbox {
                 let statement = db.prepare_cached(&self.own.renew_all).await?;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                     [&leases.ids, &leases.leases, &until];
-                let renewed = settled(&db, BOOKKEEPING, db.query(&statement, &params)).await?;
+                let renewed = settled(&db, BY_ID, db.query(&statement, &params)).await?;
                 db.commit().await?;
                 Ok(renewed)
             })

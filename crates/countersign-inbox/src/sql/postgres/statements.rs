@@ -100,6 +100,30 @@ const ADMIT_UNLIMITED: &str = "INSERT INTO countersign_inbox
   ON CONFLICT (id) DO NOTHING
 RETURNING id";
 
+/// [`ADMIT`] with a lease offered (`$9`, ending at `$10`): the delivery goes in leased for its
+/// first attempt when nothing is due at `$6` (pending and due, or on a lapsed lease) and its
+/// tenant `$3` has fewer than `$11` deliveries on live leases; pending otherwise (as the group
+/// commit decides, [`group`](super::group)). A limit `$8` of `i64::MAX` counts nothing (the
+/// `OR` stops before the count). Answers the id and the state it went in with.
+const ADMIT_LEASED: &str = "INSERT INTO countersign_inbox
+    (id, provider, tenant, body, signed_headers, state, due_at, received_at, expires_at,
+     lease_owner, attempts)
+  SELECT $1::TEXT, $2::TEXT, $3::TEXT, $4::BYTEA, $5::TEXT,
+         CASE WHEN l.go THEN 'leased' ELSE 'pending' END,
+         CASE WHEN l.go THEN $10::BIGINT ELSE $6::BIGINT END, $6::BIGINT, $7::BIGINT,
+         CASE WHEN l.go THEN $9::TEXT END, CASE WHEN l.go THEN 1 ELSE 0 END
+    FROM (SELECT NOT EXISTS (SELECT 1 FROM countersign_inbox d
+                              WHERE d.state IN ('pending', 'leased') AND d.due_at <= $6::BIGINT)
+             AND (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox w
+                   WHERE w.tenant = $3::TEXT AND w.state = 'leased' AND w.due_at > $6::BIGINT
+                   LIMIT $11::BIGINT) x) < $11::BIGINT AS go) l
+   WHERE $8::BIGINT = 9223372036854775807
+      OR (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox w
+           WHERE w.tenant = $3::TEXT AND w.state IN ('pending', 'leased') LIMIT $8::BIGINT) w)
+         < $8::BIGINT
+  ON CONFLICT (id) DO NOTHING
+RETURNING id, state";
+
 /// Handled, each `($1[n], $2[n])` whose lease is still its own ([`sql::COMPLETE`]). Each of
 /// these three finds its rows by id alone: the `coalesce` keeps the planner off the index of
 /// states, which a plan made on a new table read whole (every handled delivery) to find a few.
@@ -130,6 +154,11 @@ const RENEW_ALL: &str = "UPDATE countersign_inbox i SET due_at = $3
     AND coalesce(i.state, '') = 'leased'
 RETURNING i.id, c.lease";
 
+/// Whether a delivery is due at `$1`: pending and due, or on a lease that lapsed (one row, or
+/// none).
+const DUE: &str = "SELECT 1 FROM countersign_inbox
+  WHERE state IN ('pending', 'leased') AND due_at <= $1 LIMIT 1";
+
 /// [`CLAIM`] with what it returns of each delivery.
 pub(super) fn claim() -> String {
     format!("{CLAIM}{}", sql::CLAIMED.replace(", ", ", i."))
@@ -143,6 +172,10 @@ pub(super) struct Admit {
     pub(super) untenanted: String,
     /// [`ADMIT_UNLIMITED`]: no limit, nothing counted.
     pub(super) unlimited: String,
+    /// [`ADMIT_LEASED`]: a delivery of a tenant, with a lease offered.
+    pub(super) leased: String,
+    /// [`ADMIT_LEASED`] for a delivery of no tenant (`$3` null).
+    pub(super) leased_untenanted: String,
 }
 
 impl Admit {
@@ -153,6 +186,8 @@ impl Admit {
             tenanted: over(ADMIT),
             untenanted: over(ADMIT_UNTENANTED),
             unlimited: over(ADMIT_UNLIMITED),
+            leased: over(ADMIT_LEASED),
+            leased_untenanted: over(&ADMIT_LEASED.replace("tenant = $3::TEXT", "tenant IS NULL")),
         }
     }
 }
@@ -169,6 +204,8 @@ pub(super) struct Own {
     pub(super) fail_all: String,
     /// [`RENEW_ALL`].
     pub(super) renew_all: String,
+    /// [`DUE`].
+    pub(super) due: String,
 }
 
 impl Own {
@@ -181,6 +218,7 @@ impl Own {
             complete_all: over(COMPLETE_ALL),
             fail_all: over(FAIL_ALL),
             renew_all: over(RENEW_ALL),
+            due: over(DUE),
         }
     }
 }

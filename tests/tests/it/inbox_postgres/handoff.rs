@@ -1,0 +1,265 @@
+//! A delivery committed while a worker of the instance is free goes in leased to that worker,
+//! in the same statement, and runs without a claim; with anything due before it, or its
+//! tenant at its concurrency, it goes in pending for the tenants' fair claim; and when its
+//! workers stopped before it reached them, the lease is given back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post_service;
+use countersign::ContentstackWebhookLayer;
+use countersign::contentstack::WebhookBody;
+use countersign::testing::TestKit;
+use countersign_inbox::{Inbox, InboxDelivery, PostgresInbox, Workers};
+use serde_json::json;
+use tokio::sync::{Semaphore, mpsc};
+
+use super::send;
+
+/// An instance of the inbox over `url`, polling only once a minute (so that nothing below is
+/// found by a poll), and the server acknowledging its webhooks.
+async fn instance(url: &str, kit: &TestKit, concurrency: u64) -> (String, Inbox<PostgresInbox>) {
+    let pool = example_support::postgres::pool(url).unwrap();
+    let inbox = Inbox::new(PostgresInbox::new(pool))
+        .with_lease(Duration::from_secs(5))
+        .with_poll_interval(Duration::from_secs(60))
+        .with_tenant_concurrency(concurrency);
+    let app = Router::new().route(
+        "/webhooks",
+        post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
+            kit.webhook_verifier(),
+            kit.contentstack_keys(),
+        )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The table, before the workers' first claim.
+    inbox.stats().await.unwrap();
+    (base, inbox)
+}
+
+/// Workers that report each attempt (tenant, attempt) and hold those of `gated` until
+/// `gate` has a permit for them.
+fn workers(
+    inbox: &Inbox<PostgresInbox>,
+    gated: &'static str,
+    gate: &Arc<Semaphore>,
+) -> (Workers, mpsc::UnboundedReceiver<(String, u32)>) {
+    let (seen, attempts) = mpsc::unbounded_channel();
+    let gate = Arc::clone(gate);
+    let workers = inbox.work(2, move |delivery: InboxDelivery| {
+        let (seen, gate) = (seen.clone(), Arc::clone(&gate));
+        async move {
+            let tenant = delivery.tenant.clone().unwrap_or_default();
+            seen.send((tenant.clone(), delivery.attempt)).unwrap();
+            if tenant == gated {
+                gate.acquire().await.unwrap().forget();
+            }
+            Ok(())
+        }
+    });
+    (workers, attempts)
+}
+
+/// A webhook of stack `tenant`, its entry `uid`.
+fn webhook(kit: &TestKit, tenant: &str, uid: &str) -> http::Request<axum::body::Body> {
+    let body = WebhookBody::new("entry", "publish")
+        .with_api_key(tenant)
+        .with_data(&json!({"entry": {"uid": uid}}));
+    kit.contentstack_webhook("/webhooks", &body)
+}
+
+/// The state, attempts and last error of the one delivery of `tenant`.
+async fn row(admin: &deadpool_postgres::Client, tenant: &str) -> (String, i64, Option<String>) {
+    let row = admin
+        .query_one(
+            "SELECT state, attempts, last_error FROM countersign_inbox WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// The next attempt the workers report, within `wait`.
+async fn next(attempts: &mut mpsc::UnboundedReceiver<(String, u32)>, wait: u64) -> (String, u32) {
+    tokio::time::timeout(Duration::from_secs(wait), attempts.recv())
+        .await
+        .expect("an attempt in time")
+        .unwrap()
+}
+
+/// Waits for the workers' first claim, after which they take commits' offers.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed() {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE ROLE app LOGIN; GRANT CREATE ON SCHEMA public TO app")
+        .await
+        .unwrap();
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let url = pg.url().replace("postgres://postgres@", "postgres://app@");
+    let (base, inbox) = instance(&url, &kit, 8).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (_workers, mut attempts) = workers(&inbox, "none", &gate);
+    settle().await;
+    // From here no claim can take anything: the app may insert and read its inbox, not
+    // change it. A delivery reaches a handler only if its commit leased it.
+    admin
+        .batch_execute("REVOKE UPDATE ON countersign_inbox FROM app")
+        .await
+        .unwrap();
+
+    assert_eq!(send(&base, webhook(&kit, "blt-first", "e1")).await.0, 200);
+    assert_eq!(next(&mut attempts, 5).await, ("blt-first".to_owned(), 1));
+    let (state, tried, _) = row(&admin, "blt-first").await;
+    assert_eq!(
+        (state.as_str(), tried),
+        ("leased", 1),
+        "leased with its commit"
+    );
+
+    // With a delivery due before it (another tenant's, pending), a commit is not leased: it
+    // waits for the claim, which takes each tenant's oldest in turn.
+    admin
+        .execute(
+            "INSERT INTO countersign_inbox (id, provider, tenant, body, state, due_at, received_at,
+               expires_at) VALUES ('older', 'contentstack', 'blt-older', '\\x7b7d', 'pending', 0, 0,
+               9000000000000)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(send(&base, webhook(&kit, "blt-later", "e2")).await.0, 200);
+    let (state, tried, _) = row(&admin, "blt-later").await;
+    assert_eq!(
+        (state.as_str(), tried),
+        ("pending", 0),
+        "left for the claim"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), attempts.recv())
+            .await
+            .is_err(),
+        "no attempt ran but by a commit's lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_concurrency_waits_for_the_claim_and_gets_its_turn_as_soon_as_one_ends() {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let (base, inbox) = instance(&pg.url(), &kit, 1).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (_workers, mut attempts) = workers(&inbox, "blt-busy", &gate);
+    settle().await;
+
+    // The tenant's first runs (held by the handler); its second would pass its concurrency
+    // of one, and goes in pending.
+    assert_eq!(send(&base, webhook(&kit, "blt-busy", "b1")).await.0, 200);
+    assert_eq!(next(&mut attempts, 5).await, ("blt-busy".to_owned(), 1));
+    assert_eq!(send(&base, webhook(&kit, "blt-busy", "b2")).await.0, 200);
+    let waiting = admin
+        .query_one(
+            "SELECT count(*) FROM countersign_inbox WHERE tenant = 'blt-busy' AND state = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(waiting, 1, "the second waits for a turn");
+
+    // Another tenant's delivery now has a delivery due before it: the claim takes it (its
+    // first turn), while the busy tenant's second still waits.
+    assert_eq!(send(&base, webhook(&kit, "blt-other", "o1")).await.0, 200);
+    assert_eq!(next(&mut attempts, 5).await, ("blt-other".to_owned(), 1));
+
+    // Once that one is handled (and the claim after it found the busy tenant's second
+    // still held back), the first attempt ends: the second gets its turn at once, not at
+    // the next poll (a minute away).
+    for _ in 0..250 {
+        if row(&admin, "blt-other").await.0 == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(row(&admin, "blt-other").await.0, "done");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.add_permits(1);
+    assert_eq!(next(&mut attempts, 5).await, ("blt-busy".to_owned(), 1));
+    gate.add_permits(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_with_a_commit_is_given_back_when_its_workers_stopped_meanwhile() {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let mut admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let (base, inbox) = instance(&pg.url(), &kit, 8).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (pool, _attempts) = workers(&inbox, "none", &gate);
+    settle().await;
+
+    // The commit waits on a lock, a free worker's offer in hand, while the workers stop.
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE countersign_inbox IN SHARE MODE")
+        .await
+        .unwrap();
+    let request = webhook(&kit, "blt-orphan", "x1");
+    let sent = tokio::spawn({
+        let base = base.clone();
+        async move { send(&base, request).await.0 }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.commit().await.unwrap();
+    assert_eq!(sent.await.unwrap(), 200);
+
+    // Given back: due again at once, for whichever workers claim next.
+    let mut given_back = None;
+    for _ in 0..100 {
+        let now = row(&admin, "blt-orphan").await;
+        if now.0 == "pending" {
+            given_back = Some(now);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        given_back,
+        Some((
+            "pending".to_owned(),
+            1,
+            Some("the workers stopped before its first attempt began".to_owned())
+        ))
+    );
+    let (_workers, mut attempts) = workers(&inbox, "none", &gate);
+    assert_eq!(next(&mut attempts, 5).await, ("blt-orphan".to_owned(), 2));
+}
