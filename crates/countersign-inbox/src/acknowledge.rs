@@ -112,52 +112,28 @@ async fn acknowledge<St: InboxStore>(
     let settings = &shared.settings;
     let memory = remember_for(Some(window), settings.margin).max(settings.retry_horizon);
     let expires_at = now.checked_add(memory).unwrap_or(now);
-    // A free worker of this instance's pool offers to take the delivery with its commit.
-    let offer = shared.offer();
+    // The commit runs in a task of its own: whatever becomes of this request (its client
+    // gone, its time up), a delivery committed leased to a free worker reaches that worker,
+    // or its lease is given back.
     let limit = shared.limit_for(delivery.tenant.as_ref());
-    let commit = async {
-        match &offer {
-            Some(offer) => {
-                let offer = LeaseOffer {
-                    lease: &offer.lease,
-                    lease_until: offer.lease_until,
-                    tenant_concurrency: settings.tenant_concurrency,
-                };
-                shared
-                    .store
-                    .commit_and_lease(&delivery, expires_at, limit, offer)
-                    .await
-            }
-            None => Ok((
-                shared.store.commit(&delivery, expires_at, limit).await?,
-                false,
-            )),
-        }
-    };
+    let commit = tokio::spawn(commit(
+        Arc::clone(shared),
+        delivery.clone(),
+        expires_at,
+        limit,
+    ));
     // A commit that takes too long goes to the spool: it may still land, and the spooled copy
     // is then a duplicate of it.
-    let committed = tokio::time::timeout(COMMIT_TIMEOUT, commit)
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::new(
-                StoreErrorKind::Timeout,
-                "the inbox's store did not commit in time",
-            ))
-        });
-    let committed = match committed {
-        Ok((Commit::New, true)) => {
-            if let Some(offer) = offer {
-                hand_over(shared, offer, &delivery);
-            }
-            Ok(Commit::New)
-        }
-        Ok((commit, _)) => {
-            if commit == Commit::New {
-                shared.committed.notify_waiters();
-            }
-            Ok(commit)
-        }
-        Err(error) => Err(error),
+    let committed = match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
+        Ok(Ok(committed)) => committed,
+        Ok(Err(_)) => Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "the inbox's commit stopped before it was done",
+        )),
+        Err(_) => Err(StoreError::new(
+            StoreErrorKind::Timeout,
+            "the inbox's store did not commit in time",
+        )),
     };
     // One outcome per request; a store error is counted where the spool decides it.
     if let Ok(commit) = &committed {
@@ -189,37 +165,91 @@ async fn acknowledge<St: InboxStore>(
     }
 }
 
-/// Hands `delivery`, committed leased to `offer`, to the worker whose place the offer holds.
-/// When that pool stopped meanwhile, the lease is given back (the delivery is due again at
-/// once, for the next claim, and this attempt is counted without having run), off the request.
-fn hand_over<St: InboxStore>(
-    shared: &Arc<Shared<St>>,
-    offer: crate::worker::Offer,
-    delivery: &InboxDelivery,
-) {
-    let lease = offer.lease.clone();
-    if offer.take(delivery.clone()) {
-        return;
-    }
-    let (shared, id) = (Arc::clone(shared), delivery.id.clone());
-    tokio::spawn(async move {
-        let now = SystemTime::now();
-        let dead_until = now
-            .checked_add(shared.settings.dead_letter_ttl)
-            .unwrap_or(now);
-        let given_back = shared
-            .store
-            .fail(&id, &lease, GIVEN_BACK, Some(now), dead_until)
-            .await;
-        if let Err(error) = given_back {
-            tracing::warn!(target: "countersign", %error, delivery = %id, "could not give back a lease of workers that stopped: the delivery is taken over when it lapses");
+/// Commits `delivery`, offering its first attempt to a free worker of this instance's pool
+/// when there is one: leased with its commit, it goes to that worker; left pending, the
+/// workers are woken to claim it. When the commit failed, a lease it may have taken after all
+/// (a statement that ran out of time, and committed) is given back.
+async fn commit<St: InboxStore>(
+    shared: Arc<Shared<St>>,
+    delivery: InboxDelivery,
+    expires_at: SystemTime,
+    limit: Option<u64>,
+) -> Result<Commit, StoreError> {
+    let Some(offer) = shared.offer() else {
+        let commit = shared.store.commit(&delivery, expires_at, limit).await?;
+        if commit == Commit::New {
+            shared.committed.notify_waiters();
         }
-        shared.committed.notify_waiters();
-    });
+        return Ok(commit);
+    };
+    let lease = LeaseOffer {
+        lease: &offer.lease,
+        lease_until: offer.lease_until,
+        tenant_concurrency: shared.settings.tenant_concurrency,
+    };
+    match shared
+        .store
+        .commit_and_lease(&delivery, expires_at, limit, lease)
+        .await
+    {
+        Ok((Commit::New, true)) => {
+            let lease = offer.lease.clone();
+            if !offer.take(delivery.clone()) {
+                tokio::spawn(give_back(shared, delivery.id, lease));
+            }
+            Ok(Commit::New)
+        }
+        Ok((commit, _)) => {
+            if commit == Commit::New {
+                shared.committed.notify_waiters();
+            }
+            Ok(commit)
+        }
+        Err(error) => {
+            tokio::spawn(give_back(shared, delivery.id, offer.lease));
+            Err(error)
+        }
+    }
 }
 
-/// What a delivery leased with its commit says when its workers stopped before they took it.
-const GIVEN_BACK: &str = "the workers stopped before its first attempt began";
+/// Gives back `lease` on delivery `id`, if the delivery holds it: due again at once, for the
+/// next claim, this attempt counted without having run. Tried until it is done or the lease
+/// may have lapsed (then the delivery is taken over as any lapsed lease is).
+async fn give_back<St: InboxStore>(shared: Arc<Shared<St>>, id: String, lease: String) {
+    let settings = shared.settings;
+    let until = tokio::time::Instant::now() + settings.lease.mul_f64(crate::worker::LAPSE_SHARE);
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        let now = SystemTime::now();
+        let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
+        match shared
+            .store
+            .fail(&id, &lease, GIVEN_BACK, Some(now), dead_until)
+            .await
+        {
+            Ok(given_back) => {
+                if given_back {
+                    tracing::info!(target: "countersign", delivery = %id, "gave back the lease a commit took for workers that did not get it");
+                    shared.committed.notify_waiters();
+                }
+                return;
+            }
+            Err(error) if tokio::time::Instant::now() + wait < until => {
+                tracing::warn!(target: "countersign", %error, delivery = %id, "could not give back a lease; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(error) => {
+                tracing::warn!(target: "countersign", %error, delivery = %id, "could not give back a lease: the delivery is taken over when it lapses");
+                return;
+            }
+        }
+    }
+}
+
+/// What a delivery leased with its commit says when its lease was given back before an
+/// attempt began (its workers stopped, or the commit's answer was lost).
+const GIVEN_BACK: &str = "its first attempt's lease was given back before the attempt began";
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.
 async fn spool<St: InboxStore>(

@@ -34,8 +34,12 @@ pub trait WorkerStore: Send + Sync + 'static {
     /// to `offer` for its first attempt when a claim would take it at once: nothing is due
     /// before it (no delivery pending and due, no lease lapsed), and its tenant has fewer
     /// than `offer.tenant_concurrency` deliveries on live leases, counting the others leased
-    /// in the same write. `true` with [`Commit::New`] when leased: the caller runs the attempt.
-    /// This default leases nothing (`false`), and the delivery waits for a claim.
+    /// in the same write. Leased, the delivery is as a claim would have left it: lease
+    /// `offer.lease`, one attempt counted, its lease ending at `offer.lease_until`, so that
+    /// renewals, outcomes and a takeover after it lapses treat it as any other. `true` with
+    /// [`Commit::New`] when leased: the caller runs the attempt (or gives the lease back with
+    /// [`fail`](Self::fail), due at once). This default leases nothing (`false`), and the
+    /// delivery waits for a claim.
     fn commit_and_lease(
         &self,
         delivery: &InboxDelivery,

@@ -238,9 +238,54 @@ impl<St> Drop for Offering<'_, St> {
     }
 }
 
-/// Takes due deliveries while there is room, and runs each in a task of its own, with those
-/// the request path leased to its free workers. The tasks live in a set owned by this loop:
-/// aborting the loop aborts them.
+/// Runs `taken` in a task of `running`: the attempt, then its worker's place freed and the
+/// end told to `ended`.
+fn run<St: InboxStore>(
+    running: &mut JoinSet<()>,
+    shared: &Arc<Shared<St>>,
+    handler: &Handler,
+    ended: &Arc<tokio::sync::Notify>,
+    taken: Taken,
+) {
+    let (shared, handler, ended) = (Arc::clone(shared), handler.clone(), Arc::clone(ended));
+    running.spawn(async move {
+        let Taken {
+            delivery,
+            owner,
+            leased_at,
+            permit,
+        } = taken;
+        attempt(&shared, &handler, &owner, delivery, leased_at).await;
+        drop(permit);
+        ended.notify_one();
+    });
+}
+
+/// Runs each delivery a commit leased to this pool as it arrives, whatever the claims are
+/// doing, until no commit can send one any more; then waits for those attempts to end. The
+/// attempts live in a set owned by this task: aborting it aborts them.
+async fn hand_overs<St: InboxStore>(
+    shared: Arc<Shared<St>>,
+    handler: Handler,
+    ended: Arc<tokio::sync::Notify>,
+    mut taken: mpsc::UnboundedReceiver<Taken>,
+) {
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            received = taken.recv() => match received {
+                Some(taken) => run(&mut running, &shared, &handler, &ended, taken),
+                None => break,
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// Takes due deliveries while there is room, and runs each in a task of its own; beside it,
+/// [`hand_overs`] runs those the request path leased to its free workers. The tasks live in
+/// sets owned by this loop: aborting the loop aborts them.
 ///
 /// An idle pool claims only when there may be something to take: a delivery committed here
 /// and left for a claim, the poll interval (other instances' commits, retries coming due), or,
@@ -255,41 +300,35 @@ async fn claim_loop<St: InboxStore>(
     let owner = Owner::random().as_str().to_owned();
     let leases = Arc::new(AtomicU64::new(0));
     let room = Arc::new(Semaphore::new(concurrency));
-    let (to_workers, mut taken) = mpsc::unbounded_channel();
-    let offers = Arc::new(Offers {
-        room: Arc::clone(&room),
-        owner: owner.clone(),
-        leases: Arc::clone(&leases),
-        to_workers,
-        open: AtomicBool::new(false),
-    });
-    let offering = {
-        let mut current = shared
+    let ended = Arc::new(tokio::sync::Notify::new());
+    let (to_workers, taken) = mpsc::unbounded_channel();
+    let mut handing = JoinSet::new();
+    handing.spawn(hand_overs(
+        Arc::clone(&shared),
+        handler.clone(),
+        Arc::clone(&ended),
+        taken,
+    ));
+    // The pool started last takes the commits' offers (one started after a stop, or a second
+    // pool, is not left with claims alone).
+    let offering = shared.store.leases_on_commit().then(|| {
+        let offers = Arc::new(Offers {
+            room: Arc::clone(&room),
+            owner: owner.clone(),
+            leases: Arc::clone(&leases),
+            to_workers,
+            open: AtomicBool::new(false),
+        });
+        *shared
             .offers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (current.is_none() && shared.store.leases_on_commit()).then(|| {
-            *current = Some(Arc::clone(&offers));
-            Offering {
-                shared: &shared,
-                offers,
-            }
-        })
-    };
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&offers));
+        Offering {
+            shared: &shared,
+            offers,
+        }
+    });
     let mut running = JoinSet::new();
-    let run = |running: &mut JoinSet<()>, taken: Taken| {
-        let (shared, handler) = (Arc::clone(&shared), handler.clone());
-        running.spawn(async move {
-            let Taken {
-                delivery,
-                owner,
-                leased_at,
-                permit,
-            } = taken;
-            attempt(&shared, &handler, &owner, delivery, leased_at).await;
-            drop(permit);
-        });
-    };
     // The inbox's depth and its purge beside the claims, each on its own: neither waits for
     // a free worker, nor holds up a claim or the other. Aborted with this loop.
     let mut housekeeping = JoinSet::new();
@@ -303,13 +342,8 @@ async fn claim_loop<St: InboxStore>(
         while running.try_join_next().is_some() {}
         drain(&shared, &mut held_back).await;
         let first = tokio::select! {
-            biased;
-            () = &mut stopped => break,
-            Some(taken) = taken.recv() => {
-                run(&mut running, taken);
-                continue;
-            }
             permit = Arc::clone(&room).acquire_owned() => permit,
+            () = &mut stopped => break,
         };
         let Ok(first) = first else {
             return;
@@ -352,6 +386,7 @@ async fn claim_loop<St: InboxStore>(
                 continue;
             }
         };
+        // While claims come back full, commits leave their worker's places to the next claim.
         if let Some(offering) = &offering {
             let open = batch.len() < permits.len();
             offering.offers.open.store(open, Ordering::Relaxed);
@@ -362,47 +397,36 @@ async fn claim_loop<St: InboxStore>(
             // may be at its concurrency with attempts of ours, and then the next one that ends
             // frees a turn (waiting for the poll instead held a tenant of one space to its
             // concurrency per poll interval). Whether anything is due says which.
-            // (With no attempt of ours under way, none of ours holds a tenant back.)
-            let left_due =
-                !running.is_empty() && shared.store.anything_due(now).await.unwrap_or(true);
+            let left_due = shared.store.anything_due(now).await.unwrap_or(true);
             let poll = tokio::time::sleep(settings.poll);
             tokio::pin!(poll);
             loop {
                 tokio::select! {
-                    biased;
                     () = &mut stopped => break 'claims,
-                    Some(taken) = taken.recv() => run(&mut running, taken),
                     () = &mut committed => break,
                     () = &mut poll => break,
-                    Some(_) = running.join_next(), if !running.is_empty() => {
-                        if left_due {
-                            break;
-                        }
-                    }
+                    () = ended.notified(), if left_due => break,
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
                 }
             }
             continue;
         }
         for (delivery, permit) in batch.into_iter().zip(permits.drain(..)) {
-            run(
-                &mut running,
-                Taken {
-                    delivery,
-                    owner: owner.clone(),
-                    leased_at,
-                    permit,
-                },
-            );
+            let taken = Taken {
+                delivery,
+                owner: owner.clone(),
+                leased_at,
+                permit,
+            };
+            run(&mut running, &shared, &handler, &ended, taken);
         }
     }
-    // Stopping: no more offers; the deliveries already leased with their commits and the
-    // attempts under way finish and are recorded.
+    // Stopping: no more offers, and once the commits that took one are through, no more
+    // deliveries for the hand-overs; the attempts under way, claimed or handed over, finish
+    // and are recorded.
     drop(offering);
-    taken.close();
-    while let Some(delivery) = taken.recv().await {
-        run(&mut running, delivery);
-    }
     while running.join_next().await.is_some() {}
+    while handing.join_next().await.is_some() {}
 }
 
 /// Reads the inbox's depth for the metrics every [`STATS_EVERY`], until aborted.

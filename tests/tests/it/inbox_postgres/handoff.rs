@@ -210,8 +210,32 @@ async fn a_tenant_at_its_concurrency_waits_for_the_claim_and_gets_its_turn_as_so
     gate.add_permits(1);
 }
 
+/// Sends a webhook of `tenant` while the table is locked, so that its commit waits with a free
+/// worker's offer in hand; runs `meanwhile` (which stops the workers); then lets the commit
+/// through: the request's status.
+async fn commit_across<F: std::future::Future<Output = ()>>(
+    admin: &mut deadpool_postgres::Client,
+    base: &str,
+    request: http::Request<axum::body::Body>,
+    meanwhile: F,
+) -> u16 {
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE countersign_inbox IN SHARE MODE")
+        .await
+        .unwrap();
+    let sent = tokio::spawn({
+        let base = base.to_owned();
+        async move { send(&base, request).await.0 }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    meanwhile.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.commit().await.unwrap();
+    sent.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_taken_with_a_commit_is_given_back_when_its_workers_stopped_meanwhile() {
+async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_when_aborted() {
     let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
         .await
         .unwrap();
@@ -223,26 +247,30 @@ async fn a_lease_taken_with_a_commit_is_given_back_when_its_workers_stopped_mean
     let kit = TestKit::new().at(std::time::SystemTime::now());
     let (base, inbox) = instance(&pg.url(), &kit, 8).await;
     let gate = Arc::new(Semaphore::new(0));
+
+    // Stopped gracefully while a commit holds one of its offers: the commit lands leased,
+    // and the workers run it before they are done.
+    let (pool, mut attempts) = workers(&inbox, "none", &gate);
+    settle().await;
+    let shutdown = async {
+        tokio::spawn(pool.shutdown(Duration::from_secs(10)));
+    };
+    let request = webhook(&kit, "blt-graceful", "g1");
+    assert_eq!(
+        commit_across(&mut admin, &base, request, shutdown).await,
+        200
+    );
+    assert_eq!(next(&mut attempts, 5).await, ("blt-graceful".to_owned(), 1));
+
+    // Aborted (dropped, as a killed process): the lease is given back, due again at once, and
+    // the next workers' claim takes it for its second attempt.
     let (pool, _attempts) = workers(&inbox, "none", &gate);
     settle().await;
-
-    // The commit waits on a lock, a free worker's offer in hand, while the workers stop.
-    let lock = admin.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE countersign_inbox IN SHARE MODE")
-        .await
-        .unwrap();
+    let abort = async {
+        pool.stop();
+    };
     let request = webhook(&kit, "blt-orphan", "x1");
-    let sent = tokio::spawn({
-        let base = base.clone();
-        async move { send(&base, request).await.0 }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    pool.stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    lock.commit().await.unwrap();
-    assert_eq!(sent.await.unwrap(), 200);
-
-    // Given back: due again at once, for whichever workers claim next.
+    assert_eq!(commit_across(&mut admin, &base, request, abort).await, 200);
     let mut given_back = None;
     for _ in 0..100 {
         let now = row(&admin, "blt-orphan").await;
@@ -257,9 +285,103 @@ async fn a_lease_taken_with_a_commit_is_given_back_when_its_workers_stopped_mean
         Some((
             "pending".to_owned(),
             1,
-            Some("the workers stopped before its first attempt began".to_owned())
+            Some("its first attempt's lease was given back before the attempt began".to_owned())
         ))
     );
     let (_workers, mut attempts) = workers(&inbox, "none", &gate);
     assert_eq!(next(&mut attempts, 5).await, ("blt-orphan".to_owned(), 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_in_one_group_lease_within_each_tenants_concurrency_and_the_free_workers() {
+    const TENANTS: usize = 3;
+    const EACH: usize = 6;
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE ROLE app LOGIN; GRANT CREATE ON SCHEMA public TO app")
+        .await
+        .unwrap();
+    let kit = TestKit::new().at(std::time::SystemTime::now());
+    let url = pg.url().replace("postgres://postgres@", "postgres://app@");
+    let (base, inbox) = instance(&url, &kit, 2).await;
+    let gate = Arc::new(Semaphore::new(0));
+    // Eight workers, each attempt held: what runs is what the commits leased.
+    let (seen, mut attempts) = mpsc::unbounded_channel();
+    let held = Arc::clone(&gate);
+    let _workers = inbox.work(8, move |delivery: InboxDelivery| {
+        let (seen, held) = (seen.clone(), Arc::clone(&held));
+        async move {
+            seen.send(delivery.tenant.clone().unwrap_or_default())
+                .unwrap();
+            held.acquire().await.unwrap().forget();
+            Ok(())
+        }
+    });
+    settle().await;
+    admin
+        .batch_execute("REVOKE UPDATE ON countersign_inbox FROM app")
+        .await
+        .unwrap();
+
+    // Eighteen at once, six of each of three tenants: they go in groups.
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0..TENANTS * EACH {
+        let request = webhook(
+            &kit,
+            &format!("blt-group-{}", n % TENANTS),
+            &format!("g{n}"),
+        );
+        let base = base.clone();
+        sent.spawn(async move { send(&base, request).await.0 });
+    }
+    while let Some(status) = sent.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let leased: Vec<(String, i64)> = admin
+        .query(
+            "SELECT tenant, count(*) FROM countersign_inbox WHERE state = 'leased'
+              GROUP BY tenant ORDER BY tenant",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let total: i64 = admin
+        .query_one("SELECT count(*) FROM countersign_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        total,
+        i64::try_from(TENANTS * EACH).unwrap(),
+        "all committed"
+    );
+    assert!(
+        leased.iter().all(|(_, n)| *n <= 2),
+        "no tenant past its concurrency: {leased:?}"
+    );
+    // What ran is exactly what was leased, each on a worker of its own.
+    let mut ran = std::collections::HashMap::<String, i64>::new();
+    while let Ok(Some(tenant)) =
+        tokio::time::timeout(Duration::from_millis(500), attempts.recv()).await
+    {
+        *ran.entry(tenant).or_default() += 1;
+    }
+    let ran: Vec<(String, i64)> = {
+        let mut ran: Vec<_> = ran.into_iter().collect();
+        ran.sort();
+        ran
+    };
+    assert_eq!(ran, leased, "each leased delivery, and only those, ran");
+    assert!(!ran.is_empty(), "commits leased some");
+    gate.add_permits(TENANTS * EACH);
 }

@@ -30,8 +30,9 @@ pub(super) const MOST: usize = 256;
 /// A member with a lease offered (`$9`, its end `$10`, its tenants' concurrency `$11`) goes in
 /// leased for its first attempt, rather than pending, when a claim would take it at once:
 /// nothing is due before it (pending and due, or on a lapsed lease), and its tenant's live
-/// leases, with the group's members leased before it, stay within the concurrency. Then a
-/// worker of this instance runs it, and no claim has to find it.
+/// leases (counted up to the concurrency), with the group's members leased before it, stay
+/// within the concurrency. Then a worker of this instance runs it, and no claim has to find
+/// it. "Now" is the latest receipt among the members.
 const GROUP: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
@@ -79,14 +80,14 @@ offered AS (
 ),
 live AS (
     SELECT o.tenant, CASE WHEN o.tenant IS NULL
-        THEN (SELECT count(*) FROM countersign_inbox w
+        THEN (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox w
                WHERE w.tenant IS NULL AND w.state = 'leased'
-                 AND w.due_at > (SELECT max(received_at) FROM input))
-        ELSE (SELECT count(*) FROM countersign_inbox w
+                 AND w.due_at > (SELECT max(received_at) FROM input) LIMIT o.cap) x)
+        ELSE (SELECT count(*) FROM (SELECT 1 FROM countersign_inbox w
                WHERE w.tenant = o.tenant AND w.state = 'leased'
-                 AND w.due_at > (SELECT max(received_at) FROM input))
+                 AND w.due_at > (SELECT max(received_at) FROM input) LIMIT o.cap) x)
         END AS n
-      FROM (SELECT DISTINCT tenant FROM offered) o
+      FROM (SELECT tenant, max(concurrency) AS cap FROM offered GROUP BY tenant) o
 ),
 leased AS (
     SELECT o.id, o.lease, o.lease_until FROM offered o
