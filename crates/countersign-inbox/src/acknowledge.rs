@@ -112,28 +112,51 @@ async fn acknowledge<St: InboxStore>(
     let settings = &shared.settings;
     let memory = remember_for(Some(window), settings.margin).max(settings.retry_horizon);
     let expires_at = now.checked_add(memory).unwrap_or(now);
-    // The commit runs in a task of its own: whatever becomes of this request (its client
-    // gone, its time up), a delivery committed leased to a free worker reaches that worker,
-    // or its lease is given back.
     let limit = shared.limit_for(delivery.tenant.as_ref());
-    let commit = tokio::spawn(commit(
-        Arc::clone(shared),
-        delivery.clone(),
-        expires_at,
-        limit,
-    ));
     // A commit that takes too long goes to the spool: it may still land, and the spooled copy
     // is then a duplicate of it.
-    let committed = match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
-        Ok(Ok(committed)) => committed,
-        Ok(Err(_)) => Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            "the inbox's commit stopped before it was done",
-        )),
-        Err(_) => Err(StoreError::new(
+    let late = || {
+        StoreError::new(
             StoreErrorKind::Timeout,
             "the inbox's store did not commit in time",
-        )),
+        )
+    };
+    let committed = match shared.offer() {
+        // With a free worker's offer, the commit runs in a task of its own: whatever becomes
+        // of this request (its client gone, its time up), a delivery committed leased to that
+        // worker reaches it, or its lease is given back. (At most one such task per free
+        // worker.)
+        Some(offer) => {
+            let commit = tokio::spawn(commit_offering(
+                Arc::clone(shared),
+                delivery.clone(),
+                expires_at,
+                limit,
+                offer,
+            ));
+            match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
+                Ok(Ok(committed)) => committed,
+                Ok(Err(join)) => {
+                    tracing::error!(target: "countersign", delivery = %delivery.id, panicked = join.is_panic(), "the inbox's commit stopped before it was done");
+                    Err(StoreError::new(
+                        StoreErrorKind::Unavailable,
+                        "the inbox's commit stopped before it was done",
+                    ))
+                }
+                Err(_) => Err(late()),
+            }
+        }
+        // Without: in this request, so that one given up before its group was written is
+        // never written.
+        None => tokio::time::timeout(COMMIT_TIMEOUT, async {
+            let commit = shared.store.commit(&delivery, expires_at, limit).await?;
+            if commit == Commit::New {
+                shared.committed.notify_waiters();
+            }
+            Ok(commit)
+        })
+        .await
+        .unwrap_or_else(|_| Err(late())),
     };
     // One outcome per request; a store error is counted where the spool decides it.
     if let Ok(commit) = &committed {
@@ -165,23 +188,19 @@ async fn acknowledge<St: InboxStore>(
     }
 }
 
-/// Commits `delivery`, offering its first attempt to a free worker of this instance's pool
-/// when there is one: leased with its commit, it goes to that worker; left pending, the
-/// workers are woken to claim it. When the commit failed, a lease it may have taken after all
-/// (a statement that ran out of time, and committed) is given back.
-async fn commit<St: InboxStore>(
+/// Commits `delivery` with `offer` of its first attempt to a free worker of this instance's
+/// pool: leased with its commit, it goes to that worker; left pending, the workers are woken
+/// to claim it. A lease the worker could no longer hold long enough (the commit took a third
+/// of a lease, when the first renewal is due) is given back rather than run late beside a
+/// takeover; so is one a failed commit may have taken after all (a statement that ran out of
+/// time, and committed).
+async fn commit_offering<St: InboxStore>(
     shared: Arc<Shared<St>>,
     delivery: InboxDelivery,
     expires_at: SystemTime,
     limit: Option<u64>,
+    offer: crate::worker::Offer,
 ) -> Result<Commit, StoreError> {
-    let Some(offer) = shared.offer() else {
-        let commit = shared.store.commit(&delivery, expires_at, limit).await?;
-        if commit == Commit::New {
-            shared.committed.notify_waiters();
-        }
-        return Ok(commit);
-    };
     let lease = LeaseOffer {
         lease: &offer.lease,
         lease_until: offer.lease_until,
@@ -194,7 +213,8 @@ async fn commit<St: InboxStore>(
     {
         Ok((Commit::New, true)) => {
             let lease = offer.lease.clone();
-            if !offer.take(delivery.clone()) {
+            let in_time = offer.leased_for() < shared.settings.lease / 3;
+            if !(in_time && offer.take(delivery.clone())) {
                 tokio::spawn(give_back(shared, delivery.id, lease));
             }
             Ok(Commit::New)
@@ -248,7 +268,7 @@ async fn give_back<St: InboxStore>(shared: Arc<Shared<St>>, id: String, lease: S
 }
 
 /// What a delivery leased with its commit says when its lease was given back before an
-/// attempt began (its workers stopped, or the commit's answer was lost).
+/// attempt began (its workers stopped, its commit took too long, or its answer was lost).
 const GIVEN_BACK: &str = "its first attempt's lease was given back before the attempt began";
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.

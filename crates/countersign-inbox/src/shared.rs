@@ -23,9 +23,9 @@ pub(crate) struct Shared<St> {
     /// Wakes this instance's idle workers when a delivery is committed here and left for a
     /// claim.
     pub(crate) committed: tokio::sync::Notify,
-    /// This instance's idle workers, offered each commit's first attempt (those of the first
-    /// pool started, while it runs).
-    pub(crate) offers: std::sync::Mutex<Option<Arc<crate::worker::Offers>>>,
+    /// This instance's pools that take commits' offers of first attempts, in the order they
+    /// started: the last one takes them.
+    pub(crate) offers: std::sync::Mutex<Vec<Arc<crate::worker::Offers>>>,
     /// The tenants near their limit, as last read: only their commits count.
     pub(crate) crowded: std::sync::Mutex<Crowded>,
     /// The attempts' outcomes, written in groups ([`WorkerStore::record`](crate::WorkerStore::record)).

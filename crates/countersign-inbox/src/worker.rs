@@ -144,8 +144,8 @@ pub(crate) struct Offers {
     /// Numbers each claim's and each offer's owner: a lease is never the same twice.
     leases: Arc<AtomicU64>,
     to_workers: mpsc::UnboundedSender<Taken>,
-    /// Whether the pool's last claim took fewer deliveries than it had places for: only then
-    /// does a commit take a free worker's place. While claims come back full (a backlog), a
+    /// Whether the pool's last claim took fewer deliveries than it had places for (and, before
+    /// the first claim, `true`): only then does a commit take a free worker's place. While claims come back full (a backlog), a
     /// place held by a commit would be one less for the next claim, and the commit would not
     /// be leased anyway.
     open: AtomicBool,
@@ -178,7 +178,8 @@ impl<St> Shared<St> {
             .offers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+            .last()
+            .cloned()?;
         if !offers.open.load(Ordering::Relaxed) {
             return None;
         }
@@ -201,6 +202,11 @@ impl<St> Shared<St> {
 }
 
 impl Offer {
+    /// How long ago the lease began (as the workers' clock reads it).
+    pub(crate) fn leased_for(&self) -> Duration {
+        self.leased_at.elapsed()
+    }
+
     /// Hands `delivery`, committed leased to this offer, to its worker: `false` when the
     /// pool stopped meanwhile.
     pub(crate) fn take(self, mut delivery: InboxDelivery) -> bool {
@@ -224,17 +230,11 @@ struct Offering<'a, St> {
 
 impl<St> Drop for Offering<'_, St> {
     fn drop(&mut self) {
-        let mut offers = self
-            .shared
+        self.shared
             .offers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if offers
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, &self.offers))
-        {
-            *offers = None;
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|offers| !Arc::ptr_eq(offers, &self.offers));
     }
 }
 
@@ -309,20 +309,20 @@ async fn claim_loop<St: InboxStore>(
         Arc::clone(&ended),
         taken,
     ));
-    // The pool started last takes the commits' offers (one started after a stop, or a second
-    // pool, is not left with claims alone).
+    // The pool started last (of those running) takes the commits' offers.
     let offering = shared.store.leases_on_commit().then(|| {
         let offers = Arc::new(Offers {
             room: Arc::clone(&room),
             owner: owner.clone(),
             leases: Arc::clone(&leases),
             to_workers,
-            open: AtomicBool::new(false),
+            open: AtomicBool::new(true),
         });
-        *shared
+        shared
             .offers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&offers));
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&offers));
         Offering {
             shared: &shared,
             offers,
@@ -397,7 +397,9 @@ async fn claim_loop<St: InboxStore>(
             // may be at its concurrency with attempts of ours, and then the next one that ends
             // frees a turn (waiting for the poll instead held a tenant of one space to its
             // concurrency per poll interval). Whether anything is due says which.
-            let left_due = shared.store.anything_due(now).await.unwrap_or(true);
+            // (Only an attempt of ours ending wakes the loop: with none under way, it is moot.)
+            let ours = room.available_permits() < concurrency;
+            let left_due = ours && shared.store.anything_due(now).await.unwrap_or(true);
             let poll = tokio::time::sleep(settings.poll);
             tokio::pin!(poll);
             loop {

@@ -156,6 +156,22 @@ async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed()
             .is_err(),
         "no attempt ran but by a commit's lease"
     );
+
+    // The claim that commit woke failed (no UPDATE), and the claim loop waits a poll interval
+    // (a minute) before the next: with nothing due any more, a commit leased to a free worker
+    // still runs at once.
+    admin
+        .execute("DELETE FROM countersign_inbox WHERE state = 'pending'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        send(&base, webhook(&kit, "blt-meanwhile", "e3")).await.0,
+        200
+    );
+    assert_eq!(
+        next(&mut attempts, 5).await,
+        ("blt-meanwhile".to_owned(), 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,6 +231,7 @@ async fn a_tenant_at_its_concurrency_waits_for_the_claim_and_gets_its_turn_as_so
 /// through: the request's status.
 async fn commit_across<F: std::future::Future<Output = ()>>(
     admin: &mut deadpool_postgres::Client,
+    url: &str,
     base: &str,
     request: http::Request<axum::body::Body>,
     meanwhile: F,
@@ -227,9 +244,26 @@ async fn commit_across<F: std::future::Future<Output = ()>>(
         let base = base.to_owned();
         async move { send(&base, request).await.0 }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The commit waits for the lock (its offer taken before it).
+    let watch = example_support::postgres::pool(url)
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let mut waiting = 0i64;
+    for _ in 0..250 {
+        waiting = watch
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waiting > 0, "the commit waits for the lock");
     meanwhile.await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     lock.commit().await.unwrap();
     sent.await.unwrap()
 }
@@ -254,10 +288,12 @@ async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_w
     settle().await;
     let shutdown = async {
         tokio::spawn(pool.shutdown(Duration::from_secs(10)));
+        // The shutdown under way: offers withdrawn.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let request = webhook(&kit, "blt-graceful", "g1");
     assert_eq!(
-        commit_across(&mut admin, &base, request, shutdown).await,
+        commit_across(&mut admin, &pg.url(), &base, request, shutdown).await,
         200
     );
     assert_eq!(next(&mut attempts, 5).await, ("blt-graceful".to_owned(), 1));
@@ -268,9 +304,14 @@ async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_w
     settle().await;
     let abort = async {
         pool.stop();
+        // The abort done: the pool's tasks dropped.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let request = webhook(&kit, "blt-orphan", "x1");
-    assert_eq!(commit_across(&mut admin, &base, request, abort).await, 200);
+    assert_eq!(
+        commit_across(&mut admin, &pg.url(), &base, request, abort).await,
+        200
+    );
     let mut given_back = None;
     for _ in 0..100 {
         let now = row(&admin, "blt-orphan").await;
@@ -312,10 +353,11 @@ async fn commits_in_one_group_lease_within_each_tenants_concurrency_and_the_free
     let url = pg.url().replace("postgres://postgres@", "postgres://app@");
     let (base, inbox) = instance(&url, &kit, 2).await;
     let gate = Arc::new(Semaphore::new(0));
-    // Eight workers, each attempt held: what runs is what the commits leased.
+    // Four workers, each attempt held: what runs is what the commits leased (three tenants of
+    // a concurrency of two could have six).
     let (seen, mut attempts) = mpsc::unbounded_channel();
     let held = Arc::clone(&gate);
-    let _workers = inbox.work(8, move |delivery: InboxDelivery| {
+    let _workers = inbox.work(4, move |delivery: InboxDelivery| {
         let (seen, held) = (seen.clone(), Arc::clone(&held));
         async move {
             seen.send(delivery.tenant.clone().unwrap_or_default())
@@ -368,6 +410,10 @@ async fn commits_in_one_group_lease_within_each_tenants_concurrency_and_the_free
     assert!(
         leased.iter().all(|(_, n)| *n <= 2),
         "no tenant past its concurrency: {leased:?}"
+    );
+    assert!(
+        leased.iter().map(|(_, n)| n).sum::<i64>() <= 4,
+        "none past the free workers: {leased:?}"
     );
     // What ran is exactly what was leased, each on a worker of its own.
     let mut ran = std::collections::HashMap::<String, i64>::new();
