@@ -244,7 +244,7 @@ async fn give_back<St: InboxStore>(shared: Arc<Shared<St>>, id: String, lease: S
         let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
         match shared
             .store
-            .fail(&id, &lease, GIVEN_BACK, Some(now), dead_until)
+            .fail(&id, &lease, crate::LEASE_GIVEN_BACK, Some(now), dead_until)
             .await
         {
             Ok(given_back) => {
@@ -266,10 +266,6 @@ async fn give_back<St: InboxStore>(shared: Arc<Shared<St>>, id: String, lease: S
         }
     }
 }
-
-/// What a delivery leased with its commit says when its lease was given back before an
-/// attempt began (its workers stopped, its commit took too long, or its answer was lost).
-const GIVEN_BACK: &str = "its first attempt's lease was given back before the attempt began";
 
 /// The store failed: the delivery waits in the spool, if there is one and it has room.
 async fn spool<St: InboxStore>(

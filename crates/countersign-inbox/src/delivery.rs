@@ -15,6 +15,14 @@ use serde::de::DeserializeOwned;
 /// operator checks the handler's own records before retrying it.
 pub const MAYBE_HANDLED: &str = "set aside unrun: it waited in an instance's spool past half the time its id is remembered, so it may have been handled already; retry it only if its effects are absent";
 
+/// The `last_error` of a delivery whose commit leased it to a free worker that then could not
+/// run it (its workers stopped, the commit took a third of a lease, or the commit failed and
+/// may have landed): due again at once, for the next claim, that attempt counted (the
+/// handler's first run sees attempt 2). The next attempt's outcome replaces it; a dead letter
+/// keeps it only if that was the last attempt.
+pub const LEASE_GIVEN_BACK: &str =
+    "its first attempt's lease was given back before the attempt began";
+
 /// What a handler's error is.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -185,9 +193,10 @@ pub struct ClaimRequest<'a> {
     pub rotation: u32,
 }
 
-/// A lease offered with a commit ([`WorkerStore::commit_and_lease`](crate::WorkerStore::commit_and_lease)):
-/// an idle worker of this instance takes the delivery for its first attempt in the same write,
-/// rather than a claim taking it after.
+/// A free worker's offer to take a delivery with its commit
+/// ([`WorkerStore::commit_and_lease`](crate::WorkerStore::commit_and_lease)): the lease the
+/// delivery's first attempt would hold if the commit accepts it, rather than a claim leasing
+/// it after.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseOffer<'a> {
     /// The first attempt's lease (`{owner}:1`).

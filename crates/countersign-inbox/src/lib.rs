@@ -91,7 +91,7 @@ pub use countersign_core::reconcile::{Answer, Attempt, RecordedDelivery, Unusabl
 pub use countersign_core::replay::{StoreError, StoreErrorKind};
 pub use delivery::{
     BoxError, ClaimRequest, Commit, DeadLetter, GiveUp, Held, InboxDelivery, InboxStats,
-    LeaseOffer, MAYBE_HANDLED, Outcome, Retried,
+    LEASE_GIVEN_BACK, LeaseOffer, MAYBE_HANDLED, Outcome, Retried,
 };
 pub use inbox::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEAD_LETTER_TTL, DEFAULT_LEASE, DEFAULT_MARGIN, DEFAULT_POLL,

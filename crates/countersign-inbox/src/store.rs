@@ -12,8 +12,9 @@ use crate::delivery::{
 
 /// What the request path and the workers ask of a store: commit, claim, renew, record the
 /// outcome, forget. `SqliteInbox` (feature `sqlite`) and `PostgresInbox` (feature `postgres`)
-/// are the two. Every time is the caller's. A `lease` is the `{owner}:{attempt}` a claim gave
-/// the delivery. A `tenant_limit` of `None` counts nothing.
+/// are the two. Every time is the caller's. A `lease` is the `{owner}:{attempt}` a claim (or
+/// a commit, [`commit_and_lease`](Self::commit_and_lease)) gave the delivery. A `tenant_limit`
+/// of `None` counts nothing.
 pub trait WorkerStore: Send + Sync + 'static {
     /// Commits `delivery` (due at once, remembered until `expires_at` once handled) unless its
     /// id is there, or its tenant has `tenant_limit` deliveries pending or leased (`None`:
@@ -24,22 +25,31 @@ pub trait WorkerStore: Send + Sync + 'static {
         expires_at: SystemTime,
         tenant_limit: Option<u64>,
     ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
-    /// Whether [`commit_and_lease`](Self::commit_and_lease) may lease: only then do the
-    /// workers offer their free places to commits. This default says `false`: override it
-    /// with `commit_and_lease`.
+    /// Whether [`commit_and_lease`](Self::commit_and_lease) may lease. Read once when a pool
+    /// of workers starts: only then does the pool offer its free workers' places to commits.
+    /// This default says `false`; a store that overrides `commit_and_lease` says `true`.
     fn leases_on_commit(&self) -> bool {
         false
     }
-    /// Commits `delivery` as [`commit`](Self::commit) does and, in the same write, leases it
-    /// to `offer` for its first attempt when a claim would take it at once: nothing is due
-    /// before it (no delivery pending and due, no lease lapsed), and its tenant has fewer
-    /// than `offer.tenant_concurrency` deliveries on live leases, counting the others leased
-    /// in the same write. Leased, the delivery is as a claim would have left it: lease
-    /// `offer.lease`, one attempt counted, its lease ending at `offer.lease_until`, so that
-    /// renewals, outcomes and a takeover after it lapses treat it as any other. `true` with
-    /// [`Commit::New`] when leased: the caller runs the attempt (or gives the lease back with
-    /// [`fail`](Self::fail), due at once). This default leases nothing (`false`), and the
-    /// delivery waits for a claim.
+    /// Commits `delivery` as [`commit`](Self::commit) does (the same duplicate check and
+    /// tenant limit, first) and, in the same write, leases it for its first attempt to the
+    /// free worker that made `offer`, when a claim would take it at once:
+    ///
+    /// - nothing in the whole store is due at `delivery.received_at` (no delivery of any
+    ///   tenant pending and due, no lease lapsed): a backlog leaves every new delivery to the
+    ///   claim, which serves the tenants in turn;
+    /// - its tenant has fewer than `offer.tenant_concurrency` deliveries on live leases,
+    ///   counting those this same write leases before it (a store that commits one delivery
+    ///   per write has none).
+    ///
+    /// Leased, the delivery must be as a claim would have left it: its lease `offer.lease`,
+    /// one attempt counted, due at `offer.lease_until` (the lease's end), so that renewals,
+    /// outcomes, and a takeover once the lease lapses treat it as any other. Answer `true`
+    /// only with [`Commit::New`] and only when leased; the caller then runs the attempt. A
+    /// caller that cannot (its workers stopped, or this call failed and may have landed all
+    /// the same) gives the lease back with [`fail`](Self::fail), due at once, which finds
+    /// nothing when the delivery holds no such lease. This default leases nothing (`false`),
+    /// and the delivery waits for a claim.
     fn commit_and_lease(
         &self,
         delivery: &InboxDelivery,
@@ -70,9 +80,13 @@ pub trait WorkerStore: Send + Sync + 'static {
         &self,
         request: ClaimRequest<'_>,
     ) -> impl Future<Output = Result<Vec<InboxDelivery>, StoreError>> + Send;
-    /// Whether a claim at `now` may have left something due (pending and due, or on a lease
-    /// that lapsed): after a claim that took nothing, the workers then also claim again as
-    /// each attempt ends (a tenant at its concurrency gets a turn). This default says `true`.
+    /// Whether anything is due at `now` (a delivery pending and due, of any tenant, held back
+    /// by its tenant's concurrency or not; or a lease that lapsed). Asked after a claim that
+    /// took nothing while attempts of the pool are under way: `true` makes the end of each of
+    /// them wake the workers to claim again (a tenant held back by its concurrency gets its
+    /// turn); `false` lets them wait for a commit or the poll interval. A wrong `true` costs
+    /// a claim per attempt's end; a wrong `false` makes a tenant held back wait for the poll.
+    /// An error counts as `true`. This default says `true`.
     fn anything_due(
         &self,
         now: SystemTime,

@@ -326,7 +326,7 @@ async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_w
         Some((
             "pending".to_owned(),
             1,
-            Some("its first attempt's lease was given back before the attempt began".to_owned())
+            Some(countersign_inbox::LEASE_GIVEN_BACK.to_owned())
         ))
     );
     let (_workers, mut attempts) = workers(&inbox, "none", &gate);
