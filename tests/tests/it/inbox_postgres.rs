@@ -73,16 +73,7 @@ async fn instance(
         // Small, so that its bounds are reached: 16 deliveries, 2 per tenant.
         inbox = inbox.with_spool(Spool::with_limits(dir, 32, 1 << 20).unwrap());
     }
-    let app = Router::new().route(
-        "/webhooks",
-        post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
-            kit.webhook_verifier(),
-            kit.contentstack_keys(),
-        )),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = serve(&inbox, kit).await;
     let seen = Arc::clone(seen);
     let workers = inbox.work(4, move |delivery: InboxDelivery| {
         let seen = Arc::clone(&seen);
@@ -109,6 +100,21 @@ async fn instance(
         inbox,
         workers: Some(workers),
     }
+}
+
+/// A server on a free port acknowledging Contentstack webhooks into `inbox`: its base URL.
+async fn serve(inbox: &Inbox<PostgresInbox>, kit: &TestKit) -> String {
+    let app = Router::new().route(
+        "/webhooks",
+        post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
+            kit.webhook_verifier(),
+            kit.contentstack_keys(),
+        )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
 }
 
 async fn send(base: &str, request: Request<Body>) -> (u16, serde_json::Value) {

@@ -6,9 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post_service;
-use countersign::ContentstackWebhookLayer;
 use countersign::contentstack::WebhookBody;
 use countersign::testing::TestKit;
 use countersign_inbox::{Inbox, InboxDelivery, PostgresInbox, Workers};
@@ -25,16 +22,7 @@ async fn instance(url: &str, kit: &TestKit, concurrency: u64) -> (String, Inbox<
         .with_lease(Duration::from_secs(5))
         .with_poll_interval(Duration::from_secs(60))
         .with_tenant_concurrency(concurrency);
-    let app = Router::new().route(
-        "/webhooks",
-        post_service(inbox.acknowledge()).layer(ContentstackWebhookLayer::new(
-            kit.webhook_verifier(),
-            kit.contentstack_keys(),
-        )),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = super::serve(&inbox, kit).await;
     // The table, before the workers' first claim.
     inbox.stats().await.unwrap();
     (base, inbox)
@@ -91,13 +79,8 @@ async fn next(attempts: &mut mpsc::UnboundedReceiver<(String, u32)>, wait: u64) 
         .unwrap()
 }
 
-/// Waits for the workers' first claim, after which they take commits' offers.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed() {
+/// A throwaway PostgreSQL and a superuser's connection to it.
+async fn postgres() -> (countersign_tests::Postgres, deadpool_postgres::Client) {
     let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
         .await
         .unwrap();
@@ -106,12 +89,34 @@ async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed()
         .get()
         .await
         .unwrap();
+    (pg, admin)
+}
+
+/// A PostgreSQL, a superuser's connection to it, and the URL of a role `app` that may make
+/// tables (and be refused UPDATE on its inbox later, so that no claim can take anything).
+async fn with_app_role() -> (
+    countersign_tests::Postgres,
+    deadpool_postgres::Client,
+    String,
+) {
+    let (pg, admin) = postgres().await;
     admin
         .batch_execute("CREATE ROLE app LOGIN; GRANT CREATE ON SCHEMA public TO app")
         .await
         .unwrap();
-    let kit = TestKit::new().at(std::time::SystemTime::now());
     let url = pg.url().replace("postgres://postgres@", "postgres://app@");
+    (pg, admin, url)
+}
+
+/// Waits for the workers' first claim, after which they take commits' offers.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed() {
+    let (_pg, admin, url) = with_app_role().await;
+    let kit = TestKit::new().at(std::time::SystemTime::now());
     let (base, inbox) = instance(&url, &kit, 8).await;
     let gate = Arc::new(Semaphore::new(0));
     let (_workers, mut attempts) = workers(&inbox, "none", &gate);
@@ -176,14 +181,7 @@ async fn a_free_worker_takes_a_delivery_with_its_commit_and_no_claim_is_needed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_at_its_concurrency_waits_for_the_claim_and_gets_its_turn_as_soon_as_one_ends() {
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
+    let (pg, admin) = postgres().await;
     let kit = TestKit::new().at(std::time::SystemTime::now());
     let (base, inbox) = instance(&pg.url(), &kit, 1).await;
     let gate = Arc::new(Semaphore::new(0));
@@ -270,14 +268,7 @@ async fn commit_across<F: std::future::Future<Output = ()>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_when_aborted() {
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let mut admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
+    let (pg, mut admin) = postgres().await;
     let kit = TestKit::new().at(std::time::SystemTime::now());
     let (base, inbox) = instance(&pg.url(), &kit, 8).await;
     let gate = Arc::new(Semaphore::new(0));
@@ -337,20 +328,8 @@ async fn workers_that_stop_run_what_commits_leased_them_or_give_the_lease_back_w
 async fn commits_in_one_group_lease_within_each_tenants_concurrency_and_the_free_workers() {
     const TENANTS: usize = 3;
     const EACH: usize = 6;
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
-    admin
-        .batch_execute("CREATE ROLE app LOGIN; GRANT CREATE ON SCHEMA public TO app")
-        .await
-        .unwrap();
+    let (_pg, admin, url) = with_app_role().await;
     let kit = TestKit::new().at(std::time::SystemTime::now());
-    let url = pg.url().replace("postgres://postgres@", "postgres://app@");
     let (base, inbox) = instance(&url, &kit, 2).await;
     let gate = Arc::new(Semaphore::new(0));
     // Four workers, each attempt held: what runs is what the commits leased (three tenants of
