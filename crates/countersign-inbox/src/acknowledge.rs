@@ -20,7 +20,7 @@ use countersign::{Rejection, Verified};
 use countersign_core::inbox::remember_for;
 use countersign_core::replay::{StoreError, StoreErrorKind};
 
-use crate::delivery::{Commit, InboxDelivery, LeaseOffer};
+use crate::delivery::{Commit, InboxDelivery, LEASE_GIVEN_BACK, LeaseOffer};
 use crate::metrics;
 use crate::shared::Shared;
 use crate::spool::Refused;
@@ -121,7 +121,7 @@ async fn acknowledge<St: InboxStore>(
             "the inbox's store did not commit in time",
         )
     };
-    let committed = match shared.offer() {
+    let committed = match shared.offers.offer(settings.lease) {
         // With a free worker's offer, the commit runs in a task of its own: whatever becomes
         // of this request (its client gone, its time up), a delivery committed leased to that
         // worker reaches it, or its lease is given back. (At most one such task per free
@@ -199,7 +199,7 @@ async fn commit_offering<St: InboxStore>(
     delivery: InboxDelivery,
     expires_at: SystemTime,
     limit: Option<u64>,
-    offer: crate::worker::Offer,
+    offer: crate::offer::Offer,
 ) -> Result<Commit, StoreError> {
     let lease = LeaseOffer {
         lease: &offer.lease,
@@ -244,7 +244,7 @@ async fn give_back<St: InboxStore>(shared: Arc<Shared<St>>, id: String, lease: S
         let dead_until = now.checked_add(settings.dead_letter_ttl).unwrap_or(now);
         match shared
             .store
-            .fail(&id, &lease, crate::LEASE_GIVEN_BACK, Some(now), dead_until)
+            .fail(&id, &lease, LEASE_GIVEN_BACK, Some(now), dead_until)
             .await
         {
             Ok(given_back) => {

@@ -90,7 +90,7 @@ impl<St: InboxStore> Inbox<St> {
                 },
                 spool: None,
                 committed: tokio::sync::Notify::new(),
-                offers: std::sync::Mutex::default(),
+                offers: crate::offer::Registry::default(),
                 crowded: std::sync::Mutex::default(),
                 outcomes: Arc::new(Batcher::new(MOST_BOOKKEEPING, usize::MAX, |_| 0)),
                 renewals: Arc::new(Batcher::new(MOST_BOOKKEEPING, usize::MAX, |_| 0)),

@@ -76,6 +76,7 @@ mod delivery;
 mod drain;
 mod inbox;
 pub mod metrics;
+mod offer;
 mod reconcile;
 mod shared;
 mod spool;

@@ -25,7 +25,7 @@ pub(crate) struct Shared<St> {
     pub(crate) committed: tokio::sync::Notify,
     /// This instance's pools that take commits' offers of first attempts, in the order they
     /// started: the last one takes them.
-    pub(crate) offers: std::sync::Mutex<Vec<Arc<crate::worker::Offers>>>,
+    pub(crate) offers: crate::offer::Registry,
     /// The tenants near their limit, as last read: only their commits count.
     pub(crate) crowded: std::sync::Mutex<Crowded>,
     /// The attempts' outcomes, written in groups ([`WorkerStore::record`](crate::WorkerStore::record)).

@@ -4,16 +4,17 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use countersign_core::replay::{Owner, StoreError, StoreErrorKind};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::delivery::{BoxError, ClaimRequest, GiveUp, Held, InboxDelivery, Outcome};
 use crate::drain::{HeldBack, drain};
 use crate::metrics;
+use crate::offer::{Offers, Taken};
 use crate::shared::Shared;
 use crate::store::InboxStore;
 
@@ -134,110 +135,6 @@ pub(crate) fn start<St: InboxStore>(
     }
 }
 
-/// The idle workers of a running pool, as the request path sees them: a commit that takes a
-/// free worker's place offers its delivery's first attempt with it
-/// ([`WorkerStore::commit_and_lease`](crate::WorkerStore::commit_and_lease)), and a delivery
-/// leased so goes to that worker at once, with no claim.
-pub(crate) struct Offers {
-    room: Arc<Semaphore>,
-    owner: String,
-    /// Numbers each claim's and each offer's owner: a lease is never the same twice.
-    leases: Arc<AtomicU64>,
-    to_workers: mpsc::UnboundedSender<Taken>,
-    /// Whether the pool's last claim took fewer deliveries than it had places for (and, before
-    /// the first claim, `true`): only then does a commit take a free worker's place. While claims come back full (a backlog), a
-    /// place held by a commit would be one less for the next claim, and the commit would not
-    /// be leased anyway.
-    open: AtomicBool,
-}
-
-/// A first attempt offered with a commit: a free worker's place, and the lease it would hold.
-pub(crate) struct Offer {
-    permit: OwnedSemaphorePermit,
-    owner: String,
-    /// `{owner}:1`.
-    pub(crate) lease: String,
-    /// When the lease ends unless renewed, and the same instant on the workers' clock.
-    pub(crate) lease_until: SystemTime,
-    leased_at: tokio::time::Instant,
-    to_workers: mpsc::UnboundedSender<Taken>,
-}
-
-/// A delivery leased with its commit, on its way to the worker whose place it holds.
-struct Taken {
-    delivery: InboxDelivery,
-    owner: String,
-    leased_at: tokio::time::Instant,
-    permit: OwnedSemaphorePermit,
-}
-
-impl<St> Shared<St> {
-    /// A free worker's place for a commit's first attempt, if this instance's pool has one.
-    pub(crate) fn offer(&self) -> Option<Offer> {
-        let offers = self
-            .offers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .last()
-            .cloned()?;
-        if !offers.open.load(Ordering::Relaxed) {
-            return None;
-        }
-        let permit = Arc::clone(&offers.room).try_acquire_owned().ok()?;
-        let owner = format!(
-            "{}.{}",
-            offers.owner,
-            offers.leases.fetch_add(1, Ordering::Relaxed) + 1
-        );
-        let (now, leased_at) = (SystemTime::now(), tokio::time::Instant::now());
-        Some(Offer {
-            permit,
-            lease: format!("{owner}:1"),
-            owner,
-            lease_until: now.checked_add(self.settings.lease).unwrap_or(now),
-            leased_at,
-            to_workers: offers.to_workers.clone(),
-        })
-    }
-}
-
-impl Offer {
-    /// How long ago the lease began (as the workers' clock reads it).
-    pub(crate) fn leased_for(&self) -> Duration {
-        self.leased_at.elapsed()
-    }
-
-    /// Hands `delivery`, committed leased to this offer, to its worker: `false` when the
-    /// pool stopped meanwhile.
-    pub(crate) fn take(self, mut delivery: InboxDelivery) -> bool {
-        delivery.attempt = 1;
-        self.to_workers
-            .send(Taken {
-                delivery,
-                owner: self.owner,
-                leased_at: self.leased_at,
-                permit: self.permit,
-            })
-            .is_ok()
-    }
-}
-
-/// The offers of a pool, withdrawn when it stops (or is aborted).
-struct Offering<'a, St> {
-    shared: &'a Shared<St>,
-    offers: Arc<Offers>,
-}
-
-impl<St> Drop for Offering<'_, St> {
-    fn drop(&mut self) {
-        self.shared
-            .offers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|offers| !Arc::ptr_eq(offers, &self.offers));
-    }
-}
-
 /// Runs `taken` in a task of `running`: the attempt, then its worker's place freed and the
 /// end told to `ended`.
 fn run<St: InboxStore>(
@@ -311,22 +208,12 @@ async fn claim_loop<St: InboxStore>(
     ));
     // The pool started last (of those running) takes the commits' offers.
     let offering = shared.store.leases_on_commit().then(|| {
-        let offers = Arc::new(Offers {
-            room: Arc::clone(&room),
-            owner: owner.clone(),
-            leases: Arc::clone(&leases),
+        shared.offers.join(Offers::new(
+            Arc::clone(&room),
+            owner.clone(),
+            Arc::clone(&leases),
             to_workers,
-            open: AtomicBool::new(true),
-        });
-        shared
-            .offers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::clone(&offers));
-        Offering {
-            shared: &shared,
-            offers,
-        }
+        ))
     });
     let mut running = JoinSet::new();
     // The inbox's depth and its purge beside the claims, each on its own: neither waits for
@@ -388,8 +275,7 @@ async fn claim_loop<St: InboxStore>(
         };
         // While claims come back full, commits leave their worker's places to the next claim.
         if let Some(offering) = &offering {
-            let open = batch.len() < permits.len();
-            offering.offers.open.store(open, Ordering::Relaxed);
+            offering.open(batch.len() < permits.len());
         }
         if batch.is_empty() {
             drop(permits);

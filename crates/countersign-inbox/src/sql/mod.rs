@@ -28,7 +28,8 @@ pub(crate) struct Pending {
     pub(crate) expires_at: SystemTime,
     pub(crate) tenant_limit: Option<u64>,
     /// The first attempt's lease (`{owner}:1`), its end and the tenants' concurrency, when
-    /// an idle worker of this instance offers to take the delivery in the same write.
+    /// a free worker of this instance offers to take the delivery in the same write.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) lease: Option<(String, i64, i64)>,
 }
 
@@ -49,7 +50,8 @@ impl Pending {
     }
 
     /// The same commit, with `offer` of its first attempt's lease.
-    pub(crate) fn offering(mut self, offer: crate::LeaseOffer<'_>) -> Self {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn offering(mut self, offer: crate::delivery::LeaseOffer<'_>) -> Self {
         let concurrency = i64::try_from(offer.tenant_concurrency).unwrap_or(i64::MAX);
         self.lease = Some((
             offer.lease.to_owned(),
