@@ -135,13 +135,20 @@ pub(crate) fn start<St: InboxStore>(
     }
 }
 
-/// Runs `taken` in a task of `running`: the attempt, then its worker's place freed and the
-/// end told to `ended`.
+/// The ends of a pool's attempts, claimed or handed over: counted, and told to the claim loop.
+#[derive(Default)]
+struct Ends {
+    count: AtomicU64,
+    told: tokio::sync::Notify,
+}
+
+/// Runs `taken` in a task of `running`: the attempt; then its end counted, its worker's place
+/// freed (in that order: a place seen free has its end counted), and the end told.
 fn run<St: InboxStore>(
     running: &mut JoinSet<()>,
     shared: &Arc<Shared<St>>,
     handler: &Handler,
-    ended: &Arc<tokio::sync::Notify>,
+    ended: &Arc<Ends>,
     taken: Taken,
 ) {
     let (shared, handler, ended) = (Arc::clone(shared), handler.clone(), Arc::clone(ended));
@@ -153,8 +160,9 @@ fn run<St: InboxStore>(
             permit,
         } = taken;
         attempt(&shared, &handler, &owner, delivery, leased_at).await;
+        ended.count.fetch_add(1, Ordering::SeqCst);
         drop(permit);
-        ended.notify_one();
+        ended.told.notify_one();
     });
 }
 
@@ -164,7 +172,7 @@ fn run<St: InboxStore>(
 async fn hand_overs<St: InboxStore>(
     shared: Arc<Shared<St>>,
     handler: Handler,
-    ended: Arc<tokio::sync::Notify>,
+    ended: Arc<Ends>,
     mut taken: mpsc::UnboundedReceiver<Taken>,
 ) {
     let mut running = JoinSet::new();
@@ -197,7 +205,7 @@ async fn claim_loop<St: InboxStore>(
     let owner = Owner::random().as_str().to_owned();
     let leases = Arc::new(AtomicU64::new(0));
     let room = Arc::new(Semaphore::new(concurrency));
-    let ended = Arc::new(tokio::sync::Notify::new());
+    let ended = Arc::new(Ends::default());
     let (to_workers, taken) = mpsc::unbounded_channel();
     let mut handing = JoinSet::new();
     handing.spawn(hand_overs(
@@ -242,6 +250,8 @@ async fn claim_loop<St: InboxStore>(
         while let Ok(permit) = Arc::clone(&room).try_acquire_owned() {
             permits.push(permit);
         }
+        // Attempts that end from here on may free a turn this claim does not see.
+        let ended_before = ended.count.load(Ordering::SeqCst);
         // Registered before the claim, so that a commit made while it runs still wakes us.
         let committed = shared.committed.notified();
         tokio::pin!(committed);
@@ -283,8 +293,10 @@ async fn claim_loop<St: InboxStore>(
             // may be at its concurrency with attempts of ours, and then the next one that ends
             // frees a turn (waiting for the poll instead held a tenant of one space to its
             // concurrency per poll interval). Whether anything is due says which.
-            // (Only an attempt of ours ending wakes the loop: with none under way, it is moot.)
-            let ours = room.available_permits() < concurrency;
+            // (Only an attempt of ours ending wakes the loop: with none under way, and none
+            // ended since the claim began, it is moot.)
+            let running_now = room.available_permits() < concurrency;
+            let ours = running_now || ended.count.load(Ordering::SeqCst) != ended_before;
             let left_due = ours && shared.store.anything_due(now).await.unwrap_or(true);
             let poll = tokio::time::sleep(settings.poll);
             tokio::pin!(poll);
@@ -293,7 +305,7 @@ async fn claim_loop<St: InboxStore>(
                     () = &mut stopped => break 'claims,
                     () = &mut committed => break,
                     () = &mut poll => break,
-                    () = ended.notified(), if left_due => break,
+                    () = ended.told.notified(), if left_due => break,
                     Some(_) = running.join_next(), if !running.is_empty() => {}
                 }
             }
