@@ -944,6 +944,118 @@ async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_tim
     drop(pg);
 }
 
+/// Each transaction of the inbox goes out whole in one round trip: `BEGIN` and its settings,
+/// its statements, `COMMIT`. A claim cut off by its caller while blocked on a lock still
+/// commits once the lock is free, and leaves its connection (the pool's only one here) outside
+/// any transaction: the next operation on it is not inside a transaction left open, and the
+/// delivery the cut-off claim leased is taken again once that lease has lapsed, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_cut_off_in_its_round_trip_leaves_no_transaction_open_and_no_delivery_lost() {
+    use countersign_inbox::{ClaimRequest, Commit, Provider, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    pool.resize(1);
+    let store = PostgresInbox::new(pool.clone());
+    let mut admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let claim = |now: std::time::SystemTime| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(ClaimRequest {
+                    owner: "w",
+                    now,
+                    lease_until: now + Duration::from_secs(1),
+                    limit: 4,
+                    tenant_concurrency: 4,
+                    max_attempts: 5,
+                    dead_until: far,
+                    rotation: 0,
+                })
+                .await
+        }
+    };
+    let delivery = delivery("d1", Provider::Contentful, Some("space"), b"{}");
+    assert_eq!(
+        store.commit(&delivery, far, None).await.unwrap(),
+        Commit::New
+    );
+    // Once, so that the claim's statements are prepared on the connection: the cut-off one
+    // sends its whole transaction at once rather than waiting for the lock to prepare.
+    let before = std::time::SystemTime::now() - Duration::from_secs(1);
+    assert!(claim(before).await.unwrap().is_empty());
+
+    let lock = admin.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE countersign_inbox IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let cut_off =
+        tokio::time::timeout(Duration::from_secs(1), claim(std::time::SystemTime::now())).await;
+    assert!(cut_off.is_err(), "the claim waited for the lock");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    lock.commit().await.unwrap();
+
+    let state = || async {
+        let row = admin
+            .query_one(
+                "SELECT state, attempts FROM countersign_inbox WHERE id = 'd1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, String>(0), row.get::<_, i64>(1))
+    };
+    let mut landed = (String::new(), 0);
+    for _ in 0..50 {
+        landed = state().await;
+        if landed.0 == "leased" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        landed,
+        ("leased".to_owned(), 1),
+        "the cut-off claim committed whole"
+    );
+    // The pool's one connection is idle, not idle inside a transaction left open.
+    let others: Vec<String> = admin
+        .query(
+            "SELECT state FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        others,
+        ["idle"],
+        "the pool's connection, after the cut-off claim"
+    );
+
+    // Its lease lapsed (a second): the delivery is taken again, as its second attempt.
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    let again = claim(later).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.id.as_str(), d.attempt))
+            .collect::<Vec<_>>(),
+        [("d1", 2)]
+    );
+    drop(pg);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_keeps_the_latest_receipt_it_forgot() {
     use countersign_inbox::{ClaimRequest, Commit, OperatorStore, Provider, WorkerStore};

@@ -1,6 +1,6 @@
 //! Group commit on PostgreSQL: the commits that arrive while one is on its way
 //! ([`Batcher`](crate::batch::Batcher)) go in one statement, in one transaction with one WAL
-//! flush (three round trips: `BEGIN`, the settings with the statement, `COMMIT`). Each member
+//! flush, in one round trip (`BEGIN` and the settings, the statement and `COMMIT` sent together). Each member
 //! is answered as it would have been alone: a duplicate of an earlier member is a duplicate,
 //! and a tenant's limit counts the group's earlier rows. A group the database refuses is tried
 //! member by member, so that one member's bytes (a tenant id PostgreSQL will not store, say)
@@ -192,8 +192,7 @@ async fn in_one(store: &PostgresInbox, group: &[Pending]) -> Result<Vec<Answer>,
         })
         .collect();
     let rows = store
-        .with(|mut client| async move {
-            let db = client.transaction().await?;
+        .with(|client| async move {
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
                 &ids,
                 &providers,
@@ -207,9 +206,7 @@ async fn in_one(store: &PostgresInbox, group: &[Pending]) -> Result<Vec<Answer>,
                 &lease_until,
                 &concurrency,
             ];
-            let rows = super::indexed(&db, &store.own.group.commit, &params).await?;
-            db.commit().await?;
-            Ok(rows)
+            super::indexed(&client, &store.own.group.commit, &params).await
         })
         .await?;
     // Each member's answer by what the statement did, an id's later members by its first.
@@ -250,9 +247,8 @@ async fn in_one(store: &PostgresInbox, group: &[Pending]) -> Result<Vec<Answer>,
         Ok(Vec::new())
     } else {
         store
-            .with(|mut client| async move {
-                let db = client.transaction().await?;
-                let rows = super::indexed(&db, &store.own.group.there, &[&unclear]).await?;
+            .with(|client| async move {
+                let rows = super::indexed(&client, &store.own.group.there, &[&unclear]).await?;
                 Ok(rows.iter().map(|row| row.get(0)).collect())
             })
             .await

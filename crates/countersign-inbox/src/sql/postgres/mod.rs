@@ -113,8 +113,7 @@ impl PostgresInbox {
             (Some(_), _, None) => (&self.own.admit.tenanted, 8),
             (None, _, None) => (&self.own.admit.untenanted, 8),
         };
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
+        self.with(|client| async move {
             let at = millis(delivery.received_at);
             let expires = millis(pending.expires_at);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
@@ -130,19 +129,20 @@ impl PostgresInbox {
                 &lease_until,
                 &concurrency,
             ];
-            let inserted = indexed(&db, admit, &params[..count]).await?;
+            let inserted = indexed(&client, admit, &params[..count]).await?;
             if let Some(row) = inserted.first() {
                 // The leased admit answers the state; the others insert pending.
                 let leased = count == 11 && row.get::<_, &str>(1) == "leased";
-                db.commit().await?;
                 return Ok((Commit::New, leased));
             }
             // Not inserted: its id was there, or its tenant had no room.
-            let known = db
-                .query_opt(&db.prepare_cached(&self.sql.known).await?, &[&delivery.id])
+            let known = client
+                .query_opt(
+                    &client.prepare_cached(&self.sql.known).await?,
+                    &[&delivery.id],
+                )
                 .await?
                 .is_some();
-            db.commit().await?;
             Ok((
                 if known {
                     Commit::Duplicate
@@ -171,11 +171,10 @@ impl PostgresInbox {
         which: fn(&sql::Statements) -> &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<bool, StoreError> {
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
-            let statement = db.prepare_cached(which(&self.sql)).await?;
-            let changed = settled(&db, BOOKKEEPING, db.execute(&statement, params)).await?;
-            db.commit().await?;
+        self.with(|client| async move {
+            let statement = client.prepare_cached(which(&self.sql)).await?;
+            let changed =
+                in_one_trip(&client, BOOKKEEPING, client.execute(&statement, params)).await?;
             Ok(changed == 1)
         })
         .await
@@ -301,7 +300,7 @@ impl Inbox<PostgresInbox> {
 }
 
 /// What a transaction of the inbox's bookkeeping (claims, leases, outcomes, purges) sets, sent
-/// with its first statement ([`settled`]). Its commit does not wait for the disk
+/// with its first statement ([`in_one_trip`]). Its commit does not wait for the disk
 /// (`synchronous_commit` off for it alone): a database crash may forget its last moments, and
 /// then a delivery is taken or handled again, which a handler bears anyway. A delivery's
 /// commit, and a [`Inbox::work_in_transaction`] handler's writes with its "handled", wait for
@@ -345,14 +344,41 @@ async fn settled<T>(
     Ok(answer)
 }
 
-/// [`settled`] with [`INDEXED`], for one prepared statement: its rows.
+/// `statements` in a transaction of their own, in one round trip: `BEGIN` with the settings
+/// `set`, the statements, and `COMMIT` go out together (each request is sent when first
+/// polled, and these are polled in order, all at once), so a transaction costs one wait for
+/// the server rather than three. `statements` must send all it runs when first polled:
+/// prepare its statements before. When one of them fails, PostgreSQL ends the transaction at
+/// the `COMMIT` with a rollback, and that error is the answer.
+///
+/// Once polled, the whole transaction is on its way: dropping the future (a timeout) leaves
+/// neither a connection inside a transaction nor a half-written one, but the transaction may
+/// still commit. So an error in time means "not known", as a `COMMIT` whose answer was lost
+/// always did: a commit's sender spools or is answered 503 (and a duplicate is found later),
+/// a lease offered is given back, and a claim that landed unknown lapses like any lease.
+async fn in_one_trip<T>(
+    client: &tokio_postgres::Client,
+    set: &str,
+    statements: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, tokio_postgres::Error> {
+    let begin = format!("BEGIN; {set}");
+    let ((), answer, ()) = tokio::try_join!(
+        biased;
+        client.batch_execute(&begin),
+        statements,
+        client.batch_execute("COMMIT"),
+    )?;
+    Ok(answer)
+}
+
+/// One prepared statement, run with `params` in [`in_one_trip`] with [`INDEXED`]: its rows.
 async fn indexed(
-    db: &deadpool_postgres::Transaction<'_>,
+    client: &deadpool_postgres::Client,
     statement: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-    let statement = db.prepare_cached(statement).await?;
-    settled(db, INDEXED, db.query(&statement, params)).await
+    let statement = client.prepare_cached(statement).await?;
+    in_one_trip(client, INDEXED, client.query(&statement, params)).await
 }
 
 /// A claimed row ([`sql::CLAIMED`]).
@@ -419,11 +445,8 @@ impl WorkerStore for PostgresInbox {
 
     async fn anything_due(&self, now: SystemTime) -> Result<bool, StoreError> {
         let now = millis(now);
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
-            let due = !indexed(&db, &self.own.due, &[&now]).await?.is_empty();
-            db.commit().await?;
-            Ok(due)
+        self.with(|client| async move {
+            Ok(!indexed(&client, &self.own.due, &[&now]).await?.is_empty())
         })
         .await
     }
@@ -476,11 +499,10 @@ impl WorkerStore for PostgresInbox {
         let (now, lease_until) = (millis(request.now), millis(request.lease_until));
         let dead_until = millis(request.dead_until);
         let owner = request.owner;
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
+        self.with(|client| async move {
             let (bury, claim) = (
-                db.prepare_cached(&self.sql.bury).await?,
-                db.prepare_cached(&self.sql.claim).await?,
+                client.prepare_cached(&self.sql.bury).await?,
+                client.prepare_cached(&self.sql.claim).await?,
             );
             let rotation = i64::from(request.rotation);
             let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
@@ -497,15 +519,14 @@ impl WorkerStore for PostgresInbox {
             // round trip.
             let bury_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                 [&now, &max_attempts, &dead_until];
-            let (_, rows) = settled(&db, BOOKKEEPING, async {
+            let (_, rows) = in_one_trip(&client, BOOKKEEPING, async {
                 tokio::try_join!(
                     biased;
-                    db.execute(&bury, &bury_params),
-                    db.query(&claim, &claim_params),
+                    client.execute(&bury, &bury_params),
+                    client.query(&claim, &claim_params),
                 )
             })
             .await?;
-            db.commit().await?;
             Ok(rows.iter().map(delivery).collect())
         })
         .await
@@ -555,26 +576,25 @@ impl WorkerStore for PostgresInbox {
             }
         }
         let recorded = self
-            .with(|mut client| async move {
-                let db = client.transaction().await?;
+            .with(|client| async move {
                 let (complete, fail) = (
-                    db.prepare_cached(&self.own.complete_all).await?,
-                    db.prepare_cached(&self.own.fail_all).await?,
+                    client.prepare_cached(&self.own.complete_all).await?,
+                    client.prepare_cached(&self.own.fail_all).await?,
                 );
                 let fail_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
                     [&failed.ids, &failed.leases, &errors, &retries, &dead];
                 let complete_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
                     [&handled.ids, &handled.leases];
                 // Each kind there is, in one round trip.
-                let tx = &db;
+                let db: &tokio_postgres::Client = &client;
                 let each = |statement, params, none| async move {
                     if none {
                         Ok(Vec::new())
                     } else {
-                        tx.query(statement, params).await
+                        db.query(statement, params).await
                     }
                 };
-                let (mut recorded, failed) = settled(tx, BY_ID, async {
+                let (mut recorded, failed) = in_one_trip(db, BY_ID, async {
                     tokio::try_join!(
                         biased;
                         each(&complete, &complete_params[..], handled.ids.is_empty()),
@@ -583,7 +603,6 @@ impl WorkerStore for PostgresInbox {
                 })
                 .await?;
                 recorded.extend(failed);
-                db.commit().await?;
                 Ok(recorded)
             })
             .await?;
@@ -599,14 +618,11 @@ impl WorkerStore for PostgresInbox {
         held.iter().for_each(|held| leases.push(held));
         let until = millis(lease_until);
         let renewed = self
-            .with(|mut client| async move {
-                let db = client.transaction().await?;
-                let statement = db.prepare_cached(&self.own.renew_all).await?;
+            .with(|client| async move {
+                let statement = client.prepare_cached(&self.own.renew_all).await?;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                     [&leases.ids, &leases.leases, &until];
-                let renewed = settled(&db, BY_ID, db.query(&statement, &params)).await?;
-                db.commit().await?;
-                Ok(renewed)
+                in_one_trip(&client, BY_ID, client.query(&statement, &params)).await
             })
             .await?;
         Ok(changed(held.iter(), &renewed))
@@ -661,10 +677,8 @@ impl WorkerStore for PostgresInbox {
     }
 
     async fn stats(&self) -> Result<InboxStats, StoreError> {
-        self.with(|mut client| async move {
-            let db = client.transaction().await?;
-            let rows = indexed(&db, &self.sql.stats, &[]).await?;
-            db.commit().await?;
+        self.with(|client| async move {
+            let rows = indexed(&client, &self.sql.stats, &[]).await?;
             Ok(sql::stats(
                 rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))),
             ))
