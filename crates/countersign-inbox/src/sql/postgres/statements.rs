@@ -12,9 +12,15 @@ use crate::sql;
 /// none past the tenant's concurrency `$6`; among equal turns the tenants take their places in
 /// a rotation that each claim starts elsewhere (`$8`), so that a tenant whose backlog is older
 /// never goes before a newcomer for long; then as many candidates as are not locked by another
-/// instance's claim, looked up by id alone (the `coalesce`s keep the planner off the index of
-/// states: without fresh statistics, a new table or a backlog grown since the last `ANALYZE`,
-/// it read every due delivery to find the few it locks). Each lease is `{owner}:{attempt}`.
+/// instance's claim. Those are locked, and leased, at the row versions the candidates were
+/// read from (`ctid`): a TID scan reads each at once, where looking each up again by id went
+/// down the primary key's index and through every version it has left there (40% of the
+/// claim's time). A row changed since by another instance's claim or outcome is locked at its
+/// newest version, which must still be due (`state`, `due_at`), or it is skipped; the version
+/// read stays in place while this statement runs, since its own snapshot keeps it from being
+/// vacuumed. (The `coalesce`s keep the planner off the index of states: without fresh
+/// statistics, a new table or a backlog grown since the last `ANALYZE`, it read every due
+/// delivery to find the few it locks.) Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
 WITH RECURSIVE tenants AS (
     (SELECT tenant FROM countersign_inbox
@@ -25,24 +31,24 @@ WITH RECURSIVE tenants AS (
       FROM tenants t WHERE t.tenant IS NOT NULL
 ),
 candidates AS (
-    SELECT c.id, c.tenant, c.due_at FROM tenants t CROSS JOIN LATERAL (
-        SELECT id, tenant, due_at FROM countersign_inbox
+    SELECT c.ctid AS at, c.id, c.tenant, c.due_at FROM tenants t CROSS JOIN LATERAL (
+        SELECT ctid, id, tenant, due_at FROM countersign_inbox
          WHERE state = 'pending' AND tenant = t.tenant AND due_at <= $3
          ORDER BY due_at, id LIMIT $7) c
     UNION ALL
-    (SELECT id, tenant, due_at FROM countersign_inbox
+    (SELECT ctid, id, tenant, due_at FROM countersign_inbox
       WHERE state = 'pending' AND tenant IS NULL AND due_at <= $3
       ORDER BY tenant, due_at, id LIMIT $7)
     UNION ALL
-    SELECT id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
+    SELECT ctid, id, tenant, due_at FROM countersign_inbox WHERE state = 'leased' AND due_at <= $3
 ),
 busy AS (
     SELECT tenant, count(*) AS n FROM countersign_inbox
      WHERE state = 'leased' AND due_at > $3 GROUP BY tenant),
 ranked AS (
-    SELECT id, due_at, turn, spot FROM (
-        SELECT id, due_at, turn, (place + $8) % max(place) OVER () AS spot FROM (
-            SELECT c.id, c.due_at,
+    SELECT at, id, due_at, turn, spot FROM (
+        SELECT at, id, due_at, turn, (place + $8) % max(place) OVER () AS spot FROM (
+            SELECT c.at, c.id, c.due_at,
                    ROW_NUMBER() OVER (PARTITION BY c.tenant ORDER BY c.due_at, c.id)
                        + coalesce(b.n, 0) AS turn,
                    DENSE_RANK() OVER (ORDER BY c.tenant) AS place
@@ -52,18 +58,18 @@ ranked AS (
      ORDER BY turn, spot, due_at, id
      LIMIT $5),
 ordered AS (
-    SELECT ARRAY(SELECT id FROM ranked ORDER BY turn, spot, due_at, id) AS ids),
+    SELECT ARRAY(SELECT at FROM ranked ORDER BY turn, spot, due_at, id) AS ats),
 locked AS (
-    SELECT i.id FROM countersign_inbox i
-     WHERE i.id = ANY ((SELECT ids FROM ordered)::TEXT[])
+    SELECT i.ctid AS at FROM countersign_inbox i
+     WHERE i.ctid = ANY ((SELECT ats FROM ordered)::TID[])
        AND coalesce(i.state, '') IN ('pending', 'leased') AND coalesce(i.due_at, 0) <= $3
-     ORDER BY array_position((SELECT ids FROM ordered)::TEXT[], i.id)
+     ORDER BY array_position((SELECT ats FROM ordered)::TID[], i.ctid)
      LIMIT $4
      FOR UPDATE OF i SKIP LOCKED)
 UPDATE countersign_inbox i
    SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
        attempts = i.attempts + 1
-  FROM locked WHERE i.id = locked.id
+  WHERE i.ctid = ANY (ARRAY(SELECT at FROM locked))
 RETURNING i.";
 
 /// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
