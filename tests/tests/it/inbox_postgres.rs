@@ -944,13 +944,29 @@ async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_tim
     drop(pg);
 }
 
-/// Each transaction of the inbox goes out whole in one round trip: `BEGIN` and its settings,
-/// its statements, `COMMIT`. A claim cut off by its caller while blocked on a lock still
-/// commits once the lock is free, and leaves its connection (the pool's only one here) outside
-/// any transaction: the next operation on it is not inside a transaction left open, and the
-/// delivery the cut-off claim leased is taken again once that lease has lapsed, not lost.
+/// The client backends other than `admin`'s own, with their states.
+async fn backends(admin: &deadpool_postgres::Client) -> Vec<String> {
+    admin
+        .query(
+            "SELECT state FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// A claim sends `BEGIN`, its settings and its statements in one round trip, and `COMMIT`
+/// once they have answered. Cut off by its caller while blocked on a lock, it leases nothing:
+/// its connection (the pool's only one here) is closed rather than put back, PostgreSQL rolls
+/// the claim back once the lock is free, and the next claim takes the delivery as its first
+/// attempt. (Had the `COMMIT` gone with the statements, the cut-off claim would have leased
+/// it to nobody, and it would have waited out that lease and lost an attempt.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_cut_off_in_its_round_trip_leaves_no_transaction_open_and_no_delivery_lost() {
+async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_open() {
     use countersign_inbox::{ClaimRequest, Commit, Provider, WorkerStore};
 
     let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
@@ -965,14 +981,15 @@ async fn a_claim_cut_off_in_its_round_trip_leaves_no_transaction_open_and_no_del
         .await
         .unwrap();
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let claim = |now: std::time::SystemTime| {
+    let claim = || {
         let store = store.clone();
         async move {
+            let now = std::time::SystemTime::now();
             store
                 .claim(ClaimRequest {
                     owner: "w",
                     now,
-                    lease_until: now + Duration::from_secs(1),
+                    lease_until: now + Duration::from_secs(60),
                     limit: 4,
                     tenant_concurrency: 4,
                     max_attempts: 5,
@@ -982,76 +999,110 @@ async fn a_claim_cut_off_in_its_round_trip_leaves_no_transaction_open_and_no_del
                 .await
         }
     };
+    // Once with nothing to take, so that the claim's statements are prepared on the
+    // connection: the cut-off claim sends its transaction at once, then waits for the lock.
+    assert!(claim().await.unwrap().is_empty());
     let delivery = delivery("d1", Provider::Contentful, Some("space"), b"{}");
     assert_eq!(
         store.commit(&delivery, far, None).await.unwrap(),
         Commit::New
     );
-    // Once, so that the claim's statements are prepared on the connection: the cut-off one
-    // sends its whole transaction at once rather than waiting for the lock to prepare.
-    let before = std::time::SystemTime::now() - Duration::from_secs(1);
-    assert!(claim(before).await.unwrap().is_empty());
 
     let lock = admin.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE countersign_inbox IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let cut_off =
-        tokio::time::timeout(Duration::from_secs(1), claim(std::time::SystemTime::now())).await;
+    let cut_off = tokio::time::timeout(Duration::from_secs(2), claim()).await;
     assert!(cut_off.is_err(), "the claim waited for the lock");
-    tokio::time::sleep(Duration::from_millis(50)).await;
     lock.commit().await.unwrap();
 
-    let state = || async {
-        let row = admin
-            .query_one(
-                "SELECT state, attempts FROM countersign_inbox WHERE id = 'd1'",
-                &[],
-            )
-            .await
-            .unwrap();
-        (row.get::<_, String>(0), row.get::<_, i64>(1))
-    };
-    let mut landed = (String::new(), 0);
-    for _ in 0..50 {
-        landed = state().await;
-        if landed.0 == "leased" {
+    // Its connection closes once PostgreSQL has run what it was sent.
+    let mut left = backends(&admin).await;
+    for _ in 0..250 {
+        if left.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+        left = backends(&admin).await;
     }
-    assert_eq!(
-        landed,
-        ("leased".to_owned(), 1),
-        "the cut-off claim committed whole"
+    assert!(
+        left.is_empty(),
+        "the cut-off claim's connection stayed: {left:?}"
     );
-    // The pool's one connection is idle, not idle inside a transaction left open.
-    let others: Vec<String> = admin
-        .query(
-            "SELECT state FROM pg_stat_activity
-              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    let row = admin
+        .query_one(
+            "SELECT state, attempts FROM countersign_inbox WHERE id = 'd1'",
             &[],
         )
         .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .unwrap();
     assert_eq!(
-        others,
-        ["idle"],
-        "the pool's connection, after the cut-off claim"
+        (row.get::<_, String>(0), row.get::<_, i64>(1)),
+        ("pending".to_owned(), 0),
+        "the cut-off claim was rolled back"
     );
-
-    // Its lease lapsed (a second): the delivery is taken again, as its second attempt.
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    let again = claim(later).await.unwrap();
+    let again = claim().await.unwrap();
     assert_eq!(
         again
             .iter()
             .map(|d| (d.id.as_str(), d.attempt))
             .collect::<Vec<_>>(),
-        [("d1", 2)]
+        [("d1", 1)]
+    );
+    drop(pg);
+}
+
+/// The bookkeeping sends `BEGIN`, its statements and `COMMIT` in one round trip, and a
+/// statement refused before it was sent (here a lease's end that the table, made by someone
+/// else, keeps as a 32-bit `due_at`) still has its `COMMIT` sent: the pool's only connection
+/// goes back idle, not idle in a transaction that the next commit would have joined without
+/// waiting for the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_refused_before_it_is_sent_leaves_no_transaction_open() {
+    use countersign_inbox::{Held, WorkerStore};
+
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE odd_inbox (
+                id TEXT PRIMARY KEY, provider TEXT NOT NULL, tenant TEXT, body BYTEA,
+                signed_headers TEXT, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,
+                due_at INTEGER NOT NULL, lease_owner TEXT, received_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL, last_error TEXT)",
+        )
+        .await
+        .unwrap();
+    let pool = example_support::postgres::pool(&pg.url()).unwrap();
+    pool.resize(1);
+    let store = PostgresInbox::new(pool.clone())
+        .with_table("odd_inbox")
+        .unwrap();
+    let held = [Held {
+        id: "d1".to_owned(),
+        lease: "w:1".to_owned(),
+    }];
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    assert!(store.renew_all(&held, far).await.is_err());
+
+    let mut states = backends(&admin).await;
+    for _ in 0..250 {
+        if !states.iter().any(|state| state == "active") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        states = backends(&admin).await;
+    }
+    assert_eq!(
+        states,
+        ["idle"],
+        "the pool's connection, after the refused statement"
     );
     drop(pg);
 }

@@ -136,13 +136,9 @@ impl PostgresInbox {
                 return Ok((Commit::New, leased));
             }
             // Not inserted: its id was there, or its tenant had no room.
-            let known = client
-                .query_opt(
-                    &client.prepare_cached(&self.sql.known).await?,
-                    &[&delivery.id],
-                )
+            let known = !indexed(&client, &self.sql.known, &[&delivery.id])
                 .await?
-                .is_some();
+                .is_empty();
             Ok((
                 if known {
                     Commit::Duplicate
@@ -345,30 +341,108 @@ async fn settled<T>(
 }
 
 /// `statements` in a transaction of their own, in one round trip: `BEGIN` with the settings
-/// `set`, the statements, and `COMMIT` go out together (each request is sent when first
-/// polled, and these are polled in order, all at once), so a transaction costs one wait for
-/// the server rather than three. `statements` must send all it runs when first polled:
-/// prepare its statements before. When one of them fails, PostgreSQL ends the transaction at
-/// the `COMMIT` with a rollback, and that error is the answer.
+/// `set`, the statements, and `COMMIT` are all written to the connection before any answer
+/// is awaited (tokio-postgres writes a request when its future is first polled, and the
+/// join polls these three in order in its first poll), so a transaction costs one wait for
+/// the server rather than three. `statements` must send all it runs when first polled
+/// (prepare its statements before), and each of them must stand alone: one refused before it
+/// was sent (a parameter of the wrong type) leaves those sent before it to commit. When one
+/// fails in the server, PostgreSQL ends the transaction at the `COMMIT` with a rollback. The
+/// answer is the statements' error first, then `BEGIN`'s, then `COMMIT`'s: all three are
+/// awaited whatever the others answer, so no `COMMIT` is left unsent.
 ///
 /// Once polled, the whole transaction is on its way: dropping the future (a timeout) leaves
 /// neither a connection inside a transaction nor a half-written one, but the transaction may
-/// still commit. So an error in time means "not known", as a `COMMIT` whose answer was lost
-/// always did: a commit's sender spools or is answered 503 (and a duplicate is found later),
-/// a lease offered is given back, and a claim that landed unknown lapses like any lease.
+/// still commit. So a timeout means "not known", as a `COMMIT` whose answer was lost always
+/// did: a commit's sender spools or is answered 503 (and its retry is found a duplicate), a
+/// lease offered is given back, and an outcome or a renewal that landed is what its worker
+/// meant anyway. The connection goes back to the pool at once; the next operation on it waits
+/// behind what is still running there. A claim, whose leases must not land unknown, commits
+/// in a second round trip instead ([`Claiming`]).
 async fn in_one_trip<T>(
     client: &tokio_postgres::Client,
     set: &str,
     statements: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, tokio_postgres::Error> {
     let begin = format!("BEGIN; {set}");
-    let ((), answer, ()) = tokio::try_join!(
+    let (begun, answer, committed) = tokio::join!(
         biased;
         client.batch_execute(&begin),
         statements,
         client.batch_execute("COMMIT"),
-    )?;
+    );
+    let answer = answer?;
+    begun?;
+    committed?;
     Ok(answer)
+}
+
+/// A claim's connection while its transaction is open: `BEGIN`, the settings and the
+/// statements go in one round trip, and `COMMIT` in a second once they have answered. Dropped
+/// before that (the claim cut off by its timeout), the connection is taken out of the pool and
+/// closed, and PostgreSQL rolls the claim back: no delivery is leased to a claim whose caller
+/// stopped waiting, to wait out a lease nobody holds and lose an attempt (enough of those, on
+/// a database slow for long, would bury deliveries that never ran).
+struct Claiming {
+    connection: Option<deadpool_postgres::Object>,
+    /// Set once the transaction has ended, committed or rolled back.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Claiming {
+    /// A claim's transaction, to open on `connection`.
+    fn on(connection: deadpool_postgres::Object) -> Self {
+        Self {
+            connection: Some(connection),
+            ended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The connection.
+    fn client(&self) -> &tokio_postgres::Client {
+        self.connection
+            .as_deref()
+            .map(std::ops::Deref::deref)
+            .expect("a claim's connection is there until it is dropped")
+    }
+
+    /// `statements` in a transaction with the settings `set` (as [`in_one_trip`] sends them),
+    /// committed once they have answered; rolled back when one failed.
+    async fn run<T>(
+        &self,
+        set: &str,
+        statements: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        let client = self.client();
+        let begin = format!("BEGIN; {set}");
+        let (begun, answer) = tokio::join!(biased; client.batch_execute(&begin), statements);
+        let end = if answer.is_ok() && begun.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let ended = client.batch_execute(end).await;
+        if ended.is_ok() {
+            // The connection goes back to the pool, outside any transaction.
+            self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let answer = answer?;
+        begun?;
+        ended?;
+        Ok(answer)
+    }
+}
+
+impl Drop for Claiming {
+    fn drop(&mut self) {
+        if self.ended.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Some(connection) = self.connection.take() {
+            // Out of the pool, and closed as it drops: the server rolls back what was open.
+            drop(deadpool_postgres::Object::take(connection));
+        }
+    }
 }
 
 /// One prepared statement, run with `params` in [`in_one_trip`] with [`INDEXED`]: its rows.
@@ -504,6 +578,8 @@ impl WorkerStore for PostgresInbox {
                 client.prepare_cached(&self.sql.bury).await?,
                 client.prepare_cached(&self.sql.claim).await?,
             );
+            let claiming = Claiming::on(client);
+            let client = claiming.client();
             let rotation = i64::from(request.rotation);
             let claim_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
                 &owner,
@@ -519,14 +595,14 @@ impl WorkerStore for PostgresInbox {
             // round trip.
             let bury_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
                 [&now, &max_attempts, &dead_until];
-            let (_, rows) = in_one_trip(&client, BOOKKEEPING, async {
+            let statements = async {
                 tokio::try_join!(
                     biased;
                     client.execute(&bury, &bury_params),
                     client.query(&claim, &claim_params),
                 )
-            })
-            .await?;
+            };
+            let (_, rows) = claiming.run(BOOKKEEPING, statements).await?;
             Ok(rows.iter().map(delivery).collect())
         })
         .await

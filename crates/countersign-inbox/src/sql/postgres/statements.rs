@@ -12,13 +12,13 @@ use crate::sql;
 /// none past the tenant's concurrency `$6`; among equal turns the tenants take their places in
 /// a rotation that each claim starts elsewhere (`$8`), so that a tenant whose backlog is older
 /// never goes before a newcomer for long; then as many candidates as are not locked by another
-/// instance's claim. Those are locked, and leased, at the row versions the candidates were
-/// read from (`ctid`): a TID scan reads each at once, where looking each up again by id went
-/// down the primary key's index and through every version it has left there (40% of the
-/// claim's time). A row changed since by another instance's claim or outcome is locked at its
-/// newest version, which must still be due (`state`, `due_at`), or it is skipped; the version
-/// read stays in place while this statement runs, since its own snapshot keeps it from being
-/// vacuumed. (The `coalesce`s keep the planner off the index of states: without fresh
+/// instance's claim. Those are locked at the row versions the candidates were read from
+/// (their `ctid`, a row version's address): a TID scan reads each at once, where looking each
+/// up again by id went down the primary key's index and through every version left there
+/// (BENCHMARKS.md, eighth step). A row changed since by another instance's claim or outcome
+/// is locked at its newest version, which must still be due (`state`, `due_at`), or it is
+/// skipped; the version read stays in place while this statement runs, since its own
+/// snapshot keeps it from being vacuumed. What is locked is leased by id. (The `coalesce`s keep the planner off the index of states: without fresh
 /// statistics, a new table or a backlog grown since the last `ANALYZE`, it read every due
 /// delivery to find the few it locks.) Each lease is `{owner}:{attempt}`.
 const CLAIM: &str = "
@@ -60,7 +60,7 @@ ranked AS (
 ordered AS (
     SELECT ARRAY(SELECT at FROM ranked ORDER BY turn, spot, due_at, id) AS ats),
 locked AS (
-    SELECT i.ctid AS at FROM countersign_inbox i
+    SELECT i.id FROM countersign_inbox i
      WHERE i.ctid = ANY ((SELECT ats FROM ordered)::TID[])
        AND coalesce(i.state, '') IN ('pending', 'leased') AND coalesce(i.due_at, 0) <= $3
      ORDER BY array_position((SELECT ats FROM ordered)::TID[], i.ctid)
@@ -69,7 +69,7 @@ locked AS (
 UPDATE countersign_inbox i
    SET state = 'leased', lease_owner = $1::TEXT || ':' || (i.attempts + 1), due_at = $2,
        attempts = i.attempts + 1
-  WHERE i.ctid = ANY (ARRAY(SELECT at FROM locked))
+  FROM locked WHERE i.id = locked.id
 RETURNING i.";
 
 /// A new delivery of tenant `$3`, due at once, unless its tenant has `$8` deliveries waiting
