@@ -895,17 +895,10 @@ async fn reads(
 async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_time() {
     use countersign_inbox::{Commit, Provider, StoreErrorKind, WorkerStore};
 
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
+    let (pg, admin) = postgres().await;
     let pool = example_support::postgres::pool(&pg.url()).unwrap();
     let store = PostgresInbox::new(pool.clone())
         .with_table("slow_to_make")
-        .unwrap();
-    let admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
         .unwrap();
     let exists = || async {
         let row = admin
@@ -944,6 +937,19 @@ async fn the_table_is_made_even_when_the_operation_that_began_it_runs_out_of_tim
     drop(pg);
 }
 
+/// A throwaway PostgreSQL and a superuser's connection to it.
+async fn postgres() -> (countersign_tests::Postgres, deadpool_postgres::Client) {
+    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
+        .await
+        .unwrap();
+    let admin = example_support::postgres::pool(&pg.url())
+        .unwrap()
+        .get()
+        .await
+        .unwrap();
+    (pg, admin)
+}
+
 /// The client backends other than `admin`'s own, with their states.
 async fn backends(admin: &deadpool_postgres::Client) -> Vec<String> {
     admin
@@ -967,41 +973,17 @@ async fn backends(admin: &deadpool_postgres::Client) -> Vec<String> {
 /// it to nobody, and it would have waited out that lease and lost an attempt.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_open() {
-    use countersign_inbox::{ClaimRequest, Commit, Provider, WorkerStore};
+    use countersign_inbox::{Commit, Provider, WorkerStore};
 
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
+    let (pg, mut admin) = postgres().await;
     let pool = example_support::postgres::pool(&pg.url()).unwrap();
     pool.resize(1);
     let store = PostgresInbox::new(pool.clone());
-    let mut admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let claim = || {
-        let store = store.clone();
-        async move {
-            let now = std::time::SystemTime::now();
-            store
-                .claim(ClaimRequest {
-                    owner: "w",
-                    now,
-                    lease_until: now + Duration::from_secs(60),
-                    limit: 4,
-                    tenant_concurrency: 4,
-                    max_attempts: 5,
-                    dead_until: far,
-                    rotation: 0,
-                })
-                .await
-        }
-    };
+    let claim = || claim_now(&store, 4, 4, far);
     // Once with nothing to take, so that the claim's statements are prepared on the
     // connection: the cut-off claim sends its transaction at once, then waits for the lock.
-    assert!(claim().await.unwrap().is_empty());
+    assert!(claim().await.is_empty());
     let delivery = delivery("d1", Provider::Contentful, Some("space"), b"{}");
     assert_eq!(
         store.commit(&delivery, far, None).await.unwrap(),
@@ -1041,7 +1023,7 @@ async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_
         ("pending".to_owned(), 0),
         "the cut-off claim was rolled back"
     );
-    let again = claim().await.unwrap();
+    let again = claim().await;
     assert_eq!(
         again
             .iter()
@@ -1061,14 +1043,7 @@ async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_
 async fn a_statement_refused_before_it_is_sent_leaves_no_transaction_open() {
     use countersign_inbox::{Held, WorkerStore};
 
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
+    let (pg, admin) = postgres().await;
     admin
         .batch_execute(
             "CREATE TABLE odd_inbox (

@@ -12,7 +12,7 @@ use countersign_inbox::{Inbox, InboxDelivery, PostgresInbox, Workers};
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::send;
+use super::{postgres, send};
 
 /// An instance of the inbox over `url`, polling only once a minute (so that nothing below is
 /// found by a poll), and the server acknowledging its webhooks.
@@ -77,19 +77,6 @@ async fn next(attempts: &mut mpsc::UnboundedReceiver<(String, u32)>, wait: u64) 
         .await
         .expect("an attempt in time")
         .unwrap()
-}
-
-/// A throwaway PostgreSQL and a superuser's connection to it.
-async fn postgres() -> (countersign_tests::Postgres, deadpool_postgres::Client) {
-    let pg = tokio::task::spawn_blocking(countersign_tests::Postgres::start)
-        .await
-        .unwrap();
-    let admin = example_support::postgres::pool(&pg.url())
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
-    (pg, admin)
 }
 
 /// A PostgreSQL, a superuser's connection to it, and the URL of a role `app` that may make
