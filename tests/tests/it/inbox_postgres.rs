@@ -967,15 +967,15 @@ async fn backends(admin: &deadpool_postgres::Client) -> Vec<String> {
 
 /// A claim sends `BEGIN`, its settings and its statements in one round trip, and `COMMIT`
 /// once they have answered. Cut off by its caller while blocked on a lock, it leases nothing:
-/// its connection (the pool's only one here) is closed rather than put back, PostgreSQL rolls
-/// the claim back once the lock is free, and the next claim takes the delivery as its first
-/// attempt. (Had the `COMMIT` gone with the statements, the cut-off claim would have leased
+/// its connection (the pool's only one here) is closed rather than put back, the server gives
+/// up on its statement after 5 s even while the lock is held, and the next claim takes the
+/// delivery as its first attempt. (Had the `COMMIT` gone with the statements, the cut-off claim would have leased
 /// it to nobody, and it would have waited out that lease and lost an attempt.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_open() {
     use countersign_inbox::{Commit, Provider, WorkerStore};
 
-    let (pg, mut admin) = postgres().await;
+    let (pg, admin) = postgres().await;
     let pool = example_support::postgres::pool(&pg.url()).unwrap();
     pool.resize(1);
     let store = PostgresInbox::new(pool.clone());
@@ -990,15 +990,44 @@ async fn a_claim_cut_off_by_its_caller_leases_nothing_and_leaves_no_transaction_
         Commit::New
     );
 
-    let lock = admin.transaction().await.unwrap();
-    lock.batch_execute("LOCK TABLE countersign_inbox IN ACCESS EXCLUSIVE MODE")
+    // Another session holds the table, as a long `ALTER TABLE` would.
+    let (locker, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    locker
+        .batch_execute("BEGIN; LOCK TABLE countersign_inbox IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
     let cut_off = tokio::time::timeout(Duration::from_secs(2), claim()).await;
     assert!(cut_off.is_err(), "the claim waited for the lock");
-    lock.commit().await.unwrap();
 
-    // Its connection closes once PostgreSQL has run what it was sent.
+    // The server gives up on the claim's statement itself (`statement_timeout`, 5 s), while
+    // the lock is still held: claims cut off one after another do not each leave a
+    // connection waiting.
+    let waiting = || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let mut still = waiting().await;
+    for _ in 0..500 {
+        if still == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        still = waiting().await;
+    }
+    assert_eq!(still, 0, "the cut-off claim still waits for the lock");
+    locker.batch_execute("COMMIT").await.unwrap();
+    drop(locker);
+
+    // Its connection is closed, not put back in the pool.
     let mut left = backends(&admin).await;
     for _ in 0..250 {
         if left.is_empty() {
@@ -1064,7 +1093,11 @@ async fn a_statement_refused_before_it_is_sent_leaves_no_transaction_open() {
         lease: "w:1".to_owned(),
     }];
     let far = std::time::SystemTime::now() + Duration::from_secs(3600);
-    assert!(store.renew_all(&held, far).await.is_err());
+    let refused = store.renew_all(&held, far).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("error serializing parameter"),
+        "refused before it was sent: {refused}"
+    );
 
     let mut states = backends(&admin).await;
     for _ in 0..250 {

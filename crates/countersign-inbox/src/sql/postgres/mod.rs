@@ -304,6 +304,17 @@ impl Inbox<PostgresInbox> {
 const BOOKKEEPING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
     SET LOCAL enable_bitmapscan TO off";
 
+/// [`BOOKKEEPING`] for a claim, each of whose statements the server itself gives up on after
+/// [`OPERATION_TIMEOUT`] (`statement_timeout`). A claim cut off by its caller is rolled back by
+/// closing its connection ([`Claiming`]), which PostgreSQL notices only once the statement
+/// ends: blocked on a lock (an `ALTER TABLE`, a `REINDEX`), it would wait, and each claim cut
+/// off after it would leave another connection waiting beside it.
+const CLAIMING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
+    SET LOCAL enable_bitmapscan TO off; SET LOCAL statement_timeout TO 5000";
+
+// [`CLAIMING`]'s `statement_timeout` is the operation timeout, in milliseconds.
+const _: () = assert!(OPERATION_TIMEOUT.as_millis() == 5000);
+
 /// [`BOOKKEEPING`] for the outcomes and renewals, which find their rows by id alone: each is
 /// planned once per connection (`plan_cache_mode`). Left to choose, PostgreSQL planned them
 /// anew at every run of one row (154 µs of planning for 107 µs of work).
@@ -380,8 +391,8 @@ async fn in_one_trip<T>(
 /// A claim's connection while its transaction is open: `BEGIN`, the settings and the
 /// statements go in one round trip, and `COMMIT` in a second once they have answered. Dropped
 /// before that (the claim cut off by its timeout), the connection is taken out of the pool and
-/// closed, and PostgreSQL rolls the claim back: no delivery is leased to a claim whose caller
-/// stopped waiting, to wait out a lease nobody holds and lose an attempt (enough of those, on
+/// closed, and PostgreSQL rolls the claim back: unless cut off while its `COMMIT` was already
+/// on its way, no delivery is leased to a claim whose caller stopped waiting, to wait out a lease nobody holds and lose an attempt (enough of those, on
 /// a database slow for long, would bury deliveries that never ran).
 struct Claiming {
     connection: Option<deadpool_postgres::Object>,
@@ -602,7 +613,7 @@ impl WorkerStore for PostgresInbox {
                     client.query(&claim, &claim_params),
                 )
             };
-            let (_, rows) = claiming.run(BOOKKEEPING, statements).await?;
+            let (_, rows) = claiming.run(CLAIMING, statements).await?;
             Ok(rows.iter().map(delivery).collect())
         })
         .await

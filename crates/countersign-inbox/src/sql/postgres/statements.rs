@@ -12,15 +12,17 @@ use crate::sql;
 /// none past the tenant's concurrency `$6`; among equal turns the tenants take their places in
 /// a rotation that each claim starts elsewhere (`$8`), so that a tenant whose backlog is older
 /// never goes before a newcomer for long; then as many candidates as are not locked by another
-/// instance's claim. Those are locked at the row versions the candidates were read from
-/// (their `ctid`, a row version's address): a TID scan reads each at once, where looking each
-/// up again by id went down the primary key's index and through every version left there
-/// (BENCHMARKS.md, eighth step). A row changed since by another instance's claim or outcome
-/// is locked at its newest version, which must still be due (`state`, `due_at`), or it is
-/// skipped; the version read stays in place while this statement runs, since its own
-/// snapshot keeps it from being vacuumed. What is locked is leased by id. (The `coalesce`s keep the planner off the index of states: without fresh
-/// statistics, a new table or a backlog grown since the last `ANALYZE`, it read every due
-/// delivery to find the few it locks.) Each lease is `{owner}:{attempt}`.
+/// instance's claim. Those are found and locked at the row versions the candidates were read
+/// from (their `ctid`, a row version's address): a TID scan reads each at once, where looking
+/// each up by id went down the primary key's index and through every version left there, for
+/// every candidate (BENCHMARKS.md, eighth step). A row changed since by another instance's
+/// claim or outcome is skipped, or (as PostgreSQL's version decides) locked at its newest
+/// version if that one is still due (`state`, `due_at`); the version read stays in place
+/// while this statement runs, since its own snapshot keeps it from being vacuumed. Only the
+/// rows locked are then looked up by id, and leased. (The `coalesce`s keep the planner off
+/// the index of states: without fresh statistics, a new table or a backlog grown since the
+/// last `ANALYZE`, it read every due delivery to find the few it locks.) Each lease is
+/// `{owner}:{attempt}`.
 const CLAIM: &str = "
 WITH RECURSIVE tenants AS (
     (SELECT tenant FROM countersign_inbox
