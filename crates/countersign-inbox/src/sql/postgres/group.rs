@@ -1,8 +1,8 @@
 //! Group commit on PostgreSQL: the commits that arrive while one is on its way
 //! ([`Batcher`](crate::batch::Batcher)) go in one statement, in one transaction with one WAL
-//! flush, in one round trip (`BEGIN` and the settings, the statement and `COMMIT` sent together). Each member
-//! is answered as it would have been alone: a duplicate of an earlier member is a duplicate,
-//! and a tenant's limit counts the group's earlier rows. A group the database refuses is tried
+//! flush, in one round trip (`BEGIN` and the settings, the statement and `COMMIT` sent
+//! together). Each member is answered as it would have been alone: a duplicate of an earlier
+//! member is a duplicate, and a tenant's limit counts the group's earlier rows. A group the database refuses is tried
 //! member by member, so that one member's bytes (a tenant id PostgreSQL will not store, say)
 //! fail that member alone.
 
