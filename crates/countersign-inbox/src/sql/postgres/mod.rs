@@ -304,17 +304,6 @@ impl Inbox<PostgresInbox> {
 const BOOKKEEPING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
     SET LOCAL enable_bitmapscan TO off";
 
-/// [`BOOKKEEPING`] for a claim, each of whose statements the server itself gives up on after
-/// [`OPERATION_TIMEOUT`] (`statement_timeout`). A claim cut off by its caller is rolled back by
-/// closing its connection ([`Claiming`]), which PostgreSQL notices only once the statement
-/// ends: blocked on a lock (an `ALTER TABLE`, a `REINDEX`), it would wait, and each claim cut
-/// off after it would leave another connection waiting beside it.
-const CLAIMING: &str = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_seqscan TO off; \
-    SET LOCAL enable_bitmapscan TO off; SET LOCAL statement_timeout TO 5000";
-
-// [`CLAIMING`]'s `statement_timeout` is the operation timeout, in milliseconds.
-const _: () = assert!(OPERATION_TIMEOUT.as_millis() == 5000);
-
 /// [`BOOKKEEPING`] for the outcomes and renewals, which find their rows by id alone: each is
 /// planned once per connection (`plan_cache_mode`). Left to choose, PostgreSQL planned them
 /// anew at every run of one row (154 µs of planning for 107 µs of work).
@@ -392,8 +381,14 @@ async fn in_one_trip<T>(
 /// statements go in one round trip, and `COMMIT` in a second once they have answered. Dropped
 /// before that (the claim cut off by its timeout), the connection is taken out of the pool and
 /// closed, and PostgreSQL rolls the claim back: unless cut off while its `COMMIT` was already
-/// on its way, no delivery is leased to a claim whose caller stopped waiting, to wait out a lease nobody holds and lose an attempt (enough of those, on
-/// a database slow for long, would bury deliveries that never ran).
+/// on its way, no delivery is leased to a claim whose caller stopped waiting, to wait out a
+/// lease nobody holds and lose an attempt (enough of those, on a database slow for long, would
+/// bury deliveries that never ran).
+///
+/// PostgreSQL notices the closed connection only once the statement under way ends: blocked
+/// on a lock (an `ALTER TABLE`, a `REINDEX`), it would wait, and each claim cut off after it
+/// would leave another connection waiting beside it. So the server gives up on each of a
+/// claim's statements when its caller does, after [`OPERATION_TIMEOUT`] (`statement_timeout`).
 struct Claiming {
     connection: Option<deadpool_postgres::Object>,
     /// Set once the transaction has ended, committed or rolled back.
@@ -417,15 +412,19 @@ impl Claiming {
             .expect("a claim's connection is there until it is dropped")
     }
 
-    /// `statements` in a transaction with the settings `set` (as [`in_one_trip`] sends them),
-    /// committed once they have answered; rolled back when one failed.
+    /// `statements` in a transaction with the settings `set` (as [`in_one_trip`] sends them)
+    /// and the operation's `statement_timeout`, committed once they have answered; rolled
+    /// back when one failed.
     async fn run<T>(
         &self,
         set: &str,
         statements: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, tokio_postgres::Error> {
         let client = self.client();
-        let begin = format!("BEGIN; {set}");
+        let begin = format!(
+            "BEGIN; {set}; SET LOCAL statement_timeout TO {}",
+            OPERATION_TIMEOUT.as_millis()
+        );
         let (begun, answer) = tokio::join!(biased; client.batch_execute(&begin), statements);
         let end = if answer.is_ok() && begun.is_ok() {
             "COMMIT"
@@ -613,7 +612,7 @@ impl WorkerStore for PostgresInbox {
                     client.query(&claim, &claim_params),
                 )
             };
-            let (_, rows) = claiming.run(CLAIMING, statements).await?;
+            let (_, rows) = claiming.run(BOOKKEEPING, statements).await?;
             Ok(rows.iter().map(delivery).collect())
         })
         .await
